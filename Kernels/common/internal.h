@@ -1,0 +1,43 @@
+/* Declarations shared by the kernel files; not part of the public header. */
+#ifndef CONDENSE_INTERNAL_H
+#define CONDENSE_INTERNAL_H
+
+#include "condense_kernels.h"
+#include <stdlib.h>
+
+#if defined(__x86_64__) || defined(_M_X64)
+#define CONDENSE_X86 1
+#define CONDENSE_TARGET_AVX2 __attribute__((target("avx2,fma,f16c")))
+#define CONDENSE_TARGET_AVX512 __attribute__((target("avx512f,avx512bw,avx512dq,avx512vl,avx2,fma")))
+#else
+#define CONDENSE_X86 0
+#endif
+
+#define CONDENSE_INLINE static inline __attribute__((always_inline))
+
+/* 64-byte aligned allocation; sizes rounded up as aligned_alloc requires. */
+static inline void *condense_aligned_alloc(size_t bytes) {
+    size_t rounded = (bytes + 63) & ~(size_t)63;
+    return aligned_alloc(64, rounded ? rounded : 64);
+}
+
+/* Per-ISA micro-kernels (defined in f32-gemm/f32-gemm-<isa>.c). */
+void condense_f32_gemm_ukernel_4x16__scalar(int mr, int nv, size_t kc, const float *a,
+                                            const float *b, float *c, size_t ldc, int flags,
+                                            const float *bias, int act);
+#if CONDENSE_X86
+void condense_f32_gemm_ukernel_6x16__avx2(int mr, int nv, size_t kc, const float *a,
+                                          const float *b, float *c, size_t ldc, int flags,
+                                          const float *bias, int act);
+void condense_f32_gemm_ukernel_12x32__avx512(int mr, int nv, size_t kc, const float *a,
+                                             const float *b, float *c, size_t ldc, int flags,
+                                             const float *bias, int act);
+void condense_f32_activation__avx2(float *y, size_t n, int act);
+void condense_f32_activation__avx512(float *y, size_t n, int act);
+#endif
+void condense_f32_activation__scalar(float *y, size_t n, int act);
+
+/* Scalar GELU, the reference for the vector versions. */
+float condense_gelu_scalar(float x);
+
+#endif

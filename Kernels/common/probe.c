@@ -1,0 +1,142 @@
+/* Machine probes for benchmark reports: measured fp32 FMA throughput and read bandwidth, so
+ * "% of peak" and "% of roofline" are computed from this machine in this run, not typed in. */
+#include "internal.h"
+#include "omp_shim.h"
+
+#include <string.h>
+#include <time.h>
+
+static double now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+#if CONDENSE_X86
+#include <immintrin.h>
+/* 16 independent accumulator chains: enough to cover FMA latency × 2 pipes. */
+CONDENSE_TARGET_AVX512 static float fma_loop_512(long iters) {
+    __m512 acc[16];
+    for (int i = 0; i < 16; i++) acc[i] = _mm512_set1_ps((float)i);
+    const __m512 a = _mm512_set1_ps(0.999999f), b = _mm512_set1_ps(1e-7f);
+    for (long it = 0; it < iters; it++)
+        for (int i = 0; i < 16; i++) acc[i] = _mm512_fmadd_ps(acc[i], a, b);
+    __m512 s = acc[0];
+    for (int i = 1; i < 16; i++) s = _mm512_add_ps(s, acc[i]);
+    return _mm512_reduce_add_ps(s);
+}
+CONDENSE_TARGET_AVX2 static float fma_loop_256(long iters) {
+    __m256 acc[12];
+    for (int i = 0; i < 12; i++) acc[i] = _mm256_set1_ps((float)i);
+    const __m256 a = _mm256_set1_ps(0.999999f), b = _mm256_set1_ps(1e-7f);
+    for (long it = 0; it < iters; it++)
+        for (int i = 0; i < 12; i++) acc[i] = _mm256_fmadd_ps(acc[i], a, b);
+    float out[8];
+    __m256 s = acc[0];
+    for (int i = 1; i < 12; i++) s = _mm256_add_ps(s, acc[i]);
+    _mm256_storeu_ps(out, s);
+    return out[0] + out[7];
+}
+CONDENSE_TARGET_AVX512 static double sum_512(const float *p, size_t n) {
+    __m512 s0 = _mm512_setzero_ps(), s1 = s0, s2 = s0, s3 = s0;
+    size_t i = 0;
+    for (; i + 64 <= n; i += 64) {
+        s0 = _mm512_add_ps(s0, _mm512_load_ps(p + i));
+        s1 = _mm512_add_ps(s1, _mm512_load_ps(p + i + 16));
+        s2 = _mm512_add_ps(s2, _mm512_load_ps(p + i + 32));
+        s3 = _mm512_add_ps(s3, _mm512_load_ps(p + i + 48));
+    }
+    double r = _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(s0, s1), _mm512_add_ps(s2, s3)));
+    for (; i < n; i++) r += p[i];
+    return r;
+}
+CONDENSE_TARGET_AVX2 static double sum_256(const float *p, size_t n) {
+    __m256 s0 = _mm256_setzero_ps(), s1 = s0, s2 = s0, s3 = s0;
+    size_t i = 0;
+    for (; i + 32 <= n; i += 32) {
+        s0 = _mm256_add_ps(s0, _mm256_load_ps(p + i));
+        s1 = _mm256_add_ps(s1, _mm256_load_ps(p + i + 8));
+        s2 = _mm256_add_ps(s2, _mm256_load_ps(p + i + 16));
+        s3 = _mm256_add_ps(s3, _mm256_load_ps(p + i + 24));
+    }
+    float out[8];
+    _mm256_storeu_ps(out, _mm256_add_ps(_mm256_add_ps(s0, s1), _mm256_add_ps(s2, s3)));
+    double r = 0;
+    for (int j = 0; j < 8; j++) r += out[j];
+    for (; i < n; i++) r += p[i];
+    return r;
+}
+#endif
+
+static double sum_scalar(const float *p, size_t n) {
+    double r = 0;
+    for (size_t i = 0; i < n; i++) r += p[i];
+    return r;
+}
+
+volatile float condense_probe_sink;
+
+double condense_probe_fma_gflops(int threads, condense_isa isa) {
+    if (threads < 1) threads = condense_get_num_threads();
+    if (isa > condense_isa_detected()) isa = condense_isa_detected();
+    /* Best of several short runs: the clock drifts and the host is shared, and the peak is the
+     * best the machine can do, not a typical figure. */
+    const long iters = 4 * 1000 * 1000;
+    double best = 0;
+    for (int rep = 0; rep < 7; rep++) {
+    double t0 = now_s();
+    float sink = 0;
+#pragma omp parallel num_threads(threads) reduction(+ : sink)
+    {
+#if CONDENSE_X86
+        if (isa >= CONDENSE_ISA_AVX512) sink += fma_loop_512(iters);
+        else if (isa >= CONDENSE_ISA_AVX2) sink += fma_loop_256(iters);
+        else
+#endif
+        {
+            float acc = 1;
+            for (long i = 0; i < iters; i++) acc = acc * 0.999999f + 1e-7f;
+            sink += acc;
+        }
+    }
+    double dt = now_s() - t0;
+    condense_probe_sink = sink;
+    double flops_per_iter = isa >= CONDENSE_ISA_AVX512 ? 16 * 32 : isa >= CONDENSE_ISA_AVX2 ? 12 * 16 : 2;
+    double g = (double)threads * (double)iters * flops_per_iter / dt * 1e-9;
+    if (g > best) best = g;
+    }
+    return best;
+}
+
+double condense_probe_read_gbps(size_t bytes, int threads, int passes) {
+    if (threads < 1) threads = condense_get_num_threads();
+    size_t n = bytes / sizeof(float);
+    if (n < 1024) n = 1024;
+    float *buf = condense_aligned_alloc(n * sizeof(float));
+    if (!buf) return 0;
+    /* First touch in parallel so pages spread like the kernels' own accesses. */
+#pragma omp parallel for num_threads(threads) schedule(static)
+    for (long i = 0; i < (long)n; i++) buf[i] = 1.0f;
+    condense_isa isa = condense_isa_active();
+    double best = 0;
+    for (int p = 0; p < passes + 1; p++) {
+        double t0 = now_s(), total = 0;
+#pragma omp parallel num_threads(threads) reduction(+ : total)
+        {
+            int t = omp_get_thread_num(), nt = omp_get_num_threads();
+            size_t per = (n / (size_t)nt) & ~(size_t)63;
+            size_t b = per * (size_t)t, e = t == nt - 1 ? n : b + per;
+#if CONDENSE_X86
+            if (isa >= CONDENSE_ISA_AVX512) total += sum_512(buf + b, e - b);
+            else if (isa >= CONDENSE_ISA_AVX2) total += sum_256(buf + b, e - b);
+            else
+#endif
+                total += sum_scalar(buf + b, e - b);
+        }
+        double gbps = (double)(n * sizeof(float)) / (now_s() - t0) * 1e-9;
+        condense_probe_sink = (float)total;
+        if (p > 0 && gbps > best) best = gbps; /* pass 0 warms caches / TLB */
+    }
+    free(buf);
+    return best;
+}

@@ -1,0 +1,138 @@
+/* f32 GEMM micro-kernel 6x16 for AVX2+FMA: 12 ymm accumulators, B panel rows of 16 floats. */
+#include "internal.h"
+
+#if CONDENSE_X86
+#include <immintrin.h>
+
+/* exp(v) for v <= 0; see the AVX-512 file for the method. 2^n is built in the exponent field. */
+CONDENSE_INLINE CONDENSE_TARGET_AVX2 __m256 exp_nonpos_256(__m256 v) {
+    v = _mm256_max_ps(v, _mm256_set1_ps(-87.0f));
+    __m256 n = _mm256_round_ps(_mm256_mul_ps(v, _mm256_set1_ps(1.44269504088896341f)),
+                               _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693359375f), v);
+    r = _mm256_fnmadd_ps(n, _mm256_set1_ps(-2.12194440e-4f), r);
+    __m256 p = _mm256_set1_ps(1.0f / 720);
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 120));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 24));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 6));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(0.5f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f));
+    __m256i e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
+    return _mm256_mul_ps(p, _mm256_castsi256_ps(e));
+}
+
+CONDENSE_INLINE CONDENSE_TARGET_AVX2 __m256 gelu_256(__m256 x) {
+    __m256 absx = _mm256_andnot_ps(_mm256_set1_ps(-0.0f), x);
+    __m256 z = _mm256_mul_ps(absx, _mm256_set1_ps(0.70710678118654752f));
+    __m256 t = _mm256_div_ps(_mm256_set1_ps(1.0f),
+                             _mm256_fmadd_ps(z, _mm256_set1_ps(0.3275911f), _mm256_set1_ps(1.0f)));
+    __m256 p = _mm256_set1_ps(1.061405429f);
+    p = _mm256_fmadd_ps(p, t, _mm256_set1_ps(-1.453152027f));
+    p = _mm256_fmadd_ps(p, t, _mm256_set1_ps(1.421413741f));
+    p = _mm256_fmadd_ps(p, t, _mm256_set1_ps(-0.284496736f));
+    p = _mm256_fmadd_ps(p, t, _mm256_set1_ps(0.254829592f));
+    p = _mm256_mul_ps(p, t);
+    __m256 pe = _mm256_mul_ps(p, exp_nonpos_256(_mm256_mul_ps(_mm256_sub_ps(_mm256_setzero_ps(), z), z)));
+    __m256 pos = _mm256_cmp_ps(x, _mm256_setzero_ps(), _CMP_GE_OQ);
+    __m256 onep = _mm256_blendv_ps(pe, _mm256_sub_ps(_mm256_set1_ps(2.0f), pe), pos);
+    return _mm256_mul_ps(_mm256_mul_ps(_mm256_set1_ps(0.5f), x), onep);
+}
+
+CONDENSE_INLINE CONDENSE_TARGET_AVX2 __m256 act_256(__m256 v, int act) {
+    if (act == CONDENSE_ACT_RELU) return _mm256_max_ps(_mm256_setzero_ps(), v);
+    if (act == CONDENSE_ACT_GELU) return gelu_256(v);
+    return v;
+}
+
+CONDENSE_INLINE CONDENSE_TARGET_AVX2 __m256i tail_mask_256(int count) {
+    __m256i idx = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    return _mm256_cmpgt_epi32(_mm256_set1_epi32(count), idx);
+}
+
+CONDENSE_INLINE CONDENSE_TARGET_AVX2 void ukernel_256(const int MR, int nv, size_t kc,
+                                                       const float *a, const float *b, float *c,
+                                                       size_t ldc, int flags, const float *bias,
+                                                       int act) {
+    __m256 c0[6], c1[6];
+    _Pragma("clang loop unroll(full)")
+    for (int i = 0; i < MR; i++) c0[i] = c1[i] = _mm256_setzero_ps();
+    size_t k = 0;
+    if (MR <= 2) {
+        __m256 e0[2], e1[2];
+        _Pragma("clang loop unroll(full)")
+        for (int i = 0; i < MR; i++) e0[i] = e1[i] = _mm256_setzero_ps();
+        for (; k + 2 <= kc; k += 2) {
+            const float *bk = b + k * 16;
+            __m256 b0 = _mm256_load_ps(bk), b1 = _mm256_load_ps(bk + 8);
+            __m256 b2 = _mm256_load_ps(bk + 16), b3 = _mm256_load_ps(bk + 24);
+            _Pragma("clang loop unroll(full)")
+            for (int i = 0; i < MR; i++) {
+                __m256 ai = _mm256_broadcast_ss(a + k * MR + i);
+                __m256 aj = _mm256_broadcast_ss(a + (k + 1) * MR + i);
+                c0[i] = _mm256_fmadd_ps(ai, b0, c0[i]);
+                c1[i] = _mm256_fmadd_ps(ai, b1, c1[i]);
+                e0[i] = _mm256_fmadd_ps(aj, b2, e0[i]);
+                e1[i] = _mm256_fmadd_ps(aj, b3, e1[i]);
+            }
+        }
+        _Pragma("clang loop unroll(full)")
+        for (int i = 0; i < MR; i++) {
+            c0[i] = _mm256_add_ps(c0[i], e0[i]);
+            c1[i] = _mm256_add_ps(c1[i], e1[i]);
+        }
+    }
+    for (; k < kc; k++) {
+        __m256 b0 = _mm256_load_ps(b + k * 16), b1 = _mm256_load_ps(b + k * 16 + 8);
+        _Pragma("clang loop unroll(full)")
+        for (int i = 0; i < MR; i++) {
+            __m256 ai = _mm256_broadcast_ss(a + k * MR + i);
+            c0[i] = _mm256_fmadd_ps(ai, b0, c0[i]);
+            c1[i] = _mm256_fmadd_ps(ai, b1, c1[i]);
+        }
+    }
+    __m256i m0 = tail_mask_256(nv), m1 = tail_mask_256(nv - 8);
+    int final = flags & CONDENSE_UK_FINAL;
+    __m256 bias0 = _mm256_setzero_ps(), bias1 = _mm256_setzero_ps();
+    if (final && bias) {
+        bias0 = _mm256_maskload_ps(bias, m0);
+        bias1 = _mm256_maskload_ps(bias + 8, m1);
+    }
+    _Pragma("clang loop unroll(full)")
+    for (int i = 0; i < MR; i++) {
+        float *ci = c + i * ldc;
+        if (flags & CONDENSE_UK_ACCUMULATE) {
+            c0[i] = _mm256_add_ps(c0[i], _mm256_maskload_ps(ci, m0));
+            c1[i] = _mm256_add_ps(c1[i], _mm256_maskload_ps(ci + 8, m1));
+        }
+        if (final) {
+            c0[i] = act_256(_mm256_add_ps(c0[i], bias0), act);
+            c1[i] = act_256(_mm256_add_ps(c1[i], bias1), act);
+        }
+        _mm256_maskstore_ps(ci, m0, c0[i]);
+        _mm256_maskstore_ps(ci + 8, m1, c1[i]);
+    }
+}
+
+CONDENSE_TARGET_AVX2 void condense_f32_gemm_ukernel_6x16__avx2(int mr, int nv, size_t kc,
+                                                               const float *a, const float *b,
+                                                               float *c, size_t ldc, int flags,
+                                                               const float *bias, int act) {
+#define UK_CASE(R) case R: ukernel_256(R, nv, kc, a, b, c, ldc, flags, bias, act); break;
+    switch (mr) {
+        UK_CASE(1) UK_CASE(2) UK_CASE(3) UK_CASE(4) UK_CASE(5) UK_CASE(6)
+        default: break;
+    }
+#undef UK_CASE
+}
+
+CONDENSE_TARGET_AVX2 void condense_f32_activation__avx2(float *y, size_t n, int act) {
+    if (act == CONDENSE_ACT_NONE) return;
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8) _mm256_storeu_ps(y + i, act_256(_mm256_loadu_ps(y + i), act));
+    if (i < n) {
+        __m256i m = tail_mask_256((int)(n - i));
+        _mm256_maskstore_ps(y + i, m, act_256(_mm256_maskload_ps(y + i, m), act));
+    }
+}
+#endif

@@ -1,0 +1,176 @@
+/* f32 GEMM driver: the kernel table (one registration point), weight packing, cache blocking
+ * and OpenMP tiling. The micro-kernels live in f32-gemm-<isa>.c. */
+#include "internal.h"
+#include "omp_shim.h"
+
+#include <string.h>
+
+/* Lowest ISA first. kc: the K slice whose B panel (kc·NR·4 bytes) stays in L2 while a block of
+ * mc rows of X (mc·kc·4 bytes) is reused from L2 across the panels of one tile. */
+static const condense_f32_gemm_kernel kernels[] = {
+    {"f32_gemm_4x16__scalar", CONDENSE_ISA_SCALAR, 4, 16, 256, 64,
+     condense_f32_gemm_ukernel_4x16__scalar},
+#if CONDENSE_X86
+    {"f32_gemm_6x16__avx2", CONDENSE_ISA_AVX2, 6, 16, 384, 72,
+     condense_f32_gemm_ukernel_6x16__avx2},
+    {"f32_gemm_12x32__avx512", CONDENSE_ISA_AVX512, 12, 32, 512, 96,
+     condense_f32_gemm_ukernel_12x32__avx512},
+#endif
+};
+
+int condense_f32_gemm_kernel_count(void) { return (int)(sizeof kernels / sizeof kernels[0]); }
+
+const condense_f32_gemm_kernel *condense_f32_gemm_kernel_at(int i) {
+    if (i < 0 || i >= condense_f32_gemm_kernel_count()) return NULL;
+    return &kernels[i];
+}
+
+const condense_f32_gemm_kernel *condense_f32_gemm_kernel_for(condense_isa isa) {
+    condense_isa limit = condense_isa_detected();
+    if (isa > limit) isa = limit;
+    const condense_f32_gemm_kernel *best = &kernels[0];
+    for (int i = 0; i < condense_f32_gemm_kernel_count(); i++)
+        if (kernels[i].isa <= isa) best = &kernels[i];
+    return best;
+}
+
+condense_f32_packed *condense_f32_pack(const condense_f32_gemm_kernel *kernel, const float *w,
+                                       size_t n, size_t k, size_t ldw, const float *bias) {
+    condense_f32_packed *p = calloc(1, sizeof *p);
+    if (!p) return NULL;
+    const size_t nr = (size_t)kernel->nr;
+    const size_t panels = (n + nr - 1) / nr;
+    p->n = n;
+    p->k = k;
+    p->kernel = kernel;
+    p->data = condense_aligned_alloc(panels * k * nr * sizeof(float));
+    if (!p->data) goto fail;
+    for (size_t pi = 0; pi < panels; pi++) {
+        float *dst = p->data + pi * k * nr;
+        size_t nv = n - pi * nr < nr ? n - pi * nr : nr;
+        for (size_t kk = 0; kk < k; kk++) {
+            for (size_t j = 0; j < nv; j++) dst[kk * nr + j] = w[(pi * nr + j) * ldw + kk];
+            for (size_t j = nv; j < nr; j++) dst[kk * nr + j] = 0.0f;
+        }
+    }
+    if (bias) {
+        p->bias = condense_aligned_alloc(n * sizeof(float));
+        if (!p->bias) goto fail;
+        memcpy(p->bias, bias, n * sizeof(float));
+    }
+    return p;
+fail:
+    condense_f32_packed_free(p);
+    return NULL;
+}
+
+void condense_f32_packed_free(condense_f32_packed *p) {
+    if (!p) return;
+    free(p->data);
+    free(p->bias);
+    free(p);
+}
+
+/* Per-thread scratch for packed X blocks, grown once and kept: OpenMP's threads are long-lived. */
+static _Thread_local float *scratch_buf;
+static _Thread_local size_t scratch_cap;
+
+static float *scratch(size_t floats) {
+    if (floats > scratch_cap) {
+        free(scratch_buf);
+        scratch_buf = condense_aligned_alloc(floats * sizeof(float));
+        scratch_cap = scratch_buf ? floats : 0;
+    }
+    return scratch_buf;
+}
+
+/* Pack rows [0, mlen) × cols [0, kc) of X into micro-panels of MR rows, each k-major. */
+static void pack_x(const float *x, size_t lda, size_t mlen, size_t kc, int mr_max, float *dst) {
+    for (size_t ir = 0; ir < mlen; ir += (size_t)mr_max) {
+        size_t mr = mlen - ir < (size_t)mr_max ? mlen - ir : (size_t)mr_max;
+        float *d = dst + ir * kc;
+        for (size_t i = 0; i < mr; i++) {
+            const float *src = x + (ir + i) * lda;
+            for (size_t kk = 0; kk < kc; kk++) d[kk * mr + i] = src[kk];
+        }
+    }
+}
+
+typedef struct {
+    const condense_f32_packed *w;
+    const float *x;
+    size_t m, lda, ldy;
+    float *y;
+    int act;
+    size_t panels_per_chunk, chunks, mblocks;
+} gemm_job;
+
+static void run_tile(const gemm_job *job, size_t tile) {
+    const condense_f32_gemm_kernel *kr = job->w->kernel;
+    const size_t mr_max = (size_t)kr->mr, nr = (size_t)kr->nr, kc_max = (size_t)kr->kc;
+    const size_t mc = (size_t)kr->mc, n = job->w->n, k = job->w->k;
+    /* Chunk-major tile order: with a static schedule each thread reads its own share of W. */
+    const size_t chunk = tile / job->mblocks, mb = tile % job->mblocks;
+    const size_t m0 = mb * mc, mlen = job->m - m0 < mc ? job->m - m0 : mc;
+    const size_t p0 = chunk * job->panels_per_chunk;
+    const size_t panels = (n + nr - 1) / nr;
+    const size_t p1 = p0 + job->panels_per_chunk < panels ? p0 + job->panels_per_chunk : panels;
+    float *xp = scratch(mc * kc_max);
+    if (!xp) return; /* out of memory for a few hundred KiB: nothing sensible left to do */
+    size_t pc = 0;
+    do { /* runs once with kc = 0 when K = 0, so bias and activation still apply */
+        const size_t kc = k - pc < kc_max ? k - pc : kc_max;
+        pack_x(job->x + m0 * job->lda + pc, job->lda, mlen, kc, (int)mr_max, xp);
+        const int flags = (pc > 0 ? CONDENSE_UK_ACCUMULATE : 0) | (pc + kc >= k ? CONDENSE_UK_FINAL : 0);
+        for (size_t p = p0; p < p1; p++) {
+            const float *bp = job->w->data + p * k * nr + pc * nr;
+            const int nv = (int)(n - p * nr < nr ? n - p * nr : nr);
+            const float *bias = job->w->bias ? job->w->bias + p * nr : NULL;
+            for (size_t ir = 0; ir < mlen; ir += mr_max) {
+                const int mr = (int)(mlen - ir < mr_max ? mlen - ir : mr_max);
+                kr->ukernel(mr, nv, kc, xp + ir * kc, bp, job->y + (m0 + ir) * job->ldy + p * nr,
+                            job->ldy, flags, bias, job->act);
+            }
+        }
+        pc += kc;
+    } while (pc < k);
+}
+
+void condense_f32_gemm(const condense_f32_packed *w, size_t m, const float *x, size_t lda,
+                       float *y, size_t ldy, int act, int threads) {
+    if (m == 0 || w->n == 0) return;
+    const condense_f32_gemm_kernel *kr = w->kernel;
+    const size_t nr = (size_t)kr->nr, mc = (size_t)kr->mc;
+    int nt = threads > 0 ? threads : condense_get_num_threads();
+    gemm_job job = {.w = w, .x = x, .m = m, .lda = lda, .ldy = ldy, .y = y, .act = act};
+    const size_t panels = (w->n + nr - 1) / nr;
+    job.mblocks = (m + mc - 1) / mc;
+    /* About four tiles per thread for balance, at most 512 output columns per tile so the
+     * tile's slice of Y stays in L2 across the K slices. */
+    size_t want_chunks = (4 * (size_t)nt + job.mblocks - 1) / job.mblocks;
+    size_t ppc = (panels + want_chunks - 1) / want_chunks;
+    size_t cap = 512 / nr;
+    if (ppc > cap) ppc = cap;
+    if (ppc < 1) ppc = 1;
+    job.panels_per_chunk = ppc;
+    job.chunks = (panels + ppc - 1) / ppc;
+    const long tiles = (long)(job.chunks * job.mblocks);
+    if (nt > tiles) nt = (int)tiles;
+    if (nt <= 1) {
+        for (long t = 0; t < tiles; t++) run_tile(&job, (size_t)t);
+        return;
+    }
+#pragma omp parallel for num_threads(nt) schedule(static)
+    for (long t = 0; t < tiles; t++) run_tile(&job, (size_t)t);
+}
+
+void condense_f32_activation(float *y, size_t n, int act, condense_isa isa) {
+#if CONDENSE_X86
+    if (isa > condense_isa_detected()) isa = condense_isa_detected();
+    if (isa >= CONDENSE_ISA_AVX512) { condense_f32_activation__avx512(y, n, act); return; }
+    if (isa >= CONDENSE_ISA_AVX2) { condense_f32_activation__avx2(y, n, act); return; }
+#else
+    (void)isa;
+#endif
+    condense_f32_activation__scalar(y, n, act);
+}

@@ -1,0 +1,157 @@
+/*
+ * Condense kernels: the C side of the runtime.
+ *
+ * Contract (see docs/kernel-contract.md):
+ *  - A linear layer computes Y[M,N] = act(X[M,K] · W[N,K]ᵀ + bias[N]), all row-major f32.
+ *  - Weights are packed once (condense_f32_pack) for one kernel; condense_f32_gemm then runs
+ *    any batch M with them. The packed layout belongs to the kernel it was packed for.
+ *  - Kernels never allocate on the hot path except a per-thread scratch buffer grown once.
+ *  - NaN and Inf propagate as in IEEE arithmetic (ReLU(NaN) = NaN).
+ */
+#ifndef CONDENSE_KERNELS_H
+#define CONDENSE_KERNELS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ---- CPU features and ISA dispatch ------------------------------------------------------ */
+
+/** Instruction-set levels, lowest first. A kernel of level L runs on any CPU of level >= L. */
+typedef enum condense_isa {
+    CONDENSE_ISA_SCALAR = 0,  /* portable C, any CPU */
+    CONDENSE_ISA_AVX2 = 1,    /* AVX2 + FMA (x86-64-v3) */
+    CONDENSE_ISA_AVX512 = 2,  /* AVX-512 F/BW/DQ/VL (x86-64-v4) */
+    CONDENSE_ISA_COUNT = 3
+} condense_isa;
+
+/** CPU feature bits, each set only when CPUID reports it and the OS enables its registers (XCR0). */
+enum {
+    CONDENSE_CPU_SSE42 = 1u << 0,
+    CONDENSE_CPU_AVX = 1u << 1,
+    CONDENSE_CPU_AVX2 = 1u << 2,
+    CONDENSE_CPU_FMA = 1u << 3,
+    CONDENSE_CPU_F16C = 1u << 4,
+    CONDENSE_CPU_AVX512F = 1u << 5,
+    CONDENSE_CPU_AVX512BW = 1u << 6,
+    CONDENSE_CPU_AVX512DQ = 1u << 7,
+    CONDENSE_CPU_AVX512VL = 1u << 8,
+    CONDENSE_CPU_AVX512VNNI = 1u << 9,
+    CONDENSE_CPU_AVXVNNI = 1u << 10,
+    CONDENSE_CPU_AVX512BF16 = 1u << 11,
+    CONDENSE_CPU_NEON = 1u << 12,
+};
+
+/** Result of reading CONDENSE_ISA once at start. */
+typedef enum condense_dispatch_status {
+    CONDENSE_DISPATCH_OK = 0,
+    CONDENSE_DISPATCH_INVALID_VALUE = 1,   /* CONDENSE_ISA is not scalar|avx2|avx512 */
+    CONDENSE_DISPATCH_UNAVAILABLE = 2,     /* CONDENSE_ISA names a level this CPU lacks */
+} condense_dispatch_status;
+
+/** Feature bits of this CPU (CONDENSE_CPU_*). */
+uint32_t condense_cpu_features(void);
+/** Highest ISA level this CPU and OS support. */
+condense_isa condense_isa_detected(void);
+/** ISA level the kernels use by default: detected, or lowered by CONDENSE_ISA. */
+condense_isa condense_isa_active(void);
+/** Whether CONDENSE_ISA was valid; when not, condense_isa_active() falls back to detected. */
+condense_dispatch_status condense_dispatch_status_get(void);
+/** The CONDENSE_ISA value seen at start, or NULL when unset. */
+const char *condense_isa_env_value(void);
+/** "scalar", "avx2", "avx512". */
+const char *condense_isa_name(condense_isa isa);
+/** CPU brand string from CPUID (empty when unknown). */
+const char *condense_cpu_brand(void);
+
+/* ---- Threads ----------------------------------------------------------------------------- */
+
+/** Whether the kernels were built with OpenMP (otherwise they always run on one thread). */
+int condense_openmp_enabled(void);
+/** Threads the kernels use: CONDENSE_NUM_THREADS, else OpenMP's default. */
+int condense_get_num_threads(void);
+/** Set the kernels' thread count (>= 1). Returns the previous value. */
+int condense_set_num_threads(int n);
+/** Number of processors OpenMP sees (1 without OpenMP). */
+int condense_num_procs(void);
+
+/* ---- Epilogues --------------------------------------------------------------------------- */
+
+typedef enum condense_activation {
+    CONDENSE_ACT_NONE = 0,
+    CONDENSE_ACT_RELU = 1,
+    CONDENSE_ACT_GELU = 2,  /* exact form 0.5·x·(1 + erf(x/√2)), |error| < 2e-7·|x| */
+} condense_activation;
+
+/* ---- Dense f32 GEMM ---------------------------------------------------------------------- */
+
+/**
+ * Micro-kernel contract. Computes an mr×nv tile of C with mr <= MR and nv <= NR:
+ *   C[i, j] (= or +=) Σ_k A[k·mr + i] · B[k·NR + j]      for k < kc
+ * A is packed k-major for exactly mr rows; B is one packed weight panel (NR columns, zero
+ * padded). flags: bit 0 accumulate into C, bit 1 final pass (add bias[j] when bias is not
+ * NULL, then the activation). Columns >= nv are neither read nor written.
+ */
+typedef void (*condense_f32_gemm_ukernel)(int mr, int nv, size_t kc, const float *a,
+                                          const float *b, float *c, size_t ldc, int flags,
+                                          const float *bias, int act);
+
+enum { CONDENSE_UK_ACCUMULATE = 1, CONDENSE_UK_FINAL = 2 };
+
+/** One f32 GEMM kernel family member: the registration point for tests, info and dispatch. */
+typedef struct condense_f32_gemm_kernel {
+    const char *name;      /* e.g. "f32_gemm_12x32__avx512": datatype, op, tile, ISA */
+    condense_isa isa;
+    int mr, nr;            /* register tile */
+    int kc, mc;            /* cache blocking: K slice, rows of X per block */
+    condense_f32_gemm_ukernel ukernel;
+} condense_f32_gemm_kernel;
+
+/** Number of f32 GEMM kernels compiled in (for this architecture). */
+int condense_f32_gemm_kernel_count(void);
+/** Kernel i, or NULL when out of range. */
+const condense_f32_gemm_kernel *condense_f32_gemm_kernel_at(int i);
+/** The best kernel whose ISA is <= isa and which this CPU can run. */
+const condense_f32_gemm_kernel *condense_f32_gemm_kernel_for(condense_isa isa);
+
+/** Weights packed for one kernel: panels of NR output rows, each stored k-major [K][NR]. */
+typedef struct condense_f32_packed {
+    size_t n, k;
+    const condense_f32_gemm_kernel *kernel;
+    float *data;           /* ceil(n/NR)·K·NR floats, 64-byte aligned */
+    float *bias;           /* n floats or NULL */
+} condense_f32_packed;
+
+/**
+ * Pack W[N,K] (row stride ldw) and an optional bias for `kernel`.
+ * Returns NULL when memory is exhausted.
+ */
+condense_f32_packed *condense_f32_pack(const condense_f32_gemm_kernel *kernel, const float *w,
+                                       size_t n, size_t k, size_t ldw, const float *bias);
+void condense_f32_packed_free(condense_f32_packed *p);
+
+/**
+ * Y[M,N] = act(X[M,K] · Wᵀ + bias) with packed weights, on `threads` threads (<= 0: default).
+ * lda, ldy are row strides in elements. M may be 0.
+ */
+void condense_f32_gemm(const condense_f32_packed *w, size_t m, const float *x, size_t lda,
+                       float *y, size_t ldy, int act, int threads);
+
+/** Apply an activation in place on n floats with the given ISA's code. */
+void condense_f32_activation(float *y, size_t n, int act, condense_isa isa);
+
+/* ---- Machine probes (for benchmark reports) ---------------------------------------------- */
+
+/** Measured fp32 FMA throughput in GFLOPS on `threads` threads with the given ISA's vectors. */
+double condense_probe_fma_gflops(int threads, condense_isa isa);
+/** Measured read bandwidth in GB/s over a buffer of `bytes` (best of `passes` after a warm-up). */
+double condense_probe_read_gbps(size_t bytes, int threads, int passes);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* CONDENSE_KERNELS_H */

@@ -1,0 +1,58 @@
+// swift-tools-version: 6.2
+// Tools version 6.2 is the lowest at which a package that uses `unsafeFlags` (needed for
+// `-fopenmp`) can still be depended on by version tag. See docs/architecture.md.
+import PackageDescription
+
+/// OpenMP is on by default and can be switched off with the `OpenMP` trait for platforms
+/// without libomp (`swift build --disable-default-traits`); the kernels then run single-threaded.
+let openMPC: [CSetting] = [
+    .unsafeFlags(["-fopenmp"], .when(platforms: [.linux], traits: ["OpenMP"])),
+]
+let openMPLink: [LinkerSetting] = [
+    .linkedLibrary("omp5", .when(platforms: [.linux], traits: ["OpenMP"])),
+]
+
+let package = Package(
+    name: "Condense",
+    products: [
+        .library(name: "Condense", targets: ["Condense"]),
+        .executable(name: "condense", targets: ["CondenseCLI"]),
+    ],
+    traits: [
+        .trait(name: "OpenMP", description: "Multi-threaded kernels through libomp (Debian: libomp-dev)."),
+        .default(enabledTraits: ["OpenMP"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+    ],
+    targets: [
+        // The C kernels. Always optimised, also in debug builds: tests run them on real sizes.
+        .target(
+            name: "CCondenseKernels",
+            path: "Kernels",
+            cSettings: openMPC + [
+                .unsafeFlags(["-O2", "-fno-math-errno"]),
+                .headerSearchPath("common"),
+            ],
+            linkerSettings: openMPLink + [.linkedLibrary("m")]
+        ),
+        .target(
+            name: "Condense",
+            dependencies: ["CCondenseKernels"],
+            swiftSettings: [.swiftLanguageMode(.v6)]
+        ),
+        .executableTarget(
+            name: "CondenseCLI",
+            dependencies: [
+                "Condense",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ],
+            swiftSettings: [.swiftLanguageMode(.v6)]
+        ),
+        .testTarget(
+            name: "CondenseTests",
+            dependencies: ["Condense", "CCondenseKernels"],
+            swiftSettings: [.swiftLanguageMode(.v6)]
+        ),
+    ]
+)

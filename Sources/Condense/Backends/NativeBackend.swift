@@ -1,0 +1,105 @@
+import CCondenseKernels
+
+/// The C/OpenMP backend: register-blocked SIMD kernels chosen by the CPU's ISA at run time.
+///
+/// By default it uses the active ISA (`CONDENSE_ISA` can lower it). Tests and benchmarks can pin
+/// a level to reach every code path on one machine:
+///
+/// ```swift
+/// let avx2 = try NativeBackend(isa: .avx2).prepare(layer)
+/// print(avx2.kernelName)   // f32_gemm_6x16__avx2
+/// ```
+public struct NativeBackend: KernelBackend {
+    public let name = "native"
+    /// The ISA level pinned at creation, or `nil` for the active level.
+    public let isa: ISA?
+
+    public init(isa: ISA? = nil) { self.isa = isa }
+
+    public var availability: BackendAvailability {
+        if let isa {
+            return isa <= CondenseRuntime.detectedISA ? .available
+                : .unavailable(reason: "\(isa) requested but this CPU supports at most \(CondenseRuntime.detectedISA)")
+        }
+        do { try CondenseRuntime.validateEnvironment() } catch { return .unavailable(reason: "\(error)") }
+        return .available
+    }
+
+    public func supports(_ format: WeightFormat) -> Bool { format == .dense }
+
+    public var kernels: [KernelInfo] { NativeKernels.f32Gemm }
+
+    public func prepare(_ layer: LinearLayer) throws -> any PreparedLinear {
+        let level: ISA
+        if let isa {
+            guard isa <= CondenseRuntime.detectedISA else {
+                throw CondenseError.invalidISA(
+                    value: isa.description, reason: "this CPU supports at most '\(CondenseRuntime.detectedISA)'")
+            }
+            level = isa
+        } else {
+            try CondenseRuntime.validateEnvironment()
+            level = CondenseRuntime.activeISA
+        }
+        switch layer.weights {
+        case let .dense(w):
+            return try NativeDenseLinear(weight: w, bias: layer.bias, activation: layer.activation, isa: level)
+        }
+    }
+}
+
+/// The native kernels compiled in, from the C kernel table (the one registration point).
+public enum NativeKernels {
+    /// Every dense f32 GEMM kernel, with whether this CPU can run it.
+    public static var f32Gemm: [KernelInfo] {
+        (0..<condense_f32_gemm_kernel_count()).compactMap { i in
+            guard let k = condense_f32_gemm_kernel_at(i) else { return nil }
+            let isa = ISA(k.pointee.isa)
+            return KernelInfo(name: String(cString: k.pointee.name), isa: isa, runnable: isa <= CondenseRuntime.detectedISA)
+        }
+    }
+}
+
+/// Dense f32 weights packed into the panels of one native kernel.
+final class NativeDenseLinear: PreparedLinear, @unchecked Sendable {
+    // Immutable after init; the packed buffer is only read by `apply`, so sharing is safe.
+    private let packed: UnsafeMutablePointer<condense_f32_packed>
+    private let activation: Activation
+    let backendName = "native"
+    let kernelName: String
+    let inFeatures: Int
+    let outFeatures: Int
+
+    init(weight: Matrix<Float>, bias: [Float]?, activation: Activation, isa: ISA) throws {
+        guard let kernel = condense_f32_gemm_kernel_for(isa.c) else {
+            throw CondenseError.backendUnavailable(name: "native", reason: "no f32 GEMM kernel for \(isa)")
+        }
+        let p: UnsafeMutablePointer<condense_f32_packed>? = weight.withUnsafeBufferPointer { w in
+            if let bias {
+                return bias.withUnsafeBufferPointer { b in
+                    condense_f32_pack(kernel, w.baseAddress, weight.rows, weight.columns, weight.columns, b.baseAddress)
+                }
+            }
+            return condense_f32_pack(kernel, w.baseAddress, weight.rows, weight.columns, weight.columns, nil)
+        }
+        guard let p else { throw CondenseError.outOfMemory(bytes: weight.count * 4) }
+        packed = p
+        kernelName = String(cString: kernel.pointee.name)
+        inFeatures = weight.columns
+        outFeatures = weight.rows
+        self.activation = activation
+    }
+
+    deinit { condense_f32_packed_free(packed) }
+
+    func apply(_ x: Matrix<Float>, into y: inout Matrix<Float>) throws {
+        try checkShapes(x, y)
+        let m = x.rows
+        let (ldx, ldy) = (x.columns, y.columns)
+        x.withUnsafeBufferPointer { xp in
+            y.withUnsafeMutableBufferPointer { yp in
+                condense_f32_gemm(packed, m, xp.baseAddress, ldx, yp.baseAddress, ldy, Int32(activation.c.rawValue), 0)
+            }
+        }
+    }
+}

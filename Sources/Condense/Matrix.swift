@@ -1,0 +1,133 @@
+import CCondenseKernels
+
+/// An owned, 64-byte aligned, row-major matrix with value semantics (copy on write).
+///
+/// Aligned storage lets the C kernels use aligned vector loads and keeps rows from straddling
+/// cache lines needlessly; value semantics keep it safe to hand across threads.
+///
+/// ```swift
+/// var x = try Matrix<Float>(rows: 2, columns: 3, elements: [1, 2, 3, 4, 5, 6])
+/// x[1, 2] = 7
+/// print(x[1, 2], x.shape)   // 7.0 (2, 3)
+/// ```
+public struct Matrix<Element: BitwiseCopyable & Sendable>: @unchecked Sendable {
+    /// Number of rows (the batch dimension for activations, output features for weights).
+    public let rows: Int
+    /// Number of columns; rows are stored contiguously, `columns` elements apart.
+    public let columns: Int
+    @usableFromInline var storage: Storage
+
+    /// A zero-filled matrix.
+    /// - Parameters:
+    ///   - rows: Row count, `>= 0`.
+    ///   - columns: Column count, `>= 0`.
+    /// - Throws: ``CondenseError/invalidDimension(name:value:)`` for a negative size.
+    public init(rows: Int, columns: Int) throws {
+        guard rows >= 0 else { throw CondenseError.invalidDimension(name: "rows", value: rows) }
+        guard columns >= 0 else { throw CondenseError.invalidDimension(name: "columns", value: columns) }
+        let (count, overflow) = rows.multipliedReportingOverflow(by: columns)
+        guard !overflow else { throw CondenseError.invalidDimension(name: "rows × columns", value: Int.max) }
+        self.rows = rows
+        self.columns = columns
+        self.storage = Storage(count: count)
+    }
+
+    /// A matrix from row-major elements.
+    /// - Throws: ``CondenseError/shapeMismatch(_:)`` when `elements.count != rows * columns`.
+    public init(rows: Int, columns: Int, elements: [Element]) throws {
+        try self.init(rows: rows, columns: columns)
+        guard elements.count == rows * columns else {
+            throw CondenseError.shapeMismatch(
+                "Matrix(rows: \(rows), columns: \(columns)) needs \(rows * columns) elements, got \(elements.count)")
+        }
+        elements.withUnsafeBufferPointer { src in
+            guard let base = src.baseAddress else { return }
+            storage.pointer.update(from: base, count: src.count)
+        }
+    }
+
+    /// A matrix whose element at (r, c) is `body(r, c)`.
+    public init(rows: Int, columns: Int, _ body: (Int, Int) throws -> Element) throws {
+        try self.init(rows: rows, columns: columns)
+        let p = storage.pointer
+        for r in 0..<rows { for c in 0..<columns { p[r * columns + c] = try body(r, c) } }
+    }
+
+    /// `(rows, columns)`.
+    public var shape: (rows: Int, columns: Int) { (rows, columns) }
+    /// `rows * columns`.
+    public var count: Int { rows * columns }
+
+    /// Element at row `r`, column `c` (bounds-checked).
+    public subscript(r: Int, c: Int) -> Element {
+        get {
+            precondition(r >= 0 && r < rows && c >= 0 && c < columns, "index (\(r), \(c)) outside \(rows)×\(columns)")
+            return storage.pointer[r * columns + c]
+        }
+        set {
+            precondition(r >= 0 && r < rows && c >= 0 && c < columns, "index (\(r), \(c)) outside \(rows)×\(columns)")
+            makeUnique()
+            storage.pointer[r * columns + c] = newValue
+        }
+    }
+
+    /// The elements in row-major order.
+    public var elements: [Element] { Array(UnsafeBufferPointer(start: storage.pointer, count: count)) }
+
+    /// One row as an array.
+    public func row(_ r: Int) -> [Element] {
+        precondition(r >= 0 && r < rows, "row \(r) outside 0..<\(rows)")
+        return Array(UnsafeBufferPointer(start: storage.pointer + r * columns, count: columns))
+    }
+
+    /// Read access to the contiguous row-major elements.
+    public func withUnsafeBufferPointer<R>(_ body: (UnsafeBufferPointer<Element>) throws -> R) rethrows -> R {
+        try body(UnsafeBufferPointer(start: storage.pointer, count: count))
+    }
+
+    /// Write access to the contiguous row-major elements (copies first if the storage is shared).
+    public mutating func withUnsafeMutableBufferPointer<R>(
+        _ body: (UnsafeMutableBufferPointer<Element>) throws -> R
+    ) rethrows -> R {
+        makeUnique()
+        return try body(UnsafeMutableBufferPointer(start: storage.pointer, count: count))
+    }
+
+    @usableFromInline mutating func makeUnique() {
+        if !isKnownUniquelyReferenced(&storage) { storage = storage.copy() }
+    }
+
+    /// Reference-counted aligned buffer behind a matrix.
+    @usableFromInline final class Storage {
+        let pointer: UnsafeMutablePointer<Element>
+        let count: Int
+
+        init(count: Int) {
+            self.count = count
+            let bytes = max(MemoryLayout<Element>.stride * count, 1)
+            let raw = UnsafeMutableRawPointer.allocate(byteCount: bytes, alignment: 64)
+            raw.initializeMemory(as: UInt8.self, repeating: 0, count: bytes)
+            pointer = raw.bindMemory(to: Element.self, capacity: count)
+        }
+
+        func copy() -> Storage {
+            let s = Storage(count: count)
+            s.pointer.update(from: pointer, count: count)
+            return s
+        }
+
+        deinit { UnsafeMutableRawPointer(pointer).deallocate() }
+    }
+}
+
+extension Matrix: Equatable where Element: Equatable {
+    public static func == (a: Matrix, b: Matrix) -> Bool {
+        a.rows == b.rows && a.columns == b.columns && a.withUnsafeBufferPointer { x in
+            b.withUnsafeBufferPointer { y in x.elementsEqual(y) }
+        }
+    }
+}
+
+extension Matrix: CustomStringConvertible {
+    public var description: String { "Matrix<\(Element.self)>(\(rows)×\(columns))" }
+}

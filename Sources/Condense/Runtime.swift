@@ -1,0 +1,99 @@
+import CCondenseKernels
+
+/// Instruction-set levels of the C kernels, lowest first.
+public enum ISA: Int, CaseIterable, Comparable, Sendable, CustomStringConvertible {
+    /// Portable C; runs on any CPU (and is the path on arm64 until NEON kernels exist).
+    case scalar = 0
+    /// AVX2 + FMA (x86-64-v3).
+    case avx2 = 1
+    /// AVX-512 F/BW/DQ/VL (x86-64-v4).
+    case avx512 = 2
+
+    public static func < (a: ISA, b: ISA) -> Bool { a.rawValue < b.rawValue }
+
+    /// `"scalar"`, `"avx2"` or `"avx512"`: the spelling `CONDENSE_ISA` accepts.
+    public var description: String { String(cString: condense_isa_name(condense_isa(UInt32(rawValue)))) }
+
+    /// Parses the `CONDENSE_ISA` spelling.
+    /// - Throws: ``CondenseError/invalidISA(value:reason:)`` naming the accepted values.
+    public init(parsing text: String) throws {
+        guard let isa = ISA.allCases.first(where: { $0.description == text }) else {
+            throw CondenseError.invalidISA(value: text, reason: "expected one of scalar, avx2, avx512")
+        }
+        self = isa
+    }
+
+    init(_ c: condense_isa) { self = ISA(rawValue: Int(c.rawValue)) ?? .scalar }
+    var c: condense_isa { condense_isa(UInt32(rawValue)) }
+}
+
+/// What the kernels found on this machine and how they run: the ISA ladder, threads, OpenMP.
+///
+/// ```swift
+/// try CondenseRuntime.validateEnvironment()      // throws if CONDENSE_ISA is bad
+/// print(CondenseRuntime.activeISA, CondenseRuntime.threads)
+/// CondenseRuntime.threads = 1                     // e.g. inside an app's own worker pool
+/// ```
+public enum CondenseRuntime {
+    /// CPU model name from CPUID ("" when unknown).
+    public static var cpuBrand: String { String(cString: condense_cpu_brand()) }
+
+    /// Names of the CPU features found (only those the OS also enables, per XCR0).
+    public static var cpuFeatures: [String] {
+        let bits = UInt32(condense_cpu_features())
+        let names: [(Int, String)] = [
+            (Int(CONDENSE_CPU_SSE42), "sse4.2"), (Int(CONDENSE_CPU_AVX), "avx"), (Int(CONDENSE_CPU_AVX2), "avx2"),
+            (Int(CONDENSE_CPU_FMA), "fma"), (Int(CONDENSE_CPU_F16C), "f16c"), (Int(CONDENSE_CPU_AVX512F), "avx512f"),
+            (Int(CONDENSE_CPU_AVX512BW), "avx512bw"), (Int(CONDENSE_CPU_AVX512DQ), "avx512dq"),
+            (Int(CONDENSE_CPU_AVX512VL), "avx512vl"), (Int(CONDENSE_CPU_AVX512VNNI), "avx512vnni"),
+            (Int(CONDENSE_CPU_AVXVNNI), "avxvnni"), (Int(CONDENSE_CPU_AVX512BF16), "avx512bf16"),
+            (Int(CONDENSE_CPU_NEON), "neon"),
+        ]
+        return names.filter { bits & UInt32($0.0) != 0 }.map(\.1)
+    }
+
+    /// The highest ISA this CPU and OS support.
+    public static var detectedISA: ISA { ISA(condense_isa_detected()) }
+
+    /// The ISA the native kernels use by default: detected, or lowered by `CONDENSE_ISA`.
+    public static var activeISA: ISA { ISA(condense_isa_active()) }
+
+    /// The `CONDENSE_ISA` value seen at start-up, if any.
+    public static var isaOverride: String? { condense_isa_env_value().map { String(cString: $0) } }
+
+    /// Throws when `CONDENSE_ISA` names an unknown or unavailable level, so a mistyped value
+    /// is an error rather than a silent fallback. Native preparation calls it too.
+    public static func validateEnvironment() throws {
+        switch condense_dispatch_status_get() {
+        case CONDENSE_DISPATCH_INVALID_VALUE:
+            throw CondenseError.invalidISA(
+                value: isaOverride ?? "", reason: "CONDENSE_ISA must be one of scalar, avx2, avx512")
+        case CONDENSE_DISPATCH_UNAVAILABLE:
+            throw CondenseError.invalidISA(
+                value: isaOverride ?? "",
+                reason: "this CPU supports at most '\(detectedISA)' (CONDENSE_ISA can only lower the level)")
+        default:
+            return
+        }
+    }
+
+    /// Whether the kernels were built with OpenMP (the default `OpenMP` package trait).
+    public static var openMPEnabled: Bool { condense_openmp_enabled() != 0 }
+
+    /// Processors OpenMP sees.
+    public static var processorCount: Int { Int(condense_num_procs()) }
+
+    /// Threads the native kernels use (`CONDENSE_NUM_THREADS`, else OpenMP's default).
+    /// Setting a value below 1 clamps to 1; use ``setThreads(_:)`` to get an error instead.
+    public static var threads: Int {
+        get { Int(condense_get_num_threads()) }
+        set { _ = condense_set_num_threads(Int32(clamping: max(1, newValue))) }
+    }
+
+    /// Sets the kernels' thread count.
+    /// - Throws: ``CondenseError/invalidArgument(_:)`` for a count below 1.
+    public static func setThreads(_ n: Int) throws {
+        guard n >= 1 else { throw CondenseError.invalidArgument("thread count must be >= 1, got \(n)") }
+        threads = n
+    }
+}

@@ -1,0 +1,81 @@
+import Condense
+import Dispatch
+import Foundation
+
+/// Deterministic uniform [-1, 1) values; benchmarks need repeatable inputs, not statistics.
+struct XorShift {
+    var state: UInt64
+    init(seed: UInt64) { state = seed | 1 }
+    mutating func next() -> Float {
+        state ^= state << 13; state ^= state >> 7; state ^= state << 17
+        return Float(state >> 40) / Float(1 << 23) - 1
+    }
+    mutating func matrix(_ rows: Int, _ cols: Int) throws -> Matrix<Float> {
+        var m = try Matrix<Float>(rows: rows, columns: cols)
+        m.withUnsafeMutableBufferPointer { p in for i in p.indices { p[i] = next() } }
+        return m
+    }
+}
+
+/// Timing of one operation: median and spread of `samples` samples, each long enough to be
+/// well above the clock's resolution.
+struct Timing {
+    let median: Double, min: Double, max: Double
+    /// (max − min) / median: the run-to-run spread, reported so noisy figures are visible.
+    var spread: Double { (max - min) / median }
+
+    static func measure(samples: Int, minSampleSeconds: Double, _ body: () throws -> Void) rethrows -> Timing {
+        try body() // warm-up: page faults, caches, OpenMP thread start
+        var iters = 1
+        while true { // calibrate iterations per sample
+            let t = try time(iters, body)
+            if t >= minSampleSeconds || iters >= 1 << 20 { break }
+            iters *= t > 0 ? Swift.max(2, Swift.min(16, Int(minSampleSeconds / t) + 1)) : 16
+        }
+        var ts: [Double] = []
+        for _ in 0..<Swift.max(1, samples) { ts.append(try time(iters, body) / Double(iters)) }
+        ts.sort()
+        return Timing(median: ts[ts.count / 2], min: ts.first!, max: ts.last!)
+    }
+
+    private static func time(_ iters: Int, _ body: () throws -> Void) rethrows -> Double {
+        let t0 = DispatchTime.now().uptimeNanoseconds
+        for _ in 0..<iters { try body() }
+        return Double(DispatchTime.now().uptimeNanoseconds - t0) * 1e-9
+    }
+}
+
+/// Parses "1,8,32".
+func parseInts(_ text: String, option: String) throws -> [Int] {
+    try text.split(separator: ",").map { part in
+        guard let v = Int(part.trimmingCharacters(in: .whitespaces)), v >= 0 else {
+            throw CondenseError.invalidArgument("\(option): '\(part)' is not a non-negative integer")
+        }
+        return v
+    }
+}
+
+/// Parses "768x768,3072x768" into (N, K) pairs.
+func parseShapes(_ text: String, option: String) throws -> [(n: Int, k: Int)] {
+    try text.split(separator: ",").map { part in
+        let dims = part.split(separator: "x")
+        guard dims.count == 2, let n = Int(dims[0]), let k = Int(dims[1]), n > 0, k > 0 else {
+            throw CondenseError.invalidArgument("\(option): '\(part)' is not NxK with positive N and K")
+        }
+        return (n, k)
+    }
+}
+
+func pad(_ s: String, _ width: Int, right: Bool = false) -> String {
+    if s.count >= width { return s }
+    let fill = String(repeating: " ", count: width - s.count)
+    return right ? fill + s : s + fill
+}
+
+func fmt(_ v: Double, _ digits: Int = 1) -> String { String(format: "%.\(digits)f", v) }
+
+/// A JSON value for the benchmark records, written with sorted keys so diffs stay readable.
+func jsonString(_ records: [[String: Any]]) throws -> String {
+    let data = try JSONSerialization.data(withJSONObject: records, options: [.prettyPrinted, .sortedKeys])
+    return String(decoding: data, as: UTF8.self)
+}

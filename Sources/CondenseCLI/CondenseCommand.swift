@@ -1,0 +1,27 @@
+import ArgumentParser
+import Condense
+
+@main
+struct CondenseCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "condense",
+        abstract: "Run compressed neural-network layers fast on CPUs.",
+        subcommands: [Info.self, Bench.self]
+    )
+}
+
+/// Options every command that runs kernels shares.
+struct RuntimeOptions: ParsableArguments {
+    @Option(help: "Kernel threads (default: CONDENSE_NUM_THREADS or OpenMP's default).")
+    var threads: Int?
+
+    /// Validates CONDENSE_ISA and applies --threads; a bad value ends the command with its message.
+    func apply() throws {
+        do {
+            try CondenseRuntime.validateEnvironment()
+            if let threads { try CondenseRuntime.setThreads(threads) }
+        } catch let e as CondenseError {
+            throw ValidationError(e.description)
+        }
+    }
+}

@@ -1,0 +1,30 @@
+import ArgumentParser
+import Condense
+
+struct Info: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Show the CPU features found, the ISA chosen, threads, backends and kernels.")
+
+    func run() throws {
+        print("cpu:        \(CondenseRuntime.cpuBrand.isEmpty ? "unknown" : CondenseRuntime.cpuBrand)")
+        print("features:   \(CondenseRuntime.cpuFeatures.joined(separator: " "))")
+        print("isa:        detected \(CondenseRuntime.detectedISA), active \(CondenseRuntime.activeISA)"
+              + (CondenseRuntime.isaOverride.map { " (CONDENSE_ISA=\($0))" } ?? ""))
+        do { try CondenseRuntime.validateEnvironment() } catch { print("            warning: \(error)") }
+        print("threads:    \(CondenseRuntime.threads) of \(CondenseRuntime.processorCount) processors, OpenMP \(CondenseRuntime.openMPEnabled ? "on" : "off (built without the OpenMP trait)")")
+        print("")
+        print("backends (priority order):")
+        for b in BackendRegistry.standard().backends {
+            let avail: String
+            switch b.availability {
+            case .available: avail = "available"
+            case let .unavailable(reason): avail = "unavailable: \(reason)"
+            }
+            print("  \(b.name.padding(toLength: 10, withPad: " ", startingAt: 0)) \(avail)")
+            for k in b.kernels {
+                let isa = k.isa.map { "\($0)" } ?? "portable"
+                print("      \(k.name.padding(toLength: 30, withPad: " ", startingAt: 0)) isa \(isa.padding(toLength: 9, withPad: " ", startingAt: 0)) \(k.runnable ? "runnable" : "not on this CPU")")
+            }
+        }
+    }
+}

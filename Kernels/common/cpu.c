@@ -90,14 +90,18 @@ static condense_isa isa_from_features(uint32_t f) {
     return CONDENSE_ISA_AVX512;
 }
 
-static int parse_isa(const char *s, condense_isa *out) {
+condense_dispatch_status condense_isa_resolve(const char *value, condense_isa detected,
+                                              condense_isa *out) {
+    *out = detected;
+    if (!value || !*value) return CONDENSE_DISPATCH_OK;
     for (int i = 0; i < CONDENSE_ISA_COUNT; i++) {
-        if (strcmp(s, condense_isa_name((condense_isa)i)) == 0) {
+        if (strcmp(value, condense_isa_name((condense_isa)i)) == 0) {
+            if ((condense_isa)i > detected) return CONDENSE_DISPATCH_UNAVAILABLE;
             *out = (condense_isa)i;
-            return 1;
+            return CONDENSE_DISPATCH_OK;
         }
     }
-    return 0;
+    return CONDENSE_DISPATCH_INVALID_VALUE;
 }
 
 static void init_once(void) {
@@ -110,14 +114,7 @@ static void init_once(void) {
     if (env && *env) {
         g.has_env = 1;
         snprintf(g.env_value, sizeof g.env_value, "%s", env);
-        condense_isa forced;
-        if (!parse_isa(env, &forced)) {
-            g.status = CONDENSE_DISPATCH_INVALID_VALUE;
-        } else if (forced > g.detected) {
-            g.status = CONDENSE_DISPATCH_UNAVAILABLE;
-        } else {
-            g.active = forced;
-        }
+        g.status = condense_isa_resolve(env, g.detected, &g.active);
     }
     g.threads = omp_get_max_threads();
     const char *nt = getenv("CONDENSE_NUM_THREADS");

@@ -62,6 +62,10 @@ condense_isa condense_isa_active(void);
 condense_dispatch_status condense_dispatch_status_get(void);
 /** The CONDENSE_ISA value seen at start, or NULL when unset. */
 const char *condense_isa_env_value(void);
+/** The rule CONDENSE_ISA follows: `value` (NULL or "" = unset) resolved against `detected`.
+ *  On anything but OK, *out is `detected`. */
+condense_dispatch_status condense_isa_resolve(const char *value, condense_isa detected,
+                                              condense_isa *out);
 /** "scalar", "avx2", "avx512". */
 const char *condense_isa_name(condense_isa isa);
 /** CPU brand string from CPUID (empty when unknown). */

@@ -13,8 +13,17 @@ public struct NativeBackend: KernelBackend {
     public let name = "native"
     /// The ISA level pinned at creation, or `nil` for the active level.
     public let isa: ISA?
+    /// Threads for layers this backend prepares, or `nil` for ``CondenseRuntime/threads`` at call time.
+    public let threads: Int?
 
-    public init(isa: ISA? = nil) { self.isa = isa }
+    /// - Parameters:
+    ///   - isa: Pin an ISA level (at most ``CondenseRuntime/detectedISA``), or `nil` for the active one.
+    ///   - threads: Pin a thread count for the layers it prepares (like a session's intra-op
+    ///     threads), or `nil` to follow ``CondenseRuntime/threads``.
+    public init(isa: ISA? = nil, threads: Int? = nil) {
+        self.isa = isa
+        self.threads = threads
+    }
 
     public var availability: BackendAvailability {
         if let isa {
@@ -41,9 +50,13 @@ public struct NativeBackend: KernelBackend {
             try CondenseRuntime.validateEnvironment()
             level = CondenseRuntime.activeISA
         }
+        if let threads, threads < 1 {
+            throw CondenseError.invalidArgument("thread count must be >= 1, got \(threads)")
+        }
         switch layer.weights {
         case let .dense(w):
-            return try NativeDenseLinear(weight: w, bias: layer.bias, activation: layer.activation, isa: level)
+            return try NativeDenseLinear(
+                weight: w, bias: layer.bias, activation: layer.activation, isa: level, threads: threads ?? 0)
         }
     }
 }
@@ -65,12 +78,13 @@ final class NativeDenseLinear: PreparedLinear, @unchecked Sendable {
     // Immutable after init; the packed buffer is only read by `apply`, so sharing is safe.
     private let packed: UnsafeMutablePointer<condense_f32_packed>
     private let activation: Activation
+    private let threads: Int32  // 0: the runtime's count at call time
     let backendName = "native"
     let kernelName: String
     let inFeatures: Int
     let outFeatures: Int
 
-    init(weight: Matrix<Float>, bias: [Float]?, activation: Activation, isa: ISA) throws {
+    init(weight: Matrix<Float>, bias: [Float]?, activation: Activation, isa: ISA, threads: Int) throws {
         guard let kernel = condense_f32_gemm_kernel_for(isa.c) else {
             throw CondenseError.backendUnavailable(name: "native", reason: "no f32 GEMM kernel for \(isa)")
         }
@@ -88,6 +102,7 @@ final class NativeDenseLinear: PreparedLinear, @unchecked Sendable {
         inFeatures = weight.columns
         outFeatures = weight.rows
         self.activation = activation
+        self.threads = Int32(clamping: threads)
     }
 
     deinit { condense_f32_packed_free(packed) }
@@ -98,7 +113,7 @@ final class NativeDenseLinear: PreparedLinear, @unchecked Sendable {
         let (ldx, ldy) = (x.columns, y.columns)
         x.withUnsafeBufferPointer { xp in
             y.withUnsafeMutableBufferPointer { yp in
-                condense_f32_gemm(packed, m, xp.baseAddress, ldx, yp.baseAddress, ldy, Int32(activation.c.rawValue), 0)
+                condense_f32_gemm(packed, m, xp.baseAddress, ldx, yp.baseAddress, ldy, Int32(activation.c.rawValue), threads)
             }
         }
     }

@@ -51,8 +51,8 @@ CONDENSE_INLINE CONDENSE_TARGET_AVX2 __m256i tail_mask_256(int count) {
 }
 
 CONDENSE_INLINE CONDENSE_TARGET_AVX2 void ukernel_256(const int MR, int nv, size_t kc,
-                                                       const float *a, const float *b, float *c,
-                                                       size_t ldc, int flags, const float *bias,
+                                                       const float *a, size_t lda, const float *b,
+                                                       float *c, size_t ldc, int flags, const float *bias,
                                                        int act) {
     __m256 c0[6], c1[6];
     _Pragma("clang loop unroll(full)")
@@ -68,8 +68,8 @@ CONDENSE_INLINE CONDENSE_TARGET_AVX2 void ukernel_256(const int MR, int nv, size
             __m256 b2 = _mm256_load_ps(bk + 16), b3 = _mm256_load_ps(bk + 24);
             _Pragma("clang loop unroll(full)")
             for (int i = 0; i < MR; i++) {
-                __m256 ai = _mm256_broadcast_ss(a + k * MR + i);
-                __m256 aj = _mm256_broadcast_ss(a + (k + 1) * MR + i);
+                __m256 ai = _mm256_broadcast_ss(a + i * lda + k);
+                __m256 aj = _mm256_broadcast_ss(a + i * lda + k + 1);
                 c0[i] = _mm256_fmadd_ps(ai, b0, c0[i]);
                 c1[i] = _mm256_fmadd_ps(ai, b1, c1[i]);
                 e0[i] = _mm256_fmadd_ps(aj, b2, e0[i]);
@@ -83,10 +83,11 @@ CONDENSE_INLINE CONDENSE_TARGET_AVX2 void ukernel_256(const int MR, int nv, size
         }
     }
     for (; k < kc; k++) {
+        _mm_prefetch((const char *)(b + k * 16 + CONDENSE_F32_GEMM_PREFETCH), _MM_HINT_T0);
         __m256 b0 = _mm256_load_ps(b + k * 16), b1 = _mm256_load_ps(b + k * 16 + 8);
         _Pragma("clang loop unroll(full)")
         for (int i = 0; i < MR; i++) {
-            __m256 ai = _mm256_broadcast_ss(a + k * MR + i);
+            __m256 ai = _mm256_broadcast_ss(a + i * lda + k);
             c0[i] = _mm256_fmadd_ps(ai, b0, c0[i]);
             c1[i] = _mm256_fmadd_ps(ai, b1, c1[i]);
         }
@@ -115,10 +116,10 @@ CONDENSE_INLINE CONDENSE_TARGET_AVX2 void ukernel_256(const int MR, int nv, size
 }
 
 CONDENSE_TARGET_AVX2 void condense_f32_gemm_ukernel_6x16__avx2(int mr, int nv, size_t kc,
-                                                               const float *a, const float *b,
-                                                               float *c, size_t ldc, int flags,
+                                                               const float *a, size_t lda,
+                                                               const float *b, float *c, size_t ldc, int flags,
                                                                const float *bias, int act) {
-#define UK_CASE(R) case R: ukernel_256(R, nv, kc, a, b, c, ldc, flags, bias, act); break;
+#define UK_CASE(R) case R: ukernel_256(R, nv, kc, a, lda, b, c, ldc, flags, bias, act); break;
     switch (mr) {
         UK_CASE(1) UK_CASE(2) UK_CASE(3) UK_CASE(4) UK_CASE(5) UK_CASE(6)
         default: break;

@@ -1,3 +1,6 @@
+
+
+
 /* f32 GEMM micro-kernel 12x32 for AVX-512: 24 zmm accumulators, B panel rows of 32 floats. */
 #include "internal.h"
 
@@ -48,8 +51,8 @@ CONDENSE_INLINE CONDENSE_TARGET_AVX512 __m512 act_512(__m512 v, int act) {
 }
 
 CONDENSE_INLINE CONDENSE_TARGET_AVX512 void ukernel_512(const int MR, int nv, size_t kc,
-                                                         const float *a, const float *b, float *c,
-                                                         size_t ldc, int flags, const float *bias,
+                                                         const float *a, size_t lda, const float *b,
+                                                         float *c, size_t ldc, int flags, const float *bias,
                                                          int act) {
     __m512 c0[12], c1[12];
     _Pragma("clang loop unroll(full)")
@@ -66,8 +69,8 @@ CONDENSE_INLINE CONDENSE_TARGET_AVX512 void ukernel_512(const int MR, int nv, si
             __m512 b2 = _mm512_load_ps(bk + 32), b3 = _mm512_load_ps(bk + 48);
             _Pragma("clang loop unroll(full)")
             for (int i = 0; i < MR; i++) {
-                __m512 ai = _mm512_set1_ps(a[k * MR + i]);
-                __m512 aj = _mm512_set1_ps(a[(k + 1) * MR + i]);
+                __m512 ai = _mm512_set1_ps(a[i * lda + k]);
+                __m512 aj = _mm512_set1_ps(a[i * lda + k + 1]);
                 c0[i] = _mm512_fmadd_ps(ai, b0, c0[i]);
                 c1[i] = _mm512_fmadd_ps(ai, b1, c1[i]);
                 e0[i] = _mm512_fmadd_ps(aj, b2, e0[i]);
@@ -81,10 +84,12 @@ CONDENSE_INLINE CONDENSE_TARGET_AVX512 void ukernel_512(const int MR, int nv, si
         }
     }
     for (; k < kc; k++) {
+        _mm_prefetch((const char *)(b + k * 32 + CONDENSE_F32_GEMM_PREFETCH), _MM_HINT_T0);
+        _mm_prefetch((const char *)(b + k * 32 + CONDENSE_F32_GEMM_PREFETCH + 16), _MM_HINT_T0);
         __m512 b0 = _mm512_load_ps(b + k * 32), b1 = _mm512_load_ps(b + k * 32 + 16);
         _Pragma("clang loop unroll(full)")
         for (int i = 0; i < MR; i++) {
-            __m512 ai = _mm512_set1_ps(a[k * MR + i]);
+            __m512 ai = _mm512_set1_ps(a[i * lda + k]);
             c0[i] = _mm512_fmadd_ps(ai, b0, c0[i]);
             c1[i] = _mm512_fmadd_ps(ai, b1, c1[i]);
         }
@@ -114,10 +119,10 @@ CONDENSE_INLINE CONDENSE_TARGET_AVX512 void ukernel_512(const int MR, int nv, si
 }
 
 CONDENSE_TARGET_AVX512 void condense_f32_gemm_ukernel_12x32__avx512(int mr, int nv, size_t kc,
-                                                                    const float *a, const float *b,
-                                                                    float *c, size_t ldc, int flags,
+                                                                    const float *a, size_t lda,
+                                                                    const float *b, float *c, size_t ldc, int flags,
                                                                     const float *bias, int act) {
-#define UK_CASE(R) case R: ukernel_512(R, nv, kc, a, b, c, ldc, flags, bias, act); break;
+#define UK_CASE(R) case R: ukernel_512(R, nv, kc, a, lda, b, c, ldc, flags, bias, act); break;
     switch (mr) {
         UK_CASE(1) UK_CASE(2) UK_CASE(3) UK_CASE(4) UK_CASE(5) UK_CASE(6)
         UK_CASE(7) UK_CASE(8) UK_CASE(9) UK_CASE(10) UK_CASE(11) UK_CASE(12)

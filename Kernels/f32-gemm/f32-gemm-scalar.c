@@ -14,13 +14,13 @@ static inline float act_scalar(float v, int act) {
 }
 
 void condense_f32_gemm_ukernel_4x16__scalar(int mr, int nv, size_t kc, const float *a,
-                                            const float *b, float *c, size_t ldc, int flags,
+                                            size_t lda, const float *b, float *c, size_t ldc, int flags,
                                             const float *bias, int act) {
     float acc[4][16] = {{0}};
     for (size_t k = 0; k < kc; k++) {
         const float *bk = b + k * 16;
         for (int i = 0; i < mr; i++) {
-            float ai = a[k * mr + i];
+            float ai = a[i * lda + k];
             for (int j = 0; j < 16; j++) acc[i][j] += ai * bk[j];
         }
     }

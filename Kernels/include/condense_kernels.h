@@ -94,13 +94,13 @@ typedef enum condense_activation {
 
 /**
  * Micro-kernel contract. Computes an mr×nv tile of C with mr <= MR and nv <= NR:
- *   C[i, j] (= or +=) Σ_k A[k·mr + i] · B[k·NR + j]      for k < kc
- * A is packed k-major for exactly mr rows; B is one packed weight panel (NR columns, zero
- * padded). flags: bit 0 accumulate into C, bit 1 final pass (add bias[j] when bias is not
+ *   C[i, j] (= or +=) Σ_k A[i·lda + k] · B[k·NR + j]      for k < kc
+ * A is read in place (rows of X, stride lda: no packing, the broadcasts stream each row);
+ * B is one packed weight panel (NR columns, zero padded). flags: bit 0 accumulate into C, bit 1 final pass (add bias[j] when bias is not
  * NULL, then the activation). Columns >= nv are neither read nor written.
  */
 typedef void (*condense_f32_gemm_ukernel)(int mr, int nv, size_t kc, const float *a,
-                                          const float *b, float *c, size_t ldc, int flags,
+                                          size_t lda, const float *b, float *c, size_t ldc, int flags,
                                           const float *bias, int act);
 
 enum { CONDENSE_UK_ACCUMULATE = 1, CONDENSE_UK_FINAL = 2 };
@@ -110,7 +110,7 @@ typedef struct condense_f32_gemm_kernel {
     const char *name;      /* e.g. "f32_gemm_12x32__avx512": datatype, op, tile, ISA */
     condense_isa isa;
     int mr, nr;            /* register tile */
-    int kc, mc;            /* cache blocking: K slice, rows of X per block */
+    int kc, mc;            /* cache blocking: K slice, rows of X per block (kept in L2) */
     condense_f32_gemm_ukernel ukernel;
 } condense_f32_gemm_kernel;
 

@@ -28,6 +28,9 @@ struct PeerRunner {
         p.arguments = argv
         var env = ProcessInfo.processInfo.environment
         for k in unset { env.removeValue(forKey: k) }
+        // Set before the child starts: libgomp reads it in a load-time constructor.
+        env["OMP_NUM_THREADS"] = "\(threads)"
+        env["OPENBLAS_NUM_THREADS"] = "\(threads)"
         p.environment = env
         let pipe = Pipe(), err = Pipe()
         p.standardOutput = pipe

@@ -91,7 +91,7 @@ struct BenchGemm: ParsableCommand {
     }
 
     private var header: String {
-        [pad("M", 5, right: true), pad("N", 6, right: true), pad("K", 6, right: true), " ", pad("backend", 9),
+        [pad("M", 5, right: true), pad("N", 6, right: true), pad("K", 6, right: true), " ", pad("backend", 10),
          pad("kernel", 26), pad("median", 11, right: true), pad("GFLOPS", 8, right: true),
          pad("%peak", 6, right: true), pad("spread", 7, right: true), "  M=1: GB/s of weight / read GB/s"].joined()
     }
@@ -99,7 +99,7 @@ struct BenchGemm: ParsableCommand {
     private func row(_ r: [String: Any], spread: Double) -> String {
         let t = r["median_s"] as! Double
         var s = [pad("\(r["m"]!)", 5, right: true), pad("\(r["n"]!)", 6, right: true),
-                 pad("\(r["k"]!)", 6, right: true), " ", pad(r["backend"] as! String, 9),
+                 pad("\(r["k"]!)", 6, right: true), " ", pad(r["backend"] as! String, 10),
                  pad(r["kernel"] as! String, 26),
                  pad(t < 1e-3 ? "\(fmt(t * 1e6)) µs" : "\(fmt(t * 1e3, 2)) ms", 11, right: true),
                  pad(fmt(r["gflops"] as! Double), 8, right: true), pad(fmt(r["pct_peak"] as! Double, 0), 6, right: true),

@@ -147,6 +147,67 @@ void condense_f32_gemm(const condense_f32_packed *w, size_t m, const float *x, s
 /** Apply an activation in place on n floats with the given ISA's code. */
 void condense_f32_activation(float *y, size_t n, int act, condense_isa isa);
 
+/* ---- Sparse f32: 2:4 and CSR ------------------------------------------------------------ */
+
+/**
+ * Packed 2:4 weights W[N,K]. K is padded with zeros to k16, a multiple of 16. Row n holds
+ * k16/2 values (two per group of 4, ascending column) and k16/8 metadata bytes; the 16-bit
+ * little-endian word c of a row is the lane mask of columns 16c…16c+15 (bit i: column 16c+i
+ * is stored), exactly two bits per nibble. `index` holds each value's column (as CSR column
+ * indices, row n starting at n·k16/2) for the kernels that vectorise over M.
+ */
+typedef struct condense_s24_packed {
+    size_t n, k, k16;
+    condense_isa isa;
+    float *values;         /* n · k16/2 */
+    uint8_t *meta;         /* n · k16/8 */
+    void *index;           /* n · k16/2 indices, uint16 when k16 <= 65536 else uint32 */
+    int index_bytes;
+    float *bias;           /* n or NULL */
+} condense_s24_packed;
+
+/** Pack from the Swift layout (rows of k4/2 values and meta_stride bytes of nibble masks). */
+condense_s24_packed *condense_s24_pack(condense_isa isa, const float *values, const uint8_t *meta,
+                                       size_t n, size_t k, size_t k4, size_t meta_stride,
+                                       const float *bias);
+void condense_s24_packed_free(condense_s24_packed *p);
+/** Y[M,N] = act(X · Wᵀ + bias) for 2:4 weights. */
+void condense_s24_gemm(const condense_s24_packed *w, size_t m, const float *x, size_t lda,
+                       float *y, size_t ldy, int act, int threads);
+
+/** Packed CSR weights W[N,K]: row_ptr (n+1), column indices (uint16 or uint32), values. */
+typedef struct condense_csr_packed {
+    size_t n, k, nnz;
+    condense_isa isa;
+    uint32_t *row_ptr;
+    void *index;
+    int index_bytes;       /* 2 when k <= 65536, else 4 */
+    float *values;
+    float *bias;
+} condense_csr_packed;
+
+condense_csr_packed *condense_csr_pack(condense_isa isa, const uint32_t *row_ptr, const void *index,
+                                       int index_bytes, const float *values, size_t n, size_t k,
+                                       const float *bias);
+void condense_csr_packed_free(condense_csr_packed *p);
+/** Y[M,N] = act(X · Wᵀ + bias) for CSR weights. */
+void condense_csr_gemm(const condense_csr_packed *w, size_t m, const float *x, size_t lda,
+                       float *y, size_t ldy, int act, int threads);
+
+/** Sparse kernel kinds: "dot" (row dot products, few rows of X, reads the compact weight) and
+ *  "xt" (vectorised over M on a transposed block of X; FLOPs scale with the non-zeros). */
+typedef struct condense_sparse_kernel {
+    const char *name;      /* e.g. "f32_s24_dot_4x4__avx512" */
+    condense_isa isa;
+    int format;            /* 0: 2:4, 1: CSR */
+    int min_m;             /* used for batches of at least this many rows */
+} condense_sparse_kernel;
+
+int condense_sparse_kernel_count(void);
+const condense_sparse_kernel *condense_sparse_kernel_at(int i);
+/** The kernel a packed weight of `format` at `isa` runs for a batch of m rows. */
+const condense_sparse_kernel *condense_sparse_kernel_for(int format, condense_isa isa, size_t m);
+
 /* ---- Machine probes (for benchmark reports) ---------------------------------------------- */
 
 /** Measured fp32 FMA throughput in GFLOPS on `threads` threads with the given ISA's vectors. */

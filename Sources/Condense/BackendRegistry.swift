@@ -34,6 +34,7 @@ public struct PlacedLinear: PreparedLinear {
     public var inFeatures: Int { prepared.inFeatures }
     public var outFeatures: Int { prepared.outFeatures }
     public func apply(_ x: Matrix<Float>, into y: inout Matrix<Float>) throws { try prepared.apply(x, into: &y) }
+    public func kernelName(forBatch m: Int) -> String { prepared.kernelName(forBatch: m) }
 }
 
 /// The set of backends and the policy that sends each layer to one of them.
@@ -80,7 +81,16 @@ public final class BackendRegistry: Sendable {
     /// - Throws: ``CondenseError/noBackend(_:)`` naming every backend tried and why it was passed over,
     ///   or the chosen backend's own error.
     public func prepare(_ layer: LinearLayer, policy: SelectionPolicy = .priority) throws -> PlacedLinear {
-        let list = backends
+        try prepare(layer, policy: policy, backends: backends)
+    }
+
+    /// Prepares `layer` with its weights converted to `format` first, so "run this layer dense or
+    /// sparse?" is one question: `prepare(layer, as: .dense)` versus `prepare(layer, as: .csr)`.
+    public func prepare(_ layer: LinearLayer, as format: WeightFormat, policy: SelectionPolicy = .priority) throws -> PlacedLinear {
+        try prepare(layer.converted(to: format), policy: policy)
+    }
+
+    private func prepare(_ layer: LinearLayer, policy: SelectionPolicy, backends list: [any KernelBackend]) throws -> PlacedLinear {
         switch policy {
         case let .forced(name):
             guard let b = list.first(where: { $0.name == name }) else {

@@ -60,9 +60,13 @@ public protocol PreparedLinear: Sendable {
     var outFeatures: Int { get }
     /// Writes `act(x · Wᵀ + b)` into `y`, which must be `[x.rows, outFeatures]`.
     func apply(_ x: Matrix<Float>, into y: inout Matrix<Float>) throws
+    /// The kernel `apply` runs for a batch of `m` rows (sparse layers switch kernels with M).
+    func kernelName(forBatch m: Int) -> String
 }
 
 extension PreparedLinear {
+    public func kernelName(forBatch m: Int) -> String { kernelName }
+
     /// Returns `act(x · Wᵀ + b)` as a new `[x.rows, outFeatures]` matrix.
     ///
     /// ```swift

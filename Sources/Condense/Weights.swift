@@ -2,10 +2,16 @@
 public enum WeightFormat: Hashable, Sendable, CustomStringConvertible {
     /// Row-major f32 `[outFeatures, inFeatures]`.
     case dense
+    /// 2:4 semi-structured along K (``Sparse24Matrix``).
+    case sparse24
+    /// Compressed sparse rows (``CSRMatrix``).
+    case csr
 
     public var description: String {
         switch self {
         case .dense: return "dense"
+        case .sparse24: return "2:4"
+        case .csr: return "csr"
         }
     }
 }
@@ -14,11 +20,17 @@ public enum WeightFormat: Hashable, Sendable, CustomStringConvertible {
 public enum CompressedWeights: Sendable {
     /// Row-major `W[N, K]`: N output features, K input features.
     case dense(Matrix<Float>)
+    /// 2:4 semi-structured `W[N, K]`.
+    case sparse24(Sparse24Matrix)
+    /// CSR `W[N, K]`.
+    case csr(CSRMatrix)
 
     /// The format tag, which backends match on.
     public var format: WeightFormat {
         switch self {
         case .dense: return .dense
+        case .sparse24: return .sparse24
+        case .csr: return .csr
         }
     }
 
@@ -26,6 +38,8 @@ public enum CompressedWeights: Sendable {
     public var outFeatures: Int {
         switch self {
         case let .dense(w): return w.rows
+        case let .sparse24(w): return w.rows
+        case let .csr(w): return w.rows
         }
     }
 
@@ -33,6 +47,17 @@ public enum CompressedWeights: Sendable {
     public var inFeatures: Int {
         switch self {
         case let .dense(w): return w.columns
+        case let .sparse24(w): return w.columns
+        case let .csr(w): return w.columns
+        }
+    }
+
+    /// Bytes the weights occupy in this format (values, indices, metadata).
+    public var byteCount: Int {
+        switch self {
+        case let .dense(w): return w.count * 4
+        case let .sparse24(w): return w.byteCount
+        case let .csr(w): return w.byteCount
         }
     }
 
@@ -40,6 +65,20 @@ public enum CompressedWeights: Sendable {
     public func densified() -> Matrix<Float> {
         switch self {
         case let .dense(w): return w
+        case let .sparse24(w): return w.densified()
+        case let .csr(w): return w.densified()
+        }
+    }
+
+    /// The same weights in another format: the dense-or-sparse choice as one call.
+    /// - Throws: ``CondenseError/invalidArgument(_:)`` when the weights are not 2:4 sparse and
+    ///   `.sparse24` is asked for (naming the first offending row and group).
+    public func converted(to format: WeightFormat) throws -> CompressedWeights {
+        if format == self.format { return self }
+        switch format {
+        case .dense: return .dense(densified())
+        case .sparse24: return .sparse24(try Sparse24Matrix(dense: densified()))
+        case .csr: return .csr(CSRMatrix(dense: densified()))
         }
     }
 }
@@ -72,4 +111,9 @@ public struct LinearLayer: Sendable {
     public var inFeatures: Int { weights.inFeatures }
     /// The weight format.
     public var format: WeightFormat { weights.format }
+
+    /// The same layer with its weights in `format` (see ``CompressedWeights/converted(to:)``).
+    public func converted(to format: WeightFormat) throws -> LinearLayer {
+        try LinearLayer(weights: weights.converted(to: format), bias: bias, activation: activation)
+    }
 }

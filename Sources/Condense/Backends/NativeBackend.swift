@@ -34,9 +34,9 @@ public struct NativeBackend: KernelBackend {
         return .available
     }
 
-    public func supports(_ format: WeightFormat) -> Bool { format == .dense }
+    public func supports(_ format: WeightFormat) -> Bool { true }
 
-    public var kernels: [KernelInfo] { NativeKernels.f32Gemm }
+    public var kernels: [KernelInfo] { NativeKernels.f32Gemm + NativeKernels.sparse }
 
     public func prepare(_ layer: LinearLayer) throws -> any PreparedLinear {
         let level: ISA
@@ -53,10 +53,14 @@ public struct NativeBackend: KernelBackend {
         if let threads, threads < 1 {
             throw CondenseError.invalidArgument("thread count must be >= 1, got \(threads)")
         }
+        let t = threads ?? 0
         switch layer.weights {
         case let .dense(w):
-            return try NativeDenseLinear(
-                weight: w, bias: layer.bias, activation: layer.activation, isa: level, threads: threads ?? 0)
+            return try NativeDenseLinear(weight: w, bias: layer.bias, activation: layer.activation, isa: level, threads: t)
+        case let .sparse24(w):
+            return try NativeSparse24Linear(weight: w, bias: layer.bias, activation: layer.activation, isa: level, threads: t)
+        case let .csr(w):
+            return try NativeCSRLinear(weight: w, bias: layer.bias, activation: layer.activation, isa: level, threads: t)
         }
     }
 }
@@ -70,6 +74,23 @@ public enum NativeKernels {
             let isa = ISA(k.pointee.isa)
             return KernelInfo(name: String(cString: k.pointee.name), isa: isa, runnable: isa <= CondenseRuntime.detectedISA)
         }
+    }
+}
+
+extension NativeKernels {
+    /// Every sparse kernel (2:4 and CSR, "dot" and "xt" kinds), with whether this CPU can run it.
+    public static var sparse: [KernelInfo] {
+        (0..<condense_sparse_kernel_count()).compactMap { i in
+            guard let k = condense_sparse_kernel_at(i) else { return nil }
+            let isa = ISA(k.pointee.isa)
+            return KernelInfo(name: String(cString: k.pointee.name), isa: isa, runnable: isa <= CondenseRuntime.detectedISA)
+        }
+    }
+
+    /// The sparse kernel that runs a batch of `m` rows (`format`: 0 = 2:4, 1 = CSR).
+    static func sparseKernelName(format: Int32, isa: ISA, m: Int) -> String {
+        guard let k = condense_sparse_kernel_for(format, isa.c, m) else { return "none" }
+        return String(cString: k.pointee.name)
     }
 }
 
@@ -89,12 +110,9 @@ final class NativeDenseLinear: PreparedLinear, @unchecked Sendable {
             throw CondenseError.backendUnavailable(name: "native", reason: "no f32 GEMM kernel for \(isa)")
         }
         let p: UnsafeMutablePointer<condense_f32_packed>? = weight.withUnsafeBufferPointer { w in
-            if let bias {
-                return bias.withUnsafeBufferPointer { b in
-                    condense_f32_pack(kernel, w.baseAddress, weight.rows, weight.columns, weight.columns, b.baseAddress)
-                }
+            withOptionalPointer(bias) { b in
+                condense_f32_pack(kernel, w.baseAddress, weight.rows, weight.columns, weight.columns, b)
             }
-            return condense_f32_pack(kernel, w.baseAddress, weight.rows, weight.columns, weight.columns, nil)
         }
         guard let p else { throw CondenseError.outOfMemory(bytes: weight.count * 4) }
         packed = p
@@ -117,4 +135,106 @@ final class NativeDenseLinear: PreparedLinear, @unchecked Sendable {
             }
         }
     }
+}
+
+/// 2:4 weights packed for the native sparse kernels (compact form plus a column-index view).
+final class NativeSparse24Linear: PreparedLinear, @unchecked Sendable {
+    // Immutable after init; `apply` only reads the packed buffers.
+    private let packed: UnsafeMutablePointer<condense_s24_packed>
+    private let activation: Activation
+    private let threads: Int32
+    private let isa: ISA
+    let backendName = "native"
+    let inFeatures: Int
+    let outFeatures: Int
+
+    init(weight: Sparse24Matrix, bias: [Float]?, activation: Activation, isa: ISA, threads: Int) throws {
+        let p: UnsafeMutablePointer<condense_s24_packed>? = weight.values.withUnsafeBufferPointer { v in
+            weight.metadata.withUnsafeBufferPointer { m in
+                withOptionalPointer(bias) { b in
+                    condense_s24_pack(isa.c, v.baseAddress, m.baseAddress, weight.rows, weight.columns,
+                                      weight.paddedColumns, weight.metadataStride, b)
+                }
+            }
+        }
+        guard let p else { throw CondenseError.outOfMemory(bytes: weight.byteCount * 2) }
+        packed = p
+        inFeatures = weight.columns
+        outFeatures = weight.rows
+        self.activation = activation
+        self.threads = Int32(clamping: threads)
+        self.isa = isa
+    }
+
+    deinit { condense_s24_packed_free(packed) }
+
+    var kernelName: String { kernelName(forBatch: 1) }
+    func kernelName(forBatch m: Int) -> String { NativeKernels.sparseKernelName(format: 0, isa: isa, m: m) }
+
+    func apply(_ x: Matrix<Float>, into y: inout Matrix<Float>) throws {
+        try checkShapes(x, y)
+        let (m, ldx, ldy) = (x.rows, x.columns, y.columns)
+        x.withUnsafeBufferPointer { xp in
+            y.withUnsafeMutableBufferPointer { yp in
+                condense_s24_gemm(packed, m, xp.baseAddress, ldx, yp.baseAddress, ldy, Int32(activation.c.rawValue), threads)
+            }
+        }
+    }
+}
+
+/// CSR weights packed for the native sparse kernels.
+final class NativeCSRLinear: PreparedLinear, @unchecked Sendable {
+    // Immutable after init; `apply` only reads the packed buffers.
+    private let packed: UnsafeMutablePointer<condense_csr_packed>
+    private let activation: Activation
+    private let threads: Int32
+    private let isa: ISA
+    let backendName = "native"
+    let inFeatures: Int
+    let outFeatures: Int
+
+    init(weight: CSRMatrix, bias: [Float]?, activation: Activation, isa: ISA, threads: Int) throws {
+        let make: (UnsafeRawPointer?, Int32) -> UnsafeMutablePointer<condense_csr_packed>? = { index, width in
+            weight.rowOffsets.withUnsafeBufferPointer { r in
+                weight.values.withUnsafeBufferPointer { v in
+                    withOptionalPointer(bias) { b in
+                        condense_csr_pack(isa.c, r.baseAddress, index, width, v.baseAddress, weight.rows, weight.columns, b)
+                    }
+                }
+            }
+        }
+        let p: UnsafeMutablePointer<condense_csr_packed>?
+        switch weight.columnIndices {
+        case let .u16(ix): p = ix.withUnsafeBytes { make($0.baseAddress, 2) }
+        case let .u32(ix): p = ix.withUnsafeBytes { make($0.baseAddress, 4) }
+        }
+        guard let p else { throw CondenseError.outOfMemory(bytes: weight.byteCount) }
+        packed = p
+        inFeatures = weight.columns
+        outFeatures = weight.rows
+        self.activation = activation
+        self.threads = Int32(clamping: threads)
+        self.isa = isa
+    }
+
+    deinit { condense_csr_packed_free(packed) }
+
+    var kernelName: String { kernelName(forBatch: 1) }
+    func kernelName(forBatch m: Int) -> String { NativeKernels.sparseKernelName(format: 1, isa: isa, m: m) }
+
+    func apply(_ x: Matrix<Float>, into y: inout Matrix<Float>) throws {
+        try checkShapes(x, y)
+        let (m, ldx, ldy) = (x.rows, x.columns, y.columns)
+        x.withUnsafeBufferPointer { xp in
+            y.withUnsafeMutableBufferPointer { yp in
+                condense_csr_gemm(packed, m, xp.baseAddress, ldx, yp.baseAddress, ldy, Int32(activation.c.rawValue), threads)
+            }
+        }
+    }
+}
+
+/// Calls `body` with the array's base address, or nil for a nil array.
+func withOptionalPointer<R>(_ array: [Float]?, _ body: (UnsafePointer<Float>?) -> R) -> R {
+    guard let array else { return body(nil) }
+    return array.withUnsafeBufferPointer { body($0.baseAddress) }
 }

@@ -11,10 +11,10 @@ public struct SIMDBackend: KernelBackend {
     public var kernels: [KernelInfo] { [KernelInfo(name: "f32_gemm_4xdot16__swiftsimd", isa: nil, runnable: true)] }
 
     public func prepare(_ layer: LinearLayer) throws -> any PreparedLinear {
-        switch layer.weights {
-        case let .dense(w):
-            return try SIMDLinear(weight: w, bias: layer.bias, activation: layer.activation)
+        guard case let .dense(w) = layer.weights else {
+            throw CondenseError.unsupportedFormat(backend: name, format: layer.format.description)
         }
+        return try SIMDLinear(weight: w, bias: layer.bias, activation: layer.activation)
     }
 }
 

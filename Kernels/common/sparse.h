@@ -1,0 +1,58 @@
+/* Shared by the sparse kernel families: a CSR view of the weights (2:4 is CSR with exactly
+ * k16/2 entries per row) and the per-ISA kernels over it. */
+#ifndef CONDENSE_SPARSE_H
+#define CONDENSE_SPARSE_H
+#include "internal.h"
+
+typedef struct csr_view {
+    size_t n, k;
+    const uint32_t *row_ptr;   /* NULL: row r starts at r·per_row */
+    size_t per_row;
+    const void *index;
+    int index_bytes;
+    const float *values;
+} csr_view;
+
+static inline size_t csr_row_begin(const csr_view *v, size_t r) {
+    return v->row_ptr ? v->row_ptr[r] : r * v->per_row;
+}
+static inline size_t csr_row_end(const csr_view *v, size_t r) {
+    return v->row_ptr ? v->row_ptr[r + 1] : (r + 1) * v->per_row;
+}
+static inline uint32_t csr_index(const csr_view *v, size_t p) {
+    return v->index_bytes == 2 ? ((const uint16_t *)v->index)[p] : ((const uint32_t *)v->index)[p];
+}
+
+/* Rows of X in one transposed block (lanes of the xt kernels) and the K slice that keeps the
+ * block in L1 (slice · lanes · 4 bytes = 32 KiB). */
+enum { XT_LANES_512 = 32, XT_SLICE_512 = 256, XT_LANES_256 = 16, XT_SLICE_256 = 512 };
+
+/* "dot" kernels: Y[i, n] = Σ W[n,k]·X[i,k] for rows n in [n0, n1) and the mb rows of X given;
+ * no bias or activation (the driver adds them). */
+void condense_csr_dot__scalar(const csr_view *v, size_t n0, size_t n1, size_t mb, const float *x,
+                              size_t lda, float *y, size_t ldy);
+/* "xt" kernels: for rows [n0, n1), accumulate the non-zeros with column in [kb, ke) against the
+ * transposed block xt[k][lanes] into yt[(r − n0)·lanes + i]; cursor[r − n0] tracks each row's
+ * position (non-zeros are sorted by column), first != 0 starts yt from zero. */
+#if CONDENSE_X86
+void condense_csr_dot__avx2(const csr_view *v, size_t n0, size_t n1, size_t mb, const float *x,
+                            size_t lda, float *y, size_t ldy);
+void condense_csr_dot__avx512(const csr_view *v, size_t n0, size_t n1, size_t mb, const float *x,
+                              size_t lda, float *y, size_t ldy);
+void condense_csr_xt__avx2(const csr_view *v, size_t n0, size_t n1, const float *xt, size_t kb,
+                           size_t ke, uint32_t *cursor, float *yt, int first);
+void condense_csr_xt__avx512(const csr_view *v, size_t n0, size_t n1, const float *xt, size_t kb,
+                             size_t ke, uint32_t *cursor, float *yt, int first);
+void condense_s24_dot__avx2(const condense_s24_packed *w, size_t n0, size_t n1, size_t mb,
+                            const float *x, size_t lda, float *y, size_t ldy);
+void condense_s24_dot__avx512(const condense_s24_packed *w, size_t n0, size_t n1, size_t mb,
+                              const float *x, size_t lda, float *y, size_t ldy);
+#endif
+
+/* The driver for both formats: picks dot or xt by m, threads over rows of W, adds bias and
+ * applies the activation. `s24` is non-NULL for 2:4 weights (its dot kernel reads the compact
+ * form). */
+void condense_sparse_run(const csr_view *v, const condense_s24_packed *s24, condense_isa isa,
+                         int format, const float *bias, size_t m, const float *x, size_t lda,
+                         float *y, size_t ldy, int act, int threads);
+#endif

@@ -1,0 +1,227 @@
+/* Sparse driver shared by CSR and 2:4: the sparse kernel table, CSR packing, and the run
+ * function that picks the "dot" or "xt" kernel by batch size and threads over rows of W. */
+#include "sparse.h"
+#include "omp_shim.h"
+
+#include <string.h>
+
+enum { FMT_S24 = 0, FMT_CSR = 1 };
+
+/* min_m: the xt kernels pay a transpose of X and waste lanes below a full block, so they take
+ * over from the dot kernels only at larger batches (thresholds measured with
+ * `condense bench sparse`, see docs/performance.md). */
+static const condense_sparse_kernel kernels[] = {
+    {"f32_s24_dot_1x1__scalar", CONDENSE_ISA_SCALAR, FMT_S24, 0},
+    {"f32_csr_dot_1x1__scalar", CONDENSE_ISA_SCALAR, FMT_CSR, 0},
+#if CONDENSE_X86
+    {"f32_s24_dot_4x2__avx2", CONDENSE_ISA_AVX2, FMT_S24, 0},
+    {"f32_s24_xt_16__avx2", CONDENSE_ISA_AVX2, FMT_S24, 8},
+    {"f32_csr_dot_1x2__avx2", CONDENSE_ISA_AVX2, FMT_CSR, 0},
+    {"f32_csr_xt_16__avx2", CONDENSE_ISA_AVX2, FMT_CSR, 4},
+    {"f32_s24_dot_4x4__avx512", CONDENSE_ISA_AVX512, FMT_S24, 0},
+    {"f32_s24_xt_32__avx512", CONDENSE_ISA_AVX512, FMT_S24, 16},
+    {"f32_csr_dot_1x4__avx512", CONDENSE_ISA_AVX512, FMT_CSR, 0},
+    {"f32_csr_xt_32__avx512", CONDENSE_ISA_AVX512, FMT_CSR, 4},
+#endif
+};
+
+int condense_sparse_kernel_count(void) { return (int)(sizeof kernels / sizeof kernels[0]); }
+
+const condense_sparse_kernel *condense_sparse_kernel_at(int i) {
+    return i >= 0 && i < condense_sparse_kernel_count() ? &kernels[i] : NULL;
+}
+
+const condense_sparse_kernel *condense_sparse_kernel_for(int format, condense_isa isa, size_t m) {
+    if (isa > condense_isa_detected()) isa = condense_isa_detected();
+    const condense_sparse_kernel *best = NULL;
+    for (int i = 0; i < condense_sparse_kernel_count(); i++) {
+        const condense_sparse_kernel *k = &kernels[i];
+        if (k->format != format || k->isa > isa || (size_t)k->min_m > m) continue;
+        if (!best || k->isa > best->isa || (k->isa == best->isa && k->min_m > best->min_m)) best = k;
+    }
+    return best;
+}
+
+/* Thread t's rows, balanced by non-zeros (rows of a pruned matrix differ a lot in density). */
+static void split_rows(const csr_view *v, int nt, int t, size_t *n0, size_t *n1) {
+    if (!v->row_ptr) {
+        *n0 = v->n * (size_t)t / (size_t)nt;
+        *n1 = v->n * (size_t)(t + 1) / (size_t)nt;
+        return;
+    }
+    const size_t nnz = v->row_ptr[v->n];
+    size_t bounds[2];
+    for (int e = 0; e < 2; e++) {
+        const size_t target = nnz * (size_t)(t + e) / (size_t)nt;
+        size_t lo = 0, hi = v->n; /* first row whose start is >= target */
+        while (lo < hi) {
+            size_t mid = (lo + hi) / 2;
+            if (v->row_ptr[mid] < target) lo = mid + 1; else hi = mid;
+        }
+        bounds[e] = t + e == nt ? v->n : lo;
+    }
+    *n0 = bounds[0];
+    *n1 = bounds[1];
+}
+
+static void epilogue(float *y, size_t ldy, size_t rows, size_t n0, size_t n1, const float *bias,
+                     int act, condense_isa isa) {
+    for (size_t i = 0; i < rows; i++) {
+        float *yi = y + i * ldy;
+        if (bias) for (size_t r = n0; r < n1; r++) yi[r] += bias[r];
+        condense_f32_activation(yi + n0, n1 - n0, act, isa);
+    }
+}
+
+static void run_dot(const csr_view *v, const condense_s24_packed *s24, condense_isa isa, size_t n0,
+                    size_t n1, size_t m, const float *x, size_t lda, float *y, size_t ldy) {
+#if CONDENSE_X86
+    if (isa >= CONDENSE_ISA_AVX512) {
+        if (s24) condense_s24_dot__avx512(s24, n0, n1, m, x, lda, y, ldy);
+        else condense_csr_dot__avx512(v, n0, n1, m, x, lda, y, ldy);
+        return;
+    }
+    if (isa >= CONDENSE_ISA_AVX2) {
+        if (s24) condense_s24_dot__avx2(s24, n0, n1, m, x, lda, y, ldy);
+        else condense_csr_dot__avx2(v, n0, n1, m, x, lda, y, ldy);
+        return;
+    }
+#else
+    (void)s24;
+#endif
+    condense_csr_dot__scalar(v, n0, n1, m, x, lda, y, ldy);
+}
+
+#if CONDENSE_X86
+/* The xt path of one thread: for each block of `lanes` rows of X, transpose it (shared, every
+ * thread packs a share of K), then run this thread's rows of W in K slices that keep the
+ * block's slice in L1. */
+static void run_xt_thread(const csr_view *v, condense_isa isa, const float *bias, size_t m,
+                          const float *x, size_t lda, float *y, size_t ldy, int act, float *xt,
+                          int nt, int t) {
+    const size_t lanes = isa >= CONDENSE_ISA_AVX512 ? XT_LANES_512 : XT_LANES_256;
+    const size_t slice = isa >= CONDENSE_ISA_AVX512 ? XT_SLICE_512 : XT_SLICE_256;
+    const size_t k = v->k;
+    size_t n0, n1;
+    split_rows(v, nt, t, &n0, &n1);
+    const size_t rows = n1 - n0;
+    float *yt = condense_aligned_alloc((rows ? rows : 1) * lanes * sizeof(float));
+    uint32_t *cursor = malloc((rows ? rows : 1) * sizeof(uint32_t));
+    const size_t k0 = k * (size_t)t / (size_t)nt, k1 = k * (size_t)(t + 1) / (size_t)nt;
+    for (size_t mb0 = 0; mb0 < m; mb0 += lanes) {
+        const size_t mbv = m - mb0 < lanes ? m - mb0 : lanes;
+        for (size_t i = 0; i < lanes; i++) {
+            if (i < mbv) {
+                const float *src = x + (mb0 + i) * lda;
+                for (size_t kk = k0; kk < k1; kk++) xt[kk * lanes + i] = src[kk];
+            } else {
+                for (size_t kk = k0; kk < k1; kk++) xt[kk * lanes + i] = 0.0f;
+            }
+        }
+#pragma omp barrier
+        if (yt && cursor && rows) {
+            size_t kb = 0;
+            do {
+                const size_t ke = k - kb < slice ? k : kb + slice;
+                if (isa >= CONDENSE_ISA_AVX512) condense_csr_xt__avx512(v, n0, n1, xt, kb, ke, cursor, yt, kb == 0);
+                else condense_csr_xt__avx2(v, n0, n1, xt, kb, ke, cursor, yt, kb == 0);
+                kb = ke;
+            } while (kb < k);
+            for (size_t r = n0; r < n1; r++) {
+                const float *src = yt + (r - n0) * lanes;
+                for (size_t i = 0; i < mbv; i++) y[(mb0 + i) * ldy + r] = src[i];
+            }
+            epilogue(y + mb0 * ldy, ldy, mbv, n0, n1, bias, act, isa);
+        }
+#pragma omp barrier
+    }
+    free(yt);
+    free(cursor);
+}
+#endif
+
+void condense_sparse_run(const csr_view *v, const condense_s24_packed *s24, condense_isa isa,
+                         int format, const float *bias, size_t m, const float *x, size_t lda,
+                         float *y, size_t ldy, int act, int threads) {
+    if (m == 0 || v->n == 0) return;
+    if (isa > condense_isa_detected()) isa = condense_isa_detected();
+    int nt = threads > 0 ? threads : condense_get_num_threads();
+    if ((size_t)nt > v->n) nt = (int)v->n;
+    const condense_sparse_kernel *kr = condense_sparse_kernel_for(format, isa, m);
+    const int xt_path = kr && strstr(kr->name, "_xt_") != NULL;
+#if CONDENSE_X86
+    if (xt_path) {
+        const size_t lanes = isa >= CONDENSE_ISA_AVX512 ? XT_LANES_512 : XT_LANES_256;
+        float *xt = condense_aligned_alloc((v->k ? v->k : 1) * lanes * sizeof(float));
+        if (!xt) return;
+        if (nt <= 1) {
+            run_xt_thread(v, isa, bias, m, x, lda, y, ldy, act, xt, 1, 0);
+        } else {
+#pragma omp parallel num_threads(nt)
+            run_xt_thread(v, isa, bias, m, x, lda, y, ldy, act, xt, omp_get_num_threads(),
+                          omp_get_thread_num());
+        }
+        free(xt);
+        return;
+    }
+#else
+    (void)xt_path;
+#endif
+    if (nt <= 1) {
+        run_dot(v, s24, isa, 0, v->n, m, x, lda, y, ldy);
+        epilogue(y, ldy, m, 0, v->n, bias, act, isa);
+        return;
+    }
+#pragma omp parallel num_threads(nt)
+    {
+        size_t n0, n1;
+        split_rows(v, omp_get_num_threads(), omp_get_thread_num(), &n0, &n1);
+        if (n1 > n0) {
+            run_dot(v, s24, isa, n0, n1, m, x, lda, y, ldy);
+            epilogue(y, ldy, m, n0, n1, bias, act, isa);
+        }
+    }
+}
+
+condense_csr_packed *condense_csr_pack(condense_isa isa, const uint32_t *row_ptr, const void *index,
+                                       int index_bytes, const float *values, size_t n, size_t k,
+                                       const float *bias) {
+    condense_csr_packed *p = calloc(1, sizeof *p);
+    if (!p) return NULL;
+    p->n = n;
+    p->k = k;
+    p->isa = isa;
+    p->nnz = row_ptr[n];
+    p->index_bytes = index_bytes;
+    p->row_ptr = condense_aligned_alloc((n + 1) * sizeof(uint32_t));
+    p->index = condense_aligned_alloc(p->nnz * (size_t)index_bytes);
+    p->values = condense_aligned_alloc(p->nnz * sizeof(float));
+    if (!p->row_ptr || !p->index || !p->values) goto fail;
+    memcpy(p->row_ptr, row_ptr, (n + 1) * sizeof(uint32_t));
+    memcpy(p->index, index, p->nnz * (size_t)index_bytes);
+    memcpy(p->values, values, p->nnz * sizeof(float));
+    if (bias) {
+        p->bias = condense_aligned_alloc(n * sizeof(float));
+        if (!p->bias) goto fail;
+        memcpy(p->bias, bias, n * sizeof(float));
+    }
+    return p;
+fail:
+    condense_csr_packed_free(p);
+    return NULL;
+}
+
+void condense_csr_packed_free(condense_csr_packed *p) {
+    if (!p) return;
+    free(p->row_ptr);
+    free(p->index);
+    free(p->values);
+    free(p->bias);
+    free(p);
+}
+
+void condense_csr_gemm(const condense_csr_packed *w, size_t m, const float *x, size_t lda,
+                       float *y, size_t ldy, int act, int threads) {
+    csr_view v = {w->n, w->k, w->row_ptr, 0, w->index, w->index_bytes, w->values};
+    condense_sparse_run(&v, NULL, w->isa, FMT_CSR, w->bias, m, x, lda, y, ldy, act, threads);
+}

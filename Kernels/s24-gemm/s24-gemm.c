@@ -1,0 +1,68 @@
+/* 2:4 packing and entry point. The compact form (values + 4-bit masks, K padded to 16) feeds
+ * the dot kernels; a column-index view of the same values feeds the xt kernels. */
+#include "sparse.h"
+
+#include <string.h>
+
+condense_s24_packed *condense_s24_pack(condense_isa isa, const float *values, const uint8_t *meta,
+                                       size_t n, size_t k, size_t k4, size_t meta_stride,
+                                       const float *bias) {
+    condense_s24_packed *p = calloc(1, sizeof *p);
+    if (!p) return NULL;
+    const size_t k16 = (k4 + 15) / 16 * 16;
+    const size_t vs = k16 / 2, ms = k16 / 8, groups4 = k4 / 4;
+    p->n = n;
+    p->k = k;
+    p->k16 = k16;
+    p->isa = isa;
+    p->index_bytes = k16 <= 65536 ? 2 : 4;
+    p->values = condense_aligned_alloc(n * vs * sizeof(float) + 64);
+    p->meta = condense_aligned_alloc(n * ms + 64);
+    p->index = condense_aligned_alloc(n * vs * (size_t)p->index_bytes + 64);
+    if (!p->values || !p->meta || !p->index) goto fail;
+    for (size_t r = 0; r < n; r++) {
+        float *dv = p->values + r * vs;
+        uint8_t *dm = p->meta + r * ms;
+        memset(dv, 0, vs * sizeof(float));
+        memcpy(dv, values + r * (k4 / 2), (k4 / 2) * sizeof(float));
+        for (size_t g = 0; g < k16 / 4; g++) {
+            /* Padding groups select columns 0 and 1 of the group, with zero values. */
+            uint8_t mask = g < groups4 ? (uint8_t)((meta[r * meta_stride + g / 2] >> (4 * (g % 2))) & 0xF) : 0x3;
+            if (g % 2 == 0) dm[g / 2] = mask; else dm[g / 2] |= (uint8_t)(mask << 4);
+            int slot = 0;
+            for (int i = 0; i < 4; i++) {
+                if (!((mask >> i) & 1)) continue;
+                /* Columns past K hold zeros; clamp so the xt kernels never index past X's row. */
+                size_t col = 4 * g + (size_t)i;
+                if (k > 0 && col >= k) col = k - 1;
+                size_t at = r * vs + 2 * g + (size_t)slot++;
+                if (p->index_bytes == 2) ((uint16_t *)p->index)[at] = (uint16_t)col;
+                else ((uint32_t *)p->index)[at] = (uint32_t)col;
+            }
+        }
+    }
+    if (bias) {
+        p->bias = condense_aligned_alloc(n * sizeof(float));
+        if (!p->bias) goto fail;
+        memcpy(p->bias, bias, n * sizeof(float));
+    }
+    return p;
+fail:
+    condense_s24_packed_free(p);
+    return NULL;
+}
+
+void condense_s24_packed_free(condense_s24_packed *p) {
+    if (!p) return;
+    free(p->values);
+    free(p->meta);
+    free(p->index);
+    free(p->bias);
+    free(p);
+}
+
+void condense_s24_gemm(const condense_s24_packed *w, size_t m, const float *x, size_t lda,
+                       float *y, size_t ldy, int act, int threads) {
+    csr_view v = {w->n, w->k, NULL, w->k16 / 2, w->index, w->index_bytes, w->values};
+    condense_sparse_run(&v, w, w->isa, 0, w->bias, m, x, lda, y, ldy, act, threads);
+}

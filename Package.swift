@@ -16,6 +16,7 @@ let package = Package(
     name: "Condense",
     products: [
         .library(name: "Condense", targets: ["Condense"]),
+        .library(name: "CondenseCompression", targets: ["CondenseCompression"]),
         .executable(name: "condense", targets: ["CondenseCLI"]),
     ],
     traits: [
@@ -41,10 +42,17 @@ let package = Package(
             dependencies: ["CCondenseKernels"],
             swiftSettings: [.swiftLanguageMode(.v6)]
         ),
+        // Pruning, quantization, distillation: produces the CompressedWeights the runtime runs.
+        .target(
+            name: "CondenseCompression",
+            dependencies: ["Condense"],
+            swiftSettings: [.swiftLanguageMode(.v6)]
+        ),
         .executableTarget(
             name: "CondenseCLI",
             dependencies: [
                 "Condense",
+                "CondenseCompression",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: [.swiftLanguageMode(.v6)]
@@ -52,6 +60,11 @@ let package = Package(
         .testTarget(
             name: "CondenseTests",
             dependencies: ["Condense", "CCondenseKernels"],
+            swiftSettings: [.swiftLanguageMode(.v6)]
+        ),
+        .testTarget(
+            name: "CondenseCompressionTests",
+            dependencies: ["CondenseCompression", "Condense"],
             swiftSettings: [.swiftLanguageMode(.v6)]
         ),
     ]

@@ -23,31 +23,45 @@ static inline uint32_t csr_index(const csr_view *v, size_t p) {
     return v->index_bytes == 2 ? ((const uint16_t *)v->index)[p] : ((const uint32_t *)v->index)[p];
 }
 
-/* Rows of X in one transposed block (lanes of the xt kernels) and the K slice that keeps the
- * block in L1 (slice · lanes · 4 bytes = 32 KiB). */
-enum { XT_LANES_512 = 32, XT_SLICE_512 = 256, XT_LANES_256 = 16, XT_SLICE_256 = 512 };
+/* The K slice that keeps a transposed block of `lanes` rows of X in L1: slice · lanes · 4 bytes
+ * = 32 KiB. A multiple of 4, so 2:4 slices hold whole groups. */
+static inline size_t xt_slice(size_t lanes) { return 8192 / lanes; }
 
 /* "dot" kernels: Y[i, n] = Σ W[n,k]·X[i,k] for rows n in [n0, n1) and the mb rows of X given;
  * no bias or activation (the driver adds them). */
 void condense_csr_dot__scalar(const csr_view *v, size_t n0, size_t n1, size_t mb, const float *x,
                               size_t lda, float *y, size_t ldy);
-/* "xt" kernels: for rows [n0, n1), accumulate the non-zeros with column in [kb, ke) against the
- * transposed block xt[k][lanes] into yt[(r − n0)·lanes + i]; cursor[r − n0] tracks each row's
- * position (non-zeros are sorted by column), first != 0 starts yt from zero. */
+
+/* "xt" kernels: for rows [n0, n1), accumulate the non-zeros from each row's cursor up to column
+ * ke against the transposed block xt[k][lanes] into yt[(r − n0)·lanes + i]; cursor[r − n0]
+ * tracks each row's position (non-zeros are sorted by column); first != 0 starts a row from its
+ * beginning and yt from zero. 2:4 views (row_ptr NULL) find the slice end arithmetically. */
 #if CONDENSE_X86
 void condense_csr_dot__avx2(const csr_view *v, size_t n0, size_t n1, size_t mb, const float *x,
                             size_t lda, float *y, size_t ldy);
 void condense_csr_dot__avx512(const csr_view *v, size_t n0, size_t n1, size_t mb, const float *x,
                               size_t lda, float *y, size_t ldy);
-void condense_csr_xt__avx2(const csr_view *v, size_t n0, size_t n1, const float *xt, size_t kb,
+void condense_csr_xt__avx2(int lanes, const csr_view *v, size_t n0, size_t n1, const float *xt,
                            size_t ke, uint32_t *cursor, float *yt, int first);
-void condense_csr_xt__avx512(const csr_view *v, size_t n0, size_t n1, const float *xt, size_t kb,
+void condense_csr_xt__avx512(int lanes, const csr_view *v, size_t n0, size_t n1, const float *xt,
                              size_t ke, uint32_t *cursor, float *yt, int first);
 void condense_s24_dot__avx2(const condense_s24_packed *w, size_t n0, size_t n1, size_t mb,
                             const float *x, size_t lda, float *y, size_t ldy);
 void condense_s24_dot__avx512(const condense_s24_packed *w, size_t n0, size_t n1, size_t mb,
                               const float *x, size_t lda, float *y, size_t ldy);
 #endif
+
+/* Where a row's entries up to column ke end. 2:4 views hold exactly two entries per group and
+ * slices end on group boundaries, so no scan is needed; the last slice takes the padding too. */
+#define XT_SLICE_END(IT)                                                                          \
+    size_t q;                                                                                     \
+    if (!v->row_ptr) {                                                                            \
+        q = ke >= v->k ? end : csr_row_begin(v, r) + ke / 2;                                      \
+    } else {                                                                                      \
+        const IT *ixs = (const IT *)v->index;                                                     \
+        q = p;                                                                                    \
+        while (q < end && ixs[q] < ke) q++;                                                       \
+    }
 
 /* The driver for both formats: picks dot or xt by m, threads over rows of W, adds bias and
  * applies the activation. `s24` is non-NULL for 2:4 weights (its dot kernel reads the compact

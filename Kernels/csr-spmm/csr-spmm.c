@@ -8,20 +8,25 @@
 enum { FMT_S24 = 0, FMT_CSR = 1 };
 
 /* min_m: the xt kernels pay a transpose of X and waste lanes below a full block, so they take
- * over from the dot kernels only at larger batches (thresholds measured with
- * `condense bench sparse`, see docs/performance.md). */
+ * over from the dot kernels only at larger batches; wider blocks only once they fill. Measured
+ * on Zen 5 with `condense bench sparse --m 2,4,8,16`: CSR dot wins at M = 2 and 4, xt16 from 8;
+ * 2:4 dot (dense FLOPs, compact reads) wins up to M = 8, xt from 16. lanes = 0: a dot kernel. */
 static const condense_sparse_kernel kernels[] = {
-    {"f32_s24_dot_1x1__scalar", CONDENSE_ISA_SCALAR, FMT_S24, 0},
-    {"f32_csr_dot_1x1__scalar", CONDENSE_ISA_SCALAR, FMT_CSR, 0},
+    {"f32_s24_dot_1x1__scalar", CONDENSE_ISA_SCALAR, FMT_S24, 0, 0},
+    {"f32_csr_dot_1x1__scalar", CONDENSE_ISA_SCALAR, FMT_CSR, 0, 0},
 #if CONDENSE_X86
-    {"f32_s24_dot_4x2__avx2", CONDENSE_ISA_AVX2, FMT_S24, 0},
-    {"f32_s24_xt_16__avx2", CONDENSE_ISA_AVX2, FMT_S24, 8},
-    {"f32_csr_dot_1x2__avx2", CONDENSE_ISA_AVX2, FMT_CSR, 0},
-    {"f32_csr_xt_16__avx2", CONDENSE_ISA_AVX2, FMT_CSR, 4},
-    {"f32_s24_dot_4x4__avx512", CONDENSE_ISA_AVX512, FMT_S24, 0},
-    {"f32_s24_xt_32__avx512", CONDENSE_ISA_AVX512, FMT_S24, 16},
-    {"f32_csr_dot_1x4__avx512", CONDENSE_ISA_AVX512, FMT_CSR, 0},
-    {"f32_csr_xt_32__avx512", CONDENSE_ISA_AVX512, FMT_CSR, 4},
+    {"f32_s24_dot_4x2__avx2", CONDENSE_ISA_AVX2, FMT_S24, 0, 0},
+    {"f32_s24_xt_8__avx2", CONDENSE_ISA_AVX2, FMT_S24, 16, 8},
+    {"f32_s24_xt_16__avx2", CONDENSE_ISA_AVX2, FMT_S24, 32, 16},
+    {"f32_csr_dot_1x1__avx2", CONDENSE_ISA_AVX2, FMT_CSR, 0, 0},
+    {"f32_csr_xt_8__avx2", CONDENSE_ISA_AVX2, FMT_CSR, 8, 8},
+    {"f32_csr_xt_16__avx2", CONDENSE_ISA_AVX2, FMT_CSR, 16, 16},
+    {"f32_s24_dot_4x4__avx512", CONDENSE_ISA_AVX512, FMT_S24, 0, 0},
+    {"f32_s24_xt_16__avx512", CONDENSE_ISA_AVX512, FMT_S24, 16, 16},
+    {"f32_s24_xt_32__avx512", CONDENSE_ISA_AVX512, FMT_S24, 32, 32},
+    {"f32_csr_dot_1x1__avx512", CONDENSE_ISA_AVX512, FMT_CSR, 0, 0},
+    {"f32_csr_xt_16__avx512", CONDENSE_ISA_AVX512, FMT_CSR, 8, 16},
+    {"f32_csr_xt_32__avx512", CONDENSE_ISA_AVX512, FMT_CSR, 32, 32},
 #endif
 };
 
@@ -96,11 +101,10 @@ static void run_dot(const csr_view *v, const condense_s24_packed *s24, condense_
 /* The xt path of one thread: for each block of `lanes` rows of X, transpose it (shared, every
  * thread packs a share of K), then run this thread's rows of W in K slices that keep the
  * block's slice in L1. */
-static void run_xt_thread(const csr_view *v, condense_isa isa, const float *bias, size_t m,
-                          const float *x, size_t lda, float *y, size_t ldy, int act, float *xt,
-                          int nt, int t) {
-    const size_t lanes = isa >= CONDENSE_ISA_AVX512 ? XT_LANES_512 : XT_LANES_256;
-    const size_t slice = isa >= CONDENSE_ISA_AVX512 ? XT_SLICE_512 : XT_SLICE_256;
+static void run_xt_thread(const csr_view *v, condense_isa isa, size_t lanes, const float *bias,
+                          size_t m, const float *x, size_t lda, float *y, size_t ldy, int act,
+                          float *xt, int nt, int t) {
+    const size_t slice = xt_slice(lanes);
     const size_t k = v->k;
     size_t n0, n1;
     split_rows(v, nt, t, &n0, &n1);
@@ -123,13 +127,16 @@ static void run_xt_thread(const csr_view *v, condense_isa isa, const float *bias
             size_t kb = 0;
             do {
                 const size_t ke = k - kb < slice ? k : kb + slice;
-                if (isa >= CONDENSE_ISA_AVX512) condense_csr_xt__avx512(v, n0, n1, xt, kb, ke, cursor, yt, kb == 0);
-                else condense_csr_xt__avx2(v, n0, n1, xt, kb, ke, cursor, yt, kb == 0);
+                if (isa >= CONDENSE_ISA_AVX512) condense_csr_xt__avx512((int)lanes, v, n0, n1, xt, ke, cursor, yt, kb == 0);
+                else condense_csr_xt__avx2((int)lanes, v, n0, n1, xt, ke, cursor, yt, kb == 0);
                 kb = ke;
             } while (kb < k);
-            for (size_t r = n0; r < n1; r++) {
-                const float *src = yt + (r - n0) * lanes;
-                for (size_t i = 0; i < mbv; i++) y[(mb0 + i) * ldy + r] = src[i];
+            /* Row by row of Y: writing it column-wise (r inner) touches `mbv` lines ldy apart,
+             * which all alias to one L1 set when ldy is a multiple of 4 KiB (N = 1536, 3072,
+             * 6144...) and cost 2× the whole kernel there. YT's 128-byte rows do not alias. */
+            for (size_t i = 0; i < mbv; i++) {
+                float *dst = y + (mb0 + i) * ldy;
+                for (size_t r = n0; r < n1; r++) dst[r] = yt[(r - n0) * lanes + i];
             }
             epilogue(y + mb0 * ldy, ldy, mbv, n0, n1, bias, act, isa);
         }
@@ -148,24 +155,21 @@ void condense_sparse_run(const csr_view *v, const condense_s24_packed *s24, cond
     int nt = threads > 0 ? threads : condense_get_num_threads();
     if ((size_t)nt > v->n) nt = (int)v->n;
     const condense_sparse_kernel *kr = condense_sparse_kernel_for(format, isa, m);
-    const int xt_path = kr && strstr(kr->name, "_xt_") != NULL;
+    const size_t lanes = kr ? (size_t)kr->lanes : 0;
 #if CONDENSE_X86
-    if (xt_path) {
-        const size_t lanes = isa >= CONDENSE_ISA_AVX512 ? XT_LANES_512 : XT_LANES_256;
+    if (lanes > 0) {
         float *xt = condense_aligned_alloc((v->k ? v->k : 1) * lanes * sizeof(float));
         if (!xt) return;
         if (nt <= 1) {
-            run_xt_thread(v, isa, bias, m, x, lda, y, ldy, act, xt, 1, 0);
+            run_xt_thread(v, isa, lanes, bias, m, x, lda, y, ldy, act, xt, 1, 0);
         } else {
 #pragma omp parallel num_threads(nt)
-            run_xt_thread(v, isa, bias, m, x, lda, y, ldy, act, xt, omp_get_num_threads(),
+            run_xt_thread(v, isa, lanes, bias, m, x, lda, y, ldy, act, xt, omp_get_num_threads(),
                           omp_get_thread_num());
         }
         free(xt);
         return;
     }
-#else
-    (void)xt_path;
 #endif
     if (nt <= 1) {
         run_dot(v, s24, isa, 0, v->n, m, x, lda, y, ldy);

@@ -201,6 +201,7 @@ typedef struct condense_sparse_kernel {
     condense_isa isa;
     int format;            /* 0: 2:4, 1: CSR */
     int min_m;             /* used for batches of at least this many rows */
+    int lanes;             /* xt kernels: rows of X per transposed block; 0 for dot kernels */
 } condense_sparse_kernel;
 
 int condense_sparse_kernel_count(void);

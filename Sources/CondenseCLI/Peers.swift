@@ -22,6 +22,12 @@ struct PeerRunner {
         return out
     }
 
+    /// Runs one Python peer script of the folder with extra arguments.
+    func runScript(_ script: String, arguments: [String], name: String) -> [[String: Any]] {
+        invoke(["python3", "\(dir)/\(script)", "--threads", "\(threads)", "--reps", "\(reps)"] + arguments,
+               name: name, unset: ["OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE"])
+    }
+
     private func invoke(_ argv: [String], name: String, unset: [String]) -> [[String: Any]] {
         let p = Process()
         p.executableURL = URL(fileURLWithPath: "/usr/bin/env")

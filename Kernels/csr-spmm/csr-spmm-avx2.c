@@ -6,9 +6,7 @@
 #include <immintrin.h>
 #include "csr-row.h"
 
-CONDENSE_CSR_ROW_DOT(row_u16_256, CONDENSE_TARGET_AVX2, uint16_t)
-CONDENSE_CSR_ROW_DOT(row_u32_256, CONDENSE_TARGET_AVX2, uint32_t)
-CONDENSE_CSR_DOT_DRIVER(condense_csr_dot__avx2, CONDENSE_TARGET_AVX2, row_u16_256, row_u32_256)
+CONDENSE_CSR_DOT_DRIVER(condense_csr_dot__avx2, CONDENSE_TARGET_AVX2, 256)
 
 /* As the AVX-512 version, with L = 8 or 16 lanes in one or two ymm registers. */
 #define XT_ROWS_256(NAME, IT)                                                                     \

@@ -6,9 +6,7 @@
 #if CONDENSE_X86
 #include <immintrin.h>
 
-CONDENSE_CSR_ROW_DOT(row_u16_512, CONDENSE_TARGET_AVX512, uint16_t)
-CONDENSE_CSR_ROW_DOT(row_u32_512, CONDENSE_TARGET_AVX512, uint32_t)
-CONDENSE_CSR_DOT_DRIVER(condense_csr_dot__avx512, CONDENSE_TARGET_AVX512, row_u16_512, row_u32_512)
+CONDENSE_CSR_DOT_DRIVER(condense_csr_dot__avx512, CONDENSE_TARGET_AVX512, 512)
 
 /* The rows of one thread for one K slice; L (lanes: 16 or 32) and the index type are
  * compile-time constants in each instantiation, so the loop has no branches per non-zero. Four

@@ -13,18 +13,18 @@ enum { FMT_S24 = 0, FMT_CSR = 1 };
  * 2:4 dot (dense FLOPs, compact reads) wins up to M = 8, xt from 16. lanes = 0: a dot kernel. */
 static const condense_sparse_kernel kernels[] = {
     {"f32_s24_dot_1x1__scalar", CONDENSE_ISA_SCALAR, FMT_S24, 0, 0},
-    {"f32_csr_dot_1x1__scalar", CONDENSE_ISA_SCALAR, FMT_CSR, 0, 0},
+    {"f32_csr_dot_1x8__scalar", CONDENSE_ISA_SCALAR, FMT_CSR, 0, 0},
 #if CONDENSE_X86
     {"f32_s24_dot_4x2__avx2", CONDENSE_ISA_AVX2, FMT_S24, 0, 0},
     {"f32_s24_xt_8__avx2", CONDENSE_ISA_AVX2, FMT_S24, 16, 8},
     {"f32_s24_xt_16__avx2", CONDENSE_ISA_AVX2, FMT_S24, 32, 16},
-    {"f32_csr_dot_1x1__avx2", CONDENSE_ISA_AVX2, FMT_CSR, 0, 0},
+    {"f32_csr_dot_1x8__avx2", CONDENSE_ISA_AVX2, FMT_CSR, 0, 0},
     {"f32_csr_xt_8__avx2", CONDENSE_ISA_AVX2, FMT_CSR, 8, 8},
     {"f32_csr_xt_16__avx2", CONDENSE_ISA_AVX2, FMT_CSR, 16, 16},
     {"f32_s24_dot_4x4__avx512", CONDENSE_ISA_AVX512, FMT_S24, 0, 0},
     {"f32_s24_xt_16__avx512", CONDENSE_ISA_AVX512, FMT_S24, 16, 16},
     {"f32_s24_xt_32__avx512", CONDENSE_ISA_AVX512, FMT_S24, 32, 32},
-    {"f32_csr_dot_1x1__avx512", CONDENSE_ISA_AVX512, FMT_CSR, 0, 0},
+    {"f32_csr_dot_1x8__avx512", CONDENSE_ISA_AVX512, FMT_CSR, 0, 0},
     {"f32_csr_xt_16__avx512", CONDENSE_ISA_AVX512, FMT_CSR, 8, 16},
     {"f32_csr_xt_32__avx512", CONDENSE_ISA_AVX512, FMT_CSR, 32, 32},
 #endif
@@ -97,20 +97,38 @@ static void run_dot(const csr_view *v, const condense_s24_packed *s24, condense_
     condense_csr_dot__scalar(v, n0, n1, m, x, lda, y, ldy);
 }
 
+/* Per-thread scratch grown once and kept (OpenMP's threads are long-lived): a sparse call is
+ * often only microseconds, and malloc/free per call showed up at high sparsity. */
+static _Thread_local void *tls_buf[3]; /* 0: yt, 1: cursors, 2: the shared X block (caller) */
+static _Thread_local size_t tls_cap[3];
+
+static void *scratch(int slot, size_t bytes) {
+    if (bytes > tls_cap[slot]) {
+        free(tls_buf[slot]);
+        tls_buf[slot] = condense_aligned_alloc(bytes);
+        tls_cap[slot] = tls_buf[slot] ? bytes : 0;
+    }
+    return tls_buf[slot];
+}
+
 #if CONDENSE_X86
 /* The xt path of one thread: for each block of `lanes` rows of X, transpose it (shared, every
- * thread packs a share of K), then run this thread's rows of W in K slices that keep the
- * block's slice in L1. */
+ * thread packs a share of K), then run this thread's rows of W over K in slices that keep the
+ * block's slice in L1 when rows are dense enough to amortise resuming every row per slice (about
+ * 32 non-zeros per row and slice); sparser rows walk K whole, with the block read from L2. */
 static void run_xt_thread(const csr_view *v, condense_isa isa, size_t lanes, const float *bias,
                           size_t m, const float *x, size_t lda, float *y, size_t ldy, int act,
                           float *xt, int nt, int t) {
-    const size_t slice = xt_slice(lanes);
     const size_t k = v->k;
+    const size_t nnz = v->row_ptr ? v->row_ptr[v->n] : v->n * v->per_row;
+    const size_t per_row = v->n ? nnz / v->n : 0;
+    size_t slice = xt_slice(lanes);
+    if (per_row * slice < 32 * k) slice = k ? k : 1;
     size_t n0, n1;
     split_rows(v, nt, t, &n0, &n1);
     const size_t rows = n1 - n0;
-    float *yt = condense_aligned_alloc((rows ? rows : 1) * lanes * sizeof(float));
-    uint32_t *cursor = malloc((rows ? rows : 1) * sizeof(uint32_t));
+    float *yt = scratch(0, (rows ? rows : 1) * lanes * sizeof(float));
+    uint32_t *cursor = scratch(1, (rows ? rows : 1) * sizeof(uint32_t));
     const size_t k0 = k * (size_t)t / (size_t)nt, k1 = k * (size_t)(t + 1) / (size_t)nt;
     for (size_t mb0 = 0; mb0 < m; mb0 += lanes) {
         const size_t mbv = m - mb0 < lanes ? m - mb0 : lanes;
@@ -133,17 +151,18 @@ static void run_xt_thread(const csr_view *v, condense_isa isa, size_t lanes, con
             } while (kb < k);
             /* Row by row of Y: writing it column-wise (r inner) touches `mbv` lines ldy apart,
              * which all alias to one L1 set when ldy is a multiple of 4 KiB (N = 1536, 3072,
-             * 6144...) and cost 2× the whole kernel there. YT's 128-byte rows do not alias. */
+             * 6144...) and cost 2× the whole kernel there. YT's rows do not alias. */
             for (size_t i = 0; i < mbv; i++) {
                 float *dst = y + (mb0 + i) * ldy;
                 for (size_t r = n0; r < n1; r++) dst[r] = yt[(r - n0) * lanes + i];
             }
             epilogue(y + mb0 * ldy, ldy, mbv, n0, n1, bias, act, isa);
         }
+        /* The next block overwrites xt: wait until every thread is done reading this one. */
+        if (mb0 + lanes < m) {
 #pragma omp barrier
+        }
     }
-    free(yt);
-    free(cursor);
 }
 #endif
 
@@ -154,11 +173,15 @@ void condense_sparse_run(const csr_view *v, const condense_s24_packed *s24, cond
     if (isa > condense_isa_detected()) isa = condense_isa_detected();
     int nt = threads > 0 ? threads : condense_get_num_threads();
     if ((size_t)nt > v->n) nt = (int)v->n;
+    /* Below about 16 K multiply-adds, forking threads costs more than it saves. */
+    const size_t nnz = v->row_ptr ? v->row_ptr[v->n] : v->n * v->per_row;
+    if (nnz * m < 16384) nt = 1;
     const condense_sparse_kernel *kr = condense_sparse_kernel_for(format, isa, m);
     const size_t lanes = kr ? (size_t)kr->lanes : 0;
 #if CONDENSE_X86
     if (lanes > 0) {
-        float *xt = condense_aligned_alloc((v->k ? v->k : 1) * lanes * sizeof(float));
+        /* The calling thread's scratch, shared by the team for this call. */
+        float *xt = scratch(2, (v->k ? v->k : 1) * lanes * sizeof(float));
         if (!xt) return;
         if (nt <= 1) {
             run_xt_thread(v, isa, lanes, bias, m, x, lda, y, ldy, act, xt, 1, 0);
@@ -167,7 +190,6 @@ void condense_sparse_run(const csr_view *v, const condense_s24_packed *s24, cond
             run_xt_thread(v, isa, lanes, bias, m, x, lda, y, ldy, act, xt, omp_get_num_threads(),
                           omp_get_thread_num());
         }
-        free(xt);
         return;
     }
 #endif

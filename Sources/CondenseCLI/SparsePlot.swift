@@ -18,7 +18,7 @@ struct SparsePlot {
         let speedups = sparse.map { $0["speedup_vs_dense"] as! Double }.filter { $0 > 0 }
         let yMin = pow(10, floor(log10(min(speedups.min() ?? 0.1, 0.5))))
         let yMax = pow(10, ceil(log10(max(speedups.max() ?? 10, 2))))
-        let (pw, ph, left, top) = (360.0, 300.0, 70.0, 60.0)
+        let (pw, ph, left, top) = (360.0, 300.0, 70.0, 72.0)
         let width = left + Double(shapes.count) * (pw + 40) + 130, height = top + ph + 70
         var s = """
         <svg xmlns="http://www.w3.org/2000/svg" width="\(Int(width))" height="\(Int(height))" font-family="sans-serif" font-size="12">

@@ -1,0 +1,140 @@
+#!/usr/bin/env python3
+"""scipy.sparse and Intel MKL sparse peers for `condense bench sparse --peers`.
+
+Reads the manifest Condense writes (raw CSR arrays of the exact matrices it timed) and times
+Y = X · Wᵀ for each batch size with the same method: warm-up, samples of >= 20 ms, median.
+  * scipy: csr_matrix @ X.T, single-threaded (scipy.sparse has no threads).
+  * MKL (PyPI `mkl`, libmkl_rt through ctypes): inspector-executor mkl_sparse_s_mm after
+    mkl_sparse_set_mm_hint + mkl_sparse_optimize, MKL_Set_Num_Threads(--threads).
+    Yᵀ = W · Xᵀ with B and C column-major, which is exactly row-major X and Y.
+Prints JSON records like `condense bench sparse --json`. A peer that cannot load is skipped
+with a note on stderr.
+
+usage: spmm_peers.py --manifest FILE [--threads T] [--reps R]
+"""
+import argparse
+import ctypes
+import glob
+import json
+import os
+import sys
+import time
+
+import numpy as np
+
+ap = argparse.ArgumentParser()
+ap.add_argument("--manifest", required=True)
+ap.add_argument("--threads", type=int, default=1)
+ap.add_argument("--reps", type=int, default=7)
+args = ap.parse_args()
+manifest = json.load(open(args.manifest))
+
+
+def timeit(fn):
+    fn()
+    iters = 1
+    while True:
+        t0 = time.perf_counter()
+        for _ in range(iters):
+            fn()
+        t = time.perf_counter() - t0
+        if t >= 0.02 or iters >= 1 << 20:
+            break
+        iters *= 2
+    ts = []
+    for _ in range(max(1, args.reps)):
+        t0 = time.perf_counter()
+        for _ in range(iters):
+            fn()
+        ts.append((time.perf_counter() - t0) / iters)
+    ts.sort()
+    return ts
+
+
+def find_mkl():
+    roots = {sys.prefix, os.path.dirname(os.path.dirname(np.__file__))}
+    for root in roots:
+        for path in glob.glob(os.path.join(root, "**", "libmkl_rt.so*"), recursive=True):
+            return path
+    return None
+
+
+class MKL:
+    NON_TRANSPOSE, GENERAL, COLUMN_MAJOR = 10, 20, 102
+
+    class Descr(ctypes.Structure):
+        _fields_ = [("type", ctypes.c_int), ("mode", ctypes.c_int), ("diag", ctypes.c_int)]
+
+    def __init__(self, path, threads):
+        self.lib = ctypes.CDLL(path)
+        self.lib.MKL_Set_Num_Threads(ctypes.c_int(threads))
+        self.descr = MKL.Descr(MKL.GENERAL, 0, 0)
+        self.lib.mkl_sparse_s_mm.argtypes = [
+            ctypes.c_int, ctypes.c_float, ctypes.c_void_p, MKL.Descr, ctypes.c_int,
+            ctypes.c_void_p, ctypes.c_int, ctypes.c_int, ctypes.c_float, ctypes.c_void_p, ctypes.c_int]
+
+    def prepare(self, ptr, idx, val, n, k, m):
+        self.keep = (np.ascontiguousarray(ptr[:-1], np.int32), np.ascontiguousarray(ptr[1:], np.int32),
+                     np.ascontiguousarray(idx, np.int32), np.ascontiguousarray(val, np.float32))
+        a = ctypes.c_void_p()
+        st = self.lib.mkl_sparse_s_create_csr(
+            ctypes.byref(a), 0, ctypes.c_int(n), ctypes.c_int(k),
+            *[arr.ctypes.data_as(ctypes.c_void_p) for arr in self.keep])
+        if st != 0:
+            raise RuntimeError(f"mkl_sparse_s_create_csr status {st}")
+        self.lib.mkl_sparse_set_mm_hint(a, MKL.NON_TRANSPOSE, self.descr, MKL.COLUMN_MAJOR,
+                                        ctypes.c_int(m), ctypes.c_int(1000))
+        self.lib.mkl_sparse_optimize(a)
+        return a
+
+    def mm(self, a, x, y, n, k, m):
+        st = self.lib.mkl_sparse_s_mm(MKL.NON_TRANSPOSE, 1.0, a, self.descr, MKL.COLUMN_MAJOR,
+                                      x.ctypes.data, m, k, 0.0, y.ctypes.data, n)
+        if st != 0:
+            raise RuntimeError(f"mkl_sparse_s_mm status {st}")
+
+    def destroy(self, a):
+        self.lib.mkl_sparse_destroy(a)
+
+
+try:
+    import scipy.sparse as sp
+except ImportError:
+    sp = None
+    print("note: scipy not installed, skipping the scipy peer", file=sys.stderr)
+mkl = None
+path = find_mkl()
+if path:
+    try:
+        mkl = MKL(path, args.threads)
+    except OSError as e:
+        print(f"note: MKL at {path} did not load: {e}", file=sys.stderr)
+else:
+    print("note: libmkl_rt not found (pip install mkl), skipping the MKL peer", file=sys.stderr)
+
+rng = np.random.default_rng(0)
+records = []
+for mat in manifest["matrices"]:
+    n, k = mat["n"], mat["k"]
+    ptr = np.fromfile(mat["row_ptr"], np.uint32).astype(np.int64)
+    idx = np.fromfile(mat["indices"], np.uint32)
+    val = np.fromfile(mat["values"], np.float32)
+    w = sp.csr_matrix((val, idx, ptr), shape=(n, k)) if sp else None
+    for m in manifest["m"]:
+        x = rng.uniform(-1, 1, (m, k)).astype(np.float32)
+        base = {"op": "spmm", "format": "csr", "sparsity": mat["sparsity"], "m": m, "n": n, "k": k}
+        results = []
+        if w is not None:
+            xt = np.ascontiguousarray(x.T)
+            results.append(("scipy", "csr_matmat (1 thread)", timeit(lambda: w @ xt)))
+        if mkl is not None:
+            y = np.empty((m, n), np.float32)
+            a = mkl.prepare(ptr, idx, val, n, k, m)
+            results.append(("mkl", "mkl_sparse_s_mm", timeit(lambda: mkl.mm(a, x, y, n, k, m))))
+            mkl.destroy(a)
+        for name, kernel, ts in results:
+            med = ts[len(ts) // 2]
+            records.append(dict(base, backend=name, kernel=kernel, median_s=med, min_s=ts[0], max_s=ts[-1],
+                                gflops=2.0 * m * n * k / med * 1e-9))
+json.dump(records, sys.stdout, indent=1)
+print()

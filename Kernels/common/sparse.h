@@ -47,8 +47,10 @@ void condense_csr_xt__avx512(int lanes, const csr_view *v, size_t n0, size_t n1,
                              size_t ke, uint32_t *cursor, float *yt, int first);
 void condense_s24_dot__avx2(const condense_s24_packed *w, size_t n0, size_t n1, size_t mb,
                             const float *x, size_t lda, float *y, size_t ldy);
-void condense_s24_dot__avx512(const condense_s24_packed *w, size_t n0, size_t n1, size_t mb,
-                              const float *x, size_t lda, float *y, size_t ldy);
+/* 2:4 panel kernel: panels [p_begin, p_end) of 16 weight rows, all m rows of X, with bias and
+ * activation applied. */
+void condense_s24_panel__avx512(const condense_s24_packed *w, size_t p_begin, size_t p_end,
+                                size_t m, const float *x, size_t lda, float *y, size_t ldy, int act);
 #endif
 
 /* Where a row's entries up to column ke end. 2:4 views hold exactly two entries per group and

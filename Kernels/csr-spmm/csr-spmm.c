@@ -10,23 +10,23 @@ enum { FMT_S24 = 0, FMT_CSR = 1 };
 /* min_m: the xt kernels pay a transpose of X and waste lanes below a full block, so they take
  * over from the dot kernels only at larger batches; wider blocks only once they fill. Measured
  * on Zen 5 with `condense bench sparse --m 2,4,8,16`: CSR dot wins at M = 2 and 4, xt16 from 8;
- * 2:4 dot (dense FLOPs, compact reads) wins up to M = 8, xt from 16. lanes = 0: a dot kernel. */
+ * 2:4 on AVX2: dot (dense FLOPs, compact reads) up to M = 8, xt from 16. 2:4 on AVX-512: the
+ * panel kernel at every M (it beat the expand-based dot kernel 1.5–2× at M = 1 and the xt
+ * kernels at every M measured). */
 static const condense_sparse_kernel kernels[] = {
-    {"f32_s24_dot_1x1__scalar", CONDENSE_ISA_SCALAR, FMT_S24, 0, 0},
-    {"f32_csr_dot_1x8__scalar", CONDENSE_ISA_SCALAR, FMT_CSR, 0, 0},
+    {"f32_s24_dot_1x1__scalar", CONDENSE_ISA_SCALAR, FMT_S24, 0, CONDENSE_SPARSE_DOT, 0},
+    {"f32_csr_dot_1x8__scalar", CONDENSE_ISA_SCALAR, FMT_CSR, 0, CONDENSE_SPARSE_DOT, 0},
 #if CONDENSE_X86
-    {"f32_s24_dot_4x2__avx2", CONDENSE_ISA_AVX2, FMT_S24, 0, 0},
-    {"f32_s24_xt_8__avx2", CONDENSE_ISA_AVX2, FMT_S24, 16, 8},
-    {"f32_s24_xt_16__avx2", CONDENSE_ISA_AVX2, FMT_S24, 32, 16},
-    {"f32_csr_dot_1x8__avx2", CONDENSE_ISA_AVX2, FMT_CSR, 0, 0},
-    {"f32_csr_xt_8__avx2", CONDENSE_ISA_AVX2, FMT_CSR, 8, 8},
-    {"f32_csr_xt_16__avx2", CONDENSE_ISA_AVX2, FMT_CSR, 16, 16},
-    {"f32_s24_dot_4x4__avx512", CONDENSE_ISA_AVX512, FMT_S24, 0, 0},
-    {"f32_s24_xt_16__avx512", CONDENSE_ISA_AVX512, FMT_S24, 16, 16},
-    {"f32_s24_xt_32__avx512", CONDENSE_ISA_AVX512, FMT_S24, 32, 32},
-    {"f32_csr_dot_1x8__avx512", CONDENSE_ISA_AVX512, FMT_CSR, 0, 0},
-    {"f32_csr_xt_16__avx512", CONDENSE_ISA_AVX512, FMT_CSR, 8, 16},
-    {"f32_csr_xt_32__avx512", CONDENSE_ISA_AVX512, FMT_CSR, 32, 32},
+    {"f32_s24_dot_4x2__avx2", CONDENSE_ISA_AVX2, FMT_S24, 0, CONDENSE_SPARSE_DOT, 0},
+    {"f32_s24_xt_8__avx2", CONDENSE_ISA_AVX2, FMT_S24, 16, CONDENSE_SPARSE_XT, 8},
+    {"f32_s24_xt_16__avx2", CONDENSE_ISA_AVX2, FMT_S24, 32, CONDENSE_SPARSE_XT, 16},
+    {"f32_csr_dot_1x8__avx2", CONDENSE_ISA_AVX2, FMT_CSR, 0, CONDENSE_SPARSE_DOT, 0},
+    {"f32_csr_xt_8__avx2", CONDENSE_ISA_AVX2, FMT_CSR, 8, CONDENSE_SPARSE_XT, 8},
+    {"f32_csr_xt_16__avx2", CONDENSE_ISA_AVX2, FMT_CSR, 16, CONDENSE_SPARSE_XT, 16},
+    {"f32_s24_panel_4x32__avx512", CONDENSE_ISA_AVX512, FMT_S24, 0, CONDENSE_SPARSE_PANEL, 4},
+    {"f32_csr_dot_1x8__avx512", CONDENSE_ISA_AVX512, FMT_CSR, 0, CONDENSE_SPARSE_DOT, 0},
+    {"f32_csr_xt_16__avx512", CONDENSE_ISA_AVX512, FMT_CSR, 8, CONDENSE_SPARSE_XT, 16},
+    {"f32_csr_xt_32__avx512", CONDENSE_ISA_AVX512, FMT_CSR, 32, CONDENSE_SPARSE_XT, 32},
 #endif
 };
 
@@ -42,7 +42,7 @@ const condense_sparse_kernel *condense_sparse_kernel_for(int format, condense_is
     for (int i = 0; i < condense_sparse_kernel_count(); i++) {
         const condense_sparse_kernel *k = &kernels[i];
         if (k->format != format || k->isa > isa || (size_t)k->min_m > m) continue;
-        if (!best || k->isa > best->isa || (k->isa == best->isa && k->min_m > best->min_m)) best = k;
+        if (!best || k->isa > best->isa || (k->isa == best->isa && k->min_m >= best->min_m)) best = k;
     }
     return best;
 }
@@ -81,9 +81,8 @@ static void epilogue(float *y, size_t ldy, size_t rows, size_t n0, size_t n1, co
 static void run_dot(const csr_view *v, const condense_s24_packed *s24, condense_isa isa, size_t n0,
                     size_t n1, size_t m, const float *x, size_t lda, float *y, size_t ldy) {
 #if CONDENSE_X86
-    if (isa >= CONDENSE_ISA_AVX512) {
-        if (s24) condense_s24_dot__avx512(s24, n0, n1, m, x, lda, y, ldy);
-        else condense_csr_dot__avx512(v, n0, n1, m, x, lda, y, ldy);
+    if (isa >= CONDENSE_ISA_AVX512 && !s24) {
+        condense_csr_dot__avx512(v, n0, n1, m, x, lda, y, ldy);
         return;
     }
     if (isa >= CONDENSE_ISA_AVX2) {
@@ -177,7 +176,7 @@ void condense_sparse_run(const csr_view *v, const condense_s24_packed *s24, cond
     const size_t nnz = v->row_ptr ? v->row_ptr[v->n] : v->n * v->per_row;
     if (nnz * m < 16384) nt = 1;
     const condense_sparse_kernel *kr = condense_sparse_kernel_for(format, isa, m);
-    const size_t lanes = kr ? (size_t)kr->lanes : 0;
+    const size_t lanes = kr && kr->kind == CONDENSE_SPARSE_XT ? (size_t)kr->lanes : 0;
 #if CONDENSE_X86
     if (lanes > 0) {
         /* The calling thread's scratch, shared by the team for this call. */

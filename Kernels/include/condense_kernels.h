@@ -164,6 +164,12 @@ typedef struct condense_s24_packed {
     void *index;           /* n · k16/2 indices, uint16 when k16 <= 65536 else uint32 */
     int index_bytes;
     float *bias;           /* n or NULL */
+    /* Panel form for the "panel" kernels (AVX-512), NULL otherwise: panels of 16 rows; per panel
+     * and group g (of k4/4): 16 slot-0 values then 16 slot-1 values (panel_values), and one
+     * 64-bit word of 2-bit column positions, slot s of row j at bits 32·s + 2·j (panel_pos). */
+    float *panel_values;   /* ⌈n/16⌉ · groups · 32 */
+    uint64_t *panel_pos;   /* ⌈n/16⌉ · groups */
+    size_t groups;         /* k4 / 4 */
 } condense_s24_packed;
 
 /** Pack from the Swift layout (rows of k4/2 values and meta_stride bytes of nibble masks). */
@@ -194,14 +200,18 @@ void condense_csr_packed_free(condense_csr_packed *p);
 void condense_csr_gemm(const condense_csr_packed *w, size_t m, const float *x, size_t lda,
                        float *y, size_t ldy, int act, int threads);
 
-/** Sparse kernel kinds: "dot" (row dot products, few rows of X, reads the compact weight) and
- *  "xt" (vectorised over M on a transposed block of X; FLOPs scale with the non-zeros). */
+/** Sparse kernel kinds: "dot" (row dot products, few rows of X, reads the compact weight), "xt"
+ *  (vectorised over M on a transposed block of X; FLOPs scale with the non-zeros) and, for 2:4,
+ *  "panel" (16 weight rows per vector; each group's 4 values of X are permuted per lane to the
+ *  two kept columns: half the FMAs of dense and no gathers). */
+enum { CONDENSE_SPARSE_DOT = 0, CONDENSE_SPARSE_XT = 1, CONDENSE_SPARSE_PANEL = 2 };
 typedef struct condense_sparse_kernel {
     const char *name;      /* e.g. "f32_s24_dot_4x4__avx512" */
     condense_isa isa;
     int format;            /* 0: 2:4, 1: CSR */
     int min_m;             /* used for batches of at least this many rows */
-    int lanes;             /* xt kernels: rows of X per transposed block; 0 for dot kernels */
+    int kind;              /* CONDENSE_SPARSE_* */
+    int lanes;             /* xt: rows of X per transposed block; panel: rows of X per tile */
 } condense_sparse_kernel;
 
 int condense_sparse_kernel_count(void);

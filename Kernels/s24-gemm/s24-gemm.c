@@ -3,6 +3,7 @@
 #include "sparse.h"
 
 #include <string.h>
+#include "omp_shim.h"
 
 condense_s24_packed *condense_s24_pack(condense_isa isa, const float *values, const uint8_t *meta,
                                        size_t n, size_t k, size_t k4, size_t meta_stride,
@@ -46,6 +47,30 @@ condense_s24_packed *condense_s24_pack(condense_isa isa, const float *values, co
         if (!p->bias) goto fail;
         memcpy(p->bias, bias, n * sizeof(float));
     }
+    p->groups = groups4;
+    if (isa >= CONDENSE_ISA_AVX512 && condense_isa_detected() >= CONDENSE_ISA_AVX512) {
+        const size_t panels = (n + 15) / 16;
+        p->panel_values = condense_aligned_alloc(panels * groups4 * 32 * sizeof(float) + 64);
+        p->panel_pos = condense_aligned_alloc(panels * groups4 * sizeof(uint64_t) + 64);
+        if (!p->panel_values || !p->panel_pos) goto fail;
+        memset(p->panel_values, 0, panels * groups4 * 32 * sizeof(float));
+        memset(p->panel_pos, 0, panels * groups4 * sizeof(uint64_t));
+        for (size_t r = 0; r < n; r++) {
+            const size_t pi = r / 16, j = r % 16;
+            for (size_t g = 0; g < groups4; g++) {
+                const unsigned mask = (meta[r * meta_stride + g / 2] >> (4 * (g % 2))) & 0xF;
+                float *pv = p->panel_values + (pi * groups4 + g) * 32;
+                uint64_t *pp = p->panel_pos + pi * groups4 + g;
+                int slot = 0;
+                for (unsigned i = 0; i < 4; i++) {
+                    if (!((mask >> i) & 1)) continue;
+                    pv[16 * slot + j] = values[r * (k4 / 2) + 2 * g + (size_t)slot];
+                    *pp |= (uint64_t)i << (32 * slot + 2 * j);
+                    slot++;
+                }
+            }
+        }
+    }
     return p;
 fail:
     condense_s24_packed_free(p);
@@ -58,11 +83,32 @@ void condense_s24_packed_free(condense_s24_packed *p) {
     free(p->meta);
     free(p->index);
     free(p->bias);
+    free(p->panel_values);
+    free(p->panel_pos);
     free(p);
 }
 
 void condense_s24_gemm(const condense_s24_packed *w, size_t m, const float *x, size_t lda,
                        float *y, size_t ldy, int act, int threads) {
+#if CONDENSE_X86
+    const condense_sparse_kernel *kr = condense_sparse_kernel_for(0, w->isa, m);
+    if (m > 0 && w->n > 0 && kr && kr->kind == CONDENSE_SPARSE_PANEL && w->panel_values) {
+        const long pairs = (long)((w->n + 31) / 32);
+        int nt = threads > 0 ? threads : condense_get_num_threads();
+        if (nt > pairs) nt = (int)pairs;
+        if (nt <= 1) {
+            condense_s24_panel__avx512(w, 0, (w->n + 15) / 16, m, x, lda, y, ldy, act);
+            return;
+        }
+        const size_t panels = (w->n + 15) / 16;
+#pragma omp parallel for num_threads(nt) schedule(static)
+        for (long q = 0; q < pairs; q++) {
+            const size_t a = (size_t)q * 2, b = a + 2 < panels ? a + 2 : panels;
+            condense_s24_panel__avx512(w, a, b, m, x, lda, y, ldy, act);
+        }
+        return;
+    }
+#endif
     csr_view v = {w->n, w->k, NULL, w->k16 / 2, w->index, w->index_bytes, w->values};
     condense_sparse_run(&v, w, w->isa, 0, w->bias, m, x, lda, y, ldy, act, threads);
 }

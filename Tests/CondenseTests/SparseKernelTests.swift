@@ -94,6 +94,29 @@ import Testing
         try check(Self.sparseMatrix(0, 12, density: 0.5, seed: 42), as: .csr, batches: [3], seed: 10)
     }
 
+    /// Kernels never read past K: a NaN at the start of row i+1 of X must not reach row i of Y,
+    /// which it would through zero padding weights if a kernel loaded a whole group or vector
+    /// beyond the end of row i.
+    @Test(arguments: runnableISAs)
+    func noReadsPastTheEndOfARow(_ isa: ISA) throws {
+        for k in [5, 6, 7, 17, 33] {
+            let w = Self.matrix24(40, k, seed: UInt64(k) + 60)
+            for format in [WeightFormat.dense, .sparse24, .csr] {
+                for m in [2, 5, 20, 40] {
+                    var x = randomMatrix(m, k, seed: 61)
+                    for c in 0..<min(3, k) { x[m - 1, c] = .nan }
+                    let p = try NativeBackend(isa: isa, threads: 1).prepare(LinearLayer(weights: .dense(w)).converted(to: format))
+                    let y = try p.apply(x)
+                    for i in 0..<(m - 1) {
+                        for r in 0..<40 {
+                            #expect(y[i, r].isFinite, "\(format) K=\(k) M=\(m) kernel=\(p.kernelName(forBatch: m)) y[\(i), \(r)] = \(y[i, r])")
+                        }
+                    }
+                }
+            }
+        }
+    }
+
     /// NaN in X propagates through every stored weight it meets.
     @Test(arguments: runnableISAs)
     func nanThroughStoredWeights(_ isa: ISA) throws {

@@ -43,6 +43,16 @@ void condense_f32_activation__avx512(float *y, size_t n, int act);
 #endif
 void condense_f32_activation__scalar(float *y, size_t n, int act);
 
+/* int8 micro-kernels (q8-gemm/q8-gemm-<isa>.c). */
+void condense_q8_ukernel_4x16__scalar(int mr, int nv, size_t kq, const uint8_t *a, size_t lda,
+                                      const void *b, int32_t *c, size_t ldc);
+#if CONDENSE_X86
+void condense_q8_ukernel_4x16__avx2(int mr, int nv, size_t kq, const uint8_t *a, size_t lda,
+                                    const void *b, int32_t *c, size_t ldc);
+void condense_q8_ukernel_12x32__avx512vnni(int mr, int nv, size_t kq, const uint8_t *a, size_t lda,
+                                           const void *b, int32_t *c, size_t ldc);
+#endif
+
 /* Scalar GELU, the reference for the vector versions. */
 float condense_gelu_scalar(float x);
 

@@ -219,6 +219,61 @@ const condense_sparse_kernel *condense_sparse_kernel_at(int i);
 /** The kernel a packed weight of `format` at `isa` runs for a batch of m rows. */
 const condense_sparse_kernel *condense_sparse_kernel_for(int format, condense_isa isa, size_t m);
 
+/* ---- int8 GEMM ------------------------------------------------------------------------- */
+
+/**
+ * int8 kernels: activations u8 (asymmetric, per row: scale s_x[m], zero point z_x[m]), weights s8
+ * (symmetric per output channel: scale s_w[n]), int32 accumulation, then
+ *   Y[m,n] = act(s_x[m]·s_w[n]·(Σ_k x_q[m,k]·w_q[n,k] − z_x[m]·Σ_k w_q[n,k]) + bias[n]).
+ * K is padded to k4 (a multiple of 4) with zero weights. x_q rows are k4 bytes.
+ */
+typedef void (*condense_q8_ukernel)(int mr, int nv, size_t kq, const uint8_t *a, size_t lda,
+                                    const void *b, int32_t *c, size_t ldc);
+
+typedef struct condense_q8_kernel {
+    const char *name;      /* e.g. "q8_gemm_12x32__avx512vnni" */
+    condense_isa isa;
+    uint32_t features;     /* CONDENSE_CPU_* bits required beyond the ISA level */
+    int mr, nr;
+    int kstep;             /* K elements per packed step: 4 (VNNI, s8 quads) or 2 (int16 pairs) */
+    condense_q8_ukernel ukernel;
+} condense_q8_kernel;
+
+int condense_q8_kernel_count(void);
+const condense_q8_kernel *condense_q8_kernel_at(int i);
+/** The best int8 kernel at or below `isa` whose features this CPU has. */
+const condense_q8_kernel *condense_q8_kernel_for(condense_isa isa);
+
+typedef struct condense_q8_packed {
+    size_t n, k, k4;
+    const condense_q8_kernel *kernel;
+    void *data;            /* kernel layout: panels of NR channels, k4/kstep steps */
+    int32_t *wsum;         /* Σ_k w_q[n,k] */
+    float *scale;          /* s_w[n] */
+    float *bias;           /* n or NULL */
+} condense_q8_packed;
+
+/** Pack s8 weights W[N,K] (row stride ldw) with per-channel scales. NULL when out of memory. */
+condense_q8_packed *condense_q8_pack(const condense_q8_kernel *kernel, const int8_t *w, size_t n,
+                                     size_t k, size_t ldw, const float *scale, const float *bias);
+void condense_q8_packed_free(condense_q8_packed *p);
+
+/** Quantize rows of X to u8: dynamic per-row range (static_scale NULL), or the given static
+ *  scale and zero point for every row. xq rows are ldq bytes, columns k…k4 set to 0. */
+void condense_q8_quantize_rows(const float *x, size_t m, size_t k, size_t lda, uint8_t *xq,
+                               size_t ldq, size_t k4, float *sx, int32_t *zx,
+                               const float *static_scale, const int32_t *static_zp);
+
+/** Raw int32 accumulators acc[m,n] = Σ_k x_q[m,k]·w_q[n,k] (for tests: exact). */
+void condense_q8_gemm_s32(const condense_q8_packed *w, size_t m, const uint8_t *xq, size_t ldq,
+                          int32_t *acc, size_t ldacc, int threads);
+
+/** The full layer: quantize X (dynamic, or static when static_scale is not NULL), int8 GEMM,
+ *  dequantize + bias + activation. */
+void condense_q8_gemm(const condense_q8_packed *w, size_t m, const float *x, size_t lda, float *y,
+                      size_t ldy, int act, int threads, const float *static_scale,
+                      const int32_t *static_zp);
+
 /* ---- Machine probes (for benchmark reports) ---------------------------------------------- */
 
 /** Measured fp32 FMA throughput in GFLOPS on `threads` threads with the given ISA's vectors. */

@@ -6,12 +6,15 @@ public enum WeightFormat: Hashable, Sendable, CustomStringConvertible {
     case sparse24
     /// Compressed sparse rows (``CSRMatrix``).
     case csr
+    /// Symmetric int8 with per-channel scales (``Int8Weights``); u8 activations.
+    case int8
 
     public var description: String {
         switch self {
         case .dense: return "dense"
         case .sparse24: return "2:4"
         case .csr: return "csr"
+        case .int8: return "int8"
         }
     }
 }
@@ -24,6 +27,8 @@ public enum CompressedWeights: Sendable {
     case sparse24(Sparse24Matrix)
     /// CSR `W[N, K]`.
     case csr(CSRMatrix)
+    /// int8 `W[N, K]` with per-channel scales.
+    case int8(Int8Weights)
 
     /// The format tag, which backends match on.
     public var format: WeightFormat {
@@ -31,6 +36,7 @@ public enum CompressedWeights: Sendable {
         case .dense: return .dense
         case .sparse24: return .sparse24
         case .csr: return .csr
+        case .int8: return .int8
         }
     }
 
@@ -40,6 +46,7 @@ public enum CompressedWeights: Sendable {
         case let .dense(w): return w.rows
         case let .sparse24(w): return w.rows
         case let .csr(w): return w.rows
+        case let .int8(w): return w.rows
         }
     }
 
@@ -49,6 +56,7 @@ public enum CompressedWeights: Sendable {
         case let .dense(w): return w.columns
         case let .sparse24(w): return w.columns
         case let .csr(w): return w.columns
+        case let .int8(w): return w.columns
         }
     }
 
@@ -58,6 +66,7 @@ public enum CompressedWeights: Sendable {
         case let .dense(w): return w.count * 4
         case let .sparse24(w): return w.byteCount
         case let .csr(w): return w.byteCount
+        case let .int8(w): return w.byteCount
         }
     }
 
@@ -67,6 +76,7 @@ public enum CompressedWeights: Sendable {
         case let .dense(w): return w
         case let .sparse24(w): return w.densified()
         case let .csr(w): return w.densified()
+        case let .int8(w): return w.densified()
         }
     }
 
@@ -79,6 +89,7 @@ public enum CompressedWeights: Sendable {
         case .dense: return .dense(densified())
         case .sparse24: return .sparse24(try Sparse24Matrix(dense: densified()))
         case .csr: return .csr(CSRMatrix(dense: densified()))
+        case .int8: return .int8(try Int8Weights(quantizing: densified()))
         }
     }
 }

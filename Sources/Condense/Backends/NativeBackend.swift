@@ -36,7 +36,7 @@ public struct NativeBackend: KernelBackend {
 
     public func supports(_ format: WeightFormat) -> Bool { true }
 
-    public var kernels: [KernelInfo] { NativeKernels.f32Gemm + NativeKernels.sparse }
+    public var kernels: [KernelInfo] { NativeKernels.f32Gemm + NativeKernels.sparse + NativeKernels.int8 }
 
     public func prepare(_ layer: LinearLayer) throws -> any PreparedLinear {
         let level: ISA
@@ -61,6 +61,8 @@ public struct NativeBackend: KernelBackend {
             return try NativeSparse24Linear(weight: w, bias: layer.bias, activation: layer.activation, isa: level, threads: t)
         case let .csr(w):
             return try NativeCSRLinear(weight: w, bias: layer.bias, activation: layer.activation, isa: level, threads: t)
+        case let .int8(w):
+            return try NativeInt8Linear(weight: w, bias: layer.bias, activation: layer.activation, isa: level, threads: t)
         }
     }
 }
@@ -84,6 +86,17 @@ extension NativeKernels {
             guard let k = condense_sparse_kernel_at(i) else { return nil }
             let isa = ISA(k.pointee.isa)
             return KernelInfo(name: String(cString: k.pointee.name), isa: isa, runnable: isa <= CondenseRuntime.detectedISA)
+        }
+    }
+
+    /// Every int8 GEMM kernel, with whether this CPU can run it (VNNI needs its feature bit).
+    public static var int8: [KernelInfo] {
+        let have = condense_cpu_features()
+        return (0..<condense_q8_kernel_count()).compactMap { i in
+            guard let k = condense_q8_kernel_at(i) else { return nil }
+            let isa = ISA(k.pointee.isa)
+            let ok = isa <= CondenseRuntime.detectedISA && (k.pointee.features & have) == k.pointee.features
+            return KernelInfo(name: String(cString: k.pointee.name), isa: isa, runnable: ok)
         }
     }
 
@@ -237,4 +250,59 @@ final class NativeCSRLinear: PreparedLinear, @unchecked Sendable {
 func withOptionalPointer<R>(_ array: [Float]?, _ body: (UnsafePointer<Float>?) -> R) -> R {
     guard let array else { return body(nil) }
     return array.withUnsafeBufferPointer { body($0.baseAddress) }
+}
+
+/// int8 weights packed for the native integer kernels.
+final class NativeInt8Linear: PreparedLinear, @unchecked Sendable {
+    // Immutable after init; `apply` only reads the packed buffers.
+    private let packed: UnsafeMutablePointer<condense_q8_packed>
+    private let activation: Activation
+    private let threads: Int32
+    private let staticScale: Float?
+    private let staticZeroPoint: Int32
+    let backendName = "native"
+    let kernelName: String
+    let inFeatures: Int
+    let outFeatures: Int
+
+    init(weight: Int8Weights, bias: [Float]?, activation: Activation, isa: ISA, threads: Int) throws {
+        guard let kernel = condense_q8_kernel_for(isa.c) else {
+            throw CondenseError.backendUnavailable(name: "native", reason: "no int8 kernel for \(isa)")
+        }
+        let p: UnsafeMutablePointer<condense_q8_packed>? = weight.values.withUnsafeBufferPointer { v in
+            weight.scales.withUnsafeBufferPointer { s in
+                withOptionalPointer(bias) { b in
+                    condense_q8_pack(kernel, v.baseAddress, weight.rows, weight.columns, weight.columns, s.baseAddress, b)
+                }
+            }
+        }
+        guard let p else { throw CondenseError.outOfMemory(bytes: weight.byteCount * 2) }
+        packed = p
+        kernelName = String(cString: kernel.pointee.name)
+        inFeatures = weight.columns
+        outFeatures = weight.rows
+        self.activation = activation
+        self.threads = Int32(clamping: threads)
+        staticScale = weight.staticActivation?.scale
+        staticZeroPoint = weight.staticActivation?.zeroPoint ?? 0
+    }
+
+    deinit { condense_q8_packed_free(packed) }
+
+    func apply(_ x: Matrix<Float>, into y: inout Matrix<Float>) throws {
+        try checkShapes(x, y)
+        let (m, ldx, ldy) = (x.rows, x.columns, y.columns)
+        var scale = staticScale ?? 0, zp = staticZeroPoint
+        let isStatic = staticScale != nil
+        x.withUnsafeBufferPointer { xp in
+            y.withUnsafeMutableBufferPointer { yp in
+                withUnsafePointer(to: &scale) { sp in
+                    withUnsafePointer(to: &zp) { zpp in
+                        condense_q8_gemm(packed, m, xp.baseAddress, ldx, yp.baseAddress, ldy, Int32(activation.c.rawValue),
+                                         threads, isStatic ? sp : nil, isStatic ? zpp : nil)
+                    }
+                }
+            }
+        }
+    }
 }

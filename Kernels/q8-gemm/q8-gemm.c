@@ -1,0 +1,223 @@
+/* int8 GEMM driver: kernel table, weight packing per kernel layout, per-row activation
+ * quantization, tiling and threads, and the dequantize + bias + activation epilogue. */
+#include "internal.h"
+#include "omp_shim.h"
+
+#include <math.h>
+#include <string.h>
+
+static const condense_q8_kernel kernels[] = {
+    {"q8_gemm_4x16__scalar", CONDENSE_ISA_SCALAR, 0, 4, 16, 4, condense_q8_ukernel_4x16__scalar},
+#if CONDENSE_X86
+    {"q8_gemm_4x16__avx2", CONDENSE_ISA_AVX2, 0, 4, 16, 2, condense_q8_ukernel_4x16__avx2},
+    {"q8_gemm_12x32__avx512vnni", CONDENSE_ISA_AVX512, CONDENSE_CPU_AVX512VNNI, 12, 32, 4,
+     condense_q8_ukernel_12x32__avx512vnni},
+#endif
+};
+
+int condense_q8_kernel_count(void) { return (int)(sizeof kernels / sizeof kernels[0]); }
+
+const condense_q8_kernel *condense_q8_kernel_at(int i) {
+    return i >= 0 && i < condense_q8_kernel_count() ? &kernels[i] : NULL;
+}
+
+const condense_q8_kernel *condense_q8_kernel_for(condense_isa isa) {
+    if (isa > condense_isa_detected()) isa = condense_isa_detected();
+    const uint32_t have = condense_cpu_features();
+    const condense_q8_kernel *best = &kernels[0];
+    for (int i = 0; i < condense_q8_kernel_count(); i++)
+        if (kernels[i].isa <= isa && (kernels[i].features & have) == kernels[i].features) best = &kernels[i];
+    return best;
+}
+
+condense_q8_packed *condense_q8_pack(const condense_q8_kernel *kernel, const int8_t *w, size_t n,
+                                     size_t k, size_t ldw, const float *scale, const float *bias) {
+    condense_q8_packed *p = calloc(1, sizeof *p);
+    if (!p) return NULL;
+    const size_t nr = (size_t)kernel->nr, k4 = (k + 3) / 4 * 4, panels = (n + nr - 1) / nr;
+    p->n = n;
+    p->k = k;
+    p->k4 = k4;
+    p->kernel = kernel;
+    const size_t bytes = kernel->kstep == 2 ? panels * k4 * nr * 2 : panels * k4 * nr;
+    p->data = condense_aligned_alloc(bytes + 64);
+    p->wsum = condense_aligned_alloc((n ? n : 1) * sizeof(int32_t));
+    p->scale = condense_aligned_alloc((n ? n : 1) * sizeof(float));
+    if (!p->data || !p->wsum || !p->scale) goto fail;
+    memset(p->data, 0, bytes);
+    for (size_t r = 0; r < n; r++) {
+        int32_t sum = 0;
+        for (size_t c = 0; c < k; c++) sum += w[r * ldw + c];
+        p->wsum[r] = sum;
+        p->scale[r] = scale[r];
+        const size_t pi = r / nr, j = r % nr;
+        for (size_t c = 0; c < k; c++) {
+            const size_t q = c / 4, e = c % 4;
+            if (kernel->kstep == 4) {
+                ((int8_t *)p->data)[pi * k4 * nr + q * nr * 4 + j * 4 + e] = w[r * ldw + c];
+            } else { /* int16 pairs: per quad, pair-step e/2, channel j, element e%2 */
+                ((int16_t *)p->data)[pi * k4 * nr + q * nr * 4 + (e / 2) * nr * 2 + j * 2 + e % 2] = w[r * ldw + c];
+            }
+        }
+    }
+    if (bias) {
+        p->bias = condense_aligned_alloc(n * sizeof(float));
+        if (!p->bias) goto fail;
+        memcpy(p->bias, bias, n * sizeof(float));
+    }
+    return p;
+fail:
+    condense_q8_packed_free(p);
+    return NULL;
+}
+
+void condense_q8_packed_free(condense_q8_packed *p) {
+    if (!p) return;
+    free(p->data);
+    free(p->wsum);
+    free(p->scale);
+    free(p->bias);
+    free(p);
+}
+
+/* u8 asymmetric per row; the range always contains 0 so zero is exact. NaN quantizes to the
+ * zero point (int8 cannot carry it), ±Inf to the ends of the range. */
+void condense_q8_quantize_rows(const float *x, size_t m, size_t k, size_t lda, uint8_t *xq,
+                               size_t ldq, size_t k4, float *sx, int32_t *zx,
+                               const float *static_scale, const int32_t *static_zp) {
+    for (size_t i = 0; i < m; i++) {
+        const float *xi = x + i * lda;
+        uint8_t *qi = xq + i * ldq;
+        float s;
+        int32_t z;
+        if (static_scale) {
+            s = *static_scale;
+            z = *static_zp;
+        } else {
+            float lo = 0, hi = 0;
+            for (size_t c = 0; c < k; c++) {
+                const float v = xi[c];
+                lo = v < lo && v > -INFINITY ? v : lo;
+                hi = v > hi && v < INFINITY ? v : hi;
+            }
+            s = hi > lo ? (hi - lo) / 255.0f : 1.0f;
+            float zf = rintf(-lo / s);
+            z = zf < 0 ? 0 : zf > 255 ? 255 : (int32_t)zf;
+        }
+        const float inv = 1.0f / s, zf = (float)z;
+        for (size_t c = 0; c < k; c++) {
+            float q = rintf(xi[c] * inv) + zf;
+            q = q != q ? zf : q; /* NaN → zero point */
+            q = q < 0 ? 0 : q > 255 ? 255 : q;
+            qi[c] = (uint8_t)q;
+        }
+        for (size_t c = k; c < k4; c++) qi[c] = 0;
+        sx[i] = s;
+        zx[i] = z;
+    }
+}
+
+typedef struct {
+    const condense_q8_packed *w;
+    const uint8_t *xq;
+    size_t m, ldq;
+    int32_t *acc;          /* raw mode */
+    size_t ldacc;
+    float *y;              /* dequantize mode */
+    size_t ldy;
+    const float *sx;
+    const int32_t *zx;
+    int act;
+    size_t ppc, chunks, mblocks, mc;
+} q8_job;
+
+static void q8_tile(const q8_job *job, size_t tile) {
+    const condense_q8_kernel *kr = job->w->kernel;
+    const size_t nr = (size_t)kr->nr, mr_max = (size_t)kr->mr, n = job->w->n, kq = job->w->k4 / 4;
+    const size_t chunk = tile / job->mblocks, mb = tile % job->mblocks;
+    const size_t m0 = mb * job->mc, mlen = job->m - m0 < job->mc ? job->m - m0 : job->mc;
+    const size_t panels = (n + nr - 1) / nr, p0 = chunk * job->ppc;
+    const size_t p1 = p0 + job->ppc < panels ? p0 + job->ppc : panels;
+    const size_t panel_bytes = job->w->k4 * nr * (kr->kstep == 2 ? 2 : 1);
+    int32_t tmp[12 * 32];
+    for (size_t p = p0; p < p1; p++) {
+        const void *bp = (const char *)job->w->data + p * panel_bytes;
+        const int nv = (int)(n - p * nr < nr ? n - p * nr : nr);
+        for (size_t ir = 0; ir < mlen; ir += mr_max) {
+            const int mr = (int)(mlen - ir < mr_max ? mlen - ir : mr_max);
+            const size_t row = m0 + ir;
+            if (job->acc) {
+                kr->ukernel(mr, nv, kq, job->xq + row * job->ldq, job->ldq, bp,
+                            job->acc + row * job->ldacc + p * nr, job->ldacc);
+                continue;
+            }
+            kr->ukernel(mr, nv, kq, job->xq + row * job->ldq, job->ldq, bp, tmp, nr);
+            const int32_t *ws = job->w->wsum + p * nr;
+            const float *sw = job->w->scale + p * nr;
+            const float *bias = job->w->bias ? job->w->bias + p * nr : NULL;
+            for (int i = 0; i < mr; i++) {
+                const float s = job->sx[row + (size_t)i];
+                const int32_t z = job->zx[row + (size_t)i];
+                float *yi = job->y + (row + (size_t)i) * job->ldy + p * nr;
+                for (int j = 0; j < nv; j++) {
+                    float v = s * sw[j] * (float)(tmp[(size_t)i * nr + (size_t)j] - z * ws[j]);
+                    yi[j] = bias ? v + bias[j] : v;
+                }
+                condense_f32_activation(yi, (size_t)nv, job->act, kr->isa);
+            }
+        }
+    }
+}
+
+static void q8_run(q8_job *job, int threads) {
+    const condense_q8_kernel *kr = job->w->kernel;
+    const size_t nr = (size_t)kr->nr, panels = (job->w->n + nr - 1) / nr;
+    int nt = threads > 0 ? threads : condense_get_num_threads();
+    job->mc = (size_t)kr->mr * 8;
+    job->mblocks = (job->m + job->mc - 1) / job->mc;
+    size_t want = (4 * (size_t)nt + job->mblocks - 1) / job->mblocks;
+    size_t ppc = (panels + want - 1) / want;
+    if (ppc > 512 / nr) ppc = 512 / nr;
+    if (ppc < 1) ppc = 1;
+    job->ppc = ppc;
+    job->chunks = (panels + ppc - 1) / ppc;
+    const long tiles = (long)(job->chunks * job->mblocks);
+    if (nt > tiles) nt = (int)tiles;
+    if (nt <= 1) {
+        for (long t = 0; t < tiles; t++) q8_tile(job, (size_t)t);
+        return;
+    }
+#pragma omp parallel for num_threads(nt) schedule(static)
+    for (long t = 0; t < tiles; t++) q8_tile(job, (size_t)t);
+}
+
+void condense_q8_gemm_s32(const condense_q8_packed *w, size_t m, const uint8_t *xq, size_t ldq,
+                          int32_t *acc, size_t ldacc, int threads) {
+    if (m == 0 || w->n == 0) return;
+    q8_job job = {.w = w, .xq = xq, .m = m, .ldq = ldq, .acc = acc, .ldacc = ldacc};
+    q8_run(&job, threads);
+}
+
+/* Caller-thread scratch for the quantized rows of X and their parameters. */
+static _Thread_local void *q_buf;
+static _Thread_local size_t q_cap;
+
+void condense_q8_gemm(const condense_q8_packed *w, size_t m, const float *x, size_t lda, float *y,
+                      size_t ldy, int act, int threads, const float *static_scale,
+                      const int32_t *static_zp) {
+    if (m == 0 || w->n == 0) return;
+    const size_t k4 = w->k4, ldq = (k4 + 63) / 64 * 64;
+    const size_t bytes = m * ldq + m * (sizeof(float) + sizeof(int32_t)) + 64;
+    if (bytes > q_cap) {
+        free(q_buf);
+        q_buf = condense_aligned_alloc(bytes);
+        q_cap = q_buf ? bytes : 0;
+    }
+    if (!q_buf) return;
+    uint8_t *xq = q_buf;
+    float *sx = (float *)(xq + m * ldq);
+    int32_t *zx = (int32_t *)(sx + m);
+    condense_q8_quantize_rows(x, m, w->k, lda, xq, ldq, k4, sx, zx, static_scale, static_zp);
+    q8_job job = {.w = w, .xq = xq, .m = m, .ldq = ldq, .y = y, .ldy = ldy, .sx = sx, .zx = zx, .act = act};
+    q8_run(&job, threads);
+}

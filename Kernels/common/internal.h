@@ -45,12 +45,18 @@ void condense_f32_activation__scalar(float *y, size_t n, int act);
 
 /* int8 micro-kernels (q8-gemm/q8-gemm-<isa>.c). */
 void condense_q8_ukernel_4x16__scalar(int mr, int nv, size_t kq, const uint8_t *a, size_t lda,
-                                      const void *b, int32_t *c, size_t ldc);
+                                      const void *b, const condense_q8_epilogue *ep);
+void condense_q8_quantize_rows__scalar(const float *x, size_t m, size_t k, size_t lda, uint8_t *xq,
+                                       size_t ldq, size_t k4, float *sx, int32_t *zx,
+                                       const float *static_scale, const int32_t *static_zp);
 #if CONDENSE_X86
 void condense_q8_ukernel_4x16__avx2(int mr, int nv, size_t kq, const uint8_t *a, size_t lda,
-                                    const void *b, int32_t *c, size_t ldc);
+                                    const void *b, const condense_q8_epilogue *ep);
 void condense_q8_ukernel_12x32__avx512vnni(int mr, int nv, size_t kq, const uint8_t *a, size_t lda,
-                                           const void *b, int32_t *c, size_t ldc);
+                                           const void *b, const condense_q8_epilogue *ep);
+void condense_q8_quantize_rows__avx512(const float *x, size_t m, size_t k, size_t lda, uint8_t *xq,
+                                       size_t ldq, size_t k4, float *sx, int32_t *zx,
+                                       const float *static_scale, const int32_t *static_zp);
 #endif
 
 /* Scalar GELU, the reference for the vector versions. */

@@ -227,8 +227,24 @@ const condense_sparse_kernel *condense_sparse_kernel_for(int format, condense_is
  *   Y[m,n] = act(s_x[m]·s_w[n]·(Σ_k x_q[m,k]·w_q[n,k] − z_x[m]·Σ_k w_q[n,k]) + bias[n]).
  * K is padded to k4 (a multiple of 4) with zero weights. x_q rows are k4 bytes.
  */
+/** What a q8 micro-kernel does with its int32 tile: store it raw (c != NULL, for tests), or
+ *  dequantize into y: y[i,j] = act(sx[i]·sw[j]·(acc − zx[i]·wsum[j]) + bias[j]). Pointers start at
+ *  the tile's first row / column. */
+typedef struct condense_q8_epilogue {
+    int32_t *c;
+    size_t ldc;
+    float *y;
+    size_t ldy;
+    const float *sx;
+    const int32_t *zx;
+    const int32_t *wsum;
+    const float *sw;
+    const float *bias;
+    int act;
+} condense_q8_epilogue;
+
 typedef void (*condense_q8_ukernel)(int mr, int nv, size_t kq, const uint8_t *a, size_t lda,
-                                    const void *b, int32_t *c, size_t ldc);
+                                    const void *b, const condense_q8_epilogue *ep);
 
 typedef struct condense_q8_kernel {
     const char *name;      /* e.g. "q8_gemm_12x32__avx512vnni" */

@@ -82,9 +82,9 @@ void condense_q8_packed_free(condense_q8_packed *p) {
 
 /* u8 asymmetric per row; the range always contains 0 so zero is exact. NaN quantizes to the
  * zero point (int8 cannot carry it), ±Inf to the ends of the range. */
-void condense_q8_quantize_rows(const float *x, size_t m, size_t k, size_t lda, uint8_t *xq,
-                               size_t ldq, size_t k4, float *sx, int32_t *zx,
-                               const float *static_scale, const int32_t *static_zp) {
+void condense_q8_quantize_rows__scalar(const float *x, size_t m, size_t k, size_t lda, uint8_t *xq,
+                                       size_t ldq, size_t k4, float *sx, int32_t *zx,
+                                       const float *static_scale, const int32_t *static_zp) {
     for (size_t i = 0; i < m; i++) {
         const float *xi = x + i * lda;
         uint8_t *qi = xq + i * ldq;
@@ -117,6 +117,18 @@ void condense_q8_quantize_rows(const float *x, size_t m, size_t k, size_t lda, u
     }
 }
 
+void condense_q8_quantize_rows(const float *x, size_t m, size_t k, size_t lda, uint8_t *xq,
+                               size_t ldq, size_t k4, float *sx, int32_t *zx,
+                               const float *static_scale, const int32_t *static_zp) {
+#if CONDENSE_X86
+    if (condense_isa_active() >= CONDENSE_ISA_AVX512) {
+        condense_q8_quantize_rows__avx512(x, m, k, lda, xq, ldq, k4, sx, zx, static_scale, static_zp);
+        return;
+    }
+#endif
+    condense_q8_quantize_rows__scalar(x, m, k, lda, xq, ldq, k4, sx, zx, static_scale, static_zp);
+}
+
 typedef struct {
     const condense_q8_packed *w;
     const uint8_t *xq;
@@ -139,32 +151,27 @@ static void q8_tile(const q8_job *job, size_t tile) {
     const size_t panels = (n + nr - 1) / nr, p0 = chunk * job->ppc;
     const size_t p1 = p0 + job->ppc < panels ? p0 + job->ppc : panels;
     const size_t panel_bytes = job->w->k4 * nr * (kr->kstep == 2 ? 2 : 1);
-    int32_t tmp[12 * 32];
     for (size_t p = p0; p < p1; p++) {
         const void *bp = (const char *)job->w->data + p * panel_bytes;
         const int nv = (int)(n - p * nr < nr ? n - p * nr : nr);
         for (size_t ir = 0; ir < mlen; ir += mr_max) {
             const int mr = (int)(mlen - ir < mr_max ? mlen - ir : mr_max);
             const size_t row = m0 + ir;
+            condense_q8_epilogue ep = {0};
             if (job->acc) {
-                kr->ukernel(mr, nv, kq, job->xq + row * job->ldq, job->ldq, bp,
-                            job->acc + row * job->ldacc + p * nr, job->ldacc);
-                continue;
+                ep.c = job->acc + row * job->ldacc + p * nr;
+                ep.ldc = job->ldacc;
+            } else {
+                ep.y = job->y + row * job->ldy + p * nr;
+                ep.ldy = job->ldy;
+                ep.sx = job->sx + row;
+                ep.zx = job->zx + row;
+                ep.wsum = job->w->wsum + p * nr;
+                ep.sw = job->w->scale + p * nr;
+                ep.bias = job->w->bias ? job->w->bias + p * nr : NULL;
+                ep.act = job->act;
             }
-            kr->ukernel(mr, nv, kq, job->xq + row * job->ldq, job->ldq, bp, tmp, nr);
-            const int32_t *ws = job->w->wsum + p * nr;
-            const float *sw = job->w->scale + p * nr;
-            const float *bias = job->w->bias ? job->w->bias + p * nr : NULL;
-            for (int i = 0; i < mr; i++) {
-                const float s = job->sx[row + (size_t)i];
-                const int32_t z = job->zx[row + (size_t)i];
-                float *yi = job->y + (row + (size_t)i) * job->ldy + p * nr;
-                for (int j = 0; j < nv; j++) {
-                    float v = s * sw[j] * (float)(tmp[(size_t)i * nr + (size_t)j] - z * ws[j]);
-                    yi[j] = bias ? v + bias[j] : v;
-                }
-                condense_f32_activation(yi, (size_t)nv, job->act, kr->isa);
-            }
+            kr->ukernel(mr, nv, kq, job->xq + row * job->ldq, job->ldq, bp, &ep);
         }
     }
 }
@@ -217,7 +224,19 @@ void condense_q8_gemm(const condense_q8_packed *w, size_t m, const float *x, siz
     uint8_t *xq = q_buf;
     float *sx = (float *)(xq + m * ldq);
     int32_t *zx = (int32_t *)(sx + m);
-    condense_q8_quantize_rows(x, m, w->k, lda, xq, ldq, k4, sx, zx, static_scale, static_zp);
+    /* Quantizing X is M·K work beside M·N·K: split it over the threads when it is large. */
+    int nt = threads > 0 ? threads : condense_get_num_threads();
+    if (nt > 1 && m >= 4 && m * w->k >= 65536) {
+#pragma omp parallel num_threads(nt)
+        {
+            const size_t t = (size_t)omp_get_thread_num(), T = (size_t)omp_get_num_threads();
+            const size_t r0 = m * t / T, r1 = m * (t + 1) / T;
+            condense_q8_quantize_rows(x + r0 * lda, r1 - r0, w->k, lda, xq + r0 * ldq, ldq, k4, sx + r0,
+                                      zx + r0, static_scale, static_zp);
+        }
+    } else {
+        condense_q8_quantize_rows(x, m, w->k, lda, xq, ldq, k4, sx, zx, static_scale, static_zp);
+    }
     q8_job job = {.w = w, .xq = xq, .m = m, .ldq = ldq, .y = y, .ldy = ldy, .sx = sx, .zx = zx, .act = act};
     q8_run(&job, threads);
 }

@@ -1,0 +1,90 @@
+#!/usr/bin/env python3
+"""onnxruntime peer for `condense bench quant --peers`: int8 dynamic quantization of Y = X · Wᵀ.
+
+Builds a one-node f32 MatMul model per shape (W as an initializer), quantizes it with
+onnxruntime.quantization.quantize_dynamic (per-channel s8 weights, u8 activations quantized per
+call: DynamicQuantizeLinear + MatMulInteger, fused by ORT's graph optimizer), and times it with
+the same method as Condense: warm-up, samples of >= 20 ms, median. intra_op_num_threads = --threads.
+Prints JSON records like `condense bench quant --json`.
+
+usage: quant_onnxruntime.py [--threads T] [--reps R] M,N,K [M,N,K ...]
+"""
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+
+import numpy as np
+
+ap = argparse.ArgumentParser()
+ap.add_argument("--threads", type=int, default=1)
+ap.add_argument("--reps", type=int, default=7)
+ap.add_argument("cases", nargs="+")
+args = ap.parse_args()
+
+try:
+    import onnx
+    import onnxruntime as ort
+    from onnx import TensorProto, helper
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+except ImportError as e:
+    print(f"note: onnxruntime peer skipped ({e}); pip install onnxruntime onnx", file=sys.stderr)
+    print("[]")
+    sys.exit(0)
+
+
+def timeit(fn):
+    fn()
+    iters = 1
+    while True:
+        t0 = time.perf_counter()
+        for _ in range(iters):
+            fn()
+        t = time.perf_counter() - t0
+        if t >= 0.02 or iters >= 1 << 20:
+            break
+        iters *= 2
+    ts = []
+    for _ in range(max(1, args.reps)):
+        t0 = time.perf_counter()
+        for _ in range(iters):
+            fn()
+        ts.append((time.perf_counter() - t0) / iters)
+    ts.sort()
+    return ts
+
+
+rng = np.random.default_rng(0)
+sessions = {}
+records = []
+tmp = tempfile.mkdtemp(prefix="condense-ort-")
+for case in args.cases:
+    m, n, k = (int(v) for v in case.split(","))
+    if (n, k) not in sessions:
+        w = rng.uniform(-1, 1, (k, n)).astype(np.float32)  # MatMul takes W transposed: [K, N]
+        graph = helper.make_graph(
+            [helper.make_node("MatMul", ["x", "w"], ["y"])], "linear",
+            [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["m", k])],
+            [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["m", n])],
+            [onnx.numpy_helper.from_array(w, "w")])
+        model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+        f32_path = os.path.join(tmp, f"f32_{n}x{k}.onnx")
+        q8_path = os.path.join(tmp, f"q8_{n}x{k}.onnx")
+        onnx.save(model, f32_path)
+        quantize_dynamic(f32_path, q8_path, weight_type=QuantType.QInt8, per_channel=True)
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = args.threads
+        opts.inter_op_num_threads = 1
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        sessions[(n, k)] = ort.InferenceSession(q8_path, opts, providers=["CPUExecutionProvider"])
+    sess = sessions[(n, k)]
+    x = rng.uniform(-1, 1, (m, k)).astype(np.float32)
+    ts = timeit(lambda: sess.run(None, {"x": x}))
+    med = ts[len(ts) // 2]
+    records.append({"op": "gemm", "format": "int8", "m": m, "n": n, "k": k, "backend": "onnxruntime",
+                    "kernel": f"ort {ort.__version__} dynamic int8 (MatMulInteger)", "median_s": med,
+                    "min_s": ts[0], "max_s": ts[-1], "gops": 2.0 * m * n * k / med * 1e-9})
+json.dump(records, sys.stdout, indent=1)
+print()

@@ -59,6 +59,20 @@ void condense_q8_quantize_rows__avx512(const float *x, size_t m, size_t k, size_
                                        const float *static_scale, const int32_t *static_zp);
 #endif
 
+/* int4 kernels (q4-gemm/). Rows [n0, n1) of W, all m rows of X, raw dots (no bias/activation). */
+void condense_q4_dequant__scalar(const condense_q4_packed *w, size_t n0, size_t n1, size_t m,
+                                 const float *x, size_t lda, float *y, size_t ldy);
+#if CONDENSE_X86
+void condense_q4_dequant__avx2(const condense_q4_packed *w, size_t n0, size_t n1, size_t m,
+                               const float *x, size_t lda, float *y, size_t ldy);
+void condense_q4_dequant__avx512(const condense_q4_packed *w, size_t n0, size_t n1, size_t m,
+                                 const float *x, size_t lda, float *y, size_t ldy);
+/* Panels [p0, p1) of 16 rows, all m rows of quantized X, with the full epilogue. */
+void condense_q4_integer__avx512vnni(const condense_q4_packed *w, size_t p0, size_t p1, size_t m,
+                                     const uint8_t *xq, size_t ldq, const float *sx,
+                                     const int32_t *zx, float *y, size_t ldy, int act);
+#endif
+
 /* Scalar GELU, the reference for the vector versions. */
 float condense_gelu_scalar(float x);
 

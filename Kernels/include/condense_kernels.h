@@ -290,6 +290,41 @@ void condense_q8_gemm(const condense_q8_packed *w, size_t m, const float *x, siz
                       size_t ldy, int act, int threads, const float *static_scale,
                       const int32_t *static_zp);
 
+/* ---- int4 group-wise ------------------------------------------------------------------- */
+
+/**
+ * int4 weights: symmetric signed nibbles (−8…7), one f32 scale per (row, group of `group`
+ * columns along K); the last group of a row may be partial. Two paths:
+ *  - CONDENSE_Q4_DEQUANT: weights dequantized exactly to f32 (s·q), f32 activations;
+ *  - CONDENSE_Q4_INTEGER: u8 activations per row (as int8) and VNNI int32 dots per group,
+ *    dequantized per group (AVX-512 VNNI only; elsewhere the dequantize path runs).
+ */
+enum { CONDENSE_Q4_DEQUANT = 0, CONDENSE_Q4_INTEGER = 1 };
+
+typedef struct condense_q4_packed {
+    size_t n, k, k16, group, groups;
+    condense_isa isa;
+    int path;
+    uint8_t *nib;          /* dequant: rows of k16/2 bytes, low nibble = even column */
+    float *scale;          /* dequant: n · groups */
+    uint8_t *blocks;       /* integer: panels of 16 rows, 64-byte blocks per 8 columns */
+    float *pscale;         /* integer: [panel][group][16] */
+    int16_t *pwsum;        /* integer: [panel][group][16] column sums for zero-point compensation */
+    float *bias;
+} condense_q4_packed;
+
+/** Pack from rows of ⌈k/2⌉ bytes (low nibble = even column, two's complement) and n·groups
+ *  scales. `group` must be a multiple of 16. Returns NULL when out of memory. */
+condense_q4_packed *condense_q4_pack(condense_isa isa, int path, const uint8_t *packed,
+                                     const float *scales, size_t n, size_t k, size_t group,
+                                     const float *bias);
+void condense_q4_packed_free(condense_q4_packed *p);
+/** Y = act(X · Wᵀ + bias). */
+void condense_q4_gemm(const condense_q4_packed *w, size_t m, const float *x, size_t lda, float *y,
+                      size_t ldy, int act, int threads);
+/** The kernel name a packed weight runs. */
+const char *condense_q4_kernel_name(const condense_q4_packed *w);
+
 /* ---- Machine probes (for benchmark reports) ---------------------------------------------- */
 
 /** Measured fp32 FMA throughput in GFLOPS on `threads` threads with the given ISA's vectors. */

@@ -8,6 +8,8 @@ public enum WeightFormat: Hashable, Sendable, CustomStringConvertible {
     case csr
     /// Symmetric int8 with per-channel scales (``Int8Weights``); u8 activations.
     case int8
+    /// Symmetric int4 with one scale per group of columns (``Int4Weights``).
+    case int4(group: Int)
 
     public var description: String {
         switch self {
@@ -15,6 +17,7 @@ public enum WeightFormat: Hashable, Sendable, CustomStringConvertible {
         case .sparse24: return "2:4"
         case .csr: return "csr"
         case .int8: return "int8"
+        case let .int4(g): return "int4-g\(g)"
         }
     }
 }
@@ -29,6 +32,8 @@ public enum CompressedWeights: Sendable {
     case csr(CSRMatrix)
     /// int8 `W[N, K]` with per-channel scales.
     case int8(Int8Weights)
+    /// int4 `W[N, K]` with group-wise scales.
+    case int4(Int4Weights)
 
     /// The format tag, which backends match on.
     public var format: WeightFormat {
@@ -37,6 +42,7 @@ public enum CompressedWeights: Sendable {
         case .sparse24: return .sparse24
         case .csr: return .csr
         case .int8: return .int8
+        case let .int4(w): return .int4(group: w.groupSize)
         }
     }
 
@@ -47,6 +53,7 @@ public enum CompressedWeights: Sendable {
         case let .sparse24(w): return w.rows
         case let .csr(w): return w.rows
         case let .int8(w): return w.rows
+        case let .int4(w): return w.rows
         }
     }
 
@@ -57,6 +64,7 @@ public enum CompressedWeights: Sendable {
         case let .sparse24(w): return w.columns
         case let .csr(w): return w.columns
         case let .int8(w): return w.columns
+        case let .int4(w): return w.columns
         }
     }
 
@@ -67,6 +75,7 @@ public enum CompressedWeights: Sendable {
         case let .sparse24(w): return w.byteCount
         case let .csr(w): return w.byteCount
         case let .int8(w): return w.byteCount
+        case let .int4(w): return w.byteCount
         }
     }
 
@@ -77,6 +86,7 @@ public enum CompressedWeights: Sendable {
         case let .sparse24(w): return w.densified()
         case let .csr(w): return w.densified()
         case let .int8(w): return w.densified()
+        case let .int4(w): return w.densified()
         }
     }
 
@@ -90,6 +100,7 @@ public enum CompressedWeights: Sendable {
         case .sparse24: return .sparse24(try Sparse24Matrix(dense: densified()))
         case .csr: return .csr(CSRMatrix(dense: densified()))
         case .int8: return .int8(try Int8Weights(quantizing: densified()))
+        case let .int4(g): return .int4(try Int4Weights(quantizing: densified(), groupSize: g))
         }
     }
 }

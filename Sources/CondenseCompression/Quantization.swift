@@ -329,3 +329,22 @@ extension QuantizedMatrix {
         return try Int8Weights(rows: rows, columns: columns, values: values, scales: perRow, staticActivation: staticActivation)
     }
 }
+
+extension QuantizedMatrix {
+    /// These int4 values in the runtime's ``Int4Weights`` format (packed two per byte).
+    /// - Throws: ``CondenseError/invalidArgument(_:)`` unless the matrix is symmetric int4.
+    public func int4Weights(path: Int4Weights.Path = .integer) throws -> Int4Weights {
+        guard bits == .int4, mode == .symmetric else {
+            throw CondenseError.invalidArgument("int4 kernels need symmetric int4 weights, got \(mode) int\(bits.rawValue)")
+        }
+        let gpr = groupsPerRow
+        let perRowGroup: [Float]
+        switch granularity {
+        case .perTensor: perRowGroup = [Float](repeating: scales[0], count: rows * gpr)
+        case .perChannel: perRowGroup = (0..<rows).flatMap { r in [Float](repeating: scales[r], count: gpr) }
+        case .perGroup: perRowGroup = scales
+        }
+        return try Int4Weights(rows: rows, columns: columns, groupSize: groupSize, packed: packedInt4,
+                               scales: perRowGroup, path: path)
+    }
+}

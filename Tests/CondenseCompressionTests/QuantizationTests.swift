@@ -131,3 +131,17 @@ import Glibc
         for (a, b) in zip(f.elements, y.elements) { #expect(abs(a - b) < 0.1) }
     }
 }
+
+@Suite struct Int4BridgeTests {
+    /// The quantizer's symmetric int4 output and Int4Weights(quantizing:) agree, and run natively.
+    @Test func quantizerToInt4Kernels() throws {
+        let w = rand(20, 70, seed: 40), x = rand(3, 70, seed: 41)
+        let q = try Quantizer.quantize(w, bits: .int4, mode: .symmetric, granularity: .perGroup(32))
+        let i4 = try q.int4Weights(path: .dequantize)
+        #expect(i4.densified() == q.dequantized())
+        let y = try BackendRegistry.standard().prepare(LinearLayer(weights: .int4(i4))).apply(x)
+        let ref = try BackendRegistry.standard().prepare(LinearLayer(weights: .dense(q.dequantized()))).apply(x)
+        for (a, b) in zip(y.elements, ref.elements) { #expect(abs(a - b) < 1e-4) }
+        #expect(throws: CondenseError.self) { try Quantizer.quantize(w, bits: .int4, mode: .asymmetric).int4Weights() }
+    }
+}

@@ -63,6 +63,8 @@ public struct NativeBackend: KernelBackend {
             return try NativeCSRLinear(weight: w, bias: layer.bias, activation: layer.activation, isa: level, threads: t)
         case let .int8(w):
             return try NativeInt8Linear(weight: w, bias: layer.bias, activation: layer.activation, isa: level, threads: t)
+        case let .int4(w):
+            return try NativeInt4Linear(weight: w, bias: layer.bias, activation: layer.activation, isa: level, threads: t)
         }
     }
 }
@@ -302,6 +304,52 @@ final class NativeInt8Linear: PreparedLinear, @unchecked Sendable {
                                          threads, isStatic ? sp : nil, isStatic ? zpp : nil)
                     }
                 }
+            }
+        }
+    }
+}
+
+/// int4 weights packed for the native kernels (integer VNNI path or exact dequantize path).
+final class NativeInt4Linear: PreparedLinear, @unchecked Sendable {
+    // Immutable after init; `apply` only reads the packed buffers.
+    private let packed: UnsafeMutablePointer<condense_q4_packed>
+    private let activation: Activation
+    private let threads: Int32
+    let backendName = "native"
+    let kernelName: String
+    let inFeatures: Int
+    let outFeatures: Int
+
+    init(weight: Int4Weights, bias: [Float]?, activation: Activation, isa: ISA, threads: Int) throws {
+        guard weight.groupSize % 16 == 0 else {
+            throw CondenseError.invalidArgument(
+                "native int4 kernels need a group size that is a multiple of 16, got \(weight.groupSize) (the reference backend runs any)")
+        }
+        let path = Int32(weight.path == .integer ? CONDENSE_Q4_INTEGER : CONDENSE_Q4_DEQUANT)
+        let p: UnsafeMutablePointer<condense_q4_packed>? = weight.packed.withUnsafeBufferPointer { b in
+            weight.scales.withUnsafeBufferPointer { s in
+                withOptionalPointer(bias) { bi in
+                    condense_q4_pack(isa.c, path, b.baseAddress, s.baseAddress, weight.rows, weight.columns, weight.groupSize, bi)
+                }
+            }
+        }
+        guard let p else { throw CondenseError.outOfMemory(bytes: weight.byteCount * 3) }
+        packed = p
+        kernelName = String(cString: condense_q4_kernel_name(p))
+        inFeatures = weight.columns
+        outFeatures = weight.rows
+        self.activation = activation
+        self.threads = Int32(clamping: threads)
+    }
+
+    deinit { condense_q4_packed_free(packed) }
+
+    func apply(_ x: Matrix<Float>, into y: inout Matrix<Float>) throws {
+        try checkShapes(x, y)
+        let (m, ldx, ldy) = (x.rows, x.columns, y.columns)
+        x.withUnsafeBufferPointer { xp in
+            y.withUnsafeMutableBufferPointer { yp in
+                condense_q4_gemm(packed, m, xp.baseAddress, ldx, yp.baseAddress, ldy, Int32(activation.c.rawValue), threads)
             }
         }
     }

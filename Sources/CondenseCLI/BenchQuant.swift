@@ -6,7 +6,7 @@ import Foundation
 struct BenchQuant: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "quant",
-        abstract: "int8 layers (per-channel weights, per-row dynamic u8 activations) against f32 dense.")
+        abstract: "int8 and int4 layers against f32 dense: int8 per-channel (u8 activations per row), int4 in groups of 32 on both native paths.")
 
     @Option(name: .customLong("m"), help: "Batch sizes M, comma-separated.")
     var batches = "1,8,32,128,512"
@@ -18,7 +18,9 @@ struct BenchQuant: ParsableCommand {
     var minSample = 0.02
     @Flag(help: "Print the records as a JSON array instead of a table.")
     var json = false
-    @Flag(help: "Also run onnxruntime's MatMulInteger (dynamic quantization) on the same shapes.")
+    @Option(help: "int4 group size (a multiple of 16).")
+    var group = 32
+    @Flag(help: "Also run onnxruntime's dynamic int8 (MatMulInteger) and MatMulNBits (4-bit) on the same shapes.")
     var peers = false
     @Option(help: "Folder of the peer runners.")
     var peersDir = "Benchmarks/peers"
@@ -34,7 +36,7 @@ struct BenchQuant: ParsableCommand {
             print("condense bench quant: \(CondenseRuntime.cpuBrand), isa \(CondenseRuntime.activeISA), \(threads) thread(s)")
             print("GOPS = 2·M·N·K / time; speedup over our f32 dense GEMM in the same run; error = output vs f32 layer")
             print("")
-            print([pad("M", 5, right: true), pad("N", 6, right: true), pad("K", 6, right: true), "  ", pad("kernel", 27),
+            print([pad("M", 5, right: true), pad("N", 6, right: true), pad("K", 6, right: true), "  ", pad("format", 10), pad("kernel", 31),
                    pad("median", 11, right: true), pad("GOPS", 8, right: true), pad("×f32", 7, right: true),
                    pad("weight bytes", 14, right: true), pad("rel. error", 12, right: true)].joined())
         }
@@ -44,47 +46,58 @@ struct BenchQuant: ParsableCommand {
             let layer = try LinearLayer(weights: .dense(w))
             let dense = try registry.prepare(layer, policy: .forced("native"))
             let q8layer = try layer.converted(to: .int8)
-            let q8 = try registry.prepare(q8layer, policy: .forced("native"))
+            let q4 = try Int4Weights(quantizing: w, groupSize: group)
+            let variants: [(String, LinearLayer)] = [
+                ("int8", q8layer),
+                ("int4-g\(group)", try LinearLayer(weights: .int4(q4.with(path: .integer)))),
+                ("int4-g\(group)", try LinearLayer(weights: .int4(q4.with(path: .dequantize)))),
+            ]
+            let prepared = try variants.map { try registry.prepare($0.1, policy: .forced("native")) }
             for m in ms {
                 let x = try rng.matrix(m, k)
                 var y = try Matrix<Float>(rows: m, columns: n), yf = try Matrix<Float>(rows: m, columns: n)
                 let tf = try Timing.measure(samples: reps, minSampleSeconds: minSample) { try dense.apply(x, into: &yf) }
-                let tq = try Timing.measure(samples: reps, minSampleSeconds: minSample) { try q8.apply(x, into: &y) }
-                // Relative error of the int8 output: ‖y − y_f32‖ / ‖y_f32‖.
-                var num = 0.0, den = 0.0
-                for (a, b) in zip(y.elements, yf.elements) { num += Double((a - b) * (a - b)); den += Double(b * b) }
-                let rel = den > 0 ? (num / den).squareRoot() : 0
-                let ops = 2.0 * Double(m * n * k)
-                let r: [String: Any] = [
-                    "op": "gemm", "format": "int8", "m": m, "n": n, "k": k, "backend": "native", "kernel": q8.kernelName,
-                    "threads": threads, "median_s": tq.median, "min_s": tq.min, "max_s": tq.max, "gops": ops / tq.median * 1e-9,
-                    "f32_median_s": tf.median, "speedup_vs_f32": tf.median / tq.median,
-                    "weight_bytes": q8layer.weights.byteCount, "f32_weight_bytes": n * k * 4, "rel_error": rel,
-                ]
-                records.append(r)
-                if !json {
-                    print([pad("\(m)", 5, right: true), pad("\(n)", 6, right: true), pad("\(k)", 6, right: true), "  ",
-                           pad(q8.kernelName, 27),
-                           pad(tq.median < 1e-3 ? "\(fmt(tq.median * 1e6)) µs" : "\(fmt(tq.median * 1e3, 2)) ms", 11, right: true),
-                           pad(fmt(ops / tq.median * 1e-9, 0), 8, right: true), pad(fmt(tf.median / tq.median, 2), 7, right: true),
-                           pad("\(q8layer.weights.byteCount)", 14, right: true), pad(String(format: "%.2e", rel), 12, right: true)].joined())
+                var seen = Set<String>()
+                for ((format, vlayer), p) in zip(variants, prepared) where seen.insert(p.kernelName).inserted {
+                    let tq = try Timing.measure(samples: reps, minSampleSeconds: minSample) { try p.apply(x, into: &y) }
+                    // Relative error of the quantized output: ‖y − y_f32‖ / ‖y_f32‖.
+                    var num = 0.0, den = 0.0
+                    for (a, b) in zip(y.elements, yf.elements) { num += Double((a - b) * (a - b)); den += Double(b * b) }
+                    let rel = den > 0 ? (num / den).squareRoot() : 0
+                    let ops = 2.0 * Double(m * n * k)
+                    let r: [String: Any] = [
+                        "op": "gemm", "format": format, "m": m, "n": n, "k": k, "backend": "native", "kernel": p.kernelName,
+                        "threads": threads, "median_s": tq.median, "min_s": tq.min, "max_s": tq.max, "gops": ops / tq.median * 1e-9,
+                        "f32_median_s": tf.median, "speedup_vs_f32": tf.median / tq.median,
+                        "weight_bytes": vlayer.weights.byteCount, "f32_weight_bytes": n * k * 4, "rel_error": rel,
+                    ]
+                    records.append(r)
+                    if !json {
+                        print([pad("\(m)", 5, right: true), pad("\(n)", 6, right: true), pad("\(k)", 6, right: true), "  ",
+                               pad(format, 10), pad(p.kernelName, 31),
+                               pad(tq.median < 1e-3 ? "\(fmt(tq.median * 1e6)) µs" : "\(fmt(tq.median * 1e3, 2)) ms", 11, right: true),
+                               pad(fmt(ops / tq.median * 1e-9, 0), 8, right: true), pad(fmt(tf.median / tq.median, 2), 7, right: true),
+                               pad("\(vlayer.weights.byteCount)", 14, right: true), pad(String(format: "%.2e", rel), 12, right: true)].joined())
+                    }
                 }
             }
         }
         var peerRecords: [[String: Any]] = []
         if peers {
-            let cases = records.map { "\($0["m"]!),\($0["n"]!),\($0["k"]!)" }
+            var cases: [String] = []
+            for r in records where !cases.contains("\(r["m"]!),\(r["n"]!),\(r["k"]!)") { cases.append("\(r["m"]!),\(r["n"]!),\(r["k"]!)") }
             peerRecords = PeerRunner(dir: peersDir, threads: threads, reps: reps, quiet: json)
-                .runScript("quant_onnxruntime.py", arguments: cases, name: "onnxruntime")
+                .runScript("quant_onnxruntime.py", arguments: ["--group", "\(group)"] + cases, name: "onnxruntime")
             if !json && !peerRecords.isEmpty {
                 print("\nagainst onnxruntime in the same run (time ratio peer / Condense; > 1 means Condense is faster):")
                 for r in records {
                     let key = "\(r["m"]!),\(r["n"]!),\(r["k"]!)"
                     let t = r["median_s"] as! Double
-                    let line = peerRecords.filter { "\($0["m"]!),\($0["n"]!),\($0["k"]!)" == key }.map {
+                    let fmtName = r["format"] as! String
+                    let line = peerRecords.filter { "\($0["m"]!),\($0["n"]!),\($0["k"]!)" == key && ($0["format"] as! String) == fmtName }.map {
                         "\($0["backend"]!) \(fmt(($0["median_s"] as! Double) * 1e6)) µs → \(fmt(($0["median_s"] as! Double) / t, 2))×"
                     }.joined(separator: "   ")
-                    print("\(pad(key, 16))  Condense \(fmt(t * 1e6)) µs   \(line)")
+                    print("\(pad(key, 16)) \(pad(fmtName, 9)) \(pad(r["kernel"] as! String, 31)) \(fmt(t * 1e6)) µs   \(line)")
                 }
             }
         }

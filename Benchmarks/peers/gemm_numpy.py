@@ -27,6 +27,9 @@ for var in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE"):
 
 import numpy as np  # noqa: E402
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from peer_timing import sample_times  # noqa: E402
+
 cfg = np.show_config(mode="dicts") if "mode" in np.show_config.__code__.co_varnames else {}
 blas = cfg.get("Build Dependencies", {}).get("blas", {}) if isinstance(cfg, dict) else {}
 kernel = f"{blas.get('name', 'blas')} {blas.get('version', '')}".strip()
@@ -39,23 +42,7 @@ for case in args.cases:
     w = rng.uniform(-1, 1, (n, k)).astype(np.float32)
     y = np.empty((m, n), np.float32)
     wt = w.T
-    np.matmul(x, wt, out=y)
-    iters = 1
-    while True:
-        t0 = time.perf_counter()
-        for _ in range(iters):
-            np.matmul(x, wt, out=y)
-        t = time.perf_counter() - t0
-        if t >= 0.02 or iters >= 1 << 20:
-            break
-        iters *= 2
-    ts = []
-    for _ in range(max(1, args.reps)):
-        t0 = time.perf_counter()
-        for _ in range(iters):
-            np.matmul(x, wt, out=y)
-        ts.append((time.perf_counter() - t0) / iters)
-    ts.sort()
+    ts = sample_times(lambda: np.matmul(x, wt, out=y), args.reps)
     med = ts[len(ts) // 2]
     records.append({"op": "gemm", "format": "dense", "m": m, "n": n, "k": k, "backend": "numpy",
                     "kernel": kernel, "median_s": med, "min_s": ts[0], "max_s": ts[-1],

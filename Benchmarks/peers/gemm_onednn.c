@@ -3,7 +3,10 @@
  * weights reordered once (untimed) into the layout the primitive prefers (format_tag any),
  * one primitive per shape. Prints JSON records like `condense bench gemm --json`.
  *
- * usage: gemm_onednn [--threads T] [--reps R] M,N,K [M,N,K ...]
+ * With --int8: u8 activations × s8 weights → f32 (the integer matmul; activations arrive already
+ * quantized, so oneDNN's time excludes the quantization Condense does per call).
+ *
+ * usage: gemm_onednn [--int8] [--threads T] [--reps R] M,N,K [M,N,K ...]
  * Threads come from OMP_NUM_THREADS (oneDNN's Debian build uses OpenMP); --threads sets it.
  */
 #include <dnnl.h>
@@ -40,7 +43,7 @@ static void fill(float *p, size_t n, unsigned seed) {
 }
 
 int main(int argc, char **argv) {
-    int reps = 7, threads = 0;
+    int reps = 7, threads = 0, int8 = 0;
     int first = 1;
     dnnl_engine_t eng;
     dnnl_stream_t stream;
@@ -48,6 +51,7 @@ int main(int argc, char **argv) {
     for (; argi < argc; argi++) {
         if (!strcmp(argv[argi], "--reps") && argi + 1 < argc) reps = atoi(argv[++argi]);
         else if (!strcmp(argv[argi], "--threads") && argi + 1 < argc) threads = atoi(argv[++argi]);
+        else if (!strcmp(argv[argi], "--int8")) int8 = 1;
         else break;
     }
     if (threads > 0) {
@@ -68,10 +72,11 @@ int main(int argc, char **argv) {
         }
         dnnl_dims_t sd = {m, k}, wd = {k, n}, dd = {m, n};
         dnnl_memory_desc_t src_md, wei_any, wei_user, dst_md;
-        CHECK(dnnl_memory_desc_init_by_tag(&src_md, 2, sd, dnnl_f32, dnnl_ab));
-        CHECK(dnnl_memory_desc_init_by_tag(&wei_any, 2, wd, dnnl_f32, dnnl_format_tag_any));
+        const dnnl_data_type_t st = int8 ? dnnl_u8 : dnnl_f32, wt = int8 ? dnnl_s8 : dnnl_f32;
+        CHECK(dnnl_memory_desc_init_by_tag(&src_md, 2, sd, st, dnnl_ab));
+        CHECK(dnnl_memory_desc_init_by_tag(&wei_any, 2, wd, wt, dnnl_format_tag_any));
         /* W[N,K] row-major is the [K,N] weights matrix in "ba" order. */
-        CHECK(dnnl_memory_desc_init_by_tag(&wei_user, 2, wd, dnnl_f32, dnnl_ba));
+        CHECK(dnnl_memory_desc_init_by_tag(&wei_user, 2, wd, wt, dnnl_ba));
         CHECK(dnnl_memory_desc_init_by_tag(&dst_md, 2, dd, dnnl_f32, dnnl_ab));
         dnnl_matmul_desc_t mmd;
         CHECK(dnnl_matmul_desc_init(&mmd, &src_md, &wei_any, NULL, &dst_md));
@@ -87,8 +92,13 @@ int main(int argc, char **argv) {
         CHECK(dnnl_memory_create(&wp, wei_md, eng, DNNL_MEMORY_ALLOCATE));
         CHECK(dnnl_memory_create(&dst, &dst_md, eng, DNNL_MEMORY_ALLOCATE));
         void *h;
-        CHECK(dnnl_memory_get_data_handle(src, &h)); fill(h, (size_t)(m * k), 1);
-        CHECK(dnnl_memory_get_data_handle(wu, &h)); fill(h, (size_t)(n * k), 2);
+        if (int8) { /* bytes: any pattern is a valid u8 / s8 */
+            CHECK(dnnl_memory_get_data_handle(src, &h)); fill(h, (size_t)(m * k) / 4, 1);
+            CHECK(dnnl_memory_get_data_handle(wu, &h)); fill(h, (size_t)(n * k) / 4, 2);
+        } else {
+            CHECK(dnnl_memory_get_data_handle(src, &h)); fill(h, (size_t)(m * k), 1);
+            CHECK(dnnl_memory_get_data_handle(wu, &h)); fill(h, (size_t)(n * k), 2);
+        }
 
         dnnl_primitive_desc_t rpd;
         dnnl_primitive_t reorder, mm;
@@ -121,10 +131,11 @@ int main(int argc, char **argv) {
         }
         qsort(ts, (size_t)reps, sizeof(double), cmp_double);
         double med = ts[reps / 2];
-        printf("%s\n  {\"op\": \"gemm\", \"format\": \"dense\", \"m\": %ld, \"n\": %ld, \"k\": %ld, "
+        printf("%s\n  {\"op\": \"gemm\", \"format\": \"%s\", \"m\": %ld, \"n\": %ld, \"k\": %ld, "
                "\"backend\": \"onednn\", \"kernel\": \"%s\", \"median_s\": %.9g, \"min_s\": %.9g, "
-               "\"max_s\": %.9g, \"gflops\": %.6g}",
-               first ? "" : ",", m, n, k, impl, med, ts[0], ts[reps - 1], 2.0 * m * n * k / med * 1e-9);
+               "\"max_s\": %.9g, \"%s\": %.6g}",
+               first ? "" : ",", int8 ? "int8" : "dense", m, n, k, impl, med, ts[0], ts[reps - 1],
+               int8 ? "gops" : "gflops", 2.0 * m * n * k / med * 1e-9);
         first = 0;
         free(ts);
         dnnl_primitive_destroy(mm);

@@ -20,6 +20,9 @@ import time
 
 import numpy as np
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from peer_timing import sample_times  # noqa: E402
+
 ap = argparse.ArgumentParser()
 ap.add_argument("--threads", type=int, default=1)
 ap.add_argument("--reps", type=int, default=7)
@@ -39,24 +42,7 @@ except ImportError as e:
 
 
 def timeit(fn):
-    fn()
-    iters = 1
-    while True:
-        t0 = time.perf_counter()
-        for _ in range(iters):
-            fn()
-        t = time.perf_counter() - t0
-        if t >= 0.02 or iters >= 1 << 20:
-            break
-        iters *= 2
-    ts = []
-    for _ in range(max(1, args.reps)):
-        t0 = time.perf_counter()
-        for _ in range(iters):
-            fn()
-        ts.append((time.perf_counter() - t0) / iters)
-    ts.sort()
-    return ts
+    return sample_times(fn, args.reps)
 
 
 rng = np.random.default_rng(0)

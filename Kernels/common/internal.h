@@ -21,6 +21,17 @@ static inline void *condense_aligned_alloc(size_t bytes) {
     return aligned_alloc(64, rounded ? rounded : 64);
 }
 
+/* Copies an optional bias into an aligned buffer: *dst = NULL for no bias. Returns 0 when the
+ * allocation fails (the caller frees what it packed so far). Every pack function shares it. */
+static inline int condense_copy_bias(float **dst, const float *bias, size_t n) {
+    *dst = NULL;
+    if (!bias) return 1;
+    *dst = condense_aligned_alloc((n ? n : 1) * sizeof(float));
+    if (!*dst) return 0;
+    for (size_t i = 0; i < n; i++) (*dst)[i] = bias[i];
+    return 1;
+}
+
 /* Software prefetch distance on the packed weight stream, in floats (16 KiB). Panels of one tile
  * are contiguous, so this runs ahead into the next panel too. Measured interleaved A/B on Zen 5,
  * 4096×4096 from DRAM, 2 threads: M = 8 went 240–258 → 489–512 GFLOPS (oneDNN 263–278 in the

@@ -225,11 +225,7 @@ condense_csr_packed *condense_csr_pack(condense_isa isa, const uint32_t *row_ptr
     memcpy(p->row_ptr, row_ptr, (n + 1) * sizeof(uint32_t));
     memcpy(p->index, index, p->nnz * (size_t)index_bytes);
     memcpy(p->values, values, p->nnz * sizeof(float));
-    if (bias) {
-        p->bias = condense_aligned_alloc(n * sizeof(float));
-        if (!p->bias) goto fail;
-        memcpy(p->bias, bias, n * sizeof(float));
-    }
+    if (!condense_copy_bias(&p->bias, bias, n)) goto fail;
     return p;
 fail:
     condense_csr_packed_free(p);

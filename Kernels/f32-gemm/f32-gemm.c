@@ -56,11 +56,7 @@ condense_f32_packed *condense_f32_pack(const condense_f32_gemm_kernel *kernel, c
             for (size_t j = nv; j < nr; j++) dst[kk * nr + j] = 0.0f;
         }
     }
-    if (bias) {
-        p->bias = condense_aligned_alloc(n * sizeof(float));
-        if (!p->bias) goto fail;
-        memcpy(p->bias, bias, n * sizeof(float));
-    }
+    if (!condense_copy_bias(&p->bias, bias, n)) goto fail;
     return p;
 fail:
     condense_f32_packed_free(p);

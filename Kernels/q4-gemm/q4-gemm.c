@@ -56,11 +56,7 @@ condense_q4_packed *condense_q4_pack(condense_isa isa, int path, const uint8_t *
             for (size_t g = 0; g < groups; g++) p->pscale[(pi * groups + g) * 16 + j] = scales[r * groups + g];
         }
     }
-    if (bias) {
-        p->bias = condense_aligned_alloc(n * sizeof(float));
-        if (!p->bias) goto fail;
-        memcpy(p->bias, bias, n * sizeof(float));
-    }
+    if (!condense_copy_bias(&p->bias, bias, n)) goto fail;
     return p;
 fail:
     condense_q4_packed_free(p);

@@ -60,11 +60,7 @@ condense_q8_packed *condense_q8_pack(const condense_q8_kernel *kernel, const int
             }
         }
     }
-    if (bias) {
-        p->bias = condense_aligned_alloc(n * sizeof(float));
-        if (!p->bias) goto fail;
-        memcpy(p->bias, bias, n * sizeof(float));
-    }
+    if (!condense_copy_bias(&p->bias, bias, n)) goto fail;
     return p;
 fail:
     condense_q8_packed_free(p);

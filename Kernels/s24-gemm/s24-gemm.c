@@ -42,11 +42,7 @@ condense_s24_packed *condense_s24_pack(condense_isa isa, const float *values, co
             }
         }
     }
-    if (bias) {
-        p->bias = condense_aligned_alloc(n * sizeof(float));
-        if (!p->bias) goto fail;
-        memcpy(p->bias, bias, n * sizeof(float));
-    }
+    if (!condense_copy_bias(&p->bias, bias, n)) goto fail;
     p->groups = groups4;
     if (isa >= CONDENSE_ISA_AVX512 && condense_isa_detected() >= CONDENSE_ISA_AVX512) {
         const size_t panels = (n + 15) / 16;

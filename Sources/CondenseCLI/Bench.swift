@@ -12,7 +12,7 @@ struct Bench: ParsableCommand {
 struct BenchGemm: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "gemm",
-        abstract: "Dense f32 Y = X·Wᵀ over batch sizes and layer shapes.")
+        abstract: "Dense f32 Y = X·Wᵀ over batch sizes and layer shapes. Peers (--peers): numpy/OpenBLAS, oneDNN.")
 
     @Option(name: .customLong("m"), help: "Batch sizes M, comma-separated.")
     var batches = "1,8,32,128,512"
@@ -22,16 +22,7 @@ struct BenchGemm: ParsableCommand {
     var square = "1024,2048"
     @Option(help: "Backends to time, comma-separated (native, simd, reference).")
     var backends = "native"
-    @Option(help: "Samples per case; the median is reported.")
-    var reps = 7
-    @Option(help: "Minimum seconds per sample (iterations are repeated to reach it).")
-    var minSample = 0.02
-    @Flag(help: "Print the records as a JSON array instead of a table.")
-    var json = false
-    @Flag(help: "Also run the peers (numpy/OpenBLAS, oneDNN) on the same shapes and print ratios.")
-    var peers = false
-    @Option(help: "Folder of the peer runners.")
-    var peersDir = "Benchmarks/peers"
+    @OptionGroup var bench: BenchOptions
     @OptionGroup var runtime: RuntimeOptions
 
     func run() throws {
@@ -46,7 +37,7 @@ struct BenchGemm: ParsableCommand {
         let names = backends.split(separator: ",").map(String.init)
 
         let peak = condense_probe_fma_gflops(Int32(threads), condense_isa_active())
-        if !json {
+        if !bench.json {
             print("condense bench gemm: \(CondenseRuntime.cpuBrand), isa \(CondenseRuntime.activeISA), \(threads) thread(s)")
             print("measured fp32 FMA peak: \(fmt(peak)) GFLOPS; M=1 rows also show the read bandwidth of a buffer the weight's size")
             print("")
@@ -62,7 +53,7 @@ struct BenchGemm: ParsableCommand {
             for name in names {
                 let prepared = try registry.prepare(layer, policy: .forced(name))
                 var y = try Matrix<Float>(rows: c.m, columns: c.n)
-                let t = try Timing.measure(samples: reps, minSampleSeconds: minSample) { try prepared.apply(x, into: &y) }
+                let t = try Timing.measure(samples: bench.reps, minSampleSeconds: bench.minSample) { try prepared.apply(x, into: &y) }
                 let gflops = 2.0 * Double(c.m * c.n * c.k) / t.median * 1e-9
                 var r: [String: Any] = [
                     "op": "gemm", "format": "dense", "m": c.m, "n": c.n, "k": c.k, "backend": name,
@@ -78,16 +69,16 @@ struct BenchGemm: ParsableCommand {
                     r["pct_roofline"] = 100 * Double(bytes) / t.median * 1e-9 / bw
                 }
                 records.append(r)
-                if !json { print(row(r, spread: t.spread)) }
+                if !bench.json { print(row(r, spread: t.spread)) }
             }
         }
         var peerRecords: [[String: Any]] = []
-        if peers {
-            peerRecords = PeerRunner(dir: peersDir, threads: threads, reps: reps, quiet: json)
+        if bench.peers {
+            peerRecords = PeerRunner(dir: bench.peersDir, threads: threads, reps: bench.reps, quiet: bench.json)
                 .run(cases: cases.map { [$0.m, $0.n, $0.k] })
-            if !json { printRatios(ours: records, peers: peerRecords, names: names) }
+            if !bench.json { printRatios(ours: records, peers: peerRecords, names: names) }
         }
-        if json { print(try jsonString(records + peerRecords)) }
+        if bench.json { print(try jsonString(records + peerRecords)) }
     }
 
     private var header: String {

@@ -6,24 +6,15 @@ import Foundation
 struct BenchQuant: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "quant",
-        abstract: "int8 and int4 layers against f32 dense: int8 per-channel (u8 activations per row), int4 in groups of 32 on both native paths.")
+        abstract: "int8 and int4 layers against f32 dense: int8 per-channel (u8 activations per row), int4 in groups on both native paths. Peers (--peers): onnxruntime dynamic int8 and MatMulNBits, oneDNN u8×s8.")
 
     @Option(name: .customLong("m"), help: "Batch sizes M, comma-separated.")
     var batches = "1,8,32,128,512"
     @Option(help: "Layer shapes NxK, comma-separated.")
     var shapes = "768x768,3072x768,768x3072,4096x4096"
-    @Option(help: "Samples per case; the median is reported.")
-    var reps = 7
-    @Option(help: "Minimum seconds per sample.")
-    var minSample = 0.02
-    @Flag(help: "Print the records as a JSON array instead of a table.")
-    var json = false
     @Option(help: "int4 group size (a multiple of 16).")
     var group = 32
-    @Flag(help: "Also run onnxruntime's dynamic int8 (MatMulInteger) and MatMulNBits (4-bit) on the same shapes.")
-    var peers = false
-    @Option(help: "Folder of the peer runners.")
-    var peersDir = "Benchmarks/peers"
+    @OptionGroup var bench: BenchOptions
     @OptionGroup var runtime: RuntimeOptions
 
     func run() throws {
@@ -32,7 +23,7 @@ struct BenchQuant: ParsableCommand {
         let registry = BackendRegistry.standard()
         var rng = XorShift(seed: 11)
         var records: [[String: Any]] = []
-        if !json {
+        if !bench.json {
             print("condense bench quant: \(CondenseRuntime.cpuBrand), isa \(CondenseRuntime.activeISA), \(threads) thread(s)")
             print("GOPS = 2·M·N·K / time; speedup over our f32 dense GEMM in the same run; error = output vs f32 layer")
             print("")
@@ -56,10 +47,10 @@ struct BenchQuant: ParsableCommand {
             for m in ms {
                 let x = try rng.matrix(m, k)
                 var y = try Matrix<Float>(rows: m, columns: n), yf = try Matrix<Float>(rows: m, columns: n)
-                let tf = try Timing.measure(samples: reps, minSampleSeconds: minSample) { try dense.apply(x, into: &yf) }
+                let tf = try Timing.measure(samples: bench.reps, minSampleSeconds: bench.minSample) { try dense.apply(x, into: &yf) }
                 var seen = Set<String>()
                 for ((format, vlayer), p) in zip(variants, prepared) where seen.insert(p.kernelName).inserted {
-                    let tq = try Timing.measure(samples: reps, minSampleSeconds: minSample) { try p.apply(x, into: &y) }
+                    let tq = try Timing.measure(samples: bench.reps, minSampleSeconds: bench.minSample) { try p.apply(x, into: &y) }
                     // Relative error of the quantized output: ‖y − y_f32‖ / ‖y_f32‖.
                     var num = 0.0, den = 0.0
                     for (a, b) in zip(y.elements, yf.elements) { num += Double((a - b) * (a - b)); den += Double(b * b) }
@@ -72,7 +63,7 @@ struct BenchQuant: ParsableCommand {
                         "weight_bytes": vlayer.weights.byteCount, "f32_weight_bytes": n * k * 4, "rel_error": rel,
                     ]
                     records.append(r)
-                    if !json {
+                    if !bench.json {
                         print([pad("\(m)", 5, right: true), pad("\(n)", 6, right: true), pad("\(k)", 6, right: true), "  ",
                                pad(format, 10), pad(p.kernelName, 31),
                                pad(tq.median < 1e-3 ? "\(fmt(tq.median * 1e6)) µs" : "\(fmt(tq.median * 1e3, 2)) ms", 11, right: true),
@@ -83,13 +74,14 @@ struct BenchQuant: ParsableCommand {
             }
         }
         var peerRecords: [[String: Any]] = []
-        if peers {
+        if bench.peers {
             var cases: [String] = []
             for r in records where !cases.contains("\(r["m"]!),\(r["n"]!),\(r["k"]!)") { cases.append("\(r["m"]!),\(r["n"]!),\(r["k"]!)") }
-            peerRecords = PeerRunner(dir: peersDir, threads: threads, reps: reps, quiet: json)
-                .runScript("quant_onnxruntime.py", arguments: ["--group", "\(group)"] + cases, name: "onnxruntime")
-            if !json && !peerRecords.isEmpty {
-                print("\nagainst onnxruntime in the same run (time ratio peer / Condense; > 1 means Condense is faster):")
+            let runner = PeerRunner(dir: bench.peersDir, threads: threads, reps: bench.reps, quiet: bench.json)
+            peerRecords = runner.runScript("quant_onnxruntime.py", arguments: ["--group", "\(group)"] + cases, name: "onnxruntime")
+                + runner.oneDNN(["--int8"], spec: cases)
+            if !bench.json && !peerRecords.isEmpty {
+                print("\nagainst peers of the same format in the same run (time ratio peer / Condense; > 1 means Condense is faster):")
                 for r in records {
                     let key = "\(r["m"]!),\(r["n"]!),\(r["k"]!)"
                     let t = r["median_s"] as! Double
@@ -101,6 +93,6 @@ struct BenchQuant: ParsableCommand {
                 }
             }
         }
-        if json { print(try jsonString(records + peerRecords)) }
+        if bench.json { print(try jsonString(records + peerRecords)) }
     }
 }

@@ -6,7 +6,7 @@ import Foundation
 struct BenchSparse: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "sparse",
-        abstract: "Sparse (CSR at several sparsities, and 2:4) against Condense's own dense kernel.")
+        abstract: "Sparse (CSR at several sparsities, and 2:4) against Condense's own dense kernel. Peers (--peers): scipy.sparse, MKL sparse.")
 
     @Option(help: "Unstructured sparsities in percent, comma-separated (magnitude-pruned, exact).")
     var sparsity = "50,70,80,90,95,99"
@@ -16,18 +16,9 @@ struct BenchSparse: ParsableCommand {
     var shapes = "768x768,3072x768,4096x4096"
     @Option(name: .customLong("m"), help: "Batch sizes M, comma-separated.")
     var batches = "1,8,32,128"
-    @Option(help: "Samples per case; the median is reported.")
-    var reps = 7
-    @Option(help: "Minimum seconds per sample.")
-    var minSample = 0.02
-    @Flag(help: "Print the records as a JSON array instead of tables.")
-    var json = false
     @Option(help: "Write an SVG chart of speedup against sparsity (one line per M, a panel per shape).")
     var plot: String?
-    @Flag(help: "Also time scipy.sparse (1 thread) and MKL sparse (mkl_sparse_s_mm) on the same matrices.")
-    var peers = false
-    @Option(help: "Folder of the peer runners.")
-    var peersDir = "Benchmarks/peers"
+    @OptionGroup var bench: BenchOptions
     @OptionGroup var runtime: RuntimeOptions
 
     func run() throws {
@@ -42,11 +33,11 @@ struct BenchSparse: ParsableCommand {
         var rng = XorShift(seed: 7)
         var records: [[String: Any]] = []
         var exports: [[String: Any]] = []
-        let exportDir = peers ? FileManager.default.temporaryDirectory
+        let exportDir = bench.peers ? FileManager.default.temporaryDirectory
             .appendingPathComponent("condense-spmm-\(ProcessInfo.processInfo.processIdentifier)") : nil
         if let exportDir { try FileManager.default.createDirectory(at: exportDir, withIntermediateDirectories: true) }
         defer { if let exportDir { try? FileManager.default.removeItem(at: exportDir) } }
-        if !json {
+        if !bench.json {
             print("condense bench sparse: \(CondenseRuntime.cpuBrand), isa \(CondenseRuntime.activeISA), \(threads) thread(s)")
             print("speedup = our dense f32 GEMM time / sparse time (same shape, same M, same run)")
         }
@@ -73,28 +64,28 @@ struct BenchSparse: ParsableCommand {
             for m in ms {
                 let x = try rng.matrix(m, k)
                 var y = try Matrix<Float>(rows: m, columns: n)
-                let td = try Timing.measure(samples: reps, minSampleSeconds: minSample) { try dense.apply(x, into: &y) }
+                let td = try Timing.measure(samples: bench.reps, minSampleSeconds: bench.minSample) { try dense.apply(x, into: &y) }
                 records.append(record("dense", 0, m, n, k, dense.kernelName(forBatch: m), td, threads, td.median))
                 for (v, p) in zip(variants, prepared) {
-                    let t = try Timing.measure(samples: reps, minSampleSeconds: minSample) { try p.apply(x, into: &y) }
+                    let t = try Timing.measure(samples: bench.reps, minSampleSeconds: bench.minSample) { try p.apply(x, into: &y) }
                     var r = record(v.label, v.sparsity, m, n, k, p.kernelName(forBatch: m), t, threads, td.median)
                     r["weight_bytes"] = v.layer.weights.byteCount
                     records.append(r)
                 }
             }
-            if !json { printShape(records.filter { ($0["n"] as! Int) == n && ($0["k"] as! Int) == k }, ms: ms, levels: levels) }
+            if !bench.json { printShape(records.filter { ($0["n"] as! Int) == n && ($0["k"] as! Int) == k }, ms: ms, levels: levels) }
         }
         var peerRecords: [[String: Any]] = []
         if let exportDir, !exports.isEmpty {
             let manifest = exportDir.appendingPathComponent("manifest.json")
-            try JSONSerialization.data(withJSONObject: ["matrices": exports, "m": ms, "reps": reps])
+            try JSONSerialization.data(withJSONObject: ["matrices": exports, "m": ms, "reps": bench.reps])
                 .write(to: manifest)
-            peerRecords = PeerRunner(dir: peersDir, threads: threads, reps: reps, quiet: json)
+            peerRecords = PeerRunner(dir: bench.peersDir, threads: threads, reps: bench.reps, quiet: bench.json)
                 .runScript("spmm_peers.py", arguments: ["--manifest", manifest.path], name: "scipy/MKL")
-            if !json { printPeers(ours: records, peers: peerRecords) }
+            if !bench.json { printPeers(ours: records, peers: peerRecords) }
         }
-        if let plot { try SparsePlot(records: records, batches: ms).write(to: plot); if !json { print("\nchart written to \(plot)") } }
-        if json { print(try jsonString(records + peerRecords)) }
+        if let plot { try SparsePlot(records: records, batches: ms).write(to: plot); if !bench.json { print("\nchart written to \(plot)") } }
+        if bench.json { print(try jsonString(records + peerRecords)) }
     }
 
     private func record(_ format: String, _ s: Double, _ m: Int, _ n: Int, _ k: Int, _ kernel: String, _ t: Timing,

@@ -1,6 +1,21 @@
+import ArgumentParser
 import Condense
 import Dispatch
 import Foundation
+
+/// Options every `condense bench` command shares.
+struct BenchOptions: ParsableArguments {
+    @Option(help: "Samples per case; the median is reported.")
+    var reps = 7
+    @Option(help: "Minimum seconds per sample (iterations are repeated to reach it).")
+    var minSample = 0.02
+    @Flag(help: "Print the records as a JSON array instead of a table.")
+    var json = false
+    @Flag(help: "Also run the peers named in the command's help on the same cases, in the same run.")
+    var peers = false
+    @Option(help: "Folder of the peer runners.")
+    var peersDir = "Benchmarks/peers"
+}
 
 /// Deterministic uniform [-1, 1) values; benchmarks need repeatable inputs, not statistics.
 struct XorShift {

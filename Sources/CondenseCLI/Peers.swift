@@ -14,12 +14,17 @@ struct PeerRunner {
         // numpy/OpenBLAS: OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE would pin an older kernel.
         out += invoke(["python3", "\(dir)/gemm_numpy.py", "--threads", "\(threads)", "--reps", "\(reps)"] + spec,
                       name: "numpy", unset: ["OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE"])
+        out += oneDNN([], spec: spec)
+        return out
+    }
+
+    /// The oneDNN runner (built on first use) with extra flags, e.g. `--int8`.
+    func oneDNN(_ flags: [String], spec: [String]) -> [[String: Any]] {
         let onednn = "\(dir)/bin/gemm_onednn"
         if !FileManager.default.isExecutableFile(atPath: onednn) {
             _ = invoke(["bash", "\(dir)/build.sh"], name: "oneDNN build", unset: [])
         }
-        out += invoke([onednn, "--threads", "\(threads)", "--reps", "\(reps)"] + spec, name: "oneDNN", unset: [])
-        return out
+        return invoke([onednn, "--threads", "\(threads)", "--reps", "\(reps)"] + flags + spec, name: "oneDNN", unset: [])
     }
 
     /// Runs one Python peer script of the folder with extra arguments.

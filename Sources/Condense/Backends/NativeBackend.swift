@@ -141,14 +141,8 @@ final class NativeDenseLinear: PreparedLinear, @unchecked Sendable {
     deinit { condense_f32_packed_free(packed) }
 
     func apply(_ x: Matrix<Float>, into y: inout Matrix<Float>) throws {
-        try checkShapes(x, y)
-        let m = x.rows
-        let (ldx, ldy) = (x.columns, y.columns)
-        x.withUnsafeBufferPointer { xp in
-            y.withUnsafeMutableBufferPointer { yp in
-                condense_f32_gemm(packed, m, xp.baseAddress, ldx, yp.baseAddress, ldy, Int32(activation.c.rawValue), threads)
-            }
-        }
+        let act = Int32(activation.c.rawValue)
+        try runKernel(x, &y) { m, xp, ldx, yp, ldy in condense_f32_gemm(packed, m, xp, ldx, yp, ldy, act, threads) }
     }
 }
 
@@ -187,13 +181,8 @@ final class NativeSparse24Linear: PreparedLinear, @unchecked Sendable {
     func kernelName(forBatch m: Int) -> String { NativeKernels.sparseKernelName(format: 0, isa: isa, m: m) }
 
     func apply(_ x: Matrix<Float>, into y: inout Matrix<Float>) throws {
-        try checkShapes(x, y)
-        let (m, ldx, ldy) = (x.rows, x.columns, y.columns)
-        x.withUnsafeBufferPointer { xp in
-            y.withUnsafeMutableBufferPointer { yp in
-                condense_s24_gemm(packed, m, xp.baseAddress, ldx, yp.baseAddress, ldy, Int32(activation.c.rawValue), threads)
-            }
-        }
+        let act = Int32(activation.c.rawValue)
+        try runKernel(x, &y) { m, xp, ldx, yp, ldy in condense_s24_gemm(packed, m, xp, ldx, yp, ldy, act, threads) }
     }
 }
 
@@ -238,12 +227,20 @@ final class NativeCSRLinear: PreparedLinear, @unchecked Sendable {
     func kernelName(forBatch m: Int) -> String { NativeKernels.sparseKernelName(format: 1, isa: isa, m: m) }
 
     func apply(_ x: Matrix<Float>, into y: inout Matrix<Float>) throws {
+        let act = Int32(activation.c.rawValue)
+        try runKernel(x, &y) { m, xp, ldx, yp, ldy in condense_csr_gemm(packed, m, xp, ldx, yp, ldy, act, threads) }
+    }
+}
+
+extension PreparedLinear {
+    /// Checks the shapes, then hands a C kernel X's and Y's base addresses, M and row strides:
+    /// the body every native layer's `apply` shares.
+    func runKernel(_ x: Matrix<Float>, _ y: inout Matrix<Float>,
+                   _ kernel: (Int, UnsafePointer<Float>?, Int, UnsafeMutablePointer<Float>?, Int) -> Void) throws {
         try checkShapes(x, y)
         let (m, ldx, ldy) = (x.rows, x.columns, y.columns)
         x.withUnsafeBufferPointer { xp in
-            y.withUnsafeMutableBufferPointer { yp in
-                condense_csr_gemm(packed, m, xp.baseAddress, ldx, yp.baseAddress, ldy, Int32(activation.c.rawValue), threads)
-            }
+            y.withUnsafeMutableBufferPointer { yp in kernel(m, xp.baseAddress, ldx, yp.baseAddress, ldy) }
         }
     }
 }
@@ -292,17 +289,13 @@ final class NativeInt8Linear: PreparedLinear, @unchecked Sendable {
     deinit { condense_q8_packed_free(packed) }
 
     func apply(_ x: Matrix<Float>, into y: inout Matrix<Float>) throws {
-        try checkShapes(x, y)
-        let (m, ldx, ldy) = (x.rows, x.columns, y.columns)
+        let act = Int32(activation.c.rawValue)
         var scale = staticScale ?? 0, zp = staticZeroPoint
         let isStatic = staticScale != nil
-        x.withUnsafeBufferPointer { xp in
-            y.withUnsafeMutableBufferPointer { yp in
-                withUnsafePointer(to: &scale) { sp in
-                    withUnsafePointer(to: &zp) { zpp in
-                        condense_q8_gemm(packed, m, xp.baseAddress, ldx, yp.baseAddress, ldy, Int32(activation.c.rawValue),
-                                         threads, isStatic ? sp : nil, isStatic ? zpp : nil)
-                    }
+        try withUnsafePointer(to: &scale) { sp in
+            try withUnsafePointer(to: &zp) { zpp in
+                try runKernel(x, &y) { m, xp, ldx, yp, ldy in
+                    condense_q8_gemm(packed, m, xp, ldx, yp, ldy, act, threads, isStatic ? sp : nil, isStatic ? zpp : nil)
                 }
             }
         }
@@ -345,12 +338,7 @@ final class NativeInt4Linear: PreparedLinear, @unchecked Sendable {
     deinit { condense_q4_packed_free(packed) }
 
     func apply(_ x: Matrix<Float>, into y: inout Matrix<Float>) throws {
-        try checkShapes(x, y)
-        let (m, ldx, ldy) = (x.rows, x.columns, y.columns)
-        x.withUnsafeBufferPointer { xp in
-            y.withUnsafeMutableBufferPointer { yp in
-                condense_q4_gemm(packed, m, xp.baseAddress, ldx, yp.baseAddress, ldy, Int32(activation.c.rawValue), threads)
-            }
-        }
+        let act = Int32(activation.c.rawValue)
+        try runKernel(x, &y) { m, xp, ldx, yp, ldy in condense_q4_gemm(packed, m, xp, ldx, yp, ldy, act, threads) }
     }
 }

@@ -14,6 +14,8 @@ struct BenchQuant: ParsableCommand {
     var shapes = "768x768,3072x768,768x3072,4096x4096"
     @Option(help: "int4 group size (a multiple of 16).")
     var group = 32
+    @Option(help: "Cycle through this many copies of each layer, so that at M = 1 the weights stream from DRAM instead of staying in L3 (1: one copy).")
+    var rotate = 1
     @OptionGroup var bench: BenchOptions
     @OptionGroup var runtime: RuntimeOptions
 
@@ -43,32 +45,49 @@ struct BenchQuant: ParsableCommand {
                 ("int4-g\(group)", try LinearLayer(weights: .int4(q4.with(path: .integer)))),
                 ("int4-g\(group)", try LinearLayer(weights: .int4(q4.with(path: .dequantize)))),
             ]
-            let prepared = try variants.map { try registry.prepare($0.1, policy: .forced("native")) }
+            // `rotate` copies of each prepared layer, used in turn, defeat the L3 for GEMV timings.
+            let copies = try (0..<max(1, rotate)).map { _ in try variants.map { try registry.prepare($0.1, policy: .forced("native")) } }
+            let prepared = copies[0]
             for m in ms {
                 let x = try rng.matrix(m, k)
                 var y = try Matrix<Float>(rows: m, columns: n), yf = try Matrix<Float>(rows: m, columns: n)
                 let tf = try Timing.measure(samples: bench.reps, minSampleSeconds: bench.minSample) { try dense.apply(x, into: &yf) }
                 var seen = Set<String>()
-                for ((format, vlayer), p) in zip(variants, prepared) where seen.insert(p.kernelName).inserted {
-                    let tq = try Timing.measure(samples: bench.reps, minSampleSeconds: bench.minSample) { try p.apply(x, into: &y) }
+                for (vi, ((format, vlayer), p)) in zip(variants, prepared).enumerated() where seen.insert(p.kernelName).inserted {
+                    var turn = 0
+                    let tq = try Timing.measure(samples: bench.reps, minSampleSeconds: bench.minSample) {
+                        try copies[turn % copies.count][vi].apply(x, into: &y)
+                        turn += 1
+                    }
                     // Relative error of the quantized output: ‖y − y_f32‖ / ‖y_f32‖.
                     var num = 0.0, den = 0.0
                     for (a, b) in zip(y.elements, yf.elements) { num += Double((a - b) * (a - b)); den += Double(b * b) }
                     let rel = den > 0 ? (num / den).squareRoot() : 0
                     let ops = 2.0 * Double(m * n * k)
-                    let r: [String: Any] = [
+                    var r: [String: Any] = [
                         "op": "gemm", "format": format, "m": m, "n": n, "k": k, "backend": "native", "kernel": p.kernelName,
                         "threads": threads, "median_s": tq.median, "min_s": tq.min, "max_s": tq.max, "gops": ops / tq.median * 1e-9,
                         "f32_median_s": tf.median, "speedup_vs_f32": tf.median / tq.median,
                         "weight_bytes": vlayer.weights.byteCount, "f32_weight_bytes": n * k * 4, "rel_error": rel,
+                        "rotate": copies.count,
                     ]
+                    if m == 1 {
+                        // Roofline: weight bytes per second against the read bandwidth of a buffer
+                        // as large as all the copies cycled through, measured now.
+                        let bytes = vlayer.weights.byteCount
+                        let bw = condense_probe_read_gbps(bytes * copies.count, Int32(threads), 5)
+                        r["weight_gbps"] = Double(bytes) / tq.median * 1e-9
+                        r["read_gbps"] = bw
+                        r["pct_roofline"] = 100 * Double(bytes) / tq.median * 1e-9 / bw
+                    }
                     records.append(r)
                     if !bench.json {
                         print([pad("\(m)", 5, right: true), pad("\(n)", 6, right: true), pad("\(k)", 6, right: true), "  ",
                                pad(format, 10), pad(p.kernelName, 31),
                                pad(tq.median < 1e-3 ? "\(fmt(tq.median * 1e6)) µs" : "\(fmt(tq.median * 1e3, 2)) ms", 11, right: true),
                                pad(fmt(ops / tq.median * 1e-9, 0), 8, right: true), pad(fmt(tf.median / tq.median, 2), 7, right: true),
-                               pad("\(vlayer.weights.byteCount)", 14, right: true), pad(String(format: "%.2e", rel), 12, right: true)].joined())
+                               pad("\(vlayer.weights.byteCount)", 14, right: true), pad(String(format: "%.2e", rel), 12, right: true),
+                               (r["pct_roofline"] as? Double).map { "  \(fmt(r["weight_gbps"] as! Double)) of \(fmt(r["read_gbps"] as! Double)) GB/s = \(fmt($0, 0)) %" } ?? ""].joined())
                     }
                 }
             }

@@ -309,7 +309,7 @@ typedef struct condense_q4_packed {
     float *scale;          /* dequant: n · groups */
     uint8_t *blocks;       /* integer: panels of 16 rows, 64-byte blocks per 8 columns */
     float *pscale;         /* integer: [panel][group][16] */
-    int16_t *pwsum;        /* integer: [panel][group][16] column sums for zero-point compensation */
+    float *pcomp;          /* integer: [panel][16] Σ_g scale_g · Σ_{k∈g} w_q: zero-point compensation */
     float *bias;
 } condense_q4_packed;
 

@@ -37,13 +37,15 @@ condense_q4_packed *condense_q4_pack(condense_isa isa, int path, const uint8_t *
         const size_t panels = (n + 15) / 16;
         p->blocks = condense_aligned_alloc(panels * (k16 / 8) * 64 + 64);
         p->pscale = condense_aligned_alloc((panels * groups ? panels * groups : 1) * 16 * sizeof(float));
-        p->pwsum = condense_aligned_alloc((panels * groups ? panels * groups : 1) * 16 * sizeof(int16_t));
-        if (!p->blocks || !p->pscale || !p->pwsum) goto fail;
+        p->pcomp = condense_aligned_alloc((panels ? panels : 1) * 16 * sizeof(float));
+        if (!p->blocks || !p->pscale || !p->pcomp) goto fail;
         memset(p->blocks, 0x88, panels * (k16 / 8) * 64); /* nibble 8 = weight 0 */
         memset(p->pscale, 0, panels * groups * 16 * sizeof(float));
-        memset(p->pwsum, 0, panels * groups * 16 * sizeof(int16_t));
+        memset(p->pcomp, 0, panels * 16 * sizeof(float));
         for (size_t r = 0; r < n; r++) {
             const size_t pi = r / 16, j = r % 16;
+            int32_t gsum = 0;
+            double comp = 0;
             for (size_t c = 0; c < k; c++) {
                 const uint8_t byte = packed[r * row_bytes + c / 2];
                 const int q = c % 2 == 0 ? (int8_t)(uint8_t)(byte << 4) >> 4 : (int8_t)byte >> 4;
@@ -51,8 +53,13 @@ condense_q4_packed *condense_q4_pack(condense_isa isa, int path, const uint8_t *
                 uint8_t *dst = p->blocks + (pi * (k16 / 8) + qp) * 64 + j * 4 + (e % 4);
                 const uint8_t u = (uint8_t)((q + 8) & 0xF);
                 *dst = e < 4 ? (uint8_t)((*dst & 0xF0) | u) : (uint8_t)((*dst & 0x0F) | (u << 4));
-                p->pwsum[(pi * groups + c / group) * 16 + j] += (int16_t)q;
+                gsum += q;
+                if (c + 1 == k || (c + 1) % group == 0) { /* a group ends: fold its sum in */
+                    comp += (double)scales[r * groups + c / group] * gsum;
+                    gsum = 0;
+                }
             }
+            p->pcomp[pi * 16 + j] = (float)comp;
             for (size_t g = 0; g < groups; g++) p->pscale[(pi * groups + g) * 16 + j] = scales[r * groups + g];
         }
     }
@@ -69,7 +76,7 @@ void condense_q4_packed_free(condense_q4_packed *p) {
     free(p->scale);
     free(p->blocks);
     free(p->pscale);
-    free(p->pwsum);
+    free(p->pcomp);
     free(p->bias);
     free(p);
 }

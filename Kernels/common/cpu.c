@@ -53,6 +53,7 @@ static uint32_t detect_features(void) {
             if ((b >> 30) & 1) f |= CONDENSE_CPU_AVX512BW;
             if ((b >> 31) & 1) f |= CONDENSE_CPU_AVX512VL;
             if ((c >> 11) & 1) f |= CONDENSE_CPU_AVX512VNNI;
+            if ((c >> 6) & 1) f |= CONDENSE_CPU_AVX512VBMI2;
         }
         unsigned a1, b1, c1, d1;
         __cpuid_count(7, 1, a1, b1, c1, d1);

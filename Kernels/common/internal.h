@@ -84,6 +84,15 @@ void condense_q4_integer__avx512vnni(const condense_q4_packed *w, size_t p0, siz
                                      const int32_t *zx, float *y, size_t ldy, int act);
 #endif
 
+/* 2:4-int8 kernels (s24q8-gemm/): rows [n0, n1) of W against m rows of quantized X, raw int32
+ * dots into acc[i · ldacc + r]. */
+void condense_s24q8_dot__scalar(const condense_s24q8_packed *w, size_t n0, size_t n1, size_t m,
+                                const uint8_t *xq, size_t ldq, int32_t *acc, size_t ldacc);
+#if CONDENSE_X86
+void condense_s24q8_dot__avx512vbmi2(const condense_s24q8_packed *w, size_t n0, size_t n1, size_t m,
+                                     const uint8_t *xq, size_t ldq, int32_t *acc, size_t ldacc);
+#endif
+
 /* Scalar GELU, the reference for the vector versions. */
 float condense_gelu_scalar(float x);
 

@@ -43,6 +43,7 @@ enum {
     CONDENSE_CPU_AVXVNNI = 1u << 10,
     CONDENSE_CPU_AVX512BF16 = 1u << 11,
     CONDENSE_CPU_NEON = 1u << 12,
+    CONDENSE_CPU_AVX512VBMI2 = 1u << 13,
 };
 
 /** Result of reading CONDENSE_ISA once at start. */
@@ -324,6 +325,32 @@ void condense_q4_gemm(const condense_q4_packed *w, size_t m, const float *x, siz
                       size_t ldy, int act, int threads);
 /** The kernel name a packed weight runs. */
 const char *condense_q4_kernel_name(const condense_q4_packed *w);
+
+/* ---- 2:4 sparse int8 -------------------------------------------------------------------- */
+
+/**
+ * 2:4 weights with int8 values: per row k4/2 s8 values (two per group of 4, symmetric, scale per
+ * row) and the 4-bit position masks of Sparse24Matrix. Activations u8 per row, as for int8.
+ * Packed with K padded to k64 (zero values, masks 0b0011), so a 64-bit word of masks expands
+ * exactly 32 values into 64 columns (AVX-512 VBMI2 vpexpandb), then vpdpbusd.
+ */
+typedef struct condense_s24q8_packed {
+    size_t n, k, k64;
+    condense_isa isa;
+    int8_t *values;        /* n · k64/2 */
+    uint64_t *masks;       /* n · k64/64 */
+    int32_t *wsum;         /* Σ_k q per row */
+    float *scale;          /* per row */
+    float *bias;
+} condense_s24q8_packed;
+
+condense_s24q8_packed *condense_s24q8_pack(condense_isa isa, const int8_t *values, const uint8_t *meta,
+                                           size_t n, size_t k, size_t k4, size_t meta_stride,
+                                           const float *scale, const float *bias);
+void condense_s24q8_packed_free(condense_s24q8_packed *p);
+void condense_s24q8_gemm(const condense_s24q8_packed *w, size_t m, const float *x, size_t lda,
+                         float *y, size_t ldy, int act, int threads);
+const char *condense_s24q8_kernel_name(const condense_s24q8_packed *w);
 
 /* ---- Machine probes (for benchmark reports) ---------------------------------------------- */
 

@@ -47,7 +47,7 @@ public enum CondenseRuntime {
             (Int(CONDENSE_CPU_AVX512BW), "avx512bw"), (Int(CONDENSE_CPU_AVX512DQ), "avx512dq"),
             (Int(CONDENSE_CPU_AVX512VL), "avx512vl"), (Int(CONDENSE_CPU_AVX512VNNI), "avx512vnni"),
             (Int(CONDENSE_CPU_AVXVNNI), "avxvnni"), (Int(CONDENSE_CPU_AVX512BF16), "avx512bf16"),
-            (Int(CONDENSE_CPU_NEON), "neon"),
+            (Int(CONDENSE_CPU_AVX512VBMI2), "avx512vbmi2"), (Int(CONDENSE_CPU_NEON), "neon"),
         ]
         return names.filter { bits & UInt32($0.0) != 0 }.map(\.1)
     }

@@ -10,6 +10,8 @@ public enum WeightFormat: Hashable, Sendable, CustomStringConvertible {
     case int8
     /// Symmetric int4 with one scale per group of columns (``Int4Weights``).
     case int4(group: Int)
+    /// 2:4 sparse with int8 values (``Sparse24Int8Weights``).
+    case sparse24Int8
 
     public var description: String {
         switch self {
@@ -18,6 +20,7 @@ public enum WeightFormat: Hashable, Sendable, CustomStringConvertible {
         case .csr: return "csr"
         case .int8: return "int8"
         case let .int4(g): return "int4-g\(g)"
+        case .sparse24Int8: return "2:4-int8"
         }
     }
 }
@@ -34,6 +37,8 @@ public enum CompressedWeights: Sendable {
     case int8(Int8Weights)
     /// int4 `W[N, K]` with group-wise scales.
     case int4(Int4Weights)
+    /// 2:4 `W[N, K]` with int8 values.
+    case sparse24Int8(Sparse24Int8Weights)
 
     /// The format tag, which backends match on.
     public var format: WeightFormat {
@@ -43,6 +48,7 @@ public enum CompressedWeights: Sendable {
         case .csr: return .csr
         case .int8: return .int8
         case let .int4(w): return .int4(group: w.groupSize)
+        case .sparse24Int8: return .sparse24Int8
         }
     }
 
@@ -54,6 +60,7 @@ public enum CompressedWeights: Sendable {
         case let .csr(w): return w.rows
         case let .int8(w): return w.rows
         case let .int4(w): return w.rows
+        case let .sparse24Int8(w): return w.rows
         }
     }
 
@@ -65,6 +72,7 @@ public enum CompressedWeights: Sendable {
         case let .csr(w): return w.columns
         case let .int8(w): return w.columns
         case let .int4(w): return w.columns
+        case let .sparse24Int8(w): return w.columns
         }
     }
 
@@ -76,6 +84,7 @@ public enum CompressedWeights: Sendable {
         case let .csr(w): return w.byteCount
         case let .int8(w): return w.byteCount
         case let .int4(w): return w.byteCount
+        case let .sparse24Int8(w): return w.byteCount
         }
     }
 
@@ -87,6 +96,7 @@ public enum CompressedWeights: Sendable {
         case let .csr(w): return w.densified()
         case let .int8(w): return w.densified()
         case let .int4(w): return w.densified()
+        case let .sparse24Int8(w): return w.densified()
         }
     }
 
@@ -101,6 +111,7 @@ public enum CompressedWeights: Sendable {
         case .csr: return .csr(CSRMatrix(dense: densified()))
         case .int8: return .int8(try Int8Weights(quantizing: densified()))
         case let .int4(g): return .int4(try Int4Weights(quantizing: densified(), groupSize: g))
+        case .sparse24Int8: return .sparse24Int8(try Sparse24Int8Weights(quantizing: Sparse24Matrix(dense: densified())))
         }
     }
 }

@@ -65,6 +65,8 @@ public struct NativeBackend: KernelBackend {
             return try NativeInt8Linear(weight: w, bias: layer.bias, activation: layer.activation, isa: level, threads: t)
         case let .int4(w):
             return try NativeInt4Linear(weight: w, bias: layer.bias, activation: layer.activation, isa: level, threads: t)
+        case let .sparse24Int8(w):
+            return try NativeSparse24Int8Linear(weight: w, bias: layer.bias, activation: layer.activation, isa: level, threads: t)
         }
     }
 }
@@ -340,5 +342,45 @@ final class NativeInt4Linear: PreparedLinear, @unchecked Sendable {
     func apply(_ x: Matrix<Float>, into y: inout Matrix<Float>) throws {
         let act = Int32(activation.c.rawValue)
         try runKernel(x, &y) { m, xp, ldx, yp, ldy in condense_q4_gemm(packed, m, xp, ldx, yp, ldy, act, threads) }
+    }
+}
+
+/// 2:4-int8 weights packed for the native kernel (VBMI2 expand + VNNI, or the portable one).
+final class NativeSparse24Int8Linear: PreparedLinear, @unchecked Sendable {
+    // Immutable after init; `apply` only reads the packed buffers.
+    private let packed: UnsafeMutablePointer<condense_s24q8_packed>
+    private let activation: Activation
+    private let threads: Int32
+    let backendName = "native"
+    let kernelName: String
+    let inFeatures: Int
+    let outFeatures: Int
+
+    init(weight: Sparse24Int8Weights, bias: [Float]?, activation: Activation, isa: ISA, threads: Int) throws {
+        let pat = weight.pattern
+        let p: UnsafeMutablePointer<condense_s24q8_packed>? = weight.values.withUnsafeBufferPointer { v in
+            pat.metadata.withUnsafeBufferPointer { m in
+                weight.scales.withUnsafeBufferPointer { s in
+                    withOptionalPointer(bias) { b in
+                        condense_s24q8_pack(isa.c, v.baseAddress, m.baseAddress, pat.rows, pat.columns, pat.paddedColumns,
+                                            pat.metadataStride, s.baseAddress, b)
+                    }
+                }
+            }
+        }
+        guard let p else { throw CondenseError.outOfMemory(bytes: weight.byteCount * 2) }
+        packed = p
+        kernelName = String(cString: condense_s24q8_kernel_name(p))
+        inFeatures = pat.columns
+        outFeatures = pat.rows
+        self.activation = activation
+        self.threads = Int32(clamping: threads)
+    }
+
+    deinit { condense_s24q8_packed_free(packed) }
+
+    func apply(_ x: Matrix<Float>, into y: inout Matrix<Float>) throws {
+        let act = Int32(activation.c.rawValue)
+        try runKernel(x, &y) { m, xp, ldx, yp, ldy in condense_s24q8_gemm(packed, m, xp, ldx, yp, ldy, act, threads) }
     }
 }

@@ -1,0 +1,117 @@
+/* 2:4-int8 driver: packing (K to 64, masks as 64-bit words), row quantization of X, threads,
+ * and the dequantize + bias + activation epilogue. */
+#include "internal.h"
+#include "omp_shim.h"
+
+#include <string.h>
+
+static int has_vbmi2(condense_isa isa) {
+    const uint32_t need = CONDENSE_CPU_AVX512VNNI | CONDENSE_CPU_AVX512VBMI2;
+    return isa >= CONDENSE_ISA_AVX512 && condense_isa_detected() >= CONDENSE_ISA_AVX512 &&
+           (condense_cpu_features() & need) == need;
+}
+
+condense_s24q8_packed *condense_s24q8_pack(condense_isa isa, const int8_t *values, const uint8_t *meta,
+                                           size_t n, size_t k, size_t k4, size_t meta_stride,
+                                           const float *scale, const float *bias) {
+    condense_s24q8_packed *p = calloc(1, sizeof *p);
+    if (!p) return NULL;
+    const size_t k64 = (k4 + 63) / 64 * 64, words = k64 / 64;
+    p->n = n;
+    p->k = k;
+    p->k64 = k64;
+    p->isa = isa;
+    p->values = condense_aligned_alloc(n * k64 / 2 + 64);
+    p->masks = condense_aligned_alloc((n * words ? n * words : 1) * sizeof(uint64_t));
+    p->wsum = condense_aligned_alloc((n ? n : 1) * sizeof(int32_t));
+    p->scale = condense_aligned_alloc((n ? n : 1) * sizeof(float));
+    if (!p->values || !p->masks || !p->wsum || !p->scale) goto fail;
+    for (size_t r = 0; r < n; r++) {
+        int8_t *dv = p->values + r * (k64 / 2);
+        memset(dv, 0, k64 / 2);
+        memcpy(dv, values + r * (k4 / 2), k4 / 2);
+        int32_t sum = 0;
+        for (size_t i = 0; i < k4 / 2; i++) sum += values[r * (k4 / 2) + i];
+        p->wsum[r] = sum;
+        p->scale[r] = scale[r];
+        for (size_t c = 0; c < words; c++) {
+            uint64_t word = 0;
+            for (size_t g = 0; g < 16; g++) {
+                const size_t gi = 16 * c + g;
+                const uint64_t mask = gi < k4 / 4 ? (meta[r * meta_stride + gi / 2] >> (4 * (gi % 2))) & 0xF : 0x3;
+                word |= mask << (4 * g);
+            }
+            p->masks[r * words + c] = word;
+        }
+    }
+    if (!condense_copy_bias(&p->bias, bias, n)) goto fail;
+    return p;
+fail:
+    condense_s24q8_packed_free(p);
+    return NULL;
+}
+
+void condense_s24q8_packed_free(condense_s24q8_packed *p) {
+    if (!p) return;
+    free(p->values);
+    free(p->masks);
+    free(p->wsum);
+    free(p->scale);
+    free(p->bias);
+    free(p);
+}
+
+const char *condense_s24q8_kernel_name(const condense_s24q8_packed *w) {
+    return has_vbmi2(w->isa) ? "s24q8_dot_4x4__avx512vbmi2" : "s24q8_dot_1x1__scalar";
+}
+
+static _Thread_local void *s_buf;
+static _Thread_local size_t s_cap;
+
+static void rows(const condense_s24q8_packed *w, size_t n0, size_t n1, size_t m, const uint8_t *xq,
+                 size_t ldq, const float *sx, const int32_t *zx, int32_t *acc, float *y, size_t ldy,
+                 int act) {
+#if CONDENSE_X86
+    if (has_vbmi2(w->isa)) condense_s24q8_dot__avx512vbmi2(w, n0, n1, m, xq, ldq, acc, w->n);
+    else
+#endif
+        condense_s24q8_dot__scalar(w, n0, n1, m, xq, ldq, acc, w->n);
+    condense_isa isa = w->isa > condense_isa_detected() ? condense_isa_detected() : w->isa;
+    for (size_t i = 0; i < m; i++) {
+        float *yi = y + i * ldy;
+        for (size_t r = n0; r < n1; r++) {
+            const float v = sx[i] * w->scale[r] * (float)(acc[i * w->n + r] - zx[i] * w->wsum[r]);
+            yi[r] = w->bias ? v + w->bias[r] : v;
+        }
+        condense_f32_activation(yi + n0, n1 - n0, act, isa);
+    }
+}
+
+void condense_s24q8_gemm(const condense_s24q8_packed *w, size_t m, const float *x, size_t lda,
+                         float *y, size_t ldy, int act, int threads) {
+    if (m == 0 || w->n == 0) return;
+    const size_t ldq = w->k64 ? w->k64 : 64;
+    const size_t bytes = m * ldq + m * (sizeof(float) + sizeof(int32_t)) + m * w->n * sizeof(int32_t) + 128;
+    if (bytes > s_cap) {
+        free(s_buf);
+        s_buf = condense_aligned_alloc(bytes);
+        s_cap = s_buf ? bytes : 0;
+    }
+    if (!s_buf) return;
+    uint8_t *xq = s_buf;
+    float *sx = (float *)(xq + m * ldq);
+    int32_t *zx = (int32_t *)(sx + m);
+    int32_t *acc = (int32_t *)(((uintptr_t)(zx + m) + 63) & ~(uintptr_t)63);
+    condense_q8_quantize_rows(x, m, w->k, lda, xq, ldq, w->k64, sx, zx, NULL, NULL);
+    int nt = threads > 0 ? threads : condense_get_num_threads();
+    if ((size_t)nt > w->n) nt = (int)w->n;
+    if (nt <= 1 || w->n * w->k64 * m < 65536) {
+        rows(w, 0, w->n, m, xq, ldq, sx, zx, acc, y, ldy, act);
+        return;
+    }
+#pragma omp parallel num_threads(nt)
+    {
+        const size_t t = (size_t)omp_get_thread_num(), T = (size_t)omp_get_num_threads();
+        rows(w, w->n * t / T, w->n * (t + 1) / T, m, xq, ldq, sx, zx, acc, y, ldy, act);
+    }
+}

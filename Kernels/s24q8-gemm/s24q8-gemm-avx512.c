@@ -31,7 +31,8 @@ CONDENSE_INLINE CONDENSE_TARGET_VBMI2 void s24q8_512(const int MB, const condens
             _Pragma("clang loop unroll(full)") for (int i = 0; i < MB; i++)
                 xv[i] = _mm512_loadu_si512(xq + (size_t)i * ldq + 64 * c);
             _Pragma("clang loop unroll(full)") for (int j = 0; j < 4; j++) {
-                _mm_prefetch((const char *)(v[j] + 32 * c + 1024), _MM_HINT_T0);
+                _mm_prefetch((const char *)(v[j] + 32 * c + 2048), _MM_HINT_T0);
+                _mm_prefetch((const char *)(mk[j] + c + 64), _MM_HINT_T0);
                 const __m512i wv = _mm512_maskz_expand_epi8(
                     (__mmask64)mk[j][c], _mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)(v[j] + 32 * c))));
                 _Pragma("clang loop unroll(full)") for (int i = 0; i < MB; i++) a[j][i] = _mm512_dpbusd_epi32(a[j][i], xv[i], wv);

@@ -1,12 +1,13 @@
 import ArgumentParser
 import CCondenseKernels
 import Condense
+import CondenseCompression
 import Foundation
 
 struct BenchQuant: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "quant",
-        abstract: "int8 and int4 layers against f32 dense: int8 per-channel (u8 activations per row), int4 in groups on both native paths. Peers (--peers): onnxruntime dynamic int8 and MatMulNBits, oneDNN u8×s8.")
+        abstract: "int8, int4 and 2:4-int8 layers against f32 dense: int8 per-channel (u8 activations per row), int4 in groups on both native paths, 2:4-pruned int8. Peers (--peers): onnxruntime dynamic int8 and MatMulNBits, oneDNN u8×s8.")
 
     @Option(name: .customLong("m"), help: "Batch sizes M, comma-separated.")
     var batches = "1,8,32,128,512"
@@ -44,6 +45,9 @@ struct BenchQuant: ParsableCommand {
                 ("int8", q8layer),
                 ("int4-g\(group)", try LinearLayer(weights: .int4(q4.with(path: .integer)))),
                 ("int4-g\(group)", try LinearLayer(weights: .int4(q4.with(path: .dequantize)))),
+                // 2:4-pruned (magnitude) then int8: its error vs f32 includes the pruning.
+                ("2:4-int8", try LinearLayer(weights: .sparse24Int8(Sparse24Int8Weights(
+                    quantizing: Sparse24Matrix(dense: Pruning.semiStructured(w).apply(to: w)))))),
             ]
             // `rotate` copies of each prepared layer, used in turn, defeat the L3 for GEMV timings.
             let copies = try (0..<max(1, rotate)).map { _ in try variants.map { try registry.prepare($0.1, policy: .forced("native")) } }

@@ -107,6 +107,16 @@ import Testing
         #expect(dot / (a * b).squareRoot() > 0.999)
     }
 
+    /// Weight-only int8: activations stay f32, so the layer is exactly the f32 layer of the
+    /// dequantized weights.
+    @Test func weightOnlyIsTheF32LayerOfTheDequantizedWeights() throws {
+        let w = randomMatrix(20, 50, seed: 305), x = randomMatrix(6, 50, seed: 306)
+        let q = try Int8Weights(quantizing: w).with(path: .weightOnly)
+        let p = try NativeBackend().prepare(LinearLayer(weights: .int8(q)))
+        #expect(p.kernelName.hasPrefix("f32_gemm_"))
+        #expect(Expected(x: x, w: q.densified(), bias: nil, activation: .none).firstMismatch(try p.apply(x)) == nil)
+    }
+
     @Test func staticActivationAndBadParameters() throws {
         let w = randomMatrix(8, 32, seed: 302), x = randomMatrix(3, 32, seed: 303)
         var q = try Int8Weights(quantizing: w)

@@ -61,6 +61,8 @@ public struct NativeBackend: KernelBackend {
             return try NativeSparse24Linear(weight: w, bias: layer.bias, activation: layer.activation, isa: level, threads: t)
         case let .csr(w):
             return try NativeCSRLinear(weight: w, bias: layer.bias, activation: layer.activation, isa: level, threads: t)
+        case let .int8(w) where w.path == .weightOnly:
+            return try NativeDenseLinear(weight: w.densified(), bias: layer.bias, activation: layer.activation, isa: level, threads: t)
         case let .int8(w):
             return try NativeInt8Linear(weight: w, bias: layer.bias, activation: layer.activation, isa: level, threads: t)
         case let .int4(w):

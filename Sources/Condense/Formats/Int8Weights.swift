@@ -16,6 +16,25 @@ public struct Int8Weights: Sendable, Equatable {
     public let scales: [Float]
     /// Calibrated activation quantization (u8 scale and zero point), or nil for per-row dynamic.
     public let staticActivation: StaticActivation?
+    /// Full int8 (integer kernels, u8 activations) or weight-only (activations stay f32).
+    public var path: Path = .integer
+
+    /// How a native backend runs the layer.
+    public enum Path: String, Sendable, Equatable {
+        /// Weights and activations in int8: the integer (VNNI) kernels.
+        case integer
+        /// Weight-only: the weights are dequantized exactly (s·q) when the layer is prepared and
+        /// run by the f32 kernel, so activations are never rounded. The prepared layer holds f32
+        /// weights in memory; the model's stored weights stay int8.
+        case weightOnly
+    }
+
+    /// The same weights run on another path.
+    public func with(path: Path) -> Int8Weights {
+        var w = self
+        w.path = path
+        return w
+    }
 
     /// u8 activation parameters shared by every row.
     public struct StaticActivation: Sendable, Equatable {

@@ -77,13 +77,7 @@ import Testing
                 let p = try NativeBackend(isa: isa, threads: 2).prepare(LinearLayer(weights: .int8(q), bias: bias, activation: act))
                 let y = try p.apply(x)
                 for i in 0..<m {
-                    // Same rules as the kernel: range with 0, s = span/255, z = rint(−lo/s), q = rint(x·(1/s)) + z.
-                    let row = x.row(i)
-                    let lo = min(0, row.min()!), hi = max(0, row.max()!)
-                    let s: Float = hi > lo ? (hi - lo) / 255 : 1
-                    let z = max(0, min(255, (-lo / s).rounded(.toNearestOrEven)))
-                    let inv = 1 / s
-                    let xq = row.map { max(0, min(255, ($0 * inv).rounded(.toNearestOrEven) + z)) }
+                    let (s, z, xq) = quantizedRowModel(x.row(i))
                     for j in 0..<n {
                         var acc = 0, wsum = 0
                         for c in 0..<k { acc += Int(xq[c]) * Int(q.values[j * k + c]); wsum += Int(q.values[j * k + c]) }

@@ -72,3 +72,13 @@ func randomMatrix(_ rows: Int, _ columns: Int, seed: UInt64) -> Matrix<Float> {
     var rng = TestRNG(seed)
     return rng.matrix(rows, columns)
 }
+
+/// The native kernels' per-row u8 activation quantization, modelled in Swift: the range with 0,
+/// `s = span/255`, `z = rint(−lo/s)`, `q = clamp(rint(x·(1/s)) + z, 0, 255)`.
+func quantizedRowModel(_ row: [Float]) -> (scale: Float, zeroPoint: Float, q: [Float]) {
+    let lo = min(0, row.min() ?? 0), hi = max(0, row.max() ?? 0)
+    let s: Float = hi > lo ? (hi - lo) / 255 : 1
+    let z = max(0, min(255, (-lo / s).rounded(.toNearestOrEven)))
+    let inv = 1 / s
+    return (s, z, row.map { max(0, min(255, ($0 * inv).rounded(.toNearestOrEven) + z)) })
+}

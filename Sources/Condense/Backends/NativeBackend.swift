@@ -53,22 +53,15 @@ public struct NativeBackend: KernelBackend {
         if let threads, threads < 1 {
             throw CondenseError.invalidArgument("thread count must be >= 1, got \(threads)")
         }
-        let t = threads ?? 0
+        let ctx = NativeContext(bias: layer.bias, activation: layer.activation, isa: level, threads: threads ?? 0)
         switch layer.weights {
-        case let .dense(w):
-            return try NativeDenseLinear(weight: w, bias: layer.bias, activation: layer.activation, isa: level, threads: t)
-        case let .sparse24(w):
-            return try NativeSparse24Linear(weight: w, bias: layer.bias, activation: layer.activation, isa: level, threads: t)
-        case let .csr(w):
-            return try NativeCSRLinear(weight: w, bias: layer.bias, activation: layer.activation, isa: level, threads: t)
-        case let .int8(w) where w.path == .weightOnly:
-            return try NativeDenseLinear(weight: w.densified(), bias: layer.bias, activation: layer.activation, isa: level, threads: t)
-        case let .int8(w):
-            return try NativeInt8Linear(weight: w, bias: layer.bias, activation: layer.activation, isa: level, threads: t)
-        case let .int4(w):
-            return try NativeInt4Linear(weight: w, bias: layer.bias, activation: layer.activation, isa: level, threads: t)
-        case let .sparse24Int8(w):
-            return try NativeSparse24Int8Linear(weight: w, bias: layer.bias, activation: layer.activation, isa: level, threads: t)
+        case let .dense(w): return try ctx.dense(w)
+        case let .sparse24(w): return try ctx.sparse24(w)
+        case let .csr(w): return try ctx.csr(w)
+        case let .int8(w) where w.path == .weightOnly: return try ctx.dense(w.densified())
+        case let .int8(w): return try ctx.int8(w)
+        case let .int4(w): return try ctx.int4(w)
+        case let .sparse24Int8(w): return try ctx.sparse24Int8(w)
         }
     }
 }
@@ -113,126 +106,161 @@ extension NativeKernels {
     }
 }
 
-/// Dense f32 weights packed into the panels of one native kernel.
-final class NativeDenseLinear: PreparedLinear, @unchecked Sendable {
-    // Immutable after init; the packed buffer is only read by `apply`, so sharing is safe.
-    private let packed: UnsafeMutablePointer<condense_f32_packed>
-    private let activation: Activation
-    private let threads: Int32  // 0: the runtime's count at call time
+/// A layer packed by one of the C kernel families: the packed handle, how to run and free it, and
+/// which kernel runs a batch. Immutable after init (the kernels only read the packed buffers), so
+/// many threads may call `apply` at once.
+final class NativePackedLinear<Packed>: PreparedLinear, @unchecked Sendable {
+    /// (packed, M, X, lda, Y, ldy, activation, threads)
+    typealias Run = (UnsafeMutablePointer<Packed>, Int, UnsafePointer<Float>?, Int, UnsafeMutablePointer<Float>?, Int, Int32, Int32) -> Void
+    private let packed: UnsafeMutablePointer<Packed>
+    private let run: Run
+    private let release: (UnsafeMutablePointer<Packed>) -> Void
+    private let kernelFor: (Int) -> String
+    private let act: Int32
+    private let threads: Int32
     let backendName = "native"
-    let kernelName: String
     let inFeatures: Int
     let outFeatures: Int
 
-    init(weight: Matrix<Float>, bias: [Float]?, activation: Activation, isa: ISA, threads: Int) throws {
+    /// - Throws: ``CondenseError/outOfMemory(bytes:)`` when packing returned NULL.
+    init(_ packed: UnsafeMutablePointer<Packed>?, bytes: Int, inFeatures: Int, outFeatures: Int, context: NativeContext,
+         kernel: @escaping (UnsafeMutablePointer<Packed>, Int) -> String, run: @escaping Run,
+         release: @escaping (UnsafeMutablePointer<Packed>) -> Void) throws {
+        guard let packed else { throw CondenseError.outOfMemory(bytes: bytes) }
+        self.packed = packed
+        self.run = run
+        self.release = release
+        kernelFor = { kernel(packed, $0) }
+        act = Int32(context.activation.c.rawValue)
+        threads = Int32(clamping: context.threads)
+        self.inFeatures = inFeatures
+        self.outFeatures = outFeatures
+    }
+
+    deinit { release(packed) }
+
+    var kernelName: String { kernelFor(1) }
+    func kernelName(forBatch m: Int) -> String { kernelFor(m) }
+
+    func apply(_ x: Matrix<Float>, into y: inout Matrix<Float>) throws {
+        let (p, a, t, run) = (packed, act, threads, run)
+        try runKernel(x, &y) { m, xp, ldx, yp, ldy in run(p, m, xp, ldx, yp, ldy, a, t) }
+    }
+}
+
+/// What every native preparation shares; one method per weight format packs for its kernels.
+struct NativeContext {
+    let bias: [Float]?
+    let activation: Activation
+    let isa: ISA
+    let threads: Int
+
+    func dense(_ w: Matrix<Float>) throws -> any PreparedLinear {
         guard let kernel = condense_f32_gemm_kernel_for(isa.c) else {
             throw CondenseError.backendUnavailable(name: "native", reason: "no f32 GEMM kernel for \(isa)")
         }
-        let p: UnsafeMutablePointer<condense_f32_packed>? = weight.withUnsafeBufferPointer { w in
-            withOptionalPointer(bias) { b in
-                condense_f32_pack(kernel, w.baseAddress, weight.rows, weight.columns, weight.columns, b)
-            }
+        let p = w.withUnsafeBufferPointer { wp in
+            withOptionalPointer(bias) { condense_f32_pack(kernel, wp.baseAddress, w.rows, w.columns, w.columns, $0) }
         }
-        guard let p else { throw CondenseError.outOfMemory(bytes: weight.count * 4) }
-        packed = p
-        kernelName = String(cString: kernel.pointee.name)
-        inFeatures = weight.columns
-        outFeatures = weight.rows
-        self.activation = activation
-        self.threads = Int32(clamping: threads)
+        let name = String(cString: kernel.pointee.name)
+        return try NativePackedLinear(p, bytes: w.count * 4, inFeatures: w.columns, outFeatures: w.rows, context: self,
+                                      kernel: { _, _ in name }, run: { condense_f32_gemm($0, $1, $2, $3, $4, $5, $6, $7) },
+                                      release: { condense_f32_packed_free($0) })
     }
 
-    deinit { condense_f32_packed_free(packed) }
-
-    func apply(_ x: Matrix<Float>, into y: inout Matrix<Float>) throws {
-        let act = Int32(activation.c.rawValue)
-        try runKernel(x, &y) { m, xp, ldx, yp, ldy in condense_f32_gemm(packed, m, xp, ldx, yp, ldy, act, threads) }
-    }
-}
-
-/// 2:4 weights packed for the native sparse kernels (compact form plus a column-index view).
-final class NativeSparse24Linear: PreparedLinear, @unchecked Sendable {
-    // Immutable after init; `apply` only reads the packed buffers.
-    private let packed: UnsafeMutablePointer<condense_s24_packed>
-    private let activation: Activation
-    private let threads: Int32
-    private let isa: ISA
-    let backendName = "native"
-    let inFeatures: Int
-    let outFeatures: Int
-
-    init(weight: Sparse24Matrix, bias: [Float]?, activation: Activation, isa: ISA, threads: Int) throws {
-        let p: UnsafeMutablePointer<condense_s24_packed>? = weight.values.withUnsafeBufferPointer { v in
-            weight.metadata.withUnsafeBufferPointer { m in
-                withOptionalPointer(bias) { b in
-                    condense_s24_pack(isa.c, v.baseAddress, m.baseAddress, weight.rows, weight.columns,
-                                      weight.paddedColumns, weight.metadataStride, b)
+    func sparse24(_ w: Sparse24Matrix) throws -> any PreparedLinear {
+        let p = w.values.withUnsafeBufferPointer { v in
+            w.metadata.withUnsafeBufferPointer { m in
+                withOptionalPointer(bias) {
+                    condense_s24_pack(isa.c, v.baseAddress, m.baseAddress, w.rows, w.columns, w.paddedColumns, w.metadataStride, $0)
                 }
             }
         }
-        guard let p else { throw CondenseError.outOfMemory(bytes: weight.byteCount * 2) }
-        packed = p
-        inFeatures = weight.columns
-        outFeatures = weight.rows
-        self.activation = activation
-        self.threads = Int32(clamping: threads)
-        self.isa = isa
+        let level = isa
+        return try NativePackedLinear(p, bytes: w.byteCount * 2, inFeatures: w.columns, outFeatures: w.rows, context: self,
+                                      kernel: { _, m in NativeKernels.sparseKernelName(format: 0, isa: level, m: m) },
+                                      run: { condense_s24_gemm($0, $1, $2, $3, $4, $5, $6, $7) },
+                                      release: { condense_s24_packed_free($0) })
     }
 
-    deinit { condense_s24_packed_free(packed) }
-
-    var kernelName: String { kernelName(forBatch: 1) }
-    func kernelName(forBatch m: Int) -> String { NativeKernels.sparseKernelName(format: 0, isa: isa, m: m) }
-
-    func apply(_ x: Matrix<Float>, into y: inout Matrix<Float>) throws {
-        let act = Int32(activation.c.rawValue)
-        try runKernel(x, &y) { m, xp, ldx, yp, ldy in condense_s24_gemm(packed, m, xp, ldx, yp, ldy, act, threads) }
-    }
-}
-
-/// CSR weights packed for the native sparse kernels.
-final class NativeCSRLinear: PreparedLinear, @unchecked Sendable {
-    // Immutable after init; `apply` only reads the packed buffers.
-    private let packed: UnsafeMutablePointer<condense_csr_packed>
-    private let activation: Activation
-    private let threads: Int32
-    private let isa: ISA
-    let backendName = "native"
-    let inFeatures: Int
-    let outFeatures: Int
-
-    init(weight: CSRMatrix, bias: [Float]?, activation: Activation, isa: ISA, threads: Int) throws {
+    func csr(_ w: CSRMatrix) throws -> any PreparedLinear {
         let make: (UnsafeRawPointer?, Int32) -> UnsafeMutablePointer<condense_csr_packed>? = { index, width in
-            weight.rowOffsets.withUnsafeBufferPointer { r in
-                weight.values.withUnsafeBufferPointer { v in
-                    withOptionalPointer(bias) { b in
-                        condense_csr_pack(isa.c, r.baseAddress, index, width, v.baseAddress, weight.rows, weight.columns, b)
-                    }
+            w.rowOffsets.withUnsafeBufferPointer { r in
+                w.values.withUnsafeBufferPointer { v in
+                    withOptionalPointer(bias) { condense_csr_pack(isa.c, r.baseAddress, index, width, v.baseAddress, w.rows, w.columns, $0) }
                 }
             }
         }
         let p: UnsafeMutablePointer<condense_csr_packed>?
-        switch weight.columnIndices {
+        switch w.columnIndices {
         case let .u16(ix): p = ix.withUnsafeBytes { make($0.baseAddress, 2) }
         case let .u32(ix): p = ix.withUnsafeBytes { make($0.baseAddress, 4) }
         }
-        guard let p else { throw CondenseError.outOfMemory(bytes: weight.byteCount) }
-        packed = p
-        inFeatures = weight.columns
-        outFeatures = weight.rows
-        self.activation = activation
-        self.threads = Int32(clamping: threads)
-        self.isa = isa
+        let level = isa
+        return try NativePackedLinear(p, bytes: w.byteCount, inFeatures: w.columns, outFeatures: w.rows, context: self,
+                                      kernel: { _, m in NativeKernels.sparseKernelName(format: 1, isa: level, m: m) },
+                                      run: { condense_csr_gemm($0, $1, $2, $3, $4, $5, $6, $7) },
+                                      release: { condense_csr_packed_free($0) })
     }
 
-    deinit { condense_csr_packed_free(packed) }
+    func int8(_ w: Int8Weights) throws -> any PreparedLinear {
+        guard let kernel = condense_q8_kernel_for(isa.c) else {
+            throw CondenseError.backendUnavailable(name: "native", reason: "no int8 kernel for \(isa)")
+        }
+        let p = w.values.withUnsafeBufferPointer { v in
+            w.scales.withUnsafeBufferPointer { s in
+                withOptionalPointer(bias) { condense_q8_pack(kernel, v.baseAddress, w.rows, w.columns, w.columns, s.baseAddress, $0) }
+            }
+        }
+        let name = String(cString: kernel.pointee.name)
+        let stat = w.staticActivation
+        return try NativePackedLinear(p, bytes: w.byteCount * 2, inFeatures: w.columns, outFeatures: w.rows, context: self,
+                                      kernel: { _, _ in name },
+                                      run: { packed, m, x, lda, y, ldy, act, threads in
+                                          guard var scale = stat?.scale, var zp = stat?.zeroPoint else {
+                                              condense_q8_gemm(packed, m, x, lda, y, ldy, act, threads, nil, nil)
+                                              return
+                                          }
+                                          condense_q8_gemm(packed, m, x, lda, y, ldy, act, threads, &scale, &zp)
+                                      },
+                                      release: { condense_q8_packed_free($0) })
+    }
 
-    var kernelName: String { kernelName(forBatch: 1) }
-    func kernelName(forBatch m: Int) -> String { NativeKernels.sparseKernelName(format: 1, isa: isa, m: m) }
+    func int4(_ w: Int4Weights) throws -> any PreparedLinear {
+        guard w.groupSize % 16 == 0 else {
+            throw CondenseError.invalidArgument(
+                "native int4 kernels need a group size that is a multiple of 16, got \(w.groupSize) (the reference backend runs any)")
+        }
+        let path = Int32(w.path == .integer ? CONDENSE_Q4_INTEGER : CONDENSE_Q4_DEQUANT)
+        let p = w.packed.withUnsafeBufferPointer { b in
+            w.scales.withUnsafeBufferPointer { s in
+                withOptionalPointer(bias) {
+                    condense_q4_pack(isa.c, path, b.baseAddress, s.baseAddress, w.rows, w.columns, w.groupSize, $0)
+                }
+            }
+        }
+        return try NativePackedLinear(p, bytes: w.byteCount * 3, inFeatures: w.columns, outFeatures: w.rows, context: self,
+                                      kernel: { p, _ in String(cString: condense_q4_kernel_name(p)) },
+                                      run: { condense_q4_gemm($0, $1, $2, $3, $4, $5, $6, $7) },
+                                      release: { condense_q4_packed_free($0) })
+    }
 
-    func apply(_ x: Matrix<Float>, into y: inout Matrix<Float>) throws {
-        let act = Int32(activation.c.rawValue)
-        try runKernel(x, &y) { m, xp, ldx, yp, ldy in condense_csr_gemm(packed, m, xp, ldx, yp, ldy, act, threads) }
+    func sparse24Int8(_ w: Sparse24Int8Weights) throws -> any PreparedLinear {
+        let pat = w.pattern
+        let p = w.values.withUnsafeBufferPointer { v in
+            pat.metadata.withUnsafeBufferPointer { m in
+                w.scales.withUnsafeBufferPointer { s in
+                    withOptionalPointer(bias) {
+                        condense_s24q8_pack(isa.c, v.baseAddress, m.baseAddress, pat.rows, pat.columns, pat.paddedColumns,
+                                            pat.metadataStride, s.baseAddress, $0)
+                    }
+                }
+            }
+        }
+        return try NativePackedLinear(p, bytes: w.byteCount * 2, inFeatures: pat.columns, outFeatures: pat.rows, context: self,
+                                      kernel: { p, _ in String(cString: condense_s24q8_kernel_name(p)) },
+                                      run: { condense_s24q8_gemm($0, $1, $2, $3, $4, $5, $6, $7) },
+                                      release: { condense_s24q8_packed_free($0) })
     }
 }
 
@@ -255,134 +283,3 @@ func withOptionalPointer<R>(_ array: [Float]?, _ body: (UnsafePointer<Float>?) -
     return array.withUnsafeBufferPointer { body($0.baseAddress) }
 }
 
-/// int8 weights packed for the native integer kernels.
-final class NativeInt8Linear: PreparedLinear, @unchecked Sendable {
-    // Immutable after init; `apply` only reads the packed buffers.
-    private let packed: UnsafeMutablePointer<condense_q8_packed>
-    private let activation: Activation
-    private let threads: Int32
-    private let staticScale: Float?
-    private let staticZeroPoint: Int32
-    let backendName = "native"
-    let kernelName: String
-    let inFeatures: Int
-    let outFeatures: Int
-
-    init(weight: Int8Weights, bias: [Float]?, activation: Activation, isa: ISA, threads: Int) throws {
-        guard let kernel = condense_q8_kernel_for(isa.c) else {
-            throw CondenseError.backendUnavailable(name: "native", reason: "no int8 kernel for \(isa)")
-        }
-        let p: UnsafeMutablePointer<condense_q8_packed>? = weight.values.withUnsafeBufferPointer { v in
-            weight.scales.withUnsafeBufferPointer { s in
-                withOptionalPointer(bias) { b in
-                    condense_q8_pack(kernel, v.baseAddress, weight.rows, weight.columns, weight.columns, s.baseAddress, b)
-                }
-            }
-        }
-        guard let p else { throw CondenseError.outOfMemory(bytes: weight.byteCount * 2) }
-        packed = p
-        kernelName = String(cString: kernel.pointee.name)
-        inFeatures = weight.columns
-        outFeatures = weight.rows
-        self.activation = activation
-        self.threads = Int32(clamping: threads)
-        staticScale = weight.staticActivation?.scale
-        staticZeroPoint = weight.staticActivation?.zeroPoint ?? 0
-    }
-
-    deinit { condense_q8_packed_free(packed) }
-
-    func apply(_ x: Matrix<Float>, into y: inout Matrix<Float>) throws {
-        let act = Int32(activation.c.rawValue)
-        var scale = staticScale ?? 0, zp = staticZeroPoint
-        let isStatic = staticScale != nil
-        try withUnsafePointer(to: &scale) { sp in
-            try withUnsafePointer(to: &zp) { zpp in
-                try runKernel(x, &y) { m, xp, ldx, yp, ldy in
-                    condense_q8_gemm(packed, m, xp, ldx, yp, ldy, act, threads, isStatic ? sp : nil, isStatic ? zpp : nil)
-                }
-            }
-        }
-    }
-}
-
-/// int4 weights packed for the native kernels (integer VNNI path or exact dequantize path).
-final class NativeInt4Linear: PreparedLinear, @unchecked Sendable {
-    // Immutable after init; `apply` only reads the packed buffers.
-    private let packed: UnsafeMutablePointer<condense_q4_packed>
-    private let activation: Activation
-    private let threads: Int32
-    let backendName = "native"
-    let kernelName: String
-    let inFeatures: Int
-    let outFeatures: Int
-
-    init(weight: Int4Weights, bias: [Float]?, activation: Activation, isa: ISA, threads: Int) throws {
-        guard weight.groupSize % 16 == 0 else {
-            throw CondenseError.invalidArgument(
-                "native int4 kernels need a group size that is a multiple of 16, got \(weight.groupSize) (the reference backend runs any)")
-        }
-        let path = Int32(weight.path == .integer ? CONDENSE_Q4_INTEGER : CONDENSE_Q4_DEQUANT)
-        let p: UnsafeMutablePointer<condense_q4_packed>? = weight.packed.withUnsafeBufferPointer { b in
-            weight.scales.withUnsafeBufferPointer { s in
-                withOptionalPointer(bias) { bi in
-                    condense_q4_pack(isa.c, path, b.baseAddress, s.baseAddress, weight.rows, weight.columns, weight.groupSize, bi)
-                }
-            }
-        }
-        guard let p else { throw CondenseError.outOfMemory(bytes: weight.byteCount * 3) }
-        packed = p
-        kernelName = String(cString: condense_q4_kernel_name(p))
-        inFeatures = weight.columns
-        outFeatures = weight.rows
-        self.activation = activation
-        self.threads = Int32(clamping: threads)
-    }
-
-    deinit { condense_q4_packed_free(packed) }
-
-    func apply(_ x: Matrix<Float>, into y: inout Matrix<Float>) throws {
-        let act = Int32(activation.c.rawValue)
-        try runKernel(x, &y) { m, xp, ldx, yp, ldy in condense_q4_gemm(packed, m, xp, ldx, yp, ldy, act, threads) }
-    }
-}
-
-/// 2:4-int8 weights packed for the native kernel (VBMI2 expand + VNNI, or the portable one).
-final class NativeSparse24Int8Linear: PreparedLinear, @unchecked Sendable {
-    // Immutable after init; `apply` only reads the packed buffers.
-    private let packed: UnsafeMutablePointer<condense_s24q8_packed>
-    private let activation: Activation
-    private let threads: Int32
-    let backendName = "native"
-    let kernelName: String
-    let inFeatures: Int
-    let outFeatures: Int
-
-    init(weight: Sparse24Int8Weights, bias: [Float]?, activation: Activation, isa: ISA, threads: Int) throws {
-        let pat = weight.pattern
-        let p: UnsafeMutablePointer<condense_s24q8_packed>? = weight.values.withUnsafeBufferPointer { v in
-            pat.metadata.withUnsafeBufferPointer { m in
-                weight.scales.withUnsafeBufferPointer { s in
-                    withOptionalPointer(bias) { b in
-                        condense_s24q8_pack(isa.c, v.baseAddress, m.baseAddress, pat.rows, pat.columns, pat.paddedColumns,
-                                            pat.metadataStride, s.baseAddress, b)
-                    }
-                }
-            }
-        }
-        guard let p else { throw CondenseError.outOfMemory(bytes: weight.byteCount * 2) }
-        packed = p
-        kernelName = String(cString: condense_s24q8_kernel_name(p))
-        inFeatures = pat.columns
-        outFeatures = pat.rows
-        self.activation = activation
-        self.threads = Int32(clamping: threads)
-    }
-
-    deinit { condense_s24q8_packed_free(packed) }
-
-    func apply(_ x: Matrix<Float>, into y: inout Matrix<Float>) throws {
-        let act = Int32(activation.c.rawValue)
-        try runKernel(x, &y) { m, xp, ldx, yp, ldy in condense_s24q8_gemm(packed, m, xp, ldx, yp, ldy, act, threads) }
-    }
-}

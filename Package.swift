@@ -37,9 +37,17 @@ let package = Package(
             ],
             linkerSettings: openMPLink + [.linkedLibrary("m")]
         ),
+        // The plugin ABI: one header a plugin author includes, nothing else (docs/plugin-abi.md).
+        .target(
+            name: "CCondensePluginABI",
+            path: "Plugins",
+            exclude: ["template"],
+            sources: ["abi.c"],
+            publicHeadersPath: "include"
+        ),
         .target(
             name: "Condense",
-            dependencies: ["CCondenseKernels"],
+            dependencies: ["CCondenseKernels", "CCondensePluginABI"],
             swiftSettings: [.swiftLanguageMode(.v6)]
         ),
         // Pruning, quantization, distillation: produces the CompressedWeights the runtime runs.

@@ -21,6 +21,8 @@ public enum CondenseError: Error, Equatable, Sendable, CustomStringConvertible {
     case invalidArgument(String)
     /// An allocation the kernels asked for failed.
     case outOfMemory(bytes: Int)
+    /// A plugin file that was not loaded, and why.
+    case pluginRejected(path: String, reason: String)
 
     public var description: String {
         switch self {
@@ -40,6 +42,8 @@ public enum CondenseError: Error, Equatable, Sendable, CustomStringConvertible {
             return "invalid argument: \(message)"
         case let .outOfMemory(bytes):
             return "out of memory allocating \(bytes) bytes"
+        case let .pluginRejected(path, reason):
+            return "plugin '\(path)' rejected: \(reason)"
         }
     }
 }

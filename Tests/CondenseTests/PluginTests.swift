@@ -1,0 +1,146 @@
+import Condense
+import Foundation
+import Testing
+
+/// Plugins are compiled from source at test time with the system C compiler, the way a user builds
+/// one from docs/plugin-abi.md: the template, and malformed ones the loader must reject.
+enum PluginFixtures {
+    static let repo = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+        .deletingLastPathComponent()
+    static let dir: URL = {
+        let d = FileManager.default.temporaryDirectory.appendingPathComponent("condense-plugins-\(getpid())")
+        try? FileManager.default.createDirectory(at: d, withIntermediateDirectories: true)
+        return d
+    }()
+
+    /// Compiles C source (or the file at `path`) into dir/lib<name>.so and returns its path.
+    static func build(_ name: String, source: String? = nil, path: String? = nil, in folder: URL = dir) throws -> String {
+        let src: String
+        if let source {
+            src = folder.appendingPathComponent("\(name).c").path
+            try source.write(toFile: src, atomically: true, encoding: .utf8)
+        } else {
+            src = repo.appendingPathComponent(path!).path
+        }
+        let out = folder.appendingPathComponent("lib\(name).so").path
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        p.arguments = ["cc", "-O2", "-shared", "-fPIC", "-I", repo.appendingPathComponent("Plugins/include").path, src, "-o", out, "-lm"]
+        try p.run()
+        p.waitUntilExit()
+        guard p.terminationStatus == 0 else { throw CondenseError.invalidArgument("cc failed for \(name)") }
+        return out
+    }
+
+    /// A plugin whose table the caller adjusts in C: `tweak` runs inside the entry function.
+    static func variant(_ name: String, tweak: String, entryBody: String? = nil) throws -> String {
+        try build(name, source: """
+            #include <stddef.h>
+            #include "condense_plugin.h"
+            static uint32_t score(void) { return 1; }
+            static int supports(const condense_plugin_layer *l) { (void)l; return 1; }
+            static void *prepare(const condense_plugin_weights *w) { (void)w; return (void *)1; }
+            static int run(void *s, const float *x, float *y, uint64_t r, int32_t t) { (void)s; (void)x; (void)y; (void)r; (void)t; return 0; }
+            static void release(void *s) { (void)s; }
+            static const char *why(void) { return "libfoo.so.1 not found"; }
+            static condense_plugin_v1 table;
+            const condense_plugin_v1 *condense_plugin_entry(uint32_t v) {
+                (void)v;
+                table = (condense_plugin_v1){CONDENSE_PLUGIN_ABI_VERSION, sizeof(condense_plugin_v1), "\(name)", 1,
+                                             score, supports, prepare, run, release, NULL, why};
+                \(tweak)
+                \(entryBody ?? "return &table;")
+            }
+            """)
+    }
+}
+
+@Suite(.serialized) struct PluginTests {
+    @Test func templatePluginRunsLayersLikeTheReference() throws {
+        let path = try PluginFixtures.build("condense_template", path: "Plugins/template/condense_template_plugin.c")
+        let registry = BackendRegistry.standard()
+        let plugin = try registry.loadPlugin(at: path, first: true)
+        #expect(plugin.name == "template" && plugin.version == 1 && plugin.score == 1)
+        #expect(registry.backends.map(\.name) == ["template", "native", "simd", "reference"])
+        var rng = TestRNG(800)
+        let w = rng.matrix(13, 37), x = rng.matrix(5, 37), b = rng.vector(13)
+        for act in Activation.allCases {
+            let placed = try registry.prepare(LinearLayer(weights: .dense(w), bias: b, activation: act))
+            #expect(placed.placement.backend == "template" && placed.placement.kernel == "template_f32_loop")
+            #expect(Expected(x: x, w: w, bias: b, activation: act).firstMismatch(try placed.apply(x)) == nil)
+        }
+        // Formats it does not take fall through to the next backend, with the reason recorded.
+        let s24 = try registry.prepare(LinearLayer(weights: .dense(SparseKernelTests.matrix24(8, 16, seed: 801))), as: .sparse24)
+        #expect(s24.placement.backend == "native" && s24.placement.skipped.contains("template: no 2:4 kernel"))
+    }
+
+    /// A prepared layer keeps its plugin loaded after the registry and backend are gone.
+    @Test func preparedLayersOutliveTheirRegistry() throws {
+        let path = try PluginFixtures.build("condense_template", path: "Plugins/template/condense_template_plugin.c")
+        let w = randomMatrix(4, 6, seed: 810), x = randomMatrix(2, 6, seed: 811)
+        var layer: PlacedLinear?
+        do {
+            let r = BackendRegistry()
+            try r.loadPlugin(at: path)
+            layer = try r.prepare(LinearLayer(weights: .dense(w)))
+        }
+        #expect(Expected(x: x, w: w, bias: nil, activation: .none).firstMismatch(try layer!.apply(x)) == nil)
+    }
+
+    @Test func malformedPluginsAreRejectedWithTheFileAndReason() throws {
+        let notALibrary = PluginFixtures.dir.appendingPathComponent("notes.so").path
+        try "not a shared library".write(toFile: notALibrary, atomically: true, encoding: .utf8)
+        let noEntry = try PluginFixtures.build("noentry", source: "int something_else(void) { return 1; }")
+        let refuses = try PluginFixtures.variant("refuses", tweak: "", entryBody: "return NULL;")
+        let wrongABI = try PluginFixtures.variant("wrongabi", tweak: "table.abi_version = 99;")
+        let nullRun = try PluginFixtures.variant("nullrun", tweak: "table.run = NULL;")
+        let scoreZero = try PluginFixtures.build("scorezero", source: """
+            #include "condense_plugin.h"
+            static uint32_t zero(void) { return 0; }
+            static int supports(const condense_plugin_layer *l) { (void)l; return 1; }
+            static void *prepare(const condense_plugin_weights *w) { (void)w; return (void *)1; }
+            static int run(void *s, const float *x, float *y, uint64_t r, int32_t t) { (void)s; (void)x; (void)y; (void)r; (void)t; return 0; }
+            static void release(void *s) { (void)s; }
+            static const char *why(void) { return "libfoo.so.1 not found"; }
+            static const condense_plugin_v1 table = {CONDENSE_PLUGIN_ABI_VERSION, sizeof(condense_plugin_v1), "scorezero", 1,
+                                                     zero, supports, prepare, run, release, (void *)0, why};
+            const condense_plugin_v1 *condense_plugin_entry(uint32_t v) { (void)v; return &table; }
+            """)
+        let tiny = try PluginFixtures.variant("tiny", tweak: "table.struct_size = 16;")
+        let cases: [(String, String)] = [
+            (notALibrary, "cannot be loaded"),
+            (noEntry, "no 'condense_plugin_entry' symbol: not a Condense plugin"),
+            (refuses, "it refuses host ABI version 1"),
+            (wrongABI, "built for plugin ABI version 99, this host speaks 1"),
+            (nullRun, "required member(s) NULL: run"),
+            (scoreZero, "reports itself unusable on this machine (score 0): libfoo.so.1 not found"),
+            (tiny, "function table is 16 bytes"),
+            ("/nonexistent/libnothing.so", "cannot be loaded"),
+        ]
+        let registry = BackendRegistry.standard()
+        for (path, reason) in cases {
+            do {
+                try registry.loadPlugin(at: path)
+                Issue.record("\(path) was accepted")
+            } catch let CondenseError.pluginRejected(p, r) {
+                #expect(p == path)
+                #expect(r.hasPrefix(reason), "\(path): \(r)")
+            }
+        }
+        // The registry is untouched and still works.
+        #expect(registry.backends.map(\.name) == ["native", "simd", "reference"])
+        #expect(try registry.prepare(LinearLayer(weights: .dense(randomMatrix(3, 3, seed: 820)))).placement.backend == "native")
+    }
+
+    /// CONDENSE_PLUGIN_PATH: files and folders, colon-separated; failures reported, the rest loaded.
+    @Test func environmentPathLoadsFoldersAndReportsFailures() throws {
+        let folder = PluginFixtures.dir.appendingPathComponent("envdir")
+        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+        _ = try PluginFixtures.build("condense_template", path: "Plugins/template/condense_template_plugin.c", in: folder)
+        let registry = BackendRegistry.standard()
+        let failures = registry.loadPluginsFromEnvironment("\(folder.path):/nonexistent/libx.so")
+        #expect(registry.backends.map(\.name).contains("template"))
+        #expect(failures.count == 1)
+        if case let .pluginRejected(p, _)? = failures.first { #expect(p == "/nonexistent/libx.so") }
+    }
+}

@@ -14,7 +14,7 @@ struct Info: ParsableCommand {
         print("threads:    \(CondenseRuntime.threads) of \(CondenseRuntime.processorCount) processors, OpenMP \(CondenseRuntime.openMPEnabled ? "on" : "off (built without the OpenMP trait)")")
         print("")
         print("backends (priority order):")
-        for b in BackendRegistry.standard().backends {
+        for b in cliRegistry().backends {
             let avail: String
             switch b.availability {
             case .available: avail = "available"

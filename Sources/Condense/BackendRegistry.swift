@@ -1,3 +1,4 @@
+import Foundation
 import Synchronization
 
 /// How the registry picks a backend for a layer.
@@ -6,6 +7,12 @@ public enum SelectionPolicy: Sendable, Equatable {
     case priority
     /// Exactly this backend; an error if it is missing, unavailable or cannot run the format.
     case forced(String)
+    /// Measure every candidate for this layer at a batch of `batch` rows (bucketed to 1, 8, 32,
+    /// 128, 512) and keep the fastest. Candidates: each available backend that runs the layer's
+    /// format, and each that runs dense f32 given the densified weights, so "sparse or dense?"
+    /// is decided by measurement. The reference backend (the test oracle) is not a candidate.
+    /// Winners are kept in the registry's ``BackendRegistry/tuningCache``.
+    case fastest(batch: Int)
 }
 
 /// Where a layer went and why: every prepared layer can answer "which kernel runs me?".
@@ -16,10 +23,28 @@ public struct Placement: Sendable, Equatable, CustomStringConvertible {
     public let policy: SelectionPolicy
     /// Backends passed over, each with the reason (unavailable, format not supported).
     public let skipped: [String]
+    /// Under `.fastest`: each candidate's measured seconds per call ("native", "native (dense)"…);
+    /// empty when the winner came from the tuning cache or another policy.
+    public var timings: [(candidate: String, seconds: Double)] = []
+    /// Under `.fastest`: "measured", or "tuning cache".
+    public var source: String = ""
+    /// Set when the layer's compressed format lost to dense, or a forced backend was unavailable.
+    public var warning: String?
+
+    public static func == (a: Placement, b: Placement) -> Bool {
+        a.backend == b.backend && a.kernel == b.kernel && a.format == b.format && a.policy == b.policy
+            && a.skipped == b.skipped && a.source == b.source && a.warning == b.warning
+            && a.timings.map(\.candidate) == b.timings.map(\.candidate)
+    }
 
     public var description: String {
         var s = "\(format) → \(backend)/\(kernel)"
+        if !timings.isEmpty {
+            s += " [" + timings.map { "\($0.candidate) \(Int(($0.seconds * 1e6).rounded())) µs" }.joined(separator: ", ") + "]"
+        }
+        if !source.isEmpty && timings.isEmpty { s += " (\(source))" }
         if !skipped.isEmpty { s += " (skipped: \(skipped.joined(separator: "; ")))" }
+        if let warning { s += " warning: \(warning)" }
         return s
     }
 }
@@ -47,6 +72,14 @@ public struct PlacedLinear: PreparedLinear {
 /// ```
 public final class BackendRegistry: Sendable {
     private let state = Mutex<[any KernelBackend]>([])
+    private let cache = Mutex<TuningCache?>(nil)
+
+    /// Where `.fastest` keeps its winners (in memory by default; give it a file to keep them
+    /// across runs).
+    public var tuningCache: TuningCache {
+        get { cache.withLock { c in if c == nil { c = try? TuningCache() }; return c! } }
+        set { cache.withLock { $0 = newValue } }
+    }
 
     /// An empty registry.
     public init() {}
@@ -81,7 +114,13 @@ public final class BackendRegistry: Sendable {
     /// - Throws: ``CondenseError/noBackend(_:)`` naming every backend tried and why it was passed over,
     ///   or the chosen backend's own error.
     public func prepare(_ layer: LinearLayer, policy: SelectionPolicy = .priority) throws -> PlacedLinear {
-        try prepare(layer, policy: policy, backends: backends)
+        try prepare(layer, policy: Self.environmentPolicy ?? policy, backends: backends)
+    }
+
+    /// `CONDENSE_BACKEND=name` forces one backend for every layer (deterministic runs, debugging).
+    static var environmentPolicy: SelectionPolicy? {
+        guard let v = ProcessInfo.processInfo.environment["CONDENSE_BACKEND"], !v.isEmpty else { return nil }
+        return .forced(v)
     }
 
     /// Prepares `layer` with its weights converted to `format` first, so "run this layer dense or
@@ -92,6 +131,8 @@ public final class BackendRegistry: Sendable {
 
     private func prepare(_ layer: LinearLayer, policy: SelectionPolicy, backends list: [any KernelBackend]) throws -> PlacedLinear {
         switch policy {
+        case let .fastest(batch):
+            return try prepareFastest(layer, batch: batch, backends: list)
         case let .forced(name):
             guard let b = list.first(where: { $0.name == name }) else {
                 throw CondenseError.noBackend(
@@ -125,5 +166,79 @@ public final class BackendRegistry: Sendable {
             throw CondenseError.noBackend(
                 "no registered backend runs \(layer.format) weights [\(skipped.joined(separator: "; "))]")
         }
+    }
+}
+
+extension BackendRegistry {
+    /// Batch buckets measured dispatch distinguishes.
+    static func bucket(_ m: Int) -> Int { [1, 8, 32, 128, 512].first { m <= $0 } ?? 512 }
+
+    /// What the stored measurements depend on: CPU, threads, and every backend with its version.
+    func tuningEnvironment(_ list: [any KernelBackend]) -> String {
+        let backends = list.map { b in (b as? PluginBackend).map { "\($0.name)@\($0.version)" } ?? b.name }
+        return "\(CondenseRuntime.cpuBrand)|\(CondenseRuntime.activeISA)|threads=\(CondenseRuntime.threads)|" + backends.joined(separator: ",")
+    }
+
+    private func prepareFastest(_ layer: LinearLayer, batch: Int, backends list: [any KernelBackend]) throws -> PlacedLinear {
+        guard batch >= 1 else { throw CondenseError.invalidArgument("fastest needs a batch size >= 1, got \(batch)") }
+        let m = Self.bucket(batch)
+        var candidates: [(label: String, backend: any KernelBackend, layer: LinearLayer)] = []
+        var skipped: [String] = []
+        var dense: LinearLayer?
+        for b in list where b.name != "reference" {
+            if case let .unavailable(reason) = b.availability { skipped.append("\(b.name): \(reason)"); continue }
+            if b.supports(layer.format) { candidates.append((b.name, b, layer)) }
+            if layer.format != .dense && b.supports(.dense) {
+                if dense == nil { dense = try layer.converted(to: .dense) }
+                candidates.append(("\(b.name) (dense)", b, dense!))
+            }
+        }
+        guard !candidates.isEmpty else {
+            throw CondenseError.noBackend("no available backend runs \(layer.format) weights [\(skipped.joined(separator: "; "))]")
+        }
+        let key = "\(layer.format)|\(layer.outFeatures)x\(layer.inFeatures)|bias=\(layer.bias != nil)|\(layer.activation)|m=\(m)"
+        let env = tuningEnvironment(list)
+        let cache = tuningCache
+        func placed(_ c: (label: String, backend: any KernelBackend, layer: LinearLayer), _ p: any PreparedLinear,
+                    timings: [(candidate: String, seconds: Double)], source: String) -> PlacedLinear {
+            var pl = Placement(backend: p.backendName, kernel: p.kernelName(forBatch: m), format: c.layer.format,
+                               policy: .fastest(batch: batch), skipped: skipped)
+            pl.timings = timings
+            pl.source = source
+            if c.layer.format != layer.format {
+                pl.warning = "the \(layer.format) weights ran slower than dense on every backend at M=\(m); running dense"
+            }
+            return PlacedLinear(prepared: p, placement: pl)
+        }
+        if let label = cache.winner(key, env: env), let c = candidates.first(where: { $0.label == label }) {
+            return placed(c, try c.backend.prepare(c.layer), timings: [], source: "tuning cache")
+        }
+        var x = try Matrix<Float>(rows: m, columns: layer.inFeatures)
+        var seed: UInt32 = 12345
+        x.withUnsafeMutableBufferPointer { p in
+            for i in p.indices { seed = seed &* 1664525 &+ 1013904223; p[i] = Float(seed >> 8) / Float(1 << 24) - 0.5 }
+        }
+        var y = try Matrix<Float>(rows: m, columns: layer.outFeatures)
+        var best: (Double, Int, any PreparedLinear)?
+        var timings: [(candidate: String, seconds: Double)] = []
+        for (i, c) in candidates.enumerated() {
+            let p: any PreparedLinear
+            do { p = try c.backend.prepare(c.layer) } catch { skipped.append("\(c.label): \(error)"); continue }
+            try p.apply(x, into: &y)  // warm-up
+            var t = Double.infinity
+            for _ in 0..<3 {  // best of three short runs: selection must stay cheap
+                let start = ContinuousClock.now
+                try p.apply(x, into: &y)
+                let d = ContinuousClock.now - start
+                t = min(t, Double(d.components.seconds) + Double(d.components.attoseconds) * 1e-18)
+            }
+            timings.append((c.label, t))
+            if best == nil || t < best!.0 { best = (t, i, p) }
+        }
+        guard let (_, i, p) = best else {
+            throw CondenseError.noBackend("every candidate failed to prepare [\(skipped.joined(separator: "; "))]")
+        }
+        cache.store(key, candidates[i].label, env: env)
+        return placed(candidates[i], p, timings: timings, source: "measured")
     }
 }

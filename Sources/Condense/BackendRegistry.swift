@@ -199,19 +199,9 @@ extension BackendRegistry {
         let key = "\(layer.format)|\(layer.outFeatures)x\(layer.inFeatures)|bias=\(layer.bias != nil)|\(layer.activation)|m=\(m)"
         let env = tuningEnvironment(list)
         let cache = tuningCache
-        func placed(_ c: (label: String, backend: any KernelBackend, layer: LinearLayer), _ p: any PreparedLinear,
-                    timings: [(candidate: String, seconds: Double)], source: String) -> PlacedLinear {
-            var pl = Placement(backend: p.backendName, kernel: p.kernelName(forBatch: m), format: c.layer.format,
-                               policy: .fastest(batch: batch), skipped: skipped)
-            pl.timings = timings
-            pl.source = source
-            if c.layer.format != layer.format {
-                pl.warning = "the \(layer.format) weights ran slower than dense on every backend at M=\(m); running dense"
-            }
-            return PlacedLinear(prepared: p, placement: pl)
-        }
         if let label = cache.winner(key, env: env), let c = candidates.first(where: { $0.label == label }) {
-            return placed(c, try c.backend.prepare(c.layer), timings: [], source: "tuning cache")
+            return Self.placed(try c.backend.prepare(c.layer), ran: c.layer.format, asked: layer.format, batch: batch, m: m,
+                               skipped: skipped, timings: [], source: "tuning cache")
         }
         var x = try Matrix<Float>(rows: m, columns: layer.inFeatures)
         var seed: UInt32 = 12345
@@ -239,6 +229,21 @@ extension BackendRegistry {
             throw CondenseError.noBackend("every candidate failed to prepare [\(skipped.joined(separator: "; "))]")
         }
         cache.store(key, candidates[i].label, env: env)
-        return placed(candidates[i], p, timings: timings, source: "measured")
+        return Self.placed(p, ran: candidates[i].layer.format, asked: layer.format, batch: batch, m: m,
+                           skipped: skipped, timings: timings, source: "measured")
+    }
+
+    /// The placement of a `.fastest` winner. (A plain function: as a nested closure capturing the
+    /// candidate tuple it crashed Swift 6.3.1's optimizer in release builds.)
+    private static func placed(_ p: any PreparedLinear, ran: WeightFormat, asked: WeightFormat, batch: Int, m: Int,
+                               skipped: [String], timings: [(candidate: String, seconds: Double)], source: String) -> PlacedLinear {
+        var pl = Placement(backend: p.backendName, kernel: p.kernelName(forBatch: m), format: ran,
+                           policy: .fastest(batch: batch), skipped: skipped)
+        pl.timings = timings
+        pl.source = source
+        if ran != asked {
+            pl.warning = "the \(asked) weights ran slower than dense on every backend at M=\(m); running dense"
+        }
+        return PlacedLinear(prepared: p, placement: pl)
     }
 }

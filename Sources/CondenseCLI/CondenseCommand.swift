@@ -6,7 +6,7 @@ struct CondenseCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "condense",
         abstract: "Run compressed neural-network layers fast on CPUs.",
-        subcommands: [Info.self, Backends.self, Bench.self]
+        subcommands: [Info.self, Backends.self, Tune.self, Bench.self]
     )
 }
 

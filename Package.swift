@@ -41,7 +41,7 @@ let package = Package(
         .target(
             name: "CCondensePluginABI",
             path: "Plugins",
-            exclude: ["template"],
+            exclude: ["template", "cblas"],
             sources: ["abi.c"],
             publicHeadersPath: "include"
         ),

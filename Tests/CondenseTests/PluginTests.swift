@@ -132,6 +132,27 @@ enum PluginFixtures {
         #expect(try registry.prepare(LinearLayer(weights: .dense(randomMatrix(3, 3, seed: 820)))).placement.backend == "native")
     }
 
+    /// The CBLAS plugin finds a BLAS at run time: with one, its layers match the reference; without
+    /// one, it is rejected with the reason (score 0), never a crash.
+    @Test func cblasPluginRunsOrExplainsWhyNot() throws {
+        let path = try PluginFixtures.build("condense_cblas", path: "Plugins/cblas/condense_cblas_plugin.c")
+        let registry = BackendRegistry()
+        do {
+            let plugin = try registry.loadPlugin(at: path)
+            #expect(plugin.name == "cblas" && plugin.score == 2)
+            var rng = TestRNG(830)
+            let w = rng.matrix(33, 70), x = rng.matrix(9, 70), b = rng.vector(33)
+            for act in Activation.allCases {
+                let p = try registry.prepare(LinearLayer(weights: .dense(w), bias: b, activation: act))
+                #expect(p.kernelName.hasPrefix("cblas_sgemm ("))
+                #expect(Expected(x: x, w: w, bias: b, activation: act).firstMismatch(try p.apply(x)) == nil)
+            }
+        } catch let CondenseError.pluginRejected(p, reason) {
+            #expect(p == path)
+            #expect(reason.contains("no library with cblas_sgemm found"), "\(reason)")
+        }
+    }
+
     /// CONDENSE_PLUGIN_PATH: files and folders, colon-separated; failures reported, the rest loaded.
     @Test func environmentPathLoadsFoldersAndReportsFailures() throws {
         let folder = PluginFixtures.dir.appendingPathComponent("envdir")

@@ -74,6 +74,20 @@ enum PluginFixtures {
         #expect(s24.placement.backend == "native" && s24.placement.skipped.contains("template: no 2:4 kernel"))
     }
 
+    /// Many threads applying the same plugin-prepared layer at once get the same answer.
+    @Test func pluginLayersUnderContention() async throws {
+        let path = try PluginFixtures.build("condense_template", path: "Plugins/template/condense_template_plugin.c")
+        let r = BackendRegistry()
+        try r.loadPlugin(at: path)
+        let w = randomMatrix(24, 40, seed: 840), x = randomMatrix(3, 40, seed: 841)
+        let layer = try r.prepare(LinearLayer(weights: .dense(w), activation: .gelu))
+        let want = try layer.apply(x)
+        try await withThrowingTaskGroup(of: Bool.self) { group in
+            for _ in 0..<16 { group.addTask { try layer.apply(x) == want } }
+            for try await same in group { #expect(same) }
+        }
+    }
+
     /// A prepared layer keeps its plugin loaded after the registry and backend are gone.
     @Test func preparedLayersOutliveTheirRegistry() throws {
         let path = try PluginFixtures.build("condense_template", path: "Plugins/template/condense_template_plugin.c")

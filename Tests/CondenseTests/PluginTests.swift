@@ -13,8 +13,23 @@ enum PluginFixtures {
         return d
     }()
 
-    /// Compiles C source (or the file at `path`) into dir/lib<name>.so and returns its path.
+    private static let lock = NSLock()
+    nonisolated(unsafe) private static var built: [String: String] = [:]
+
+    /// Compiles C source (or the file at `path`) into folder/lib<name>.so once per process and
+    /// returns its path. Suites run in parallel: without the lock one suite could dlopen a library
+    /// another was still writing ("file too short"); the rename makes the file appear whole.
     static func build(_ name: String, source: String? = nil, path: String? = nil, in folder: URL = dir) throws -> String {
+        lock.lock()
+        defer { lock.unlock() }
+        let out = folder.appendingPathComponent("lib\(name).so").path
+        if let done = built[out] { return done }
+        try compile(name, source: source, path: path, in: folder, to: out)
+        built[out] = out
+        return out
+    }
+
+    private static func compile(_ name: String, source: String?, path: String?, in folder: URL, to out: String) throws {
         let src: String
         if let source {
             src = folder.appendingPathComponent("\(name).c").path
@@ -22,14 +37,15 @@ enum PluginFixtures {
         } else {
             src = repo.appendingPathComponent(path!).path
         }
-        let out = folder.appendingPathComponent("lib\(name).so").path
+        let tmp = out + ".tmp\(getpid())"
         let p = Process()
         p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        p.arguments = ["cc", "-O2", "-shared", "-fPIC", "-I", repo.appendingPathComponent("Plugins/include").path, src, "-o", out, "-lm"]
+        p.arguments = ["cc", "-O2", "-shared", "-fPIC", "-I", repo.appendingPathComponent("Plugins/include").path, src, "-o", tmp,
+                       "-ldl", "-lm", "-lpthread"]
         try p.run()
         p.waitUntilExit()
         guard p.terminationStatus == 0 else { throw CondenseError.invalidArgument("cc failed for \(name)") }
-        return out
+        guard rename(tmp, out) == 0 else { throw CondenseError.invalidArgument("could not move \(tmp) to \(out)") }
     }
 
     /// A plugin whose table the caller adjusts in C: `tweak` runs inside the entry function.

@@ -32,9 +32,7 @@ CONDENSE_INLINE CONDENSE_TARGET_AVX2 void q8_256(const int MR, int nv, size_t kq
             c1[i] = _mm256_add_epi32(c1[i], _mm256_madd_epi16(a1, b11));
         }
     }
-    const __m256i idx = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
-    const __m256i m0 = _mm256_cmpgt_epi32(_mm256_set1_epi32(nv), idx);
-    const __m256i m1 = _mm256_cmpgt_epi32(_mm256_set1_epi32(nv - 8), idx);
+    const __m256i m0 = tail_mask_256(nv), m1 = tail_mask_256(nv - 8);
     if (ep->c) {
         _Pragma("clang loop unroll(full)") for (int i = 0; i < MR; i++) {
             _mm256_maskstore_epi32(ep->c + (size_t)i * ep->ldc, m0, c0[i]);

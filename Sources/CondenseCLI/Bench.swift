@@ -74,7 +74,7 @@ struct BenchGemm: ParsableCommand {
         }
         var peerRecords: [[String: Any]] = []
         if bench.peers {
-            peerRecords = PeerRunner(dir: bench.peersDir, threads: threads, reps: bench.reps, quiet: bench.json)
+            peerRecords = PeerRunner(dir: bench.peersDir, threads: threads, reps: bench.reps)
                 .run(cases: cases.map { [$0.m, $0.n, $0.k] })
             if !bench.json { printRatios(ours: records, peers: peerRecords, names: names) }
         }

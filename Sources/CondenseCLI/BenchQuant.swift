@@ -100,7 +100,7 @@ struct BenchQuant: ParsableCommand {
         if bench.peers {
             var cases: [String] = []
             for r in records where !cases.contains("\(r["m"]!),\(r["n"]!),\(r["k"]!)") { cases.append("\(r["m"]!),\(r["n"]!),\(r["k"]!)") }
-            let runner = PeerRunner(dir: bench.peersDir, threads: threads, reps: bench.reps, quiet: bench.json)
+            let runner = PeerRunner(dir: bench.peersDir, threads: threads, reps: bench.reps)
             peerRecords = runner.runScript("quant_onnxruntime.py", arguments: ["--group", "\(group)"] + cases, name: "onnxruntime")
                 + runner.oneDNN(["--int8"], spec: cases)
             if !bench.json && !peerRecords.isEmpty {

@@ -80,7 +80,7 @@ struct BenchSparse: ParsableCommand {
             let manifest = exportDir.appendingPathComponent("manifest.json")
             try JSONSerialization.data(withJSONObject: ["matrices": exports, "m": ms, "reps": bench.reps])
                 .write(to: manifest)
-            peerRecords = PeerRunner(dir: bench.peersDir, threads: threads, reps: bench.reps, quiet: bench.json)
+            peerRecords = PeerRunner(dir: bench.peersDir, threads: threads, reps: bench.reps)
                 .runScript("spmm_peers.py", arguments: ["--manifest", manifest.path], name: "scipy/MKL")
             if !bench.json { printPeers(ours: records, peers: peerRecords) }
         }

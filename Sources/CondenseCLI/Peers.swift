@@ -6,7 +6,6 @@ struct PeerRunner {
     let dir: String
     let threads: Int
     let reps: Int
-    let quiet: Bool
 
     func run(cases: [[Int]]) -> [[String: Any]] {
         let spec = cases.map { $0.map(String.init).joined(separator: ",") }

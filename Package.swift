@@ -18,6 +18,11 @@ let package = Package(
         .library(name: "Condense", targets: ["Condense"]),
         .library(name: "CondenseCompression", targets: ["CondenseCompression"]),
         .executable(name: "condense", targets: ["CondenseCLI"]),
+        // Example plugins, loaded at run time (docs/plugin-abi.md): `swift build -c release
+        // --product condense_onednn_plugin` → .build/release/libcondense_onednn_plugin.so.
+        .library(name: "condense_onednn_plugin", type: .dynamic, targets: ["CondenseOneDNNPlugin"]),
+        .library(name: "condense_cblas_plugin", type: .dynamic, targets: ["CondenseCBLASPlugin"]),
+        .library(name: "condense_template_plugin", type: .dynamic, targets: ["CondenseTemplatePlugin"]),
     ],
     traits: [
         .trait(name: "OpenMP", description: "Multi-threaded kernels through libomp (Debian: libomp-dev)."),
@@ -41,10 +46,17 @@ let package = Package(
         .target(
             name: "CCondensePluginABI",
             path: "Plugins",
-            exclude: ["template", "cblas"],
+            exclude: ["template", "cblas", "onednn"],
             sources: ["abi.c"],
             publicHeadersPath: "include"
         ),
+        // The example plugins: each includes only the ABI header and finds its library by dlopen.
+        .target(name: "CondenseOneDNNPlugin", dependencies: ["CCondensePluginABI"], path: "Plugins/onednn", publicHeadersPath: ".",
+                cSettings: [.unsafeFlags(["-O2"])], linkerSettings: [.linkedLibrary("m")]),
+        .target(name: "CondenseCBLASPlugin", dependencies: ["CCondensePluginABI"], path: "Plugins/cblas", publicHeadersPath: ".",
+                cSettings: [.unsafeFlags(["-O2"])], linkerSettings: [.linkedLibrary("m")]),
+        .target(name: "CondenseTemplatePlugin", dependencies: ["CCondensePluginABI"], path: "Plugins/template", publicHeadersPath: ".",
+                cSettings: [.unsafeFlags(["-O2"])]),
         .target(
             name: "Condense",
             dependencies: ["CCondenseKernels", "CCondensePluginABI"],

@@ -171,6 +171,26 @@ int condense_set_num_threads(int n) {
 int condense_num_procs(void) { return omp_get_num_procs(); }
 
 #ifdef _OPENMP
+/* LLVM/Intel OpenMP extensions; weak so a runtime without them (libgomp) still links. */
+extern int kmp_get_blocktime(void) __attribute__((weak));
+extern void kmp_set_blocktime(int msec) __attribute__((weak));
+#endif
+
+void condense_threads_quiesce(void) {
+#ifdef _OPENMP
+    /* libomp's workers spin for KMP_BLOCKTIME (200 ms) after each region, taking cores from any
+     * other thread pool in the process (oneDNN's libgomp, OpenBLAS). One empty region with a
+     * block time of 0 sends them to sleep now; the old block time applies to the next region. */
+    if (!kmp_get_blocktime || !kmp_set_blocktime) return;
+    const int bt = kmp_get_blocktime();
+    kmp_set_blocktime(0);
+#pragma omp parallel num_threads(condense_get_num_threads())
+    { __asm__ volatile("" ::: "memory"); }
+    kmp_set_blocktime(bt);
+#endif
+}
+
+#ifdef _OPENMP
 /* clang >= 19 emits calls to this for dynamic/guided schedules; Debian 12's libomp 14 lacks it.
  * The kernels use static schedules only; this weak empty definition keeps a stray one linking. */
 __attribute__((weak)) void __kmpc_dispatch_deinit(void *loc, int gtid) { (void)loc; (void)gtid; }

@@ -82,6 +82,10 @@ int condense_get_num_threads(void);
 int condense_set_num_threads(int n);
 /** Number of processors OpenMP sees (1 without OpenMP). */
 int condense_num_procs(void);
+/** Puts the kernels' idle OpenMP workers to sleep now instead of after their spin time, so
+ *  another thread pool in the process (a plugin's) gets the cores. For fair timing of foreign
+ *  backends; the next kernel call wakes the workers again. */
+void condense_threads_quiesce(void);
 
 /* ---- Epilogues --------------------------------------------------------------------------- */
 
@@ -136,6 +140,12 @@ typedef struct condense_f32_packed {
  */
 condense_f32_packed *condense_f32_pack(const condense_f32_gemm_kernel *kernel, const float *w,
                                        size_t n, size_t k, size_t ldw, const float *bias);
+/**
+ * Pack weights given transposed: wt is Wᵀ stored [K][N] (row stride ldwt), no bias. Training
+ * uses it for dX = dY·W and dW = dYᵀ·X, whose right-hand operands exist only transposed.
+ */
+condense_f32_packed *condense_f32_pack_t(const condense_f32_gemm_kernel *kernel, const float *wt,
+                                         size_t n, size_t k, size_t ldwt);
 void condense_f32_packed_free(condense_f32_packed *p);
 
 /**

@@ -23,6 +23,10 @@ static char reason[768];
 static pthread_once_t once = PTHREAD_ONCE_INIT;
 
 static void find_blas(void) {
+    /* Be a good neighbour: OpenBLAS's idle threads spin for 2^28 cycles (~70 ms) after each call,
+     * taking the cores from the host's own thread pool. 2^16 cycles (~16 µs) keeps back-to-back
+     * calls hot and frees the cores soon after. Read when the library loads; a user's value wins. */
+    setenv("OPENBLAS_THREAD_TIMEOUT", "16", 0);
     const char *names[] = {getenv("CONDENSE_CBLAS_LIB"), "libopenblas.so.0", "libopenblas.so", "libblis.so.4",
                            "libmkl_rt.so.2", "libmkl_rt.so.3", "libmkl_rt.so", "libcblas.so.3", "libblas.so.3"};
     for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {

@@ -6,6 +6,13 @@ public struct KernelInfo: Sendable, Hashable {
     public let isa: ISA?
     /// Whether this CPU can run it.
     public let runnable: Bool
+
+    /// For backends written outside Condense: `KernelInfo(name: "f32_loop", isa: nil, runnable: true)`.
+    public init(name: String, isa: ISA?, runnable: Bool) {
+        self.name = name
+        self.isa = isa
+        self.runnable = runnable
+    }
 }
 
 /// Something that runs linear layers: it says what it supports and prepares weights once.
@@ -36,6 +43,14 @@ public protocol KernelBackend: Sendable {
     var kernels: [KernelInfo] { get }
     /// Packs the layer's weights for this backend's kernels. Called once per layer.
     func prepare(_ layer: LinearLayer) throws -> any PreparedLinear
+    /// What measurements of this backend depend on besides the CPU and thread count: its name,
+    /// version and settings. Part of the tuning cache's key, so a change re-measures.
+    /// Defaults to ``name``.
+    var tuningIdentity: String { get }
+}
+
+extension KernelBackend {
+    public var tuningIdentity: String { name }
 }
 
 /// Whether a backend can run here.

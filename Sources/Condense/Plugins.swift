@@ -32,6 +32,8 @@ final class PluginLibrary: @unchecked Sendable {
 public struct PluginBackend: KernelBackend {
     let library: PluginLibrary
     public let name: String
+    /// Name and version: a new plugin version re-measures.
+    public var tuningIdentity: String { "\(name)@\(version)" }
     /// The plugin's own version.
     public let version: UInt32
     /// Its suitability on this CPU as it reports it (never 0 for a loaded plugin).

@@ -29,25 +29,11 @@ struct Tune: ParsableCommand {
         for (n, k) in try parseShapes(shapes, option: "--shapes") {
             let w = try rng.matrix(n, k)
             for f in formats.split(separator: ",").map(String.init) {
-                let layer: LinearLayer
-                switch f {
-                case "dense": layer = try LinearLayer(weights: .dense(w))
-                case "2:4": layer = try LinearLayer(weights: .sparse24(Sparse24Matrix(dense: Pruning.semiStructured(w).apply(to: w))))
-                case "int8": layer = try LinearLayer(weights: .dense(w)).converted(to: .int8)
-                case "int4": layer = try LinearLayer(weights: .dense(w)).converted(to: .int4(group: 32))
-                case let s where s.hasPrefix("csr"):
-                    guard let pct = Double(s.dropFirst(3)), pct >= 0, pct <= 100 else {
-                        throw ValidationError("--formats: '\(s)' is not csrNN with NN in 0…100")
-                    }
-                    let pruned = try Pruning.unstructured(w, sparsity: pct / 100).apply(to: w)
-                    layer = try LinearLayer(weights: .csr(CSRMatrix(dense: pruned)))
-                default: throw ValidationError("--formats: unknown format '\(f)'")
-                }
+                let layer = try benchLayer(format: f, weights: w)
                 for m in try parseInts(batches, option: "--m") {
                     let start = ContinuousClock.now
                     let placed = try registry.prepare(layer, policy: .fastest(batch: m))
-                    let ms = Double((ContinuousClock.now - start).components.attoseconds) * 1e-15
-                        + Double((ContinuousClock.now - start).components.seconds) * 1e3
+                    let ms = seconds(ContinuousClock.now - start) * 1e3
                     print("\(pad("\(n)x\(k)", 10)) \(pad(f, 6)) M=\(pad("\(m)", 4)) \(fmt(ms, 1)) ms  \(placed.placement)")
                 }
             }

@@ -183,6 +183,54 @@ enum PluginFixtures {
         }
     }
 
+    /// The oneDNN plugin finds libdnnl.so.2 at run time. With it: dense f32 layers match the
+    /// reference for every activation and several batch sizes through one prepared state (M is a
+    /// run-time dimension), and int8 layers stay within the bound of its per-tensor s8 activation
+    /// rounding. Without it: rejected with the reason, never a crash.
+    @Test func onednnPluginRunsOrExplainsWhyNot() throws {
+        let path = try PluginFixtures.build("condense_onednn", path: "Plugins/onednn/condense_onednn_plugin.c")
+        let registry = BackendRegistry()
+        let plugin: PluginBackend
+        do {
+            plugin = try registry.loadPlugin(at: path)
+        } catch let CondenseError.pluginRejected(p, reason) {
+            #expect(p == path)
+            #expect(reason.contains("oneDNN v2 not found"), "\(reason)")
+            return
+        }
+        #expect(plugin.name == "onednn" && plugin.score == 3)
+        #expect(plugin.supports(.dense) && plugin.supports(.int8) && !plugin.supports(.csr))
+        var rng = TestRNG(850)
+        let w = rng.matrix(37, 71), b = rng.vector(37)
+        for act in Activation.allCases {
+            let p = try registry.prepare(LinearLayer(weights: .dense(w), bias: act == .relu ? nil : b, activation: act))
+            #expect(p.kernelName.hasPrefix("onednn matmul"), "\(p.kernelName)")
+            for m in [1, 5, 64] {
+                let x = rng.matrix(m, 71)
+                #expect(Expected(x: x, w: w, bias: act == .relu ? nil : b, activation: act).firstMismatch(try p.apply(x)) == nil)
+            }
+        }
+        let q = try Int8Weights(quantizing: w)
+        let wq = q.densified()
+        for act in Activation.allCases {
+            let p = try registry.prepare(LinearLayer(weights: .int8(q), bias: b, activation: act))
+            #expect(p.kernelName.contains("(s8)"))
+            for m in [1, 7] {
+                let x = rng.matrix(m, 71)
+                let y = try p.apply(x)
+                let want = Expected(x: x, w: wq, bias: b, activation: act).values
+                // Rounding X to s8 with scale s = max|x|/127 moves each dot by at most s/2·Σ|w|.
+                let s = x.elements.map(abs).max()! / 127
+                for i in 0..<m {
+                    for j in 0..<37 {
+                        let bound = 1.2 * s / 2 * (0..<71).reduce(Float(0)) { $0 + abs(wq[j, $1]) } + 1e-4
+                        #expect(abs(Double(y[i, j]) - want[i * 37 + j]) <= Double(bound), "row \(i) col \(j): \(y[i, j]) vs \(want[i * 37 + j])")
+                    }
+                }
+            }
+        }
+    }
+
     /// CONDENSE_PLUGIN_PATH: files and folders, colon-separated; failures reported, the rest loaded.
     @Test func environmentPathLoadsFoldersAndReportsFailures() throws {
         let folder = PluginFixtures.dir.appendingPathComponent("envdir")

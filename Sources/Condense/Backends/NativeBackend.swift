@@ -25,6 +25,11 @@ public struct NativeBackend: KernelBackend {
         self.threads = threads
     }
 
+    /// A pinned ISA or thread count changes what is measured.
+    public var tuningIdentity: String {
+        "native" + (isa.map { "[isa=\($0)]" } ?? "") + (threads.map { "[threads=\($0)]" } ?? "")
+    }
+
     public var availability: BackendAvailability {
         if let isa {
             return isa <= CondenseRuntime.detectedISA ? .available

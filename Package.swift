@@ -16,6 +16,7 @@ let package = Package(
     name: "Condense",
     products: [
         .library(name: "Condense", targets: ["Condense"]),
+        .library(name: "CondenseTraining", targets: ["CondenseTraining"]),
         .library(name: "CondenseCompression", targets: ["CondenseCompression"]),
         .executable(name: "condense", targets: ["CondenseCLI"]),
         // Example plugins, loaded at run time (docs/plugin-abi.md): `swift build -c release
@@ -62,10 +63,18 @@ let package = Package(
             dependencies: ["CCondenseKernels", "CCondensePluginABI"],
             swiftSettings: [.swiftLanguageMode(.v6)]
         ),
-        // Pruning, quantization, distillation: produces the CompressedWeights the runtime runs.
+        // A small training engine (MLPs, forward and backward on the native GEMM, SGD/Adam, QAT's
+        // fake quantization, distillation losses): what compression needs to recover accuracy.
+        .target(
+            name: "CondenseTraining",
+            dependencies: ["Condense", "CCondenseKernels"],
+            swiftSettings: [.swiftLanguageMode(.v6)]
+        ),
+        // Pruning, quantization, distillation pipelines and evaluation: produces the
+        // CompressedWeights the runtime runs.
         .target(
             name: "CondenseCompression",
-            dependencies: ["Condense"],
+            dependencies: ["Condense", "CondenseTraining"],
             swiftSettings: [.swiftLanguageMode(.v6)]
         ),
         .executableTarget(
@@ -73,8 +82,10 @@ let package = Package(
             dependencies: [
                 "Condense",
                 "CondenseCompression",
+                "CondenseTraining",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
+            resources: [.copy("Resources/mnist")],
             swiftSettings: [.swiftLanguageMode(.v6)]
         ),
         .testTarget(
@@ -83,8 +94,13 @@ let package = Package(
             swiftSettings: [.swiftLanguageMode(.v6)]
         ),
         .testTarget(
+            name: "CondenseTrainingTests",
+            dependencies: ["CondenseTraining", "Condense"],
+            swiftSettings: [.swiftLanguageMode(.v6)]
+        ),
+        .testTarget(
             name: "CondenseCompressionTests",
-            dependencies: ["CondenseCompression", "Condense"],
+            dependencies: ["CondenseCompression", "CondenseTraining", "Condense"],
             swiftSettings: [.swiftLanguageMode(.v6)]
         ),
     ]

@@ -63,6 +63,33 @@ fail:
     return NULL;
 }
 
+condense_f32_packed *condense_f32_pack_t(const condense_f32_gemm_kernel *kernel, const float *wt,
+                                         size_t n, size_t k, size_t ldwt) {
+    condense_f32_packed *p = calloc(1, sizeof *p);
+    if (!p) return NULL;
+    const size_t nr = (size_t)kernel->nr;
+    const size_t panels = (n + nr - 1) / nr;
+    p->n = n;
+    p->k = k;
+    p->kernel = kernel;
+    p->data = condense_aligned_alloc((panels ? panels : 1) * (k ? k : 1) * nr * sizeof(float));
+    if (!p->data) {
+        free(p);
+        return NULL;
+    }
+    /* Wᵀ is stored [K][N]: each panel row is a contiguous run of the source (the cheap direction). */
+    for (size_t pi = 0; pi < panels; pi++) {
+        float *dst = p->data + pi * k * nr;
+        const size_t nv = n - pi * nr < nr ? n - pi * nr : nr;
+        for (size_t kk = 0; kk < k; kk++) {
+            const float *src = wt + kk * ldwt + pi * nr;
+            for (size_t j = 0; j < nv; j++) dst[kk * nr + j] = src[j];
+            for (size_t j = nv; j < nr; j++) dst[kk * nr + j] = 0.0f;
+        }
+    }
+    return p;
+}
+
 void condense_f32_packed_free(condense_f32_packed *p) {
     if (!p) return;
     free(p->data);

@@ -62,3 +62,71 @@ extension Sparse24Matrix {
         self.metadata = p.metadata
     }
 }
+
+extension Sparse24Matrix {
+    /// A 2:4 matrix from its stored parts (as a model file holds them), validated: counts match
+    /// the shape, every group's mask has exactly two bits set, and padded columns are not stored
+    /// with non-zero values.
+    /// - Throws: ``CondenseError/shapeMismatch(_:)`` or ``CondenseError/invalidArgument(_:)``
+    ///   naming the row and group.
+    public init(rows: Int, columns: Int, values: [Float], metadata: [UInt8]) throws {
+        guard rows >= 0 else { throw CondenseError.invalidDimension(name: "rows", value: rows) }
+        guard columns >= 0 else { throw CondenseError.invalidDimension(name: "columns", value: columns) }
+        let padded = (columns + 3) / 4 * 4, groups = padded / 4, stride = (groups + 1) / 2
+        guard values.count == rows * padded / 2 else {
+            throw CondenseError.shapeMismatch("2:4 \(rows)×\(columns) needs \(rows * padded / 2) values, got \(values.count)")
+        }
+        guard metadata.count == rows * stride else {
+            throw CondenseError.shapeMismatch("2:4 \(rows)×\(columns) needs \(rows * stride) metadata bytes, got \(metadata.count)")
+        }
+        for r in 0..<rows {
+            for g in 0..<groups {
+                let byte = metadata[r * stride + g / 2]
+                let mask = g % 2 == 0 ? byte & 0xF : byte >> 4
+                guard mask.nonzeroBitCount == 2 else {
+                    throw CondenseError.invalidArgument("2:4 row \(r) group \(g): mask \(mask) must have exactly two bits set")
+                }
+                for slot in 0..<2 {
+                    var seen = 0, column = -1
+                    for bit in 0..<4 where mask & (1 << bit) != 0 {
+                        if seen == slot { column = 4 * g + bit }
+                        seen += 1
+                    }
+                    if column >= columns && values[r * padded / 2 + 2 * g + slot] != 0 {
+                        throw CondenseError.invalidArgument("2:4 row \(r) group \(g): a value is stored in padding column \(column)")
+                    }
+                }
+            }
+            if groups % 2 == 1 && metadata[r * stride + stride - 1] >> 4 != 0 {
+                throw CondenseError.invalidArgument("2:4 row \(r): unused high nibble of the last metadata byte is not zero")
+            }
+        }
+        self.rows = rows
+        self.columns = columns
+        self.paddedColumns = padded
+        self.values = values
+        self.metadata = metadata
+    }
+}
+
+extension Sparse24Int8Weights {
+    /// 2:4-int8 weights from stored parts: the positions of `pattern`, `q` per stored slot and
+    /// one scale per row.
+    /// - Throws: ``CondenseError/shapeMismatch(_:)`` for wrong counts, ``CondenseError/invalidArgument(_:)``
+    ///   for a scale that is not finite and > 0.
+    public init(pattern: Sparse24Matrix, values: [Int8], scales: [Float]) throws {
+        guard values.count == pattern.values.count else {
+            throw CondenseError.shapeMismatch("2:4-int8 \(pattern.rows)×\(pattern.columns) needs \(pattern.values.count) values, got \(values.count)")
+        }
+        guard scales.count == pattern.rows else {
+            throw CondenseError.shapeMismatch("2:4-int8 needs \(pattern.rows) scales, got \(scales.count)")
+        }
+        if let bad = scales.firstIndex(where: { !($0.isFinite && $0 > 0) }) {
+            throw CondenseError.invalidArgument("2:4-int8 scale \(scales[bad]) of row \(bad) must be finite and > 0")
+        }
+        let per = pattern.valuesPerRow
+        self.pattern = try Sparse24Matrix(rebuilding: pattern, values: (0..<values.count).map { scales[$0 / max(per, 1)] * Float(values[$0]) })
+        self.values = values
+        self.scales = scales
+    }
+}

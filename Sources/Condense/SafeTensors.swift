@@ -1,0 +1,216 @@
+import Foundation
+
+/// A safetensors file (the Hugging Face format): an 8-byte little-endian header length, a JSON
+/// header mapping each tensor name to `{dtype, shape, data_offsets}` (plus `__metadata__`
+/// strings), then the raw little-endian data.
+///
+/// Reading validates everything before any tensor is used: the header length against the file,
+/// well-formed JSON, known dtypes, offsets inside the data and not overlapping, and sizes equal to
+/// dtype × shape. Each failure is a ``SafeTensorsError`` naming the tensor.
+///
+/// ```swift
+/// var file = SafeTensors()
+/// file.metadata["format"] = "pt"
+/// try file.add("w", dtype: .f32, shape: [2, 2], floats: [1, 2, 3, 4])
+/// try file.write(to: "/tmp/m.safetensors")
+/// let back = try SafeTensors(contentsOf: "/tmp/m.safetensors")
+/// let w: [Float] = try back.floats("w")
+/// ```
+public struct SafeTensors: Sendable {
+    public enum DType: String, Sendable, CaseIterable {
+        case f32 = "F32", f16 = "F16", bf16 = "BF16", f64 = "F64"
+        case i8 = "I8", u8 = "U8", i16 = "I16", u16 = "U16", i32 = "I32", u32 = "U32", i64 = "I64", u64 = "U64"
+        case bool = "BOOL"
+
+        public var size: Int {
+            switch self {
+            case .i8, .u8, .bool: return 1
+            case .f16, .bf16, .i16, .u16: return 2
+            case .f32, .i32, .u32: return 4
+            case .f64, .i64, .u64: return 8
+            }
+        }
+    }
+
+    public struct Tensor: Sendable {
+        public let dtype: DType
+        public let shape: [Int]
+        /// The raw little-endian bytes.
+        public let data: Data
+        public var elementCount: Int { shape.reduce(1, *) }
+    }
+
+    /// Largest header accepted (the reference implementation's limit).
+    public static let maxHeaderBytes = 100_000_000
+
+    public var metadata: [String: String] = [:]
+    public private(set) var tensors: [String: Tensor] = [:]
+    /// Names in file order (data offset), or insertion order for a new file.
+    public private(set) var names: [String] = []
+
+    public init() {}
+
+    /// Reads and validates a file; the data is memory-mapped when the system allows.
+    public init(contentsOf path: String) throws {
+        let data: Data
+        do { data = try Data(contentsOf: URL(fileURLWithPath: path), options: .alwaysMapped) } catch {
+            throw SafeTensorsError.unreadable(path: path, reason: "\(error.localizedDescription)")
+        }
+        try self.init(data: data)
+    }
+
+    /// Parses and validates bytes in safetensors layout.
+    public init(data: Data) throws {
+        let d = data.startIndex
+        guard data.count >= 8 else { throw SafeTensorsError.malformed("file is \(data.count) bytes, shorter than the 8-byte header length") }
+        var n: UInt64 = 0
+        for i in 0..<8 { n |= UInt64(data[d + i]) << (8 * UInt64(i)) }
+        guard n <= UInt64(Self.maxHeaderBytes) else { throw SafeTensorsError.malformed("header length \(n) exceeds the limit \(Self.maxHeaderBytes)") }
+        guard Int(n) <= data.count - 8 else {
+            throw SafeTensorsError.malformed("header length \(n) runs past the end of the \(data.count)-byte file")
+        }
+        let headerBytes = data[(d + 8)..<(d + 8 + Int(n))]
+        guard let obj = try? JSONSerialization.jsonObject(with: headerBytes, options: []), let header = obj as? [String: Any] else {
+            throw SafeTensorsError.malformed("the header is not a JSON object")
+        }
+        let base = d + 8 + Int(n)
+        let dataSize = data.count - 8 - Int(n)
+        var spans: [(Int, Int, String)] = []
+        for (name, value) in header {
+            if name == "__metadata__" {
+                guard let m = value as? [String: Any] else { throw SafeTensorsError.malformed("__metadata__ is not an object of strings") }
+                for (k, v) in m {
+                    guard let s = v as? String else { throw SafeTensorsError.malformed("__metadata__ value of '\(k)' is not a string") }
+                    metadata[k] = s
+                }
+                continue
+            }
+            guard let t = value as? [String: Any] else { throw SafeTensorsError.invalidTensor(name: name, reason: "entry is not an object") }
+            guard let ds = t["dtype"] as? String else { throw SafeTensorsError.invalidTensor(name: name, reason: "dtype missing or not a string") }
+            guard let dtype = DType(rawValue: ds) else { throw SafeTensorsError.invalidTensor(name: name, reason: "unknown dtype '\(ds)'") }
+            guard let shapeAny = t["shape"] as? [Any] else { throw SafeTensorsError.invalidTensor(name: name, reason: "shape missing or not an array") }
+            var shape: [Int] = []
+            var count = 1
+            for s in shapeAny {
+                guard let v = Self.integer(s), v >= 0 else { throw SafeTensorsError.invalidTensor(name: name, reason: "shape \(shapeAny) has a non-integer or negative entry") }
+                let (c, o) = count.multipliedReportingOverflow(by: v)
+                guard !o, c <= Int(Int32.max) * 64 else { throw SafeTensorsError.invalidTensor(name: name, reason: "shape \(shapeAny) is too large") }
+                count = c
+                shape.append(v)
+            }
+            guard let off = t["data_offsets"] as? [Any], off.count == 2, let b = Self.integer(off[0]), let e = Self.integer(off[1]) else {
+                throw SafeTensorsError.invalidTensor(name: name, reason: "data_offsets missing or not two integers")
+            }
+            guard b >= 0, b <= e, e <= dataSize else {
+                throw SafeTensorsError.invalidTensor(name: name, reason: "data_offsets [\(b), \(e)] outside the \(dataSize) data bytes")
+            }
+            guard e - b == count * dtype.size else {
+                throw SafeTensorsError.invalidTensor(name: name, reason: "\(e - b) bytes for \(ds) \(shape), which needs \(count * dtype.size)")
+            }
+            spans.append((b, e, name))
+            tensors[name] = Tensor(dtype: dtype, shape: shape, data: data[(base + b)..<(base + e)])
+        }
+        spans.sort { ($0.0, $0.1) < ($1.0, $1.1) }
+        for i in spans.indices.dropFirst() where spans[i].0 < spans[i - 1].1 {
+            throw SafeTensorsError.invalidTensor(name: spans[i].2, reason: "data overlaps tensor '\(spans[i - 1].2)'")
+        }
+        names = spans.map(\.2)
+    }
+
+    private static func integer(_ v: Any) -> Int? {
+        guard let n = v as? NSNumber else { return nil }
+        let d = n.doubleValue
+        guard d.isFinite, d == d.rounded(), abs(d) < 9e15 else { return nil }
+        return Int(d)
+    }
+
+    /// Adds (or replaces) a tensor from raw little-endian bytes.
+    public mutating func add(_ name: String, dtype: DType, shape: [Int], bytes: Data) throws {
+        guard name != "__metadata__", !name.isEmpty else { throw SafeTensorsError.invalidTensor(name: name, reason: "reserved or empty name") }
+        guard shape.allSatisfy({ $0 >= 0 }), bytes.count == shape.reduce(1, *) * dtype.size else {
+            throw SafeTensorsError.invalidTensor(name: name, reason: "\(bytes.count) bytes for \(dtype.rawValue) \(shape)")
+        }
+        if tensors[name] == nil { names.append(name) }
+        tensors[name] = Tensor(dtype: dtype, shape: shape, data: bytes)
+    }
+
+    public mutating func add(_ name: String, shape: [Int], floats: [Float]) throws {
+        try add(name, dtype: .f32, shape: shape, bytes: floats.withUnsafeBytes { Data($0) })
+    }
+    public mutating func add(_ name: String, shape: [Int], int8: [Int8]) throws {
+        try add(name, dtype: .i8, shape: shape, bytes: int8.withUnsafeBytes { Data($0) })
+    }
+    public mutating func add(_ name: String, shape: [Int], uint8: [UInt8]) throws {
+        try add(name, dtype: .u8, shape: shape, bytes: Data(uint8))
+    }
+    public mutating func add(_ name: String, shape: [Int], uint32: [UInt32]) throws {
+        try add(name, dtype: .u32, shape: shape, bytes: uint32.withUnsafeBytes { Data($0) })
+    }
+    public mutating func add(_ name: String, shape: [Int], uint16: [UInt16]) throws {
+        try add(name, dtype: .u16, shape: shape, bytes: uint16.withUnsafeBytes { Data($0) })
+    }
+
+    /// The tensor called `name`.
+    public func tensor(_ name: String) throws -> Tensor {
+        guard let t = tensors[name] else { throw SafeTensorsError.missingTensor(name) }
+        return t
+    }
+
+    /// A tensor's elements, checked against the expected dtype (and shape when given).
+    public func elements<T: BitwiseCopyable>(_ name: String, as: T.Type, dtype: DType, shape: [Int]? = nil) throws -> [T] {
+        let t = try tensor(name)
+        guard t.dtype == dtype else { throw SafeTensorsError.invalidTensor(name: name, reason: "dtype \(t.dtype.rawValue), expected \(dtype.rawValue)") }
+        if let shape, shape != t.shape { throw SafeTensorsError.invalidTensor(name: name, reason: "shape \(t.shape), expected \(shape)") }
+        return [T](unsafeUninitializedCapacity: t.elementCount) { buf, n in
+            t.data.withUnsafeBytes { raw in _ = memcpy(buf.baseAddress!, raw.baseAddress!, raw.count) }
+            n = t.elementCount
+        }
+    }
+
+    public func floats(_ name: String, shape: [Int]? = nil) throws -> [Float] { try elements(name, as: Float.self, dtype: .f32, shape: shape) }
+
+    /// The file's bytes: tensors in `names` order, 8-byte aligned, keys sorted in the header.
+    public func serialized() throws -> Data {
+        var header: [String: Any] = [:]
+        if !metadata.isEmpty { header["__metadata__"] = metadata }
+        var offset = 0
+        for name in names {
+            let t = tensors[name]!
+            header[name] = ["dtype": t.dtype.rawValue, "shape": t.shape, "data_offsets": [offset, offset + t.data.count]]
+            offset += t.data.count
+        }
+        var json = try JSONSerialization.data(withJSONObject: header, options: [.sortedKeys])
+        while (8 + json.count) % 8 != 0 { json.append(0x20) }  // pad with spaces: data starts 8-aligned
+        var out = Data()
+        var n = UInt64(json.count).littleEndian
+        withUnsafeBytes(of: &n) { out.append(contentsOf: $0) }
+        out.append(json)
+        for name in names { out.append(tensors[name]!.data) }
+        return out
+    }
+
+    /// Writes the file atomically; returns its size in bytes.
+    @discardableResult
+    public func write(to path: String) throws -> Int {
+        let d = try serialized()
+        try d.write(to: URL(fileURLWithPath: path), options: .atomic)
+        return d.count
+    }
+}
+
+/// Why a safetensors file was refused.
+public enum SafeTensorsError: Error, Equatable, CustomStringConvertible {
+    case unreadable(path: String, reason: String)
+    case malformed(String)
+    case invalidTensor(name: String, reason: String)
+    case missingTensor(String)
+
+    public var description: String {
+        switch self {
+        case let .unreadable(p, r): return "cannot read \(p): \(r)"
+        case let .malformed(s): return "malformed safetensors file: \(s)"
+        case let .invalidTensor(n, r): return "tensor '\(n)': \(r)"
+        case let .missingTensor(n): return "tensor '\(n)' is missing"
+        }
+    }
+}

@@ -1,0 +1,149 @@
+import ArgumentParser
+import Condense
+import CondenseCompression
+import CondenseTraining
+import Foundation
+
+/// Parses a pipeline given as flags: comma-separated stages.
+///   train=E · distill=H1xH2:E[:T] · prune=2:4[:magnitude|activation|taylor] · prune=90%[:score]
+///   gradual=90%:E · shrink=0.5 · finetune=E[:distill] · quantize=int8|int4-gG · qat=int8|int4-gG:E[:distill]
+func parsePipeline(_ text: String) throws -> [PipelineStage] {
+    func score(_ s: Substring?) throws -> ModelPruningScore {
+        switch s {
+        case nil, "magnitude"?: return .magnitude
+        case "activation"?: return .activationAware
+        case "taylor"?: return .taylor
+        case let s?: throw ValidationError("unknown pruning score '\(s)' (magnitude, activation, taylor)")
+        }
+    }
+    func quant(_ s: Substring) throws -> QuantTarget {
+        if s == "int8" { return .int8 }
+        if s.hasPrefix("int4-g"), let g = Int(s.dropFirst(6)), g >= 1 { return .int4(group: g) }
+        throw ValidationError("unknown quantization '\(s)' (int8, int4-g32)")
+    }
+    func int(_ s: Substring?, _ what: String) throws -> Int {
+        guard let s, let v = Int(s), v >= 0 else { throw ValidationError("\(what): '\(s ?? "")' is not a count") }
+        return v
+    }
+    func fraction(_ s: Substring) throws -> Double {
+        let t = s.hasSuffix("%") ? s.dropLast() : s
+        guard let v = Double(t) else { throw ValidationError("'\(s)' is not a sparsity") }
+        let f = s.hasSuffix("%") ? v / 100 : v
+        guard (0...1).contains(f) else { throw ValidationError("sparsity must be in [0, 1] (or 0…100 %), got \(s)") }
+        return f
+    }
+    return try text.split(separator: ",").map { item in
+        let kv = item.split(separator: "=", maxSplits: 1)
+        guard kv.count == 2 else { throw ValidationError("pipeline stage '\(item)' is not name=value") }
+        let args = kv[1].split(separator: ":")
+        switch kv[0] {
+        case "train": return .train(epochs: try int(args.first, "train"))
+        case "distill":
+            let hidden = try args.first.map { try $0.split(separator: "x").map { try int($0, "distill sizes") } } ?? []
+            return .distill(hidden: hidden, epochs: try int(args.dropFirst().first, "distill epochs"),
+                            temperature: args.count > 2 ? Float(args[2]) ?? 4 : 4, alpha: 0.5, beta: 0.5, featureMatching: true)
+        case "prune":
+            // "2:4" contains the separator: rejoin N:M.
+            if args.count >= 2, let n = Int(args[0]), let m = Int(args[1]) {
+                return .prune(.nm(n: n, m: m), score: try score(args.dropFirst(2).first))
+            }
+            return .prune(.unstructured(try fraction(args[0])), score: try score(args.dropFirst().first))
+        case "gradual": return .pruneGradually(sparsity: try fraction(args[0]), epochs: try int(args.dropFirst().first, "gradual epochs"), score: .magnitude)
+        case "shrink":
+            guard let f = Double(args.first ?? ""), f > 0, f <= 1 else { throw ValidationError("shrink needs a fraction in (0, 1]") }
+            return .shrink(fraction: f)
+        case "finetune": return .fineTune(epochs: try int(args.first, "finetune"), distill: args.dropFirst().first == "distill")
+        case "quantize": return .quantize(try quant(args[0]))
+        case "qat": return .qat(try quant(args[0]), epochs: try int(args.dropFirst().first, "qat epochs"), distill: args.dropFirst(2).first == "distill")
+        default: throw ValidationError("unknown pipeline stage '\(kv[0])' (train, distill, prune, gradual, shrink, finetune, quantize, qat)")
+        }
+    }
+}
+
+struct Compress: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Run a compression pipeline on a trained f32 MLP (a safetensors file, e.g. the demo's teacher) and write the compressed model.",
+        discussion: """
+        Stages, comma-separated: train=E, distill=512x512:E[:T], prune=2:4[:magnitude|activation|taylor], prune=90%[:score],
+        gradual=90%:E, shrink=0.5, finetune=E[:distill], quantize=int8|int4-g32, qat=int8:E[:distill].
+        Example: condense compress --model condense-demo/teacher.safetensors --pipeline prune=2:4:activation,finetune=2,qat=int8:1 -o m.safetensors
+        """)
+
+    @Option(help: "The trained model (safetensors, as `condense demo` or MLP.save writes it).")
+    var model: String
+    @Option(help: "The pipeline (see above).")
+    var pipeline: String
+    @Option(name: .shortAndLong, help: "Where to write the compressed model.")
+    var output: String
+    @Option(help: "Training epochs' batch size.")
+    var batchSize = 128
+    @Option(help: "Learning rate (Adam).")
+    var learningRate: Float = 1e-3
+    @OptionGroup var data: DataOptions
+    @OptionGroup var runtime: RuntimeOptions
+
+    func run() throws {
+        try runtime.apply()
+        let stages = try parsePipeline(pipeline)
+        let teacher = try MLP(contentsOf: model)
+        let (train, test) = try data.load()
+        var runner = PipelineRunner(train: train, test: test, teacher: teacher, registry: cliRegistry(),
+                                    options: TrainingOptions(epochs: 1, batchSize: batchSize, optimizer: .adam(learningRate: learningRate), seed: 1))
+        let base = try Evaluator.evaluate(CompressedMLP(exporting: teacher, formats: [.dense]), on: test, registry: runner.registry)
+        runner.reference = base.predictions
+        let bar = ProgressBar("compress")
+        let result = try runner.run(Pipeline("compress", stages)) { stage, f in bar.update(f, stage) }
+        bar.finish()
+        print("input: \(String(format: "%.2f", 100 * base.accuracy)) % accuracy, \(base.fileBytes) bytes")
+        for s in result.stages {
+            let e = s.evaluation
+            print("  \(pad(s.stage, 56)) acc \(String(format: "%.2f", 100 * e.accuracy)) %  \(e.fileBytes) bytes  \(e.formats.joined(separator: ","))"
+                  + (s.qatExportAgreement.map { "  QAT/export agreement \(String(format: "%.2f", 100 * $0)) %" } ?? ""))
+        }
+        let bytes = try result.model!.save(to: output)
+        print("wrote \(output) (\(bytes) bytes, \(String(format: "%.1f", Double(base.fileBytes) / Double(bytes)))× smaller)")
+    }
+}
+
+struct Eval: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Evaluate a model file: accuracy, NLL, ECE with the reliability table, agreement with a reference, sparsity, size, latency and placement.")
+
+    @Option(help: "The model (safetensors).")
+    var model: String
+    @Option(help: "A reference model for agreement (e.g. the uncompressed teacher).")
+    var reference: String?
+    @Option(help: "Selection policy: fastest or priority.")
+    var policy = "fastest"
+    @Flag(help: "Print JSON.")
+    var json = false
+    @OptionGroup var data: DataOptions
+    @OptionGroup var runtime: RuntimeOptions
+
+    func run() throws {
+        try runtime.apply()
+        let (_, test) = try data.load()
+        let registry = cliRegistry()
+        let pol: SelectionPolicy = policy == "priority" ? .priority : .fastest(batch: 1)
+        let ref = try reference.map { try Evaluator.evaluate(CompressedMLP(contentsOf: $0), on: test, registry: registry, policy: .priority, latencyBatches: []).predictions }
+        let e = try Evaluator.evaluate(CompressedMLP(contentsOf: model), on: test, registry: registry, policy: pol, reference: ref)
+        if json {
+            let enc = JSONEncoder()
+            enc.outputFormatting = [.prettyPrinted, .sortedKeys]
+            print(String(decoding: try enc.encode(e), as: UTF8.self))
+            return
+        }
+        print("\(model): \(test.count) examples")
+        print(String(format: "accuracy %.2f %%   NLL %.4f   ECE %.2f %%", 100 * e.accuracy, e.nll, 100 * e.ece)
+              + (e.agreement.map { String(format: "   agreement with reference %.2f %%", 100 * $0) } ?? ""))
+        print("file \(e.fileBytes) bytes, weights \(e.weightBytes) bytes; formats \(e.formats.joined(separator: ", ")); sparsity "
+              + e.sparsity.map { String(format: "%.1f %%", 100 * $0) }.joined(separator: ", "))
+        for l in e.latency { print(String(format: "batch %d: p50 %.1f µs, p95 %.1f µs (%d runs)", l.batch, l.p50 * 1e6, l.p95 * 1e6, l.runs)) }
+        print("placement: " + e.placement.joined(separator: "; "))
+        print("reliability (15 bins): confidence range, count, mean confidence, accuracy")
+        for b in e.reliability where b.count > 0 {
+            print(String(format: "  [%.3f, %.3f)  %5d  %.3f  %.3f", b.lower, b.upper, b.count, b.confidence, b.accuracy))
+        }
+        print("peak process memory: \(e.peakProcessBytes / (1024 * 1024)) MiB")
+    }
+}

@@ -1,0 +1,62 @@
+import CCondenseKernels
+import Condense
+
+/// The three GEMMs of a linear layer's training step, all on Condense's f32 kernel: the
+/// backward products are the same `Y = X·Wᵀ` with the right-hand operand packed from its
+/// transpose (`condense_f32_pack_t`), so training reuses the inference kernel instead of a
+/// second GEMM.
+enum TrainGEMM {
+    static var kernel: UnsafePointer<condense_f32_gemm_kernel> { condense_f32_gemm_kernel_for(condense_isa_active()) }
+
+    /// y[m, n] = x[m, k] · w[n, k]ᵀ + bias.
+    static func forward(_ x: UnsafePointer<Float>, m: Int, k: Int, _ w: UnsafePointer<Float>, n: Int,
+                        bias: UnsafePointer<Float>?, into y: UnsafeMutablePointer<Float>) {
+        guard m > 0, n > 0 else { return }
+        guard k > 0 else { fill(y, m * n, bias: bias, n: n); return }
+        let p = condense_f32_pack(kernel, w, n, k, k, bias)!
+        defer { condense_f32_packed_free(p) }
+        condense_f32_gemm(p, m, x, k, y, n, Int32(CONDENSE_ACT_NONE.rawValue), 0)
+    }
+
+    /// dx[m, k] = dy[m, n] · w[n, k]: the "weights" are wᵀ, stored as w itself.
+    static func gradInput(_ dy: UnsafePointer<Float>, m: Int, n: Int, _ w: UnsafePointer<Float>, k: Int,
+                          into dx: UnsafeMutablePointer<Float>) {
+        guard m > 0, k > 0 else { return }
+        guard n > 0 else { dx.update(repeating: 0, count: m * k); return }
+        let p = condense_f32_pack_t(kernel, w, k, n, k)!
+        defer { condense_f32_packed_free(p) }
+        condense_f32_gemm(p, m, dy, n, dx, k, Int32(CONDENSE_ACT_NONE.rawValue), 0)
+    }
+
+    /// dw[n, k] = dy[m, n]ᵀ · x[m, k]: rows of dyᵀ times the "weights" xᵀ, stored as x itself.
+    static func gradWeight(_ dy: UnsafePointer<Float>, m: Int, n: Int, _ x: UnsafePointer<Float>, k: Int,
+                           into dw: UnsafeMutablePointer<Float>) {
+        guard n > 0, k > 0 else { return }
+        guard m > 0 else { dw.update(repeating: 0, count: n * k); return }
+        let dyT = UnsafeMutablePointer<Float>.allocate(capacity: n * m)
+        defer { dyT.deallocate() }
+        transpose(dy, rows: m, columns: n, into: dyT)
+        let p = condense_f32_pack_t(kernel, x, k, m, k)!
+        defer { condense_f32_packed_free(p) }
+        condense_f32_gemm(p, n, dyT, m, dw, k, Int32(CONDENSE_ACT_NONE.rawValue), 0)
+    }
+
+    static func transpose(_ a: UnsafePointer<Float>, rows: Int, columns: Int, into t: UnsafeMutablePointer<Float>) {
+        let b = 32  // blocks that fit in L1 both ways
+        var i0 = 0
+        while i0 < rows {
+            var j0 = 0
+            while j0 < columns {
+                for i in i0..<min(i0 + b, rows) {
+                    for j in j0..<min(j0 + b, columns) { t[j * rows + i] = a[i * columns + j] }
+                }
+                j0 += b
+            }
+            i0 += b
+        }
+    }
+
+    private static func fill(_ y: UnsafeMutablePointer<Float>, _ count: Int, bias: UnsafePointer<Float>?, n: Int) {
+        for i in 0..<count { y[i] = bias?[i % n] ?? 0 }
+    }
+}

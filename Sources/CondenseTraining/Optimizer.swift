@@ -1,0 +1,67 @@
+/// How parameters move along their gradients.
+public enum Optimizer: Sendable, Equatable {
+    /// SGD with (heavy-ball) momentum: `v ← μ·v + g`, `θ ← θ − lr·v`.
+    case sgd(learningRate: Float, momentum: Float = 0.9)
+    /// Adam (Kingma & Ba) with bias correction.
+    case adam(learningRate: Float = 1e-3, beta1: Float = 0.9, beta2: Float = 0.999, epsilon: Float = 1e-8)
+
+    public var learningRate: Float {
+        switch self {
+        case let .sgd(lr, _): return lr
+        case let .adam(lr, _, _, _): return lr
+        }
+    }
+}
+
+/// The optimizer's per-parameter state for one model.
+struct OptimizerState {
+    var m: [[Float]]
+    var v: [[Float]]
+    var step = 0
+
+    init(shapes: [Int]) {
+        m = shapes.map { [Float](repeating: 0, count: $0) }
+        v = m
+    }
+
+    /// Updates `params[i]` with `grads[i]`, at `scale` × the base learning rate (decay schedules).
+    mutating func apply(_ opt: Optimizer, params: inout [Float], grads: [Float], slot i: Int, scale: Float) {
+        switch opt {
+        case let .sgd(lr, mu):
+            let a = lr * scale
+            m[i].withUnsafeMutableBufferPointer { v in
+                params.withUnsafeMutableBufferPointer { p in
+                    grads.withUnsafeBufferPointer { g in
+                        for j in p.indices {
+                            v[j] = mu * v[j] + g[j]
+                            p[j] -= a * v[j]
+                        }
+                    }
+                }
+            }
+        case let .adam(lr, b1, b2, eps):
+            let t = Float(step)
+            let c1 = 1 - powf(b1, t), c2 = 1 - powf(b2, t)
+            let a = lr * scale * c2.squareRoot() / c1
+            m[i].withUnsafeMutableBufferPointer { mp in
+                v[i].withUnsafeMutableBufferPointer { vp in
+                    params.withUnsafeMutableBufferPointer { p in
+                        grads.withUnsafeBufferPointer { g in
+                            for j in p.indices {
+                                mp[j] = b1 * mp[j] + (1 - b1) * g[j]
+                                vp[j] = b2 * vp[j] + (1 - b2) * g[j] * g[j]
+                                p[j] -= a * mp[j] / (vp[j].squareRoot() + eps)
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif

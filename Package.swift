@@ -18,6 +18,7 @@ let package = Package(
         .library(name: "Condense", targets: ["Condense"]),
         .library(name: "CondenseTraining", targets: ["CondenseTraining"]),
         .library(name: "CondenseCompression", targets: ["CondenseCompression"]),
+        .library(name: "CondenseInference", targets: ["CondenseInference"]),
         .executable(name: "condense", targets: ["CondenseCLI"]),
         // Example plugins, loaded at run time (docs/plugin-abi.md): `swift build -c release
         // --product condense_onednn_plugin` → .build/release/libcondense_onednn_plugin.so.
@@ -77,12 +78,20 @@ let package = Package(
             dependencies: ["Condense", "CondenseTraining"],
             swiftSettings: [.swiftLanguageMode(.v6)]
         ),
+        // Models served by the runtime: the BERT-family sentence encoder, its WordPiece tokenizer,
+        // InferenceSession.
+        .target(
+            name: "CondenseInference",
+            dependencies: ["Condense", "CCondenseKernels"],
+            swiftSettings: [.swiftLanguageMode(.v6)]
+        ),
         .executableTarget(
             name: "CondenseCLI",
             dependencies: [
                 "Condense",
                 "CondenseCompression",
                 "CondenseTraining",
+                "CondenseInference",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             resources: [.copy("Resources/mnist")],
@@ -96,6 +105,12 @@ let package = Package(
         .testTarget(
             name: "CondenseTrainingTests",
             dependencies: ["CondenseTraining", "Condense"],
+            swiftSettings: [.swiftLanguageMode(.v6)]
+        ),
+        .testTarget(
+            name: "CondenseInferenceTests",
+            dependencies: ["CondenseInference", "Condense", "CondenseCompression"],
+            resources: [.copy("Fixtures")],
             swiftSettings: [.swiftLanguageMode(.v6)]
         ),
         .testTarget(

@@ -369,6 +369,25 @@ double condense_probe_fma_gflops(int threads, condense_isa isa);
 /** Measured read bandwidth in GB/s over a buffer of `bytes` (best of `passes` after a warm-up). */
 double condense_probe_read_gbps(size_t bytes, int threads, int passes);
 
+/* ---- Transformer pieces ------------------------------------------------------------------ */
+
+/**
+ * Multi-head self-attention over packed sequences (no padding): sequence s is rows
+ * seq_start[s] ≤ r < seq_start[s+1] of q, k, v (row stride ld; for a fused QKV projection pass
+ * q = qkv, k = qkv + H, v = qkv + 2H, ld = 3H). Head h reads and writes columns
+ * h·head_dim…h·head_dim + head_dim − 1; out (row stride ldo) = softmax(scale·q·kᵀ)·v per head.
+ * Parallel over (sequence, head) pairs; `isa` picks the code path (at most the detected level;
+ * the AVX-512 path needs head_dim % 16 == 0). Returns 0, or 1 on a bad seq_start or no memory.
+ */
+int condense_f32_attention(const float *q, const float *k, const float *v, size_t ld, float *out, size_t ldo,
+                           const int32_t *seq_start, size_t nseq, int heads, int head_dim, float scale,
+                           condense_isa isa, int threads);
+
+/** In-place LayerNorm of `rows` rows of n floats (row stride ld): (x − mean)/√(var + eps)·γ + β,
+ *  statistics in double. */
+void condense_f32_layernorm(float *x, size_t rows, size_t n, size_t ld, const float *gamma, const float *beta,
+                            float eps, int threads);
+
 #ifdef __cplusplus
 }
 #endif

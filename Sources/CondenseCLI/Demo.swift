@@ -33,7 +33,7 @@ struct DataOptions: ParsableArguments {
 
 struct Demo: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Train an MLP on MNIST, compress it six ways (pruning, quantization, distillation, alone and combined), and report accuracy, calibration, size, latency and kernels.")
+        abstract: "Train an MLP on MNIST, compress it eleven ways (pruning, quantization, distillation, alone and combined), and report accuracy, calibration, size, latency and kernels.")
 
     @OptionGroup var data: DataOptions
     @Option(help: "Teacher hidden sizes.")
@@ -117,6 +117,7 @@ enum DemoPipelines {
             Pipeline("90 % → int8, no recovery", [.prune(.unstructured(0.9), score: .magnitude), .quantize(.int8)]),
             Pipeline("2:4 → fine-tune → QAT int8", [.prune(.nm(n: 2, m: 4), score: .activationAware), .fineTune(epochs: ep(3), distill: false),
                                                      .qat(.int8, epochs: ep(1), distill: false)]),
+            Pipeline("neurons −50 % → fine-tune", [.shrink(fraction: 0.5), .fineTune(epochs: ep(3), distill: false)]),
             Pipeline("90 % gradual → QAT int8", [.pruneGradually(sparsity: 0.9, epochs: ep(4), score: .magnitude),
                                                   .qat(.int8, epochs: ep(1), distill: false)]),
             Pipeline("distill → 2:4 → fine-tune → int8", [

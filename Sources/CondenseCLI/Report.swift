@@ -120,7 +120,7 @@ struct DemoReport: Codable {
                 + "<td>\(esc(Array(Set(e.formats)).sorted().joined(separator: ", ")))</td></tr>\n"
         }
         h += "</table><h2>Findings</h2><ul>" + findings().map { "<li>\(esc($0))</li>" }.joined() + "</ul>"
-        h += "<h2>Accuracy, latency and size</h2><p class=\"note\">Batch-1 latency (log scale) against accuracy; circle area ∝ file size; the line joins the Pareto front (no other variant is both faster and more accurate).</p>"
+        h += "<h2>Accuracy, latency and size</h2><p class=\"note\">Batch-1 latency (log scale) against accuracy; circle area ∝ file size; the red line joins the Pareto front (no other variant is at least as fast and as accurate and better in one).</p>"
         h += paretoSVG()
         h += "<h2>Reliability</h2><p class=\"note\">Accuracy per confidence bin (15 bins) against the diagonal of perfect calibration: teacher and full pipeline.</p>"
         h += reliabilitySVG(teacher, "teacher") + reliabilitySVG(pipelines.last?.final ?? teacher, pipelines.last?.name ?? "")
@@ -140,16 +140,22 @@ struct DemoReport: Codable {
     }
 
     private func paretoSVG() -> String {
-        let pts = rows.map { (name: $0.0, lat: p50($0.2, 1), acc: $0.2.accuracy, bytes: Double($0.2.fileBytes)) }.filter { $0.lat > 0 && $0.lat.isFinite }
+        let pts = rows.enumerated().map { (i, r) in (n: i + 1, name: r.0, lat: p50(r.2, 1), acc: r.2.accuracy, bytes: Double(r.2.fileBytes)) }
+            .filter { $0.lat > 0 && $0.lat.isFinite }
         guard !pts.isEmpty else { return "" }
-        let (w, hgt, m) = (760.0, 420.0, 60.0)
+        let (w, hgt, m, legend) = (900.0, 420.0, 60.0, 300.0)
         let lo = log10(pts.map(\.lat).min()! * 0.8), hi = log10(pts.map(\.lat).max()! * 1.25)
-        let amin = max(0, pts.map(\.acc).min()! - 0.01), amax = min(1, pts.map(\.acc).max()! + 0.005)
-        func x(_ l: Double) -> Double { m + (log10(l) - lo) / max(hi - lo, 1e-9) * (w - 2 * m) }
-        func y(_ a: Double) -> Double { hgt - m - (a - amin) / max(amax - amin, 1e-9) * (hgt - 2 * m) }
+        // The axis shows the interesting range (teacher − 6 pt and up); variants below it sit on
+        // the bottom edge as ▼ with their accuracy in the legend.
+        let amax = min(1, pts.map(\.acc).max()! + 0.003)
+        let amin = max(pts.map(\.acc).min()! - 0.003, teacher.accuracy - 0.06)
+        let plotW = w - legend
+        func x(_ l: Double) -> Double { m + (log10(l) - lo) / max(hi - lo, 1e-9) * (plotW - 1.5 * m) }
+        func y(_ a: Double) -> Double { hgt - m - (max(a, amin) - amin) / max(amax - amin, 1e-9) * (hgt - 2 * m) }
+        func esc(_ t: String) -> String { t.replacingOccurrences(of: "&", with: "&amp;").replacingOccurrences(of: "<", with: "&lt;") }
         var s = "<svg width=\"\(Int(w))\" height=\"\(Int(hgt))\" xmlns=\"http://www.w3.org/2000/svg\"><rect width=\"100%\" height=\"100%\" fill=\"white\"/>"
-        s += "<line x1=\"\(m)\" y1=\"\(hgt - m)\" x2=\"\(w - m)\" y2=\"\(hgt - m)\" stroke=\"#333\"/><line x1=\"\(m)\" y1=\"\(m)\" x2=\"\(m)\" y2=\"\(hgt - m)\" stroke=\"#333\"/>"
-        s += "<text x=\"\(w / 2)\" y=\"\(hgt - 15)\" text-anchor=\"middle\">batch-1 latency p50 (µs, log)</text><text x=\"15\" y=\"\(hgt / 2)\" transform=\"rotate(-90 15 \(hgt / 2))\" text-anchor=\"middle\">accuracy %</text>"
+        s += "<line x1=\"\(m)\" y1=\"\(hgt - m)\" x2=\"\(plotW - m / 2)\" y2=\"\(hgt - m)\" stroke=\"#333\"/><line x1=\"\(m)\" y1=\"\(m)\" x2=\"\(m)\" y2=\"\(hgt - m)\" stroke=\"#333\"/>"
+        s += "<text x=\"\(plotW / 2)\" y=\"\(hgt - 15)\" text-anchor=\"middle\">batch-1 latency p50 (µs, log scale)</text><text x=\"15\" y=\"\(hgt / 2)\" transform=\"rotate(-90 15 \(hgt / 2))\" text-anchor=\"middle\">accuracy %</text>"
         var tick = pow(10, floor(lo))
         while tick <= pow(10, hi) {
             for k in [1.0, 2, 5] where log10(tick * k) >= lo && log10(tick * k) <= hi {
@@ -161,14 +167,21 @@ struct DemoReport: Codable {
             let a = amin + Double(i) / 4 * (amax - amin)
             s += "<text x=\"\(m - 6)\" y=\"\(y(a) + 4)\" text-anchor=\"end\">\(String(format: "%.1f", 100 * a))</text>"
         }
-        let front = pts.filter { p in !pts.contains { q in q.lat < p.lat && q.acc > p.acc } }.sorted { $0.lat < $1.lat }
+        let front = pts.filter { p in !pts.contains { q in q.lat <= p.lat && q.acc >= p.acc && (q.lat < p.lat || q.acc > p.acc) } }.sorted { $0.lat < $1.lat }
         s += "<polyline fill=\"none\" stroke=\"#c33\" stroke-width=\"1.5\" points=\"" + front.map { "\(x($0.lat)),\(y($0.acc))" }.joined(separator: " ") + "\"/>"
         let maxB = pts.map(\.bytes).max()!
         for p in pts {
-            let r = 4 + 16 * (p.bytes / maxB).squareRoot()
-            s += "<circle cx=\"\(x(p.lat))\" cy=\"\(y(p.acc))\" r=\"\(r)\" fill=\"#3a7bd5\" fill-opacity=\"0.35\" stroke=\"#3a7bd5\"/>"
-            s += "<text x=\"\(x(p.lat) + r + 2)\" y=\"\(y(p.acc) + 4)\">\(p.name.replacingOccurrences(of: "&", with: "&amp;").replacingOccurrences(of: "<", with: "&lt;"))</text>"
+            let r = 4 + 14 * (p.bytes / maxB).squareRoot()
+            let below = p.acc < amin
+            s += below
+                ? "<text x=\"\(x(p.lat))\" y=\"\(hgt - m - 4)\" text-anchor=\"middle\" fill=\"#c33\">▼\(p.n)</text>"
+                : "<circle cx=\"\(x(p.lat))\" cy=\"\(y(p.acc))\" r=\"\(r)\" fill=\"#3a7bd5\" fill-opacity=\"0.3\" stroke=\"#3a7bd5\"/><text x=\"\(x(p.lat))\" y=\"\(y(p.acc) + 4)\" text-anchor=\"middle\">\(p.n)</text>"
         }
+        for (i, p) in pts.enumerated() {
+            let onFront = front.contains { $0.n == p.n }
+            s += "<text x=\"\(plotW + 5)\" y=\"\(m + Double(i) * 17)\"\(onFront ? " fill=\"#c33\"" : "")>\(p.n). \(esc(p.name)) — \(String(format: "%.2f", 100 * p.acc)) %, \(Int(p.bytes / 1024)) KB</text>"
+        }
+        s += "<text x=\"\(plotW + 5)\" y=\"\(m + Double(pts.count) * 17 + 10)\" fill=\"#c33\">red: on the Pareto front</text>"
         return s + "</svg>"
     }
 
@@ -183,6 +196,10 @@ struct DemoReport: Codable {
             s += "<rect x=\"\(m + Double(i) * bw + 1)\" y=\"\(h - m - bh)\" width=\"\(bw - 2)\" height=\"\(bh)\" fill=\"#3a7bd5\" fill-opacity=\"0.6\"><title>\(b.count) predictions, confidence \(String(format: "%.3f", b.confidence)), accuracy \(String(format: "%.3f", b.accuracy))</title></rect>"
         }
         s += "<line x1=\"\(m)\" y1=\"\(h - m)\" x2=\"\(w - m)\" y2=\"\(h - m)\" stroke=\"#333\"/><line x1=\"\(m)\" y1=\"\(m)\" x2=\"\(m)\" y2=\"\(h - m)\" stroke=\"#333\"/>"
+        for v in [0.0, 0.5, 1.0] {
+            s += "<text x=\"\(m + v * (w - 2 * m))\" y=\"\(h - m + 14)\" text-anchor=\"middle\">\(v)</text>"
+            s += "<text x=\"\(m - 4)\" y=\"\(h - m - v * (h - 2 * m) + 4)\" text-anchor=\"end\">\(v)</text>"
+        }
         s += "<text x=\"\(w / 2)\" y=\"\(h - 10)\" text-anchor=\"middle\">confidence</text><text x=\"12\" y=\"\(h / 2)\" transform=\"rotate(-90 12 \(h / 2))\" text-anchor=\"middle\">accuracy</text>"
         return s + "</svg>"
     }

@@ -1,0 +1,285 @@
+import CCondenseKernels
+import Condense
+import Foundation
+
+/// The fields of a BERT `config.json` the encoder uses.
+public struct BertConfig: Sendable, Decodable, Equatable {
+    public let hiddenSize: Int
+    public let numHiddenLayers: Int
+    public let numAttentionHeads: Int
+    public let intermediateSize: Int
+    public let maxPositionEmbeddings: Int
+    public let typeVocabSize: Int
+    public let vocabSize: Int
+    public let layerNormEps: Float
+    public let hiddenAct: String
+
+    enum CodingKeys: String, CodingKey {
+        case hiddenSize = "hidden_size", numHiddenLayers = "num_hidden_layers", numAttentionHeads = "num_attention_heads"
+        case intermediateSize = "intermediate_size", maxPositionEmbeddings = "max_position_embeddings"
+        case typeVocabSize = "type_vocab_size", vocabSize = "vocab_size", layerNormEps = "layer_norm_eps", hiddenAct = "hidden_act"
+    }
+}
+
+/// A BERT-family sentence encoder (e.g. sentence-transformers/all-MiniLM-L6-v2): token, position
+/// and type embeddings, `numHiddenLayers` encoder layers (fused QKV projection, multi-head
+/// self-attention, LayerNorm, GELU feed-forward), mean pooling over the tokens and L2
+/// normalisation. Every projection is a ``LinearLayer`` in any format, so a compressed encoder is
+/// the same type with converted layers. Run it through an ``InferenceSession``.
+public struct SentenceEncoder: Sendable {
+    public struct Layer: Sendable {
+        /// Q, K and V projections stacked: `[3H, H]`.
+        public var qkv: LinearLayer
+        public var attentionOutput: LinearLayer
+        public var attentionNorm: (gamma: [Float], beta: [Float])
+        /// `[I, H]` with GELU fused.
+        public var intermediate: LinearLayer
+        public var output: LinearLayer
+        public var outputNorm: (gamma: [Float], beta: [Float])
+    }
+
+    public let config: BertConfig
+    public let tokenizer: WordPieceTokenizer
+    /// Tokens per sentence including [CLS] and [SEP] (sentence-transformers' max_seq_length).
+    public var maxLength: Int
+    let wordEmbeddings: [Float]
+    let positionEmbeddings: [Float]
+    let typeEmbeddings: [Float]
+    let embeddingNorm: (gamma: [Float], beta: [Float])
+    public var layers: [Layer]
+
+    /// Loads `config.json`, `vocab.txt` and `model.safetensors` from a folder (a Hugging Face
+    /// model folder; `sentence_bert_config.json`'s max_seq_length when present, else 256).
+    /// - Throws: ``InferenceError/invalidModel(_:)`` or ``SafeTensorsError`` naming the file or
+    ///   tensor; nothing is half-loaded.
+    public init(directory: String) throws {
+        let dir = URL(fileURLWithPath: directory)
+        func read(_ name: String) throws -> Data {
+            guard let d = FileManager.default.contents(atPath: dir.appendingPathComponent(name).path) else {
+                throw InferenceError.invalidModel("cannot read \(dir.appendingPathComponent(name).path)")
+            }
+            return d
+        }
+        let config: BertConfig
+        do { config = try JSONDecoder().decode(BertConfig.self, from: read("config.json")) } catch let e as InferenceError { throw e } catch {
+            throw InferenceError.invalidModel("config.json: \(error)")
+        }
+        var maxLength = 256
+        if let d = FileManager.default.contents(atPath: dir.appendingPathComponent("sentence_bert_config.json").path),
+           let obj = try? JSONSerialization.jsonObject(with: d) as? [String: Any], let m = obj["max_seq_length"] as? Int {
+            maxLength = m
+        }
+        let tokenizer = try WordPieceTokenizer(vocabulary: dir.appendingPathComponent("vocab.txt").path)
+        let weights = try SafeTensors(contentsOf: dir.appendingPathComponent("model.safetensors").path)
+        try self.init(config: config, tokenizer: tokenizer, weights: weights, maxLength: maxLength)
+    }
+
+    public init(config c: BertConfig, tokenizer: WordPieceTokenizer, weights f: SafeTensors, maxLength: Int = 256) throws {
+        guard c.hiddenSize > 0, c.numAttentionHeads > 0, c.hiddenSize % c.numAttentionHeads == 0 else {
+            throw InferenceError.invalidModel("hidden size \(c.hiddenSize) is not a multiple of \(c.numAttentionHeads) heads")
+        }
+        guard c.hiddenAct == "gelu" else { throw InferenceError.invalidModel("hidden_act '\(c.hiddenAct)' is not supported (gelu)") }
+        guard maxLength >= 2, maxLength <= c.maxPositionEmbeddings else {
+            throw InferenceError.invalidModel("max length \(maxLength) outside 2…\(c.maxPositionEmbeddings) positions")
+        }
+        guard tokenizer.tokens.count <= c.vocabSize else {
+            throw InferenceError.invalidModel("vocabulary has \(tokenizer.tokens.count) tokens, the model \(c.vocabSize)")
+        }
+        let h = c.hiddenSize, i = c.intermediateSize
+        // Weights may be stored with a "bert." prefix (BertForX checkpoints).
+        let prefix = f.tensors["embeddings.word_embeddings.weight"] != nil ? "" : "bert."
+        func t(_ name: String, _ shape: [Int]) throws -> [Float] { try f.floats(prefix + name, shape: shape) }
+        func linear(_ name: String, out: Int, inp: Int, act: Activation = .none) throws -> LinearLayer {
+            try LinearLayer(weights: .dense(Matrix(rows: out, columns: inp, elements: t(name + ".weight", [out, inp]))),
+                            bias: t(name + ".bias", [out]), activation: act)
+        }
+        self.config = c
+        self.tokenizer = tokenizer
+        self.maxLength = maxLength
+        wordEmbeddings = try t("embeddings.word_embeddings.weight", [c.vocabSize, h])
+        positionEmbeddings = try t("embeddings.position_embeddings.weight", [c.maxPositionEmbeddings, h])
+        typeEmbeddings = try t("embeddings.token_type_embeddings.weight", [c.typeVocabSize, h])
+        embeddingNorm = (try t("embeddings.LayerNorm.weight", [h]), try t("embeddings.LayerNorm.bias", [h]))
+        layers = try (0..<c.numHiddenLayers).map { l in
+            let p = "encoder.layer.\(l)."
+            let q = try t(p + "attention.self.query.weight", [h, h]), k = try t(p + "attention.self.key.weight", [h, h])
+            let v = try t(p + "attention.self.value.weight", [h, h])
+            let qb = try t(p + "attention.self.query.bias", [h]), kb = try t(p + "attention.self.key.bias", [h])
+            let vb = try t(p + "attention.self.value.bias", [h])
+            return Layer(
+                qkv: try LinearLayer(weights: .dense(Matrix(rows: 3 * h, columns: h, elements: q + k + v)), bias: qb + kb + vb),
+                attentionOutput: try linear(p + "attention.output.dense", out: h, inp: h),
+                attentionNorm: (try t(p + "attention.output.LayerNorm.weight", [h]), try t(p + "attention.output.LayerNorm.bias", [h])),
+                intermediate: try linear(p + "intermediate.dense", out: i, inp: h, act: .gelu),
+                output: try linear(p + "output.dense", out: h, inp: i),
+                outputNorm: (try t(p + "output.LayerNorm.weight", [h]), try t(p + "output.LayerNorm.bias", [h])))
+        }
+    }
+
+    /// Every projection with a name ("layer.0.qkv", "layer.0.attention_output",
+    /// "layer.0.intermediate", "layer.0.output"), for compression and reports.
+    public var linears: [(name: String, layer: LinearLayer)] {
+        layers.enumerated().flatMap { l, x in
+            [("layer.\(l).qkv", x.qkv), ("layer.\(l).attention_output", x.attentionOutput),
+             ("layer.\(l).intermediate", x.intermediate), ("layer.\(l).output", x.output)]
+        }
+    }
+
+    /// The same encoder with each projection replaced by `transform(name, layer)`, e.g. converted
+    /// to int8 or pruned to 2:4.
+    public func mapLinears(_ transform: (String, LinearLayer) throws -> LinearLayer) rethrows -> SentenceEncoder {
+        var m = self
+        for l in m.layers.indices {
+            m.layers[l].qkv = try transform("layer.\(l).qkv", m.layers[l].qkv)
+            m.layers[l].attentionOutput = try transform("layer.\(l).attention_output", m.layers[l].attentionOutput)
+            m.layers[l].intermediate = try transform("layer.\(l).intermediate", m.layers[l].intermediate)
+            m.layers[l].output = try transform("layer.\(l).output", m.layers[l].output)
+        }
+        return m
+    }
+
+    /// Bytes of the projections' weights in their formats (the bulk of the model besides the
+    /// embedding tables).
+    public var projectionBytes: Int { linears.reduce(0) { $0 + $1.layer.weights.byteCount + ($1.layer.bias?.count ?? 0) * 4 } }
+}
+
+/// Runs a ``SentenceEncoder``: every projection prepared once through the registry (any format,
+/// any backend, measured dispatch), batches of sentences packed without padding, safe to call
+/// from many threads at once.
+///
+/// ```swift
+/// let model = try SentenceEncoder(directory: "all-MiniLM-L6-v2")
+/// let session = try InferenceSession(model)
+/// let vectors = try session.embed(["A cat sat on the mat.", "Un chat était assis."])
+/// let cosine = zip(vectors[0], vectors[1]).reduce(0) { $0 + $1.0 * $1.1 }   // unit vectors
+/// ```
+public final class InferenceSession: Sendable {
+    public let model: SentenceEncoder
+    let prepared: [(qkv: PlacedLinear, attentionOutput: PlacedLinear, intermediate: PlacedLinear, output: PlacedLinear)]
+
+    /// Prepares every projection. `policy` defaults to measured dispatch at 128-token batches.
+    public init(_ model: SentenceEncoder, registry: BackendRegistry = .standard(), policy: SelectionPolicy = .fastest(batch: 128)) throws {
+        self.model = model
+        prepared = try model.layers.map { l in
+            (try registry.prepare(l.qkv, policy: policy), try registry.prepare(l.attentionOutput, policy: policy),
+             try registry.prepare(l.intermediate, policy: policy), try registry.prepare(l.output, policy: policy))
+        }
+    }
+
+    /// Where each projection runs.
+    public var placements: [(name: String, placement: Placement)] {
+        prepared.enumerated().flatMap { l, p in
+            [("layer.\(l).qkv", p.qkv.placement), ("layer.\(l).attention_output", p.attentionOutput.placement),
+             ("layer.\(l).intermediate", p.intermediate.placement), ("layer.\(l).output", p.output.placement)]
+        }
+    }
+
+    /// Unit-length sentence embeddings, one per text (mean pooling over its tokens).
+    public func embed(_ texts: [String]) throws -> [[Float]] {
+        try embed(tokenIDs: texts.map { model.tokenizer.encode($0, maxLength: model.maxLength) })
+    }
+
+    /// Embeddings of already tokenized sentences (each with its [CLS] … [SEP]).
+    /// - Throws: ``InferenceError/invalidInput(_:)`` for an empty sequence, a sequence longer than
+    ///   the positions, or an id outside the vocabulary.
+    public func embed(tokenIDs seqs: [[Int32]]) throws -> [[Float]] {
+        let c = model.config, h = c.hiddenSize
+        guard !seqs.isEmpty else { return [] }
+        var starts: [Int32] = [0]
+        for (i, s) in seqs.enumerated() {
+            guard !s.isEmpty, s.count <= c.maxPositionEmbeddings else {
+                throw InferenceError.invalidInput("sequence \(i) has \(s.count) tokens (1…\(c.maxPositionEmbeddings) allowed)")
+            }
+            if let bad = s.first(where: { $0 < 0 || Int($0) >= c.vocabSize }) {
+                throw InferenceError.invalidInput("sequence \(i): token id \(bad) outside the vocabulary of \(c.vocabSize)")
+            }
+            starts.append(starts.last! + Int32(s.count))
+        }
+        let rows = Int(starts.last!)
+        // Embeddings: word + position + type 0, then LayerNorm.
+        var x = try Matrix<Float>(rows: rows, columns: h)
+        x.withUnsafeMutableBufferPointer { xp in
+            model.wordEmbeddings.withUnsafeBufferPointer { we in
+                model.positionEmbeddings.withUnsafeBufferPointer { pe in
+                    model.typeEmbeddings.withUnsafeBufferPointer { te in
+                        var r = 0
+                        for s in seqs {
+                            for (p, id) in s.enumerated() {
+                                let dst = xp.baseAddress! + r * h, w = we.baseAddress! + Int(id) * h, q = pe.baseAddress! + p * h
+                                for j in 0..<h { dst[j] = w[j] + q[j] + te[j] }
+                                r += 1
+                            }
+                        }
+                    }
+                }
+            }
+            layerNorm(xp.baseAddress!, rows: rows, h: h, model.embeddingNorm)
+        }
+        let heads = c.numAttentionHeads, d = h / heads
+        var qkv = try Matrix<Float>(rows: rows, columns: 3 * h)
+        var ctx = try Matrix<Float>(rows: rows, columns: h)
+        var proj = try Matrix<Float>(rows: rows, columns: h)
+        var inter = try Matrix<Float>(rows: rows, columns: c.intermediateSize)
+        for (l, p) in prepared.enumerated() {
+            try p.qkv.apply(x, into: &qkv)
+            let status = qkv.withUnsafeBufferPointer { q in
+                ctx.withUnsafeMutableBufferPointer { o in
+                    starts.withUnsafeBufferPointer { st in
+                        condense_f32_attention(q.baseAddress!, q.baseAddress! + h, q.baseAddress! + 2 * h, 3 * h, o.baseAddress!, h,
+                                               st.baseAddress!, seqs.count, Int32(heads), Int32(d), 1 / Float(d).squareRoot(),
+                                               condense_isa_active(), 0)
+                    }
+                }
+            }
+            guard status == 0 else { throw InferenceError.invalidInput("attention failed (out of memory?)") }
+            try p.attentionOutput.apply(ctx, into: &proj)
+            addAndNorm(&x, proj, model.layers[l].attentionNorm)
+            try p.intermediate.apply(x, into: &inter)
+            try p.output.apply(inter, into: &proj)
+            addAndNorm(&x, proj, model.layers[l].outputNorm)
+        }
+        // Mean pooling over each sentence's tokens, then L2 normalisation.
+        return x.withUnsafeBufferPointer { xp in
+            (0..<seqs.count).map { s in
+                var v = [Float](repeating: 0, count: h)
+                let (a, b) = (Int(starts[s]), Int(starts[s + 1]))
+                for r in a..<b { for j in 0..<h { v[j] += xp[r * h + j] } }
+                let inv = 1 / Float(b - a)
+                var norm: Float = 0
+                for j in 0..<h { v[j] *= inv; norm += v[j] * v[j] }
+                let scale = 1 / max(norm.squareRoot(), 1e-12)
+                return v.map { $0 * scale }
+            }
+        }
+    }
+
+    private func layerNorm(_ x: UnsafeMutablePointer<Float>, rows: Int, h: Int, _ n: (gamma: [Float], beta: [Float])) {
+        n.gamma.withUnsafeBufferPointer { g in
+            n.beta.withUnsafeBufferPointer { b in
+                condense_f32_layernorm(x, rows, h, h, g.baseAddress!, b.baseAddress!, model.config.layerNormEps, 0)
+            }
+        }
+    }
+
+    private func addAndNorm(_ x: inout Matrix<Float>, _ y: Matrix<Float>, _ n: (gamma: [Float], beta: [Float])) {
+        let count = x.count, h = model.config.hiddenSize
+        x.withUnsafeMutableBufferPointer { xp in
+            y.withUnsafeBufferPointer { yp in for i in 0..<count { xp[i] += yp[i] } }
+            layerNorm(xp.baseAddress!, rows: count / h, h: h, n)
+        }
+    }
+}
+
+/// Writes a float32 matrix as a NumPy `.npy` file (format 1.0, little-endian, C order).
+public func writeNPY(_ rows: [[Float]], columns: Int, to path: String) throws {
+    guard rows.allSatisfy({ $0.count == columns }) else { throw InferenceError.invalidInput("rows must all have \(columns) values") }
+    var header = "{'descr': '<f4', 'fortran_order': False, 'shape': (\(rows.count), \(columns)), }"
+    while (10 + header.utf8.count + 1) % 64 != 0 { header += " " }
+    header += "\n"
+    var d = Data([0x93] + Array("NUMPY".utf8) + [1, 0])
+    let n = UInt16(header.utf8.count)
+    d.append(contentsOf: [UInt8(n & 0xFF), UInt8(n >> 8)])
+    d.append(contentsOf: Array(header.utf8))
+    for r in rows { r.withUnsafeBytes { d.append(contentsOf: $0) } }
+    try d.write(to: URL(fileURLWithPath: path), options: .atomic)
+}

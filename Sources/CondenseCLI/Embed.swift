@@ -26,6 +26,19 @@ func compressEncoder(_ m: SentenceEncoder, format: String, calibration: [String]
     switch format {
     case "fp32", "dense": return m
     case "int8": return try m.mapLinears { _, l in try l.converted(to: .int8) }
+    case let f where f.hasPrefix("int8-except:"):
+        // int8 everywhere but the named projections (qkv, attention_output, intermediate, output),
+        // which stay f32: for finding the layers whose activations do not quantize well.
+        let keep = f.dropFirst("int8-except:".count).split(separator: "+").map(String.init)
+        return try m.mapLinears { name, l in keep.contains { name.hasSuffix("." + $0) } ? l : try l.converted(to: .int8) }
+    case let f where f.hasPrefix("int8-wo:"):
+        // The named projections int8 weight-only (activations stay f32), the rest full int8.
+        let wo = f.dropFirst("int8-wo:".count).split(separator: "+").map(String.init)
+        return try m.mapLinears { name, l in
+            let q = try l.converted(to: .int8)
+            guard wo.contains(where: { name.hasSuffix("." + $0) }), case let .int8(w) = q.weights else { return q }
+            return try LinearLayer(weights: .int8(w.with(path: .weightOnly)), bias: l.bias, activation: l.activation)
+        }
     case let f where f.hasPrefix("int4-g"):
         guard let g = Int(f.dropFirst(6)), g >= 1 else { throw ValidationError("--format \(f): int4-gN with N >= 1") }
         return try m.mapLinears { _, l in try l.converted(to: .int4(group: g)) }

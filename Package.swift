@@ -94,7 +94,7 @@ let package = Package(
                 "CondenseInference",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
-            resources: [.copy("Resources/mnist")],
+            resources: [.copy("Resources/mnist"), .copy("Resources/text")],
             swiftSettings: [.swiftLanguageMode(.v6)]
         ),
         .testTarget(

@@ -141,3 +141,14 @@ void condense_f32_layernorm(float *x, size_t rows, size_t n, size_t ld, const fl
         for (size_t c = 0; c < n; c++) xr[c] = (xr[c] - mu) * inv * gamma[c] + beta[c];
     }
 }
+
+void condense_f32_scale_columns(const float *x, size_t rows, size_t n, size_t ldx, const float *s, float *y, size_t ldy,
+                                int threads) {
+    const int nt = threads > 0 ? threads : condense_get_num_threads();
+#pragma omp parallel for num_threads(nt) schedule(static) if (rows * n > 65536)
+    for (long r = 0; r < (long)rows; r++) {
+        const float *xr = x + (size_t)r * ldx;
+        float *yr = y + (size_t)r * ldy;
+        for (size_t c = 0; c < n; c++) yr[c] = xr[c] * s[c];
+    }
+}

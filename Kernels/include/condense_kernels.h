@@ -383,6 +383,10 @@ int condense_f32_attention(const float *q, const float *k, const float *v, size_
                            const int32_t *seq_start, size_t nseq, int heads, int head_dim, float scale,
                            condense_isa isa, int threads);
 
+/** y[r][c] = x[r][c] · s[c] (SmoothQuant's per-column input scaling); y may be x. */
+void condense_f32_scale_columns(const float *x, size_t rows, size_t n, size_t ldx, const float *s, float *y, size_t ldy,
+                                int threads);
+
 /** In-place LayerNorm of `rows` rows of n floats (row stride ld): (x − mean)/√(var + eps)·γ + β,
  *  statistics in double. */
 void condense_f32_layernorm(float *x, size_t rows, size_t n, size_t ld, const float *gamma, const float *beta,

@@ -16,7 +16,11 @@ struct BenchEmbed: ParsableCommand {
     var formats = "fp32,int8"
     @Option(help: "Batch sizes (sentences of 128 tokens), comma-separated.")
     var batches = "1,32"
+    @Option(help: "Sentences for quality (cosine to fp32, nearest-neighbour agreement); default: the bundled eval set.")
+    var sentences: String?
     @OptionGroup var bench: BenchOptions
+    @Option(help: "Calibration text for int8-smooth, 2:4-act and 2:4-recon (one sentence per line; default: the bundled set).")
+    var calibration: String?
     @OptionGroup var runtime: RuntimeOptions
 
     func run() throws {
@@ -28,13 +32,31 @@ struct BenchEmbed: ParsableCommand {
         precondition(ids.count == 128)
         var records: [[String: Any]] = []
         if !bench.json { print("condense bench embed: \(dir), \(CondenseRuntime.cpuBrand), \(CondenseRuntime.threads) thread(s); 128 tokens per sentence") }
+        let evalSet = try sentences.map { try String(contentsOfFile: $0, encoding: .utf8).split(separator: "\n").map(String.init) } ?? bundledText("eval.txt")
+        let reference = try InferenceSession(base, policy: .priority).embed(evalSet)
+        func neighbours(_ e: [[Float]]) -> [Int] {
+            e.indices.map { i in e.indices.filter { $0 != i }.max { a, b in dot(e[i], e[a]) < dot(e[i], e[b]) }! }
+        }
+        let refNN = neighbours(reference)
         for f in formats.split(separator: ",").map(String.init) {
-            let session = try InferenceSession(compressEncoder(base, format: f), registry: cliRegistry(), policy: .fastest(batch: 128))
+            let started = Date()
+            let encoder = try compressEncoder(base, format: f, calibration: calibrationLines())
+            let compressS = Date().timeIntervalSince(started)
+            let session = try InferenceSession(encoder, registry: cliRegistry(), policy: .fastest(batch: 128))
+            let got = try session.embed(evalSet)
+            let cos = zip(got, reference).map { dot($0, $1) }
+            let nn = zip(neighbours(got), refNN).filter { $0 == $1 }.count
+            let quality: [String: Any] = ["mean_cos": cos.reduce(0, +) / Float(cos.count), "min_cos": cos.min()!,
+                                          "nn_agreement": Double(nn) / Double(evalSet.count), "sentences": evalSet.count,
+                                          "projection_bytes": encoder.projectionBytes, "compress_s": compressS]
+            if !bench.json {
+                print("condense     \(pad(f, 13)) quality on \(evalSet.count) sentences: mean cos \(String(format: "%.5f", quality["mean_cos"] as! Float)), min \(String(format: "%.5f", cos.min()!)), nearest-neighbour agreement \(nn)/\(evalSet.count); projections \(encoder.projectionBytes / 1024) KB")
+            }
             for b in try parseInts(batches, option: "--batches") where b >= 1 {
                 let seqs = [[Int32]](repeating: ids, count: b)
                 let t = try Timing.measure(samples: bench.reps, minSampleSeconds: max(bench.minSample, 0.2)) { _ = try session.embed(tokenIDs: seqs) }
                 records.append(["op": "embed", "backend": "condense", "format": f, "batch": b, "tokens": 128, "threads": CondenseRuntime.threads,
-                                "median_s": t.median, "min_s": t.min, "max_s": t.max])
+                                "median_s": t.median, "min_s": t.min, "max_s": t.max].merging(quality) { a, _ in a })
                 if !bench.json { print("condense     \(pad(f, 13)) batch \(pad("\(b)", 3, right: true)): \(fmt(t.median * 1e3, 2)) ms (spread \(fmt(100 * t.spread, 0)) %)") }
             }
         }
@@ -47,5 +69,16 @@ struct BenchEmbed: ParsableCommand {
             records += peer
         }
         if bench.json { print(try jsonString(records)) }
+    }
+}
+
+private func dot(_ a: [Float], _ b: [Float]) -> Float { zip(a, b).reduce(0) { $0 + $1.0 * $1.1 } }
+
+extension BenchEmbed {
+    func calibrationLines() throws -> [String]? {
+        try calibration.map { path in
+            guard let t = try? String(contentsOfFile: path, encoding: .utf8) else { throw ValidationError("cannot read --calibration \(path)") }
+            return t.split(separator: "\n").map(String.init)
+        }
     }
 }

@@ -21,35 +21,70 @@ func installedMiniLM() -> String? {
     return p.terminationStatus == 0 && FileManager.default.fileExists(atPath: dir + "/config.json") ? dir : nil
 }
 
-/// Projection formats for the encoder: f32, int8 per channel, int4 in groups, 2:4 (+int8).
-func compressEncoder(_ m: SentenceEncoder, format: String, calibration: [String] = []) throws -> SentenceEncoder {
+/// Bundled text: calibration.txt (for SmoothQuant and activation-aware pruning) and eval.txt (48
+/// sentences in groups of paraphrases, for cosine and nearest-neighbour agreement).
+func bundledText(_ name: String) throws -> [String] {
+    guard let url = Bundle.module.url(forResource: "text", withExtension: nil)?.appendingPathComponent(name),
+          let text = try? String(contentsOf: url, encoding: .utf8) else {
+        throw ValidationError("bundled text \(name) is missing from this build")
+    }
+    return text.split(separator: "\n").map(String.init)
+}
+
+/// The encoder with its projections compressed:
+///   fp32 · int8 (per-channel weights, per-token u8 activations) · int8-smooth (SmoothQuant α 0.5,
+///   then int8) · int4-gN · 2:4 (magnitude) · 2:4-act (activation-aware, calibrated) ·
+///   2:4-int8 / 2:4-act-int8 (2:4 then int8 values) · int8-except:a+b / int8-wo:a+b (per-layer
+///   experiments). Calibration statistics come from `calibration` (bundled text by default).
+func compressEncoder(_ m: SentenceEncoder, format: String, calibration: [String]? = nil) throws -> SentenceEncoder {
+    func stats() throws -> EncoderStatistics {
+        try InferenceSession(m, policy: .priority).calibrate(calibration ?? bundledText("calibration.txt"))
+    }
+    func prune24(_ e: SentenceEncoder, norms: [String: [Float]]?, then q: WeightFormat) throws -> SentenceEncoder {
+        try e.mapLinears { name, l in
+            let w = l.weights.densified()
+            let score: PruningScore = norms.flatMap { $0[name] }.map { .activationAware(inputNorms: $0) } ?? .magnitude
+            let pruned = try Pruning.semiStructured(w, score: score).apply(to: w)
+            return try LinearLayer(weights: .dense(pruned), bias: l.bias, activation: l.activation).converted(to: q)
+        }
+    }
     switch format {
     case "fp32", "dense": return m
     case "int8": return try m.mapLinears { _, l in try l.converted(to: .int8) }
-    case let f where f.hasPrefix("int8-except:"):
-        // int8 everywhere but the named projections (qkv, attention_output, intermediate, output),
-        // which stay f32: for finding the layers whose activations do not quantize well.
-        let keep = f.dropFirst("int8-except:".count).split(separator: "+").map(String.init)
-        return try m.mapLinears { name, l in keep.contains { name.hasSuffix("." + $0) } ? l : try l.converted(to: .int8) }
-    case let f where f.hasPrefix("int8-wo:"):
-        // The named projections int8 weight-only (activations stay f32), the rest full int8.
-        let wo = f.dropFirst("int8-wo:".count).split(separator: "+").map(String.init)
-        return try m.mapLinears { name, l in
-            let q = try l.converted(to: .int8)
-            guard wo.contains(where: { name.hasSuffix("." + $0) }), case let .int8(w) = q.weights else { return q }
-            return try LinearLayer(weights: .int8(w.with(path: .weightOnly)), bias: l.bias, activation: l.activation)
-        }
+    case "int8-smooth": return try m.smoothed(stats()).mapLinears { _, l in try l.converted(to: .int8) }
+    case let f where f.hasPrefix("int8-smooth:"):
+        guard let a = Float(f.dropFirst("int8-smooth:".count)), a >= 0, a <= 1 else { throw ValidationError("--format \(f): int8-smooth:α with α in [0, 1]") }
+        return try m.smoothed(stats(), alpha: a).mapLinears { _, l in try l.converted(to: .int8) }
     case let f where f.hasPrefix("int4-g"):
         guard let g = Int(f.dropFirst(6)), g >= 1 else { throw ValidationError("--format \(f): int4-gN with N >= 1") }
         return try m.mapLinears { _, l in try l.converted(to: .int4(group: g)) }
-    case "2:4", "2:4-int8":
-        return try m.mapLinears { _, l in
-            let w = l.weights.densified()
-            let pruned = try Pruning.semiStructured(w).apply(to: w)
-            let sparse = try LinearLayer(weights: .dense(pruned), bias: l.bias, activation: l.activation)
-            return try sparse.converted(to: format == "2:4" ? .sparse24 : .sparse24Int8)
+    case "2:4": return try prune24(m, norms: nil, then: .sparse24)
+    case "2:4-int8": return try prune24(m, norms: nil, then: .sparse24Int8)
+    case "2:4-act": return try prune24(m, norms: stats().norms, then: .sparse24)
+    case "2:4-recon", "2:4-recon-int8", "2:4-recon-ffn", "2:4-recon-ffn-int8":
+        // Recovery without retraining: SparseGPT-style layer-wise reconstruction on calibration
+        // text, layer by layer, each layer calibrated on the outputs of the already pruned ones.
+        let text = try calibration ?? bundledText("calibration.txt")
+        var current = m
+        for l in m.layers.indices {
+            // -ffn: only the feed-forward projections (2/3 of the weights) are pruned.
+            let names: Set<String> = format.contains("ffn") ? ["layer.\(l).intermediate", "layer.\(l).output"]
+                : ["layer.\(l).qkv", "layer.\(l).attention_output", "layer.\(l).intermediate", "layer.\(l).output"]
+            let st = try InferenceSession(current, policy: .priority).calibrate(text, gram: true, only: names)
+            current = try current.mapLinears { name, lin in
+                guard names.contains(name) else { return lin }
+                guard let g = st.gram[name] else { throw ValidationError("no calibration Gram matrix for \(name)") }
+                let w = try Reconstruction.pruneNM(lin.weights.densified(), gram: g)
+                return try LinearLayer(weights: .dense(w), bias: lin.bias, activation: lin.activation)
+                    .converted(to: format.hasSuffix("int8") ? .sparse24Int8 : .sparse24)
+            }
         }
-    default: throw ValidationError("--format: unknown '\(format)' (fp32, int8, int4-g32, 2:4, 2:4-int8)")
+        return current
+    case let f where f.hasPrefix("int8-except:"):
+        // int8 everywhere but the named projections (qkv, attention_output, intermediate, output).
+        let keep = f.dropFirst("int8-except:".count).split(separator: "+").map(String.init)
+        return try m.mapLinears { name, l in keep.contains { name.hasSuffix("." + $0) } ? l : try l.converted(to: .int8) }
+    default: throw ValidationError("--format: unknown '\(format)' (fp32, int8, int8-smooth, int4-g32, 2:4, 2:4-act, 2:4-int8, 2:4-act-int8)")
     }
 }
 
@@ -69,6 +104,8 @@ struct Embed: ParsableCommand {
     var batch = 32
     @Flag(help: "Print where each projection runs.")
     var placement = false
+    @Option(help: "Calibration text for int8-smooth, 2:4-act and 2:4-recon (one sentence per line; default: the bundled set).")
+    var calibration: String?
     @OptionGroup var runtime: RuntimeOptions
 
     func run() throws {
@@ -80,7 +117,7 @@ struct Embed: ParsableCommand {
         var lines = text.components(separatedBy: "\n")
         if lines.last == "" { lines.removeLast() }
         lines = lines.map { $0.hasSuffix("\r") ? String($0.dropLast()) : $0 }
-        let encoder = try compressEncoder(SentenceEncoder(directory: dir), format: format)
+        let encoder = try compressEncoder(SentenceEncoder(directory: dir), format: format, calibration: calibrationLines())
         let session = try InferenceSession(encoder, registry: cliRegistry(), policy: .fastest(batch: 128))
         if placement { for p in session.placements { FileHandle.standardError.write(Data("\(p.name): \(p.placement)\n".utf8)) } }
         var rows: [[Float]] = []
@@ -95,5 +132,14 @@ struct Embed: ParsableCommand {
         bar.finish()
         try writeNPY(rows, columns: encoder.config.hiddenSize, to: output)
         print("wrote \(output): \(rows.count) × \(encoder.config.hiddenSize) float32")
+    }
+}
+
+extension Embed {
+    func calibrationLines() throws -> [String]? {
+        try calibration.map { path in
+            guard let t = try? String(contentsOfFile: path, encoding: .utf8) else { throw ValidationError("cannot read --calibration \(path)") }
+            return t.split(separator: "\n").map(String.init)
+        }
     }
 }

@@ -36,6 +36,18 @@ public struct SentenceEncoder: Sendable {
         public var intermediate: LinearLayer
         public var output: LinearLayer
         public var outputNorm: (gamma: [Float], beta: [Float])
+        /// SmoothQuant: each projection's input is divided column-wise by these factors (and its
+        /// weights multiplied by them), moving activation outliers into the weights before int8.
+        public var smoothing = Smoothing()
+    }
+
+    /// Per-input-column divisors for each projection of a layer (nil: none).
+    public struct Smoothing: Sendable {
+        public var qkv: [Float]?
+        public var attentionOutput: [Float]?
+        public var intermediate: [Float]?
+        public var output: [Float]?
+        public init() {}
     }
 
     public let config: BertConfig
@@ -138,9 +150,46 @@ public struct SentenceEncoder: Sendable {
         return m
     }
 
+    /// SmoothQuant (Xiao et al.): for each projection, `s_k = max|x_k|^α / max_n|W_nk|^(1−α)` from
+    /// calibration statistics; the weights are scaled by `s` (columns) and the inputs divided by
+    /// it at run time, so `x·Wᵀ` is unchanged while the activations' outlier columns shrink
+    /// before per-row int8 quantization. Call on f32 weights, then convert to int8.
+    public func smoothed(_ stats: EncoderStatistics, alpha: Float = 0.5) throws -> SentenceEncoder {
+        var m = self
+        func smooth(_ l: LinearLayer, _ name: String) throws -> (LinearLayer, [Float]) {
+            guard case let .dense(w) = l.weights else { throw InferenceError.invalidModel("\(name): smoothing needs f32 weights, got \(l.format)") }
+            guard let amax = stats.absMax[name], amax.count == w.columns else { throw InferenceError.invalidModel("\(name): no calibration statistics") }
+            var e = w.elements
+            let (n, k) = (w.rows, w.columns)
+            var wmax = [Float](repeating: 0, count: k)
+            for r in 0..<n { for c in 0..<k { wmax[c] = max(wmax[c], abs(e[r * k + c])) } }
+            let s = (0..<k).map { c in max(powf(max(amax[c], 1e-5), alpha) / powf(max(wmax[c], 1e-5), 1 - alpha), 1e-5) }
+            for r in 0..<n { for c in 0..<k { e[r * k + c] *= s[c] } }
+            return (try LinearLayer(weights: .dense(Matrix(rows: n, columns: k, elements: e)), bias: l.bias, activation: l.activation), s)
+        }
+        for l in m.layers.indices {
+            (m.layers[l].qkv, m.layers[l].smoothing.qkv) = try smooth(m.layers[l].qkv, "layer.\(l).qkv")
+            (m.layers[l].attentionOutput, m.layers[l].smoothing.attentionOutput) = try smooth(m.layers[l].attentionOutput, "layer.\(l).attention_output")
+            (m.layers[l].intermediate, m.layers[l].smoothing.intermediate) = try smooth(m.layers[l].intermediate, "layer.\(l).intermediate")
+            (m.layers[l].output, m.layers[l].smoothing.output) = try smooth(m.layers[l].output, "layer.\(l).output")
+        }
+        return m
+    }
+
     /// Bytes of the projections' weights in their formats (the bulk of the model besides the
     /// embedding tables).
     public var projectionBytes: Int { linears.reduce(0) { $0 + $1.layer.weights.byteCount + ($1.layer.bias?.count ?? 0) * 4 } }
+}
+
+/// Per-projection statistics of the inputs over calibration text: the largest |x_k| and the L2
+/// norm ‖x_k‖ of every input column (for SmoothQuant and activation-aware pruning).
+public struct EncoderStatistics: Sendable {
+    public var absMax: [String: [Float]] = [:]
+    public var norms: [String: [Float]] = [:]
+    /// XᵀX (`K × K`, row-major) per projection, when requested: the layer-wise reconstruction
+    /// Hessians.
+    public var gram: [String: [Double]] = [:]
+    public var tokens = 0
 }
 
 /// Runs a ``SentenceEncoder``: every projection prepared once through the registry (any format,
@@ -155,11 +204,20 @@ public struct SentenceEncoder: Sendable {
 /// ```
 public final class InferenceSession: Sendable {
     public let model: SentenceEncoder
+    let inverseSmoothing: [SentenceEncoder.Smoothing]
     let prepared: [(qkv: PlacedLinear, attentionOutput: PlacedLinear, intermediate: PlacedLinear, output: PlacedLinear)]
 
     /// Prepares every projection. `policy` defaults to measured dispatch at 128-token batches.
     public init(_ model: SentenceEncoder, registry: BackendRegistry = .standard(), policy: SelectionPolicy = .fastest(batch: 128)) throws {
         self.model = model
+        inverseSmoothing = model.layers.map { l in
+            var inv = SentenceEncoder.Smoothing()
+            inv.qkv = l.smoothing.qkv.map { $0.map { 1 / $0 } }
+            inv.attentionOutput = l.smoothing.attentionOutput.map { $0.map { 1 / $0 } }
+            inv.intermediate = l.smoothing.intermediate.map { $0.map { 1 / $0 } }
+            inv.output = l.smoothing.output.map { $0.map { 1 / $0 } }
+            return inv
+        }
         prepared = try model.layers.map { l in
             (try registry.prepare(l.qkv, policy: policy), try registry.prepare(l.attentionOutput, policy: policy),
              try registry.prepare(l.intermediate, policy: policy), try registry.prepare(l.output, policy: policy))
@@ -183,6 +241,73 @@ public final class InferenceSession: Sendable {
     /// - Throws: ``InferenceError/invalidInput(_:)`` for an empty sequence, a sequence longer than
     ///   the positions, or an id outside the vocabulary.
     public func embed(tokenIDs seqs: [[Int32]]) throws -> [[Float]] {
+        try forward(seqs, observe: nil)
+    }
+
+    /// Runs calibration text and records every projection's input statistics.
+    public func calibrate(_ texts: [String], gram: Bool = false, only: Set<String>? = nil) throws -> EncoderStatistics {
+        var stats = EncoderStatistics()
+        var sq: [String: [Double]] = [:]
+        for t in texts {
+            let ids = model.tokenizer.encode(t, maxLength: model.maxLength)
+            stats.tokens += ids.count
+            _ = try forward([ids]) { name, x in
+                if let only, !only.contains(name) { return }
+                var amax = stats.absMax[name] ?? [Float](repeating: 0, count: x.columns)
+                var s2 = sq[name] ?? [Double](repeating: 0, count: x.columns)
+                x.withUnsafeBufferPointer { p in
+                    for r in 0..<x.rows {
+                        for c in 0..<x.columns {
+                            let v = p[r * x.columns + c]
+                            amax[c] = max(amax[c], abs(v))
+                            s2[c] += Double(v) * Double(v)
+                        }
+                    }
+                }
+                stats.absMax[name] = amax
+                sq[name] = s2
+                if gram {
+                    let k = x.columns
+                    var g = stats.gram[name] ?? [Double](repeating: 0, count: k * k)
+                    x.withUnsafeBufferPointer { p in
+                        g.withUnsafeMutableBufferPointer { gp in
+                            for r in 0..<x.rows {
+                                let row = p.baseAddress! + r * k
+                                for i in 0..<k {
+                                    let xi = Double(row[i])
+                                    if xi == 0 { continue }
+                                    let gi = gp.baseAddress! + i * k
+                                    for j in i..<k { gi[j] += xi * Double(row[j]) }
+                                }
+                            }
+                        }
+                    }
+                    stats.gram[name] = g
+                }
+            }
+        }
+        for (k, v) in sq { stats.norms[k] = v.map { Float($0.squareRoot()) } }
+        for (name, var g) in stats.gram {  // mirror the upper triangle
+            let k = Int(Double(g.count).squareRoot())
+            for i in 0..<k { for j in 0..<i { g[i * k + j] = g[j * k + i] } }
+            stats.gram[name] = g
+        }
+        return stats
+    }
+
+    /// `x` with its columns divided by the smoothing factors (precomputed reciprocals), or `x`.
+    private func scaled(_ x: Matrix<Float>, _ inv: [Float]?, _ scratch: inout Matrix<Float>?) throws -> Matrix<Float> {
+        guard let inv else { return x }
+        if scratch?.rows != x.rows || scratch?.columns != x.columns { scratch = try Matrix(rows: x.rows, columns: x.columns) }
+        x.withUnsafeBufferPointer { xp in
+            scratch!.withUnsafeMutableBufferPointer { yp in
+                condense_f32_scale_columns(xp.baseAddress!, x.rows, x.columns, x.columns, inv, yp.baseAddress!, x.columns, 0)
+            }
+        }
+        return scratch!
+    }
+
+    private func forward(_ seqs: [[Int32]], observe: ((String, Matrix<Float>) -> Void)?) throws -> [[Float]] {
         let c = model.config, h = c.hiddenSize
         guard !seqs.isEmpty else { return [] }
         var starts: [Int32] = [0]
@@ -220,8 +345,11 @@ public final class InferenceSession: Sendable {
         var ctx = try Matrix<Float>(rows: rows, columns: h)
         var proj = try Matrix<Float>(rows: rows, columns: h)
         var inter = try Matrix<Float>(rows: rows, columns: c.intermediateSize)
+        var s1: Matrix<Float>?, s2: Matrix<Float>?
         for (l, p) in prepared.enumerated() {
-            try p.qkv.apply(x, into: &qkv)
+            let sm = inverseSmoothing[l]
+            observe?("layer.\(l).qkv", x)
+            try p.qkv.apply(scaled(x, sm.qkv, &s1), into: &qkv)
             let status = qkv.withUnsafeBufferPointer { q in
                 ctx.withUnsafeMutableBufferPointer { o in
                     starts.withUnsafeBufferPointer { st in
@@ -232,10 +360,13 @@ public final class InferenceSession: Sendable {
                 }
             }
             guard status == 0 else { throw InferenceError.invalidInput("attention failed (out of memory?)") }
-            try p.attentionOutput.apply(ctx, into: &proj)
+            observe?("layer.\(l).attention_output", ctx)
+            try p.attentionOutput.apply(scaled(ctx, sm.attentionOutput, &s1), into: &proj)
             addAndNorm(&x, proj, model.layers[l].attentionNorm)
-            try p.intermediate.apply(x, into: &inter)
-            try p.output.apply(inter, into: &proj)
+            observe?("layer.\(l).intermediate", x)
+            try p.intermediate.apply(scaled(x, sm.intermediate, &s1), into: &inter)
+            observe?("layer.\(l).output", inter)
+            try p.output.apply(scaled(inter, sm.output, &s2), into: &proj)
             addAndNorm(&x, proj, model.layers[l].outputNorm)
         }
         // Mean pooling over each sentence's tokens, then L2 normalisation.

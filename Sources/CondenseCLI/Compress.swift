@@ -1,6 +1,7 @@
 import ArgumentParser
 import Condense
 import CondenseCompression
+import CondenseInference
 import CondenseTraining
 import Foundation
 
@@ -70,10 +71,16 @@ struct Compress: ParsableCommand {
         """)
 
     @Option(help: "The trained model (safetensors, as `condense demo` or MLP.save writes it).")
-    var model: String
+    var model: String?
     @Option(help: "The pipeline (see above).")
-    var pipeline: String
-    @Option(name: .shortAndLong, help: "Where to write the compressed model.")
+    var pipeline: String?
+    @Option(help: "Instead of an MLP: a BERT-family encoder folder (config.json, vocab.txt, model.safetensors), compressed with --format.")
+    var encoder: String?
+    @Option(help: "Encoder projection format: int8, int8-smooth, int4-g32, 2:4, 2:4-act, 2:4-int8, 2:4-act-int8, 2:4-recon[-ffn][-int8].")
+    var format = "int8-smooth"
+    @Option(help: "Calibration text for the encoder (one sentence per line; default: the bundled set).")
+    var calibration: String?
+    @Option(name: .shortAndLong, help: "Where to write the compressed model (a file for an MLP, a folder for an encoder).")
     var output: String
     @Option(help: "Training epochs' batch size.")
     var batchSize = 128
@@ -84,6 +91,8 @@ struct Compress: ParsableCommand {
 
     func run() throws {
         try runtime.apply()
+        if let encoder { return try compressEncoderFolder(encoder) }
+        guard let model, let pipeline else { throw ValidationError("give --model and --pipeline (an MLP), or --encoder and --format") }
         let stages = try parsePipeline(pipeline)
         let teacher = try MLP(contentsOf: model)
         let (train, test) = try data.load()
@@ -102,6 +111,29 @@ struct Compress: ParsableCommand {
         }
         let bytes = try result.model!.save(to: output)
         print("wrote \(output) (\(bytes) bytes, \(String(format: "%.1f", Double(base.fileBytes) / Double(bytes)))× smaller)")
+    }
+}
+
+extension Compress {
+    /// The encoder path: compress every projection, write a self-contained folder, and report
+    /// size and the cosine to the f32 encoder on the bundled evaluation sentences.
+    func compressEncoderFolder(_ dir: String) throws {
+        let folder = dir.hasSuffix(".safetensors") ? URL(fileURLWithPath: dir).deletingLastPathComponent().path : dir
+        let base = try SentenceEncoder(directory: folder)
+        let lines = try calibration.map { p -> [String] in
+            guard let t = try? String(contentsOfFile: p, encoding: .utf8) else { throw ValidationError("cannot read --calibration \(p)") }
+            return t.split(separator: "\n").map(String.init)
+        }
+        let started = Date()
+        let compressed = try compressEncoder(base, format: format, calibration: lines)
+        let seconds = Date().timeIntervalSince(started)
+        let bytes = try compressed.save(to: output)
+        let eval = try bundledText("eval.txt")
+        let ref = try InferenceSession(base, policy: .priority).embed(eval)
+        let got = try InferenceSession(SentenceEncoder(directory: output), policy: .priority).embed(eval)
+        let cos = zip(ref, got).map { a, b in zip(a, b).reduce(Float(0)) { $0 + $1.0 * $1.1 } }
+        print("\(format): projections \(base.projectionBytes / 1024) KB → \(compressed.projectionBytes / 1024) KB; model.safetensors \(bytes / 1024) KB; \(String(format: "%.1f", seconds)) s")
+        print(String(format: "cosine to f32 on %d bundled sentences (read back from %@): mean %.5f, min %.5f", eval.count, output, cos.reduce(0, +) / Float(cos.count), cos.min() ?? 0))
     }
 }
 

@@ -34,8 +34,8 @@ func bundledText(_ name: String) throws -> [String] {
 /// The encoder with its projections compressed:
 ///   fp32 · int8 (per-channel weights, per-token u8 activations) · int8-smooth (SmoothQuant α 0.5,
 ///   then int8) · int4-gN · 2:4 (magnitude) · 2:4-act (activation-aware, calibrated) ·
-///   2:4-int8 / 2:4-act-int8 (2:4 then int8 values) · int8-except:a+b / int8-wo:a+b (per-layer
-///   experiments). Calibration statistics come from `calibration` (bundled text by default).
+///   2:4-int8 / 2:4-act-int8 (2:4 then int8 values) · 2:4-recon[-ffn][-int8] (layer-wise
+///   reconstruction, all projections or the feed-forward ones) · int8-except:a+b (per-layer experiments). Calibration statistics come from `calibration` (bundled text by default).
 func compressEncoder(_ m: SentenceEncoder, format: String, calibration: [String]? = nil) throws -> SentenceEncoder {
     func stats() throws -> EncoderStatistics {
         try InferenceSession(m, policy: .priority).calibrate(calibration ?? bundledText("calibration.txt"))
@@ -52,6 +52,10 @@ func compressEncoder(_ m: SentenceEncoder, format: String, calibration: [String]
     case "fp32", "dense": return m
     case "int8": return try m.mapLinears { _, l in try l.converted(to: .int8) }
     case "int8-smooth": return try m.smoothed(stats()).mapLinears { _, l in try l.converted(to: .int8) }
+    case let f where f.hasPrefix("int8-smooth="):
+        // int8-smooth=qkv+attention_output: smooth only these projections.
+        let which = Set(f.dropFirst("int8-smooth=".count).split(separator: "+").map(String.init))
+        return try m.smoothed(stats(), projections: which).mapLinears { _, l in try l.converted(to: .int8) }
     case let f where f.hasPrefix("int8-smooth:"):
         guard let a = Float(f.dropFirst("int8-smooth:".count)), a >= 0, a <= 1 else { throw ValidationError("--format \(f): int8-smooth:α with α in [0, 1]") }
         return try m.smoothed(stats(), alpha: a).mapLinears { _, l in try l.converted(to: .int8) }
@@ -61,6 +65,7 @@ func compressEncoder(_ m: SentenceEncoder, format: String, calibration: [String]
     case "2:4": return try prune24(m, norms: nil, then: .sparse24)
     case "2:4-int8": return try prune24(m, norms: nil, then: .sparse24Int8)
     case "2:4-act": return try prune24(m, norms: stats().norms, then: .sparse24)
+    case "2:4-act-int8": return try prune24(m, norms: stats().norms, then: .sparse24Int8)
     case "2:4-recon", "2:4-recon-int8", "2:4-recon-ffn", "2:4-recon-ffn-int8":
         // Recovery without retraining: SparseGPT-style layer-wise reconstruction on calibration
         // text, layer by layer, each layer calibrated on the outputs of the already pruned ones.
@@ -84,7 +89,7 @@ func compressEncoder(_ m: SentenceEncoder, format: String, calibration: [String]
         // int8 everywhere but the named projections (qkv, attention_output, intermediate, output).
         let keep = f.dropFirst("int8-except:".count).split(separator: "+").map(String.init)
         return try m.mapLinears { name, l in keep.contains { name.hasSuffix("." + $0) } ? l : try l.converted(to: .int8) }
-    default: throw ValidationError("--format: unknown '\(format)' (fp32, int8, int8-smooth, int4-g32, 2:4, 2:4-act, 2:4-int8, 2:4-act-int8)")
+    default: throw ValidationError("--format: unknown '\(format)' (fp32, int8, int8-smooth, int4-g32, 2:4, 2:4-act, 2:4-int8, 2:4-act-int8, 2:4-recon[-ffn][-int8])")
     }
 }
 

@@ -98,37 +98,7 @@ extension CompressedMLP {
         f.metadata["condense.model"] = "mlp"
         f.metadata["condense.layers"] = "\(layers.count)"
         for (i, l) in layers.enumerated() {
-            let p = "layers.\(i)."
-            let (n, k) = (l.outFeatures, l.inFeatures)
-            f.metadata[p + "format"] = l.format.description
-            f.metadata[p + "activation"] = l.activation.rawValue
-            f.metadata[p + "shape"] = "\(n),\(k)"
-            switch l.weights {
-            case let .dense(w): try f.add(p + "weight", shape: [n, k], floats: w.elements)
-            case let .int8(q):
-                try f.add(p + "q", shape: [n, k], int8: q.values)
-                try f.add(p + "scales", shape: [n], floats: q.scales)
-            case let .int4(q):
-                try f.add(p + "q4", shape: [n, (k + 1) / 2], uint8: q.packed)
-                try f.add(p + "scales", shape: [q.scales.count], floats: q.scales)
-                f.metadata[p + "group"] = "\(q.groupSize)"
-                f.metadata[p + "int4_path"] = q.path == .dequantize ? "dequantize" : "integer"
-            case let .sparse24(s):
-                try f.add(p + "values", shape: [s.values.count], floats: s.values)
-                try f.add(p + "meta", shape: [s.metadata.count], uint8: s.metadata)
-            case let .sparse24Int8(s):
-                try f.add(p + "q", shape: [s.values.count], int8: s.values)
-                try f.add(p + "meta", shape: [s.pattern.metadata.count], uint8: s.pattern.metadata)
-                try f.add(p + "scales", shape: [n], floats: s.scales)
-            case let .csr(c):
-                try f.add(p + "row_ptr", shape: [c.rowOffsets.count], uint32: c.rowOffsets)
-                switch c.columnIndices {
-                case let .u16(a): try f.add(p + "col", shape: [a.count], uint16: a)
-                case let .u32(a): try f.add(p + "col", shape: [a.count], uint32: a)
-                }
-                try f.add(p + "values", shape: [c.values.count], floats: c.values)
-            }
-            if let b = l.bias { try f.add(p + "bias", shape: [n], floats: b) }
+            try f.add(l, prefix: "layers.\(i).")
         }
         return f
     }
@@ -157,54 +127,10 @@ extension CompressedMLP {
         var layers: [LinearLayer] = []
         for i in 0..<count {
             let p = "layers.\(i)."
-            func meta(_ key: String) throws -> String {
-                guard let v = f.metadata[p + key] else { throw TrainingError.invalidModel("layer \(i): metadata \(p + key) missing") }
-                return v
-            }
-            let dims = try meta("shape").split(separator: ",").compactMap { Int($0) }
-            guard dims.count == 2, dims[0] >= 1, dims[1] >= 1 else { throw TrainingError.invalidModel("layer \(i): shape '\(try meta("shape"))' is not N,K") }
-            let (n, k) = (dims[0], dims[1])
-            guard let act = Activation(rawValue: try meta("activation")) else {
-                throw TrainingError.invalidModel("layer \(i): unknown activation '\(try meta("activation"))'")
-            }
-            let format = try meta("format")
             do {
-                let weights: CompressedWeights
-                switch format {
-                case "dense":
-                    weights = .dense(try Matrix(rows: n, columns: k, elements: f.floats(p + "weight", shape: [n, k])))
-                case "int8":
-                    weights = .int8(try Int8Weights(rows: n, columns: k, values: f.elements(p + "q", as: Int8.self, dtype: .i8, shape: [n, k]),
-                                                    scales: f.floats(p + "scales", shape: [n])))
-                case let s where s.hasPrefix("int4-g"):
-                    guard let g = Int(try meta("group")), "int4-g\(g)" == s else { throw TrainingError.invalidModel("layer \(i): int4 group does not match format '\(s)'") }
-                    let path: Int4Weights.Path = f.metadata[p + "int4_path"] == "dequantize" ? .dequantize : .integer
-                    weights = .int4(try Int4Weights(rows: n, columns: k, groupSize: g,
-                                                    packed: f.elements(p + "q4", as: UInt8.self, dtype: .u8, shape: [n, (k + 1) / 2]),
-                                                    scales: f.floats(p + "scales"), path: path))
-                case "2:4":
-                    weights = .sparse24(try Sparse24Matrix(rows: n, columns: k, values: f.floats(p + "values"),
-                                                           metadata: f.elements(p + "meta", as: UInt8.self, dtype: .u8)))
-                case "2:4-int8":
-                    let q = try f.elements(p + "q", as: Int8.self, dtype: .i8)
-                    let pattern = try Sparse24Matrix(rows: n, columns: k, values: [Float](repeating: 0, count: q.count),
-                                                     metadata: f.elements(p + "meta", as: UInt8.self, dtype: .u8))
-                    weights = .sparse24Int8(try Sparse24Int8Weights(pattern: pattern, values: q, scales: f.floats(p + "scales", shape: [n])))
-                case "csr":
-                    let col = try f.tensor(p + "col")
-                    let idx: CSRMatrix.ColumnIndices = col.dtype == .u16
-                        ? .u16(try f.elements(p + "col", as: UInt16.self, dtype: .u16))
-                        : .u32(try f.elements(p + "col", as: UInt32.self, dtype: .u32))
-                    weights = .csr(try CSRMatrix(rows: n, columns: k, rowOffsets: f.elements(p + "row_ptr", as: UInt32.self, dtype: .u32),
-                                                 columnIndices: idx, values: f.floats(p + "values")))
-                default: throw TrainingError.invalidModel("layer \(i): unknown format '\(format)'")
-                }
-                let bias = f.tensors[p + "bias"] == nil ? nil : try f.floats(p + "bias", shape: [n])
-                layers.append(try LinearLayer(weights: weights, bias: bias, activation: act))
-            } catch let e as TrainingError {
-                throw e
+                layers.append(try f.linearLayer(prefix: p))
             } catch {
-                throw TrainingError.invalidModel("layer \(i) (\(format)): \(error)")
+                throw TrainingError.invalidModel("layer \(i): \(error)")
             }
         }
         try self.init(layers: layers)

@@ -3,7 +3,7 @@ import Condense
 import Foundation
 
 /// The fields of a BERT `config.json` the encoder uses.
-public struct BertConfig: Sendable, Decodable, Equatable {
+public struct BertConfig: Sendable, Codable, Equatable {
     public let hiddenSize: Int
     public let numHiddenLayers: Int
     public let numAttentionHeads: Int
@@ -76,7 +76,7 @@ public struct SentenceEncoder: Sendable {
         do { config = try JSONDecoder().decode(BertConfig.self, from: read("config.json")) } catch let e as InferenceError { throw e } catch {
             throw InferenceError.invalidModel("config.json: \(error)")
         }
-        var maxLength = 256
+        var maxLength = min(256, config.maxPositionEmbeddings)
         if let d = FileManager.default.contents(atPath: dir.appendingPathComponent("sentence_bert_config.json").path),
            let obj = try? JSONSerialization.jsonObject(with: d) as? [String: Any], let m = obj["max_seq_length"] as? Int {
             maxLength = m
@@ -112,6 +112,32 @@ public struct SentenceEncoder: Sendable {
         positionEmbeddings = try t("embeddings.position_embeddings.weight", [c.maxPositionEmbeddings, h])
         typeEmbeddings = try t("embeddings.token_type_embeddings.weight", [c.typeVocabSize, h])
         embeddingNorm = (try t("embeddings.LayerNorm.weight", [h]), try t("embeddings.LayerNorm.bias", [h]))
+        if f.metadata["condense.encoder"] == "1" {
+            // A file written by `save(to:)`: projections in their compressed formats.
+            layers = try (0..<c.numHiddenLayers).map { l in
+                let p = "encoder.layer.\(l)."
+                var layer = Layer(
+                    qkv: try f.linearLayer(prefix: p + "condense.qkv."),
+                    attentionOutput: try f.linearLayer(prefix: p + "condense.attention_output."),
+                    attentionNorm: (try t(p + "attention.output.LayerNorm.weight", [h]), try t(p + "attention.output.LayerNorm.bias", [h])),
+                    intermediate: try f.linearLayer(prefix: p + "condense.intermediate."),
+                    output: try f.linearLayer(prefix: p + "condense.output."),
+                    outputNorm: (try t(p + "output.LayerNorm.weight", [h]), try t(p + "output.LayerNorm.bias", [h])))
+                func sm(_ name: String, _ k: Int) throws -> [Float]? {
+                    f.tensors[p + "condense.smoothing." + name] == nil ? nil : try f.floats(p + "condense.smoothing." + name, shape: [k])
+                }
+                layer.smoothing.qkv = try sm("qkv", h)
+                layer.smoothing.attentionOutput = try sm("attention_output", h)
+                layer.smoothing.intermediate = try sm("intermediate", h)
+                layer.smoothing.output = try sm("output", i)
+                let shapes = [(layer.qkv, 3 * h, h), (layer.attentionOutput, h, h), (layer.intermediate, i, h), (layer.output, h, i)]
+                for (lin, n, k) in shapes where lin.outFeatures != n || lin.inFeatures != k {
+                    throw InferenceError.invalidModel("layer \(l): a projection is \(lin.outFeatures)×\(lin.inFeatures), the config needs \(n)×\(k)")
+                }
+                return layer
+            }
+            return
+        }
         layers = try (0..<c.numHiddenLayers).map { l in
             let p = "encoder.layer.\(l)."
             let q = try t(p + "attention.self.query.weight", [h, h]), k = try t(p + "attention.self.key.weight", [h, h])
@@ -154,7 +180,14 @@ public struct SentenceEncoder: Sendable {
     /// calibration statistics; the weights are scaled by `s` (columns) and the inputs divided by
     /// it at run time, so `x·Wᵀ` is unchanged while the activations' outlier columns shrink
     /// before per-row int8 quantization. Call on f32 weights, then convert to int8.
-    public func smoothed(_ stats: EncoderStatistics, alpha: Float = 0.5) throws -> SentenceEncoder {
+    ///
+    /// `projections` says which projections are smoothed: by default those fed by LayerNorm or
+    /// attention (measured on MiniLM: smoothing the GELU-fed output projection as well gains
+    /// nothing and costs a T×I pass per layer). The attention output's
+    /// factors are folded into the V rows of the QKV projection (`ctx/s = softmax·(V/s)`), so that
+    /// one costs nothing at run time; the others divide their input column-wise per call.
+    public func smoothed(_ stats: EncoderStatistics, alpha: Float = 0.5,
+                         projections: Set<String> = ["qkv", "attention_output", "intermediate"]) throws -> SentenceEncoder {
         var m = self
         func smooth(_ l: LinearLayer, _ name: String) throws -> (LinearLayer, [Float]) {
             guard case let .dense(w) = l.weights else { throw InferenceError.invalidModel("\(name): smoothing needs f32 weights, got \(l.format)") }
@@ -168,12 +201,70 @@ public struct SentenceEncoder: Sendable {
             return (try LinearLayer(weights: .dense(Matrix(rows: n, columns: k, elements: e)), bias: l.bias, activation: l.activation), s)
         }
         for l in m.layers.indices {
-            (m.layers[l].qkv, m.layers[l].smoothing.qkv) = try smooth(m.layers[l].qkv, "layer.\(l).qkv")
-            (m.layers[l].attentionOutput, m.layers[l].smoothing.attentionOutput) = try smooth(m.layers[l].attentionOutput, "layer.\(l).attention_output")
-            (m.layers[l].intermediate, m.layers[l].smoothing.intermediate) = try smooth(m.layers[l].intermediate, "layer.\(l).intermediate")
-            (m.layers[l].output, m.layers[l].smoothing.output) = try smooth(m.layers[l].output, "layer.\(l).output")
+            if projections.contains("qkv") { (m.layers[l].qkv, m.layers[l].smoothing.qkv) = try smooth(m.layers[l].qkv, "layer.\(l).qkv") }
+            if projections.contains("attention_output") {
+                let (ao, s) = try smooth(m.layers[l].attentionOutput, "layer.\(l).attention_output")
+                m.layers[l].attentionOutput = ao
+                // Fold 1/s into V's rows and bias: the attention output's input arrives pre-divided.
+                let h = config.hiddenSize
+                var w = m.layers[l].qkv.weights.densified().elements
+                var b = m.layers[l].qkv.bias ?? [Float](repeating: 0, count: 3 * h)
+                for j in 0..<h {
+                    let inv = 1 / s[j]
+                    for c in 0..<h { w[(2 * h + j) * h + c] *= inv }
+                    b[2 * h + j] *= inv
+                }
+                guard case .dense = m.layers[l].qkv.weights else { throw InferenceError.invalidModel("layer.\(l).qkv: smoothing needs f32 weights") }
+                m.layers[l].qkv = try LinearLayer(weights: .dense(Matrix(rows: 3 * h, columns: h, elements: w)), bias: b, activation: m.layers[l].qkv.activation)
+            }
+            if projections.contains("intermediate") {
+                (m.layers[l].intermediate, m.layers[l].smoothing.intermediate) = try smooth(m.layers[l].intermediate, "layer.\(l).intermediate")
+            }
+            if projections.contains("output") { (m.layers[l].output, m.layers[l].smoothing.output) = try smooth(m.layers[l].output, "layer.\(l).output") }
         }
         return m
+    }
+
+    /// Writes a self-contained model folder: `model.safetensors` (embeddings and norms as in the
+    /// original, projections in their compressed formats with their scales, smoothing factors),
+    /// `config.json`, `vocab.txt` and `sentence_bert_config.json`. Loading it back gives the same
+    /// encoder bit for bit. Returns the bytes of model.safetensors.
+    @discardableResult
+    public func save(to directory: String) throws -> Int {
+        let dir = URL(fileURLWithPath: directory)
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        let c = config, h = c.hiddenSize
+        var f = SafeTensors()
+        f.metadata["format"] = "pt"
+        f.metadata["condense.encoder"] = "1"
+        try f.add("embeddings.word_embeddings.weight", shape: [c.vocabSize, h], floats: wordEmbeddings)
+        try f.add("embeddings.position_embeddings.weight", shape: [c.maxPositionEmbeddings, h], floats: positionEmbeddings)
+        try f.add("embeddings.token_type_embeddings.weight", shape: [c.typeVocabSize, h], floats: typeEmbeddings)
+        try f.add("embeddings.LayerNorm.weight", shape: [h], floats: embeddingNorm.gamma)
+        try f.add("embeddings.LayerNorm.bias", shape: [h], floats: embeddingNorm.beta)
+        for (l, x) in layers.enumerated() {
+            let p = "encoder.layer.\(l)."
+            try f.add(x.qkv, prefix: p + "condense.qkv.")
+            try f.add(x.attentionOutput, prefix: p + "condense.attention_output.")
+            try f.add(x.intermediate, prefix: p + "condense.intermediate.")
+            try f.add(x.output, prefix: p + "condense.output.")
+            try f.add(p + "attention.output.LayerNorm.weight", shape: [h], floats: x.attentionNorm.gamma)
+            try f.add(p + "attention.output.LayerNorm.bias", shape: [h], floats: x.attentionNorm.beta)
+            try f.add(p + "output.LayerNorm.weight", shape: [h], floats: x.outputNorm.gamma)
+            try f.add(p + "output.LayerNorm.bias", shape: [h], floats: x.outputNorm.beta)
+            for (name, v) in [("qkv", x.smoothing.qkv), ("attention_output", x.smoothing.attentionOutput),
+                              ("intermediate", x.smoothing.intermediate), ("output", x.smoothing.output)] {
+                if let v { try f.add(p + "condense.smoothing." + name, shape: [v.count], floats: v) }
+            }
+        }
+        let bytes = try f.write(to: dir.appendingPathComponent("model.safetensors").path)
+        let enc = JSONEncoder()
+        enc.outputFormatting = [.prettyPrinted, .sortedKeys]
+        try enc.encode(config).write(to: dir.appendingPathComponent("config.json"))
+        try (tokenizer.tokens.joined(separator: "\n") + "\n").write(to: dir.appendingPathComponent("vocab.txt"), atomically: true, encoding: .utf8)
+        try "{\"max_seq_length\": \(maxLength), \"do_lower_case\": false}\n".write(
+            to: dir.appendingPathComponent("sentence_bert_config.json"), atomically: true, encoding: .utf8)
+        return bytes
     }
 
     /// Bytes of the projections' weights in their formats (the bulk of the model besides the

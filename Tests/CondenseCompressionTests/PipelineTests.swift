@@ -127,7 +127,7 @@ private func blobs(count: Int, features: Int, classes: Int, seed: UInt64) throws
         let model = try MLP(sizes: [8, 4, 2], seed: 1)
         var f = try CompressedMLP(exporting: model, formats: [.int8]).safetensors()
         f.metadata["layers.1.format"] = "int9"
-        #expect(throws: TrainingError.invalidModel("layer 1: unknown format 'int9'")) { try CompressedMLP(safetensors: f) }
+        #expect(throws: TrainingError.invalidModel("layer 1: tensor 'layers.1.format': unknown format 'int9'")) { try CompressedMLP(safetensors: f) }
         var g = try CompressedMLP(exporting: model, formats: [.int8]).safetensors()
         g.metadata["layers.0.shape"] = "4,9"
         #expect(throws: TrainingError.self) { try CompressedMLP(safetensors: g) }

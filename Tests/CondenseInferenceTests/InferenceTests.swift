@@ -161,3 +161,127 @@ private func readNPY(_ path: String) throws -> (rows: Int, cols: Int, data: [Flo
         #expect(zip(one, got[4]).allSatisfy { abs($0 - $1) < 1e-5 })
     }
 }
+
+/// A tiny random BERT written to a folder: lets CI exercise loading, the encoder and model files
+/// without the real model.
+private func tinyBERT() throws -> String { tinyBERTPath }
+
+/// Built once per process (a global's initializer runs exactly once, even under parallel tests).
+private let tinyBERTPath: String = try! makeTinyBERT()
+
+private func makeTinyBERT() throws -> String {
+    let dir = FileManager.default.temporaryDirectory.appendingPathComponent("condense-tinybert-\(getpid())")
+    try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+    let vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "the", "cat", "sat", "on", "mat", ".", "a", "dog", "##s", "run", ","]
+    try (vocab.joined(separator: "\n") + "\n").write(to: dir.appendingPathComponent("vocab.txt"), atomically: true, encoding: .utf8)
+    let (h, inter, layers, pos) = (32, 64, 2, 40)
+    try """
+    {"hidden_size": \(h), "num_hidden_layers": \(layers), "num_attention_heads": 2, "intermediate_size": \(inter),
+     "max_position_embeddings": \(pos), "type_vocab_size": 2, "vocab_size": \(vocab.count), "layer_norm_eps": 1e-12, "hidden_act": "gelu"}
+    """.write(to: dir.appendingPathComponent("config.json"), atomically: true, encoding: .utf8)
+    var rng = RNG(s: 99)
+    var f = SafeTensors()
+    func add(_ name: String, _ shape: [Int], scale: Float = 0.2) throws {
+        try f.add(name, shape: shape, floats: (0..<shape.reduce(1, *)).map { _ in rng.next() * scale })
+    }
+    try add("embeddings.word_embeddings.weight", [vocab.count, h], scale: 1)
+    try add("embeddings.position_embeddings.weight", [pos, h])
+    try add("embeddings.token_type_embeddings.weight", [2, h])
+    try f.add("embeddings.LayerNorm.weight", shape: [h], floats: [Float](repeating: 1, count: h))
+    try add("embeddings.LayerNorm.bias", [h], scale: 0.1)
+    for l in 0..<layers {
+        let p = "encoder.layer.\(l)."
+        for m in ["attention.self.query", "attention.self.key", "attention.self.value", "attention.output.dense"] {
+            try add(p + m + ".weight", [h, h]); try add(p + m + ".bias", [h], scale: 0.05)
+        }
+        try add(p + "intermediate.dense.weight", [inter, h]); try add(p + "intermediate.dense.bias", [inter], scale: 0.05)
+        try add(p + "output.dense.weight", [h, inter]); try add(p + "output.dense.bias", [h], scale: 0.05)
+        for n in ["attention.output.LayerNorm", "output.LayerNorm"] {
+            try f.add(p + n + ".weight", shape: [h], floats: [Float](repeating: 1, count: h))
+            try add(p + n + ".bias", [h], scale: 0.1)
+        }
+    }
+    try f.write(to: dir.appendingPathComponent("model.safetensors").path)
+    return dir.path
+}
+
+@Suite struct EncoderFileTests {
+    /// Compressed encoders save to a folder and load back bit-exact; the embeddings are the same.
+    @Test func compressedEncodersRoundTripExactly() throws {
+        let dir = try tinyBERT()
+        let base = try SentenceEncoder(directory: dir)
+        let texts = ["the cat sat on the mat.", "a dog runs", "", "cats, dogs"]
+        let ref = try InferenceSession(base, policy: .priority).embed(texts)
+        #expect(ref.allSatisfy { abs($0.reduce(0) { $0 + $1 * $1 } - 1) < 1e-4 })
+        for (name, transform) in [("int8", { (l: LinearLayer) in try l.converted(to: .int8) }),
+                                  ("2:4-int8", { (l: LinearLayer) in
+                                      let w = l.weights.densified()
+                                      let p = try LinearLayer(weights: .dense(Pruning24.prune(w)), bias: l.bias, activation: l.activation)
+                                      return try p.converted(to: .sparse24Int8)
+                                  })] {
+            let c = try base.mapLinears { _, l in try transform(l) }
+            let out = dir + "-\(name)"
+            try c.save(to: out)
+            let back = try SentenceEncoder(directory: out)
+            #expect(back.linears.map(\.layer.format) == c.linears.map(\.layer.format))
+            try back.save(to: out + "-again")
+            #expect(try Data(contentsOf: URL(fileURLWithPath: out + "/model.safetensors")) == Data(contentsOf: URL(fileURLWithPath: out + "-again/model.safetensors")))
+            let a = try InferenceSession(c, policy: .priority).embed(texts), b = try InferenceSession(back, policy: .priority).embed(texts)
+            #expect(a == b, "\(name)")
+            let cos = zip(a, ref).map { x, y in zip(x, y).reduce(Float(0)) { $0 + $1.0 * $1.1 } }
+            #expect(cos.allSatisfy { $0 > (name == "int8" ? 0.99 : 0.3) }, "\(name): \(cos)")
+        }
+        // Smoothing factors are saved too.
+        let stats = try InferenceSession(base, policy: .priority).calibrate(texts)
+        let smooth = try base.smoothed(stats).mapLinears { _, l in try l.converted(to: .int8) }
+        try smooth.save(to: dir + "-smooth")
+        let back = try SentenceEncoder(directory: dir + "-smooth")
+        #expect(try InferenceSession(back, policy: .priority).embed(texts) == InferenceSession(smooth, policy: .priority).embed(texts))
+    }
+
+    /// Many threads embedding through one session get the single-threaded answer.
+    @Test func sessionsAreSafeUnderContention() async throws {
+        let session = try InferenceSession(SentenceEncoder(directory: tinyBERT()), policy: .priority)
+        let texts = ["the cat sat on the mat.", "a dog runs", "cats, dogs run on the mat"]
+        let want = try session.embed(texts)
+        // Same batch: bit-identical. Reversed batch: rows land in other GEMM tiles, so equal to
+        // rounding only.
+        try await withThrowingTaskGroup(of: Bool.self) { group in
+            for i in 0..<12 {
+                group.addTask {
+                    if i % 2 == 0 { return try session.embed(texts) == want }
+                    let got = try session.embed(texts.reversed())
+                    return zip(got, want.reversed()).allSatisfy { a, b in zip(a, b).allSatisfy { abs($0 - $1) < 1e-5 } }
+                }
+            }
+            for try await same in group { #expect(same) }
+        }
+    }
+
+    @Test func badInputIsAClearError() throws {
+        let session = try InferenceSession(SentenceEncoder(directory: tinyBERT()), policy: .priority)
+        #expect(throws: InferenceError.invalidInput("sequence 0: token id 99 outside the vocabulary of 15")) { try session.embed(tokenIDs: [[2, 99, 3]]) }
+        #expect(throws: InferenceError.invalidInput("sequence 1 has 0 tokens (1…40 allowed)")) { try session.embed(tokenIDs: [[2, 3], []]) }
+        var f = try SafeTensors(contentsOf: tinyBERT() + "/model.safetensors")
+        try f.add("encoder.layer.1.output.dense.weight", shape: [3], floats: [1, 2, 3])
+        #expect(throws: SafeTensorsError.invalidTensor(name: "encoder.layer.1.output.dense.weight", reason: "shape [3], expected [32, 64]")) {
+            try SentenceEncoder(config: JSONDecoder().decode(BertConfig.self, from: Data(contentsOf: URL(fileURLWithPath: tinyBERT() + "/config.json"))),
+                                tokenizer: WordPieceTokenizer(vocabulary: tinyBERT() + "/vocab.txt"), weights: f, maxLength: 40)
+        }
+    }
+}
+
+/// 2:4 magnitude pruning for the tests (the compression module's is not a dependency here).
+enum Pruning24 {
+    static func prune(_ w: Matrix<Float>) throws -> Matrix<Float> {
+        var e = w.elements
+        let k = w.columns
+        for r in 0..<w.rows {
+            for g in stride(from: 0, to: k, by: 4) {
+                let idx = (g..<min(g + 4, k)).sorted { abs(e[r * k + $0]) > abs(e[r * k + $1]) }
+                for i in idx.dropFirst(2) { e[r * k + i] = 0 }
+            }
+        }
+        return try Matrix(rows: w.rows, columns: k, elements: e)
+    }
+}

@@ -100,6 +100,7 @@ let package = Package(
         .testTarget(
             name: "CondenseTests",
             dependencies: ["Condense", "CCondenseKernels"],
+            exclude: ["Fixtures"],
             swiftSettings: [.swiftLanguageMode(.v6)]
         ),
         .testTarget(

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Coverage-guided fuzzing of the safetensors reader (libFuzzer + AddressSanitizer), bounded in
-# time. Crashers land in Benchmarks/fuzz/crashers/; copy each into
-# Tests/CondenseTests/Fixtures/safetensors-crashers/ so SafeTensorsTests replays it forever.
+# time. A crasher lands in Benchmarks/fuzz/crashers/: fix the parser, then copy it into
+# Tests/CondenseTests/Fixtures/safetensors-corpus/ so SafeTensorsTests replays it forever (that
+# folder also holds a sample of the corpus: inputs that reach the deeper checks).
 #   Benchmarks/fuzz/fuzz_safetensors.sh [seconds=60]
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -22,5 +23,5 @@ open(f"{d}/seed2", "wb").write(st({"__metadata__": {"format": "pt"}, "a": {"dtyp
                                    "b": {"dtype": "U16", "shape": [1, 2], "data_offsets": [3, 7]}}, b"\1" * 7))
 open(f"{d}/seed3", "wb").write(st({}))
 PY
-cp Tests/CondenseTests/Fixtures/safetensors-crashers/* "$out/corpus/" 2>/dev/null || true
+cp Tests/CondenseTests/Fixtures/safetensors-corpus/* "$out/corpus/" 2>/dev/null || true
 "$out/fuzz-safetensors" "$out/corpus" -max_total_time="$secs" -max_len=4096 -artifact_prefix=Benchmarks/fuzz/crashers/ -print_final_stats=1

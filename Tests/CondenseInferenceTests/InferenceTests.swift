@@ -285,3 +285,17 @@ enum Pruning24 {
         return try Matrix(rows: w.rows, columns: k, elements: e)
     }
 }
+
+@Suite struct ReadmeExampleTests {
+    /// The README's Swift embedding example, line for line (with the installed model's folder).
+    @Test func readmeEmbeddingExampleRuns() throws {
+        guard let dir = miniLM() else { return }
+        let model = try SentenceEncoder(directory: dir)
+        let int8 = try model.mapLinears { _, layer in try layer.converted(to: .int8) }   // or keep f32
+        let session = try InferenceSession(int8, registry: .standard(), policy: .fastest(batch: 128))
+        let v = try session.embed(["A man is playing a guitar.", "Someone plays the guitar outside."])
+        let similarity = zip(v[0], v[1]).reduce(0) { $0 + $1.0 * $1.1 }                   // unit vectors
+        #expect(abs(similarity - 0.733) < 0.01, "\(similarity)")
+        #expect(session.placements[0].placement.format == .int8)
+    }
+}

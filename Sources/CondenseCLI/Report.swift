@@ -143,7 +143,7 @@ struct DemoReport: Codable {
         let pts = rows.enumerated().map { (i, r) in (n: i + 1, name: r.0, lat: p50(r.2, 1), acc: r.2.accuracy, bytes: Double(r.2.fileBytes)) }
             .filter { $0.lat > 0 && $0.lat.isFinite }
         guard !pts.isEmpty else { return "" }
-        let (w, hgt, m, legend) = (900.0, 420.0, 60.0, 300.0)
+        let (w, hgt, m, legend) = (1040.0, 420.0, 60.0, 420.0)
         let lo = log10(pts.map(\.lat).min()! * 0.8), hi = log10(pts.map(\.lat).max()! * 1.25)
         // The axis shows the interesting range (teacher − 6 pt and up); variants below it sit on
         // the bottom edge as ▼ with their accuracy in the legend.

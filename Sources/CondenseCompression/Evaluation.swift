@@ -73,9 +73,11 @@ public enum Evaluator {
         // Latency first: placement under `.fastest` is measured per batch bucket.
         var latency: [LatencyFigure] = []
         var placement: [String] = []
+        var batch64: PreparedMLP?
         for b in latencyBatches where b >= 1 {
             let policyB: SelectionPolicy = { if case .fastest = policy { return .fastest(batch: b) }; return policy }()
             let prepared = try model.prepare(on: registry, policy: policyB)
+            if b == 64 { batch64 = prepared }
             if placement.isEmpty || b == 1 { placement = prepared.layers.map { "\($0.placement.format) → \($0.placement.backend)/\($0.kernelName(forBatch: b))" } }
             let rows = min(b, data.count)
             let x = try Matrix(rows: rows, columns: data.features, elements: Array(data.x[0..<(rows * data.features)]))
@@ -90,7 +92,8 @@ public enum Evaluator {
             ts.sort()
             latency.append(LatencyFigure(batch: b, p50: ts[ts.count / 2], p95: ts[min(ts.count - 1, Int(Double(ts.count) * 0.95))], runs: runs))
         }
-        let prepared = try model.prepare(on: registry, policy: { if case .fastest = policy { return .fastest(batch: 64) }; return policy }())
+        // Quality runs in batches of up to 256 rows: the batch-64 placement when it was measured.
+        let prepared = try batch64 ?? model.prepare(on: registry, policy: { if case .fastest = policy { return .fastest(batch: 64) }; return policy }())
         var probs: [Float] = []
         var start = 0
         while start < data.count {

@@ -29,13 +29,25 @@ public struct Placement: Sendable, Equatable, CustomStringConvertible {
     public var timings: [(candidate: String, seconds: Double)] = []
     /// Under `.fastest`: "measured", or "tuning cache".
     public var source: String = ""
+    /// Under `.fastest`, for a large layer: the rows of the slice (same K and format) every
+    /// candidate was first timed on, so that only those that could win pack the whole weight;
+    /// nil when there was no slice. `timings` then holds the finalists' whole-layer times
+    /// (empty when one candidate was left).
+    public var sliceRows: Int?
+    /// Each candidate's seconds per call on the slice.
+    public var sliceTimings: [(candidate: String, seconds: Double)] = []
+    /// Under `.fastest`: candidates the slice ruled out, each with how many times slower than
+    /// the best it was there.
+    public var triaged: [String] = []
     /// Set when the layer's compressed format lost to dense, or a forced backend was unavailable.
     public var warning: String?
 
     public static func == (a: Placement, b: Placement) -> Bool {
         a.backend == b.backend && a.kernel == b.kernel && a.format == b.format && a.policy == b.policy
             && a.skipped == b.skipped && a.source == b.source && a.warning == b.warning
-            && a.timings.map(\.candidate) == b.timings.map(\.candidate)
+            && a.timings.map(\.candidate) == b.timings.map(\.candidate) && a.sliceRows == b.sliceRows
+            && a.sliceTimings.map(\.candidate) == b.sliceTimings.map(\.candidate)
+            && a.triaged == b.triaged
     }
 
     public var description: String {
@@ -43,7 +55,12 @@ public struct Placement: Sendable, Equatable, CustomStringConvertible {
         if !timings.isEmpty {
             s += " [" + timings.map { "\($0.candidate) \(Int(($0.seconds * 1e6).rounded())) µs" }.joined(separator: ", ") + "]"
         }
-        if !source.isEmpty && timings.isEmpty { s += " (\(source))" }
+        if let sliceRows, !sliceTimings.isEmpty {
+            s += " [on \(sliceRows) rows: " + sliceTimings.map { "\($0.candidate) \(Int(($0.seconds * 1e6).rounded())) µs" }
+                .joined(separator: ", ") + "]"
+        }
+        if !source.isEmpty && timings.isEmpty && sliceTimings.isEmpty { s += " (\(source))" }
+        if !triaged.isEmpty { s += " (dropped at triage: \(triaged.joined(separator: "; ")))" }
         if !skipped.isEmpty { s += " (skipped: \(skipped.joined(separator: "; ")))" }
         if let warning { s += " warning: \(warning)" }
         return s
@@ -199,17 +216,31 @@ extension BackendRegistry {
         -> (candidates: [DispatchCandidate], skipped: [String]) {
         var candidates: [DispatchCandidate] = []
         var skipped: [String] = []
-        var dense: LinearLayer?
         for b in list where b.name != "reference" {
             if case let .unavailable(reason) = b.availability { skipped.append("\(b.name): \(reason)"); continue }
-            if b.supports(layer.format) { candidates.append(DispatchCandidate(label: b.name, backend: b, layer: layer)) }
+            if b.supports(layer.format) { candidates.append(DispatchCandidate(label: b.name, backend: b, layer: layer, format: layer.format)) }
             if layer.format != .dense && b.supports(.dense) {
-                if dense == nil { dense = try layer.converted(to: .dense) }
-                candidates.append(DispatchCandidate(label: "\(b.name) (dense)", backend: b, layer: dense!))
+                candidates.append(DispatchCandidate(label: "\(b.name) (dense)", backend: b, layer: layer, format: .dense))
             }
         }
         return (candidates, skipped)
     }
+
+    /// Output rows of the slice on which `.fastest` triages the candidates of a large layer:
+    /// about 4 MB of f32 weights, at least 256 rows (fewer rows let per-call work that does not
+    /// scale with N, such as quantizing X, misjudge a candidate more), a multiple of 64. The
+    /// whole layer (no slice) when that is not smaller.
+    public static func sliceRows(n: Int, k: Int) -> Int {
+        let rows = max(256, ((1 << 20) / max(k, 1) + 63) / 64 * 64)
+        return rows >= n ? n : rows
+    }
+
+    /// On a slice, a candidate this many times slower than the best is dropped without being
+    /// prepared whole. A slice misjudges the whole layer: it sits in L3 where the layer streams
+    /// from DRAM, and per-call work proportional to M·K (quantizing X) weighs more against fewer
+    /// rows. The worst misjudgement measured on Zen 5 was 2.1× (2:4-int8 4096×4096 at M = 512);
+    /// the margin keeps such a candidate in the final round.
+    static let sliceMargin = 3.0
 
     private func prepareFastest(_ layer: LinearLayer, batch: Int, backends list: [any KernelBackend]) throws -> PlacedLinear {
         guard batch >= 1 else { throw CondenseError.invalidArgument("fastest needs a batch size >= 1, got \(batch)") }
@@ -222,7 +253,7 @@ extension BackendRegistry {
         let env = tuningEnvironment(list)
         let cache = tuningCache
         if let label = cache.winner(key, env: env), let c = candidates.first(where: { $0.label == label }) {
-            return Self.placed(try c.prepare(), ran: c.layer.format, asked: layer.format, batch: batch, m: m,
+            return Self.placed(try c.prepare(), ran: c.format, asked: layer.format, batch: batch, m: m,
                                skipped: skipped, timings: [], source: "tuning cache")
         }
         var x = try Matrix<Float>(rows: m, columns: layer.inFeatures)
@@ -230,53 +261,92 @@ extension BackendRegistry {
         x.withUnsafeMutableBufferPointer { p in
             for i in p.indices { seed = seed &* 1664525 &+ 1013904223; p[i] = Float(seed >> 8) / Float(1 << 24) - 0.5 }
         }
-        var y = try Matrix<Float>(rows: m, columns: layer.outFeatures)
-        var best: (Double, Int, any PreparedLinear)?
+        var triaged: [String] = []
+        var sliceTimings: [(candidate: String, seconds: Double)] = []
+        // A large layer: every candidate is first timed on a slice of its rows, so that only those
+        // that could win pack the whole weight (25–35 ms each at 4096×4096, plus densifying).
+        let rows = Self.sliceRows(n: layer.outFeatures, k: layer.inFeatures)
+        var finalists = Array(candidates.indices)
+        if rows < layer.outFeatures {
+            let slice = try layer.leadingRows(rows)
+            let sliced = candidates.map { DispatchCandidate(label: $0.label, backend: $0.backend, layer: slice, format: $0.format) }
+            let r = try Self.measure(sliced, Array(sliced.indices), x: x, m: m, skipped: &skipped)
+            sliceTimings = r.timings
+            if let b = r.timings.map(\.seconds).min() {
+                finalists = r.timings.filter { $0.seconds <= Self.sliceMargin * b }
+                    .compactMap { t in candidates.firstIndex { $0.label == t.candidate } }
+                for t in r.timings where t.seconds > Self.sliceMargin * b {
+                    triaged.append("\(t.candidate) \(String(format: "%.1f", t.seconds / b))× on \(rows) rows")
+                }
+            }
+        }
+        let winner: Int, p: any PreparedLinear
         var timings: [(candidate: String, seconds: Double)] = []
-        // Close contenders, kept prepared for a second round.
-        var contenders: [(index: Int, prepared: any PreparedLinear)] = []
-        for (i, c) in candidates.enumerated() {
-            let p: any PreparedLinear
-            do { p = try c.prepare() } catch { skipped.append("\(c.label): \(error)"); continue }
+        if finalists.count == 1 {
+            winner = finalists[0]
+            p = try candidates[winner].prepare()
+        } else {
+            let r = try Self.measure(candidates, finalists, x: x, m: m, skipped: &skipped)
+            guard let best = r.best else {
+                throw CondenseError.noBackend("every candidate failed to prepare [\(skipped.joined(separator: "; "))]")
+            }
+            (winner, p, timings) = (best.index, best.prepared, r.timings)
+        }
+        cache.store(key, candidates[winner].label, env: env)
+        return Self.placed(p, ran: candidates[winner].format, asked: layer.format, batch: batch, m: m, skipped: skipped,
+                           timings: timings, source: "measured", sliceRows: sliceTimings.isEmpty ? nil : rows,
+                           sliceTimings: sliceTimings, triaged: triaged)
+    }
+
+    /// Times `candidates[which]` at batch `m` (rows of `x`) and returns each median and the fastest,
+    /// still prepared.
+    private static func measure(_ candidates: [DispatchCandidate], _ which: [Int], x: Matrix<Float>, m: Int,
+                                skipped: inout [String])
+        throws -> (timings: [(candidate: String, seconds: Double)], best: (index: Int, prepared: any PreparedLinear)?) {
+        let n = candidates[which.first ?? 0].layer.outFeatures
+        var y = try Matrix<Float>(rows: m, columns: n)
+        var prepared: [(index: Int, prepared: any PreparedLinear)] = []
+        for i in which {
+            do { prepared.append((i, try candidates[i].prepare())) } catch { skipped.append("\(candidates[i].label): \(error)") }
+        }
+        var best: (seconds: Double, index: Int, prepared: any PreparedLinear)?
+        var timings: [(candidate: String, seconds: Double)] = []
+        var contenders: [(index: Int, prepared: any PreparedLinear)] = []  // within 30 %: a second round
+        for (i, p) in prepared {
             // Our idle OpenMP workers would otherwise spin for 200 ms and take the cores from a
             // plugin's thread pool, making every foreign candidate look slow.
             condense_threads_quiesce()
             let warm = ContinuousClock.now
             try p.apply(x, into: &y)  // warm-up: first touch, thread wake-up
-            var t = Self.seconds(ContinuousClock.now - warm)
-            if let b = best?.0, t >= 4 * b, t < 16 * b {
+            var t = seconds(ContinuousClock.now - warm)
+            if let b = best?.seconds, t >= 4 * b, t < 16 * b {
                 // A first call can be 10× the steady state (a JIT, scratch buffers): one more decides.
                 let again = ContinuousClock.now
                 try p.apply(x, into: &y)
-                t = Self.seconds(ContinuousClock.now - again)
+                t = seconds(ContinuousClock.now - again)
             }
             // A candidate 4× slower than the best cannot win: that time stands, no more runs.
-            if best == nil || t < 4 * best!.0 {
-                t = try Self.medianTime(p, x, &y)
-                if best == nil || t < 1.3 * best!.0 { contenders.append((i, p)) }
+            if best == nil || t < 4 * best!.seconds {
+                t = try medianTime(p, x, &y)
+                if best == nil || t < 1.3 * best!.seconds { contenders.append((i, p)) }
             }
-            timings.append((c.label, t))
-            if best == nil || t < best!.0 { best = (t, i, p) }
+            timings.append((candidates[i].label, t))
+            if best == nil || t < best!.seconds { best = (t, i, p) }
         }
+        prepared.removeAll()
         // Second round over the contenders within 30 % of the best, in reverse order: whoever was
         // measured first (or after a noisy neighbour) gets another chance; the better median counts.
-        if let b = best?.0 {
+        if let b = best?.seconds {
             for (i, p) in contenders.reversed() where timings.first(where: { $0.candidate == candidates[i].label })!.seconds < 1.3 * b {
                 condense_threads_quiesce()
                 try p.apply(x, into: &y)
-                let t = try Self.medianTime(p, x, &y)
+                let t = try medianTime(p, x, &y)
                 let k = timings.firstIndex { $0.candidate == candidates[i].label }!
                 timings[k].seconds = min(timings[k].seconds, t)
-                if t < best!.0 { best = (t, i, p) }
+                if t < best!.seconds { best = (t, i, p) }
             }
         }
-        contenders.removeAll()
-        guard let (_, i, p) = best else {
-            throw CondenseError.noBackend("every candidate failed to prepare [\(skipped.joined(separator: "; "))]")
-        }
-        cache.store(key, candidates[i].label, env: env)
-        return Self.placed(p, ran: candidates[i].layer.format, asked: layer.format, batch: batch, m: m,
-                           skipped: skipped, timings: timings, source: "measured")
+        return (timings, best.map { ($0.index, $0.prepared) })
     }
 
     static func seconds(_ d: Duration) -> Double { Double(d.components.seconds) + Double(d.components.attoseconds) * 1e-18 }
@@ -301,11 +371,16 @@ extension BackendRegistry {
     /// The placement of a `.fastest` winner. (A plain function: as a nested closure capturing the
     /// candidate tuple it crashed Swift 6.3.1's optimizer in release builds.)
     private static func placed(_ p: any PreparedLinear, ran: WeightFormat, asked: WeightFormat, batch: Int, m: Int,
-                               skipped: [String], timings: [(candidate: String, seconds: Double)], source: String) -> PlacedLinear {
+                               skipped: [String], timings: [(candidate: String, seconds: Double)], source: String,
+                               sliceRows: Int? = nil, sliceTimings: [(candidate: String, seconds: Double)] = [],
+                               triaged: [String] = []) -> PlacedLinear {
         var pl = Placement(backend: p.backendName, kernel: p.kernelName(forBatch: m), format: ran,
                            policy: .fastest(batch: batch), skipped: skipped)
         pl.timings = timings
         pl.source = source
+        pl.sliceRows = sliceRows
+        pl.sliceTimings = sliceTimings
+        pl.triaged = triaged
         if ran != asked {
             pl.warning = "the \(asked) weights ran slower than dense on every backend at M=\(m); running dense"
         }
@@ -319,9 +394,15 @@ public struct DispatchCandidate: Sendable {
     /// "native", "onednn (dense)", ...: the name placements and the tuning cache use.
     public let label: String
     public let backend: any KernelBackend
-    /// The layer as this candidate runs it.
+    /// The layer as given (its own format).
     public let layer: LinearLayer
+    /// The format this candidate runs: the layer's own, or `.dense` for a densified candidate.
+    public let format: WeightFormat
 
-    /// Prepares the layer on this candidate's backend.
-    public func prepare() throws -> any PreparedLinear { try backend.prepare(layer) }
+    /// Prepares the layer on this candidate's backend, densifying it first when `format` is
+    /// `.dense` and the layer is not. The conversion happens here, not when the candidate list
+    /// is made: a cache hit or a slice-timed selection must not densify the whole weight.
+    public func prepare() throws -> any PreparedLinear {
+        try backend.prepare(format == layer.format ? layer : layer.converted(to: format))
+    }
 }

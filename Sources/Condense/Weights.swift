@@ -150,3 +150,65 @@ public struct LinearLayer: Sendable {
         try LinearLayer(weights: weights.converted(to: format), bias: bias, activation: activation)
     }
 }
+
+extension LinearLayer {
+    /// The layer restricted to its first `n` output features: same K, format, scales and
+    /// activation. Measured dispatch times candidates on such a slice of a large layer.
+    /// - Throws: ``CondenseError/invalidArgument(_:)`` unless `1 <= n <= outFeatures`.
+    public func leadingRows(_ n: Int) throws -> LinearLayer {
+        guard n >= 1, n <= outFeatures else {
+            throw CondenseError.invalidArgument("leading rows must be in 1…\(outFeatures), got \(n)")
+        }
+        if n == outFeatures { return self }
+        return try LinearLayer(weights: weights.leadingRows(n), bias: bias.map { Array($0[0..<n]) }, activation: activation)
+    }
+}
+
+extension CompressedWeights {
+    /// The first `n` rows (output features), in the same format. `n` must be in 1…outFeatures.
+    func leadingRows(_ n: Int) throws -> CompressedWeights {
+        switch self {
+        case let .dense(w):
+            return .dense(try Matrix(rows: n, columns: w.columns, elements: w.withUnsafeBufferPointer { Array($0[0..<(n * w.columns)]) }))
+        case let .sparse24(w):
+            return .sparse24(w.leadingRows(n))
+        case let .csr(w):
+            let end = Int(w.rowOffsets[n])
+            let indices: CSRMatrix.ColumnIndices
+            switch w.columnIndices {
+            case let .u16(a): indices = .u16(Array(a[0..<end]))
+            case let .u32(a): indices = .u32(Array(a[0..<end]))
+            }
+            return .csr(try CSRMatrix(rows: n, columns: w.columns, rowOffsets: Array(w.rowOffsets[0...n]),
+                                      columnIndices: indices, values: Array(w.values[0..<end])))
+        case let .int8(w):
+            return .int8(try Int8Weights(rows: n, columns: w.columns, values: Array(w.values[0..<(n * w.columns)]),
+                                         scales: Array(w.scales[0..<n]), staticActivation: w.staticActivation).with(path: w.path))
+        case let .int4(w):
+            let bytes = (w.columns + 1) / 2
+            return .int4(try Int4Weights(rows: n, columns: w.columns, groupSize: w.groupSize, packed: Array(w.packed[0..<(n * bytes)]),
+                                         scales: Array(w.scales[0..<(n * w.groupsPerRow)]), path: w.path))
+        case let .sparse24Int8(w):
+            return .sparse24Int8(try Sparse24Int8Weights(pattern: w.pattern.leadingRows(n),
+                                                         values: Array(w.values[0..<(n * w.pattern.valuesPerRow)]),
+                                                         scales: Array(w.scales[0..<n])))
+        }
+    }
+}
+
+extension Sparse24Matrix {
+    /// The first `n` rows.
+    func leadingRows(_ n: Int) -> Sparse24Matrix {
+        Sparse24Matrix(rows: n, columns: columns, paddedColumns: paddedColumns,
+                       values: Array(values[0..<(n * valuesPerRow)]), metadata: Array(metadata[0..<(n * metadataStride)]))
+    }
+
+    /// Parts taken from a valid matrix, unchecked.
+    private init(rows: Int, columns: Int, paddedColumns: Int, values: [Float], metadata: [UInt8]) {
+        self.rows = rows
+        self.columns = columns
+        self.paddedColumns = paddedColumns
+        self.values = values
+        self.metadata = metadata
+    }
+}

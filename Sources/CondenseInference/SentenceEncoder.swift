@@ -335,6 +335,30 @@ public final class InferenceSession: Sendable {
         try forward(seqs, observe: nil)
     }
 
+    /// What the named projections see (their inputs, before any smoothing) over these sequences,
+    /// rows in token order; "final" names the last layer's output. For block-wise recovery:
+    /// the inputs of a block in the compressed model and its targets in the dense one.
+    ///
+    /// ```swift
+    /// let seen = try session.inputs(of: ["layer.0.intermediate", "final"], tokenIDs: ids)
+    /// print(seen["final"]!.rows)   // tokens
+    /// ```
+    public func inputs(of names: Set<String>, tokenIDs seqs: [[Int32]], batch: Int = 64) throws -> [String: Matrix<Float>] {
+        var rows: [String: [Float]] = [:], widths: [String: Int] = [:]
+        for start in stride(from: 0, to: seqs.count, by: max(batch, 1)) {
+            _ = try forward(Array(seqs[start..<min(start + max(batch, 1), seqs.count)])) { name, x in
+                guard names.contains(name) else { return }
+                widths[name] = x.columns
+                x.withUnsafeBufferPointer { rows[name, default: []].append(contentsOf: $0) }
+            }
+        }
+        var out: [String: Matrix<Float>] = [:]
+        for (name, v) in rows {
+            out[name] = try Matrix(rows: v.count / widths[name]!, columns: widths[name]!, elements: v)
+        }
+        return out
+    }
+
     /// Runs calibration text and records every projection's input statistics.
     public func calibrate(_ texts: [String], gram: Bool = false, only: Set<String>? = nil) throws -> EncoderStatistics {
         var stats = EncoderStatistics()
@@ -343,6 +367,7 @@ public final class InferenceSession: Sendable {
             let ids = model.tokenizer.encode(t, maxLength: model.maxLength)
             stats.tokens += ids.count
             _ = try forward([ids]) { name, x in
+                if name == "final" { return }
                 if let only, !only.contains(name) { return }
                 var amax = stats.absMax[name] ?? [Float](repeating: 0, count: x.columns)
                 var s2 = sq[name] ?? [Double](repeating: 0, count: x.columns)
@@ -460,6 +485,7 @@ public final class InferenceSession: Sendable {
             try p.output.apply(scaled(inter, sm.output, &s2), into: &proj)
             addAndNorm(&x, proj, model.layers[l].outputNorm)
         }
+        observe?("final", x)
         // Mean pooling over each sentence's tokens, then L2 normalisation.
         return x.withUnsafeBufferPointer { xp in
             (0..<seqs.count).map { s in

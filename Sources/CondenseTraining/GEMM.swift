@@ -5,11 +5,11 @@ import Condense
 /// backward products are the same `Y = X·Wᵀ` with the right-hand operand packed from its
 /// transpose (`condense_f32_pack_t`), so training reuses the inference kernel instead of a
 /// second GEMM.
-enum TrainGEMM {
+public enum TrainGEMM {
     static var kernel: UnsafePointer<condense_f32_gemm_kernel> { condense_f32_gemm_kernel_for(condense_isa_active()) }
 
     /// y[m, n] = x[m, k] · w[n, k]ᵀ + bias.
-    static func forward(_ x: UnsafePointer<Float>, m: Int, k: Int, _ w: UnsafePointer<Float>, n: Int,
+    public static func forward(_ x: UnsafePointer<Float>, m: Int, k: Int, _ w: UnsafePointer<Float>, n: Int,
                         bias: UnsafePointer<Float>?, into y: UnsafeMutablePointer<Float>) {
         guard m > 0, n > 0 else { return }
         guard k > 0 else { fill(y, m * n, bias: bias, n: n); return }
@@ -19,7 +19,7 @@ enum TrainGEMM {
     }
 
     /// dx[m, k] = dy[m, n] · w[n, k]: the "weights" are wᵀ, stored as w itself.
-    static func gradInput(_ dy: UnsafePointer<Float>, m: Int, n: Int, _ w: UnsafePointer<Float>, k: Int,
+    public static func gradInput(_ dy: UnsafePointer<Float>, m: Int, n: Int, _ w: UnsafePointer<Float>, k: Int,
                           into dx: UnsafeMutablePointer<Float>) {
         guard m > 0, k > 0 else { return }
         guard n > 0 else { dx.update(repeating: 0, count: m * k); return }
@@ -29,7 +29,7 @@ enum TrainGEMM {
     }
 
     /// dw[n, k] = dy[m, n]ᵀ · x[m, k]: rows of dyᵀ times the "weights" xᵀ, stored as x itself.
-    static func gradWeight(_ dy: UnsafePointer<Float>, m: Int, n: Int, _ x: UnsafePointer<Float>, k: Int,
+    public static func gradWeight(_ dy: UnsafePointer<Float>, m: Int, n: Int, _ x: UnsafePointer<Float>, k: Int,
                            into dw: UnsafeMutablePointer<Float>) {
         guard n > 0, k > 0 else { return }
         guard m > 0 else { dw.update(repeating: 0, count: n * k); return }
@@ -41,7 +41,7 @@ enum TrainGEMM {
         condense_f32_gemm(p, n, dyT, m, dw, k, Int32(CONDENSE_ACT_NONE.rawValue), 0)
     }
 
-    static func transpose(_ a: UnsafePointer<Float>, rows: Int, columns: Int, into t: UnsafeMutablePointer<Float>) {
+    public static func transpose(_ a: UnsafePointer<Float>, rows: Int, columns: Int, into t: UnsafeMutablePointer<Float>) {
         let b = 32  // blocks that fit in L1 both ways
         var i0 = 0
         while i0 < rows {

@@ -13,19 +13,27 @@ public enum Optimizer: Sendable, Equatable {
     }
 }
 
-/// The optimizer's per-parameter state for one model.
-struct OptimizerState {
+/// The optimizer's per-parameter state for one model: one slot per parameter array.
+///
+/// ```swift
+/// var state = OptimizerState(shapes: [w.count, b.count])
+/// state.step += 1                                   // once per optimizer step, before apply
+/// state.apply(.adam(learningRate: 1e-4), params: &w, grads: dw, slot: 0, scale: 1)
+/// state.apply(.adam(learningRate: 1e-4), params: &b, grads: db, slot: 1, scale: 1)
+/// ```
+public struct OptimizerState: Sendable {
     var m: [[Float]]
     var v: [[Float]]
-    var step = 0
+    /// Steps taken (Adam's bias correction needs it); the caller increments it.
+    public var step = 0
 
-    init(shapes: [Int]) {
+    public init(shapes: [Int]) {
         m = shapes.map { [Float](repeating: 0, count: $0) }
         v = m
     }
 
     /// Updates `params[i]` with `grads[i]`, at `scale` × the base learning rate (decay schedules).
-    mutating func apply(_ opt: Optimizer, params: inout [Float], grads: [Float], slot i: Int, scale: Float) {
+    public mutating func apply(_ opt: Optimizer, params: inout [Float], grads: [Float], slot i: Int, scale: Float) {
         switch opt {
         case let .sgd(lr, mu):
             let a = lr * scale

@@ -1,6 +1,7 @@
 import CCondenseKernels
 import Condense
 import CondenseInference
+import CondenseCompression
 import Foundation
 import Testing
 
@@ -242,6 +243,54 @@ private func makeTinyBERT() throws -> String {
                 }
             }
             for try await same in group { #expect(same) }
+        }
+    }
+
+    /// 2:4 with recovery: every projection ends 2:4, and training the blocks wins back cosine
+    /// over reconstruction alone (epochs 0) on the sentences it saw.
+    @Test func recoveryPrunesTwoFourAndWinsBackCosine() throws {
+        let base = try SentenceEncoder(directory: tinyBERT())
+        let texts = ["the cat sat on the mat.", "a dog runs", "cats, dogs run on the mat", "the dogs sat", "a cat runs on a mat ."]
+        let ref = try InferenceSession(base, policy: .priority).embed(texts)
+        func meanCos(_ m: SentenceEncoder) throws -> Float {
+            let got = try InferenceSession(m, policy: .priority).embed(texts)
+            return zip(got, ref).map { a, b in zip(a, b).reduce(Float(0)) { $0 + $1.0 * $1.1 } }.reduce(0, +) / Float(texts.count)
+        }
+        let reconstructed = try EncoderRecovery(epochs: 0, variants: 200).run(base, calibration: texts)
+        let tuned = try EncoderRecovery(epochs: 4, learningRate: 1e-3, variants: 200).run(base, calibration: texts)
+        for m in [reconstructed, tuned] {
+            let sparse = try m.mapLinears { _, l in try l.converted(to: .sparse24) }  // throws unless 2:4
+            #expect(sparse.linears.count == 8)
+        }
+        #expect(tuned.layers[1].outputNorm.gamma != base.layers[1].outputNorm.gamma)
+        let (c0, c1) = (try meanCos(reconstructed), try meanCos(tuned))
+        #expect(c1 > c0, "reconstruction \(c0), tuned \(c1)")
+        // Feed-forward scope leaves the attention projections alone.
+        let ffn = try EncoderRecovery(scope: .feedForward, epochs: 1, variants: 20).run(base, calibration: texts)
+        #expect(ffn.layers[0].qkv.weights.densified().withUnsafeBufferPointer(Array.init)
+                == base.layers[0].qkv.weights.densified().withUnsafeBufferPointer(Array.init))
+        // The tuner's layer computes what the runtime's layer computes.
+        let ids = texts.map { base.tokenizer.encode($0, maxLength: base.maxLength) }
+        let seen = try InferenceSession(base, policy: .priority).inputs(of: ["layer.0.qkv", "layer.1.qkv"], tokenIDs: ids)
+        let c = base.layers[0]
+        let layer = try BlockTuning.EncoderLayer(
+            qkv: .init(c.qkv, keepZeros: false), attentionOutput: .init(c.attentionOutput, keepZeros: false),
+            intermediate: .init(c.intermediate, keepZeros: false), output: .init(c.output, keepZeros: false),
+            attentionNorm: c.attentionNorm, outputNorm: c.outputNorm, heads: base.config.numAttentionHeads, eps: base.config.layerNormEps)
+        let y = try BlockTuning.outputs(layer, input: seen["layer.0.qkv"]!, lengths: ids.map(\.count))
+        let want = seen["layer.1.qkv"]!
+        #expect(y.rows == want.rows)
+        for r in 0..<y.rows { for j in 0..<y.columns { #expect(abs(y[r, j] - want[r, j]) < 1e-4) } }
+        // Whole-layer training on top of the blocks.
+        let whole = try EncoderRecovery(epochs: 2, learningRate: 1e-3, variants: 100, layerEpochs: 2).run(base, calibration: texts)
+        _ = try whole.mapLinears { _, l in try l.converted(to: .sparse24) }
+        #expect(try meanCos(whole) > c0)
+        #expect(throws: CondenseError.invalidArgument("recovery epochs must be >= 0, got -1")) { try EncoderRecovery(epochs: -1) }
+        #expect(throws: CondenseError.invalidArgument("recovery learning rate must be finite and > 0, got nan")) {
+            try EncoderRecovery(learningRate: .nan)
+        }
+        #expect(throws: CondenseError.invalidArgument("recovery needs calibration sentences, got none")) {
+            try EncoderRecovery().run(base, calibration: [""])
         }
     }
 

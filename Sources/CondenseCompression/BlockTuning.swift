@@ -132,7 +132,6 @@ public enum BlockTuning {
 
     static func forward(_ b: Block, x: [Float], residual: [Float], rows: Int) -> Pass {
         var p = Pass()
-        var u = [Float](repeating: 0, count: rows * b.outFeatures)
         var input = x
         if b.linears.count == 2 {
             let l = b.linears[0]
@@ -141,7 +140,7 @@ public enum BlockTuning {
             input = p.hidden
         }
         let last = b.linears.last!
-        u = linear(last, input, rows: rows)
+        var u = linear(last, input, rows: rows)
         for i in u.indices { u[i] += residual[i] }
         (p.y, p.xhat, p.invStd) = layerNorm(u, rows: rows, h: b.outFeatures, gamma: b.gamma, beta: b.beta, eps: b.eps)
         return p

@@ -120,12 +120,12 @@ public struct EncoderRecovery {
                 var seen = try InferenceSession(current, policy: .priority).inputs(of: [p + "qkv"], tokenIDs: seqs)
                 layerInput = seen[p + "qkv"]!
                 current.layers[l].qkv = try Self.pruned(current.layers[l].qkv, seen[p + "qkv"]!)
-                seen = try InferenceSession(current, policy: .priority).inputs(of: [p + "qkv", p + "attention_output"], tokenIDs: seqs)
+                seen = try InferenceSession(current, policy: .priority).inputs(of: [p + "attention_output"], tokenIDs: seqs)
                 let ao = try Self.pruned(current.layers[l].attentionOutput, seen[p + "attention_output"]!)
                 let norm = current.layers[l].attentionNorm
                 var block = try BlockTuning.Block(linears: [BlockTuning.Linear(ao, keepZeros: true)],
                                                   gamma: norm.gamma, beta: norm.beta, eps: eps)
-                let fit = try BlockTuning.fit(&block, input: seen[p + "attention_output"]!, residual: seen[p + "qkv"]!,
+                let fit = try BlockTuning.fit(&block, input: seen[p + "attention_output"]!, residual: layerInput!,
                                               target: targets[p + "intermediate"]!, epochs: epochs,
                                               optimizer: .adam(learningRate: learningRate), seed: seed &+ UInt64(2 * l))
                 progress?("layer \(l) attention block: mse \(String(format: "%.5f", fit.before)) → \(String(format: "%.5f", fit.after))")

@@ -345,8 +345,10 @@ public final class InferenceSession: Sendable {
     /// ```
     public func inputs(of names: Set<String>, tokenIDs seqs: [[Int32]], batch: Int = 64) throws -> [String: Matrix<Float>] {
         var rows: [String: [Float]] = [:], widths: [String: Int] = [:]
+        // Layers after the last one named are not run.
+        let last = names.contains("final") ? nil : names.compactMap { $0.split(separator: ".").dropFirst().first.flatMap { Int($0) } }.max()
         for start in stride(from: 0, to: seqs.count, by: max(batch, 1)) {
-            _ = try forward(Array(seqs[start..<min(start + max(batch, 1), seqs.count)])) { name, x in
+            _ = try forward(Array(seqs[start..<min(start + max(batch, 1), seqs.count)]), through: last) { name, x in
                 guard names.contains(name) else { return }
                 widths[name] = x.columns
                 x.withUnsafeBufferPointer { rows[name, default: []].append(contentsOf: $0) }
@@ -423,7 +425,8 @@ public final class InferenceSession: Sendable {
         return scratch!
     }
 
-    private func forward(_ seqs: [[Int32]], observe: ((String, Matrix<Float>) -> Void)?) throws -> [[Float]] {
+    /// `through`: the last layer to run when only observing (nil: all, then pooling).
+    private func forward(_ seqs: [[Int32]], through: Int? = nil, observe: ((String, Matrix<Float>) -> Void)?) throws -> [[Float]] {
         let c = model.config, h = c.hiddenSize
         guard !seqs.isEmpty else { return [] }
         var starts: [Int32] = [0]
@@ -463,6 +466,7 @@ public final class InferenceSession: Sendable {
         var inter = try Matrix<Float>(rows: rows, columns: c.intermediateSize)
         var s1: Matrix<Float>?, s2: Matrix<Float>?
         for (l, p) in prepared.enumerated() {
+            if let through, l > through { return [] }
             let sm = inverseSmoothing[l]
             observe?("layer.\(l).qkv", x)
             try p.qkv.apply(scaled(x, sm.qkv, &s1), into: &qkv)

@@ -5,6 +5,12 @@ import Condense
 /// backward products are the same `Y = X·Wᵀ` with the right-hand operand packed from its
 /// transpose (`condense_f32_pack_t`), so training reuses the inference kernel instead of a
 /// second GEMM.
+///
+/// ```swift
+/// // y[4, 3] = x[4, 8] · w[3, 8]ᵀ, then dw[3, 8] = dyᵀ · x
+/// TrainGEMM.forward(x, m: 4, k: 8, w, n: 3, bias: nil, into: y)
+/// TrainGEMM.gradWeight(dy, m: 4, n: 3, x, k: 8, into: dw)
+/// ```
 public enum TrainGEMM {
     static var kernel: UnsafePointer<condense_f32_gemm_kernel> { condense_f32_gemm_kernel_for(condense_isa_active()) }
 
@@ -41,6 +47,7 @@ public enum TrainGEMM {
         condense_f32_gemm(p, n, dyT, m, dw, k, Int32(CONDENSE_ACT_NONE.rawValue), 0)
     }
 
+    /// t[columns, rows] = aᵀ, in cache-sized blocks.
     public static func transpose(_ a: UnsafePointer<Float>, rows: Int, columns: Int, into t: UnsafeMutablePointer<Float>) {
         let b = 32  // blocks that fit in L1 both ways
         var i0 = 0

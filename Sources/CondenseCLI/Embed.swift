@@ -103,9 +103,15 @@ struct RecoveryOptions: ParsableArguments {
     @Option(help: "2:4-tuned (all projections): passes training each whole layer, attention included, after its blocks.")
     var recoveryLayerEpochs = 0
 
+    @Option(help: "2:4-tuned: finally, passes training all layers jointly on the dense model's last hidden states.")
+    var recoveryStackEpochs = 0
+
     func recovery() throws -> EncoderRecovery {
-        try EncoderRecovery(epochs: recoveryEpochs, learningRate: recoveryLearningRate, variants: recoveryVariants,
-                            layerEpochs: recoveryLayerEpochs)
+        var r = try EncoderRecovery(epochs: recoveryEpochs, learningRate: recoveryLearningRate, variants: recoveryVariants,
+                                    layerEpochs: recoveryLayerEpochs)
+        guard recoveryStackEpochs >= 0 else { throw ValidationError("--recovery-stack-epochs must be >= 0, got \(recoveryStackEpochs)") }
+        r.stackEpochs = recoveryStackEpochs
+        return r
     }
 }
 

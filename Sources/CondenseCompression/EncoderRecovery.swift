@@ -42,6 +42,9 @@ public struct EncoderRecovery {
     /// With scope `.all`: passes of training the whole layer (attention included) after its
     /// blocks; 0 skips it.
     public var layerEpochs: Int
+    /// Finally: passes of training every layer jointly on the dense model's last hidden states
+    /// (end-to-end hidden-state distillation); 0 skips it.
+    public var stackEpochs = 0
     public var seed: UInt64 = 7
     /// Called with a line per step (block errors before and after), e.g. to print progress.
     public var progress: ((String) -> Void)?
@@ -109,7 +112,7 @@ public struct EncoderRecovery {
         let seqs = sequences(teacher, text)
         guard !seqs.isEmpty else { throw CondenseError.invalidArgument("recovery needs calibration sentences, got none") }
         let n = teacher.layers.count
-        let targetNames = Set((0..<n).map { "layer.\($0).intermediate" } + (1..<max(n, 1)).map { "layer.\($0).qkv" } + ["final"])
+        let targetNames = Set((0..<n).map { "layer.\($0).intermediate" } + (0..<n).map { "layer.\($0).qkv" } + ["final"])
         let targets = try InferenceSession(teacher, policy: .priority).inputs(of: targetNames, tokenIDs: seqs)
         progress?("recovery: \(seqs.count) sequences, \(targets["final"]!.rows) tokens")
         var current = teacher
@@ -166,6 +169,28 @@ public struct EncoderRecovery {
                 current.layers[l].output = try Self.layer(whole.output, activation: c.output.activation)
                 current.layers[l].attentionNorm = (whole.gamma1, whole.beta1)
                 current.layers[l].outputNorm = (whole.gamma2, whole.beta2)
+            }
+        }
+        if stackEpochs > 0 {
+            var stack = try current.layers.map { c in
+                try BlockTuning.EncoderLayer(
+                    qkv: BlockTuning.Linear(c.qkv, keepZeros: prunes("layer.0.qkv")),
+                    attentionOutput: BlockTuning.Linear(c.attentionOutput, keepZeros: prunes("layer.0.attention_output")),
+                    intermediate: BlockTuning.Linear(c.intermediate, keepZeros: true), output: BlockTuning.Linear(c.output, keepZeros: true),
+                    attentionNorm: c.attentionNorm, outputNorm: c.outputNorm, heads: teacher.config.numAttentionHeads, eps: eps)
+            }
+            // The embeddings are not pruned: the dense model's first-layer input is the pruned one's too.
+            let fit = try BlockTuning.fit(&stack, input: targets["layer.0.qkv"]!, lengths: seqs.map(\.count), target: targets["final"]!,
+                                          epochs: stackEpochs, optimizer: .adam(learningRate: learningRate / 3), seed: seed &+ 1000)
+            progress?("all layers jointly: mse \(String(format: "%.5f", fit.before)) → \(String(format: "%.5f", fit.after))")
+            for (l, w) in stack.enumerated() {
+                let c = current.layers[l]
+                current.layers[l].qkv = try Self.layer(w.qkv, activation: c.qkv.activation)
+                current.layers[l].attentionOutput = try Self.layer(w.attentionOutput, activation: c.attentionOutput.activation)
+                current.layers[l].intermediate = try Self.layer(w.intermediate, activation: c.intermediate.activation)
+                current.layers[l].output = try Self.layer(w.output, activation: c.output.activation)
+                current.layers[l].attentionNorm = (w.gamma1, w.beta1)
+                current.layers[l].outputNorm = (w.gamma2, w.beta2)
             }
         }
         return current

@@ -52,59 +52,31 @@ extension BlockTuning {
     public static func fit(_ layer: inout EncoderLayer, input: Matrix<Float>, lengths: [Int], target: Matrix<Float>,
                            epochs: Int, batchRows: Int = 256, optimizer: Optimizer = .adam(learningRate: 1e-4),
                            seed: UInt64 = 1) throws -> (before: Double, after: Double) {
-        let h = layer.hidden
-        guard input.columns == h, target.columns == h, input.rows == target.rows, lengths.allSatisfy({ $0 >= 1 }),
-              lengths.reduce(0, +) == input.rows else {
-            throw CondenseError.shapeMismatch("encoder layer of width \(h): input \(input.rows)×\(input.columns), target \(target.rows)×\(target.columns), lengths summing to \(lengths.reduce(0, +))")
+        var stack = [layer]
+        defer { layer = stack[0] }
+        return try fit(&stack, input: input, lengths: lengths, target: target, epochs: epochs, batchRows: batchRows,
+                       optimizer: optimizer, seed: seed)
+    }
+
+    static func stackForward(_ stack: [EncoderLayer], x: [Float], lengths: [Int]) -> [LayerPass] {
+        var passes: [LayerPass] = []
+        for l in stack { passes.append(layerForward(l, x: passes.last?.y ?? x, lengths: lengths)) }
+        return passes
+    }
+
+    /// Gradients of the mean squared error at the last layer's output, for every layer.
+    static func stackGradients(_ stack: [EncoderLayer], x: [Float], lengths: [Int], target: [Float]) -> [LayerGradients] {
+        let passes = stackForward(stack, x: x, lengths: lengths)
+        let s = 2 / Float(target.count)
+        var dy = (0..<target.count).map { s * (passes.last!.y[$0] - target[$0]) }
+        var grads = [LayerGradients](repeating: LayerGradients(), count: stack.count)
+        for li in stride(from: stack.count - 1, through: 0, by: -1) {
+            let (g, dx) = layerBackward(stack[li], x: li == 0 ? x : passes[li - 1].y, lengths: lengths, pass: passes[li],
+                                        dy: dy, input: li > 0)
+            grads[li] = g
+            if let dx { dy = dx }
         }
-        guard epochs >= 0 else { throw CondenseError.invalidArgument("epochs must be >= 0, got \(epochs)") }
-        var offsets = [0]
-        for l in lengths { offsets.append(offsets.last! + l) }
-        // Batches: consecutive sequences up to about batchRows tokens.
-        var batches: [[Int]] = [], current: [Int] = [], rows = 0
-        for s in lengths.indices {
-            current.append(s)
-            rows += lengths[s]
-            if rows >= batchRows { batches.append(current); current = []; rows = 0 }
-        }
-        if !current.isEmpty { batches.append(current) }
-        func rowsOf(_ seqs: [Int]) -> [Int] { seqs.flatMap { Array(offsets[$0]..<offsets[$0 + 1]) } }
-        func lossAll(_ l: EncoderLayer) -> Double {
-            var total = 0.0
-            for b in batches {
-                let r = rowsOf(b)
-                let f = layerForward(l, x: gather(input, r), lengths: b.map { lengths[$0] })
-                let t = gather(target, r)
-                for i in f.y.indices { let d = Double(f.y[i] - t[i]); total += d * d }
-            }
-            return input.rows == 0 ? 0 : total / Double(input.rows * h)
-        }
-        let before = lossAll(layer)
-        var state = OptimizerState(shapes: layer.linears.flatMap { [$0.weight.count, $0.bias.count] } + [h, h, h, h])
-        var rng = SplitMix64(seed: seed)
-        var order = Array(batches.indices)
-        for _ in 0..<epochs {
-            for i in stride(from: order.count - 1, to: 0, by: -1) { order.swapAt(i, rng.below(i + 1)) }
-            for bi in order {
-                let b = batches[bi], r = rowsOf(b)
-                var g = layerGradients(layer, x: gather(input, r), lengths: b.map { lengths[$0] }, target: gather(target, r))
-                state.step += 1
-                func step(_ l: inout Linear, _ i: Int) {
-                    if let mask = l.mask { for j in mask.indices where !mask[j] { g.weights[i][j] = 0 } }
-                    state.apply(optimizer, params: &l.weight, grads: g.weights[i], slot: 2 * i, scale: 1)
-                    state.apply(optimizer, params: &l.bias, grads: g.biases[i], slot: 2 * i + 1, scale: 1)
-                }
-                step(&layer.qkv, 0)
-                step(&layer.attentionOutput, 1)
-                step(&layer.intermediate, 2)
-                step(&layer.output, 3)
-                state.apply(optimizer, params: &layer.gamma1, grads: g.norms[0], slot: 8, scale: 1)
-                state.apply(optimizer, params: &layer.beta1, grads: g.norms[1], slot: 9, scale: 1)
-                state.apply(optimizer, params: &layer.gamma2, grads: g.norms[2], slot: 10, scale: 1)
-                state.apply(optimizer, params: &layer.beta2, grads: g.norms[3], slot: 11, scale: 1)
-            }
-        }
-        return (before, lossAll(layer))
+        return grads
     }
 
     /// The layer's output rows for packed sequences (for tests and evaluation).
@@ -178,11 +150,17 @@ extension BlockTuning {
     }
 
     static func layerGradients(_ l: EncoderLayer, x: [Float], lengths: [Int], target: [Float]) -> LayerGradients {
+        let p = layerForward(l, x: x, lengths: lengths)
+        let s = 2 / Float(p.y.count)
+        return layerBackward(l, x: x, lengths: lengths, pass: p, dy: (0..<p.y.count).map { s * (p.y[$0] - target[$0]) }).gradients
+    }
+
+    /// Backward through one layer from `dy` (the loss gradient at its output): the parameter
+    /// gradients and, when `input` is set, the gradient at the layer's input.
+    static func layerBackward(_ l: EncoderLayer, x: [Float], lengths: [Int], pass p: LayerPass, dy: [Float], input: Bool = false)
+        -> (gradients: LayerGradients, dx: [Float]?) {
         let rows = lengths.reduce(0, +), h = l.hidden, d = h / l.heads
         let scale = 1 / Float(d).squareRoot()
-        let p = layerForward(l, x: x, lengths: lengths)
-        let s = 2 / Float(rows * h)
-        let dy = (0..<(rows * h)).map { s * (p.y[$0] - target[$0]) }
         let (du2, dg2, db2n) = layerNormBackward(dy, xhat: p.xhat2, invStd: p.inv2, gamma: l.gamma2, rows: rows, h: h)
         let (dw2, db2) = linearGradients(du2, p.act, rows: rows, n: l.output.n, k: l.output.k)
         var da = inputGradient(du2, l.output, rows: rows)
@@ -236,6 +214,77 @@ extension BlockTuning {
             }
         }
         let (dwq, dbq) = linearGradients(dqkv, x, rows: rows, n: l.qkv.n, k: l.qkv.k)
-        return LayerGradients(weights: [dwq, dwo, dw1, dw2], biases: [dbq, dbo, db1, db2], norms: [dg1, db1n, dg2, db2n])
+        var dx: [Float]?
+        if input {  // through QKV and the residual around attention
+            dx = inputGradient(dqkv, l.qkv, rows: rows)
+            for i in du1.indices { dx![i] += du1[i] }
+        }
+        return (LayerGradients(weights: [dwq, dwo, dw1, dw2], biases: [dbq, dbo, db1, db2], norms: [dg1, db1n, dg2, db2n]), dx)
+    }
+
+    /// Fits a stack of layers jointly (the output of each feeding the next) so that the last
+    /// one's output for `input` approaches `target`: end-to-end hidden-state distillation, where
+    /// the layer-by-layer fits see one layer at a time. Same conventions as the one-layer `fit`.
+    /// - Throws: ``CondenseError/shapeMismatch(_:)`` as the one-layer `fit`, or for an empty stack.
+    public static func fit(_ layers: inout [EncoderLayer], input: Matrix<Float>, lengths: [Int], target: Matrix<Float>,
+                           epochs: Int, batchRows: Int = 256, optimizer: Optimizer = .adam(learningRate: 1e-4),
+                           seed: UInt64 = 1) throws -> (before: Double, after: Double) {
+        guard let first = layers.first else { throw CondenseError.shapeMismatch("an empty stack of layers") }
+        let h = first.hidden
+        guard layers.allSatisfy({ $0.hidden == h }), input.columns == h, target.columns == h, input.rows == target.rows,
+              lengths.allSatisfy({ $0 >= 1 }), lengths.reduce(0, +) == input.rows else {
+            throw CondenseError.shapeMismatch("stack of width \(h): input \(input.rows)×\(input.columns), target \(target.rows)×\(target.columns), lengths summing to \(lengths.reduce(0, +))")
+        }
+        guard epochs >= 0 else { throw CondenseError.invalidArgument("epochs must be >= 0, got \(epochs)") }
+        var offsets = [0]
+        for l in lengths { offsets.append(offsets.last! + l) }
+        var batches: [[Int]] = [], current: [Int] = [], rows = 0
+        for s in lengths.indices {
+            current.append(s)
+            rows += lengths[s]
+            if rows >= batchRows { batches.append(current); current = []; rows = 0 }
+        }
+        if !current.isEmpty { batches.append(current) }
+        func rowsOf(_ seqs: [Int]) -> [Int] { seqs.flatMap { Array(offsets[$0]..<offsets[$0 + 1]) } }
+        func lossAll(_ stack: [EncoderLayer]) -> Double {
+            var total = 0.0
+            for b in batches {
+                let r = rowsOf(b)
+                let y = stackForward(stack, x: gather(input, r), lengths: b.map { lengths[$0] }).last!.y
+                let t = gather(target, r)
+                for i in y.indices { let d = Double(y[i] - t[i]); total += d * d }
+            }
+            return total / Double(input.rows * h)
+        }
+        let before = lossAll(layers)
+        var state = OptimizerState(shapes: layers.flatMap { l in l.linears.flatMap { [$0.weight.count, $0.bias.count] } + [h, h, h, h] })
+        var rng = SplitMix64(seed: seed)
+        var order = Array(batches.indices)
+        for _ in 0..<epochs {
+            for i in stride(from: order.count - 1, to: 0, by: -1) { order.swapAt(i, rng.below(i + 1)) }
+            for bi in order {
+                let b = batches[bi], r = rowsOf(b)
+                let grads = stackGradients(layers, x: gather(input, r), lengths: b.map { lengths[$0] }, target: gather(target, r))
+                state.step += 1
+                for li in layers.indices {
+                    var g = grads[li]
+                    let base = 12 * li
+                    func step(_ l: inout Linear, _ i: Int) {
+                        if let mask = l.mask { for j in mask.indices where !mask[j] { g.weights[i][j] = 0 } }
+                        state.apply(optimizer, params: &l.weight, grads: g.weights[i], slot: base + 2 * i, scale: 1)
+                        state.apply(optimizer, params: &l.bias, grads: g.biases[i], slot: base + 2 * i + 1, scale: 1)
+                    }
+                    step(&layers[li].qkv, 0)
+                    step(&layers[li].attentionOutput, 1)
+                    step(&layers[li].intermediate, 2)
+                    step(&layers[li].output, 3)
+                    state.apply(optimizer, params: &layers[li].gamma1, grads: g.norms[0], slot: base + 8, scale: 1)
+                    state.apply(optimizer, params: &layers[li].beta1, grads: g.norms[1], slot: base + 9, scale: 1)
+                    state.apply(optimizer, params: &layers[li].gamma2, grads: g.norms[2], slot: base + 10, scale: 1)
+                    state.apply(optimizer, params: &layers[li].beta2, grads: g.norms[3], slot: base + 11, scale: 1)
+                }
+            }
+        }
+        return (before, lossAll(layers))
     }
 }

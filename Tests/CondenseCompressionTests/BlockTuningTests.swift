@@ -136,6 +136,44 @@ import Testing
         }
     }
 
+    /// Two layers trained jointly: the gradient reaches the first layer through the second
+    /// (its input gradient through QKV and the residual), against central differences.
+    @Test func stackedLayerGradientsMatchFiniteDifferences() throws {
+        let stack = [try Self.encoderLayer(seed: 40), try Self.encoderLayer(seed: 41)]
+        let lengths = [2, 3]
+        let xs = try Self.matrix(5, 8, seed: 42).withUnsafeBufferPointer(Array.init)
+        let ts = try Self.matrix(5, 8, seed: 43).withUnsafeBufferPointer(Array.init)
+        func loss(_ s: [BlockTuning.EncoderLayer]) -> Double {
+            let y = BlockTuning.stackForward(s, x: xs, lengths: lengths).last!.y
+            return zip(y, ts).reduce(0.0) { $0 + Double($1.0 - $1.1) * Double($1.0 - $1.1) } / Double(ts.count)
+        }
+        let g = BlockTuning.stackGradients(stack, x: xs, lengths: lengths, target: ts)
+        let h: Float = 1e-2
+        var checked = 0
+        for (j, name) in [(0, "Q"), (8 * 8 + 1, "K"), (16 * 8 + 4, "V")] where stack[0].qkv.mask![j] {
+            var plus = stack, minus = stack
+            plus[0].qkv.weight[j] += h
+            minus[0].qkv.weight[j] -= h
+            let numeric = (loss(plus) - loss(minus)) / Double(2 * h)
+            #expect(abs(numeric - Double(g[0].weights[0][j])) <= 2e-5 + 0.02 * abs(numeric), "layer 0 \(name): \(numeric) vs \(g[0].weights[0][j])")
+            if abs(numeric) > 1e-3 { checked += 1 }
+        }
+        for j in [0, 13] where stack[0].intermediate.mask![j] {
+            var plus = stack, minus = stack
+            plus[0].intermediate.weight[j] += h
+            minus[0].intermediate.weight[j] -= h
+            let numeric = (loss(plus) - loss(minus)) / Double(2 * h)
+            #expect(abs(numeric - Double(g[0].weights[2][j])) <= 2e-5 + 0.02 * abs(numeric), "layer 0 intermediate \(j)")
+            if abs(numeric) > 1e-3 { checked += 1 }
+        }
+        var plus = stack, minus = stack
+        plus[0].beta1[3] += h
+        minus[0].beta1[3] -= h
+        let numeric = (loss(plus) - loss(minus)) / Double(2 * h)
+        #expect(abs(numeric - Double(g[0].norms[1][3])) <= 2e-5 + 0.02 * abs(numeric), "layer 0 β₁")
+        #expect(checked >= 3)
+    }
+
     func teacherOutputs(_ b: BlockTuning.Block, _ x: Matrix<Float>) throws -> [Float] {
         // A plain reference of LayerNorm(x + f(x)), written out independently of the tuner.
         var out: [Float] = []

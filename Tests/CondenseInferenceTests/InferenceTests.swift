@@ -285,6 +285,12 @@ private func makeTinyBERT() throws -> String {
         let whole = try EncoderRecovery(epochs: 2, learningRate: 1e-3, variants: 100, layerEpochs: 2).run(base, calibration: texts)
         _ = try whole.mapLinears { _, l in try l.converted(to: .sparse24) }
         #expect(try meanCos(whole) > c0)
+        // And all layers jointly at the end.
+        var joint = try EncoderRecovery(epochs: 2, learningRate: 1e-3, variants: 100)
+        joint.stackEpochs = 2
+        let stacked = try joint.run(base, calibration: texts)
+        _ = try stacked.mapLinears { _, l in try l.converted(to: .sparse24) }
+        #expect(try meanCos(stacked) > c0)
         #expect(throws: CondenseError.invalidArgument("recovery epochs must be >= 0, got -1")) { try EncoderRecovery(epochs: -1) }
         #expect(throws: CondenseError.invalidArgument("recovery learning rate must be finite and > 0, got nan")) {
             try EncoderRecovery(learningRate: .nan)

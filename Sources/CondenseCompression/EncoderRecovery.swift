@@ -107,8 +107,14 @@ public struct EncoderRecovery {
     }
 
     /// The encoder with the scope's projections pruned 2:4 and every block recovered.
-    /// - Throws: ``CondenseError/invalidArgument(_:)`` without calibration sentences.
+    /// - Throws: ``CondenseError/invalidArgument(_:)`` without calibration sentences, or for a
+    ///   SmoothQuant-smoothed encoder (its weights are scaled against inputs the trainer does
+    ///   not see; recover first, then smooth).
     public func run(_ teacher: SentenceEncoder, calibration text: [String]) throws -> SentenceEncoder {
+        if let l = teacher.layers.firstIndex(where: { s in
+            [s.smoothing.qkv, s.smoothing.attentionOutput, s.smoothing.intermediate, s.smoothing.output].contains { $0 != nil } }) {
+            throw CondenseError.invalidArgument("recovery needs an unsmoothed encoder; layer \(l) has SmoothQuant factors")
+        }
         let seqs = sequences(teacher, text)
         guard !seqs.isEmpty else { throw CondenseError.invalidArgument("recovery needs calibration sentences, got none") }
         let n = teacher.layers.count

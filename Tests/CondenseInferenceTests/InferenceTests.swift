@@ -295,6 +295,10 @@ private func makeTinyBERT() throws -> String {
         #expect(throws: CondenseError.invalidArgument("recovery learning rate must be finite and > 0, got nan")) {
             try EncoderRecovery(learningRate: .nan)
         }
+        let smoothed = try base.smoothed(InferenceSession(base, policy: .priority).calibrate(texts))
+        #expect(throws: CondenseError.invalidArgument("recovery needs an unsmoothed encoder; layer 0 has SmoothQuant factors")) {
+            try EncoderRecovery().run(smoothed, calibration: texts)
+        }
         #expect(throws: CondenseError.invalidArgument("recovery needs calibration sentences, got none")) {
             try EncoderRecovery().run(base, calibration: [""])
         }

@@ -106,6 +106,25 @@ public struct EncoderRecovery {
         try LinearLayer(weights: .dense(Matrix(rows: l.n, columns: l.k, elements: l.weight)), bias: l.bias, activation: activation)
     }
 
+    /// An encoder layer as the trainer takes it: the scope's pruned projections keep their zeros.
+    func trainable(_ c: SentenceEncoder.Layer, heads: Int, eps: Float) throws -> BlockTuning.EncoderLayer {
+        try BlockTuning.EncoderLayer(
+            qkv: BlockTuning.Linear(c.qkv, keepZeros: prunes(".qkv")),
+            attentionOutput: BlockTuning.Linear(c.attentionOutput, keepZeros: prunes(".attention_output")),
+            intermediate: BlockTuning.Linear(c.intermediate, keepZeros: true), output: BlockTuning.Linear(c.output, keepZeros: true),
+            attentionNorm: c.attentionNorm, outputNorm: c.outputNorm, heads: heads, eps: eps)
+    }
+
+    /// The trained layer's weights and norms back into the encoder layer.
+    static func write(_ w: BlockTuning.EncoderLayer, into c: inout SentenceEncoder.Layer) throws {
+        c.qkv = try layer(w.qkv, activation: c.qkv.activation)
+        c.attentionOutput = try layer(w.attentionOutput, activation: c.attentionOutput.activation)
+        c.intermediate = try layer(w.intermediate, activation: c.intermediate.activation)
+        c.output = try layer(w.output, activation: c.output.activation)
+        c.attentionNorm = (w.gamma1, w.beta1)
+        c.outputNorm = (w.gamma2, w.beta2)
+    }
+
     /// The encoder with the scope's projections pruned 2:4 and every block recovered.
     /// - Throws: ``CondenseError/invalidArgument(_:)`` without calibration sentences, or for a
     ///   SmoothQuant-smoothed encoder (its weights are scaled against inputs the trainer does
@@ -161,43 +180,20 @@ public struct EncoderRecovery {
             if let x = layerInput, layerEpochs > 0 {
                 // The whole layer, attention included: QKV gets trained too, and the blocks adjust
                 // to each other.
-                let c = current.layers[l]
-                var whole = try BlockTuning.EncoderLayer(
-                    qkv: BlockTuning.Linear(c.qkv, keepZeros: true), attentionOutput: BlockTuning.Linear(c.attentionOutput, keepZeros: true),
-                    intermediate: BlockTuning.Linear(c.intermediate, keepZeros: true), output: BlockTuning.Linear(c.output, keepZeros: true),
-                    attentionNorm: c.attentionNorm, outputNorm: c.outputNorm, heads: teacher.config.numAttentionHeads, eps: eps)
+                var whole = try trainable(current.layers[l], heads: teacher.config.numAttentionHeads, eps: eps)
                 let fit = try BlockTuning.fit(&whole, input: x, lengths: seqs.map(\.count), target: target, epochs: layerEpochs,
                                               optimizer: .adam(learningRate: learningRate), seed: seed &+ UInt64(100 + l))
                 progress?("layer \(l) whole layer: mse \(String(format: "%.5f", fit.before)) → \(String(format: "%.5f", fit.after))")
-                current.layers[l].qkv = try Self.layer(whole.qkv, activation: c.qkv.activation)
-                current.layers[l].attentionOutput = try Self.layer(whole.attentionOutput, activation: c.attentionOutput.activation)
-                current.layers[l].intermediate = try Self.layer(whole.intermediate, activation: c.intermediate.activation)
-                current.layers[l].output = try Self.layer(whole.output, activation: c.output.activation)
-                current.layers[l].attentionNorm = (whole.gamma1, whole.beta1)
-                current.layers[l].outputNorm = (whole.gamma2, whole.beta2)
+                try Self.write(whole, into: &current.layers[l])
             }
         }
         if stackEpochs > 0 {
-            var stack = try current.layers.map { c in
-                try BlockTuning.EncoderLayer(
-                    qkv: BlockTuning.Linear(c.qkv, keepZeros: prunes("layer.0.qkv")),
-                    attentionOutput: BlockTuning.Linear(c.attentionOutput, keepZeros: prunes("layer.0.attention_output")),
-                    intermediate: BlockTuning.Linear(c.intermediate, keepZeros: true), output: BlockTuning.Linear(c.output, keepZeros: true),
-                    attentionNorm: c.attentionNorm, outputNorm: c.outputNorm, heads: teacher.config.numAttentionHeads, eps: eps)
-            }
+            var stack = try current.layers.map { try trainable($0, heads: teacher.config.numAttentionHeads, eps: eps) }
             // The embeddings are not pruned: the dense model's first-layer input is the pruned one's too.
             let fit = try BlockTuning.fit(&stack, input: targets["layer.0.qkv"]!, lengths: seqs.map(\.count), target: targets["final"]!,
                                           epochs: stackEpochs, optimizer: .adam(learningRate: learningRate / 3), seed: seed &+ 1000)
             progress?("all layers jointly: mse \(String(format: "%.5f", fit.before)) → \(String(format: "%.5f", fit.after))")
-            for (l, w) in stack.enumerated() {
-                let c = current.layers[l]
-                current.layers[l].qkv = try Self.layer(w.qkv, activation: c.qkv.activation)
-                current.layers[l].attentionOutput = try Self.layer(w.attentionOutput, activation: c.attentionOutput.activation)
-                current.layers[l].intermediate = try Self.layer(w.intermediate, activation: c.intermediate.activation)
-                current.layers[l].output = try Self.layer(w.output, activation: c.output.activation)
-                current.layers[l].attentionNorm = (w.gamma1, w.beta1)
-                current.layers[l].outputNorm = (w.gamma2, w.beta2)
-            }
+            for (l, w) in stack.enumerated() { try Self.write(w, into: &current.layers[l]) }
         }
         return current
     }

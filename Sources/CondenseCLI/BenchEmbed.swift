@@ -19,9 +19,7 @@ struct BenchEmbed: ParsableCommand {
     @Option(help: "Sentences for quality (cosine to fp32, nearest-neighbour agreement); default: the bundled eval set.")
     var sentences: String?
     @OptionGroup var bench: BenchOptions
-    @Option(help: "Calibration text for int8-smooth, 2:4-act, 2:4-recon and 2:4-tuned (one sentence per line; default: the bundled set).")
-    var calibration: String?
-    @OptionGroup var recovery: RecoveryOptions
+    @OptionGroup var compression: EncoderCompressionOptions
     @OptionGroup var runtime: RuntimeOptions
 
     func run() throws {
@@ -41,7 +39,7 @@ struct BenchEmbed: ParsableCommand {
         let refNN = neighbours(reference)
         for f in formats.split(separator: ",").map(String.init) {
             let started = Date()
-            let encoder = try compressEncoder(base, format: f, calibration: calibrationLines(), recovery: recovery.recovery())
+            let encoder = try compression.compress(base, format: f)
             let compressS = Date().timeIntervalSince(started)
             let session = try InferenceSession(encoder, registry: cliRegistry(), policy: .fastest(batch: 128))
             let got = try session.embed(evalSet)
@@ -74,12 +72,3 @@ struct BenchEmbed: ParsableCommand {
 }
 
 private func dot(_ a: [Float], _ b: [Float]) -> Float { zip(a, b).reduce(0) { $0 + $1.0 * $1.1 } }
-
-extension BenchEmbed {
-    func calibrationLines() throws -> [String]? {
-        try calibration.map { path in
-            guard let t = try? String(contentsOfFile: path, encoding: .utf8) else { throw ValidationError("cannot read --calibration \(path)") }
-            return t.split(separator: "\n").map(String.init)
-        }
-    }
-}

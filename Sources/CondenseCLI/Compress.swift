@@ -78,8 +78,6 @@ struct Compress: ParsableCommand {
     var encoder: String?
     @Option(help: "Encoder projection format: int8, int8-smooth, int4-g32, 2:4, 2:4-act, 2:4-int8, 2:4-act-int8, 2:4-recon[-ffn][-int8], 2:4-tuned[-ffn][-int8].")
     var format = "int8-smooth"
-    @Option(help: "Calibration text for the encoder (one sentence per line; default: the bundled set).")
-    var calibration: String?
     @Option(name: .shortAndLong, help: "Where to write the compressed model (a file for an MLP, a folder for an encoder).")
     var output: String
     @Option(help: "Training epochs' batch size.")
@@ -87,7 +85,7 @@ struct Compress: ParsableCommand {
     @Option(help: "Learning rate (Adam).")
     var learningRate: Float = 1e-3
     @OptionGroup var data: DataOptions
-    @OptionGroup var recovery: RecoveryOptions
+    @OptionGroup var compression: EncoderCompressionOptions
     @OptionGroup var runtime: RuntimeOptions
 
     func run() throws {
@@ -125,12 +123,8 @@ extension Compress {
         }
         let folder = dir.hasSuffix(".safetensors") ? URL(fileURLWithPath: dir).deletingLastPathComponent().path : dir
         let base = try SentenceEncoder(directory: folder)
-        let lines = try calibration.map { p -> [String] in
-            guard let t = try? String(contentsOfFile: p, encoding: .utf8) else { throw ValidationError("cannot read --calibration \(p)") }
-            return t.split(separator: "\n").map(String.init)
-        }
         let started = Date()
-        let compressed = try compressEncoder(base, format: format, calibration: lines, recovery: recovery.recovery())
+        let compressed = try compression.compress(base, format: format)
         let seconds = Date().timeIntervalSince(started)
         let bytes = try compressed.save(to: output)
         let eval = try bundledText("eval.txt")

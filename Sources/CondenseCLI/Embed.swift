@@ -91,9 +91,11 @@ func compressEncoder(_ m: SentenceEncoder, format: String, calibration: [String]
     }
 }
 
-/// The knobs of `2:4-tuned` (``EncoderRecovery``), shared by `embed`, `compress --encoder` and
-/// `bench embed`.
-struct RecoveryOptions: ParsableArguments {
+/// How `embed`, `compress --encoder` and `bench embed` compress an encoder: the calibration
+/// text and the knobs of `2:4-tuned` (``EncoderRecovery``).
+struct EncoderCompressionOptions: ParsableArguments {
+    @Option(help: "Calibration text for int8-smooth, 2:4-act, 2:4-recon and 2:4-tuned (one sentence per line; default: the bundled set).")
+    var calibration: String?
     @Option(help: "2:4-tuned: training passes per block.")
     var recoveryEpochs = 12
     @Option(help: "2:4-tuned: Adam's learning rate.")
@@ -102,9 +104,17 @@ struct RecoveryOptions: ParsableArguments {
     var recoveryVariants = 1600
     @Option(help: "2:4-tuned (all projections): passes training each whole layer, attention included, after its blocks.")
     var recoveryLayerEpochs = 0
-
     @Option(help: "2:4-tuned: finally, passes training all layers jointly on the dense model's last hidden states.")
     var recoveryStackEpochs = 0
+
+    /// The --calibration file's lines, or nil for the bundled set.
+    func calibrationLines() throws -> [String]? {
+        try calibration.map { path in
+            guard let t = try? String(contentsOfFile: path, encoding: .utf8) else { throw ValidationError("cannot read --calibration \(path)") }
+            return t.split(separator: "\n").map(String.init)
+        }
+    }
+
 
     func recovery() throws -> EncoderRecovery {
         var r = try EncoderRecovery(epochs: recoveryEpochs, learningRate: recoveryLearningRate, variants: recoveryVariants,
@@ -112,6 +122,11 @@ struct RecoveryOptions: ParsableArguments {
         guard recoveryStackEpochs >= 0 else { throw ValidationError("--recovery-stack-epochs must be >= 0, got \(recoveryStackEpochs)") }
         r.stackEpochs = recoveryStackEpochs
         return r
+    }
+
+    /// `format` applied to `model` with these options.
+    func compress(_ model: SentenceEncoder, format: String) throws -> SentenceEncoder {
+        try compressEncoder(model, format: format, calibration: calibrationLines(), recovery: recovery())
     }
 }
 
@@ -131,9 +146,7 @@ struct Embed: ParsableCommand {
     var batch = 32
     @Flag(help: "Print where each projection runs.")
     var placement = false
-    @Option(help: "Calibration text for int8-smooth, 2:4-act, 2:4-recon and 2:4-tuned (one sentence per line; default: the bundled set).")
-    var calibration: String?
-    @OptionGroup var recovery: RecoveryOptions
+    @OptionGroup var compression: EncoderCompressionOptions
     @OptionGroup var runtime: RuntimeOptions
 
     func run() throws {
@@ -145,8 +158,7 @@ struct Embed: ParsableCommand {
         var lines = text.components(separatedBy: "\n")
         if lines.last == "" { lines.removeLast() }
         lines = lines.map { $0.hasSuffix("\r") ? String($0.dropLast()) : $0 }
-        let encoder = try compressEncoder(SentenceEncoder(directory: dir), format: format, calibration: calibrationLines(),
-                                          recovery: recovery.recovery())
+        let encoder = try compression.compress(SentenceEncoder(directory: dir), format: format)
         let session = try InferenceSession(encoder, registry: cliRegistry(), policy: .fastest(batch: 128))
         if placement { for p in session.placements { FileHandle.standardError.write(Data("\(p.name): \(p.placement)\n".utf8)) } }
         var rows: [[Float]] = []
@@ -161,14 +173,5 @@ struct Embed: ParsableCommand {
         bar.finish()
         try writeNPY(rows, columns: encoder.config.hiddenSize, to: output)
         print("wrote \(output): \(rows.count) × \(encoder.config.hiddenSize) float32")
-    }
-}
-
-extension Embed {
-    func calibrationLines() throws -> [String]? {
-        try calibration.map { path in
-            guard let t = try? String(contentsOfFile: path, encoding: .utf8) else { throw ValidationError("cannot read --calibration \(path)") }
-            return t.split(separator: "\n").map(String.init)
-        }
     }
 }

@@ -37,17 +37,29 @@ const condense_f32_gemm_kernel *condense_f32_gemm_kernel_for(condense_isa isa) {
     return best;
 }
 
-condense_f32_packed *condense_f32_pack(const condense_f32_gemm_kernel *kernel, const float *w,
-                                       size_t n, size_t k, size_t ldw, const float *bias) {
+/* A packed weight of n × k for this kernel with its panel storage allocated (NULL if out of
+ * memory); both pack functions fill it. */
+static condense_f32_packed *packed_alloc(const condense_f32_gemm_kernel *kernel, size_t n, size_t k) {
     condense_f32_packed *p = calloc(1, sizeof *p);
     if (!p) return NULL;
     const size_t nr = (size_t)kernel->nr;
-    const size_t panels = (n + nr - 1) / nr;
     p->n = n;
     p->k = k;
     p->kernel = kernel;
-    p->data = condense_aligned_alloc(panels * k * nr * sizeof(float));
-    if (!p->data) goto fail;
+    p->data = condense_aligned_alloc((n + nr - 1) / nr * k * nr * sizeof(float));
+    if (!p->data) {
+        free(p);
+        return NULL;
+    }
+    return p;
+}
+
+condense_f32_packed *condense_f32_pack(const condense_f32_gemm_kernel *kernel, const float *w,
+                                       size_t n, size_t k, size_t ldw, const float *bias) {
+    condense_f32_packed *p = packed_alloc(kernel, n, k);
+    if (!p) return NULL;
+    const size_t nr = (size_t)kernel->nr;
+    const size_t panels = (n + nr - 1) / nr;
     for (size_t pi = 0; pi < panels; pi++) {
         float *dst = p->data + pi * k * nr;
         size_t nv = n - pi * nr < nr ? n - pi * nr : nr;
@@ -56,27 +68,19 @@ condense_f32_packed *condense_f32_pack(const condense_f32_gemm_kernel *kernel, c
             for (size_t j = nv; j < nr; j++) dst[kk * nr + j] = 0.0f;
         }
     }
-    if (!condense_copy_bias(&p->bias, bias, n)) goto fail;
+    if (!condense_copy_bias(&p->bias, bias, n)) {
+        condense_f32_packed_free(p);
+        return NULL;
+    }
     return p;
-fail:
-    condense_f32_packed_free(p);
-    return NULL;
 }
 
 condense_f32_packed *condense_f32_pack_t(const condense_f32_gemm_kernel *kernel, const float *wt,
                                          size_t n, size_t k, size_t ldwt) {
-    condense_f32_packed *p = calloc(1, sizeof *p);
+    condense_f32_packed *p = packed_alloc(kernel, n, k);
     if (!p) return NULL;
     const size_t nr = (size_t)kernel->nr;
     const size_t panels = (n + nr - 1) / nr;
-    p->n = n;
-    p->k = k;
-    p->kernel = kernel;
-    p->data = condense_aligned_alloc((panels ? panels : 1) * (k ? k : 1) * nr * sizeof(float));
-    if (!p->data) {
-        free(p);
-        return NULL;
-    }
     /* Wᵀ is stored [K][N]: each panel row is a contiguous run of the source (the cheap direction). */
     for (size_t pi = 0; pi < panels; pi++) {
         float *dst = p->data + pi * k * nr;

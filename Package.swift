@@ -103,9 +103,16 @@ let package = Package(
             exclude: ["Fixtures"],
             swiftSettings: [.swiftLanguageMode(.v6)]
         ),
+        // Helpers shared by the test targets (not a product).
+        .target(
+            name: "CondenseTestSupport",
+            dependencies: ["CondenseTraining"],
+            path: "Tests/CondenseTestSupport",
+            swiftSettings: [.swiftLanguageMode(.v6)]
+        ),
         .testTarget(
             name: "CondenseTrainingTests",
-            dependencies: ["CondenseTraining", "Condense"],
+            dependencies: ["CondenseTraining", "Condense", "CondenseTestSupport"],
             swiftSettings: [.swiftLanguageMode(.v6)]
         ),
         .testTarget(
@@ -116,7 +123,7 @@ let package = Package(
         ),
         .testTarget(
             name: "CondenseCompressionTests",
-            dependencies: ["CondenseCompression", "CondenseTraining", "Condense", "CondenseInference"],
+            dependencies: ["CondenseCompression", "CondenseTraining", "Condense", "CondenseInference", "CondenseTestSupport"],
             swiftSettings: [.swiftLanguageMode(.v6)]
         ),
     ]

@@ -106,15 +106,9 @@ import Testing
             return zip(y, ts).reduce(0.0) { $0 + Double($1.0 - $1.1) * Double($1.0 - $1.1) } / 64
         }
         let g = BlockTuning.layerGradients(layer, x: xs, lengths: lengths, target: ts)
-        let h: Float = 1e-2
         var checked = 0
         func check(_ analytic: Float, _ name: String, _ bump: (inout BlockTuning.EncoderLayer, Float) -> Void) {
-            var plus = layer, minus = layer
-            bump(&plus, h)
-            bump(&minus, -h)
-            let numeric = (loss(plus) - loss(minus)) / Double(2 * h)
-            #expect(abs(numeric - Double(analytic)) <= 2e-5 + 0.02 * abs(numeric), "\(name): \(numeric) vs \(analytic)")
-            if abs(numeric) > 1e-3 { checked += 1 }
+            if Self.expectGradient(layer, analytic, name, loss: loss, bump: bump) { checked += 1 }
         }
         for j in [0, 1, 12, 8 * 8 + 1, 8 * 8 + 20, 16 * 8 + 4, 20 * 8 + 5] where layer.qkv.mask![j] {
             check(g.weights[0][j], "qkv \(j)") { $0.qkv.weight[j] += $1 }
@@ -148,30 +142,32 @@ import Testing
             return zip(y, ts).reduce(0.0) { $0 + Double($1.0 - $1.1) * Double($1.0 - $1.1) } / Double(ts.count)
         }
         let g = BlockTuning.stackGradients(stack, x: xs, lengths: lengths, target: ts)
-        let h: Float = 1e-2
         var checked = 0
+        func check(_ analytic: Float, _ name: String, _ bump: (inout [BlockTuning.EncoderLayer], Float) -> Void) {
+            if Self.expectGradient(stack, analytic, name, loss: loss, bump: bump) { checked += 1 }
+        }
         for (j, name) in [(0, "Q"), (8 * 8 + 1, "K"), (16 * 8 + 4, "V")] where stack[0].qkv.mask![j] {
-            var plus = stack, minus = stack
-            plus[0].qkv.weight[j] += h
-            minus[0].qkv.weight[j] -= h
-            let numeric = (loss(plus) - loss(minus)) / Double(2 * h)
-            #expect(abs(numeric - Double(g[0].weights[0][j])) <= 2e-5 + 0.02 * abs(numeric), "layer 0 \(name): \(numeric) vs \(g[0].weights[0][j])")
-            if abs(numeric) > 1e-3 { checked += 1 }
+            check(g[0].weights[0][j], "layer 0 \(name)") { $0[0].qkv.weight[j] += $1 }
         }
         for j in [0, 13] where stack[0].intermediate.mask![j] {
-            var plus = stack, minus = stack
-            plus[0].intermediate.weight[j] += h
-            minus[0].intermediate.weight[j] -= h
-            let numeric = (loss(plus) - loss(minus)) / Double(2 * h)
-            #expect(abs(numeric - Double(g[0].weights[2][j])) <= 2e-5 + 0.02 * abs(numeric), "layer 0 intermediate \(j)")
-            if abs(numeric) > 1e-3 { checked += 1 }
+            check(g[0].weights[2][j], "layer 0 intermediate \(j)") { $0[0].intermediate.weight[j] += $1 }
         }
-        var plus = stack, minus = stack
-        plus[0].beta1[3] += h
-        minus[0].beta1[3] -= h
-        let numeric = (loss(plus) - loss(minus)) / Double(2 * h)
-        #expect(abs(numeric - Double(g[0].norms[1][3])) <= 2e-5 + 0.02 * abs(numeric), "layer 0 β₁")
+        _ = Self.expectGradient(stack, g[0].norms[1][3], "layer 0 β₁", loss: loss) { $0[0].beta1[3] += $1 }
         #expect(checked >= 3)
+    }
+
+    /// Expects `analytic` to match the central difference of `loss` when `bump` moves one
+    /// parameter of `base` by ±0.01; returns whether that gradient is large enough to mean
+    /// something (two zeros agreeing prove nothing).
+    static func expectGradient<T>(_ base: T, _ analytic: Float, _ name: String, loss: (T) -> Double,
+                                  bump: (inout T, Float) -> Void) -> Bool {
+        let h: Float = 1e-2
+        var plus = base, minus = base
+        bump(&plus, h)
+        bump(&minus, -h)
+        let numeric = (loss(plus) - loss(minus)) / Double(2 * h)
+        #expect(abs(numeric - Double(analytic)) <= 2e-5 + 0.02 * abs(numeric), "\(name): \(numeric) vs \(analytic)")
+        return abs(numeric) > 1e-3
     }
 
     func teacherOutputs(_ b: BlockTuning.Block, _ x: Matrix<Float>) throws -> [Float] {

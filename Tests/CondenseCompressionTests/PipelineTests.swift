@@ -1,20 +1,9 @@
 import Condense
 import CondenseCompression
 import CondenseTraining
+import CondenseTestSupport
 import Foundation
 import Testing
-
-private func blobs(count: Int, features: Int, classes: Int, seed: UInt64) throws -> Dataset {
-    var rng = SplitMix64(seed: seed)
-    let centers = (0..<classes).map { _ in (0..<features).map { _ in rng.uniform(-2, 2) } }
-    var x: [Float] = [], y: [Int32] = []
-    for i in 0..<count {
-        let c = i % classes
-        for f in 0..<features { x.append(centers[c][f] + rng.uniform(-1, 1)) }
-        y.append(Int32(c))
-    }
-    return try Dataset(features: features, classes: classes, x: x, y: y)
-}
 
 @Suite struct PipelineTests {
     @Test func cubicScheduleFollowsZhuGupta() throws {
@@ -36,7 +25,7 @@ private func blobs(count: Int, features: Int, classes: Int, seed: UInt64) throws
 
     /// Gradual pruning during training reaches the target sparsity with masked weights at zero.
     @Test func gradualPruningReachesTheScheduleTarget() throws {
-        let data = try blobs(count: 512, features: 16, classes: 4, seed: 3)
+        let data = try gaussianBlobs(count: 512, features: 16, classes: 4, seed: 3)
         var model = try MLP(sizes: [16, 32, 4], seed: 2)
         let schedule = try CubicSparsitySchedule(final: 0.8, startStep: 0, endStep: 40, frequency: 8)
         var masks = WeightMasks(repeating: nil, count: 2)
@@ -60,7 +49,7 @@ private func blobs(count: Int, features: Int, classes: Int, seed: UInt64) throws
     /// QAT then export: the integer model predicts what the fake-quantized model predicted.
     @Test(arguments: [QuantTarget.int8, .int4(group: 16)])
     func qatExportAgreesWithTheFakeQuantizedModel(_ q: QuantTarget) throws {
-        let data = try blobs(count: 800, features: 32, classes: 5, seed: 7)
+        let data = try gaussianBlobs(count: 800, features: 32, classes: 5, seed: 7)
         let (train, test) = (try data.slice(0..<600), try data.slice(600..<800))
         var model = try MLP(sizes: [32, 48, 5], seed: 4)
         try Trainer.train(&model, on: train, options: TrainingOptions(epochs: 3, batchSize: 32, optimizer: .adam(learningRate: 3e-3)))
@@ -83,7 +72,7 @@ private func blobs(count: Int, features: Int, classes: Int, seed: UInt64) throws
     /// A whole pipeline on a tiny set: every stage evaluated, formats as the stages say, and
     /// the model file round-trips exactly.
     @Test func pipelineRunsEndToEndAndModelFilesRoundTrip() throws {
-        let data = try blobs(count: 700, features: 24, classes: 4, seed: 11)
+        let data = try gaussianBlobs(count: 700, features: 24, classes: 4, seed: 11)
         let (train, test) = (try data.slice(0..<500), try data.slice(500..<700))
         var teacher = try MLP(sizes: [24, 64, 64, 4], seed: 1)
         let opts = TrainingOptions(epochs: 3, batchSize: 32, optimizer: .adam(learningRate: 3e-3))

@@ -1,20 +1,8 @@
 import Condense
 import CondenseTraining
+import CondenseTestSupport
 import Foundation
 import Testing
-
-/// Deterministic data for the tests.
-func gaussianBlobs(count: Int, features: Int, classes: Int, seed: UInt64) throws -> Dataset {
-    var rng = SplitMix64(seed: seed)
-    let centers = (0..<classes).map { _ in (0..<features).map { _ in rng.uniform(-2, 2) } }
-    var x: [Float] = [], y: [Int32] = []
-    for i in 0..<count {
-        let c = i % classes
-        for f in 0..<features { x.append(centers[c][f] + rng.uniform(-1, 1)) }
-        y.append(Int32(c))
-    }
-    return try Dataset(features: features, classes: classes, x: x, y: y)
-}
 
 @Suite struct TrainingTests {
     /// Backprop against central finite differences (in Double-ish precision via small steps) for

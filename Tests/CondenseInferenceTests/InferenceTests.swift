@@ -342,6 +342,12 @@ enum Pruning24 {
         let v = try session.embed(["A man is playing a guitar.", "Someone plays the guitar outside."])
         let similarity = zip(v[0], v[1]).reduce(0) { $0 + $1.0 * $1.1 }                   // unit vectors
         #expect(abs(similarity - 0.733) < 0.01, "\(similarity)")
-        #expect(session.placements[0].placement.format == .int8)
+        // Which format wins is a measurement (int8 by a wide margin on a quiet machine, see
+        // bench embed); under the parallel tests' load the test checks the policy instead:
+        // measured, the fastest of what it timed, and a warning whenever dense beat int8.
+        let p = session.placements[0].placement
+        #expect(p.source == "measured" && p.timings.count >= 2)
+        #expect(p.timings.min { $0.seconds < $1.seconds }!.candidate == p.backend + (p.format == .dense ? " (dense)" : ""))
+        #expect(p.format == .int8 || (p.format == .dense && p.warning != nil))
     }
 }

@@ -2,7 +2,9 @@
 #include "internal.h"
 #include "omp_shim.h"
 
+#include <errno.h>
 #include <pthread.h>
+#include <stdlib.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -24,6 +26,8 @@ static struct {
     condense_isa active;
     condense_dispatch_status status;
     char env_value[64];
+    char threads_env[64];
+    int threads_invalid;
     int has_env;
     char brand[49];
     int threads;
@@ -121,8 +125,12 @@ static void init_once(void) {
     const char *nt = getenv("CONDENSE_NUM_THREADS");
     if (nt && *nt) {
         char *end = NULL;
+        errno = 0;
         long v = strtol(nt, &end, 10);
-        if (end && *end == 0 && v >= 1 && v <= 4096) g.threads = (int)v;
+        snprintf(g.threads_env, sizeof g.threads_env, "%s", nt);
+        /* Rejected like a bad CONDENSE_ISA: kept at the default here, reported by the host. */
+        if (errno == 0 && end && *end == 0 && v >= 1 && v <= CONDENSE_MAX_THREADS) g.threads = (int)v;
+        else g.threads_invalid = 1;
     }
     if (g.threads < 1) g.threads = 1;
     const char *log = getenv("CONDENSE_LOG_DISPATCH");
@@ -142,6 +150,7 @@ condense_isa condense_isa_active(void) { ensure_init(); return g.active; }
 condense_dispatch_status condense_dispatch_status_get(void) { ensure_init(); return g.status; }
 const char *condense_isa_env_value(void) { ensure_init(); return g.has_env ? g.env_value : NULL; }
 const char *condense_cpu_brand(void) { ensure_init(); return g.brand; }
+const char *condense_threads_env_rejected(void) { ensure_init(); return g.threads_invalid ? g.threads_env : NULL; }
 
 const char *condense_isa_name(condense_isa isa) {
     switch (isa) {

@@ -76,6 +76,11 @@ const char *condense_cpu_brand(void);
 
 /** Whether the kernels were built with OpenMP (otherwise they always run on one thread). */
 int condense_openmp_enabled(void);
+/** Largest thread count accepted from CONDENSE_NUM_THREADS or a caller. */
+enum { CONDENSE_MAX_THREADS = 1024 };
+/** The CONDENSE_NUM_THREADS value when it was rejected (not an integer in 1…CONDENSE_MAX_THREADS;
+ *  the default is used instead), else NULL. */
+const char *condense_threads_env_rejected(void);
 /** Threads the kernels use: CONDENSE_NUM_THREADS, else OpenMP's default. */
 int condense_get_num_threads(void);
 /** Set the kernels' thread count (>= 1). Returns the previous value. */

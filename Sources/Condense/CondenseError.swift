@@ -1,8 +1,10 @@
-/// Every error Condense throws. Each case names the problem and the value it saw.
+/// Every error Condense throws, in every module. Each case names the problem and the value it
+/// saw; errors about a file carry its path (``inFile(path:error:)`` wraps the inner cause).
+/// Misuse by the calling code (an index out of range) is a precondition, not an error.
 ///
 /// ```swift
-/// do { _ = try Matrix<Float>(rows: -1, columns: 4) }
-/// catch let e as CondenseError { print(e) }   // rows must be >= 0, got -1
+/// do { _ = try SafeTensors(contentsOf: "model.safetensors") }
+/// catch let e as CondenseError { print(e) }   // model.safetensors: tensor 'w': shape [9223372036854775807, 2] is too large
 /// ```
 public enum CondenseError: Error, Equatable, Sendable, CustomStringConvertible {
     /// A dimension or count outside its allowed range.
@@ -23,6 +25,24 @@ public enum CondenseError: Error, Equatable, Sendable, CustomStringConvertible {
     case outOfMemory(bytes: Int)
     /// A plugin file that was not loaded, and why.
     case pluginRejected(path: String, reason: String)
+    /// A file that does not exist, cannot be opened, or is not text where text was expected.
+    case unreadableFile(path: String, reason: String)
+    /// A file that could not be written.
+    case unwritableFile(path: String, reason: String)
+    /// A file whose structure is broken (header, JSON, sizes), without a single tensor to blame.
+    case malformedFile(String)
+    /// A tensor (or per-layer metadata key) that is present but wrong.
+    case invalidTensor(name: String, reason: String)
+    /// A tensor the model needs and the file lacks.
+    case missingTensor(String)
+    /// A model or configuration that is inconsistent (a config value, a layer missing or left over).
+    case invalidModel(String)
+    /// Training or evaluation data that does not fit (sizes, labels).
+    case invalidData(String)
+    /// Input to a model that it cannot take (text, token counts, output values).
+    case invalidInput(String)
+    /// Any of the above, in the named file.
+    indirect case inFile(path: String, error: CondenseError)
 
     public var description: String {
         switch self {
@@ -44,6 +64,48 @@ public enum CondenseError: Error, Equatable, Sendable, CustomStringConvertible {
             return "out of memory allocating \(bytes) bytes"
         case let .pluginRejected(path, reason):
             return "plugin '\(path)' rejected: \(reason)"
+        case let .unreadableFile(path, reason):
+            return "cannot read \(path): \(reason)"
+        case let .unwritableFile(path, reason):
+            return "cannot write \(path): \(reason)"
+        case let .malformedFile(s):
+            return "malformed file: \(s)"
+        case let .invalidTensor(n, r):
+            return "tensor '\(n)': \(r)"
+        case let .missingTensor(n):
+            return "tensor '\(n)' is missing"
+        case let .invalidModel(s):
+            return "invalid model: \(s)"
+        case let .invalidData(s):
+            return "invalid data: \(s)"
+        case let .invalidInput(s):
+            return "invalid input: \(s)"
+        case let .inFile(path, error):
+            return "\(path): \(error)"
         }
     }
 }
+
+extension CondenseError {
+    /// The error with the file's path attached (once: an error already naming a file keeps it).
+    public func inFile(_ path: String) -> CondenseError {
+        if case .inFile = self { return self }
+        if case .unreadableFile = self { return self }
+        if case .unwritableFile = self { return self }
+        return .inFile(path: path, error: self)
+    }
+
+    /// The innermost cause, without the file context.
+    public var cause: CondenseError {
+        if case let .inFile(_, e) = self { return e.cause }
+        return self
+    }
+
+    /// Runs `body`, attaching `path` to any ``CondenseError`` it throws.
+    public static func attaching<T>(path: String, _ body: () throws -> T) throws -> T {
+        do { return try body() } catch let e as CondenseError { throw e.inFile(path) }
+    }
+}
+
+@available(*, deprecated, renamed: "CondenseError", message: "one error type: CondenseError")
+public typealias SafeTensorsError = CondenseError

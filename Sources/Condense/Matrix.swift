@@ -25,8 +25,7 @@ public struct Matrix<Element: BitwiseCopyable & Sendable>: @unchecked Sendable {
     public init(rows: Int, columns: Int) throws {
         guard rows >= 0 else { throw CondenseError.invalidDimension(name: "rows", value: rows) }
         guard columns >= 0 else { throw CondenseError.invalidDimension(name: "columns", value: columns) }
-        let (count, overflow) = rows.multipliedReportingOverflow(by: columns)
-        guard !overflow else { throw CondenseError.invalidDimension(name: "rows × columns", value: Int.max) }
+        let count = try CheckedSize.product(rows, columns, of: "matrix elements")
         self.rows = rows
         self.columns = columns
         self.storage = Storage(count: count)
@@ -35,15 +34,45 @@ public struct Matrix<Element: BitwiseCopyable & Sendable>: @unchecked Sendable {
     /// A matrix from row-major elements.
     /// - Throws: ``CondenseError/shapeMismatch(_:)`` when `elements.count != rows * columns`.
     public init(rows: Int, columns: Int, elements: [Element]) throws {
-        try self.init(rows: rows, columns: columns)
-        guard elements.count == rows * columns else {
+        // Checked before allocating: a huge shape with few elements must not allocate.
+        let count = try CheckedSize.product(rows, columns, of: "matrix elements")
+        guard elements.count == count else {
             throw CondenseError.shapeMismatch(
-                "Matrix(rows: \(rows), columns: \(columns)) needs \(rows * columns) elements, got \(elements.count)")
+                "Matrix(rows: \(rows), columns: \(columns)) needs \(count) elements, got \(elements.count)")
         }
+        try self.init(rows: rows, columns: columns)
         elements.withUnsafeBufferPointer { src in
             guard let base = src.baseAddress else { return }
             storage.pointer.update(from: base, count: src.count)
         }
+    }
+
+    /// A zero-filled matrix whose size the caller has already validated (a negative or
+    /// overflowing size is a programmer error: a precondition, not a thrown error).
+    public init(validatedRows rows: Int, columns: Int) {
+        precondition(rows >= 0 && columns >= 0 && !rows.multipliedReportingOverflow(by: columns).overflow,
+                     "invalid matrix size \(rows)×\(columns)")
+        self.rows = rows
+        self.columns = columns
+        self.storage = Storage(count: rows * columns)
+    }
+
+    /// A matrix from row-major elements whose count the caller has already validated
+    /// (precondition: `elements.count == rows · columns`).
+    public init(validatedRows rows: Int, columns: Int, elements: [Element]) {
+        self.init(validatedRows: rows, columns: columns)
+        precondition(elements.count == rows * columns, "\(elements.count) elements for \(rows)×\(columns)")
+        elements.withUnsafeBufferPointer { src in
+            guard let base = src.baseAddress else { return }
+            storage.pointer.update(from: base, count: src.count)
+        }
+    }
+
+    /// A matrix whose element at (r, c) is `body(r, c)`, of a size the caller has validated.
+    public init(validatedRows rows: Int, columns: Int, _ body: (Int, Int) -> Element) {
+        self.init(validatedRows: rows, columns: columns)
+        let p = storage.pointer
+        for r in 0..<rows { for c in 0..<columns { p[r * columns + c] = body(r, c) } }
     }
 
     /// A matrix whose element at (r, c) is `body(r, c)`.

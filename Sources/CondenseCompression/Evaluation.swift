@@ -65,10 +65,10 @@ public enum Evaluator {
                                 policy: SelectionPolicy = .priority, reference: [Int]? = nil,
                                 latencyBatches: [Int] = [1, 64], latencyRuns: Int = 200) throws -> Evaluation {
         guard data.features == model.inFeatures, data.classes == model.outFeatures else {
-            throw TrainingError.shapeMismatch("data has \(data.features) features and \(data.classes) classes; the model maps \(model.inFeatures) → \(model.outFeatures)")
+            throw CondenseError.shapeMismatch("data has \(data.features) features and \(data.classes) classes; the model maps \(model.inFeatures) → \(model.outFeatures)")
         }
         if let reference, reference.count != data.count {
-            throw TrainingError.shapeMismatch("\(reference.count) reference predictions for \(data.count) rows")
+            throw CondenseError.shapeMismatch("\(reference.count) reference predictions for \(data.count) rows")
         }
         // Latency first: placement under `.fastest` is measured per batch bucket.
         var latency: [LatencyFigure] = []

@@ -197,7 +197,7 @@ public struct PipelineRunner: Sendable {
                                   onStep: gradualPruning(schedule, score: score, calibration: calibration), progress: report)
                 state.pattern = .unstructured(s)
             case let .shrink(fraction):
-                guard fraction > 0, fraction <= 1 else { throw TrainingError.invalidArgument("shrink fraction must be in (0, 1], got \(fraction)") }
+                guard fraction > 0, fraction <= 1 else { throw CondenseError.invalidArgument("shrink fraction must be in (0, 1], got \(fraction)") }
                 for l in state.model.layers.indices.dropLast() {
                     state.model = try Pruning.shrinkNeurons(state.model, layer: l, keep: max(1, Int(Double(state.model.layers[l].outFeatures) * fraction)))
                 }

@@ -94,7 +94,7 @@ public struct QuantizedMatrix: Sendable, Equatable {
         (try? Matrix<Float>(rows: rows, columns: columns) { r, c in
             let i = paramIndex(r, c)
             return scales[i] * Float(q(r, c) - zeroPoints[i])
-        }) ?? (try! Matrix<Float>(rows: 0, columns: 0))
+        }) ?? Matrix<Float>(validatedRows: 0, columns: 0)
     }
 
     /// int4 values packed two per byte: byte j of a row holds column 2j in its low nibble and

@@ -14,14 +14,14 @@ public struct CubicSparsitySchedule: Sendable, Equatable {
     public let initial: Double, final: Double
     public let startStep: Int, endStep: Int, frequency: Int
 
-    /// - Throws: ``TrainingError/invalidArgument(_:)`` for sparsities outside [0, 1), a final below
+    /// - Throws: ``CondenseError/invalidArgument(_:)`` for sparsities outside [0, 1), a final below
     ///   the initial, an empty step range, or a frequency below 1.
     public init(initial: Double = 0, final: Double, startStep: Int, endStep: Int, frequency: Int = 1) throws {
         guard (0..<1).contains(initial), (0..<1).contains(final), final >= initial else {
-            throw TrainingError.invalidArgument("sparsities must satisfy 0 <= initial <= final < 1, got \(initial) and \(final)")
+            throw CondenseError.invalidArgument("sparsities must satisfy 0 <= initial <= final < 1, got \(initial) and \(final)")
         }
         guard startStep >= 0, endStep > startStep, frequency >= 1 else {
-            throw TrainingError.invalidArgument("need 0 <= startStep < endStep and frequency >= 1, got \(startStep), \(endStep), \(frequency)")
+            throw CondenseError.invalidArgument("need 0 <= startStep < endStep and frequency >= 1, got \(startStep), \(endStep), \(frequency)")
         }
         self.initial = initial
         self.final = final
@@ -79,23 +79,23 @@ public enum ModelPruningScore: Sendable, Equatable, CustomStringConvertible {
 extension Pruning {
     /// Masks for every layer of `model` with `pattern`, ranked by `score`. `calibration` (rows of
     /// inputs with labels) is needed by the activation-aware and Taylor scores.
-    /// - Throws: ``TrainingError/invalidArgument(_:)`` for a sparsity outside [0, 1] or missing
+    /// - Throws: ``CondenseError/invalidArgument(_:)`` for a sparsity outside [0, 1] or missing
     ///   calibration data; the pruning functions' errors for impossible N:M.
     public static func masks(for model: MLP, pattern: SparsityPattern, score: ModelPruningScore,
                              calibration: Dataset? = nil) throws -> WeightMasks {
         if case let .unstructured(s) = pattern, !(0...1).contains(s) {
-            throw TrainingError.invalidArgument("sparsity must be in [0, 1], got \(s)")
+            throw CondenseError.invalidArgument("sparsity must be in [0, 1], got \(s)")
         }
         var scores: [PruningScore] = model.layers.map { _ in .magnitude }
         var taylor: [[Float]]?
         switch score {
         case .magnitude: break
         case .activationAware:
-            guard let calibration else { throw TrainingError.invalidArgument("activation-aware pruning needs calibration data") }
+            guard let calibration else { throw CondenseError.invalidArgument("activation-aware pruning needs calibration data") }
             let inputs = try model.layerInputs(calibration.matrix)
             scores = inputs.map { .activationAware(inputNorms: Pruning.inputNorms($0)) }
         case .taylor:
-            guard let calibration else { throw TrainingError.invalidArgument("gradient×weight pruning needs calibration data") }
+            guard let calibration else { throw CondenseError.invalidArgument("gradient×weight pruning needs calibration data") }
             taylor = try taylorScores(model, calibration)
         }
         return try model.layers.indices.map { l in
@@ -138,7 +138,7 @@ extension Pruning {
     /// model is smaller and faster on any kernel.
     public static func shrinkNeurons(_ model: MLP, layer: Int, keep: Int) throws -> MLP {
         guard model.layers.indices.dropLast().contains(layer) else {
-            throw TrainingError.invalidArgument("layer \(layer) is not a hidden layer of a \(model.layers.count)-layer model")
+            throw CondenseError.invalidArgument("layer \(layer) is not a hidden layer of a \(model.layers.count)-layer model")
         }
         var layers = model.layers
         let cut = try Pruning.neurons(layers[layer].weight, bias: layers[layer].bias, keep: keep)

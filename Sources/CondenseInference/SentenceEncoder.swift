@@ -21,6 +21,56 @@ public struct BertConfig: Sendable, Codable, Equatable {
     }
 }
 
+extension BertConfig {
+    /// Reads and validates `config.json`.
+    /// - Throws: ``CondenseError`` naming the file and the field: missing, of the wrong type,
+    ///   duplicated, or out of range.
+    public init(contentsOf path: String) throws {
+        let data = try FileInput.mapped(path)
+        do {
+            try JSONDuplicateKeys.check(data)
+            self = try JSONDecoder().decode(BertConfig.self, from: data)
+            try validate()
+        } catch let e as CondenseError {
+            throw e.inFile(path)
+        } catch let e as DecodingError {
+            let field: (DecodingError.Context) -> String = { $0.codingPath.map(\.stringValue).joined(separator: ".") }
+            let message: String
+            switch e {
+            case let .keyNotFound(key, _): message = "field \(key.stringValue) is missing"
+            case let .typeMismatch(type, ctx): message = "field \(field(ctx)) must be \(type == Float.self ? "a number" : type == Int.self ? "an integer" : "\(type)")"
+            case let .valueNotFound(type, ctx): message = "field \(field(ctx)) is null, expected \(type)"
+            case let .dataCorrupted(ctx): message = ctx.codingPath.isEmpty ? "not valid JSON" : "field \(field(ctx)): \(ctx.debugDescription)"
+            @unknown default: message = "\(e)"
+            }
+            throw CondenseError.inFile(path: path, error: .invalidModel(message))
+        }
+    }
+
+    /// Every value in range: sizes positive and bounded (a layer count of 10⁹ must not reach an
+    /// allocation), heads dividing the hidden size, a finite positive LayerNorm epsilon.
+    /// - Throws: ``CondenseError/invalidModel(_:)`` naming the field and the value seen.
+    public func validate() throws {
+        func check(_ name: String, _ v: Int, _ range: ClosedRange<Int>) throws {
+            guard range.contains(v) else { throw CondenseError.invalidModel("\(name) must be in \(range.lowerBound)…\(range.upperBound), got \(v)") }
+        }
+        try check("hidden_size", hiddenSize, 1...65_536)
+        try check("num_hidden_layers", numHiddenLayers, 1...1_024)
+        try check("num_attention_heads", numAttentionHeads, 1...hiddenSize)
+        try check("intermediate_size", intermediateSize, 1...1_048_576)
+        try check("max_position_embeddings", maxPositionEmbeddings, 2...1_048_576)
+        try check("type_vocab_size", typeVocabSize, 1...1_024)
+        try check("vocab_size", vocabSize, 1...16_777_216)
+        guard hiddenSize % numAttentionHeads == 0 else {
+            throw CondenseError.invalidModel("hidden_size \(hiddenSize) is not a multiple of num_attention_heads \(numAttentionHeads)")
+        }
+        guard layerNormEps.isFinite, layerNormEps > 0, layerNormEps < 1 else {
+            throw CondenseError.invalidModel("layer_norm_eps must be finite and in (0, 1), got \(layerNormEps)")
+        }
+        guard hiddenAct == "gelu" else { throw CondenseError.invalidModel("hidden_act '\(hiddenAct)' is not supported (gelu)") }
+    }
+}
+
 /// A BERT-family sentence encoder (e.g. sentence-transformers/all-MiniLM-L6-v2): token, position
 /// and type embeddings, `numHiddenLayers` encoder layers (fused QKV projection, multi-head
 /// self-attention, LayerNorm, GELU feed-forward), mean pooling over the tokens and L2
@@ -62,40 +112,44 @@ public struct SentenceEncoder: Sendable {
 
     /// Loads `config.json`, `vocab.txt` and `model.safetensors` from a folder (a Hugging Face
     /// model folder; `sentence_bert_config.json`'s max_seq_length when present, else 256).
-    /// - Throws: ``InferenceError/invalidModel(_:)`` or ``SafeTensorsError`` naming the file or
+    /// - Throws: ``CondenseError/invalidModel(_:)`` or ``CondenseError`` naming the file or
     ///   tensor; nothing is half-loaded.
     public init(directory: String) throws {
         let dir = URL(fileURLWithPath: directory)
-        func read(_ name: String) throws -> Data {
-            guard let d = FileManager.default.contents(atPath: dir.appendingPathComponent(name).path) else {
-                throw InferenceError.invalidModel("cannot read \(dir.appendingPathComponent(name).path)")
-            }
-            return d
-        }
-        let config: BertConfig
-        do { config = try JSONDecoder().decode(BertConfig.self, from: read("config.json")) } catch let e as InferenceError { throw e } catch {
-            throw InferenceError.invalidModel("config.json: \(error)")
-        }
+        let configPath = dir.appendingPathComponent("config.json").path
+        let config = try BertConfig(contentsOf: configPath)
         var maxLength = min(256, config.maxPositionEmbeddings)
-        if let d = FileManager.default.contents(atPath: dir.appendingPathComponent("sentence_bert_config.json").path),
-           let obj = try? JSONSerialization.jsonObject(with: d) as? [String: Any], let m = obj["max_seq_length"] as? Int {
-            maxLength = m
+        let sbertPath = dir.appendingPathComponent("sentence_bert_config.json").path
+        if FileManager.default.fileExists(atPath: sbertPath) {
+            let d = try FileInput.mapped(sbertPath)
+            do {
+                try JSONDuplicateKeys.check(d)
+                guard let obj = try JSONSerialization.jsonObject(with: d) as? [String: Any] else {
+                    throw CondenseError.malformedFile("not a JSON object")
+                }
+                if let v = obj["max_seq_length"] {
+                    guard let m = v as? Int, !(v is Bool) else { throw CondenseError.invalidModel("max_seq_length must be an integer, got \(v)") }
+                    maxLength = m
+                }
+            } catch let e as CondenseError { throw e.inFile(sbertPath) } catch {
+                throw CondenseError.inFile(path: sbertPath, error: .malformedFile("not valid JSON"))
+            }
         }
         let tokenizer = try WordPieceTokenizer(vocabulary: dir.appendingPathComponent("vocab.txt").path)
-        let weights = try SafeTensors(contentsOf: dir.appendingPathComponent("model.safetensors").path)
-        try self.init(config: config, tokenizer: tokenizer, weights: weights, maxLength: maxLength)
+        let weightsPath = dir.appendingPathComponent("model.safetensors").path
+        let weights = try SafeTensors(contentsOf: weightsPath)
+        do {
+            try self.init(config: config, tokenizer: tokenizer, weights: weights, maxLength: maxLength)
+        } catch let e as CondenseError { throw e.inFile(directory) }
     }
 
     public init(config c: BertConfig, tokenizer: WordPieceTokenizer, weights f: SafeTensors, maxLength: Int = 256) throws {
-        guard c.hiddenSize > 0, c.numAttentionHeads > 0, c.hiddenSize % c.numAttentionHeads == 0 else {
-            throw InferenceError.invalidModel("hidden size \(c.hiddenSize) is not a multiple of \(c.numAttentionHeads) heads")
-        }
-        guard c.hiddenAct == "gelu" else { throw InferenceError.invalidModel("hidden_act '\(c.hiddenAct)' is not supported (gelu)") }
+        try c.validate()
         guard maxLength >= 2, maxLength <= c.maxPositionEmbeddings else {
-            throw InferenceError.invalidModel("max length \(maxLength) outside 2…\(c.maxPositionEmbeddings) positions")
+            throw CondenseError.invalidModel("max length \(maxLength) outside 2…\(c.maxPositionEmbeddings) positions")
         }
         guard tokenizer.tokens.count <= c.vocabSize else {
-            throw InferenceError.invalidModel("vocabulary has \(tokenizer.tokens.count) tokens, the model \(c.vocabSize)")
+            throw CondenseError.invalidModel("vocabulary has \(tokenizer.tokens.count) tokens, the model \(c.vocabSize)")
         }
         let h = c.hiddenSize, i = c.intermediateSize
         // Weights may be stored with a "bert." prefix (BertForX checkpoints).
@@ -112,6 +166,20 @@ public struct SentenceEncoder: Sendable {
         positionEmbeddings = try t("embeddings.position_embeddings.weight", [c.maxPositionEmbeddings, h])
         typeEmbeddings = try t("embeddings.token_type_embeddings.weight", [c.typeVocabSize, h])
         embeddingNorm = (try t("embeddings.LayerNorm.weight", [h]), try t("embeddings.LayerNorm.bias", [h]))
+        // The file's layers must be exactly the config's: a layer missing, or one left over,
+        // would otherwise run a different model without a word.
+        var fileLayers = Set<Int>()
+        for name in f.names where name.hasPrefix(prefix + "encoder.layer.") {
+            let rest = name.dropFirst(prefix.count + "encoder.layer.".count)
+            guard let n = Int(rest.prefix(while: \.isNumber)) else { continue }
+            fileLayers.insert(n)
+        }
+        if let extra = fileLayers.filter({ $0 >= c.numHiddenLayers }).min() {
+            throw CondenseError.invalidModel("the weights hold layer \(extra) (\(fileLayers.count) layers), but num_hidden_layers is \(c.numHiddenLayers)")
+        }
+        if let missing = (0..<c.numHiddenLayers).first(where: { !fileLayers.contains($0) }) {
+            throw CondenseError.invalidModel("num_hidden_layers is \(c.numHiddenLayers), but the weights have no layer \(missing)")
+        }
         if f.metadata["condense.encoder"] == "1" {
             // A file written by `save(to:)`: projections in their compressed formats.
             layers = try (0..<c.numHiddenLayers).map { l in
@@ -132,7 +200,7 @@ public struct SentenceEncoder: Sendable {
                 layer.smoothing.output = try sm("output", i)
                 let shapes = [(layer.qkv, 3 * h, h), (layer.attentionOutput, h, h), (layer.intermediate, i, h), (layer.output, h, i)]
                 for (lin, n, k) in shapes where lin.outFeatures != n || lin.inFeatures != k {
-                    throw InferenceError.invalidModel("layer \(l): a projection is \(lin.outFeatures)×\(lin.inFeatures), the config needs \(n)×\(k)")
+                    throw CondenseError.invalidModel("layer \(l): a projection is \(lin.outFeatures)×\(lin.inFeatures), the config needs \(n)×\(k)")
                 }
                 return layer
             }
@@ -190,8 +258,8 @@ public struct SentenceEncoder: Sendable {
                          projections: Set<String> = ["qkv", "attention_output", "intermediate"]) throws -> SentenceEncoder {
         var m = self
         func smooth(_ l: LinearLayer, _ name: String) throws -> (LinearLayer, [Float]) {
-            guard case let .dense(w) = l.weights else { throw InferenceError.invalidModel("\(name): smoothing needs f32 weights, got \(l.format)") }
-            guard let amax = stats.absMax[name], amax.count == w.columns else { throw InferenceError.invalidModel("\(name): no calibration statistics") }
+            guard case let .dense(w) = l.weights else { throw CondenseError.invalidModel("\(name): smoothing needs f32 weights, got \(l.format)") }
+            guard let amax = stats.absMax[name], amax.count == w.columns else { throw CondenseError.invalidModel("\(name): no calibration statistics") }
             var e = w.elements
             let (n, k) = (w.rows, w.columns)
             var wmax = [Float](repeating: 0, count: k)
@@ -214,7 +282,7 @@ public struct SentenceEncoder: Sendable {
                     for c in 0..<h { w[(2 * h + j) * h + c] *= inv }
                     b[2 * h + j] *= inv
                 }
-                guard case .dense = m.layers[l].qkv.weights else { throw InferenceError.invalidModel("layer.\(l).qkv: smoothing needs f32 weights") }
+                guard case .dense = m.layers[l].qkv.weights else { throw CondenseError.invalidModel("layer.\(l).qkv: smoothing needs f32 weights") }
                 m.layers[l].qkv = try LinearLayer(weights: .dense(Matrix(rows: 3 * h, columns: h, elements: w)), bias: b, activation: m.layers[l].qkv.activation)
             }
             if projections.contains("intermediate") {
@@ -260,10 +328,10 @@ public struct SentenceEncoder: Sendable {
         let bytes = try f.write(to: dir.appendingPathComponent("model.safetensors").path)
         let enc = JSONEncoder()
         enc.outputFormatting = [.prettyPrinted, .sortedKeys]
-        try enc.encode(config).write(to: dir.appendingPathComponent("config.json"))
-        try (tokenizer.tokens.joined(separator: "\n") + "\n").write(to: dir.appendingPathComponent("vocab.txt"), atomically: true, encoding: .utf8)
-        try "{\"max_seq_length\": \(maxLength), \"do_lower_case\": false}\n".write(
-            to: dir.appendingPathComponent("sentence_bert_config.json"), atomically: true, encoding: .utf8)
+        try FileOutput.write(try enc.encode(config), to: dir.appendingPathComponent("config.json").path)
+        try FileOutput.write(tokenizer.tokens.joined(separator: "\n") + "\n", to: dir.appendingPathComponent("vocab.txt").path)
+        try FileOutput.write("{\"max_seq_length\": \(maxLength), \"do_lower_case\": false}\n",
+                             to: dir.appendingPathComponent("sentence_bert_config.json").path)
         return bytes
     }
 
@@ -329,7 +397,7 @@ public final class InferenceSession: Sendable {
     }
 
     /// Embeddings of already tokenized sentences (each with its [CLS] … [SEP]).
-    /// - Throws: ``InferenceError/invalidInput(_:)`` for an empty sequence, a sequence longer than
+    /// - Throws: ``CondenseError/invalidInput(_:)`` for an empty sequence, a sequence longer than
     ///   the positions, or an id outside the vocabulary.
     public func embed(tokenIDs seqs: [[Int32]]) throws -> [[Float]] {
         try forward(seqs, observe: nil)
@@ -432,10 +500,10 @@ public final class InferenceSession: Sendable {
         var starts: [Int32] = [0]
         for (i, s) in seqs.enumerated() {
             guard !s.isEmpty, s.count <= c.maxPositionEmbeddings else {
-                throw InferenceError.invalidInput("sequence \(i) has \(s.count) tokens (1…\(c.maxPositionEmbeddings) allowed)")
+                throw CondenseError.invalidInput("sequence \(i) has \(s.count) tokens (1…\(c.maxPositionEmbeddings) allowed)")
             }
             if let bad = s.first(where: { $0 < 0 || Int($0) >= c.vocabSize }) {
-                throw InferenceError.invalidInput("sequence \(i): token id \(bad) outside the vocabulary of \(c.vocabSize)")
+                throw CondenseError.invalidInput("sequence \(i): token id \(bad) outside the vocabulary of \(c.vocabSize)")
             }
             starts.append(starts.last! + Int32(s.count))
         }
@@ -479,7 +547,7 @@ public final class InferenceSession: Sendable {
                     }
                 }
             }
-            guard status == 0 else { throw InferenceError.invalidInput("attention failed (out of memory?)") }
+            guard status == 0 else { throw CondenseError.invalidInput("attention failed (out of memory?)") }
             observe?("layer.\(l).attention_output", ctx)
             try p.attentionOutput.apply(scaled(ctx, sm.attentionOutput, &s1), into: &proj)
             addAndNorm(&x, proj, model.layers[l].attentionNorm)
@@ -524,7 +592,11 @@ public final class InferenceSession: Sendable {
 
 /// Writes a float32 matrix as a NumPy `.npy` file (format 1.0, little-endian, C order).
 public func writeNPY(_ rows: [[Float]], columns: Int, to path: String) throws {
-    guard rows.allSatisfy({ $0.count == columns }) else { throw InferenceError.invalidInput("rows must all have \(columns) values") }
+    guard rows.allSatisfy({ $0.count == columns }) else { throw CondenseError.invalidInput("rows must all have \(columns) values") }
+    // NaN or Inf in an output file is a wrong answer that reads as a right one: refuse it.
+    for (i, r) in rows.enumerated() where !r.allSatisfy(\.isFinite) {
+        throw CondenseError.invalidInput("row \(i) has a non-finite value (\(r.first { !$0.isFinite }!)); nothing was written to \(path)")
+    }
     var header = "{'descr': '<f4', 'fortran_order': False, 'shape': (\(rows.count), \(columns)), }"
     while (10 + header.utf8.count + 1) % 64 != 0 { header += " " }
     header += "\n"
@@ -533,7 +605,7 @@ public func writeNPY(_ rows: [[Float]], columns: Int, to path: String) throws {
     d.append(contentsOf: [UInt8(n & 0xFF), UInt8(n >> 8)])
     d.append(contentsOf: Array(header.utf8))
     for r in rows { r.withUnsafeBytes { d.append(contentsOf: $0) } }
-    try d.write(to: URL(fileURLWithPath: path), options: .atomic)
+    try FileOutput.write(d, to: path)
 }
 
 extension SentenceEncoder {

@@ -1,3 +1,4 @@
+import Condense
 import Foundation
 
 /// BERT's tokenizer: the basic tokenizer (cleaning, CJK splitting, lower-casing with accent
@@ -16,22 +17,28 @@ public struct WordPieceTokenizer: Sendable {
     /// Words longer than this become [UNK] (BERT's rule).
     public let maxWordCharacters = 100
 
-    /// - Throws: ``InferenceError/invalidModel(_:)`` when the file cannot be read or lacks
+    /// - Throws: ``CondenseError/invalidModel(_:)`` when the file cannot be read or lacks
     ///   [CLS], [SEP], [UNK] or [PAD].
     public init(vocabulary path: String, lowercase: Bool = true) throws {
-        guard let text = try? String(contentsOfFile: path, encoding: .utf8) else {
-            throw InferenceError.invalidModel("cannot read the vocabulary \(path)")
-        }
-        var lines = text.components(separatedBy: "\n")
-        if lines.last == "" { lines.removeLast() }
-        try self.init(tokens: lines.map { $0.hasSuffix("\r") ? String($0.dropLast()) : $0 }, lowercase: lowercase)
+        let text = try FileInput.text(path)
+        do {
+            try self.init(tokens: FileInput.lines(text).map(String.init), lowercase: lowercase)
+        } catch let e as CondenseError { throw e.inFile(path) }
     }
 
+    /// - Throws: ``CondenseError/invalidModel(_:)`` for a token listed twice (its ids would shift
+    ///   every later token), naming both lines, or a missing special token.
     public init(tokens: [String], lowercase: Bool = true) throws {
+        guard tokens.count <= Int(Int32.max) else { throw CondenseError.invalidModel("vocabulary of \(tokens.count) tokens is too large") }
         var v: [String: Int32] = [:]
-        for (i, t) in tokens.enumerated() where v[t] == nil { v[t] = Int32(i) }
+        for (i, t) in tokens.enumerated() {
+            if let first = v[t] {
+                throw CondenseError.invalidModel("token '\(t)' on line \(i + 1) repeats line \(first + 1)")
+            }
+            v[t] = Int32(i)
+        }
         func id(_ t: String) throws -> Int32 {
-            guard let i = v[t] else { throw InferenceError.invalidModel("the vocabulary has no \(t) token") }
+            guard let i = v[t] else { throw CondenseError.invalidModel("the vocabulary has no \(t) token") }
             return i
         }
         self.tokens = tokens
@@ -145,15 +152,5 @@ public struct WordPieceTokenizer: Sendable {
     }
 }
 
-/// Errors of model loading and inference, each naming the problem and the value seen.
-public enum InferenceError: Error, Equatable, CustomStringConvertible {
-    case invalidModel(String)
-    case invalidInput(String)
-
-    public var description: String {
-        switch self {
-        case let .invalidModel(s): return "invalid model: \(s)"
-        case let .invalidInput(s): return "invalid input: \(s)"
-        }
-    }
-}
+@available(*, deprecated, renamed: "CondenseError", message: "one error type: CondenseError")
+public typealias InferenceError = CondenseError

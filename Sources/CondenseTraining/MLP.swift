@@ -16,10 +16,10 @@ public struct DenseLayer: Sendable, Equatable {
     public var inFeatures: Int { weight.columns }
     public var outFeatures: Int { weight.rows }
 
-    /// - Throws: ``TrainingError/invalidModel(_:)`` when the bias length is not the output count.
+    /// - Throws: ``CondenseError/invalidModel(_:)`` when the bias length is not the output count.
     public init(weight: Matrix<Float>, bias: [Float], activation: Activation) throws {
         guard bias.count == weight.rows else {
-            throw TrainingError.invalidModel("bias has \(bias.count) values for \(weight.rows) outputs")
+            throw CondenseError.invalidModel("bias has \(bias.count) values for \(weight.rows) outputs")
         }
         self.weight = weight
         self.bias = bias
@@ -40,10 +40,10 @@ public struct MLP: Sendable, Equatable {
 
     /// Layers of the given sizes (`[in, hidden…, out]`), initialised He-uniform
     /// (U(±√(6/fan_in))) from `seed`, biases zero.
-    /// - Throws: ``TrainingError/invalidModel(_:)`` for fewer than two sizes or a size below 1.
+    /// - Throws: ``CondenseError/invalidModel(_:)`` for fewer than two sizes or a size below 1.
     public init(sizes: [Int], hidden: Activation = .relu, seed: UInt64) throws {
         guard sizes.count >= 2, sizes.allSatisfy({ $0 >= 1 }) else {
-            throw TrainingError.invalidModel("an MLP needs at least two sizes, all >= 1; got \(sizes)")
+            throw CondenseError.invalidModel("an MLP needs at least two sizes, all >= 1; got \(sizes)")
         }
         var rng = SplitMix64(seed: seed)
         layers = try (0..<(sizes.count - 1)).map { l in
@@ -55,11 +55,11 @@ public struct MLP: Sendable, Equatable {
         }
     }
 
-    /// - Throws: ``TrainingError/invalidModel(_:)`` when consecutive layers do not chain.
+    /// - Throws: ``CondenseError/invalidModel(_:)`` when consecutive layers do not chain.
     public init(layers: [DenseLayer]) throws {
-        guard !layers.isEmpty else { throw TrainingError.invalidModel("an MLP needs at least one layer") }
+        guard !layers.isEmpty else { throw CondenseError.invalidModel("an MLP needs at least one layer") }
         for i in 1..<layers.count where layers[i].inFeatures != layers[i - 1].outFeatures {
-            throw TrainingError.invalidModel(
+            throw CondenseError.invalidModel(
                 "layer \(i) takes \(layers[i].inFeatures) inputs but layer \(i - 1) gives \(layers[i - 1].outFeatures)")
         }
         self.layers = layers
@@ -72,10 +72,10 @@ public struct MLP: Sendable, Equatable {
     public var parameterCount: Int { layers.reduce(0) { $0 + $1.weight.count + $1.bias.count } }
 
     /// The logits for `x` (`[rows, inFeatures]`) in f32, on the native GEMM.
-    /// - Throws: ``TrainingError/shapeMismatch(_:)`` for a wrong column count.
+    /// - Throws: ``CondenseError/shapeMismatch(_:)`` for a wrong column count.
     public func logits(_ x: Matrix<Float>, fakeQuant: FakeQuantization? = nil) throws -> Matrix<Float> {
         guard x.columns == inFeatures else {
-            throw TrainingError.shapeMismatch("input has \(x.columns) columns, the model takes \(inFeatures)")
+            throw CondenseError.shapeMismatch("input has \(x.columns) columns, the model takes \(inFeatures)")
         }
         let pass = ForwardPass(self, input: x.elements, rows: x.rows, fakeQuant: fakeQuant)
         return try Matrix(rows: x.rows, columns: outFeatures, elements: pass.output)
@@ -296,10 +296,10 @@ extension MLP {
     /// Gradients of the mean cross-entropy on one batch (for first-order pruning scores and tests).
     public func gradients(_ x: Matrix<Float>, labels: [Int32], fakeQuant: FakeQuantization? = nil) throws -> (loss: Float, gradients: Gradients) {
         guard x.columns == inFeatures, labels.count == x.rows else {
-            throw TrainingError.shapeMismatch("batch is \(x.rows)×\(x.columns) with \(labels.count) labels; the model takes \(inFeatures) features")
+            throw CondenseError.shapeMismatch("batch is \(x.rows)×\(x.columns) with \(labels.count) labels; the model takes \(inFeatures) features")
         }
         if let bad = labels.firstIndex(where: { $0 < 0 || Int($0) >= outFeatures }) {
-            throw TrainingError.invalidData("label \(labels[bad]) at row \(bad) is outside 0..<\(outFeatures)")
+            throw CondenseError.invalidData("label \(labels[bad]) at row \(bad) is outside 0..<\(outFeatures)")
         }
         let pass = ForwardPass(self, input: x.elements, rows: x.rows, fakeQuant: fakeQuant)
         let (loss, g) = Loss.crossEntropy(logits: pass.output, labels: labels, classes: outFeatures)
@@ -309,7 +309,7 @@ extension MLP {
     /// The input of every layer for a batch (layer 0's is `x`): calibration for activation-aware
     /// pruning scores and observers.
     public func layerInputs(_ x: Matrix<Float>) throws -> [Matrix<Float>] {
-        guard x.columns == inFeatures else { throw TrainingError.shapeMismatch("input has \(x.columns) columns, the model takes \(inFeatures)") }
+        guard x.columns == inFeatures else { throw CondenseError.shapeMismatch("input has \(x.columns) columns, the model takes \(inFeatures)") }
         let pass = ForwardPass(self, input: x.elements, rows: x.rows, fakeQuant: nil)
         return try layers.indices.map { try Matrix(rows: x.rows, columns: layers[$0].inFeatures, elements: pass.inputs[$0]) }
     }

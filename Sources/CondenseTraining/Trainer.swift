@@ -44,10 +44,10 @@ public struct Distillation: Sendable {
     public var beta: Float
     public var features: FeatureMatching?
 
-    /// - Throws: ``TrainingError/invalidArgument(_:)`` for T ≤ 0 or negative weights.
+    /// - Throws: ``CondenseError/invalidArgument(_:)`` for T ≤ 0 or negative weights.
     public init(teacher: MLP, temperature: Float = 4, alpha: Float = 0.5, beta: Float = 0.5, features: FeatureMatching? = nil) throws {
-        guard temperature > 0, temperature.isFinite else { throw TrainingError.invalidArgument("temperature must be > 0, got \(temperature)") }
-        guard alpha >= 0, beta >= 0 else { throw TrainingError.invalidArgument("alpha and beta must be >= 0, got \(alpha), \(beta)") }
+        guard temperature > 0, temperature.isFinite else { throw CondenseError.invalidArgument("temperature must be > 0, got \(temperature)") }
+        guard alpha >= 0, beta >= 0 else { throw CondenseError.invalidArgument("alpha and beta must be >= 0, got \(alpha), \(beta)") }
         self.teacher = teacher
         self.temperature = temperature
         self.alpha = alpha
@@ -67,7 +67,7 @@ public struct FeatureMatching: Sendable {
     /// A zero-initialised-bias projection from the student's width to the teacher's, He-uniform.
     public init(studentLayer: Int, teacherLayer: Int, student: MLP, teacher: MLP, weight: Float = 0.1, seed: UInt64 = 7) throws {
         guard student.layers.indices.dropLast().contains(studentLayer), teacher.layers.indices.dropLast().contains(teacherLayer) else {
-            throw TrainingError.invalidArgument("feature matching needs hidden layers: student \(studentLayer), teacher \(teacherLayer)")
+            throw CondenseError.invalidArgument("feature matching needs hidden layers: student \(studentLayer), teacher \(teacherLayer)")
         }
         var rng = SplitMix64(seed: seed)
         let (ds, dt) = (student.layers[studentLayer].outFeatures, teacher.layers[teacherLayer].outFeatures)
@@ -106,7 +106,7 @@ public enum Trainer {
     ///   - distillation: a teacher to learn from; its projection (if any) trains too.
     ///   - onStep: called with (step, total steps, model, gradients) before each optimizer step;
     ///     return new masks to install them.
-    /// - Throws: ``TrainingError`` for mismatched data, teacher or masks, or a non-finite loss.
+    /// - Throws: ``CondenseError`` for mismatched data, teacher or masks, or a non-finite loss.
     @discardableResult
     public static func train(_ model: inout MLP, on data: Dataset, options: TrainingOptions,
                              masks: inout WeightMasks, fakeQuant: FakeQuantization? = nil,
@@ -114,17 +114,17 @@ public enum Trainer {
                              onStep: ((Int, Int, MLP, Gradients) throws -> WeightMasks?)? = nil,
                              progress: ((TrainingProgress) -> Void)? = nil) throws -> [EpochRecord] {
         guard data.features == model.inFeatures else {
-            throw TrainingError.shapeMismatch("data has \(data.features) features, the model takes \(model.inFeatures)")
+            throw CondenseError.shapeMismatch("data has \(data.features) features, the model takes \(model.inFeatures)")
         }
         guard data.classes == model.outFeatures else {
-            throw TrainingError.shapeMismatch("data has \(data.classes) classes, the model gives \(model.outFeatures) outputs")
+            throw CondenseError.shapeMismatch("data has \(data.classes) classes, the model gives \(model.outFeatures) outputs")
         }
         guard options.epochs >= 0, options.batchSize >= 1 else {
-            throw TrainingError.invalidArgument("epochs must be >= 0 and batch size >= 1, got \(options.epochs), \(options.batchSize)")
+            throw CondenseError.invalidArgument("epochs must be >= 0 and batch size >= 1, got \(options.epochs), \(options.batchSize)")
         }
         if let d = distillation {
             guard d.teacher.outFeatures == model.outFeatures, d.teacher.inFeatures == model.inFeatures else {
-                throw TrainingError.shapeMismatch(
+                throw CondenseError.shapeMismatch(
                     "teacher maps \(d.teacher.inFeatures) → \(d.teacher.outFeatures), student \(model.inFeatures) → \(model.outFeatures)")
             }
         }
@@ -167,7 +167,7 @@ public enum Trainer {
                     (loss, grad) = Loss.crossEntropy(logits: pass.output, labels: y, classes: data.classes)
                 }
                 guard loss.isFinite else {
-                    throw TrainingError.invalidArgument("the loss became \(loss) at step \(step) (learning rate \(options.optimizer.learningRate) too high?)")
+                    throw CondenseError.invalidArgument("the loss became \(loss) at step \(step) (learning rate \(options.optimizer.learningRate) too high?)")
                 }
                 lossSum += Double(loss) * Double(y.count)
                 for i in 0..<y.count {
@@ -222,11 +222,11 @@ public enum Trainer {
 
     static func checkMasks(_ masks: WeightMasks, _ model: MLP) throws {
         guard masks.count == model.layers.count else {
-            throw TrainingError.shapeMismatch("\(masks.count) masks for \(model.layers.count) layers")
+            throw CondenseError.shapeMismatch("\(masks.count) masks for \(model.layers.count) layers")
         }
         for (l, m) in masks.enumerated() {
             if let m, m.count != model.layers[l].weight.count {
-                throw TrainingError.shapeMismatch("mask of layer \(l) has \(m.count) entries, the weight \(model.layers[l].weight.count)")
+                throw CondenseError.shapeMismatch("mask of layer \(l) has \(m.count) entries, the weight \(model.layers[l].weight.count)")
             }
         }
     }
@@ -237,7 +237,7 @@ public enum Trainer {
             guard let m else { continue }
             var w = model.layers[l].weight.elements
             for i in w.indices { w[i] *= m[i] }
-            model.layers[l].weight = try! Matrix(rows: model.layers[l].outFeatures, columns: model.layers[l].inFeatures, elements: w)
+            model.layers[l].weight = Matrix(validatedRows: model.layers[l].outFeatures, columns: model.layers[l].inFeatures, elements: w)
         }
     }
 

@@ -15,10 +15,10 @@ import Testing
         let steps = Array(100...500)
         #expect(zip(steps, steps.dropFirst()).allSatisfy { s.sparsity(at: $0) <= s.sparsity(at: $1) })
         #expect(s.updates(at: 150) && !s.updates(at: 160) && !s.updates(at: 550))
-        #expect(throws: TrainingError.invalidArgument("sparsities must satisfy 0 <= initial <= final < 1, got 0.0 and 1.5")) {
+        #expect(throws: CondenseError.invalidArgument("sparsities must satisfy 0 <= initial <= final < 1, got 0.0 and 1.5")) {
             try CubicSparsitySchedule(final: 1.5, startStep: 0, endStep: 10)
         }
-        #expect(throws: TrainingError.invalidArgument("sparsity must be in [0, 1], got 1.5")) {
+        #expect(throws: CondenseError.invalidArgument("sparsity must be in [0, 1], got 1.5")) {
             try Pruning.masks(for: MLP(sizes: [4, 2], seed: 1), pattern: .unstructured(1.5), score: .magnitude)
         }
     }
@@ -116,18 +116,18 @@ import Testing
         let model = try MLP(sizes: [8, 4, 2], seed: 1)
         var f = try CompressedMLP(exporting: model, formats: [.int8]).safetensors()
         f.metadata["layers.1.format"] = "int9"
-        #expect(throws: TrainingError.invalidModel("layer 1: tensor 'layers.1.format': unknown format 'int9'")) { try CompressedMLP(safetensors: f) }
+        #expect(throws: CondenseError.invalidModel("layer 1: tensor 'layers.1.format': unknown format 'int9'")) { try CompressedMLP(safetensors: f) }
         var g = try CompressedMLP(exporting: model, formats: [.int8]).safetensors()
         g.metadata["layers.0.shape"] = "4,9"
-        #expect(throws: TrainingError.self) { try CompressedMLP(safetensors: g) }
+        #expect(throws: CondenseError.self) { try CompressedMLP(safetensors: g) }
         var h = try CompressedMLP(exporting: model, formats: [.dense]).safetensors()
         h.metadata["condense.model"] = "bert"
-        #expect(throws: TrainingError.invalidModel("not a Condense MLP file (metadata condense.model is 'bert')")) { try CompressedMLP(safetensors: h) }
+        #expect(throws: CondenseError.invalidModel("not a Condense MLP file (metadata condense.model is 'bert')")) { try CompressedMLP(safetensors: h) }
         // Truncated bytes and a header that lies are refused before any tensor is used.
         let bytes = try CompressedMLP(exporting: model, formats: [.dense]).safetensors().serialized()
-        #expect(throws: SafeTensorsError.self) { try SafeTensors(data: bytes.prefix(bytes.count - 4)) }
+        #expect(throws: CondenseError.self) { try SafeTensors(data: bytes.prefix(bytes.count - 4)) }
         var lying = bytes
         lying[0] = 0xFF; lying[1] = 0xFF; lying[2] = 0xFF
-        #expect(throws: SafeTensorsError.malformed("header length 16777215 runs past the end of the \(bytes.count)-byte file")) { try SafeTensors(data: lying) }
+        #expect(throws: CondenseError.malformedFile("header length 16777215 runs past the end of the \(bytes.count)-byte file")) { try SafeTensors(data: lying) }
     }
 }

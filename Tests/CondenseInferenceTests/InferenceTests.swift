@@ -37,7 +37,7 @@ private func readNPY(_ path: String) throws -> (rows: Int, cols: Int, data: [Flo
         #expect(t.encode(String(repeating: "a", count: 101)) == [2, 1, 3])  // longer than 100 characters
         #expect(t.encode("hello world hello world", maxLength: 4) == [2, 4, 5, 3])
         #expect(t.encode("") == [2, 3])
-        #expect(throws: InferenceError.invalidModel("the vocabulary has no [CLS] token")) { try WordPieceTokenizer(tokens: ["[UNK]"]) }
+        #expect(throws: CondenseError.invalidModel("the vocabulary has no [CLS] token")) { try WordPieceTokenizer(tokens: ["[UNK]"]) }
     }
 
     /// The attention kernel against a plain double-precision reference: several packed sequences
@@ -111,15 +111,15 @@ private func readNPY(_ path: String) throws -> (rows: Int, cols: Int, data: [Flo
         #expect(r == 2 && c == 3 && v == [1, 2, 3, 4, 5, 6])
         let d = try Data(contentsOf: URL(fileURLWithPath: path))
         #expect((10 + (Int(d[8]) | Int(d[9]) << 8)) % 64 == 0)
-        #expect(throws: InferenceError.self) { try writeNPY([[1, 2]], columns: 3, to: path) }
+        #expect(throws: CondenseError.self) { try writeNPY([[1, 2]], columns: 3, to: path) }
     }
 
     @Test func malformedModelFoldersAreClearErrors() throws {
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("condense-bert-\(getpid())")
         try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
-        #expect(throws: InferenceError.invalidModel("cannot read \(dir.path)/config.json")) { try SentenceEncoder(directory: dir.path) }
+        #expect(throws: CondenseError.invalidModel("cannot read \(dir.path)/config.json")) { try SentenceEncoder(directory: dir.path) }
         try "{\"hidden_size\": 8}".write(to: dir.appendingPathComponent("config.json"), atomically: true, encoding: .utf8)
-        #expect(throws: InferenceError.self) { try SentenceEncoder(directory: dir.path) }
+        #expect(throws: CondenseError.self) { try SentenceEncoder(directory: dir.path) }
     }
 
     /// The real model, when installed: tokens equal Hugging Face's tokenizer's, and fp32
@@ -306,11 +306,11 @@ private func makeTinyBERT() throws -> String {
 
     @Test func badInputIsAClearError() throws {
         let session = try InferenceSession(SentenceEncoder(directory: tinyBERT()), policy: .priority)
-        #expect(throws: InferenceError.invalidInput("sequence 0: token id 99 outside the vocabulary of 15")) { try session.embed(tokenIDs: [[2, 99, 3]]) }
-        #expect(throws: InferenceError.invalidInput("sequence 1 has 0 tokens (1…40 allowed)")) { try session.embed(tokenIDs: [[2, 3], []]) }
+        #expect(throws: CondenseError.invalidInput("sequence 0: token id 99 outside the vocabulary of 15")) { try session.embed(tokenIDs: [[2, 99, 3]]) }
+        #expect(throws: CondenseError.invalidInput("sequence 1 has 0 tokens (1…40 allowed)")) { try session.embed(tokenIDs: [[2, 3], []]) }
         var f = try SafeTensors(contentsOf: tinyBERT() + "/model.safetensors")
         try f.add("encoder.layer.1.output.dense.weight", shape: [3], floats: [1, 2, 3])
-        #expect(throws: SafeTensorsError.invalidTensor(name: "encoder.layer.1.output.dense.weight", reason: "shape [3], expected [32, 64]")) {
+        #expect(throws: CondenseError.invalidTensor(name: "encoder.layer.1.output.dense.weight", reason: "shape [3], expected [32, 64]")) {
             try SentenceEncoder(config: JSONDecoder().decode(BertConfig.self, from: Data(contentsOf: URL(fileURLWithPath: tinyBERT() + "/config.json"))),
                                 tokenizer: WordPieceTokenizer(vocabulary: tinyBERT() + "/vocab.txt"), weights: f, maxLength: 40)
         }

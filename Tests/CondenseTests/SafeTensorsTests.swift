@@ -35,10 +35,10 @@ private func file(_ header: String, data: [UInt8] = []) -> Data {
 
     /// Each malformation is refused with the tensor and the reason, before any tensor is used.
     @Test func validationNamesTheProblem() throws {
-        let cases: [(Data, SafeTensorsError)] = [
-            (Data([1, 2, 3]), .malformed("file is 3 bytes, shorter than the 8-byte header length")),
-            (file("{}").prefix(8) + Data([0xFF]), .malformed("header length 2 runs past the end of the 9-byte file")),
-            (file("[1, 2]"), .malformed("the header is not a JSON object")),
+        let cases: [(Data, CondenseError)] = [
+            (Data([1, 2, 3]), .malformedFile("file is 3 bytes, shorter than the 8-byte header length")),
+            (file("{}").prefix(8) + Data([0xFF]), .malformedFile("header length 2 runs past the end of the 9-byte file")),
+            (file("[1, 2]"), .malformedFile("the header is not a JSON object")),
             (file("{\"a\": {\"dtype\": \"F7\", \"shape\": [1], \"data_offsets\": [0, 4]}}", data: [0, 0, 0, 0]),
              .invalidTensor(name: "a", reason: "unknown dtype 'F7'")),
             (file("{\"a\": {\"dtype\": \"F32\", \"shape\": [2], \"data_offsets\": [0, 4]}}", data: [0, 0, 0, 0]),
@@ -49,7 +49,7 @@ private func file(_ header: String, data: [UInt8] = []) -> Data {
              .invalidTensor(name: "a", reason: "shape [-1] has a non-integer or negative entry")),
             (file("{\"a\": {\"dtype\": \"U8\", \"shape\": [2], \"data_offsets\": [0, 2]}, \"b\": {\"dtype\": \"U8\", \"shape\": [2], \"data_offsets\": [1, 3]}}", data: [0, 0, 0]),
              .invalidTensor(name: "b", reason: "data overlaps tensor 'a'")),
-            (file("{\"__metadata__\": {\"k\": 3}}"), .malformed("__metadata__ value of 'k' is not a string")),
+            (file("{\"__metadata__\": {\"k\": 3}}"), .malformedFile("__metadata__ value of 'k' is not a string")),
             (file("{\"a\": {\"dtype\": \"F32\", \"shape\": [4294967296, 4294967296], \"data_offsets\": [0, 4]}}", data: [0, 0, 0, 0]),
              .invalidTensor(name: "a", reason: "shape [4294967296, 4294967296] is too large")),
         ]
@@ -59,7 +59,7 @@ private func file(_ header: String, data: [UInt8] = []) -> Data {
         do {
             _ = try SafeTensors(contentsOf: "/nonexistent.safetensors")
             Issue.record("a missing file was read")
-        } catch let SafeTensorsError.unreadable(path, _) {
+        } catch let CondenseError.unreadableFile(path, _) {
             #expect(path == "/nonexistent.safetensors")
         }
     }

@@ -118,21 +118,21 @@ import Testing
     @Test func badInputIsAClearError() throws {
         let data = try gaussianBlobs(count: 8, features: 4, classes: 2, seed: 1)
         var model = try MLP(sizes: [5, 3, 2], seed: 1)
-        #expect(throws: TrainingError.shapeMismatch("data has 4 features, the model takes 5")) {
+        #expect(throws: CondenseError.shapeMismatch("data has 4 features, the model takes 5")) {
             try Trainer.train(&model, on: data, options: TrainingOptions())
         }
         let teacher = try MLP(sizes: [4, 3, 3], seed: 1)
         var student = try MLP(sizes: [4, 3, 2], seed: 1)
         var d: Distillation? = try Distillation(teacher: teacher)
         var masks = WeightMasks(repeating: nil, count: 2)
-        #expect(throws: TrainingError.shapeMismatch("teacher maps 4 → 3, student 4 → 2")) {
+        #expect(throws: CondenseError.shapeMismatch("teacher maps 4 → 3, student 4 → 2")) {
             try Trainer.train(&student, on: data, options: TrainingOptions(), masks: &masks, distillation: &d)
         }
-        #expect(throws: TrainingError.invalidArgument("temperature must be > 0, got 0.0")) { try Distillation(teacher: teacher, temperature: 0) }
-        #expect(throws: TrainingError.invalidData("label 7 at row 1 is outside 0..<2")) {
+        #expect(throws: CondenseError.invalidArgument("temperature must be > 0, got 0.0")) { try Distillation(teacher: teacher, temperature: 0) }
+        #expect(throws: CondenseError.invalidData("label 7 at row 1 is outside 0..<2")) {
             try Dataset(features: 1, classes: 2, x: [0, 1], y: [0, 7])
         }
-        #expect(throws: TrainingError.invalidModel("an MLP needs at least two sizes, all >= 1; got [3]")) { try MLP(sizes: [3], seed: 1) }
+        #expect(throws: CondenseError.invalidModel("an MLP needs at least two sizes, all >= 1; got [3]")) { try MLP(sizes: [3], seed: 1) }
     }
 
     /// MNIST loading: a wrong magic, gzip data, truncation and count mismatches are named.
@@ -150,12 +150,12 @@ import Testing
         let ok = try MNIST.load(images: images, labels: labels)
         #expect(ok.count == 2 && ok.features == 4 && ok.y == [3, 9] && ok.x[1] == 1)
         let wrongMagic = try file("bad", be(2050) + be(2) + [3, 9])
-        #expect(throws: TrainingError.invalidData("\(wrongMagic): magic number 2050, expected 2049")) { try MNIST.load(images: images, labels: wrongMagic) }
+        #expect(throws: CondenseError.invalidData("\(wrongMagic): magic number 2050, expected 2049")) { try MNIST.load(images: images, labels: wrongMagic) }
         let gz = try file("gz", [0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 0])
-        #expect(throws: TrainingError.invalidData("\(gz) is gzip-compressed; decompress it first (gunzip)")) { try MNIST.load(images: gz, labels: labels) }
+        #expect(throws: CondenseError.invalidData("\(gz) is gzip-compressed; decompress it first (gunzip)")) { try MNIST.load(images: gz, labels: labels) }
         let short = try file("short", be(2051) + be(3) + be(2) + be(2) + [0, 1, 2, 3])
-        #expect(throws: TrainingError.invalidData("\(short) is truncated: 3 images of 2×2 need 28 bytes, file has 20")) { try MNIST.load(images: short, labels: labels) }
+        #expect(throws: CondenseError.invalidData("\(short) is truncated: 3 images of 2×2 need 28 bytes, file has 20")) { try MNIST.load(images: short, labels: labels) }
         let three = try file("three", be(2049) + be(3) + [1, 2, 3])
-        #expect(throws: TrainingError.invalidData("\(images) has 2 images but \(three) has 3 labels")) { try MNIST.load(images: images, labels: three) }
+        #expect(throws: CondenseError.invalidData("\(images) has 2 images but \(three) has 3 labels")) { try MNIST.load(images: images, labels: three) }
     }
 }

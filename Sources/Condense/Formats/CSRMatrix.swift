@@ -77,7 +77,7 @@ public struct CSRMatrix: Sendable, Equatable {
     public init(rows: Int, columns: Int, rowOffsets: [UInt32], columnIndices: ColumnIndices, values: [Float]) throws {
         guard rows >= 0 else { throw CondenseError.invalidDimension(name: "rows", value: rows) }
         guard columns >= 0 else { throw CondenseError.invalidDimension(name: "columns", value: columns) }
-        guard rowOffsets.count == rows + 1 else {
+        guard rowOffsets.count == (try CheckedSize.sum(rows, 1, of: "CSR row offsets")) else {
             throw CondenseError.shapeMismatch("CSR needs \(rows + 1) row offsets for \(rows) rows, got \(rowOffsets.count)")
         }
         guard columnIndices.count == values.count else {
@@ -129,7 +129,7 @@ public struct CSRMatrix: Sendable, Equatable {
 
     /// The dense matrix with zeros where nothing is stored.
     public func densified() -> Matrix<Float> {
-        var m = try! Matrix<Float>(rows: rows, columns: columns)
+        var m = Matrix<Float>(validatedRows: rows, columns: columns)
         m.withUnsafeMutableBufferPointer { p in
             for r in 0..<rows {
                 for i in Int(rowOffsets[r])..<Int(rowOffsets[r + 1]) { p[r * columns + columnIndices[i]] = values[i] }

@@ -16,7 +16,7 @@ public struct Int4Weights: Sendable, Equatable {
     public let packed: [UInt8]
     public let scales: [Float]
     /// Which native kernel runs it.
-    public let path: Path
+    public private(set) var path: Path
 
     /// The two native int4 paths.
     public enum Path: String, Sendable, Equatable {
@@ -36,12 +36,14 @@ public struct Int4Weights: Sendable, Equatable {
         guard rows >= 0 else { throw CondenseError.invalidDimension(name: "rows", value: rows) }
         guard columns >= 0 else { throw CondenseError.invalidDimension(name: "columns", value: columns) }
         guard groupSize >= 1 else { throw CondenseError.invalidArgument("int4 group size must be >= 1, got \(groupSize)") }
-        guard packed.count == rows * ((columns + 1) / 2) else {
-            throw CondenseError.shapeMismatch("int4 \(rows)×\(columns) needs \(rows * ((columns + 1) / 2)) packed bytes, got \(packed.count)")
+        let bytes = try CheckedSize.product(rows, try CheckedSize.roundUp(columns, to: 2, of: "int4 columns") / 2, of: "int4 packed bytes")
+        guard packed.count == bytes else {
+            throw CondenseError.shapeMismatch("int4 \(rows)×\(columns) needs \(bytes) packed bytes, got \(packed.count)")
         }
-        let gpr = columns == 0 ? 0 : (columns + groupSize - 1) / groupSize
-        guard scales.count == rows * gpr else {
-            throw CondenseError.shapeMismatch("int4 \(rows)×\(columns) in groups of \(groupSize) needs \(rows * gpr) scales, got \(scales.count)")
+        let gpr = try CheckedSize.roundUp(columns, to: groupSize, of: "int4 groups") / groupSize
+        let scaleCount = try CheckedSize.product(rows, gpr, of: "int4 scales")
+        guard scales.count == scaleCount else {
+            throw CondenseError.shapeMismatch("int4 \(rows)×\(columns) in groups of \(groupSize) needs \(scaleCount) scales, got \(scales.count)")
         }
         if let bad = scales.firstIndex(where: { !($0.isFinite && $0 > 0) }) {
             throw CondenseError.invalidArgument("int4 scale \(bad) must be finite and > 0, got \(scales[bad])")
@@ -87,7 +89,9 @@ public struct Int4Weights: Sendable, Equatable {
 
     /// The same weights on the other native path.
     public func with(path: Path) -> Int4Weights {
-        try! Int4Weights(rows: rows, columns: columns, groupSize: groupSize, packed: packed, scales: scales, path: path)
+        var w = self
+        w.path = path
+        return w
     }
 
     /// Bytes of packed values and scales.
@@ -95,6 +99,6 @@ public struct Int4Weights: Sendable, Equatable {
 
     /// `s · q` as f32.
     public func densified() -> Matrix<Float> {
-        try! Matrix<Float>(rows: rows, columns: columns) { r, c in scales[r * groupsPerRow + c / groupSize] * Float(q(r, c)) }
+        Matrix<Float>(validatedRows: rows, columns: columns) { r, c in scales[r * groupsPerRow + c / groupSize] * Float(q(r, c)) }
     }
 }

@@ -54,8 +54,9 @@ public struct Int8Weights: Sendable, Equatable {
     public init(rows: Int, columns: Int, values: [Int8], scales: [Float], staticActivation: StaticActivation? = nil) throws {
         guard rows >= 0 else { throw CondenseError.invalidDimension(name: "rows", value: rows) }
         guard columns >= 0 else { throw CondenseError.invalidDimension(name: "columns", value: columns) }
-        guard values.count == rows * columns else {
-            throw CondenseError.shapeMismatch("int8 weights \(rows)×\(columns) need \(rows * columns) values, got \(values.count)")
+        let count = try CheckedSize.product(rows, columns, of: "int8 weights")
+        guard values.count == count else {
+            throw CondenseError.shapeMismatch("int8 weights \(rows)×\(columns) need \(count) values, got \(values.count)")
         }
         guard scales.count == rows else {
             throw CondenseError.shapeMismatch("int8 weights need one scale per row (\(rows)), got \(scales.count)")
@@ -96,6 +97,6 @@ public struct Int8Weights: Sendable, Equatable {
 
     /// `scales[n] · values[n, k]` as f32.
     public func densified() -> Matrix<Float> {
-        try! Matrix<Float>(rows: rows, columns: columns) { r, c in scales[r] * Float(values[r * columns + c]) }
+        Matrix<Float>(validatedRows: rows, columns: columns) { r, c in scales[r] * Float(values[r * columns + c]) }
     }
 }

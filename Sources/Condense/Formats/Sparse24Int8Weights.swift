@@ -44,17 +44,16 @@ public struct Sparse24Int8Weights: Sendable, Equatable {
     public func densified() -> Matrix<Float> {
         let per = pattern.valuesPerRow
         let asFloat = (0..<values.count).map { scales[$0 / max(per, 1)] * Float(values[$0]) }
-        let m = try! Sparse24Matrix(rebuilding: pattern, values: asFloat)
+        let m = Sparse24Matrix(rebuilding: pattern, values: asFloat)
         return m.densified()
     }
 }
 
 extension Sparse24Matrix {
     /// The same positions with other values (one per stored slot).
-    init(rebuilding p: Sparse24Matrix, values: [Float]) throws {
-        guard values.count == p.values.count else {
-            throw CondenseError.shapeMismatch("2:4 matrix needs \(p.values.count) values, got \(values.count)")
-        }
+    /// Callers pass exactly one value per slot (a precondition: both callers derive the count).
+    init(rebuilding p: Sparse24Matrix, values: [Float]) {
+        precondition(values.count == p.values.count, "2:4 matrix needs \(p.values.count) values, got \(values.count)")
         self.rows = p.rows
         self.columns = p.columns
         self.paddedColumns = p.paddedColumns
@@ -72,12 +71,15 @@ extension Sparse24Matrix {
     public init(rows: Int, columns: Int, values: [Float], metadata: [UInt8]) throws {
         guard rows >= 0 else { throw CondenseError.invalidDimension(name: "rows", value: rows) }
         guard columns >= 0 else { throw CondenseError.invalidDimension(name: "columns", value: columns) }
-        let padded = (columns + 3) / 4 * 4, groups = padded / 4, stride = (groups + 1) / 2
-        guard values.count == rows * padded / 2 else {
-            throw CondenseError.shapeMismatch("2:4 \(rows)×\(columns) needs \(rows * padded / 2) values, got \(values.count)")
+        let padded = try CheckedSize.roundUp(columns, to: 4, of: "2:4 columns")
+        let groups = padded / 4, stride = (groups + 1) / 2
+        let valueCount = try CheckedSize.product(rows, padded / 2, of: "2:4 values")
+        guard values.count == valueCount else {
+            throw CondenseError.shapeMismatch("2:4 \(rows)×\(columns) needs \(valueCount) values, got \(values.count)")
         }
-        guard metadata.count == rows * stride else {
-            throw CondenseError.shapeMismatch("2:4 \(rows)×\(columns) needs \(rows * stride) metadata bytes, got \(metadata.count)")
+        let metaCount = try CheckedSize.product(rows, stride, of: "2:4 metadata bytes")
+        guard metadata.count == metaCount else {
+            throw CondenseError.shapeMismatch("2:4 \(rows)×\(columns) needs \(metaCount) metadata bytes, got \(metadata.count)")
         }
         for r in 0..<rows {
             for g in 0..<groups {
@@ -125,7 +127,7 @@ extension Sparse24Int8Weights {
             throw CondenseError.invalidArgument("2:4-int8 scale \(scales[bad]) of row \(bad) must be finite and > 0")
         }
         let per = pattern.valuesPerRow
-        self.pattern = try Sparse24Matrix(rebuilding: pattern, values: (0..<values.count).map { scales[$0 / max(per, 1)] * Float(values[$0]) })
+        self.pattern = Sparse24Matrix(rebuilding: pattern, values: (0..<values.count).map { scales[$0 / max(per, 1)] * Float(values[$0]) })
         self.values = values
         self.scales = scales
     }

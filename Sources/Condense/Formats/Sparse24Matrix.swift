@@ -83,7 +83,7 @@ public struct Sparse24Matrix: Sendable, Equatable {
 
     /// The dense matrix.
     public func densified() -> Matrix<Float> {
-        var m = try! Matrix<Float>(rows: rows, columns: columns)
+        var m = Matrix<Float>(validatedRows: rows, columns: columns)
         let (k, half, stride) = (columns, paddedColumns / 2, metadataStride)
         m.withUnsafeMutableBufferPointer { p in
             for r in 0..<rows {

@@ -42,20 +42,23 @@ extension SafeTensors {
     }
 
     /// The linear layer stored under `prefix`.
-    /// - Throws: ``SafeTensorsError`` naming the tensor or metadata key: missing, of the wrong
+    /// - Throws: ``CondenseError`` naming the tensor or metadata key: missing, of the wrong
     ///   dtype or shape, an unknown format or activation, or parts that do not form a valid layer.
     public func linearLayer(prefix p: String) throws -> LinearLayer {
         func meta(_ key: String) throws -> String {
-            guard let v = metadata[p + key] else { throw SafeTensorsError.invalidTensor(name: p + key, reason: "metadata missing") }
+            guard let v = metadata[p + key] else { throw CondenseError.invalidTensor(name: p + key, reason: "metadata missing") }
             return v
         }
-        let dims = try meta("shape").split(separator: ",").compactMap { Int($0) }
-        guard dims.count == 2, dims[0] >= 1, dims[1] >= 1 else {
-            throw SafeTensorsError.invalidTensor(name: p + "shape", reason: "'\(try meta("shape"))' is not N,K")
+        let shapeText = try meta("shape")
+        let dims = shapeText.split(separator: ",", omittingEmptySubsequences: false).map { Int($0.trimmingCharacters(in: .whitespaces)) }
+        guard dims.count == 2, let n = dims[0], let k = dims[1], n >= 1, k >= 1 else {
+            throw CondenseError.invalidTensor(name: p + "shape", reason: "'\(shapeText)' is not N,K with N, K >= 1")
         }
-        let (n, k) = (dims[0], dims[1])
+        // Every size derived from N and K is checked; the tensors' own sizes were checked against
+        // the bytes present when the file was read, and each part's shape is compared below.
+        _ = try CheckedSize.product(n, try CheckedSize.roundUp(k, to: 64, of: p + "shape"), of: p + "shape")
         guard let act = Activation(rawValue: try meta("activation")) else {
-            throw SafeTensorsError.invalidTensor(name: p + "activation", reason: "unknown activation '\(try meta("activation"))'")
+            throw CondenseError.invalidTensor(name: p + "activation", reason: "unknown activation '\(try meta("activation"))'")
         }
         let format = try meta("format")
         let weights: CompressedWeights
@@ -68,7 +71,7 @@ extension SafeTensors {
                                                 scales: floats(p + "scales", shape: [n])))
             case let s where s.hasPrefix("int4-g"):
                 guard let g = Int(try meta("group")), "int4-g\(g)" == s else {
-                    throw SafeTensorsError.invalidTensor(name: p + "group", reason: "int4 group does not match format '\(s)'")
+                    throw CondenseError.invalidTensor(name: p + "group", reason: "int4 group does not match format '\(s)'")
                 }
                 let path: Int4Weights.Path = metadata[p + "int4_path"] == "dequantize" ? .dequantize : .integer
                 weights = .int4(try Int4Weights(rows: n, columns: k, groupSize: g,
@@ -89,15 +92,15 @@ extension SafeTensors {
                     : .u32(try elements(p + "col", as: UInt32.self, dtype: .u32))
                 weights = .csr(try CSRMatrix(rows: n, columns: k, rowOffsets: elements(p + "row_ptr", as: UInt32.self, dtype: .u32),
                                              columnIndices: idx, values: floats(p + "values")))
-            default: throw SafeTensorsError.invalidTensor(name: p + "format", reason: "unknown format '\(format)'")
+            default: throw CondenseError.invalidTensor(name: p + "format", reason: "unknown format '\(format)'")
             }
-        } catch let e as SafeTensorsError {
+        } catch let e as CondenseError {
             throw e
         } catch {
-            throw SafeTensorsError.invalidTensor(name: p + "format", reason: "\(format) parts do not form a valid layer: \(error)")
+            throw CondenseError.invalidTensor(name: p + "format", reason: "\(format) parts do not form a valid layer: \(error)")
         }
         guard weights.outFeatures == n, weights.inFeatures == k else {
-            throw SafeTensorsError.invalidTensor(name: p + "shape", reason: "\(format) weights are \(weights.outFeatures)×\(weights.inFeatures), metadata says \(n)×\(k)")
+            throw CondenseError.invalidTensor(name: p + "shape", reason: "\(format) weights are \(weights.outFeatures)×\(weights.inFeatures), metadata says \(n)×\(k)")
         }
         let bias = tensors[p + "bias"] == nil ? nil : try floats(p + "bias", shape: [n])
         return try LinearLayer(weights: weights, bias: bias, activation: act)

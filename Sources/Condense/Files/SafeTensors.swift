@@ -6,7 +6,7 @@ import Foundation
 ///
 /// Reading validates everything before any tensor is used: the header length against the file,
 /// well-formed JSON, known dtypes, offsets inside the data and not overlapping, and sizes equal to
-/// dtype × shape. Each failure is a ``SafeTensorsError`` naming the tensor.
+/// dtype × shape. Each failure is a ``CondenseError`` naming the tensor.
 ///
 /// ```swift
 /// var file = SafeTensors()
@@ -51,68 +51,68 @@ public struct SafeTensors: Sendable {
     public init() {}
 
     /// Reads and validates a file; the data is memory-mapped when the system allows.
+    /// - Throws: ``CondenseError`` naming the file: ``CondenseError/unreadableFile(path:reason:)``,
+    ///   or ``CondenseError/inFile(path:error:)`` around the validation error.
     public init(contentsOf path: String) throws {
-        let data: Data
-        do { data = try Data(contentsOf: URL(fileURLWithPath: path), options: .alwaysMapped) } catch {
-            throw SafeTensorsError.unreadable(path: path, reason: "\(error.localizedDescription)")
-        }
-        try self.init(data: data)
+        let data = try FileInput.mapped(path)
+        do { try self.init(data: data) } catch let e as CondenseError { throw e.inFile(path) }
     }
 
     /// Parses and validates bytes in safetensors layout.
     public init(data: Data) throws {
         let d = data.startIndex
-        guard data.count >= 8 else { throw SafeTensorsError.malformed("file is \(data.count) bytes, shorter than the 8-byte header length") }
+        guard data.count >= 8 else { throw CondenseError.malformedFile("file is \(data.count) bytes, shorter than the 8-byte header length") }
         var n: UInt64 = 0
         for i in 0..<8 { n |= UInt64(data[d + i]) << (8 * UInt64(i)) }
-        guard n <= UInt64(Self.maxHeaderBytes) else { throw SafeTensorsError.malformed("header length \(n) exceeds the limit \(Self.maxHeaderBytes)") }
+        guard n <= UInt64(Self.maxHeaderBytes) else { throw CondenseError.malformedFile("header length \(n) exceeds the limit \(Self.maxHeaderBytes)") }
         guard Int(n) <= data.count - 8 else {
-            throw SafeTensorsError.malformed("header length \(n) runs past the end of the \(data.count)-byte file")
+            throw CondenseError.malformedFile("header length \(n) runs past the end of the \(data.count)-byte file")
         }
         let headerBytes = data[(d + 8)..<(d + 8 + Int(n))]
+        try JSONDuplicateKeys.check(headerBytes)
         guard let obj = try? JSONSerialization.jsonObject(with: headerBytes, options: []), let header = obj as? [String: Any] else {
-            throw SafeTensorsError.malformed("the header is not a JSON object")
+            throw CondenseError.malformedFile("the header is not a JSON object")
         }
         let base = d + 8 + Int(n)
         let dataSize = data.count - 8 - Int(n)
         var spans: [(Int, Int, String)] = []
         for (name, value) in header {
             if name == "__metadata__" {
-                guard let m = value as? [String: Any] else { throw SafeTensorsError.malformed("__metadata__ is not an object of strings") }
+                guard let m = value as? [String: Any] else { throw CondenseError.malformedFile("__metadata__ is not an object of strings") }
                 for (k, v) in m {
-                    guard let s = v as? String else { throw SafeTensorsError.malformed("__metadata__ value of '\(k)' is not a string") }
+                    guard let s = v as? String else { throw CondenseError.malformedFile("__metadata__ value of '\(k)' is not a string") }
                     metadata[k] = s
                 }
                 continue
             }
-            guard let t = value as? [String: Any] else { throw SafeTensorsError.invalidTensor(name: name, reason: "entry is not an object") }
-            guard let ds = t["dtype"] as? String else { throw SafeTensorsError.invalidTensor(name: name, reason: "dtype missing or not a string") }
-            guard let dtype = DType(rawValue: ds) else { throw SafeTensorsError.invalidTensor(name: name, reason: "unknown dtype '\(ds)'") }
-            guard let shapeAny = t["shape"] as? [Any] else { throw SafeTensorsError.invalidTensor(name: name, reason: "shape missing or not an array") }
+            guard let t = value as? [String: Any] else { throw CondenseError.invalidTensor(name: name, reason: "entry is not an object") }
+            guard let ds = t["dtype"] as? String else { throw CondenseError.invalidTensor(name: name, reason: "dtype missing or not a string") }
+            guard let dtype = DType(rawValue: ds) else { throw CondenseError.invalidTensor(name: name, reason: "unknown dtype '\(ds)'") }
+            guard let shapeAny = t["shape"] as? [Any] else { throw CondenseError.invalidTensor(name: name, reason: "shape missing or not an array") }
             var shape: [Int] = []
             var count = 1
             for s in shapeAny {
-                guard let v = Self.integer(s), v >= 0 else { throw SafeTensorsError.invalidTensor(name: name, reason: "shape \(shapeAny) has a non-integer or negative entry") }
+                guard let v = Self.integer(s), v >= 0 else { throw CondenseError.invalidTensor(name: name, reason: "shape \(shapeAny) has a non-integer or negative entry") }
                 let (c, o) = count.multipliedReportingOverflow(by: v)
-                guard !o, c <= Int(Int32.max) * 64 else { throw SafeTensorsError.invalidTensor(name: name, reason: "shape \(shapeAny) is too large") }
+                guard !o, c <= Int(Int32.max) * 64 else { throw CondenseError.invalidTensor(name: name, reason: "shape \(shapeAny) is too large") }
                 count = c
                 shape.append(v)
             }
             guard let off = t["data_offsets"] as? [Any], off.count == 2, let b = Self.integer(off[0]), let e = Self.integer(off[1]) else {
-                throw SafeTensorsError.invalidTensor(name: name, reason: "data_offsets missing or not two integers")
+                throw CondenseError.invalidTensor(name: name, reason: "data_offsets missing or not two integers")
             }
             guard b >= 0, b <= e, e <= dataSize else {
-                throw SafeTensorsError.invalidTensor(name: name, reason: "data_offsets [\(b), \(e)] outside the \(dataSize) data bytes")
+                throw CondenseError.invalidTensor(name: name, reason: "data_offsets [\(b), \(e)] outside the \(dataSize) data bytes")
             }
             guard e - b == count * dtype.size else {
-                throw SafeTensorsError.invalidTensor(name: name, reason: "\(e - b) bytes for \(ds) \(shape), which needs \(count * dtype.size)")
+                throw CondenseError.invalidTensor(name: name, reason: "\(e - b) bytes for \(ds) \(shape), which needs \(count * dtype.size)")
             }
             spans.append((b, e, name))
             tensors[name] = Tensor(dtype: dtype, shape: shape, data: data[(base + b)..<(base + e)])
         }
         spans.sort { ($0.0, $0.1) < ($1.0, $1.1) }
         for i in spans.indices.dropFirst() where spans[i].0 < spans[i - 1].1 {
-            throw SafeTensorsError.invalidTensor(name: spans[i].2, reason: "data overlaps tensor '\(spans[i - 1].2)'")
+            throw CondenseError.invalidTensor(name: spans[i].2, reason: "data overlaps tensor '\(spans[i - 1].2)'")
         }
         names = spans.map(\.2)
     }
@@ -126,9 +126,9 @@ public struct SafeTensors: Sendable {
 
     /// Adds (or replaces) a tensor from raw little-endian bytes.
     public mutating func add(_ name: String, dtype: DType, shape: [Int], bytes: Data) throws {
-        guard name != "__metadata__", !name.isEmpty else { throw SafeTensorsError.invalidTensor(name: name, reason: "reserved or empty name") }
+        guard name != "__metadata__", !name.isEmpty else { throw CondenseError.invalidTensor(name: name, reason: "reserved or empty name") }
         guard shape.allSatisfy({ $0 >= 0 }), bytes.count == shape.reduce(1, *) * dtype.size else {
-            throw SafeTensorsError.invalidTensor(name: name, reason: "\(bytes.count) bytes for \(dtype.rawValue) \(shape)")
+            throw CondenseError.invalidTensor(name: name, reason: "\(bytes.count) bytes for \(dtype.rawValue) \(shape)")
         }
         if tensors[name] == nil { names.append(name) }
         tensors[name] = Tensor(dtype: dtype, shape: shape, data: bytes)
@@ -152,15 +152,15 @@ public struct SafeTensors: Sendable {
 
     /// The tensor called `name`.
     public func tensor(_ name: String) throws -> Tensor {
-        guard let t = tensors[name] else { throw SafeTensorsError.missingTensor(name) }
+        guard let t = tensors[name] else { throw CondenseError.missingTensor(name) }
         return t
     }
 
     /// A tensor's elements, checked against the expected dtype (and shape when given).
     public func elements<T: BitwiseCopyable>(_ name: String, as: T.Type, dtype: DType, shape: [Int]? = nil) throws -> [T] {
         let t = try tensor(name)
-        guard t.dtype == dtype else { throw SafeTensorsError.invalidTensor(name: name, reason: "dtype \(t.dtype.rawValue), expected \(dtype.rawValue)") }
-        if let shape, shape != t.shape { throw SafeTensorsError.invalidTensor(name: name, reason: "shape \(t.shape), expected \(shape)") }
+        guard t.dtype == dtype else { throw CondenseError.invalidTensor(name: name, reason: "dtype \(t.dtype.rawValue), expected \(dtype.rawValue)") }
+        if let shape, shape != t.shape { throw CondenseError.invalidTensor(name: name, reason: "shape \(t.shape), expected \(shape)") }
         return [T](unsafeUninitializedCapacity: t.elementCount) { buf, n in
             t.data.withUnsafeBytes { raw in _ = memcpy(buf.baseAddress!, raw.baseAddress!, raw.count) }
             n = t.elementCount
@@ -193,24 +193,8 @@ public struct SafeTensors: Sendable {
     @discardableResult
     public func write(to path: String) throws -> Int {
         let d = try serialized()
-        try d.write(to: URL(fileURLWithPath: path), options: .atomic)
+        try FileOutput.write(d, to: path)
         return d.count
     }
 }
 
-/// Why a safetensors file was refused.
-public enum SafeTensorsError: Error, Equatable, CustomStringConvertible {
-    case unreadable(path: String, reason: String)
-    case malformed(String)
-    case invalidTensor(name: String, reason: String)
-    case missingTensor(String)
-
-    public var description: String {
-        switch self {
-        case let .unreadable(p, r): return "cannot read \(p): \(r)"
-        case let .malformed(s): return "malformed safetensors file: \(s)"
-        case let .invalidTensor(n, r): return "tensor '\(n)': \(r)"
-        case let .missingTensor(n): return "tensor '\(n)' is missing"
-        }
-    }
-}

@@ -99,14 +99,14 @@ let package = Package(
         ),
         .testTarget(
             name: "CondenseTests",
-            dependencies: ["Condense", "CCondenseKernels"],
+            dependencies: ["Condense", "CCondenseKernels", "CondenseTestSupport"],
             exclude: ["Fixtures"],
             swiftSettings: [.swiftLanguageMode(.v6)]
         ),
         // Helpers shared by the test targets (not a product).
         .target(
             name: "CondenseTestSupport",
-            dependencies: ["CondenseTraining"],
+            dependencies: ["CondenseTraining", "Condense"],
             path: "Tests/CondenseTestSupport",
             swiftSettings: [.swiftLanguageMode(.v6)]
         ),
@@ -117,8 +117,14 @@ let package = Package(
         ),
         .testTarget(
             name: "CondenseInferenceTests",
-            dependencies: ["CondenseInference", "Condense", "CondenseCompression"],
+            dependencies: ["CondenseInference", "Condense", "CondenseCompression", "CondenseTestSupport"],
             resources: [.copy("Fixtures")],
+            swiftSettings: [.swiftLanguageMode(.v6)]
+        ),
+        // The `condense` command as a user runs it: hostile options, files and environments.
+        .testTarget(
+            name: "CondenseCLITests",
+            dependencies: ["CondenseCLI", "Condense", "CondenseTestSupport"],
             swiftSettings: [.swiftLanguageMode(.v6)]
         ),
         .testTarget(

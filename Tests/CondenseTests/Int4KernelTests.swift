@@ -2,7 +2,8 @@ import Condense
 import Testing
 
 @Suite struct Int4KernelTests {
-    static let shapes = [(1, 7, 16), (3, 33, 31), (5, 17, 100), (13, 40, 257), (1, 65, 1000), (40, 5, 64), (4, 9, 1)]
+    static let shapes = [(1, 7, 16), (3, 33, 31), (5, 17, 100), (13, 40, 257), (1, 65, 1000), (40, 5, 64), (4, 9, 1),
+                         (2, 17, 4095), (3, 9, 8195)]
 
     /// The dequantize path is the f32 GEMM of the exactly dequantized weights.
     @Test(arguments: [16, 32, 64])

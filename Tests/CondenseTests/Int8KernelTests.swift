@@ -38,7 +38,7 @@ import Testing
         return (w, xq)
     }
 
-    @Test(arguments: [1, 2, 3, 4, 5, 7, 63, 64, 65, 129, 1000])
+    @Test(arguments: [1, 2, 3, 4, 5, 7, 63, 64, 65, 129, 1000, 4095, 4097, 8195])
     func exactTailsInK(_ k: Int) {
         let (w, xq) = Self.data(m: 13, n: 37, k: k, seed: UInt64(k))
         checkExact(m: 13, n: 37, k: k, w: w, xq: xq)

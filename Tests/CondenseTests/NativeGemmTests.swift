@@ -47,8 +47,29 @@ import Testing
         }
     }
 
-    /// Sizes that cross the cache-blocking boundaries: K slices (256/384/512), row blocks (64/72/96),
-    /// and the 512-column cap of a tile.
+    /// K around each kernel's own K slice (kc−1, kc+1, 2·kc+3): the second slice accumulates into
+    /// C (flags ACCUMULATE) and only the last adds the bias and activation. Each kernel is pinned
+    /// through its ISA so every micro-kernel runs its slice-accumulate path.
+    @Test func kBeyondOneCacheSlice() throws {
+        for i in 0..<condense_f32_gemm_kernel_count() {
+            let kr = condense_f32_gemm_kernel_at(i)!.pointee
+            guard let isa = runnableISAs.first(where: { $0.rawValue == Int(kr.isa.rawValue) }) else { continue }
+            let kc = Int(kr.kc)
+            for k in [kc - 1, kc + 1, 2 * kc + 3] {
+                var rng = TestRNG(UInt64(700 + k))
+                let x = rng.matrix(Int(kr.mr) + 1, k), w = rng.matrix(Int(kr.nr) + 3, k), b = rng.vector(Int(kr.nr) + 3)
+                for threads in [1, 2] {
+                    let p = try NativeBackend(isa: isa, threads: threads).prepare(LinearLayer(weights: .dense(w), bias: b, activation: .relu))
+                    #expect(p.kernelName == String(cString: kr.name))
+                    let problem = Expected(x: x, w: w, bias: b, activation: .relu).firstMismatch(try p.apply(x))
+                    #expect(problem == nil, "\(p.kernelName) K=\(k) (kc \(kc)) threads=\(threads): \(problem ?? "")")
+                }
+            }
+        }
+    }
+
+    /// Sizes that cross the cache-blocking boundaries: row blocks (64/72/96) and the 512-column
+    /// cap of a tile.
     @Test func blockingBoundaries() throws {
         try check(m: 97, n: 545, k: 513, seed: 400)
         try check(m: 200, n: 70, k: 1030, seed: 401)

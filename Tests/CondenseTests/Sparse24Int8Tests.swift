@@ -7,7 +7,7 @@ import Testing
     @Test(arguments: runnableISAs)
     func matchesTheIntegerModel(_ isa: ISA) throws {
         var rng = TestRNG(700)
-        for (m, n, k) in [(1, 9, 4), (1, 37, 63), (3, 20, 64), (5, 33, 65), (9, 17, 130), (2, 6, 1), (4, 70, 300)] {
+        for (m, n, k) in [(1, 9, 4), (1, 37, 63), (3, 20, 64), (5, 33, 65), (9, 17, 130), (2, 6, 1), (4, 70, 300), (2, 5, 4095), (3, 4, 8195)] {
             let w24 = try Sparse24Matrix(dense: SparseKernelTests.matrix24(n, k, seed: UInt64(m * 1000 + k)))
             let q = try Sparse24Int8Weights(quantizing: w24)
             let x = rng.matrix(m, k), bias = rng.vector(n)

@@ -56,7 +56,7 @@ import Testing
         }
     }
 
-    @Test(arguments: [1, 2, 3, 5, 15, 16, 17, 33, 63, 100, 1000])
+    @Test(arguments: [1, 2, 3, 5, 15, 16, 17, 33, 63, 100, 1000, 4095, 8195])
     func sparse24TailsInK(_ k: Int) throws {
         try check(Self.matrix24(37, k, seed: UInt64(k)), as: .sparse24, batches: [1, 3, 4, 16, 17], seed: 1)
     }
@@ -72,7 +72,7 @@ import Testing
         try check(w, as: .csr, batches: Self.batches, seed: 4)
     }
 
-    @Test(arguments: [1, 2, 3, 16, 17, 255, 256, 257, 513, 1000])
+    @Test(arguments: [1, 2, 3, 16, 17, 255, 256, 257, 513, 1000, 4095, 8195])
     func csrTailsInK(_ k: Int) throws {
         try check(Self.sparseMatrix(23, k, density: 0.3, seed: UInt64(k) + 20), as: .csr,
                   batches: [1, 4, 33], seed: 5, activations: [.relu])

@@ -1,0 +1,162 @@
+import Condense
+import CondenseTestSupport
+import Foundation
+import Testing
+
+/// The built `condense` executable: beside the test bundle (SwiftPM builds it for this target).
+let condenseBinary: String? = {
+    let dir = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
+    for base in [dir, dir.deletingLastPathComponent(), Bundle.main.bundleURL, Bundle.main.bundleURL.deletingLastPathComponent()] {
+        let p = base.appendingPathComponent("condense").path
+        if FileManager.default.isExecutableFile(atPath: p) { return p }
+    }
+    return nil
+}()
+
+struct Run {
+    let status: Int32
+    let stdout: String
+    let stderr: String
+    var output: String { stdout + stderr }
+}
+
+/// Runs `condense args…` with extra environment variables; output captured.
+func condense(_ args: [String], env: [String: String] = [:], cwd: String? = nil) throws -> Run {
+    let p = Process()
+    p.executableURL = URL(fileURLWithPath: condenseBinary!)
+    p.arguments = args
+    var e = ProcessInfo.processInfo.environment
+    for (k, v) in env { e[k] = v }
+    e["CONDENSE_NUM_THREADS"] = env["CONDENSE_NUM_THREADS"] ?? "1"
+    p.environment = e
+    if let cwd { p.currentDirectoryURL = URL(fileURLWithPath: cwd) }
+    let out = Pipe(), err = Pipe()
+    p.standardOutput = out
+    p.standardError = err
+    try p.run()
+    let o = out.fileHandleForReading.readDataToEndOfFile(), r = err.fileHandleForReading.readDataToEndOfFile()
+    p.waitUntilExit()
+    return Run(status: p.terminationStatus, stdout: String(decoding: o, as: UTF8.self), stderr: String(decoding: r, as: UTF8.self))
+}
+
+private let tinyModel: String = try! makeTinyBERT(in: FileManager.default.temporaryDirectory.appendingPathComponent("condense-cli-tinybert-\(getpid())").path)
+
+private func sha(_ path: String) throws -> Data { try Data(contentsOf: URL(fileURLWithPath: path)) }
+
+@Suite(.enabled(if: condenseBinary != nil, "the condense executable was not built next to the tests"))
+struct CLIInputTests {
+    /// Every output option pointing at an input is refused before any work, and the input is
+    /// left byte for byte as it was: the same path, another spelling, a symbolic link, a hard link.
+    @Test func outputsNeverOverwriteInputs() throws {
+        let dir = try scratchFolder("cli-out")
+        let input = dir + "/in.txt"
+        try "the cat sat\na dog runs\n".write(toFile: input, atomically: true, encoding: .utf8)
+        try FileManager.default.createSymbolicLink(atPath: dir + "/link.txt", withDestinationPath: input)
+        try FileManager.default.linkItem(atPath: input, toPath: dir + "/hard.txt")
+        let before = try sha(input)
+        for out in [input, dir + "/./in.txt", dir + "/link.txt", dir + "/hard.txt"] {
+            let r = try condense(["embed", "--model", tinyModel, "--input", input, "--output", out])
+            #expect(r.status != 0 && r.stderr.contains("refusing to overwrite an input"), "\(out): \(r.output)")
+            #expect(try sha(input) == before)
+        }
+        // The model's own files are inputs too.
+        let r = try condense(["embed", "--model", tinyModel, "--input", input, "--output", tinyModel + "/model.safetensors"])
+        #expect(r.status != 0 && r.stderr.contains("refusing to overwrite an input"), "\(r.output)")
+        // compress --encoder D -o D, and -o naming the folder of an input file.
+        let copy = try scratchFolder("cli-enc")
+        for f in ["config.json", "vocab.txt", "model.safetensors"] {
+            try FileManager.default.copyItem(atPath: tinyModel + "/" + f, toPath: copy + "/" + f)
+        }
+        let modelBefore = try sha(copy + "/model.safetensors")
+        let c = try condense(["compress", "--encoder", copy, "--format", "int8", "-o", copy])
+        #expect(c.status != 0 && c.stderr.contains("refusing to overwrite an input"), "\(c.output)")
+        #expect(try sha(copy + "/model.safetensors") == modelBefore)
+        // compress -o equal to --model (an MLP file).
+        let m = try condense(["compress", "--model", copy + "/model.safetensors", "--pipeline", "train=1", "-o", copy + "/model.safetensors"])
+        #expect(m.status != 0 && m.stderr.contains("refusing to overwrite an input"), "\(m.output)")
+        #expect(try sha(copy + "/model.safetensors") == modelBefore)
+        // An output whose folder does not exist fails before the work, naming it.
+        let n = try condense(["embed", "--model", tinyModel, "--input", input, "--output", dir + "/missing/out.npy"])
+        #expect(n.status != 0 && n.stderr.contains("does not exist"), "\(n.output)")
+    }
+
+    /// CRLF, CR and LF line ends give one embedding per line; a missing file and a non-UTF-8
+    /// file are different, clear errors.
+    @Test func textFilesOfEveryLineEnding() throws {
+        let dir = try scratchFolder("cli-text")
+        for (name, text) in [("lf", "the cat\na dog\nthe mat\n"), ("crlf", "the cat\r\na dog\r\nthe mat\r\n"), ("cr", "the cat\ra dog\rthe mat")] {
+            try text.write(toFile: "\(dir)/\(name).txt", atomically: true, encoding: .utf8)
+            let r = try condense(["embed", "--model", tinyModel, "--input", "\(dir)/\(name).txt", "--output", "\(dir)/\(name).npy"])
+            #expect(r.status == 0 && r.stdout.contains("3 × 32"), "\(name): \(r.output)")
+        }
+        #expect(try sha("\(dir)/lf.npy") == sha("\(dir)/crlf.npy"))
+        #expect(try sha("\(dir)/lf.npy") == sha("\(dir)/cr.npy"))
+        let missing = try condense(["embed", "--model", tinyModel, "--input", "\(dir)/nope.txt", "--output", "\(dir)/o.npy"])
+        #expect(missing.status != 0 && missing.stderr.contains("nope.txt: no such file"), "\(missing.output)")
+        try Data([0x61, 0xFF, 0xFE, 0x0A]).write(to: URL(fileURLWithPath: "\(dir)/bin.txt"))
+        let binary = try condense(["embed", "--model", tinyModel, "--input", "\(dir)/bin.txt", "--output", "\(dir)/o.npy"])
+        #expect(binary.status != 0 && binary.stderr.contains("not UTF-8 text (invalid byte sequence at byte 1)"), "\(binary.output)")
+        #expect(!binary.output.contains("NSCocoaErrorDomain"))
+    }
+
+    /// A model whose weights hold NaN gives an error, never a NaN .npy with exit 0.
+    @Test func nonFiniteEmbeddingsAreAnError() throws {
+        let dir = try scratchFolder("cli-nan")
+        for f in ["config.json", "vocab.txt"] { try FileManager.default.copyItem(atPath: tinyModel + "/" + f, toPath: dir + "/" + f) }
+        var st = try SafeTensors(contentsOf: tinyModel + "/model.safetensors")
+        var w = try st.floats("encoder.layer.1.output.dense.bias")
+        w[3] = .nan
+        try st.add("encoder.layer.1.output.dense.bias", shape: [w.count], floats: w)
+        try st.write(to: dir + "/model.safetensors")
+        try "the cat\n".write(toFile: dir + "/in.txt", atomically: true, encoding: .utf8)
+        let r = try condense(["embed", "--model", dir, "--input", dir + "/in.txt", "--output", dir + "/o.npy"])
+        #expect(r.status != 0 && r.stderr.contains("not finite"), "\(r.output)")
+        #expect(!FileManager.default.fileExists(atPath: dir + "/o.npy"))
+    }
+}
+
+/// A command that runs a kernel: it validates the environment first.
+private let tiny = ["bench", "gemm", "--m", "1", "--shapes", "16x16", "--square", "", "--reps", "1"]
+
+@Suite(.enabled(if: condenseBinary != nil, "the condense executable was not built next to the tests"))
+struct CLIOptionTests {
+    /// Bad option values and environment variables are errors naming the value, all alike.
+    @Test(arguments: [
+        (tiny, ["CONDENSE_NUM_THREADS": "0"], "CONDENSE_NUM_THREADS must be an integer in 1…1024, got '0'"),
+        (tiny, ["CONDENSE_NUM_THREADS": "-1"], "got '-1'"),
+        (tiny, ["CONDENSE_NUM_THREADS": "100000"], "got '100000'"),
+        (tiny, ["CONDENSE_NUM_THREADS": "abc"], "got 'abc'"),
+        (tiny, ["CONDENSE_ISA": "avx9"], "invalid ISA 'avx9'"),
+        (["bench", "gemm", "--threads", "0", "--m", "1", "--shapes", "16x16", "--square", ""], [:], "thread count must be in 1…1024, got 0"),
+        (["bench", "gemm", "--threads", "100000", "--m", "1", "--shapes", "16x16", "--square", ""], [:], "thread count must be in 1…1024, got 100000"),
+        (["eval", "--model", "m.safetensors", "--policy", "fastset"], [:], "--policy must be fastest or priority, got 'fastset'"),
+        (["eval", "--model", "m.safetensors", "--images", "x"], [:], "--images needs --labels"),
+        (["eval", "--model", "m.safetensors", "--labels", "x"], [:], "--labels needs --images"),
+        (["embed", "--input", "x", "--output", "y", "--batch", "0"], [:], "--batch must be >= 1, got 0"),
+        (["compress", "--model", "m", "--pipeline", "train=1", "-o", "o", "--batch-size", "0"], [:], "--batch-size must be >= 1, got 0"),
+        (["demo", "--epochs", "0"], [:], "--epochs must be >= 1, got 0"),
+    ] as [([String], [String: String], String)])
+    func badOptionsAreErrors(args: [String], env: [String: String], message: String) throws {
+        let r = try condense(args, env: env)
+        #expect(r.status != 0, "\(args) \(env): exit 0")
+        #expect(r.stderr.contains(message), "\(args) \(env): \(r.stderr)")
+    }
+
+    /// A valid CONDENSE_NUM_THREADS is used; `info` reports a bad one as a warning (it is the
+    /// command that diagnoses the environment) and still prints the rest.
+    @Test func threadCountsInInfo() throws {
+        let r = try condense(["info"], env: ["CONDENSE_NUM_THREADS": "3"])
+        #expect(r.status == 0 && r.stdout.contains("threads") && r.stdout.contains("3"), "\(r.output)")
+        let bad = try condense(["info"], env: ["CONDENSE_NUM_THREADS": "abc"])
+        #expect(bad.stdout.contains("warning") && bad.stdout.contains("'abc'"), "\(bad.output)")
+    }
+
+    /// Errors about a model file name the file (so `eval --reference` says which is broken).
+    @Test func fileErrorsNameTheFile() throws {
+        let dir = try scratchFolder("cli-names")
+        try Data([1, 2, 3]).write(to: URL(fileURLWithPath: dir + "/broken.safetensors"))
+        let r = try condense(["eval", "--model", tinyModel + "/model.safetensors", "--reference", dir + "/broken.safetensors"])
+        #expect(r.status != 0 && r.stderr.contains(dir + "/broken.safetensors"), "\(r.output)")
+        #expect(!r.output.contains("NSCocoaErrorDomain"))
+    }
+}

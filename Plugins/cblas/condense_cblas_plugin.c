@@ -18,6 +18,11 @@ typedef void (*sgemm_fn)(int, int, int, int, int, int, float, const float *, int
                          float *, int);
 
 static sgemm_fn sgemm;
+/* The library's thread-count setter, when it has one: OpenBLAS and BLIS set it process-wide,
+ * MKL per calling thread. The ABI's `threads` is honoured through it. */
+typedef void (*set_threads_fn)(int);
+static set_threads_fn set_threads;
+static int threads_set; /* last value set (process-wide setters only) */
 static char found[512];
 static char reason[768];
 static pthread_once_t once = PTHREAD_ONCE_INIT;
@@ -36,6 +41,8 @@ static void find_blas(void) {
         sgemm_fn f = (sgemm_fn)dlsym(h, "cblas_sgemm");
         if (f) {
             sgemm = f;
+            const char *setters[] = {"openblas_set_num_threads", "bli_thread_set_num_threads", "MKL_Set_Num_Threads_Local"};
+            for (size_t j = 0; j < 3 && !set_threads; j++) set_threads = (set_threads_fn)dlsym(h, setters[j]);
             snprintf(found, sizeof found, "cblas_sgemm (%s)", names[i]);
             return;
         }
@@ -85,9 +92,12 @@ static void *prepare(const condense_plugin_weights *w) {
 }
 
 static int run(void *sv, const float *x, float *y, uint64_t rows, int32_t threads) {
-    (void)threads; /* the BLAS's own threading (e.g. OPENBLAS_NUM_THREADS) applies */
     const state *s = sv;
     if (!sgemm) return 1;
+    /* threads <= 0: the library's default (OPENBLAS_NUM_THREADS, ...). A process-wide setter is
+     * only called when the count changes: it is not free, and concurrent callers ask alike. */
+    if (threads > 0 && set_threads && __atomic_exchange_n(&threads_set, threads, __ATOMIC_RELAXED) != threads)
+        set_threads(threads);
     if (rows == 0 || s->n == 0) return 0;
     if (s->k == 0) memset(y, 0, rows * s->n * sizeof(float));
     else sgemm(RowMajor, NoTrans, Trans, (int)rows, (int)s->n, (int)s->k, 1.0f, x, (int)s->k, s->w, (int)s->k, 0.0f, y, (int)s->n);

@@ -11,8 +11,8 @@
  *
  * One primitive per layer serves every batch size: M is a run-time dimension. int8 layers quantize
  * X per call (per tensor, symmetric s8) and pass sx·scales[j] as run-time output scales; bias and
- * activation are applied after, in f32. Threads: oneDNN's OpenMP (OMP_NUM_THREADS); `threads` is
- * ignored.
+ * activation are applied after, in f32. Threads: oneDNN's OpenMP, its team size set per call to
+ * the host's `threads` (omp_set_num_threads on the calling thread); <= 0 leaves OMP_NUM_THREADS.
  */
 #include <dlfcn.h>
 #include <math.h>
@@ -93,6 +93,9 @@ ODN_FUNCS(DECLARE)
 static odn_handle engine;
 static char found[256];
 static char reason[512];
+/* oneDNN's OpenMP runtime (libgomp, loaded with libdnnl): its per-thread team size is how the
+ * ABI's `threads` is honoured. NULL for a build with another threading runtime. */
+static void (*p_omp_set_num_threads)(int);
 static pthread_once_t once = PTHREAD_ONCE_INIT;
 
 static void find_onednn(void) {
@@ -110,6 +113,7 @@ static void find_onednn(void) {
         ODN_FUNCS(RESOLVE)
         if (ok && p_dnnl_engine_create(&engine, ODN_CPU, 0) == ODN_SUCCESS) {
             snprintf(found, sizeof found, "%s", names[i]);
+            *(void **)&p_omp_set_num_threads = dlsym(h, "omp_set_num_threads");
             return; /* kept open for the life of the process */
         }
         engine = NULL;
@@ -254,8 +258,9 @@ static void *prepare(const condense_plugin_weights *w) {
 }
 
 static int run(void *sv, const float *x, float *y, uint64_t rows, int32_t threads) {
-    (void)threads;
     const state *s = sv;
+    /* The nthreads ICV belongs to the calling thread, so concurrent callers do not race. */
+    if (threads > 0 && p_omp_set_num_threads) p_omp_set_num_threads(threads);
     if (rows == 0) return 0;
     odn_handle st = thread_stream();
     if (!st) return 1;

@@ -112,7 +112,21 @@ public final class BackendRegistry: Sendable {
         return r
     }
 
-    /// Adds a backend, last in priority order or first. A backend with the same name is replaced.
+    /// Adds a backend whose name is not taken yet, atomically (plugins: a plugin called
+    /// `native`, or two plugins of one name, must not silently replace the other).
+    /// - Throws: ``CondenseError/invalidArgument(_:)`` naming the backend that holds the name.
+    public func registerNew(_ backend: any KernelBackend, first: Bool = false) throws {
+        try state.withLock { list in
+            if let taken = list.first(where: { $0.name == backend.name }) {
+                let holder = (taken as? PluginBackend).map { "the plugin \($0.path)" } ?? "a built-in backend"
+                throw CondenseError.invalidArgument("backend name '\(backend.name)' is already taken by \(holder)")
+            }
+            if first { list.insert(backend, at: 0) } else { list.append(backend) }
+        }
+    }
+
+    /// Adds a backend, last in priority order or first. A backend with the same name is replaced
+    /// (deliberately: for code that owns both; plugins go through ``registerNew(_:first:)``).
     public func register(_ backend: any KernelBackend, first: Bool = false) {
         state.withLock { list in
             list.removeAll { $0.name == backend.name }
@@ -313,25 +327,31 @@ extension BackendRegistry {
         var timings: [(candidate: String, seconds: Double)] = []
         var contenders: [(index: Int, prepared: any PreparedLinear)] = []  // within 30 %: a second round
         for (i, p) in prepared {
-            // Our idle OpenMP workers would otherwise spin for 200 ms and take the cores from a
-            // plugin's thread pool, making every foreign candidate look slow.
-            condense_threads_quiesce()
-            let warm = ContinuousClock.now
-            try p.apply(x, into: &y)  // warm-up: first touch, thread wake-up
-            var t = seconds(ContinuousClock.now - warm)
-            if let b = best?.seconds, t >= 4 * b, t < 16 * b {
-                // A first call can be 10× the steady state (a JIT, scratch buffers): one more decides.
-                let again = ContinuousClock.now
-                try p.apply(x, into: &y)
-                t = seconds(ContinuousClock.now - again)
+            // A candidate whose run fails is skipped with the reason, as one whose prepare
+            // fails: a broken plugin must not stop the selection among the others.
+            do {
+                // Our idle OpenMP workers would otherwise spin for 200 ms and take the cores from a
+                // plugin's thread pool, making every foreign candidate look slow.
+                condense_threads_quiesce()
+                let warm = ContinuousClock.now
+                try p.apply(x, into: &y)  // warm-up: first touch, thread wake-up
+                var t = seconds(ContinuousClock.now - warm)
+                if let b = best?.seconds, t >= 4 * b, t < 16 * b {
+                    // A first call can be 10× the steady state (a JIT, scratch buffers): one more decides.
+                    let again = ContinuousClock.now
+                    try p.apply(x, into: &y)
+                    t = seconds(ContinuousClock.now - again)
+                }
+                // A candidate 4× slower than the best cannot win: that time stands, no more runs.
+                if best == nil || t < 4 * best!.seconds {
+                    t = try medianTime(p, x, &y)
+                    if best == nil || t < 1.3 * best!.seconds { contenders.append((i, p)) }
+                }
+                timings.append((candidates[i].label, t))
+                if best == nil || t < best!.seconds { best = (t, i, p) }
+            } catch {
+                skipped.append("\(candidates[i].label): run failed: \(error)")
             }
-            // A candidate 4× slower than the best cannot win: that time stands, no more runs.
-            if best == nil || t < 4 * best!.seconds {
-                t = try medianTime(p, x, &y)
-                if best == nil || t < 1.3 * best!.seconds { contenders.append((i, p)) }
-            }
-            timings.append((candidates[i].label, t))
-            if best == nil || t < best!.seconds { best = (t, i, p) }
         }
         prepared.removeAll()
         // Second round over the contenders within 30 % of the best, in reverse order: whoever was
@@ -339,8 +359,7 @@ extension BackendRegistry {
         if let b = best?.seconds {
             for (i, p) in contenders.reversed() where timings.first(where: { $0.candidate == candidates[i].label })!.seconds < 1.3 * b {
                 condense_threads_quiesce()
-                try p.apply(x, into: &y)
-                let t = try medianTime(p, x, &y)
+                guard (try? p.apply(x, into: &y)) != nil, let t = try? medianTime(p, x, &y) else { continue }
                 let k = timings.firstIndex { $0.candidate == candidates[i].label }!
                 timings[k].seconds = min(timings[k].seconds, t)
                 if t < best!.seconds { best = (t, i, p) }

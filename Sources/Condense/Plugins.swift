@@ -80,9 +80,15 @@ public struct PluginBackend: KernelBackend {
             let why = t.unusable_reason?().map { String(cString: $0) } ?? "no reason given"
             throw CondenseError.pluginRejected(path: path, reason: "reports itself unusable on this machine (score 0): \(why)")
         }
+        let pluginName = String(cString: t.name)
+        // The name keys placements, the tuning cache and CONDENSE_BACKEND: it must be a plain word.
+        guard !pluginName.isEmpty, pluginName.count <= 64,
+              pluginName.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || "_-.".contains($0)) }) else {
+            throw CondenseError.pluginRejected(path: path, reason: "name '\(pluginName)' is not 1–64 letters, digits, '_', '-' or '.'")
+        }
         keep = true
         library = PluginLibrary(path: path, handle: handle, table: table)
-        name = String(cString: t.name)
+        name = pluginName
         version = t.version
         self.score = score
     }
@@ -221,7 +227,9 @@ extension BackendRegistry {
     @discardableResult
     public func loadPlugin(at path: String, first: Bool = false) throws -> PluginBackend {
         let plugin = try PluginBackend(path: path)
-        register(plugin, first: first)
+        do { try registerNew(plugin, first: first) } catch let CondenseError.invalidArgument(why) {
+            throw CondenseError.pluginRejected(path: path, reason: why)
+        }
         return plugin
     }
 

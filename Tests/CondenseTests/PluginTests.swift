@@ -70,6 +70,7 @@ enum PluginFixtures {
             static int supports(const condense_plugin_layer *l) { (void)l; return 1; }
             static void *prepare(const condense_plugin_weights *w) { (void)w; return (void *)1; }
             static int run(void *s, const float *x, float *y, uint64_t r, int32_t t) { (void)s; (void)x; (void)y; (void)r; (void)t; return 0; }
+            static int fails(void *s, const float *x, float *y, uint64_t r, int32_t t) { (void)s; (void)x; (void)y; (void)r; (void)t; return 7; }
             static void release(void *s) { (void)s; }
             static const char *why(void) { return "libfoo.so.1 not found"; }
             static condense_plugin_v1 table;
@@ -101,6 +102,46 @@ enum PluginFixtures {
         // Formats it does not take fall through to the next backend, with the reason recorded.
         let s24 = try registry.prepare(LinearLayer(weights: .dense(SparseKernelTests.matrix24(8, 16, seed: 801))), as: .sparse24)
         #expect(s24.placement.backend == "native" && s24.placement.skipped.contains("template: no 2:4 kernel"))
+    }
+
+    /// A plugin may not take a name that is already registered (a built-in or another plugin),
+    /// nor an empty or odd one: rejected with the holder named, the registry unchanged.
+    @Test func pluginNamesAreUniqueAndPlain() throws {
+        let registry = BackendRegistry.standard()
+        let native = try PluginFixtures.variant("native", tweak: "")
+        #expect(throws: CondenseError.pluginRejected(path: native, reason: "backend name 'native' is already taken by a built-in backend")) {
+            try registry.loadPlugin(at: native, first: true)
+        }
+        let a = try PluginFixtures.variant("twin", tweak: "")
+        try registry.loadPlugin(at: a)
+        let folder = PluginFixtures.dir.appendingPathComponent("twin2")
+        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+        let b = try PluginFixtures.build("twin", source: try String(contentsOfFile: PluginFixtures.dir.appendingPathComponent("twin.c").path, encoding: .utf8), in: folder)
+        #expect(throws: CondenseError.pluginRejected(path: b, reason: "backend name 'twin' is already taken by the plugin \(a)")) {
+            try registry.loadPlugin(at: b)
+        }
+        for (file, shown) in [("emptyname", ""), ("spacename", "a b")] {
+            let p = try PluginFixtures.variant(file, tweak: "table.name = \"\(shown)\";")
+            #expect(throws: CondenseError.pluginRejected(path: p, reason: "name '\(shown)' is not 1–64 letters, digits, '_', '-' or '.'")) {
+                try registry.loadPlugin(at: p)
+            }
+        }
+        #expect(registry.backends.map(\.name) == ["native", "simd", "reference", "twin"])
+        #expect(registry.backend(named: "native") is NativeBackend)
+    }
+
+    /// A plugin whose `run` fails while `fastest` measures is skipped with its status, like one whose
+    /// `prepare` fails; the selection goes on among the others.
+    @Test func failingRunIsSkippedByFastest() throws {
+        let registry = BackendRegistry.standard()
+        let p = try PluginFixtures.variant("runfails", tweak: "table.run = fails;")
+        try registry.loadPlugin(at: p, first: true)
+        let layer = try LinearLayer(weights: .dense(randomMatrix(24, 40, seed: 870)))
+        let placed = try registry.prepare(layer, policy: .fastest(batch: 4))
+        #expect(placed.placement.backend != "runfails")
+        #expect(placed.placement.skipped.contains { $0.hasPrefix("runfails: run failed:") && $0.contains("status 7") }, "\(placed.placement.skipped)")
+        let x = randomMatrix(4, 40, seed: 871)
+        #expect(Expected(x: x, w: layer.weights.densified(), bias: nil, activation: .none).firstMismatch(try placed.apply(x)) == nil)
     }
 
     /// Many threads applying the same plugin-prepared layer at once get the same answer.
@@ -143,6 +184,7 @@ enum PluginFixtures {
             static int supports(const condense_plugin_layer *l) { (void)l; return 1; }
             static void *prepare(const condense_plugin_weights *w) { (void)w; return (void *)1; }
             static int run(void *s, const float *x, float *y, uint64_t r, int32_t t) { (void)s; (void)x; (void)y; (void)r; (void)t; return 0; }
+            static int fails(void *s, const float *x, float *y, uint64_t r, int32_t t) { (void)s; (void)x; (void)y; (void)r; (void)t; return 7; }
             static void release(void *s) { (void)s; }
             static const char *why(void) { return "libfoo.so.1 not found"; }
             static const condense_plugin_v1 table = {CONDENSE_PLUGIN_ABI_VERSION, sizeof(condense_plugin_v1), "scorezero", 1,

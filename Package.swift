@@ -112,7 +112,7 @@ let package = Package(
         ),
         .testTarget(
             name: "CondenseTrainingTests",
-            dependencies: ["CondenseTraining", "Condense", "CondenseTestSupport"],
+            dependencies: ["CondenseTraining", "Condense", "CCondenseKernels", "CondenseTestSupport"],
             swiftSettings: [.swiftLanguageMode(.v6)]
         ),
         .testTarget(

@@ -86,7 +86,7 @@ int condense_f32_attention(const float *q, const float *k, const float *v, size_
     if (heads < 1 || head_dim < 1 || nseq == 0) return 0;
     size_t maxlen = 0;
     for (size_t s = 0; s < nseq; s++) {
-        if (seq_start[s + 1] < seq_start[s]) return 1;
+        if (seq_start[s + 1] < seq_start[s]) return CONDENSE_ERR_INVALID;
         const size_t l = (size_t)(seq_start[s + 1] - seq_start[s]);
         maxlen = l > maxlen ? l : maxlen;
     }
@@ -102,7 +102,7 @@ int condense_f32_attention(const float *q, const float *k, const float *v, size_
         float *sc = kt ? kt + (size_t)head_dim * l16 : NULL;
         if (!kt) {
 #pragma omp atomic write
-            failed = 1;
+            failed = CONDENSE_ERR_NO_MEMORY;
         }
 #pragma omp for schedule(static)
         for (long p = 0; p < pairs; p++) {

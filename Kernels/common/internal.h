@@ -15,11 +15,22 @@
 
 #define CONDENSE_INLINE static inline __attribute__((always_inline))
 
-/* 64-byte aligned allocation; sizes rounded up as aligned_alloc requires. */
-static inline void *condense_aligned_alloc(size_t bytes) {
-    size_t rounded = (bytes + 63) & ~(size_t)63;
-    return aligned_alloc(64, rounded ? rounded : 64);
-}
+/* 64-byte aligned allocation (sizes rounded up as aligned_alloc requires; NULL on overflow), and
+ * zeroed allocation. Both honour condense_test_fail_allocations (common/memory.c). */
+void *condense_aligned_alloc(size_t bytes);
+void *condense_zalloc(size_t bytes);
+
+/* Grow-only per-thread scratch: one buffer per slot; NULL when it cannot grow. A call chain uses
+ * each slot once at a time (the caller's X buffers, the workers' own). */
+enum {
+    CONDENSE_SCRATCH_QX = 0,      /* caller: quantized rows of X and their parameters (q8, q4, 2:4-int8) */
+    CONDENSE_SCRATCH_XT = 1,      /* caller: a transposed block of X shared by the team (sparse xt) */
+    CONDENSE_SCRATCH_YT = 2,      /* worker: its transposed block of Y (sparse xt) */
+    CONDENSE_SCRATCH_CURSOR = 3,  /* worker: row cursors (sparse xt) */
+    CONDENSE_SCRATCH_WROW = 4,    /* worker: one dequantized weight row (int4) */
+    CONDENSE_SCRATCH_SLOTS = 5,
+};
+void *condense_scratch(int slot, size_t bytes);
 
 /* Copies an optional bias into an aligned buffer: *dst = NULL for no bias. Returns 0 when the
  * allocation fails (the caller frees what it packed so far). Every pack function shares it. */
@@ -70,13 +81,14 @@ void condense_q8_quantize_rows__avx512(const float *x, size_t m, size_t k, size_
                                        const float *static_scale, const int32_t *static_zp);
 #endif
 
-/* int4 kernels (q4-gemm/). Rows [n0, n1) of W, all m rows of X, raw dots (no bias/activation). */
-void condense_q4_dequant__scalar(const condense_q4_packed *w, size_t n0, size_t n1, size_t m,
+/* int4 kernels (q4-gemm/). Rows [n0, n1) of W, all m rows of X, raw dots (no bias/activation);
+ * a condense_status (the worker's weight-row scratch can fail to grow). */
+int condense_q4_dequant__scalar(const condense_q4_packed *w, size_t n0, size_t n1, size_t m,
                                  const float *x, size_t lda, float *y, size_t ldy);
 #if CONDENSE_X86
-void condense_q4_dequant__avx2(const condense_q4_packed *w, size_t n0, size_t n1, size_t m,
+int condense_q4_dequant__avx2(const condense_q4_packed *w, size_t n0, size_t n1, size_t m,
                                const float *x, size_t lda, float *y, size_t ldy);
-void condense_q4_dequant__avx512(const condense_q4_packed *w, size_t n0, size_t n1, size_t m,
+int condense_q4_dequant__avx512(const condense_q4_packed *w, size_t n0, size_t n1, size_t m,
                                  const float *x, size_t lda, float *y, size_t ldy);
 /* Panels [p0, p1) of 16 rows, all m rows of quantized X, with the full epilogue. */
 void condense_q4_integer__avx512vnni(const condense_q4_packed *w, size_t p0, size_t p1, size_t m,

@@ -68,7 +68,7 @@ void condense_s24_panel__avx512(const condense_s24_packed *w, size_t p_begin, si
 /* The driver for both formats: picks dot or xt by m, threads over rows of W, adds bias and
  * applies the activation. `s24` is non-NULL for 2:4 weights (its dot kernel reads the compact
  * form). */
-void condense_sparse_run(const csr_view *v, const condense_s24_packed *s24, condense_isa isa,
+int condense_sparse_run(const csr_view *v, const condense_s24_packed *s24, condense_isa isa,
                          int format, const float *bias, size_t m, const float *x, size_t lda,
                          float *y, size_t ldy, int act, int threads);
 #endif

@@ -96,28 +96,14 @@ static void run_dot(const csr_view *v, const condense_s24_packed *s24, condense_
     condense_csr_dot__scalar(v, n0, n1, m, x, lda, y, ldy);
 }
 
-/* Per-thread scratch grown once and kept (OpenMP's threads are long-lived): a sparse call is
- * often only microseconds, and malloc/free per call showed up at high sparsity. */
-static _Thread_local void *tls_buf[3]; /* 0: yt, 1: cursors, 2: the shared X block (caller) */
-static _Thread_local size_t tls_cap[3];
-
-static void *scratch(int slot, size_t bytes) {
-    if (bytes > tls_cap[slot]) {
-        free(tls_buf[slot]);
-        tls_buf[slot] = condense_aligned_alloc(bytes);
-        tls_cap[slot] = tls_buf[slot] ? bytes : 0;
-    }
-    return tls_buf[slot];
-}
-
 #if CONDENSE_X86
 /* The xt path of one thread: for each block of `lanes` rows of X, transpose it (shared, every
  * thread packs a share of K), then run this thread's rows of W over K in slices that keep the
  * block's slice in L1 when rows are dense enough to amortise resuming every row per slice (about
  * 32 non-zeros per row and slice); sparser rows walk K whole, with the block read from L2. */
-static void run_xt_thread(const csr_view *v, condense_isa isa, size_t lanes, const float *bias,
-                          size_t m, const float *x, size_t lda, float *y, size_t ldy, int act,
-                          float *xt, int nt, int t) {
+static int run_xt_thread(const csr_view *v, condense_isa isa, size_t lanes, const float *bias,
+                         size_t m, const float *x, size_t lda, float *y, size_t ldy, int act,
+                         float *xt, int nt, int t) {
     const size_t k = v->k;
     const size_t nnz = v->row_ptr ? v->row_ptr[v->n] : v->n * v->per_row;
     const size_t per_row = v->n ? nnz / v->n : 0;
@@ -126,8 +112,11 @@ static void run_xt_thread(const csr_view *v, condense_isa isa, size_t lanes, con
     size_t n0, n1;
     split_rows(v, nt, t, &n0, &n1);
     const size_t rows = n1 - n0;
-    float *yt = scratch(0, (rows ? rows : 1) * lanes * sizeof(float));
-    uint32_t *cursor = scratch(1, (rows ? rows : 1) * sizeof(uint32_t));
+    float *yt = condense_scratch(CONDENSE_SCRATCH_YT, (rows ? rows : 1) * lanes * sizeof(float));
+    uint32_t *cursor = condense_scratch(CONDENSE_SCRATCH_CURSOR, (rows ? rows : 1) * sizeof(uint32_t));
+    /* A thread without its buffers still reaches every barrier (the others wait there), and the
+     * call reports the failure. */
+    const int ok = yt && cursor;
     const size_t k0 = k * (size_t)t / (size_t)nt, k1 = k * (size_t)(t + 1) / (size_t)nt;
     for (size_t mb0 = 0; mb0 < m; mb0 += lanes) {
         const size_t mbv = m - mb0 < lanes ? m - mb0 : lanes;
@@ -140,7 +129,7 @@ static void run_xt_thread(const csr_view *v, condense_isa isa, size_t lanes, con
             }
         }
 #pragma omp barrier
-        if (yt && cursor && rows) {
+        if (ok && rows) {
             size_t kb = 0;
             do {
                 const size_t ke = k - kb < slice ? k : kb + slice;
@@ -162,13 +151,14 @@ static void run_xt_thread(const csr_view *v, condense_isa isa, size_t lanes, con
 #pragma omp barrier
         }
     }
+    return ok ? CONDENSE_OK : CONDENSE_ERR_NO_MEMORY;
 }
 #endif
 
-void condense_sparse_run(const csr_view *v, const condense_s24_packed *s24, condense_isa isa,
-                         int format, const float *bias, size_t m, const float *x, size_t lda,
-                         float *y, size_t ldy, int act, int threads) {
-    if (m == 0 || v->n == 0) return;
+int condense_sparse_run(const csr_view *v, const condense_s24_packed *s24, condense_isa isa,
+                        int format, const float *bias, size_t m, const float *x, size_t lda,
+                        float *y, size_t ldy, int act, int threads) {
+    if (m == 0 || v->n == 0) return CONDENSE_OK;
     if (isa > condense_isa_detected()) isa = condense_isa_detected();
     int nt = threads > 0 ? threads : condense_get_num_threads();
     if ((size_t)nt > v->n) nt = (int)v->n;
@@ -180,22 +170,23 @@ void condense_sparse_run(const csr_view *v, const condense_s24_packed *s24, cond
 #if CONDENSE_X86
     if (lanes > 0) {
         /* The calling thread's scratch, shared by the team for this call. */
-        float *xt = scratch(2, (v->k ? v->k : 1) * lanes * sizeof(float));
-        if (!xt) return;
-        if (nt <= 1) {
-            run_xt_thread(v, isa, lanes, bias, m, x, lda, y, ldy, act, xt, 1, 0);
-        } else {
+        float *xt = condense_scratch(CONDENSE_SCRATCH_XT, (v->k ? v->k : 1) * lanes * sizeof(float));
+        if (!xt) return CONDENSE_ERR_NO_MEMORY;
+        if (nt <= 1) return run_xt_thread(v, isa, lanes, bias, m, x, lda, y, ldy, act, xt, 1, 0);
+        int status = CONDENSE_OK;
 #pragma omp parallel num_threads(nt)
-            run_xt_thread(v, isa, lanes, bias, m, x, lda, y, ldy, act, xt, omp_get_num_threads(),
-                          omp_get_thread_num());
+        {
+            const int s = run_xt_thread(v, isa, lanes, bias, m, x, lda, y, ldy, act, xt, omp_get_num_threads(),
+                                        omp_get_thread_num());
+            if (s != CONDENSE_OK) __atomic_store_n(&status, s, __ATOMIC_RELAXED);
         }
-        return;
+        return status;
     }
 #endif
     if (nt <= 1) {
         run_dot(v, s24, isa, 0, v->n, m, x, lda, y, ldy);
         epilogue(y, ldy, m, 0, v->n, bias, act, isa);
-        return;
+        return CONDENSE_OK;
     }
 #pragma omp parallel num_threads(nt)
     {
@@ -206,12 +197,13 @@ void condense_sparse_run(const csr_view *v, const condense_s24_packed *s24, cond
             epilogue(y, ldy, m, n0, n1, bias, act, isa);
         }
     }
+    return CONDENSE_OK;
 }
 
 condense_csr_packed *condense_csr_pack(condense_isa isa, const uint32_t *row_ptr, const void *index,
                                        int index_bytes, const float *values, size_t n, size_t k,
                                        const float *bias) {
-    condense_csr_packed *p = calloc(1, sizeof *p);
+    condense_csr_packed *p = condense_zalloc(sizeof *p);
     if (!p) return NULL;
     p->n = n;
     p->k = k;
@@ -241,8 +233,8 @@ void condense_csr_packed_free(condense_csr_packed *p) {
     free(p);
 }
 
-void condense_csr_gemm(const condense_csr_packed *w, size_t m, const float *x, size_t lda,
-                       float *y, size_t ldy, int act, int threads) {
+int condense_csr_gemm(const condense_csr_packed *w, size_t m, const float *x, size_t lda,
+                      float *y, size_t ldy, int act, int threads) {
     csr_view v = {w->n, w->k, w->row_ptr, 0, w->index, w->index_bytes, w->values};
-    condense_sparse_run(&v, NULL, w->isa, FMT_CSR, w->bias, m, x, lda, y, ldy, act, threads);
+    return condense_sparse_run(&v, NULL, w->isa, FMT_CSR, w->bias, m, x, lda, y, ldy, act, threads);
 }

@@ -40,7 +40,7 @@ const condense_f32_gemm_kernel *condense_f32_gemm_kernel_for(condense_isa isa) {
 /* A packed weight of n × k for this kernel with its panel storage allocated (NULL if out of
  * memory); both pack functions fill it. */
 static condense_f32_packed *packed_alloc(const condense_f32_gemm_kernel *kernel, size_t n, size_t k) {
-    condense_f32_packed *p = calloc(1, sizeof *p);
+    condense_f32_packed *p = condense_zalloc(sizeof *p);
     if (!p) return NULL;
     const size_t nr = (size_t)kernel->nr;
     p->n = n;
@@ -138,9 +138,9 @@ static void run_tile(const gemm_job *job, size_t tile) {
     } while (pc < k);
 }
 
-void condense_f32_gemm(const condense_f32_packed *w, size_t m, const float *x, size_t lda,
-                       float *y, size_t ldy, int act, int threads) {
-    if (m == 0 || w->n == 0) return;
+int condense_f32_gemm(const condense_f32_packed *w, size_t m, const float *x, size_t lda,
+                      float *y, size_t ldy, int act, int threads) {
+    if (m == 0 || w->n == 0) return CONDENSE_OK;
     const condense_f32_gemm_kernel *kr = w->kernel;
     const size_t nr = (size_t)kr->nr;
     const size_t mc = (size_t)kr->mc;
@@ -162,10 +162,11 @@ void condense_f32_gemm(const condense_f32_packed *w, size_t m, const float *x, s
     if (nt > tiles) nt = (int)tiles;
     if (nt <= 1) {
         for (long t = 0; t < tiles; t++) run_tile(&job, (size_t)t);
-        return;
+        return CONDENSE_OK;
     }
 #pragma omp parallel for num_threads(nt) schedule(static)
     for (long t = 0; t < tiles; t++) run_tile(&job, (size_t)t);
+    return CONDENSE_OK; /* reads X in place: nothing to allocate */
 }
 
 void condense_f32_activation(float *y, size_t n, int act, condense_isa isa) {

@@ -72,6 +72,21 @@ const char *condense_isa_name(condense_isa isa);
 /** CPU brand string from CPUID (empty when unknown). */
 const char *condense_cpu_brand(void);
 
+/* ---- Status ------------------------------------------------------------------------------ */
+
+/** What every driver that can fail returns. On anything but CONDENSE_OK, Y is unspecified and
+ *  must not be used: the host reports the error instead of returning stale output. */
+typedef enum condense_status {
+    CONDENSE_OK = 0,
+    CONDENSE_ERR_NO_MEMORY = 1,   /* a scratch buffer could not be allocated */
+    CONDENSE_ERR_INVALID = 2,     /* an argument the driver cannot run (e.g. a bad seq_start) */
+} condense_status;
+
+/** For tests: the next `count` allocations the kernels make on the calling thread fail (scratch
+ *  buffers are allocated anew while armed, so the failure is reached). 0 disarms. Worker
+ *  threads are not affected. */
+void condense_test_fail_allocations(int count);
+
 /* ---- Threads ----------------------------------------------------------------------------- */
 
 /** Whether the kernels were built with OpenMP (otherwise they always run on one thread). */
@@ -155,9 +170,9 @@ void condense_f32_packed_free(condense_f32_packed *p);
 
 /**
  * Y[M,N] = act(X[M,K] · Wᵀ + bias) with packed weights, on `threads` threads (<= 0: default).
- * lda, ldy are row strides in elements. M may be 0.
+ * lda, ldy are row strides in elements. M may be 0. Every driver below returns a condense_status.
  */
-void condense_f32_gemm(const condense_f32_packed *w, size_t m, const float *x, size_t lda,
+int condense_f32_gemm(const condense_f32_packed *w, size_t m, const float *x, size_t lda,
                        float *y, size_t ldy, int act, int threads);
 
 /** Apply an activation in place on n floats with the given ISA's code. */
@@ -194,7 +209,7 @@ condense_s24_packed *condense_s24_pack(condense_isa isa, const float *values, co
                                        const float *bias);
 void condense_s24_packed_free(condense_s24_packed *p);
 /** Y[M,N] = act(X · Wᵀ + bias) for 2:4 weights. */
-void condense_s24_gemm(const condense_s24_packed *w, size_t m, const float *x, size_t lda,
+int condense_s24_gemm(const condense_s24_packed *w, size_t m, const float *x, size_t lda,
                        float *y, size_t ldy, int act, int threads);
 
 /** Packed CSR weights W[N,K]: row_ptr (n+1), column indices (uint16 or uint32), values. */
@@ -213,7 +228,7 @@ condense_csr_packed *condense_csr_pack(condense_isa isa, const uint32_t *row_ptr
                                        const float *bias);
 void condense_csr_packed_free(condense_csr_packed *p);
 /** Y[M,N] = act(X · Wᵀ + bias) for CSR weights. */
-void condense_csr_gemm(const condense_csr_packed *w, size_t m, const float *x, size_t lda,
+int condense_csr_gemm(const condense_csr_packed *w, size_t m, const float *x, size_t lda,
                        float *y, size_t ldy, int act, int threads);
 
 /** Sparse kernel kinds: "dot" (row dot products, few rows of X, reads the compact weight), "xt"
@@ -291,18 +306,19 @@ condense_q8_packed *condense_q8_pack(const condense_q8_kernel *kernel, const int
 void condense_q8_packed_free(condense_q8_packed *p);
 
 /** Quantize rows of X to u8: dynamic per-row range (static_scale NULL), or the given static
- *  scale and zero point for every row. xq rows are ldq bytes, columns k…k4 set to 0. */
+ *  scale and zero point for every row. xq rows are ldq bytes, columns k…k4 set to 0. `isa`: the
+ *  code path (the packed layer's own, clamped to the detected level), so a pinned ISA is obeyed. */
 void condense_q8_quantize_rows(const float *x, size_t m, size_t k, size_t lda, uint8_t *xq,
                                size_t ldq, size_t k4, float *sx, int32_t *zx,
-                               const float *static_scale, const int32_t *static_zp);
+                               const float *static_scale, const int32_t *static_zp, condense_isa isa);
 
 /** Raw int32 accumulators acc[m,n] = Σ_k x_q[m,k]·w_q[n,k] (for tests: exact). */
-void condense_q8_gemm_s32(const condense_q8_packed *w, size_t m, const uint8_t *xq, size_t ldq,
+int condense_q8_gemm_s32(const condense_q8_packed *w, size_t m, const uint8_t *xq, size_t ldq,
                           int32_t *acc, size_t ldacc, int threads);
 
 /** The full layer: quantize X (dynamic, or static when static_scale is not NULL), int8 GEMM,
  *  dequantize + bias + activation. */
-void condense_q8_gemm(const condense_q8_packed *w, size_t m, const float *x, size_t lda, float *y,
+int condense_q8_gemm(const condense_q8_packed *w, size_t m, const float *x, size_t lda, float *y,
                       size_t ldy, int act, int threads, const float *static_scale,
                       const int32_t *static_zp);
 
@@ -336,7 +352,7 @@ condense_q4_packed *condense_q4_pack(condense_isa isa, int path, const uint8_t *
                                      const float *bias);
 void condense_q4_packed_free(condense_q4_packed *p);
 /** Y = act(X · Wᵀ + bias). */
-void condense_q4_gemm(const condense_q4_packed *w, size_t m, const float *x, size_t lda, float *y,
+int condense_q4_gemm(const condense_q4_packed *w, size_t m, const float *x, size_t lda, float *y,
                       size_t ldy, int act, int threads);
 /** The kernel name a packed weight runs. */
 const char *condense_q4_kernel_name(const condense_q4_packed *w);
@@ -363,7 +379,7 @@ condense_s24q8_packed *condense_s24q8_pack(condense_isa isa, const int8_t *value
                                            size_t n, size_t k, size_t k4, size_t meta_stride,
                                            const float *scale, const float *bias);
 void condense_s24q8_packed_free(condense_s24q8_packed *p);
-void condense_s24q8_gemm(const condense_s24q8_packed *w, size_t m, const float *x, size_t lda,
+int condense_s24q8_gemm(const condense_s24q8_packed *w, size_t m, const float *x, size_t lda,
                          float *y, size_t ldy, int act, int threads);
 const char *condense_s24q8_kernel_name(const condense_s24q8_packed *w);
 
@@ -382,7 +398,7 @@ double condense_probe_read_gbps(size_t bytes, int threads, int passes);
  * q = qkv, k = qkv + H, v = qkv + 2H, ld = 3H). Head h reads and writes columns
  * h·head_dim…h·head_dim + head_dim − 1; out (row stride ldo) = softmax(scale·q·kᵀ)·v per head.
  * Parallel over (sequence, head) pairs; `isa` picks the code path (at most the detected level;
- * the AVX-512 path needs head_dim % 16 == 0). Returns 0, or 1 on a bad seq_start or no memory.
+ * the AVX-512 path needs head_dim % 16 == 0). Returns a condense_status: INVALID for a bad seq_start.
  */
 int condense_f32_attention(const float *q, const float *k, const float *v, size_t ld, float *out, size_t ldo,
                            const int32_t *seq_start, size_t nseq, int heads, int head_dim, float scale,

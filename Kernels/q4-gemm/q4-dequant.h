@@ -5,20 +5,12 @@
 #define CONDENSE_Q4_DEQUANT_H
 #include "internal.h"
 
-static _Thread_local float *q4_row_buf;
-static _Thread_local size_t q4_row_cap;
-
 #define CONDENSE_Q4_DEQUANT_KERNEL(NAME, ATTR)                                                    \
-    ATTR void NAME(const condense_q4_packed *w, size_t n0, size_t n1, size_t m, const float *x,   \
-                   size_t lda, float *y, size_t ldy) {                                            \
+    ATTR int NAME(const condense_q4_packed *w, size_t n0, size_t n1, size_t m, const float *x,    \
+                  size_t lda, float *y, size_t ldy) {                                             \
         const size_t k = w->k, k16 = w->k16, G = w->group;                                        \
-        if (k16 > q4_row_cap) {                                                                   \
-            free(q4_row_buf);                                                                     \
-            q4_row_buf = condense_aligned_alloc(k16 * sizeof(float));                             \
-            q4_row_cap = q4_row_buf ? k16 : 0;                                                    \
-        }                                                                                         \
-        float *wr = q4_row_buf;                                                                   \
-        if (!wr) return;                                                                          \
+        float *wr = condense_scratch(CONDENSE_SCRATCH_WROW, k16 * sizeof(float));                 \
+        if (!wr) return CONDENSE_ERR_NO_MEMORY;                                                   \
         for (size_t r = n0; r < n1; r++) {                                                        \
             const uint8_t *nb = w->nib + r * (k16 / 2);                                           \
             const float *sc = w->scale + r * w->groups;                                           \
@@ -43,5 +35,6 @@ static _Thread_local size_t q4_row_cap;
                 y[i * ldy + r] = s;                                                               \
             }                                                                                     \
         }                                                                                         \
+        return CONDENSE_OK;                                                                       \
     }
 #endif

@@ -33,17 +33,12 @@ CONDENSE_INLINE CONDENSE_TARGET_AVX512 void q4_dot_rows(const int MB, const floa
         y[(size_t)i * ldy] = _mm512_reduce_add_ps(_mm512_add_ps(acc[i][0], acc[i][1]));
 }
 
-CONDENSE_TARGET_AVX512 void condense_q4_dequant__avx512(const condense_q4_packed *w, size_t n0,
-                                                        size_t n1, size_t m, const float *x,
-                                                        size_t lda, float *y, size_t ldy) {
+CONDENSE_TARGET_AVX512 int condense_q4_dequant__avx512(const condense_q4_packed *w, size_t n0,
+                                                       size_t n1, size_t m, const float *x,
+                                                       size_t lda, float *y, size_t ldy) {
     const size_t k = w->k, k16 = w->k16, G = w->group;
-    if (k16 > q4_row_cap) {
-        free(q4_row_buf);
-        q4_row_buf = condense_aligned_alloc(k16 * sizeof(float));
-        q4_row_cap = q4_row_buf ? k16 : 0;
-    }
-    float *wr = q4_row_buf;
-    if (!wr) return;
+    float *wr = condense_scratch(CONDENSE_SCRATCH_WROW, k16 * sizeof(float));
+    if (!wr) return CONDENSE_ERR_NO_MEMORY;
     const __m128i lo4 = _mm_set1_epi8(0x0F), eight = _mm_set1_epi8(8);
     for (size_t r = n0; r < n1; r++) {
         const uint8_t *nb = w->nib + r * (k16 / 2);
@@ -71,6 +66,7 @@ CONDENSE_TARGET_AVX512 void condense_q4_dequant__avx512(const condense_q4_packed
             }
         }
     }
+    return CONDENSE_OK;
 }
 
 #define CONDENSE_TARGET_VNNI512 __attribute__((target("avx512f,avx512bw,avx512dq,avx512vl,avx512vnni,avx2,fma")))

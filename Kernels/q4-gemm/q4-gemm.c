@@ -13,7 +13,7 @@ condense_q4_packed *condense_q4_pack(condense_isa isa, int path, const uint8_t *
                                      const float *scales, size_t n, size_t k, size_t group,
                                      const float *bias) {
     if (group == 0 || group % 16 != 0) return NULL;
-    condense_q4_packed *p = calloc(1, sizeof *p);
+    condense_q4_packed *p = condense_zalloc(sizeof *p);
     if (!p) return NULL;
     const size_t k16 = (k + 15) / 16 * 16, groups = k ? (k + group - 1) / group : 0;
     const size_t row_bytes = (k + 1) / 2;
@@ -89,57 +89,54 @@ const char *condense_q4_kernel_name(const condense_q4_packed *w) {
     return "q4_gemm_dequant__scalar";
 }
 
-static void dequant_rows(const condense_q4_packed *w, size_t n0, size_t n1, size_t m, const float *x,
-                         size_t lda, float *y, size_t ldy, int act) {
+static int dequant_rows(const condense_q4_packed *w, size_t n0, size_t n1, size_t m, const float *x,
+                        size_t lda, float *y, size_t ldy, int act) {
     condense_isa isa = w->isa > condense_isa_detected() ? condense_isa_detected() : w->isa;
+    int status;
 #if CONDENSE_X86
-    if (isa >= CONDENSE_ISA_AVX512) condense_q4_dequant__avx512(w, n0, n1, m, x, lda, y, ldy);
-    else if (isa >= CONDENSE_ISA_AVX2) condense_q4_dequant__avx2(w, n0, n1, m, x, lda, y, ldy);
+    if (isa >= CONDENSE_ISA_AVX512) status = condense_q4_dequant__avx512(w, n0, n1, m, x, lda, y, ldy);
+    else if (isa >= CONDENSE_ISA_AVX2) status = condense_q4_dequant__avx2(w, n0, n1, m, x, lda, y, ldy);
     else
 #endif
-        condense_q4_dequant__scalar(w, n0, n1, m, x, lda, y, ldy);
+        status = condense_q4_dequant__scalar(w, n0, n1, m, x, lda, y, ldy);
+    if (status != CONDENSE_OK) return status;
     for (size_t i = 0; i < m; i++) {
         float *yi = y + i * ldy;
         if (w->bias) for (size_t r = n0; r < n1; r++) yi[r] += w->bias[r];
         condense_f32_activation(yi + n0, n1 - n0, act, isa);
     }
+    return CONDENSE_OK;
 }
 
-static _Thread_local void *q4_buf;
-static _Thread_local size_t q4_cap;
-
-void condense_q4_gemm(const condense_q4_packed *w, size_t m, const float *x, size_t lda, float *y,
-                      size_t ldy, int act, int threads) {
-    if (m == 0 || w->n == 0) return;
+int condense_q4_gemm(const condense_q4_packed *w, size_t m, const float *x, size_t lda, float *y,
+                     size_t ldy, int act, int threads) {
+    if (m == 0 || w->n == 0) return CONDENSE_OK;
     int nt = threads > 0 ? threads : condense_get_num_threads();
     if (w->path == CONDENSE_Q4_DEQUANT) {
         if ((size_t)nt > w->n) nt = (int)w->n;
-        if (nt <= 1) { dequant_rows(w, 0, w->n, m, x, lda, y, ldy, act); return; }
+        if (nt <= 1) return dequant_rows(w, 0, w->n, m, x, lda, y, ldy, act);
+        int status = CONDENSE_OK; /* any worker's failure fails the call */
 #pragma omp parallel num_threads(nt)
         {
             const size_t t = (size_t)omp_get_thread_num(), T = (size_t)omp_get_num_threads();
-            dequant_rows(w, w->n * t / T, w->n * (t + 1) / T, m, x, lda, y, ldy, act);
+            const int s = dequant_rows(w, w->n * t / T, w->n * (t + 1) / T, m, x, lda, y, ldy, act);
+            if (s != CONDENSE_OK) __atomic_store_n(&status, s, __ATOMIC_RELAXED);
         }
-        return;
+        return status;
     }
 #if CONDENSE_X86
     const size_t ldq = (w->k16 + 63) / 64 * 64;
     const size_t bytes = m * ldq + m * (sizeof(float) + sizeof(int32_t)) + 64;
-    if (bytes > q4_cap) {
-        free(q4_buf);
-        q4_buf = condense_aligned_alloc(bytes);
-        q4_cap = q4_buf ? bytes : 0;
-    }
-    if (!q4_buf) return;
-    uint8_t *xq = q4_buf;
+    uint8_t *xq = condense_scratch(CONDENSE_SCRATCH_QX, bytes);
+    if (!xq) return CONDENSE_ERR_NO_MEMORY;
     float *sx = (float *)(xq + m * ldq);
     int32_t *zx = (int32_t *)(sx + m);
-    condense_q8_quantize_rows(x, m, w->k, lda, xq, ldq, w->k16, sx, zx, NULL, NULL);
+    condense_q8_quantize_rows(x, m, w->k, lda, xq, ldq, w->k16, sx, zx, NULL, NULL, w->isa);
     const size_t panels = (w->n + 15) / 16;
     if ((size_t)nt > panels) nt = (int)panels;
     if (nt <= 1) {
         condense_q4_integer__avx512vnni(w, 0, panels, m, xq, ldq, sx, zx, y, ldy, act);
-        return;
+        return CONDENSE_OK;
     }
 #pragma omp parallel num_threads(nt)
     {
@@ -147,4 +144,5 @@ void condense_q4_gemm(const condense_q4_packed *w, size_t m, const float *x, siz
         condense_q4_integer__avx512vnni(w, panels * t / T, panels * (t + 1) / T, m, xq, ldq, sx, zx, y, ldy, act);
     }
 #endif
+    return CONDENSE_OK;
 }

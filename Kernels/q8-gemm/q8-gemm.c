@@ -32,7 +32,7 @@ const condense_q8_kernel *condense_q8_kernel_for(condense_isa isa) {
 
 condense_q8_packed *condense_q8_pack(const condense_q8_kernel *kernel, const int8_t *w, size_t n,
                                      size_t k, size_t ldw, const float *scale, const float *bias) {
-    condense_q8_packed *p = calloc(1, sizeof *p);
+    condense_q8_packed *p = condense_zalloc(sizeof *p);
     if (!p) return NULL;
     const size_t nr = (size_t)kernel->nr, k4 = (k + 3) / 4 * 4, panels = (n + nr - 1) / nr;
     p->n = n;
@@ -115,9 +115,10 @@ void condense_q8_quantize_rows__scalar(const float *x, size_t m, size_t k, size_
 
 void condense_q8_quantize_rows(const float *x, size_t m, size_t k, size_t lda, uint8_t *xq,
                                size_t ldq, size_t k4, float *sx, int32_t *zx,
-                               const float *static_scale, const int32_t *static_zp) {
+                               const float *static_scale, const int32_t *static_zp, condense_isa isa) {
 #if CONDENSE_X86
-    if (condense_isa_active() >= CONDENSE_ISA_AVX512) {
+    if (isa > condense_isa_detected()) isa = condense_isa_detected();
+    if (isa >= CONDENSE_ISA_AVX512) {
         condense_q8_quantize_rows__avx512(x, m, k, lda, xq, ldq, k4, sx, zx, static_scale, static_zp);
         return;
     }
@@ -194,30 +195,23 @@ static void q8_run(q8_job *job, int threads) {
     for (long t = 0; t < tiles; t++) q8_tile(job, (size_t)t);
 }
 
-void condense_q8_gemm_s32(const condense_q8_packed *w, size_t m, const uint8_t *xq, size_t ldq,
-                          int32_t *acc, size_t ldacc, int threads) {
-    if (m == 0 || w->n == 0) return;
+int condense_q8_gemm_s32(const condense_q8_packed *w, size_t m, const uint8_t *xq, size_t ldq,
+                         int32_t *acc, size_t ldacc, int threads) {
+    if (m == 0 || w->n == 0) return CONDENSE_OK;
     q8_job job = {.w = w, .xq = xq, .m = m, .ldq = ldq, .acc = acc, .ldacc = ldacc};
     q8_run(&job, threads);
+    return CONDENSE_OK;
 }
 
-/* Caller-thread scratch for the quantized rows of X and their parameters. */
-static _Thread_local void *q_buf;
-static _Thread_local size_t q_cap;
-
-void condense_q8_gemm(const condense_q8_packed *w, size_t m, const float *x, size_t lda, float *y,
-                      size_t ldy, int act, int threads, const float *static_scale,
-                      const int32_t *static_zp) {
-    if (m == 0 || w->n == 0) return;
+int condense_q8_gemm(const condense_q8_packed *w, size_t m, const float *x, size_t lda, float *y,
+                     size_t ldy, int act, int threads, const float *static_scale,
+                     const int32_t *static_zp) {
+    if (m == 0 || w->n == 0) return CONDENSE_OK;
     const size_t k4 = w->k4, ldq = (k4 + 63) / 64 * 64;
     const size_t bytes = m * ldq + m * (sizeof(float) + sizeof(int32_t)) + 64;
-    if (bytes > q_cap) {
-        free(q_buf);
-        q_buf = condense_aligned_alloc(bytes);
-        q_cap = q_buf ? bytes : 0;
-    }
-    if (!q_buf) return;
-    uint8_t *xq = q_buf;
+    uint8_t *xq = condense_scratch(CONDENSE_SCRATCH_QX, bytes);
+    if (!xq) return CONDENSE_ERR_NO_MEMORY;
+    const condense_isa isa = w->kernel->isa;
     float *sx = (float *)(xq + m * ldq);
     int32_t *zx = (int32_t *)(sx + m);
     /* Quantizing X is M·K work beside M·N·K: split it over the threads when it is large. */
@@ -228,11 +222,12 @@ void condense_q8_gemm(const condense_q8_packed *w, size_t m, const float *x, siz
             const size_t t = (size_t)omp_get_thread_num(), T = (size_t)omp_get_num_threads();
             const size_t r0 = m * t / T, r1 = m * (t + 1) / T;
             condense_q8_quantize_rows(x + r0 * lda, r1 - r0, w->k, lda, xq + r0 * ldq, ldq, k4, sx + r0,
-                                      zx + r0, static_scale, static_zp);
+                                      zx + r0, static_scale, static_zp, isa);
         }
     } else {
-        condense_q8_quantize_rows(x, m, w->k, lda, xq, ldq, k4, sx, zx, static_scale, static_zp);
+        condense_q8_quantize_rows(x, m, w->k, lda, xq, ldq, k4, sx, zx, static_scale, static_zp, isa);
     }
     q8_job job = {.w = w, .xq = xq, .m = m, .ldq = ldq, .y = y, .ldy = ldy, .sx = sx, .zx = zx, .act = act};
     q8_run(&job, threads);
+    return CONDENSE_OK;
 }

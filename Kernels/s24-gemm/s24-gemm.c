@@ -8,7 +8,7 @@
 condense_s24_packed *condense_s24_pack(condense_isa isa, const float *values, const uint8_t *meta,
                                        size_t n, size_t k, size_t k4, size_t meta_stride,
                                        const float *bias) {
-    condense_s24_packed *p = calloc(1, sizeof *p);
+    condense_s24_packed *p = condense_zalloc(sizeof *p);
     if (!p) return NULL;
     const size_t k16 = (k4 + 15) / 16 * 16;
     const size_t vs = k16 / 2, ms = k16 / 8, groups4 = k4 / 4;
@@ -84,8 +84,8 @@ void condense_s24_packed_free(condense_s24_packed *p) {
     free(p);
 }
 
-void condense_s24_gemm(const condense_s24_packed *w, size_t m, const float *x, size_t lda,
-                       float *y, size_t ldy, int act, int threads) {
+int condense_s24_gemm(const condense_s24_packed *w, size_t m, const float *x, size_t lda,
+                      float *y, size_t ldy, int act, int threads) {
 #if CONDENSE_X86
     const condense_sparse_kernel *kr = condense_sparse_kernel_for(0, w->isa, m);
     if (m > 0 && w->n > 0 && kr && kr->kind == CONDENSE_SPARSE_PANEL && w->panel_values) {
@@ -94,7 +94,7 @@ void condense_s24_gemm(const condense_s24_packed *w, size_t m, const float *x, s
         if (nt > pairs) nt = (int)pairs;
         if (nt <= 1) {
             condense_s24_panel__avx512(w, 0, (w->n + 15) / 16, m, x, lda, y, ldy, act);
-            return;
+            return CONDENSE_OK;
         }
         const size_t panels = (w->n + 15) / 16;
 #pragma omp parallel for num_threads(nt) schedule(static)
@@ -102,9 +102,9 @@ void condense_s24_gemm(const condense_s24_packed *w, size_t m, const float *x, s
             const size_t a = (size_t)q * 2, b = a + 2 < panels ? a + 2 : panels;
             condense_s24_panel__avx512(w, a, b, m, x, lda, y, ldy, act);
         }
-        return;
+        return CONDENSE_OK;
     }
 #endif
     csr_view v = {w->n, w->k, NULL, w->k16 / 2, w->index, w->index_bytes, w->values};
-    condense_sparse_run(&v, w, w->isa, 0, w->bias, m, x, lda, y, ldy, act, threads);
+    return condense_sparse_run(&v, w, w->isa, 0, w->bias, m, x, lda, y, ldy, act, threads);
 }

@@ -14,7 +14,7 @@ static int has_vbmi2(condense_isa isa) {
 condense_s24q8_packed *condense_s24q8_pack(condense_isa isa, const int8_t *values, const uint8_t *meta,
                                            size_t n, size_t k, size_t k4, size_t meta_stride,
                                            const float *scale, const float *bias) {
-    condense_s24q8_packed *p = calloc(1, sizeof *p);
+    condense_s24q8_packed *p = condense_zalloc(sizeof *p);
     if (!p) return NULL;
     const size_t k64 = (k4 + 63) / 64 * 64, words = k64 / 64;
     p->n = n;
@@ -65,9 +65,6 @@ const char *condense_s24q8_kernel_name(const condense_s24q8_packed *w) {
     return has_vbmi2(w->isa) ? "s24q8_dot_4x4__avx512vbmi2" : "s24q8_dot_1x1__scalar";
 }
 
-static _Thread_local void *s_buf;
-static _Thread_local size_t s_cap;
-
 static void rows(const condense_s24q8_packed *w, size_t n0, size_t n1, size_t m, const uint8_t *xq,
                  size_t ldq, const float *sx, const int32_t *zx, int32_t *acc, float *y, size_t ldy,
                  int act) {
@@ -87,31 +84,27 @@ static void rows(const condense_s24q8_packed *w, size_t n0, size_t n1, size_t m,
     }
 }
 
-void condense_s24q8_gemm(const condense_s24q8_packed *w, size_t m, const float *x, size_t lda,
-                         float *y, size_t ldy, int act, int threads) {
-    if (m == 0 || w->n == 0) return;
+int condense_s24q8_gemm(const condense_s24q8_packed *w, size_t m, const float *x, size_t lda,
+                        float *y, size_t ldy, int act, int threads) {
+    if (m == 0 || w->n == 0) return CONDENSE_OK;
     const size_t ldq = w->k64 ? w->k64 : 64;
     const size_t bytes = m * ldq + m * (sizeof(float) + sizeof(int32_t)) + m * w->n * sizeof(int32_t) + 128;
-    if (bytes > s_cap) {
-        free(s_buf);
-        s_buf = condense_aligned_alloc(bytes);
-        s_cap = s_buf ? bytes : 0;
-    }
-    if (!s_buf) return;
-    uint8_t *xq = s_buf;
+    uint8_t *xq = condense_scratch(CONDENSE_SCRATCH_QX, bytes);
+    if (!xq) return CONDENSE_ERR_NO_MEMORY;
     float *sx = (float *)(xq + m * ldq);
     int32_t *zx = (int32_t *)(sx + m);
     int32_t *acc = (int32_t *)(((uintptr_t)(zx + m) + 63) & ~(uintptr_t)63);
-    condense_q8_quantize_rows(x, m, w->k, lda, xq, ldq, w->k64, sx, zx, NULL, NULL);
+    condense_q8_quantize_rows(x, m, w->k, lda, xq, ldq, w->k64, sx, zx, NULL, NULL, w->isa);
     int nt = threads > 0 ? threads : condense_get_num_threads();
     if ((size_t)nt > w->n) nt = (int)w->n;
     if (nt <= 1 || w->n * w->k64 * m < 65536) {
         rows(w, 0, w->n, m, xq, ldq, sx, zx, acc, y, ldy, act);
-        return;
+        return CONDENSE_OK;
     }
 #pragma omp parallel num_threads(nt)
     {
         const size_t t = (size_t)omp_get_thread_num(), T = (size_t)omp_get_num_threads();
         rows(w, w->n * t / T, w->n * (t + 1) / T, m, xq, ldq, sx, zx, acc, y, ldy, act);
     }
+    return CONDENSE_OK;
 }

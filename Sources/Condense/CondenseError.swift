@@ -23,6 +23,8 @@ public enum CondenseError: Error, Equatable, Sendable, CustomStringConvertible {
     case invalidArgument(String)
     /// An allocation the kernels asked for failed.
     case outOfMemory(bytes: Int)
+    /// A kernel that could not run (its status), so its output is not an answer.
+    case kernelFailed(kernel: String, reason: String)
     /// A plugin file that was not loaded, and why.
     case pluginRejected(path: String, reason: String)
     /// A file that does not exist, cannot be opened, or is not text where text was expected.
@@ -62,6 +64,8 @@ public enum CondenseError: Error, Equatable, Sendable, CustomStringConvertible {
             return "invalid argument: \(message)"
         case let .outOfMemory(bytes):
             return "out of memory allocating \(bytes) bytes"
+        case let .kernelFailed(kernel, reason):
+            return "kernel \(kernel) failed: \(reason)"
         case let .pluginRejected(path, reason):
             return "plugin '\(path)' rejected: \(reason)"
         case let .unreadableFile(path, reason):

@@ -92,7 +92,7 @@ public enum BlockTuning {
             for start in stride(from: 0, to: rows, by: batchRows) {
                 let idx = Array(order[start..<min(start + batchRows, rows)])
                 let x = gather(input, idx), r = gather(residual, idx), t = gather(target, idx)
-                var g = gradients(block, x: x, residual: r, target: t, rows: idx.count)
+                var g = try gradients(block, x: x, residual: r, target: t, rows: idx.count)
                 state.step += 1
                 var slot = 0
                 for l in block.linears.indices {
@@ -114,7 +114,7 @@ public enum BlockTuning {
         var total = 0.0
         for start in stride(from: 0, to: rows, by: 512) {
             let idx = Array(start..<min(start + 512, rows))
-            let f = forward(block, x: gather(input, idx), residual: gather(residual, idx), rows: idx.count)
+            let f = try forward(block, x: gather(input, idx), residual: gather(residual, idx), rows: idx.count)
             let t = gather(target, idx)
             for i in 0..<(idx.count * h) { let d = Double(f.y[i] - t[i]); total += d * d }
         }
@@ -130,17 +130,17 @@ public enum BlockTuning {
         var y: [Float] = []
     }
 
-    static func forward(_ b: Block, x: [Float], residual: [Float], rows: Int) -> Pass {
+    static func forward(_ b: Block, x: [Float], residual: [Float], rows: Int) throws -> Pass {
         var p = Pass()
         var input = x
         if b.linears.count == 2 {
             let l = b.linears[0]
-            p.pre = linear(l, input, rows: rows)
+            p.pre = try linear(l, input, rows: rows)
             p.hidden = p.pre.map { Activation.gelu.apply($0) }
             input = p.hidden
         }
         let last = b.linears.last!
-        var u = linear(last, input, rows: rows)
+        var u = try linear(last, input, rows: rows)
         for i in u.indices { u[i] += residual[i] }
         (p.y, p.xhat, p.invStd) = layerNorm(u, rows: rows, h: b.outFeatures, gamma: b.gamma, beta: b.beta, eps: b.eps)
         return p
@@ -154,8 +154,8 @@ public enum BlockTuning {
     }
 
     /// Gradients of the mean squared error per element over these rows.
-    static func gradients(_ b: Block, x: [Float], residual: [Float], target: [Float], rows: Int) -> Gradients {
-        let p = forward(b, x: x, residual: residual, rows: rows)
+    static func gradients(_ b: Block, x: [Float], residual: [Float], target: [Float], rows: Int) throws -> Gradients {
+        let p = try forward(b, x: x, residual: residual, rows: rows)
         let h = b.outFeatures
         var g = Gradients()
         let scale = 2 / Float(rows * h)
@@ -164,12 +164,12 @@ public enum BlockTuning {
         (du, g.gamma, g.beta) = layerNormBackward(dy, xhat: p.xhat, invStd: p.invStd, gamma: b.gamma, rows: rows, h: h)
         // Last linear: dW = duᵀ·a, db = Σ du, da = du·W.
         let last = b.linears.last!
-        let (dw, db) = linearGradients(du, b.linears.count == 2 ? p.hidden : x, rows: rows, n: last.n, k: last.k)
+        let (dw, db) = try linearGradients(du, b.linears.count == 2 ? p.hidden : x, rows: rows, n: last.n, k: last.k)
         (g.weights, g.biases) = ([dw], [db])
         if b.linears.count == 2 {
-            var da = inputGradient(du, last, rows: rows)
+            var da = try inputGradient(du, last, rows: rows)
             geluBackward(&da, pre: p.pre)
-            let (dw1, db1) = linearGradients(da, x, rows: rows, n: b.linears[0].n, k: b.linears[0].k)
+            let (dw1, db1) = try linearGradients(da, x, rows: rows, n: b.linears[0].n, k: b.linears[0].k)
             g.weights.insert(dw1, at: 0)
             g.biases.insert(db1, at: 0)
         }
@@ -227,26 +227,26 @@ public enum BlockTuning {
     }
 
     /// dW = dyᵀ·x and db = Σ dy for a linear with `n` outputs and `k` inputs.
-    static func linearGradients(_ dy: [Float], _ x: [Float], rows: Int, n: Int, k: Int) -> (dw: [Float], db: [Float]) {
+    static func linearGradients(_ dy: [Float], _ x: [Float], rows: Int, n: Int, k: Int) throws -> (dw: [Float], db: [Float]) {
         var dw = [Float](repeating: 0, count: n * k)
-        dy.withUnsafeBufferPointer { d in x.withUnsafeBufferPointer { xp in dw.withUnsafeMutableBufferPointer { w in
-            TrainGEMM.gradWeight(d.baseAddress!, m: rows, n: n, xp.baseAddress!, k: k, into: w.baseAddress!) } } }
+        try dy.withUnsafeBufferPointer { d in try x.withUnsafeBufferPointer { xp in try dw.withUnsafeMutableBufferPointer { w in
+            try TrainGEMM.gradWeight(d.baseAddress!, m: rows, n: n, xp.baseAddress!, k: k, into: w.baseAddress!) } } }
         return (dw, columnSums(dy, rows: rows, columns: n))
     }
 
     /// dx = dy·W.
-    static func inputGradient(_ dy: [Float], _ l: Linear, rows: Int) -> [Float] {
+    static func inputGradient(_ dy: [Float], _ l: Linear, rows: Int) throws -> [Float] {
         var dx = [Float](repeating: 0, count: rows * l.k)
-        dy.withUnsafeBufferPointer { d in l.weight.withUnsafeBufferPointer { w in dx.withUnsafeMutableBufferPointer { o in
-            TrainGEMM.gradInput(d.baseAddress!, m: rows, n: l.n, w.baseAddress!, k: l.k, into: o.baseAddress!) } } }
+        try dy.withUnsafeBufferPointer { d in try l.weight.withUnsafeBufferPointer { w in try dx.withUnsafeMutableBufferPointer { o in
+            try TrainGEMM.gradInput(d.baseAddress!, m: rows, n: l.n, w.baseAddress!, k: l.k, into: o.baseAddress!) } } }
         return dx
     }
 
-    static func linear(_ l: Linear, _ x: [Float], rows: Int) -> [Float] {
+    static func linear(_ l: Linear, _ x: [Float], rows: Int) throws -> [Float] {
         var y = [Float](repeating: 0, count: rows * l.n)
-        x.withUnsafeBufferPointer { xp in l.weight.withUnsafeBufferPointer { w in l.bias.withUnsafeBufferPointer { bp in
-            y.withUnsafeMutableBufferPointer { yp in
-                TrainGEMM.forward(xp.baseAddress!, m: rows, k: l.k, w.baseAddress!, n: l.n, bias: bp.baseAddress!, into: yp.baseAddress!)
+        try x.withUnsafeBufferPointer { xp in try l.weight.withUnsafeBufferPointer { w in try l.bias.withUnsafeBufferPointer { bp in
+            try y.withUnsafeMutableBufferPointer { yp in
+                try TrainGEMM.forward(xp.baseAddress!, m: rows, k: l.k, w.baseAddress!, n: l.n, bias: bp.baseAddress!, into: yp.baseAddress!)
             } } } }
         return y
     }

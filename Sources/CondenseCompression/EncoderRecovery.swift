@@ -86,12 +86,12 @@ public struct EncoderRecovery {
         return out
     }
 
-    static func gram(_ x: Matrix<Float>) -> [Double] {
+    static func gram(_ x: Matrix<Float>) throws -> [Double] {
         let k = x.columns
         var g = [Float](repeating: 0, count: k * k)
-        x.withUnsafeBufferPointer { p in
-            g.withUnsafeMutableBufferPointer { gp in
-                TrainGEMM.gradWeight(p.baseAddress!, m: x.rows, n: k, p.baseAddress!, k: k, into: gp.baseAddress!)
+        try x.withUnsafeBufferPointer { p in
+            try g.withUnsafeMutableBufferPointer { gp in
+                try TrainGEMM.gradWeight(p.baseAddress!, m: x.rows, n: k, p.baseAddress!, k: k, into: gp.baseAddress!)
             }
         }
         return g.map(Double.init)

@@ -58,20 +58,20 @@ extension BlockTuning {
                        optimizer: optimizer, seed: seed)
     }
 
-    static func stackForward(_ stack: [EncoderLayer], x: [Float], lengths: [Int]) -> [LayerPass] {
+    static func stackForward(_ stack: [EncoderLayer], x: [Float], lengths: [Int]) throws -> [LayerPass] {
         var passes: [LayerPass] = []
-        for l in stack { passes.append(layerForward(l, x: passes.last?.y ?? x, lengths: lengths)) }
+        for l in stack { passes.append(try layerForward(l, x: passes.last?.y ?? x, lengths: lengths)) }
         return passes
     }
 
     /// Gradients of the mean squared error at the last layer's output, for every layer.
-    static func stackGradients(_ stack: [EncoderLayer], x: [Float], lengths: [Int], target: [Float]) -> [LayerGradients] {
-        let passes = stackForward(stack, x: x, lengths: lengths)
+    static func stackGradients(_ stack: [EncoderLayer], x: [Float], lengths: [Int], target: [Float]) throws -> [LayerGradients] {
+        let passes = try stackForward(stack, x: x, lengths: lengths)
         let s = 2 / Float(target.count)
         var dy = (0..<target.count).map { s * (passes.last!.y[$0] - target[$0]) }
         var grads = [LayerGradients](repeating: LayerGradients(), count: stack.count)
         for li in stride(from: stack.count - 1, through: 0, by: -1) {
-            let (g, dx) = layerBackward(stack[li], x: li == 0 ? x : passes[li - 1].y, lengths: lengths, pass: passes[li],
+            let (g, dx) = try layerBackward(stack[li], x: li == 0 ? x : passes[li - 1].y, lengths: lengths, pass: passes[li],
                                         dy: dy, input: li > 0)
             grads[li] = g
             if let dx { dy = dx }
@@ -84,7 +84,7 @@ extension BlockTuning {
         guard input.columns == layer.hidden, lengths.reduce(0, +) == input.rows, lengths.allSatisfy({ $0 >= 1 }) else {
             throw CondenseError.shapeMismatch("encoder layer of width \(layer.hidden): input \(input.rows)×\(input.columns), lengths summing to \(lengths.reduce(0, +))")
         }
-        let y = layerForward(layer, x: input.withUnsafeBufferPointer(Array.init), lengths: lengths).y
+        let y = try layerForward(layer, x: input.withUnsafeBufferPointer(Array.init), lengths: lengths).y
         return try Matrix(rows: input.rows, columns: layer.hidden, elements: y)
     }
 
@@ -94,11 +94,11 @@ extension BlockTuning {
         var pre: [Float] = [], act: [Float] = [], xhat2: [Float] = [], inv2: [Float] = [], y: [Float] = []
     }
 
-    static func layerForward(_ l: EncoderLayer, x: [Float], lengths: [Int]) -> LayerPass {
+    static func layerForward(_ l: EncoderLayer, x: [Float], lengths: [Int]) throws -> LayerPass {
         let rows = lengths.reduce(0, +), h = l.hidden, d = h / l.heads
         let scale = 1 / Float(d).squareRoot()
         var p = LayerPass()
-        p.qkv = linear(l.qkv, x, rows: rows)
+        p.qkv = try linear(l.qkv, x, rows: rows)
         p.ctx = [Float](repeating: 0, count: rows * h)
         var o = 0
         p.qkv.withUnsafeBufferPointer { q in
@@ -132,12 +132,12 @@ extension BlockTuning {
                 }
             }
         }
-        var u1 = linear(l.attentionOutput, p.ctx, rows: rows)
+        var u1 = try linear(l.attentionOutput, p.ctx, rows: rows)
         for i in u1.indices { u1[i] += x[i] }
         (p.hidden, p.xhat1, p.inv1) = layerNorm(u1, rows: rows, h: h, gamma: l.gamma1, beta: l.beta1, eps: l.eps)
-        p.pre = linear(l.intermediate, p.hidden, rows: rows)
+        p.pre = try linear(l.intermediate, p.hidden, rows: rows)
         p.act = p.pre.map { Activation.gelu.apply($0) }
-        var u2 = linear(l.output, p.act, rows: rows)
+        var u2 = try linear(l.output, p.act, rows: rows)
         for i in u2.indices { u2[i] += p.hidden[i] }
         (p.y, p.xhat2, p.inv2) = layerNorm(u2, rows: rows, h: h, gamma: l.gamma2, beta: l.beta2, eps: l.eps)
         return p
@@ -149,28 +149,28 @@ extension BlockTuning {
         var norms: [[Float]] = []    // γ₁, β₁, γ₂, β₂
     }
 
-    static func layerGradients(_ l: EncoderLayer, x: [Float], lengths: [Int], target: [Float]) -> LayerGradients {
-        let p = layerForward(l, x: x, lengths: lengths)
+    static func layerGradients(_ l: EncoderLayer, x: [Float], lengths: [Int], target: [Float]) throws -> LayerGradients {
+        let p = try layerForward(l, x: x, lengths: lengths)
         let s = 2 / Float(p.y.count)
-        return layerBackward(l, x: x, lengths: lengths, pass: p, dy: (0..<p.y.count).map { s * (p.y[$0] - target[$0]) }).gradients
+        return try layerBackward(l, x: x, lengths: lengths, pass: p, dy: (0..<p.y.count).map { s * (p.y[$0] - target[$0]) }).gradients
     }
 
     /// Backward through one layer from `dy` (the loss gradient at its output): the parameter
     /// gradients and, when `input` is set, the gradient at the layer's input.
-    static func layerBackward(_ l: EncoderLayer, x: [Float], lengths: [Int], pass p: LayerPass, dy: [Float], input: Bool = false)
+    static func layerBackward(_ l: EncoderLayer, x: [Float], lengths: [Int], pass p: LayerPass, dy: [Float], input: Bool = false) throws
         -> (gradients: LayerGradients, dx: [Float]?) {
         let rows = lengths.reduce(0, +), h = l.hidden, d = h / l.heads
         let scale = 1 / Float(d).squareRoot()
         let (du2, dg2, db2n) = layerNormBackward(dy, xhat: p.xhat2, invStd: p.inv2, gamma: l.gamma2, rows: rows, h: h)
-        let (dw2, db2) = linearGradients(du2, p.act, rows: rows, n: l.output.n, k: l.output.k)
-        var da = inputGradient(du2, l.output, rows: rows)
+        let (dw2, db2) = try linearGradients(du2, p.act, rows: rows, n: l.output.n, k: l.output.k)
+        var da = try inputGradient(du2, l.output, rows: rows)
         geluBackward(&da, pre: p.pre)
-        let (dw1, db1) = linearGradients(da, p.hidden, rows: rows, n: l.intermediate.n, k: l.intermediate.k)
-        var dh = inputGradient(da, l.intermediate, rows: rows)
+        let (dw1, db1) = try linearGradients(da, p.hidden, rows: rows, n: l.intermediate.n, k: l.intermediate.k)
+        var dh = try inputGradient(da, l.intermediate, rows: rows)
         for i in dh.indices { dh[i] += du2[i] }
         let (du1, dg1, db1n) = layerNormBackward(dh, xhat: p.xhat1, invStd: p.inv1, gamma: l.gamma1, rows: rows, h: h)
-        let (dwo, dbo) = linearGradients(du1, p.ctx, rows: rows, n: l.attentionOutput.n, k: l.attentionOutput.k)
-        let dctx = inputGradient(du1, l.attentionOutput, rows: rows)
+        let (dwo, dbo) = try linearGradients(du1, p.ctx, rows: rows, n: l.attentionOutput.n, k: l.attentionOutput.k)
+        let dctx = try inputGradient(du1, l.attentionOutput, rows: rows)
         // Attention: dV = Pᵀ·dC, dP = dC·Vᵀ, dS = P ⊙ (dP − rowsum(dP ⊙ P)), dQ = dS·K/√d, dK = dSᵀ·Q/√d.
         var dqkv = [Float](repeating: 0, count: rows * 3 * h)
         var o = 0, ph = 0
@@ -213,10 +213,10 @@ extension BlockTuning {
                 }
             }
         }
-        let (dwq, dbq) = linearGradients(dqkv, x, rows: rows, n: l.qkv.n, k: l.qkv.k)
+        let (dwq, dbq) = try linearGradients(dqkv, x, rows: rows, n: l.qkv.n, k: l.qkv.k)
         var dx: [Float]?
         if input {  // through QKV and the residual around attention
-            dx = inputGradient(dqkv, l.qkv, rows: rows)
+            dx = try inputGradient(dqkv, l.qkv, rows: rows)
             for i in du1.indices { dx![i] += du1[i] }
         }
         return (LayerGradients(weights: [dwq, dwo, dw1, dw2], biases: [dbq, dbo, db1, db2], norms: [dg1, db1n, dg2, db2n]), dx)
@@ -246,17 +246,17 @@ extension BlockTuning {
         }
         if !current.isEmpty { batches.append(current) }
         func rowsOf(_ seqs: [Int]) -> [Int] { seqs.flatMap { Array(offsets[$0]..<offsets[$0 + 1]) } }
-        func lossAll(_ stack: [EncoderLayer]) -> Double {
+        func lossAll(_ stack: [EncoderLayer]) throws -> Double {
             var total = 0.0
             for b in batches {
                 let r = rowsOf(b)
-                let y = stackForward(stack, x: gather(input, r), lengths: b.map { lengths[$0] }).last!.y
+                let y = try stackForward(stack, x: gather(input, r), lengths: b.map { lengths[$0] }).last!.y
                 let t = gather(target, r)
                 for i in y.indices { let d = Double(y[i] - t[i]); total += d * d }
             }
             return total / Double(input.rows * h)
         }
-        let before = lossAll(layers)
+        let before = try lossAll(layers)
         var state = OptimizerState(shapes: layers.flatMap { l in l.linears.flatMap { [$0.weight.count, $0.bias.count] } + [h, h, h, h] })
         var rng = SplitMix64(seed: seed)
         var order = Array(batches.indices)
@@ -264,7 +264,7 @@ extension BlockTuning {
             for i in stride(from: order.count - 1, to: 0, by: -1) { order.swapAt(i, rng.below(i + 1)) }
             for bi in order {
                 let b = batches[bi], r = rowsOf(b)
-                let grads = stackGradients(layers, x: gather(input, r), lengths: b.map { lengths[$0] }, target: gather(target, r))
+                let grads = try stackGradients(layers, x: gather(input, r), lengths: b.map { lengths[$0] }, target: gather(target, r))
                 state.step += 1
                 for li in layers.indices {
                     var g = grads[li]
@@ -285,6 +285,6 @@ extension BlockTuning {
                 }
             }
         }
-        return (before, lossAll(layers))
+        return (before, try lossAll(layers))
     }
 }

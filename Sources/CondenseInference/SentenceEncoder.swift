@@ -365,10 +365,14 @@ public final class InferenceSession: Sendable {
     public let model: SentenceEncoder
     let inverseSmoothing: [SentenceEncoder.Smoothing]
     let prepared: [(qkv: PlacedLinear, attentionOutput: PlacedLinear, intermediate: PlacedLinear, output: PlacedLinear)]
+    /// The ISA of the helper kernels (attention): the registry's native backend's pinned level
+    /// when it has one, so a pinned ISA reaches every kernel of the model, else the active one.
+    public let isa: ISA
 
     /// Prepares every projection. `policy` defaults to measured dispatch at 128-token batches.
     public init(_ model: SentenceEncoder, registry: BackendRegistry = .standard(), policy: SelectionPolicy = .fastest(batch: 128)) throws {
         self.model = model
+        isa = (registry.backend(named: "native") as? NativeBackend)?.isa ?? CondenseRuntime.activeISA
         inverseSmoothing = model.layers.map { l in
             var inv = SentenceEncoder.Smoothing()
             inv.qkv = l.smoothing.qkv.map { $0.map { 1 / $0 } }
@@ -550,11 +554,11 @@ public final class InferenceSession: Sendable {
                     starts.withUnsafeBufferPointer { st in
                         condense_f32_attention(q.baseAddress!, q.baseAddress! + h, q.baseAddress! + 2 * h, 3 * h, o.baseAddress!, h,
                                                st.baseAddress!, seqs.count, Int32(heads), Int32(d), 1 / Float(d).squareRoot(),
-                                               condense_isa_active(), 0)
+                                               condense_isa(UInt32(isa.rawValue)), 0)
                     }
                 }
             }
-            guard status == 0 else { throw CondenseError.invalidInput("attention failed (out of memory?)") }
+            try NativeStatus.check(status, kernel: "attention")
             observe?("layer.\(l).attention_output", ctx)
             try p.attentionOutput.apply(scaled(ctx, sm.attentionOutput, &s1), into: &proj)
             addAndNorm(&x, proj, model.layers[l].attentionNorm)

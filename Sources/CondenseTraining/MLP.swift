@@ -77,7 +77,7 @@ public struct MLP: Sendable, Equatable {
         guard x.columns == inFeatures else {
             throw CondenseError.shapeMismatch("input has \(x.columns) columns, the model takes \(inFeatures)")
         }
-        let pass = ForwardPass(self, input: x.elements, rows: x.rows, fakeQuant: fakeQuant)
+        let pass = try ForwardPass(self, input: x.elements, rows: x.rows, fakeQuant: fakeQuant)
         return try Matrix(rows: x.rows, columns: outFeatures, elements: pass.output)
     }
 }
@@ -170,7 +170,7 @@ struct ForwardPass {
     var output: [Float] = []
     let rows: Int
 
-    init(_ model: MLP, input: [Float], rows: Int, fakeQuant: FakeQuantization?) {
+    init(_ model: MLP, input: [Float], rows: Int, fakeQuant: FakeQuantization?) throws {
         self.rows = rows
         var x = input
         for layer in model.layers {
@@ -181,11 +181,11 @@ struct ForwardPass {
                 if fq.activations { FakeQuantization.quantizeRows(&x, rows: rows, columns: k) }
             }
             var z = [Float](repeating: 0, count: rows * n)
-            x.withUnsafeBufferPointer { xp in
-                w.withUnsafeBufferPointer { wp in
-                    layer.bias.withUnsafeBufferPointer { bp in
-                        z.withUnsafeMutableBufferPointer { zp in
-                            TrainGEMM.forward(xp.baseAddress!, m: rows, k: k, wp.baseAddress!, n: n,
+            try x.withUnsafeBufferPointer { xp in
+                try w.withUnsafeBufferPointer { wp in
+                    try layer.bias.withUnsafeBufferPointer { bp in
+                        try z.withUnsafeMutableBufferPointer { zp in
+                            try TrainGEMM.forward(xp.baseAddress!, m: rows, k: k, wp.baseAddress!, n: n,
                                               bias: bp.baseAddress, into: zp.baseAddress!)
                         }
                     }
@@ -220,7 +220,7 @@ public struct Gradients: Sendable {
 extension MLP {
     /// Backpropagates `dOutput` (the loss gradient w.r.t. the logits, `[rows, outFeatures]`)
     /// through the pass; `extra` adds a gradient at a hidden layer's output (feature matching).
-    func backward(_ pass: ForwardPass, dOutput: [Float], extra: (layer: Int, grad: [Float])? = nil) -> Gradients {
+    func backward(_ pass: ForwardPass, dOutput: [Float], extra: (layer: Int, grad: [Float])? = nil) throws -> Gradients {
         let m = pass.rows
         var gw = [[Float]](repeating: [], count: layers.count)
         var gb = [[Float]](repeating: [], count: layers.count)
@@ -247,11 +247,11 @@ extension MLP {
             }
             var dw = [Float](repeating: 0, count: n * k)
             var db = [Float](repeating: 0, count: n)
-            d.withUnsafeBufferPointer { dp in
+            try d.withUnsafeBufferPointer { dp in
                 for i in 0..<m { for j in 0..<n { db[j] += dp[i * n + j] } }
-                pass.inputs[l].withUnsafeBufferPointer { xp in
-                    dw.withUnsafeMutableBufferPointer { wp in
-                        TrainGEMM.gradWeight(dp.baseAddress!, m: m, n: n, xp.baseAddress!, k: k, into: wp.baseAddress!)
+                try pass.inputs[l].withUnsafeBufferPointer { xp in
+                    try dw.withUnsafeMutableBufferPointer { wp in
+                        try TrainGEMM.gradWeight(dp.baseAddress!, m: m, n: n, xp.baseAddress!, k: k, into: wp.baseAddress!)
                     }
                 }
             }
@@ -259,10 +259,10 @@ extension MLP {
             gb[l] = db
             if l > 0 {
                 var dx = [Float](repeating: 0, count: m * k)
-                d.withUnsafeBufferPointer { dp in
-                    pass.weights[l].withUnsafeBufferPointer { wp in
-                        dx.withUnsafeMutableBufferPointer { xp in
-                            TrainGEMM.gradInput(dp.baseAddress!, m: m, n: n, wp.baseAddress!, k: k, into: xp.baseAddress!)
+                try d.withUnsafeBufferPointer { dp in
+                    try pass.weights[l].withUnsafeBufferPointer { wp in
+                        try dx.withUnsafeMutableBufferPointer { xp in
+                            try TrainGEMM.gradInput(dp.baseAddress!, m: m, n: n, wp.baseAddress!, k: k, into: xp.baseAddress!)
                         }
                     }
                 }
@@ -301,16 +301,16 @@ extension MLP {
         if let bad = labels.firstIndex(where: { $0 < 0 || Int($0) >= outFeatures }) {
             throw CondenseError.invalidData("label \(labels[bad]) at row \(bad) is outside 0..<\(outFeatures)")
         }
-        let pass = ForwardPass(self, input: x.elements, rows: x.rows, fakeQuant: fakeQuant)
+        let pass = try ForwardPass(self, input: x.elements, rows: x.rows, fakeQuant: fakeQuant)
         let (loss, g) = Loss.crossEntropy(logits: pass.output, labels: labels, classes: outFeatures)
-        return (loss, backward(pass, dOutput: g))
+        return (loss, try backward(pass, dOutput: g))
     }
 
     /// The input of every layer for a batch (layer 0's is `x`): calibration for activation-aware
     /// pruning scores and observers.
     public func layerInputs(_ x: Matrix<Float>) throws -> [Matrix<Float>] {
         guard x.columns == inFeatures else { throw CondenseError.shapeMismatch("input has \(x.columns) columns, the model takes \(inFeatures)") }
-        let pass = ForwardPass(self, input: x.elements, rows: x.rows, fakeQuant: nil)
+        let pass = try ForwardPass(self, input: x.elements, rows: x.rows, fakeQuant: nil)
         return try layers.indices.map { try Matrix(rows: x.rows, columns: layers[$0].inFeatures, elements: pass.inputs[$0]) }
     }
 }

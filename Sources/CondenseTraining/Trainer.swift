@@ -146,18 +146,18 @@ public enum Trainer {
                 let idx = order[(b * options.batchSize)..<min((b + 1) * options.batchSize, data.count)]
                 var (x, y) = data.batch(idx)
                 augment(&x, rows: y.count, options.augmentation, &rng)
-                let pass = ForwardPass(model, input: x, rows: y.count, fakeQuant: fakeQuant)
+                let pass = try ForwardPass(model, input: x, rows: y.count, fakeQuant: fakeQuant)
                 var loss: Float
                 var grad: [Float]
                 var extra: (layer: Int, grad: [Float])?
                 var projGrad: [Float]?
                 if let d = distillation {
-                    let tpass = ForwardPass(d.teacher, input: x, rows: y.count, fakeQuant: nil)
+                    let tpass = try ForwardPass(d.teacher, input: x, rows: y.count, fakeQuant: nil)
                     (loss, grad) = Loss.distillation(student: pass.output, teacher: tpass.output, labels: y,
                                                      classes: data.classes, temperature: d.temperature,
                                                      alpha: d.alpha, beta: d.beta)
                     if let f = d.features {
-                        let (l, g, pg) = featureLoss(f, student: pass.layerOutput(f.studentLayer, of: model),
+                        let (l, g, pg) = try featureLoss(f, student: pass.layerOutput(f.studentLayer, of: model),
                                                      teacher: tpass.layerOutput(f.teacherLayer, of: d.teacher), rows: y.count)
                         loss += l
                         extra = (f.studentLayer, g)
@@ -174,7 +174,7 @@ public enum Trainer {
                     let row = pass.output[(i * data.classes)..<((i + 1) * data.classes)]
                     if row.indices.max(by: { row[$0] < row[$1] })! - i * data.classes == Int(y[i]) { correct += 1 }
                 }
-                let grads = model.backward(pass, dOutput: grad, extra: extra)
+                let grads = try model.backward(pass, dOutput: grad, extra: extra)
                 if let onStep, let newMasks = try onStep(step, total, model, grads) {
                     try checkMasks(newMasks, model)
                     masks = newMasks
@@ -242,24 +242,24 @@ public enum Trainer {
     }
 
     /// Feature-matching loss, the gradient at the student's hidden output, and the projection's gradient.
-    static func featureLoss(_ f: FeatureMatching, student hs: [Float], teacher ht: [Float], rows: Int) -> (Float, [Float], [Float]) {
+    static func featureLoss(_ f: FeatureMatching, student hs: [Float], teacher ht: [Float], rows: Int) throws -> (Float, [Float], [Float]) {
         let (dt, ds) = (f.projection.rows, f.projection.columns)
         var p = [Float](repeating: 0, count: rows * dt)
         let pw = f.projection.elements
-        hs.withUnsafeBufferPointer { h in
-            pw.withUnsafeBufferPointer { w in
-                p.withUnsafeMutableBufferPointer { o in TrainGEMM.forward(h.baseAddress!, m: rows, k: ds, w.baseAddress!, n: dt, bias: nil, into: o.baseAddress!) }
+        try hs.withUnsafeBufferPointer { h in
+            try pw.withUnsafeBufferPointer { w in
+                try p.withUnsafeMutableBufferPointer { o in try TrainGEMM.forward(h.baseAddress!, m: rows, k: ds, w.baseAddress!, n: dt, bias: nil, into: o.baseAddress!) }
             }
         }
         let (loss, dp) = Loss.meanSquared(p, ht, rows: rows, weight: f.weight)
         var dh = [Float](repeating: 0, count: rows * ds)
         var dP = [Float](repeating: 0, count: dt * ds)
-        dp.withUnsafeBufferPointer { d in
-            pw.withUnsafeBufferPointer { w in
-                dh.withUnsafeMutableBufferPointer { o in TrainGEMM.gradInput(d.baseAddress!, m: rows, n: dt, w.baseAddress!, k: ds, into: o.baseAddress!) }
+        try dp.withUnsafeBufferPointer { d in
+            try pw.withUnsafeBufferPointer { w in
+                try dh.withUnsafeMutableBufferPointer { o in try TrainGEMM.gradInput(d.baseAddress!, m: rows, n: dt, w.baseAddress!, k: ds, into: o.baseAddress!) }
             }
-            hs.withUnsafeBufferPointer { h in
-                dP.withUnsafeMutableBufferPointer { o in TrainGEMM.gradWeight(d.baseAddress!, m: rows, n: dt, h.baseAddress!, k: ds, into: o.baseAddress!) }
+            try hs.withUnsafeBufferPointer { h in
+                try dP.withUnsafeMutableBufferPointer { o in try TrainGEMM.gradWeight(d.baseAddress!, m: rows, n: dt, h.baseAddress!, k: ds, into: o.baseAddress!) }
             }
         }
         return (loss, dh, dP)

@@ -102,10 +102,10 @@ import Testing
         let (x, t) = (try Self.matrix(8, 8, seed: 31), try Self.matrix(8, 8, seed: 32))
         let xs = x.withUnsafeBufferPointer(Array.init), ts = t.withUnsafeBufferPointer(Array.init)
         func loss(_ l: BlockTuning.EncoderLayer) -> Double {
-            let y = BlockTuning.layerForward(l, x: xs, lengths: lengths).y
+            let y = try! BlockTuning.layerForward(l, x: xs, lengths: lengths).y
             return zip(y, ts).reduce(0.0) { $0 + Double($1.0 - $1.1) * Double($1.0 - $1.1) } / 64
         }
-        let g = BlockTuning.layerGradients(layer, x: xs, lengths: lengths, target: ts)
+        let g = try BlockTuning.layerGradients(layer, x: xs, lengths: lengths, target: ts)
         var checked = 0
         func check(_ analytic: Float, _ name: String, _ bump: (inout BlockTuning.EncoderLayer, Float) -> Void) {
             if Self.expectGradient(layer, analytic, name, loss: loss, bump: bump) { checked += 1 }
@@ -138,10 +138,10 @@ import Testing
         let xs = try Self.matrix(5, 8, seed: 42).withUnsafeBufferPointer(Array.init)
         let ts = try Self.matrix(5, 8, seed: 43).withUnsafeBufferPointer(Array.init)
         func loss(_ s: [BlockTuning.EncoderLayer]) -> Double {
-            let y = BlockTuning.stackForward(s, x: xs, lengths: lengths).last!.y
+            let y = try! BlockTuning.stackForward(s, x: xs, lengths: lengths).last!.y
             return zip(y, ts).reduce(0.0) { $0 + Double($1.0 - $1.1) * Double($1.0 - $1.1) } / Double(ts.count)
         }
-        let g = BlockTuning.stackGradients(stack, x: xs, lengths: lengths, target: ts)
+        let g = try BlockTuning.stackGradients(stack, x: xs, lengths: lengths, target: ts)
         var checked = 0
         func check(_ analytic: Float, _ name: String, _ bump: (inout [BlockTuning.EncoderLayer], Float) -> Void) {
             if Self.expectGradient(stack, analytic, name, loss: loss, bump: bump) { checked += 1 }

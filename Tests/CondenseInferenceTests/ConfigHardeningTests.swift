@@ -91,3 +91,21 @@ private func tinyWith(_ field: String, _ value: String) throws -> String {
         #expect(!FileManager.default.fileExists(atPath: dir + "/x.npy"))
     }
 }
+
+@Suite struct SessionISATests {
+    /// A registry whose native backend is pinned to an ISA runs the session's attention on that
+    /// ISA too, and every level gives the same embeddings within f32 rounding.
+    @Test func pinnedISAReachesAttention() throws {
+        let model = try SentenceEncoder(directory: makeTinyBERT(in: scratchFolder("isa")))
+        var results: [[Float]] = []
+        for isa in ISA.allCases where isa <= CondenseRuntime.detectedISA {
+            let registry = BackendRegistry()
+            registry.register(NativeBackend(isa: isa))
+            let session = try InferenceSession(model, registry: registry, policy: .priority)
+            #expect(session.isa == isa)
+            #expect(session.placements.allSatisfy { $0.placement.kernel.hasSuffix(isa == .scalar ? "scalar" : isa == .avx2 ? "avx2" : "avx512") })
+            results.append(try session.embed(["the cat sat on the mat ."])[0])
+        }
+        for r in results.dropFirst() { #expect(zip(r, results[0]).allSatisfy { abs($0 - $1) < 1e-5 }) }
+    }
+}

@@ -1,3 +1,4 @@
+import CCondenseKernels
 import Condense
 import CondenseTraining
 import CondenseTestSupport
@@ -157,5 +158,35 @@ import Testing
         #expect(throws: CondenseError.invalidData("\(short) is truncated: 3 images of 2×2 need 28 bytes, file has 20")) { try MNIST.load(images: short, labels: labels) }
         let three = try file("three", be(2049) + be(3) + [1, 2, 3])
         #expect(throws: CondenseError.invalidData("\(images) has 2 images but \(three) has 3 labels")) { try MNIST.load(images: images, labels: three) }
+    }
+}
+
+@Suite struct TrainGEMMTests {
+    /// Each product on every ISA path against plain loops; a pack that cannot be allocated is a
+    /// thrown error, never a crash on a NULL pack.
+    @Test func productsOnEveryISAAndPackFailure() throws {
+        let (m, n, k) = (5, 7, 9)
+        let x = (0..<(m * k)).map { Float($0 % 7) - 3 }, w = (0..<(n * k)).map { Float($0 % 5) - 2 }
+        var want = [Float](repeating: 0, count: m * n)
+        for i in 0..<m { for j in 0..<n { for l in 0..<k { want[i * n + j] += x[i * k + l] * w[j * k + l] } } }
+        for isa in ISA.allCases where isa <= CondenseRuntime.detectedISA {
+            var y = [Float](repeating: .nan, count: m * n)
+            try x.withUnsafeBufferPointer { xp in
+                try w.withUnsafeBufferPointer { wp in
+                    try y.withUnsafeMutableBufferPointer { try TrainGEMM.forward(xp.baseAddress!, m: m, k: k, wp.baseAddress!, n: n, bias: nil, into: $0.baseAddress!, isa: isa) }
+                }
+            }
+            #expect(y == want, "\(isa)")
+        }
+        var y = [Float](repeating: 0, count: m * n)
+        condense_test_fail_allocations(1)
+        defer { condense_test_fail_allocations(0) }
+        #expect(throws: CondenseError.outOfMemory(bytes: n * k * 4)) {
+            try x.withUnsafeBufferPointer { xp in
+                try w.withUnsafeBufferPointer { wp in
+                    try y.withUnsafeMutableBufferPointer { try TrainGEMM.forward(xp.baseAddress!, m: m, k: k, wp.baseAddress!, n: n, bias: nil, into: $0.baseAddress!) }
+                }
+            }
+        }
     }
 }

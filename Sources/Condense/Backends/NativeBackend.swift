@@ -115,8 +115,8 @@ extension NativeKernels {
 /// which kernel runs a batch. Immutable after init (the kernels only read the packed buffers), so
 /// many threads may call `apply` at once.
 final class NativePackedLinear<Packed>: PreparedLinear, @unchecked Sendable {
-    /// (packed, M, X, lda, Y, ldy, activation, threads)
-    typealias Run = (UnsafeMutablePointer<Packed>, Int, UnsafePointer<Float>?, Int, UnsafeMutablePointer<Float>?, Int, Int32, Int32) -> Void
+    /// (packed, M, X, lda, Y, ldy, activation, threads) → condense_status
+    typealias Run = (UnsafeMutablePointer<Packed>, Int, UnsafePointer<Float>?, Int, UnsafeMutablePointer<Float>?, Int, Int32, Int32) -> Int32
     private let packed: UnsafeMutablePointer<Packed>
     private let run: Run
     private let release: (UnsafeMutablePointer<Packed>) -> Void
@@ -147,9 +147,13 @@ final class NativePackedLinear<Packed>: PreparedLinear, @unchecked Sendable {
     var kernelName: String { kernelFor(1) }
     func kernelName(forBatch m: Int) -> String { kernelFor(m) }
 
+    /// - Throws: ``CondenseError/kernelFailed(kernel:reason:)`` when the kernel could not run
+    ///   (its scratch memory); Y is then not an answer.
     func apply(_ x: Matrix<Float>, into y: inout Matrix<Float>) throws {
         let (p, a, t, run) = (packed, act, threads, run)
-        try runKernel(x, &y) { m, xp, ldx, yp, ldy in run(p, m, xp, ldx, yp, ldy, a, t) }
+        var status: Int32 = 0
+        try runKernel(x, &y) { m, xp, ldx, yp, ldy in status = run(p, m, xp, ldx, yp, ldy, a, t) }
+        try NativeStatus.check(status, kernel: kernelFor(x.rows))
     }
 }
 
@@ -223,10 +227,9 @@ struct NativeContext {
                                       kernel: { _, _ in name },
                                       run: { packed, m, x, lda, y, ldy, act, threads in
                                           guard var scale = stat?.scale, var zp = stat?.zeroPoint else {
-                                              condense_q8_gemm(packed, m, x, lda, y, ldy, act, threads, nil, nil)
-                                              return
+                                              return condense_q8_gemm(packed, m, x, lda, y, ldy, act, threads, nil, nil)
                                           }
-                                          condense_q8_gemm(packed, m, x, lda, y, ldy, act, threads, &scale, &zp)
+                                          return condense_q8_gemm(packed, m, x, lda, y, ldy, act, threads, &scale, &zp)
                                       },
                                       release: { condense_q8_packed_free($0) })
     }
@@ -288,3 +291,16 @@ func withOptionalPointer<R>(_ array: [Float]?, _ body: (UnsafePointer<Float>?) -
     return array.withUnsafeBufferPointer { body($0.baseAddress) }
 }
 
+
+/// Maps a kernel's condense_status to a thrown error.
+public enum NativeStatus {
+    /// - Throws: ``CondenseError/kernelFailed(kernel:reason:)`` for anything but CONDENSE_OK.
+    public static func check(_ status: Int32, kernel: @autoclosure () -> String) throws {
+        switch UInt32(bitPattern: status) {
+        case CONDENSE_OK.rawValue: return
+        case CONDENSE_ERR_NO_MEMORY.rawValue: throw CondenseError.kernelFailed(kernel: kernel(), reason: "out of memory for its scratch buffers")
+        case CONDENSE_ERR_INVALID.rawValue: throw CondenseError.kernelFailed(kernel: kernel(), reason: "invalid arguments")
+        default: throw CondenseError.kernelFailed(kernel: kernel(), reason: "status \(status)")
+        }
+    }
+}

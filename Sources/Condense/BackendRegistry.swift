@@ -263,7 +263,7 @@ extension BackendRegistry {
         guard !candidates.isEmpty else {
             throw CondenseError.noBackend("no available backend runs \(layer.format) weights [\(skipped.joined(separator: "; "))]")
         }
-        let key = "\(layer.format)|\(layer.outFeatures)x\(layer.inFeatures)|bias=\(layer.bias != nil)|\(layer.activation)|m=\(m)"
+        let key = "\(layer.format)|\(layer.weights.tuningSignature)|\(layer.outFeatures)x\(layer.inFeatures)|bias=\(layer.bias != nil)|\(layer.activation)|m=\(m)"
         let env = tuningEnvironment(list)
         let cache = tuningCache
         if let label = cache.winner(key, env: env), let c = candidates.first(where: { $0.label == label }) {

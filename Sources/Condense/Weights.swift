@@ -1,3 +1,9 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
 /// The storage format of a layer's weights. Later formats (2:4, CSR, int8, int4) extend it.
 public enum WeightFormat: Hashable, Sendable, CustomStringConvertible {
     /// Row-major f32 `[outFeatures, inFeatures]`.
@@ -49,6 +55,26 @@ public enum CompressedWeights: Sendable {
         case .int8: return .int8
         case let .int4(w): return .int4(group: w.groupSize)
         case .sparse24Int8: return .sparse24Int8
+        }
+    }
+
+    /// What besides format and shape decides which kernel wins, for the tuning cache's key:
+    /// a 50 % and a 99 % sparse CSR layer, or static and dynamic int8, must not share a winner.
+    /// CSR density is bucketed on a log scale, to the nearest half power of two (round figures
+    /// such as 50 % sit mid-bucket): the sparse kernels' time follows the non-zeros, and nearby
+    /// densities keep their winner.
+    public var tuningSignature: String {
+        switch self {
+        case .dense, .sparse24, .sparse24Int8: return ""
+        case let .csr(c):
+            let cells = Double(c.rows) * Double(c.columns)
+            let density = cells == 0 ? 0 : Double(c.nonZeroCount) / cells
+            let bucket = density <= 0 ? -99 : Int((2 * log2(density)).rounded())
+            return "density=2^\(Double(bucket) / 2)"
+        case let .int8(q):
+            return "path=\(q.path.rawValue),act=" + (q.staticActivation == nil ? "dynamic" : "static")
+        case let .int4(q):
+            return "group=\(q.groupSize),path=\(q.path.rawValue)"
         }
     }
 

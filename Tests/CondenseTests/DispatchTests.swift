@@ -73,6 +73,30 @@ import Testing
         try? FileManager.default.removeItem(atPath: file)
     }
 
+    /// The cache key holds the format's parameters: a 50 % and a 99 % sparse CSR layer of one
+    /// shape, static and dynamic int8, int4 of two group sizes are measured separately; the same
+    /// parameters again come from the cache.
+    @Test func tuningKeyHoldsTheFormatsParameters() throws {
+        let registry = BackendRegistry.standard()
+        let half = try LinearLayer(weights: .dense(SparseKernelTests.sparseMatrix(48, 64, density: 0.5, seed: 960))).converted(to: .csr)
+        let sparse = try LinearLayer(weights: .dense(SparseKernelTests.sparseMatrix(48, 64, density: 0.01, seed: 961))).converted(to: .csr)
+        let halfAgain = try LinearLayer(weights: .dense(SparseKernelTests.sparseMatrix(48, 64, density: 0.5, seed: 962))).converted(to: .csr)
+        #expect(try registry.prepare(half, policy: .fastest(batch: 8)).placement.source == "measured")
+        #expect(try registry.prepare(sparse, policy: .fastest(batch: 8)).placement.source == "measured")
+        #expect(try registry.prepare(halfAgain, policy: .fastest(batch: 8)).placement.source == "tuning cache")
+        let w = randomMatrix(48, 64, seed: 963)
+        let dynamic = try Int8Weights(quantizing: w)
+        let stat = try Int8Weights(rows: 48, columns: 64, values: dynamic.values, scales: dynamic.scales,
+                                   staticActivation: .init(scale: 0.01, zeroPoint: 128))
+        #expect(try registry.prepare(LinearLayer(weights: .int8(dynamic)), policy: .fastest(batch: 8)).placement.source == "measured")
+        #expect(try registry.prepare(LinearLayer(weights: .int8(stat)), policy: .fastest(batch: 8)).placement.source == "measured")
+        let g32 = try Int4Weights(quantizing: w, groupSize: 32), g32d = g32.with(path: .dequantize)
+        #expect(try registry.prepare(LinearLayer(weights: .int4(g32)), policy: .fastest(batch: 8)).placement.source == "measured")
+        #expect(try registry.prepare(LinearLayer(weights: .int4(g32d)), policy: .fastest(batch: 8)).placement.source == "measured")
+        #expect(CompressedWeights.csr(try CSRMatrix(dense: SparseKernelTests.sparseMatrix(48, 64, density: 0.5, seed: 964))).tuningSignature
+                == half.weights.tuningSignature)
+    }
+
     /// Measured dispatch times a large layer's candidates on its first rows: the slice must be
     /// the same layer, row for row, in every format.
     @Test(arguments: ["dense", "2:4", "csr", "int8", "int4", "2:4-int8"])

@@ -105,6 +105,16 @@ void condense_s24q8_dot__avx512vbmi2(const condense_s24q8_packed *w, size_t n0, 
                                      const uint8_t *xq, size_t ldq, int32_t *acc, size_t ldacc);
 #endif
 
+/* Whether this CPU runs a kernel of level `isa` needing `features` (beyond the level). */
+static inline int condense_kernel_runnable(condense_isa isa, uint32_t features) {
+    return isa <= condense_isa_detected() && (condense_cpu_features() & features) == features;
+}
+
+/* The epilogue every family shares: rows of Y, columns [n0, n1): + bias[j], then the activation
+ * with `isa`'s code. */
+void condense_bias_activation(float *y, size_t ldy, size_t rows, size_t n0, size_t n1, const float *bias,
+                              int act, condense_isa isa);
+
 /* Scalar GELU, the reference for the vector versions. */
 float condense_gelu_scalar(float x);
 

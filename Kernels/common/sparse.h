@@ -65,6 +65,21 @@ void condense_s24_panel__avx512(const condense_s24_packed *w, size_t p_begin, si
         while (q < end && ixs[q] < ke) q++;                                                       \
     }
 
+/* A sparse kernel table entry: the public descriptor first (so its address is the entry's),
+ * then the code of its kind. */
+typedef struct sparse_kernel_impl {
+    condense_sparse_kernel info;
+    void (*dot)(const csr_view *v, const condense_s24_packed *s24, size_t n0, size_t n1, size_t m,
+                const float *x, size_t lda, float *y, size_t ldy);
+    void (*xt)(int lanes, const csr_view *v, size_t n0, size_t n1, const float *xt, size_t ke,
+               uint32_t *cursor, float *yt, int first);
+    void (*panel)(const condense_s24_packed *w, size_t p_begin, size_t p_end, size_t m, const float *x,
+                  size_t lda, float *y, size_t ldy, int act);
+} sparse_kernel_impl;
+
+/* The table entry for `format` at `isa` and a batch of m rows (csr-spmm.c). */
+const sparse_kernel_impl *condense_sparse_impl_for(int format, condense_isa isa, size_t m);
+
 /* The driver for both formats: picks dot or xt by m, threads over rows of W, adds bias and
  * applies the activation. `s24` is non-NULL for 2:4 weights (its dot kernel reads the compact
  * form). */

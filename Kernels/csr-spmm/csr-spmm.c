@@ -5,46 +5,82 @@
 
 #include <string.h>
 
-enum { FMT_S24 = 0, FMT_CSR = 1 };
+#define FMT_S24 CONDENSE_SPARSE_FORMAT_S24
+#define FMT_CSR CONDENSE_SPARSE_FORMAT_CSR
+
+/* The 2:4 "dot" kernels read the compact 2:4 form; the table holds every dot kernel behind one
+ * signature. */
+static void csr_dot_scalar(const csr_view *v, const condense_s24_packed *s24, size_t n0, size_t n1, size_t m,
+                           const float *x, size_t lda, float *y, size_t ldy) {
+    (void)s24;
+    condense_csr_dot__scalar(v, n0, n1, m, x, lda, y, ldy);
+}
+#if CONDENSE_X86
+static void csr_dot_avx2(const csr_view *v, const condense_s24_packed *s24, size_t n0, size_t n1, size_t m,
+                         const float *x, size_t lda, float *y, size_t ldy) {
+    (void)s24;
+    condense_csr_dot__avx2(v, n0, n1, m, x, lda, y, ldy);
+}
+static void csr_dot_avx512(const csr_view *v, const condense_s24_packed *s24, size_t n0, size_t n1, size_t m,
+                           const float *x, size_t lda, float *y, size_t ldy) {
+    (void)s24;
+    condense_csr_dot__avx512(v, n0, n1, m, x, lda, y, ldy);
+}
+static void s24_dot_avx2(const csr_view *v, const condense_s24_packed *s24, size_t n0, size_t n1, size_t m,
+                         const float *x, size_t lda, float *y, size_t ldy) {
+    (void)v;
+    condense_s24_dot__avx2(s24, n0, n1, m, x, lda, y, ldy);
+}
+#endif
 
 /* min_m: the xt kernels pay a transpose of X and waste lanes below a full block, so they take
  * over from the dot kernels only at larger batches; wider blocks only once they fill. Measured
  * on Zen 5 with `condense bench sparse --m 2,4,8,16`: CSR dot wins at M = 2 and 4, xt16 from 8;
  * 2:4 on AVX2: dot (dense FLOPs, compact reads) up to M = 8, xt from 16. 2:4 on AVX-512: the
  * panel kernel at every M (it beat the expand-based dot kernel 1.5–2× at M = 1 and the xt
- * kernels at every M measured). */
-static const condense_sparse_kernel kernels[] = {
-    {"f32_s24_dot_1x1__scalar", CONDENSE_ISA_SCALAR, FMT_S24, 0, CONDENSE_SPARSE_DOT, 0},
-    {"f32_csr_dot_1x8__scalar", CONDENSE_ISA_SCALAR, FMT_CSR, 0, CONDENSE_SPARSE_DOT, 0},
+ * kernels at every M measured). The one registration point: descriptor and code together. */
+#define DOT(name, isa, fmt, fn) {{name, isa, fmt, 0, CONDENSE_SPARSE_DOT, 0}, fn, NULL, NULL}
+#define XT(name, isa, fmt, min_m, lanes, fn) {{name, isa, fmt, min_m, CONDENSE_SPARSE_XT, lanes}, NULL, fn, NULL}
+static const sparse_kernel_impl kernels[] = {
+    DOT("f32_s24_dot_1x1__scalar", CONDENSE_ISA_SCALAR, FMT_S24, csr_dot_scalar),
+    DOT("f32_csr_dot_1x8__scalar", CONDENSE_ISA_SCALAR, FMT_CSR, csr_dot_scalar),
 #if CONDENSE_X86
-    {"f32_s24_dot_4x2__avx2", CONDENSE_ISA_AVX2, FMT_S24, 0, CONDENSE_SPARSE_DOT, 0},
-    {"f32_s24_xt_8__avx2", CONDENSE_ISA_AVX2, FMT_S24, 16, CONDENSE_SPARSE_XT, 8},
-    {"f32_s24_xt_16__avx2", CONDENSE_ISA_AVX2, FMT_S24, 32, CONDENSE_SPARSE_XT, 16},
-    {"f32_csr_dot_1x8__avx2", CONDENSE_ISA_AVX2, FMT_CSR, 0, CONDENSE_SPARSE_DOT, 0},
-    {"f32_csr_xt_8__avx2", CONDENSE_ISA_AVX2, FMT_CSR, 8, CONDENSE_SPARSE_XT, 8},
-    {"f32_csr_xt_16__avx2", CONDENSE_ISA_AVX2, FMT_CSR, 16, CONDENSE_SPARSE_XT, 16},
-    {"f32_s24_panel_4x32__avx512", CONDENSE_ISA_AVX512, FMT_S24, 0, CONDENSE_SPARSE_PANEL, 4},
-    {"f32_csr_dot_1x8__avx512", CONDENSE_ISA_AVX512, FMT_CSR, 0, CONDENSE_SPARSE_DOT, 0},
-    {"f32_csr_xt_16__avx512", CONDENSE_ISA_AVX512, FMT_CSR, 8, CONDENSE_SPARSE_XT, 16},
-    {"f32_csr_xt_32__avx512", CONDENSE_ISA_AVX512, FMT_CSR, 32, CONDENSE_SPARSE_XT, 32},
+    DOT("f32_s24_dot_4x2__avx2", CONDENSE_ISA_AVX2, FMT_S24, s24_dot_avx2),
+    XT("f32_s24_xt_8__avx2", CONDENSE_ISA_AVX2, FMT_S24, 16, 8, condense_csr_xt__avx2),
+    XT("f32_s24_xt_16__avx2", CONDENSE_ISA_AVX2, FMT_S24, 32, 16, condense_csr_xt__avx2),
+    DOT("f32_csr_dot_1x8__avx2", CONDENSE_ISA_AVX2, FMT_CSR, csr_dot_avx2),
+    XT("f32_csr_xt_8__avx2", CONDENSE_ISA_AVX2, FMT_CSR, 8, 8, condense_csr_xt__avx2),
+    XT("f32_csr_xt_16__avx2", CONDENSE_ISA_AVX2, FMT_CSR, 16, 16, condense_csr_xt__avx2),
+    {{"f32_s24_panel_4x32__avx512", CONDENSE_ISA_AVX512, FMT_S24, 0, CONDENSE_SPARSE_PANEL, 4}, NULL, NULL,
+     condense_s24_panel__avx512},
+    DOT("f32_csr_dot_1x8__avx512", CONDENSE_ISA_AVX512, FMT_CSR, csr_dot_avx512),
+    XT("f32_csr_xt_16__avx512", CONDENSE_ISA_AVX512, FMT_CSR, 8, 16, condense_csr_xt__avx512),
+    XT("f32_csr_xt_32__avx512", CONDENSE_ISA_AVX512, FMT_CSR, 32, 32, condense_csr_xt__avx512),
 #endif
 };
+#undef DOT
+#undef XT
 
 int condense_sparse_kernel_count(void) { return (int)(sizeof kernels / sizeof kernels[0]); }
 
 const condense_sparse_kernel *condense_sparse_kernel_at(int i) {
-    return i >= 0 && i < condense_sparse_kernel_count() ? &kernels[i] : NULL;
+    return i >= 0 && i < condense_sparse_kernel_count() ? &kernels[i].info : NULL;
+}
+
+const sparse_kernel_impl *condense_sparse_impl_for(int format, condense_isa isa, size_t m) {
+    if (isa > condense_isa_detected()) isa = condense_isa_detected();
+    const sparse_kernel_impl *best = NULL;
+    for (int i = 0; i < condense_sparse_kernel_count(); i++) {
+        const condense_sparse_kernel *k = &kernels[i].info;
+        if (k->format != format || k->isa > isa || (size_t)k->min_m > m) continue;
+        if (!best || k->isa > best->info.isa || (k->isa == best->info.isa && k->min_m >= best->info.min_m)) best = &kernels[i];
+    }
+    return best;
 }
 
 const condense_sparse_kernel *condense_sparse_kernel_for(int format, condense_isa isa, size_t m) {
-    if (isa > condense_isa_detected()) isa = condense_isa_detected();
-    const condense_sparse_kernel *best = NULL;
-    for (int i = 0; i < condense_sparse_kernel_count(); i++) {
-        const condense_sparse_kernel *k = &kernels[i];
-        if (k->format != format || k->isa > isa || (size_t)k->min_m > m) continue;
-        if (!best || k->isa > best->isa || (k->isa == best->isa && k->min_m >= best->min_m)) best = k;
-    }
-    return best;
+    const sparse_kernel_impl *k = condense_sparse_impl_for(format, isa, m);
+    return k ? &k->info : NULL;
 }
 
 /* Thread t's rows, balanced by non-zeros (rows of a pruned matrix differ a lot in density). */
@@ -69,39 +105,12 @@ static void split_rows(const csr_view *v, int nt, int t, size_t *n0, size_t *n1)
     *n1 = bounds[1];
 }
 
-static void epilogue(float *y, size_t ldy, size_t rows, size_t n0, size_t n1, const float *bias,
-                     int act, condense_isa isa) {
-    for (size_t i = 0; i < rows; i++) {
-        float *yi = y + i * ldy;
-        if (bias) for (size_t r = n0; r < n1; r++) yi[r] += bias[r];
-        condense_f32_activation(yi + n0, n1 - n0, act, isa);
-    }
-}
-
-static void run_dot(const csr_view *v, const condense_s24_packed *s24, condense_isa isa, size_t n0,
-                    size_t n1, size_t m, const float *x, size_t lda, float *y, size_t ldy) {
-#if CONDENSE_X86
-    if (isa >= CONDENSE_ISA_AVX512 && !s24) {
-        condense_csr_dot__avx512(v, n0, n1, m, x, lda, y, ldy);
-        return;
-    }
-    if (isa >= CONDENSE_ISA_AVX2) {
-        if (s24) condense_s24_dot__avx2(s24, n0, n1, m, x, lda, y, ldy);
-        else condense_csr_dot__avx2(v, n0, n1, m, x, lda, y, ldy);
-        return;
-    }
-#else
-    (void)s24;
-#endif
-    condense_csr_dot__scalar(v, n0, n1, m, x, lda, y, ldy);
-}
-
 #if CONDENSE_X86
 /* The xt path of one thread: for each block of `lanes` rows of X, transpose it (shared, every
  * thread packs a share of K), then run this thread's rows of W over K in slices that keep the
  * block's slice in L1 when rows are dense enough to amortise resuming every row per slice (about
  * 32 non-zeros per row and slice); sparser rows walk K whole, with the block read from L2. */
-static int run_xt_thread(const csr_view *v, condense_isa isa, size_t lanes, const float *bias,
+static int run_xt_thread(const csr_view *v, const sparse_kernel_impl *kr, condense_isa isa, size_t lanes, const float *bias,
                          size_t m, const float *x, size_t lda, float *y, size_t ldy, int act,
                          float *xt, int nt, int t) {
     const size_t k = v->k;
@@ -133,8 +142,7 @@ static int run_xt_thread(const csr_view *v, condense_isa isa, size_t lanes, cons
             size_t kb = 0;
             do {
                 const size_t ke = k - kb < slice ? k : kb + slice;
-                if (isa >= CONDENSE_ISA_AVX512) condense_csr_xt__avx512((int)lanes, v, n0, n1, xt, ke, cursor, yt, kb == 0);
-                else condense_csr_xt__avx2((int)lanes, v, n0, n1, xt, ke, cursor, yt, kb == 0);
+                kr->xt((int)lanes, v, n0, n1, xt, ke, cursor, yt, kb == 0);
                 kb = ke;
             } while (kb < k);
             /* Row by row of Y: writing it column-wise (r inner) touches `mbv` lines ldy apart,
@@ -144,7 +152,7 @@ static int run_xt_thread(const csr_view *v, condense_isa isa, size_t lanes, cons
                 float *dst = y + (mb0 + i) * ldy;
                 for (size_t r = n0; r < n1; r++) dst[r] = yt[(r - n0) * lanes + i];
             }
-            epilogue(y + mb0 * ldy, ldy, mbv, n0, n1, bias, act, isa);
+            condense_bias_activation(y + mb0 * ldy, ldy, mbv, n0, n1, bias, act, isa);
         }
         /* The next block overwrites xt: wait until every thread is done reading this one. */
         if (mb0 + lanes < m) {
@@ -165,18 +173,19 @@ int condense_sparse_run(const csr_view *v, const condense_s24_packed *s24, conde
     /* Below about 16 K multiply-adds, forking threads costs more than it saves. */
     const size_t nnz = v->row_ptr ? v->row_ptr[v->n] : v->n * v->per_row;
     if (nnz * m < 16384) nt = 1;
-    const condense_sparse_kernel *kr = condense_sparse_kernel_for(format, isa, m);
-    const size_t lanes = kr && kr->kind == CONDENSE_SPARSE_XT ? (size_t)kr->lanes : 0;
+    const sparse_kernel_impl *kr = condense_sparse_impl_for(format, isa, m);
+    if (!kr || !(kr->dot || kr->xt)) return CONDENSE_ERR_INVALID;
+    const size_t lanes = kr->info.kind == CONDENSE_SPARSE_XT ? (size_t)kr->info.lanes : 0;
 #if CONDENSE_X86
     if (lanes > 0) {
         /* The calling thread's scratch, shared by the team for this call. */
         float *xt = condense_scratch(CONDENSE_SCRATCH_XT, (v->k ? v->k : 1) * lanes * sizeof(float));
         if (!xt) return CONDENSE_ERR_NO_MEMORY;
-        if (nt <= 1) return run_xt_thread(v, isa, lanes, bias, m, x, lda, y, ldy, act, xt, 1, 0);
+        if (nt <= 1) return run_xt_thread(v, kr, isa, lanes, bias, m, x, lda, y, ldy, act, xt, 1, 0);
         int status = CONDENSE_OK;
 #pragma omp parallel num_threads(nt)
         {
-            const int s = run_xt_thread(v, isa, lanes, bias, m, x, lda, y, ldy, act, xt, omp_get_num_threads(),
+            const int s = run_xt_thread(v, kr, isa, lanes, bias, m, x, lda, y, ldy, act, xt, omp_get_num_threads(),
                                         omp_get_thread_num());
             if (s != CONDENSE_OK) __atomic_store_n(&status, s, __ATOMIC_RELAXED);
         }
@@ -184,8 +193,8 @@ int condense_sparse_run(const csr_view *v, const condense_s24_packed *s24, conde
     }
 #endif
     if (nt <= 1) {
-        run_dot(v, s24, isa, 0, v->n, m, x, lda, y, ldy);
-        epilogue(y, ldy, m, 0, v->n, bias, act, isa);
+        kr->dot(v, s24, 0, v->n, m, x, lda, y, ldy);
+        condense_bias_activation(y, ldy, m, 0, v->n, bias, act, isa);
         return CONDENSE_OK;
     }
 #pragma omp parallel num_threads(nt)
@@ -193,8 +202,8 @@ int condense_sparse_run(const csr_view *v, const condense_s24_packed *s24, conde
         size_t n0, n1;
         split_rows(v, omp_get_num_threads(), omp_get_thread_num(), &n0, &n1);
         if (n1 > n0) {
-            run_dot(v, s24, isa, n0, n1, m, x, lda, y, ldy);
-            epilogue(y, ldy, m, n0, n1, bias, act, isa);
+            kr->dot(v, s24, n0, n1, m, x, lda, y, ldy);
+            condense_bias_activation(y, ldy, m, n0, n1, bias, act, isa);
         }
     }
     return CONDENSE_OK;

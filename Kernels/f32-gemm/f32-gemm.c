@@ -169,6 +169,15 @@ int condense_f32_gemm(const condense_f32_packed *w, size_t m, const float *x, si
     return CONDENSE_OK; /* reads X in place: nothing to allocate */
 }
 
+void condense_bias_activation(float *y, size_t ldy, size_t rows, size_t n0, size_t n1, const float *bias,
+                              int act, condense_isa isa) {
+    for (size_t i = 0; i < rows; i++) {
+        float *yi = y + i * ldy;
+        if (bias) for (size_t r = n0; r < n1; r++) yi[r] += bias[r];
+        condense_f32_activation(yi + n0, n1 - n0, act, isa);
+    }
+}
+
 void condense_f32_activation(float *y, size_t n, int act, condense_isa isa) {
 #if CONDENSE_X86
     if (isa > condense_isa_detected()) isa = condense_isa_detected();

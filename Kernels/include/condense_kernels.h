@@ -236,10 +236,17 @@ int condense_csr_gemm(const condense_csr_packed *w, size_t m, const float *x, si
  *  "panel" (16 weight rows per vector; each group's 4 values of X are permuted per lane to the
  *  two kept columns: half the FMAs of dense and no gathers). */
 enum { CONDENSE_SPARSE_DOT = 0, CONDENSE_SPARSE_XT = 1, CONDENSE_SPARSE_PANEL = 2 };
+/** The weight formats of the sparse kernel table. */
+typedef enum condense_sparse_format {
+    CONDENSE_SPARSE_FORMAT_S24 = 0,   /* 2:4 (condense_s24_packed) */
+    CONDENSE_SPARSE_FORMAT_CSR = 1,   /* CSR (condense_csr_packed) */
+} condense_sparse_format;
+/** One sparse kernel: the registration point for tests, `condense info` and dispatch (the
+ *  drivers call the function pointers its table entry holds). */
 typedef struct condense_sparse_kernel {
     const char *name;      /* e.g. "f32_s24_dot_4x4__avx512" */
     condense_isa isa;
-    int format;            /* 0: 2:4, 1: CSR */
+    int format;            /* condense_sparse_format */
     int min_m;             /* used for batches of at least this many rows */
     int kind;              /* CONDENSE_SPARSE_* */
     int lanes;             /* xt: rows of X per transposed block; panel: rows of X per tile */
@@ -247,7 +254,7 @@ typedef struct condense_sparse_kernel {
 
 int condense_sparse_kernel_count(void);
 const condense_sparse_kernel *condense_sparse_kernel_at(int i);
-/** The kernel a packed weight of `format` at `isa` runs for a batch of m rows. */
+/** The kernel a packed weight of `format` (condense_sparse_format) at `isa` runs for m rows. */
 const condense_sparse_kernel *condense_sparse_kernel_for(int format, condense_isa isa, size_t m);
 
 /* ---- int8 GEMM ------------------------------------------------------------------------- */
@@ -333,10 +340,25 @@ int condense_q8_gemm(const condense_q8_packed *w, size_t m, const float *x, size
  */
 enum { CONDENSE_Q4_DEQUANT = 0, CONDENSE_Q4_INTEGER = 1 };
 
+/** One int4 kernel: the registration point for tests, `condense info` and dispatch. */
+typedef struct condense_q4_kernel {
+    const char *name;      /* e.g. "q4_gemm_vnni_4x16__avx512vnni" */
+    condense_isa isa;
+    uint32_t features;     /* CONDENSE_CPU_* bits required beyond the ISA level */
+    int path;              /* CONDENSE_Q4_DEQUANT or CONDENSE_Q4_INTEGER */
+} condense_q4_kernel;
+
+int condense_q4_kernel_count(void);
+const condense_q4_kernel *condense_q4_kernel_at(int i);
+/** The best kernel of `path` at or below `isa` that this CPU runs; the integer path falls back
+ *  to the dequantize path where no integer kernel runs. */
+const condense_q4_kernel *condense_q4_kernel_for(condense_isa isa, int path);
+
 typedef struct condense_q4_packed {
     size_t n, k, k16, group, groups;
     condense_isa isa;
-    int path;
+    int path;              /* the path packed: kernel->path */
+    const condense_q4_kernel *kernel;
     uint8_t *nib;          /* dequant: rows of k16/2 bytes, low nibble = even column */
     float *scale;          /* dequant: n · groups */
     uint8_t *blocks;       /* integer: panels of 16 rows, 64-byte blocks per 8 columns */
@@ -365,9 +387,22 @@ const char *condense_q4_kernel_name(const condense_q4_packed *w);
  * Packed with K padded to k64 (zero values, masks 0b0011), so a 64-bit word of masks expands
  * exactly 32 values into 64 columns (AVX-512 VBMI2 vpexpandb), then vpdpbusd.
  */
+/** One 2:4-int8 kernel: the registration point for tests, `condense info` and dispatch. */
+typedef struct condense_s24q8_kernel {
+    const char *name;      /* e.g. "s24q8_dot_4x4__avx512vbmi2" */
+    condense_isa isa;
+    uint32_t features;     /* CONDENSE_CPU_* bits required beyond the ISA level */
+} condense_s24q8_kernel;
+
+int condense_s24q8_kernel_count(void);
+const condense_s24q8_kernel *condense_s24q8_kernel_at(int i);
+/** The best kernel at or below `isa` that this CPU runs. */
+const condense_s24q8_kernel *condense_s24q8_kernel_for(condense_isa isa);
+
 typedef struct condense_s24q8_packed {
     size_t n, k, k64;
     condense_isa isa;
+    const condense_s24q8_kernel *kernel;
     int8_t *values;        /* n · k64/2 */
     uint64_t *masks;       /* n · k64/64 */
     int32_t *wsum;         /* Σ_k q per row */

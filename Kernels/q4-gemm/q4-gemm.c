@@ -4,10 +4,48 @@
 
 #include <string.h>
 
-static int has_vnni(condense_isa isa) {
-    return isa >= CONDENSE_ISA_AVX512 && condense_isa_detected() >= CONDENSE_ISA_AVX512 &&
-           (condense_cpu_features() & CONDENSE_CPU_AVX512VNNI);
+/* The one registration point: each kernel's descriptor and code together. */
+typedef struct q4_kernel_impl {
+    condense_q4_kernel info; /* first: its address is the entry's */
+    int (*dequant)(const condense_q4_packed *w, size_t n0, size_t n1, size_t m, const float *x, size_t lda,
+                   float *y, size_t ldy);
+#if CONDENSE_X86
+    void (*integer)(const condense_q4_packed *w, size_t p0, size_t p1, size_t m, const uint8_t *xq, size_t ldq,
+                    const float *sx, const int32_t *zx, float *y, size_t ldy, int act);
+#endif
+} q4_kernel_impl;
+
+static const q4_kernel_impl kernels[] = {
+    {{"q4_gemm_dequant__scalar", CONDENSE_ISA_SCALAR, 0, CONDENSE_Q4_DEQUANT}, condense_q4_dequant__scalar
+#if CONDENSE_X86
+     , NULL},
+    {{"q4_gemm_dequant__avx2", CONDENSE_ISA_AVX2, 0, CONDENSE_Q4_DEQUANT}, condense_q4_dequant__avx2, NULL},
+    {{"q4_gemm_dequant__avx512", CONDENSE_ISA_AVX512, 0, CONDENSE_Q4_DEQUANT}, condense_q4_dequant__avx512, NULL},
+    {{"q4_gemm_vnni_4x16__avx512vnni", CONDENSE_ISA_AVX512, CONDENSE_CPU_AVX512VNNI, CONDENSE_Q4_INTEGER}, NULL,
+     condense_q4_integer__avx512vnni},
+#else
+    },
+#endif
+};
+
+int condense_q4_kernel_count(void) { return (int)(sizeof kernels / sizeof kernels[0]); }
+
+const condense_q4_kernel *condense_q4_kernel_at(int i) {
+    return i >= 0 && i < condense_q4_kernel_count() ? &kernels[i].info : NULL;
 }
+
+const condense_q4_kernel *condense_q4_kernel_for(condense_isa isa, int path) {
+    const condense_q4_kernel *best = NULL;
+    for (int i = 0; i < condense_q4_kernel_count(); i++) {
+        const condense_q4_kernel *k = &kernels[i].info;
+        if (k->path != path || k->isa > isa || !condense_kernel_runnable(k->isa, k->features)) continue;
+        if (!best || k->isa > best->isa) best = k;
+    }
+    if (!best && path == CONDENSE_Q4_INTEGER) return condense_q4_kernel_for(isa, CONDENSE_Q4_DEQUANT);
+    return best;
+}
+
+static const q4_kernel_impl *impl(const condense_q4_packed *w) { return (const q4_kernel_impl *)w->kernel; }
 
 condense_q4_packed *condense_q4_pack(condense_isa isa, int path, const uint8_t *packed,
                                      const float *scales, size_t n, size_t k, size_t group,
@@ -22,8 +60,10 @@ condense_q4_packed *condense_q4_pack(condense_isa isa, int path, const uint8_t *
     p->k16 = k16;
     p->group = group;
     p->groups = groups;
-    p->isa = isa;
-    p->path = path == CONDENSE_Q4_INTEGER && has_vnni(isa) ? CONDENSE_Q4_INTEGER : CONDENSE_Q4_DEQUANT;
+    p->isa = isa > condense_isa_detected() ? condense_isa_detected() : isa;
+    p->kernel = condense_q4_kernel_for(p->isa, path);
+    if (!p->kernel) goto fail;
+    p->path = p->kernel->path;
     if (p->path == CONDENSE_Q4_DEQUANT) {
         p->nib = condense_aligned_alloc(n * (k16 / 2) + 64);
         p->scale = condense_aligned_alloc((n * groups ? n * groups : 1) * sizeof(float));
@@ -81,30 +121,13 @@ void condense_q4_packed_free(condense_q4_packed *p) {
     free(p);
 }
 
-const char *condense_q4_kernel_name(const condense_q4_packed *w) {
-    if (w->path == CONDENSE_Q4_INTEGER) return "q4_gemm_vnni_4x16__avx512vnni";
-    condense_isa isa = w->isa > condense_isa_detected() ? condense_isa_detected() : w->isa;
-    if (isa >= CONDENSE_ISA_AVX512) return "q4_gemm_dequant__avx512";
-    if (isa >= CONDENSE_ISA_AVX2) return "q4_gemm_dequant__avx2";
-    return "q4_gemm_dequant__scalar";
-}
+const char *condense_q4_kernel_name(const condense_q4_packed *w) { return w->kernel->name; }
 
 static int dequant_rows(const condense_q4_packed *w, size_t n0, size_t n1, size_t m, const float *x,
                         size_t lda, float *y, size_t ldy, int act) {
-    condense_isa isa = w->isa > condense_isa_detected() ? condense_isa_detected() : w->isa;
-    int status;
-#if CONDENSE_X86
-    if (isa >= CONDENSE_ISA_AVX512) status = condense_q4_dequant__avx512(w, n0, n1, m, x, lda, y, ldy);
-    else if (isa >= CONDENSE_ISA_AVX2) status = condense_q4_dequant__avx2(w, n0, n1, m, x, lda, y, ldy);
-    else
-#endif
-        status = condense_q4_dequant__scalar(w, n0, n1, m, x, lda, y, ldy);
+    const int status = impl(w)->dequant(w, n0, n1, m, x, lda, y, ldy);
     if (status != CONDENSE_OK) return status;
-    for (size_t i = 0; i < m; i++) {
-        float *yi = y + i * ldy;
-        if (w->bias) for (size_t r = n0; r < n1; r++) yi[r] += w->bias[r];
-        condense_f32_activation(yi + n0, n1 - n0, act, isa);
-    }
+    condense_bias_activation(y, ldy, m, n0, n1, w->bias, act, w->isa);
     return CONDENSE_OK;
 }
 
@@ -135,13 +158,13 @@ int condense_q4_gemm(const condense_q4_packed *w, size_t m, const float *x, size
     const size_t panels = (w->n + 15) / 16;
     if ((size_t)nt > panels) nt = (int)panels;
     if (nt <= 1) {
-        condense_q4_integer__avx512vnni(w, 0, panels, m, xq, ldq, sx, zx, y, ldy, act);
+        impl(w)->integer(w, 0, panels, m, xq, ldq, sx, zx, y, ldy, act);
         return CONDENSE_OK;
     }
 #pragma omp parallel num_threads(nt)
     {
         const size_t t = (size_t)omp_get_thread_num(), T = (size_t)omp_get_num_threads();
-        condense_q4_integer__avx512vnni(w, panels * t / T, panels * (t + 1) / T, m, xq, ldq, sx, zx, y, ldy, act);
+        impl(w)->integer(w, panels * t / T, panels * (t + 1) / T, m, xq, ldq, sx, zx, y, ldy, act);
     }
 #endif
     return CONDENSE_OK;

@@ -87,24 +87,24 @@ void condense_s24_packed_free(condense_s24_packed *p) {
 int condense_s24_gemm(const condense_s24_packed *w, size_t m, const float *x, size_t lda,
                       float *y, size_t ldy, int act, int threads) {
 #if CONDENSE_X86
-    const condense_sparse_kernel *kr = condense_sparse_kernel_for(0, w->isa, m);
-    if (m > 0 && w->n > 0 && kr && kr->kind == CONDENSE_SPARSE_PANEL && w->panel_values) {
+    const sparse_kernel_impl *kr = condense_sparse_impl_for(CONDENSE_SPARSE_FORMAT_S24, w->isa, m);
+    if (m > 0 && w->n > 0 && kr && kr->panel && w->panel_values) {
         const long pairs = (long)((w->n + 31) / 32);
         int nt = threads > 0 ? threads : condense_get_num_threads();
         if (nt > pairs) nt = (int)pairs;
         if (nt <= 1) {
-            condense_s24_panel__avx512(w, 0, (w->n + 15) / 16, m, x, lda, y, ldy, act);
+            kr->panel(w, 0, (w->n + 15) / 16, m, x, lda, y, ldy, act);
             return CONDENSE_OK;
         }
         const size_t panels = (w->n + 15) / 16;
 #pragma omp parallel for num_threads(nt) schedule(static)
         for (long q = 0; q < pairs; q++) {
             const size_t a = (size_t)q * 2, b = a + 2 < panels ? a + 2 : panels;
-            condense_s24_panel__avx512(w, a, b, m, x, lda, y, ldy, act);
+            kr->panel(w, a, b, m, x, lda, y, ldy, act);
         }
         return CONDENSE_OK;
     }
 #endif
     csr_view v = {w->n, w->k, NULL, w->k16 / 2, w->index, w->index_bytes, w->values};
-    return condense_sparse_run(&v, w, w->isa, 0, w->bias, m, x, lda, y, ldy, act, threads);
+    return condense_sparse_run(&v, w, w->isa, CONDENSE_SPARSE_FORMAT_S24, w->bias, m, x, lda, y, ldy, act, threads);
 }

@@ -5,10 +5,35 @@
 
 #include <string.h>
 
-static int has_vbmi2(condense_isa isa) {
-    const uint32_t need = CONDENSE_CPU_AVX512VNNI | CONDENSE_CPU_AVX512VBMI2;
-    return isa >= CONDENSE_ISA_AVX512 && condense_isa_detected() >= CONDENSE_ISA_AVX512 &&
-           (condense_cpu_features() & need) == need;
+/* The one registration point: each kernel's descriptor and code together. */
+typedef struct s24q8_kernel_impl {
+    condense_s24q8_kernel info; /* first: its address is the entry's */
+    void (*dot)(const condense_s24q8_packed *w, size_t n0, size_t n1, size_t m, const uint8_t *xq, size_t ldq,
+                int32_t *acc, size_t ldacc);
+} s24q8_kernel_impl;
+
+static const s24q8_kernel_impl kernels[] = {
+    {{"s24q8_dot_1x1__scalar", CONDENSE_ISA_SCALAR, 0}, condense_s24q8_dot__scalar},
+#if CONDENSE_X86
+    {{"s24q8_dot_4x4__avx512vbmi2", CONDENSE_ISA_AVX512, CONDENSE_CPU_AVX512VNNI | CONDENSE_CPU_AVX512VBMI2},
+     condense_s24q8_dot__avx512vbmi2},
+#endif
+};
+
+int condense_s24q8_kernel_count(void) { return (int)(sizeof kernels / sizeof kernels[0]); }
+
+const condense_s24q8_kernel *condense_s24q8_kernel_at(int i) {
+    return i >= 0 && i < condense_s24q8_kernel_count() ? &kernels[i].info : NULL;
+}
+
+const condense_s24q8_kernel *condense_s24q8_kernel_for(condense_isa isa) {
+    const condense_s24q8_kernel *best = NULL;
+    for (int i = 0; i < condense_s24q8_kernel_count(); i++) {
+        const condense_s24q8_kernel *k = &kernels[i].info;
+        if (k->isa > isa || !condense_kernel_runnable(k->isa, k->features)) continue;
+        if (!best || k->isa > best->isa) best = k;
+    }
+    return best;
 }
 
 condense_s24q8_packed *condense_s24q8_pack(condense_isa isa, const int8_t *values, const uint8_t *meta,
@@ -20,7 +45,8 @@ condense_s24q8_packed *condense_s24q8_pack(condense_isa isa, const int8_t *value
     p->n = n;
     p->k = k;
     p->k64 = k64;
-    p->isa = isa;
+    p->isa = isa > condense_isa_detected() ? condense_isa_detected() : isa;
+    p->kernel = condense_s24q8_kernel_for(p->isa);
     p->values = condense_aligned_alloc(n * k64 / 2 + 64);
     p->masks = condense_aligned_alloc((n * words ? n * words : 1) * sizeof(uint64_t));
     p->wsum = condense_aligned_alloc((n ? n : 1) * sizeof(int32_t));
@@ -62,26 +88,18 @@ void condense_s24q8_packed_free(condense_s24q8_packed *p) {
 }
 
 const char *condense_s24q8_kernel_name(const condense_s24q8_packed *w) {
-    return has_vbmi2(w->isa) ? "s24q8_dot_4x4__avx512vbmi2" : "s24q8_dot_1x1__scalar";
+    return w->kernel->name;
 }
 
 static void rows(const condense_s24q8_packed *w, size_t n0, size_t n1, size_t m, const uint8_t *xq,
                  size_t ldq, const float *sx, const int32_t *zx, int32_t *acc, float *y, size_t ldy,
                  int act) {
-#if CONDENSE_X86
-    if (has_vbmi2(w->isa)) condense_s24q8_dot__avx512vbmi2(w, n0, n1, m, xq, ldq, acc, w->n);
-    else
-#endif
-        condense_s24q8_dot__scalar(w, n0, n1, m, xq, ldq, acc, w->n);
-    condense_isa isa = w->isa > condense_isa_detected() ? condense_isa_detected() : w->isa;
+    ((const s24q8_kernel_impl *)w->kernel)->dot(w, n0, n1, m, xq, ldq, acc, w->n);
     for (size_t i = 0; i < m; i++) {
         float *yi = y + i * ldy;
-        for (size_t r = n0; r < n1; r++) {
-            const float v = sx[i] * w->scale[r] * (float)(acc[i * w->n + r] - zx[i] * w->wsum[r]);
-            yi[r] = w->bias ? v + w->bias[r] : v;
-        }
-        condense_f32_activation(yi + n0, n1 - n0, act, isa);
+        for (size_t r = n0; r < n1; r++) yi[r] = sx[i] * w->scale[r] * (float)(acc[i * w->n + r] - zx[i] * w->wsum[r]);
     }
+    condense_bias_activation(y, ldy, m, n0, n1, w->bias, act, w->isa);
 }
 
 int condense_s24q8_gemm(const condense_s24q8_packed *w, size_t m, const float *x, size_t lda,

@@ -87,3 +87,23 @@ import Testing
         }
     }
 }
+
+/// Every kernel any native layer runs is in the C tables (the one registration point), and the
+/// tables list every family.
+@Suite struct KernelTableTests {
+    @Test func everyKernelThatRunsIsRegistered() throws {
+        let names = Set(NativeKernels.all.map(\.name))
+        for prefix in ["f32_gemm_", "f32_s24_", "f32_csr_", "q8_gemm_", "q4_gemm_", "s24q8_dot_"] {
+            #expect(names.contains { $0.hasPrefix(prefix) }, "no \(prefix) kernel listed")
+        }
+        for format in ["dense", "int8", "int4-integer", "int4-dequant", "2:4-int8", "csr", "2:4"] {
+            let layer = try KernelFailureTests.layer(format)
+            for isa in runnableISAs {
+                let p = try NativeBackend(isa: isa).prepare(layer)
+                for m in [1, 8, 16, 32, 64] {
+                    #expect(names.contains(p.kernelName(forBatch: m)), "\(format) \(isa) M=\(m): \(p.kernelName(forBatch: m)) not in the tables")
+                }
+            }
+        }
+    }
+}

@@ -41,7 +41,7 @@ public struct NativeBackend: KernelBackend {
 
     public func supports(_ format: WeightFormat) -> Bool { true }
 
-    public var kernels: [KernelInfo] { NativeKernels.f32Gemm + NativeKernels.sparse + NativeKernels.int8 }
+    public var kernels: [KernelInfo] { NativeKernels.all }
 
     public func prepare(_ layer: LinearLayer) throws -> any PreparedLinear {
         let level: ISA
@@ -104,9 +104,32 @@ extension NativeKernels {
         }
     }
 
-    /// The sparse kernel that runs a batch of `m` rows (`format`: 0 = 2:4, 1 = CSR).
-    static func sparseKernelName(format: Int32, isa: ISA, m: Int) -> String {
-        guard let k = condense_sparse_kernel_for(format, isa.c, m) else { return "none" }
+    /// Every int4 kernel (dequantize and integer paths), with whether this CPU can run it.
+    public static var int4: [KernelInfo] {
+        (0..<condense_q4_kernel_count()).compactMap { i in
+            condense_q4_kernel_at(i).map { info($0.pointee.name, $0.pointee.isa, $0.pointee.features) }
+        }
+    }
+
+    /// Every 2:4-int8 kernel, with whether this CPU can run it (VBMI2 and VNNI need their bits).
+    public static var sparse24Int8: [KernelInfo] {
+        (0..<condense_s24q8_kernel_count()).compactMap { i in
+            condense_s24q8_kernel_at(i).map { info($0.pointee.name, $0.pointee.isa, $0.pointee.features) }
+        }
+    }
+
+    /// Every kernel of every family, from the C tables.
+    public static var all: [KernelInfo] { f32Gemm + sparse + int8 + int4 + sparse24Int8 }
+
+    static func info(_ name: UnsafePointer<CChar>, _ isa: condense_isa, _ features: UInt32) -> KernelInfo {
+        let level = ISA(isa)
+        return KernelInfo(name: String(cString: name), isa: level,
+                          runnable: level <= CondenseRuntime.detectedISA && (condense_cpu_features() & features) == features)
+    }
+
+    /// The sparse kernel that runs a batch of `m` rows.
+    static func sparseKernelName(format: condense_sparse_format, isa: ISA, m: Int) -> String {
+        guard let k = condense_sparse_kernel_for(Int32(format.rawValue), isa.c, m) else { return "none" }
         return String(cString: k.pointee.name)
     }
 }
@@ -187,7 +210,7 @@ struct NativeContext {
         }
         let level = isa
         return try NativePackedLinear(p, bytes: w.byteCount * 2, inFeatures: w.columns, outFeatures: w.rows, context: self,
-                                      kernel: { _, m in NativeKernels.sparseKernelName(format: 0, isa: level, m: m) },
+                                      kernel: { _, m in NativeKernels.sparseKernelName(format: CONDENSE_SPARSE_FORMAT_S24, isa: level, m: m) },
                                       run: { condense_s24_gemm($0, $1, $2, $3, $4, $5, $6, $7) },
                                       release: { condense_s24_packed_free($0) })
     }
@@ -207,7 +230,7 @@ struct NativeContext {
         }
         let level = isa
         return try NativePackedLinear(p, bytes: w.byteCount, inFeatures: w.columns, outFeatures: w.rows, context: self,
-                                      kernel: { _, m in NativeKernels.sparseKernelName(format: 1, isa: level, m: m) },
+                                      kernel: { _, m in NativeKernels.sparseKernelName(format: CONDENSE_SPARSE_FORMAT_CSR, isa: level, m: m) },
                                       run: { condense_csr_gemm($0, $1, $2, $3, $4, $5, $6, $7) },
                                       release: { condense_csr_packed_free($0) })
     }

@@ -1,3 +1,8 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
 import CCondenseKernels
 
 /// An owned, 64-byte aligned, row-major matrix with value semantics (copy on write).
@@ -26,9 +31,11 @@ public struct Matrix<Element: BitwiseCopyable & Sendable>: @unchecked Sendable {
         guard rows >= 0 else { throw CondenseError.invalidDimension(name: "rows", value: rows) }
         guard columns >= 0 else { throw CondenseError.invalidDimension(name: "columns", value: columns) }
         let count = try CheckedSize.product(rows, columns, of: "matrix elements")
+        let bytes = try CheckedSize.product(count, MemoryLayout<Element>.stride, of: "matrix bytes")
+        guard let storage = Storage(count: count) else { throw CondenseError.outOfMemory(bytes: bytes) }
         self.rows = rows
         self.columns = columns
-        self.storage = Storage(count: count)
+        self.storage = storage
     }
 
     /// A matrix from row-major elements.
@@ -54,7 +61,8 @@ public struct Matrix<Element: BitwiseCopyable & Sendable>: @unchecked Sendable {
                      "invalid matrix size \(rows)×\(columns)")
         self.rows = rows
         self.columns = columns
-        self.storage = Storage(count: rows * columns)
+        guard let storage = Storage(count: rows * columns) else { fatalError("out of memory for a \(rows)×\(columns) matrix") }
+        self.storage = storage
     }
 
     /// A matrix from row-major elements whose count the caller has already validated
@@ -131,21 +139,25 @@ public struct Matrix<Element: BitwiseCopyable & Sendable>: @unchecked Sendable {
         let pointer: UnsafeMutablePointer<Element>
         let count: Int
 
-        init(count: Int) {
+        /// nil when the memory cannot be had (an allocation that would trap is a thrown error).
+        init?(count: Int) {
             self.count = count
-            let bytes = max(MemoryLayout<Element>.stride * count, 1)
-            let raw = UnsafeMutableRawPointer.allocate(byteCount: bytes, alignment: 64)
+            let (b, o) = MemoryLayout<Element>.stride.multipliedReportingOverflow(by: count)
+            guard !o else { return nil }
+            let bytes = max(b, 1)
+            var raw: UnsafeMutableRawPointer?
+            guard posix_memalign(&raw, 64, bytes) == 0, let raw else { return nil }
             raw.initializeMemory(as: UInt8.self, repeating: 0, count: bytes)
             pointer = raw.bindMemory(to: Element.self, capacity: count)
         }
 
         func copy() -> Storage {
-            let s = Storage(count: count)
+            guard let s = Storage(count: count) else { fatalError("out of memory copying a matrix of \(count) elements") }
             s.pointer.update(from: pointer, count: count)
             return s
         }
 
-        deinit { UnsafeMutableRawPointer(pointer).deallocate() }
+        deinit { free(UnsafeMutableRawPointer(pointer)) }
     }
 }
 

@@ -23,7 +23,7 @@ public final class TuningCache: Sendable {
     public init(path: String? = nil) throws {
         self.path = path
         if let path, FileManager.default.fileExists(atPath: path) {
-            let data = try Data(contentsOf: URL(fileURLWithPath: path))
+            let data = try FileInput.mapped(path)
             if let file = try? JSONDecoder().decode(File.self, from: data), file.version == Self.formatVersion {
                 state.withLock { $0 = file.entries }
                 environment.withLock { $0 = file.environment }

@@ -31,7 +31,7 @@ struct BenchEmbed: ParsableCommand {
         precondition(ids.count == 128)
         var records: [[String: Any]] = []
         if !bench.json { print("condense bench embed: \(dir), \(CondenseRuntime.cpuBrand), \(CondenseRuntime.threads) thread(s); 128 tokens per sentence") }
-        let evalSet = try sentences.map { try String(contentsOfFile: $0, encoding: .utf8).split(separator: "\n").map(String.init) } ?? bundledText("eval.txt")
+        let evalSet = try sentences.map { FileInput.lines(try FileInput.text($0)).filter { !$0.isEmpty }.map(String.init) } ?? bundledText("eval.txt")
         let reference = try InferenceSession(base, policy: .priority).embed(evalSet)
         func neighbours(_ e: [[Float]]) -> [Int] {
             e.indices.map { i in e.indices.filter { $0 != i }.max { a, b in dot(e[i], e[a]) < dot(e[i], e[b]) }! }
@@ -51,7 +51,7 @@ struct BenchEmbed: ParsableCommand {
             if !bench.json {
                 print("condense     \(pad(f, 13)) quality on \(evalSet.count) sentences: mean cos \(String(format: "%.5f", quality["mean_cos"] as! Float)), min \(String(format: "%.5f", cos.min()!)), nearest-neighbour agreement \(nn)/\(evalSet.count); projections \(encoder.projectionBytes / 1024) KB")
             }
-            for b in try parseInts(batches, option: "--batches") where b >= 1 {
+            for b in try parseInts(batches, option: "--batches", minimum: 1) {
                 let seqs = [[Int32]](repeating: ids, count: b)
                 let t = try Timing.measure(samples: bench.reps, minSampleSeconds: max(bench.minSample, 0.2)) { _ = try session.embed(tokenIDs: seqs) }
                 records.append(["op": "embed", "backend": "condense", "format": f, "batch": b, "tokens": 128, "threads": CondenseRuntime.threads,

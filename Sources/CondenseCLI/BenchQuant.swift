@@ -20,6 +20,10 @@ struct BenchQuant: ParsableCommand {
     @OptionGroup var bench: BenchOptions
     @OptionGroup var runtime: RuntimeOptions
 
+    func validate() throws {
+        guard (1...4096).contains(rotate) else { throw ValidationError("--rotate must be in 1…4096, got \(rotate)") }
+    }
+
     func run() throws {
         try runtime.apply()
         let threads = CondenseRuntime.threads
@@ -50,7 +54,7 @@ struct BenchQuant: ParsableCommand {
                     quantizing: Sparse24Matrix(dense: Pruning.semiStructured(w).apply(to: w)))))),
             ]
             // `rotate` copies of each prepared layer, used in turn, defeat the L3 for GEMV timings.
-            let copies = try (0..<max(1, rotate)).map { _ in try variants.map { try registry.prepare($0.1, policy: .forced("native")) } }
+            let copies = try (0..<rotate).map { _ in try variants.map { try registry.prepare($0.1, policy: .forced("native")) } }
             let prepared = copies[0]
             for m in ms {
                 let x = try rng.matrix(m, k)

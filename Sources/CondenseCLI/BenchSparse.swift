@@ -35,7 +35,7 @@ struct BenchSparse: ParsableCommand {
         var exports: [[String: Any]] = []
         let exportDir = bench.peers ? FileManager.default.temporaryDirectory
             .appendingPathComponent("condense-spmm-\(ProcessInfo.processInfo.processIdentifier)") : nil
-        if let exportDir { try FileManager.default.createDirectory(at: exportDir, withIntermediateDirectories: true) }
+        if let exportDir { try FileOutput.createFolder(exportDir.path) }
         defer { if let exportDir { try? FileManager.default.removeItem(at: exportDir) } }
         if !bench.json {
             print("condense bench sparse: \(CondenseRuntime.cpuBrand), isa \(CondenseRuntime.activeISA), \(threads) thread(s)")

@@ -15,7 +15,16 @@ struct BenchOptions: ParsableArguments {
     var peers = false
     @Option(help: "Folder of the peer runners.")
     var peersDir = "Benchmarks/peers"
+
+    func validate() throws {
+        guard reps >= 1 else { throw ValidationError("--reps must be >= 1, got \(reps)") }
+        guard minSample.isFinite, minSample >= 0, minSample <= 60 else { throw ValidationError("--min-sample must be in 0…60 seconds, got \(minSample)") }
+    }
 }
+
+/// The largest layer a benchmark builds (N·K elements, 4 GiB of f32): a typo such as
+/// 10000000x10000000 is an error, not an allocation the machine cannot hold.
+let benchMaxElements = 1 << 30
 
 /// Deterministic uniform [-1, 1) values; benchmarks need repeatable inputs, not statistics.
 struct XorShift {
@@ -61,10 +70,10 @@ struct Timing {
 }
 
 /// Parses "1,8,32".
-func parseInts(_ text: String, option: String) throws -> [Int] {
+func parseInts(_ text: String, option: String, minimum: Int = 0) throws -> [Int] {
     try text.split(separator: ",").map { part in
-        guard let v = Int(part.trimmingCharacters(in: .whitespaces)), v >= 0 else {
-            throw CondenseError.invalidArgument("\(option): '\(part)' is not a non-negative integer")
+        guard let v = Int(part.trimmingCharacters(in: .whitespaces)), v >= minimum, v <= benchMaxElements else {
+            throw CondenseError.invalidArgument("\(option): '\(part)' is not an integer in \(minimum)…\(benchMaxElements)")
         }
         return v
     }
@@ -76,6 +85,9 @@ func parseShapes(_ text: String, option: String) throws -> [(n: Int, k: Int)] {
         let dims = part.split(separator: "x")
         guard dims.count == 2, let n = Int(dims[0]), let k = Int(dims[1]), n > 0, k > 0 else {
             throw CondenseError.invalidArgument("\(option): '\(part)' is not NxK with positive N and K")
+        }
+        guard n <= benchMaxElements / k else {
+            throw CondenseError.invalidArgument("\(option): '\(part)' has more than \(benchMaxElements) elements")
         }
         return (n, k)
     }

@@ -49,7 +49,10 @@ func parsePipeline(_ text: String) throws -> [PipelineStage] {
                 return .prune(.nm(n: n, m: m), score: try score(args.dropFirst(2).first))
             }
             return .prune(.unstructured(try fraction(args[0])), score: try score(args.dropFirst().first))
-        case "gradual": return .pruneGradually(sparsity: try fraction(args[0]), epochs: try int(args.dropFirst().first, "gradual epochs"), score: .magnitude)
+        case "gradual":
+            let epochs = try int(args.dropFirst().first, "gradual epochs")
+            guard epochs >= 1 else { throw ValidationError("gradual pruning needs at least 1 epoch, got \(epochs)") }
+            return .pruneGradually(sparsity: try fraction(args[0]), epochs: epochs, score: .magnitude)
         case "shrink":
             guard let f = Double(args.first ?? ""), f > 0, f <= 1 else { throw ValidationError("shrink needs a fraction in (0, 1]") }
             return .shrink(fraction: f)

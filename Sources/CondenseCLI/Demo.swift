@@ -82,7 +82,7 @@ struct Demo: ParsableCommand {
         let bar = ProgressBar("train teacher \(model.sizes.map(String.init).joined(separator: "-"))")
         let history = try Trainer.train(&model, on: train, options: opts) { p in bar.update(Double(p.step) / Double(p.totalSteps), String(format: "loss %.3f", p.loss)) }
         bar.finish(String(format: "train acc %.2f %%", 100 * (history.last?.trainAccuracy ?? 0)))
-        try FileManager.default.createDirectory(atPath: output, withIntermediateDirectories: true)
+        try FileOutput.createFolder(output)
         try model.save(to: output + "/teacher.safetensors")
         let evalBar = ProgressBar("evaluate teacher")
         let base = try Evaluator.evaluate(CompressedMLP(exporting: model, formats: [.dense]), on: test, registry: registry, policy: .fastest(batch: 1))

@@ -300,7 +300,7 @@ public struct SentenceEncoder: Sendable {
     @discardableResult
     public func save(to directory: String) throws -> Int {
         let dir = URL(fileURLWithPath: directory)
-        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        try FileOutput.createFolder(dir.path)
         let c = config, h = c.hiddenSize
         var f = SafeTensors()
         f.metadata["format"] = "pt"

@@ -135,6 +135,11 @@ struct CLIOptionTests {
         (["embed", "--input", "x", "--output", "y", "--batch", "0"], [:], "--batch must be >= 1, got 0"),
         (["compress", "--model", "m", "--pipeline", "train=1", "-o", "o", "--batch-size", "0"], [:], "--batch-size must be >= 1, got 0"),
         (["demo", "--epochs", "0"], [:], "--epochs must be >= 1, got 0"),
+        (["bench", "gemm", "--m", "1", "--shapes", "16x16", "--square", "", "--reps", "0"], [:], "--reps must be >= 1, got 0"),
+        (["bench", "gemm", "--m", "1", "--shapes", "10000000x10000000", "--square", ""], [:], "has more than 1073741824 elements"),
+        (["bench", "quant", "--m", "1", "--shapes", "32x32", "--rotate", "0"], [:], "--rotate must be in 1…4096, got 0"),
+        (["bench", "embed", "--batches", "0", "--formats", "fp32"], [:], "--batches: '0' is not an integer in 1…"),
+        (["compress", "--model", "m.safetensors", "--pipeline", "gradual=50%:0", "-o", "o"], [:], "gradual pruning needs at least 1 epoch, got 0"),
     ] as [([String], [String: String], String)])
     func badOptionsAreErrors(args: [String], env: [String: String], message: String) throws {
         let r = try condense(args, env: env)

@@ -163,6 +163,21 @@ public enum FileOutput {
         }
     }
 
+    /// Creates a folder (and its parents) if missing.
+    /// - Throws: ``CondenseError/unwritableFile(path:reason:)`` naming the folder, in plain words.
+    public static func createFolder(_ path: String) throws {
+        var isDir: ObjCBool = false
+        if FileManager.default.fileExists(atPath: path, isDirectory: &isDir) {
+            guard isDir.boolValue else { throw CondenseError.unwritableFile(path: path, reason: "exists and is not a directory") }
+            return
+        }
+        do { try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true) } catch {
+            let parent = URL(fileURLWithPath: path).standardizedFileURL.deletingLastPathComponent().path
+            let reason = access(parent, W_OK) == 0 || !FileManager.default.fileExists(atPath: parent) ? "cannot create the folder" : "folder \(parent) is not writable"
+            throw CondenseError.unwritableFile(path: path, reason: reason)
+        }
+    }
+
     /// Writes UTF-8 text atomically.
     public static func write(_ text: String, to path: String) throws { try write(Data(text.utf8), to: path) }
 }

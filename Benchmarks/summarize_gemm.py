@@ -1,7 +1,9 @@
 #!/usr/bin/env python3
 """Summarise several `condense bench gemm --peers --json` runs into the Markdown table of
 docs/performance.md: per case the median over runs of Condense's and each peer's GFLOPS, and the
-min–max over runs of the same-run ratio (ratios only mean something within one run).
+min–max over runs of the same-run ratio (ratios only mean something within one run). A Python
+peer's GFLOPS are taken at its median less its measured per-call binding overhead
+(`net_median_s`), the figure most generous to it.
 
 usage: summarize_gemm.py run1.json run2.json ...
 """
@@ -21,6 +23,8 @@ peers = sorted({r["backend"] for run in runs for r in run if r["backend"] != "na
 def g(run, case, backend):
     for r in run:
         if key(r) == case and r["backend"] == backend:
+            if backend != "native" and "net_median_s" in r:
+                r = dict(r, gflops=2.0 * r["m"] * r["n"] * r["k"] / r["net_median_s"] * 1e-9)
             return r
     return None
 
@@ -51,3 +55,6 @@ for c in cases:
 peak = [o["peak_gflops"] for run in runs for o in run if o["backend"] == "native"]
 print()
 print(f"Measured fp32 FMA peak (probe, 2 threads): {min(peak):.0f}–{max(peak):.0f} GFLOPS across the runs.")
+for p in peers:
+    oh = sorted({round(r.get("overhead_s", 0) * 1e6, 2) for run in runs for r in run if r["backend"] == p})
+    print(f"{p}: per-call binding overhead subtracted {', '.join(f'{v} µs' for v in oh)}")

@@ -2,7 +2,9 @@
 """Summarise several `condense bench quant --peers --json` runs into the Markdown table of
 docs/performance.md: per shape, M and format (int8, int4 on each native path) the median over runs
 of Condense's GOPS, its speedup over Condense's f32 kernel, and the same-run time ratio against
-each peer of the same format (median, min–max).
+each peer of the same format (median, min–max). A peer's time is its median less its measured
+per-call Python binding overhead (`net_median_s`, the figure most generous to the peer) where the
+record has one; the overheads are listed after the table.
 
 usage: summarize_quant.py run1.json run2.json ...
 """
@@ -27,7 +29,12 @@ for c in cases:
             f" {rs[0]['weight_bytes']} ({rs[0]['weight_bytes'] / rs[0]['f32_weight_bytes']:.2f}) |"
             f" {statistics.median(r['rel_error'] for r in rs):.1e} |")
     for p in peers:
-        ratios = sorted(pr["median_s"] / o[c]["median_s"] for run, o in zip(runs, ours) if c in o
+        ratios = sorted(pr.get("net_median_s", pr["median_s"]) / o[c]["median_s"] for run, o in zip(runs, ours) if c in o
                         for pr in run if pr["backend"] == p and pkey(pr) == c[:4])
         line += f" {statistics.median(ratios):.2f}× ({ratios[0]:.2f}–{ratios[-1]:.2f}) |" if ratios else " – |"
     print(line)
+
+for p in peers:
+    oh = sorted({round(r.get("overhead_s", 0) * 1e6, 2) for run in runs for r in run if r["backend"] == p})
+    rot = sorted({r.get("rotate", 1) for run in runs for r in run if r["backend"] == p})
+    print(f"\n{p}: per-call binding overhead subtracted {', '.join(f'{v} µs' for v in oh)}; weight copies cycled {rot}")

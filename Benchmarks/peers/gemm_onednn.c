@@ -6,7 +6,9 @@
  * With --int8: u8 activations × s8 weights → f32 (the integer matmul; activations arrive already
  * quantized, so oneDNN's time excludes the quantization Condense does per call).
  *
- * usage: gemm_onednn [--int8] [--threads T] [--reps R] M,N,K [M,N,K ...]
+ * usage: gemm_onednn [--int8] [--threads T] [--reps R] [--min-sample S] [--rotate C] M,N,K [M,N,K ...]
+ * --rotate C cycles through C copies of the packed weights (as Condense's --rotate), so that at
+ * M = 1 they stream from DRAM; --min-sample is the seconds a timed sample must last.
  * Threads come from OMP_NUM_THREADS (oneDNN's Debian build uses OpenMP); --threads sets it.
  */
 #include <dnnl.h>
@@ -43,7 +45,8 @@ static void fill(float *p, size_t n, unsigned seed) {
 }
 
 int main(int argc, char **argv) {
-    int reps = 7, threads = 0, int8 = 0;
+    int reps = 7, threads = 0, int8 = 0, rotate = 1;
+    double min_sample = 0.02;
     int first = 1;
     dnnl_engine_t eng;
     dnnl_stream_t stream;
@@ -52,6 +55,8 @@ int main(int argc, char **argv) {
         if (!strcmp(argv[argi], "--reps") && argi + 1 < argc) reps = atoi(argv[++argi]);
         else if (!strcmp(argv[argi], "--threads") && argi + 1 < argc) threads = atoi(argv[++argi]);
         else if (!strcmp(argv[argi], "--int8")) int8 = 1;
+        else if (!strcmp(argv[argi], "--rotate") && argi + 1 < argc) rotate = atoi(argv[++argi]);
+        else if (!strcmp(argv[argi], "--min-sample") && argi + 1 < argc) min_sample = atof(argv[++argi]);
         else break;
     }
     if (threads > 0) {
@@ -60,6 +65,10 @@ int main(int argc, char **argv) {
         /* libgomp reads OMP_NUM_THREADS in a load-time constructor: the caller must set it. */
         if (!getenv("OMP_NUM_THREADS") || strcmp(getenv("OMP_NUM_THREADS"), buf) != 0)
             fprintf(stderr, "note: set OMP_NUM_THREADS=%s in the environment for %d threads\n", buf, threads);
+    }
+    if (rotate < 1 || rotate > 4096 || reps < 1 || !(min_sample >= 0)) {
+        fprintf(stderr, "bad --rotate, --reps or --min-sample\n");
+        return 1;
     }
     CHECK(dnnl_engine_create(&eng, dnnl_cpu, 0));
     CHECK(dnnl_stream_create(&stream, eng, dnnl_stream_default_flags));
@@ -86,10 +95,11 @@ int main(int argc, char **argv) {
         const char *impl = "";
         CHECK(dnnl_primitive_desc_query(pd, dnnl_query_impl_info_str, 0, &impl));
 
-        dnnl_memory_t src, wu, wp, dst;
+        dnnl_memory_t src, wu, dst;
+        dnnl_memory_t *wp = malloc(sizeof(dnnl_memory_t) * (size_t)rotate);
         CHECK(dnnl_memory_create(&src, &src_md, eng, DNNL_MEMORY_ALLOCATE));
         CHECK(dnnl_memory_create(&wu, &wei_user, eng, DNNL_MEMORY_ALLOCATE));
-        CHECK(dnnl_memory_create(&wp, wei_md, eng, DNNL_MEMORY_ALLOCATE));
+        for (int c = 0; c < rotate; c++) CHECK(dnnl_memory_create(&wp[c], wei_md, eng, DNNL_MEMORY_ALLOCATE));
         CHECK(dnnl_memory_create(&dst, &dst_md, eng, DNNL_MEMORY_ALLOCATE));
         void *h;
         if (int8) { /* bytes: any pattern is a valid u8 / s8 */
@@ -104,28 +114,32 @@ int main(int argc, char **argv) {
         dnnl_primitive_t reorder, mm;
         CHECK(dnnl_reorder_primitive_desc_create(&rpd, &wei_user, eng, wei_md, eng, NULL));
         CHECK(dnnl_primitive_create(&reorder, rpd));
-        dnnl_exec_arg_t rargs[] = {{DNNL_ARG_FROM, wu}, {DNNL_ARG_TO, wp}};
-        CHECK(dnnl_primitive_execute(reorder, stream, 2, rargs));
+        for (int c = 0; c < rotate; c++) {
+            dnnl_exec_arg_t rargs[] = {{DNNL_ARG_FROM, wu}, {DNNL_ARG_TO, wp[c]}};
+            CHECK(dnnl_primitive_execute(reorder, stream, 2, rargs));
+        }
         CHECK(dnnl_stream_wait(stream));
         CHECK(dnnl_primitive_create(&mm, pd));
-        dnnl_exec_arg_t args[] = {{DNNL_ARG_SRC, src}, {DNNL_ARG_WEIGHTS, wp}, {DNNL_ARG_DST, dst}};
+        dnnl_exec_arg_t args[] = {{DNNL_ARG_SRC, src}, {DNNL_ARG_WEIGHTS, wp[0]}, {DNNL_ARG_DST, dst}};
+        long turn = 0;
+#define RUN_ONE() do { args[1].memory = wp[turn++ % rotate]; CHECK(dnnl_primitive_execute(mm, stream, 3, args)); } while (0)
 
-        /* Same method as Condense's bench: warm-up, calibrate to >= 20 ms a sample, median. */
-        CHECK(dnnl_primitive_execute(mm, stream, 3, args));
+        /* Same method as Condense's bench: warm-up, calibrate to >= min_sample a sample, median. */
+        RUN_ONE();
         CHECK(dnnl_stream_wait(stream));
         long iters = 1;
         for (;;) {
             double t0 = now_s();
-            for (long i = 0; i < iters; i++) CHECK(dnnl_primitive_execute(mm, stream, 3, args));
+            for (long i = 0; i < iters; i++) RUN_ONE();
             CHECK(dnnl_stream_wait(stream));
             double t = now_s() - t0;
-            if (t >= 0.02 || iters >= (1 << 20)) break;
+            if (t >= min_sample || iters >= (1 << 20)) break;
             iters *= 2;
         }
-        double *ts = malloc(sizeof(double) * (size_t)(reps > 0 ? reps : 1));
+        double *ts = malloc(sizeof(double) * (size_t)reps);
         for (int r = 0; r < reps; r++) {
             double t0 = now_s();
-            for (long i = 0; i < iters; i++) CHECK(dnnl_primitive_execute(mm, stream, 3, args));
+            for (long i = 0; i < iters; i++) RUN_ONE();
             CHECK(dnnl_stream_wait(stream));
             ts[r] = (now_s() - t0) / (double)iters;
         }
@@ -133,8 +147,8 @@ int main(int argc, char **argv) {
         double med = ts[reps / 2];
         printf("%s\n  {\"op\": \"gemm\", \"format\": \"%s\", \"m\": %ld, \"n\": %ld, \"k\": %ld, "
                "\"backend\": \"onednn\", \"kernel\": \"%s\", \"median_s\": %.9g, \"min_s\": %.9g, "
-               "\"max_s\": %.9g, \"%s\": %.6g}",
-               first ? "" : ",", int8 ? "int8" : "dense", m, n, k, impl, med, ts[0], ts[reps - 1],
+               "\"max_s\": %.9g, \"rotate\": %d, \"overhead_s\": 0, \"%s\": %.6g}",
+               first ? "" : ",", int8 ? "int8" : "dense", m, n, k, impl, med, ts[0], ts[reps - 1], rotate,
                int8 ? "gops" : "gflops", 2.0 * m * n * k / med * 1e-9);
         first = 0;
         free(ts);
@@ -144,7 +158,8 @@ int main(int argc, char **argv) {
         dnnl_primitive_desc_destroy(pd);
         dnnl_memory_destroy(src);
         dnnl_memory_destroy(wu);
-        dnnl_memory_destroy(wp);
+        for (int c = 0; c < rotate; c++) dnnl_memory_destroy(wp[c]);
+        free(wp);
         dnnl_memory_destroy(dst);
     }
     printf("\n]\n");

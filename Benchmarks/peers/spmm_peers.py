@@ -23,18 +23,17 @@ import time
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from peer_timing import sample_times  # noqa: E402
+from peer_timing import add_arguments, empty_call_overhead, sample_times  # noqa: E402
 
 ap = argparse.ArgumentParser()
 ap.add_argument("--manifest", required=True)
-ap.add_argument("--threads", type=int, default=1)
-ap.add_argument("--reps", type=int, default=7)
+add_arguments(ap)  # --rotate is accepted for a uniform interface; bench sparse times one copy
 args = ap.parse_args()
 manifest = json.load(open(args.manifest))
 
 
 def timeit(fn):
-    return sample_times(fn, args.reps)
+    return sample_times(fn, args.reps, args.min_sample)
 
 
 def find_mkl():
@@ -100,6 +99,16 @@ else:
 
 rng = np.random.default_rng(0)
 records = []
+# Per-call cost of each Python binding, on a 1×1 product through the same call.
+overhead = {}
+if sp is not None:
+    one, onex = sp.csr_matrix(np.ones((1, 1), np.float32)), np.ones((1, 1), np.float32)
+    overhead["scipy"] = empty_call_overhead(lambda: one @ onex, args.reps, args.min_sample)
+if mkl is not None:
+    o1, oy = np.ones((1, 1), np.float32), np.empty((1, 1), np.float32)
+    oa = mkl.prepare(np.array([0, 1], np.int64), np.array([0], np.uint32), np.ones(1, np.float32), 1, 1, 1)
+    overhead["mkl"] = empty_call_overhead(lambda: mkl.mm(oa, o1, oy, 1, 1, 1), args.reps, args.min_sample)
+    mkl.destroy(oa)
 for mat in manifest["matrices"]:
     n, k = mat["n"], mat["k"]
     ptr = np.fromfile(mat["row_ptr"], np.uint32).astype(np.int64)
@@ -120,7 +129,9 @@ for mat in manifest["matrices"]:
             mkl.destroy(a)
         for name, kernel, ts in results:
             med = ts[len(ts) // 2]
+            oh = overhead.get(name, 0.0)
             records.append(dict(base, backend=name, kernel=kernel, median_s=med, min_s=ts[0], max_s=ts[-1],
+                                overhead_s=oh, net_median_s=max(med - oh, 1e-12), threads=1 if name == "scipy" else args.threads,
                                 gflops=2.0 * m * n * k / med * 1e-9))
 json.dump(records, sys.stdout, indent=1)
 print()

@@ -60,10 +60,10 @@ struct BenchEmbed: ParsableCommand {
             }
         }
         if bench.peers {
-            let peer = PeerRunner(dir: bench.peersDir, threads: CondenseRuntime.threads, reps: bench.reps)
+            let peer = PeerRunner(dir: bench.peersDir, threads: CondenseRuntime.threads, reps: bench.reps, minSample: bench.minSample)
                 .runScript("minilm_onnx.py", arguments: ["bench", "--model", dir], name: "onnxruntime")
             for r in peer where !bench.json {
-                print("onnxruntime  \(pad(r["format"] as? String ?? "?", 13)) batch \(pad("\(r["batch"] ?? "?")", 3, right: true)): \(fmt((r["median_s"] as? Double ?? 0) * 1e3, 2)) ms")
+                print("onnxruntime  \(pad(r["format"] as? String ?? "?", 13)) batch \(pad("\(r["batch"] ?? "?")", 3, right: true)): \(fmt((r["median_s"] as? Double ?? 0) * 1e3, 2)) ms  [\(r["kernel"] as? String ?? "")]")
             }
             records += peer
         }

@@ -104,17 +104,18 @@ struct BenchQuant: ParsableCommand {
         if bench.peers {
             var cases: [String] = []
             for r in records where !cases.contains("\(r["m"]!),\(r["n"]!),\(r["k"]!)") { cases.append("\(r["m"]!),\(r["n"]!),\(r["k"]!)") }
-            let runner = PeerRunner(dir: bench.peersDir, threads: threads, reps: bench.reps)
+            let runner = PeerRunner(dir: bench.peersDir, threads: threads, reps: bench.reps, minSample: bench.minSample, rotate: rotate)
             peerRecords = runner.runScript("quant_onnxruntime.py", arguments: ["--group", "\(group)"] + cases, name: "onnxruntime")
                 + runner.oneDNN(["--int8"], spec: cases)
             if !bench.json && !peerRecords.isEmpty {
-                print("\nagainst peers of the same format in the same run (time ratio peer / Condense; > 1 means Condense is faster):")
+                print("\nagainst peers of the same format in the same run (time ratio peer / Condense; > 1 means Condense is faster;")
+                print("the peer's time less its measured per-call Python binding overhead, raw ratio beside; \(rotate) weight cop\(rotate == 1 ? "y" : "ies") each):")
                 for r in records {
                     let key = "\(r["m"]!),\(r["n"]!),\(r["k"]!)"
                     let t = r["median_s"] as! Double
                     let fmtName = r["format"] as! String
                     let line = peerRecords.filter { "\($0["m"]!),\($0["n"]!),\($0["k"]!)" == key && ($0["format"] as! String) == fmtName }.map {
-                        "\($0["backend"]!) \(fmt(($0["median_s"] as! Double) * 1e6)) µs → \(fmt(($0["median_s"] as! Double) / t, 2))×"
+                        "\($0["backend"]!) \(fmt(PeerRunner.seconds($0).net * 1e6)) µs → \(PeerRunner.ratio($0, ours: t))"
                     }.joined(separator: "   ")
                     print("\(pad(key, 16)) \(pad(fmtName, 9)) \(pad(r["kernel"] as! String, 31)) \(fmt(t * 1e6)) µs   \(line)")
                 }

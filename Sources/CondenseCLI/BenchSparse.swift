@@ -80,7 +80,7 @@ struct BenchSparse: ParsableCommand {
             let manifest = exportDir.appendingPathComponent("manifest.json")
             try JSONSerialization.data(withJSONObject: ["matrices": exports, "m": ms, "reps": bench.reps])
                 .write(to: manifest)
-            peerRecords = PeerRunner(dir: bench.peersDir, threads: threads, reps: bench.reps)
+            peerRecords = PeerRunner(dir: bench.peersDir, threads: threads, reps: bench.reps, minSample: bench.minSample)
                 .runScript("spmm_peers.py", arguments: ["--manifest", manifest.path], name: "scipy/MKL")
             if !bench.json { printPeers(ours: records, peers: peerRecords) }
         }
@@ -146,7 +146,8 @@ struct BenchSparse: ParsableCommand {
         let names = Array(Set(peers.map { $0["backend"] as! String })).sorted()
         var head = pad("N", 6, right: true) + pad("K", 6, right: true) + pad("sparsity", 10, right: true) + pad("M", 5, right: true)
         head += pad("Condense", 12, right: true)
-        for nm in names { head += pad(nm, 12, right: true) + pad("ratio", 8, right: true) }
+        // scipy.sparse has no threads: it runs on 1 thread against Condense's and MKL's `threads`.
+        for nm in names { head += pad(nm == "scipy" ? "scipy (1 thr)" : nm, 14, right: true) + pad("ratio", 8, right: true) }
         print(head)
         for r in ours where (r["format"] as! String) == "csr" {
             let t = r["median_s"] as! Double
@@ -157,10 +158,10 @@ struct BenchSparse: ParsableCommand {
                 if let p = peers.first(where: { ($0["backend"] as! String) == nm && ($0["n"] as! Int) == (r["n"] as! Int)
                     && ($0["k"] as! Int) == (r["k"] as! Int) && ($0["m"] as! Int) == (r["m"] as! Int)
                     && abs(($0["sparsity"] as! Double) - (r["sparsity"] as! Double)) < 1e-9 }) {
-                    let pt = p["median_s"] as! Double
-                    line += pad("\(fmt(pt * 1e6)) µs", 12, right: true) + pad(fmt(pt / t, 2) + "×", 8, right: true)
+                    let pt = PeerRunner.seconds(p).net
+                    line += pad("\(fmt(pt * 1e6)) µs", 14, right: true) + pad(fmt(pt / t, 2) + "×", 8, right: true)
                 } else {
-                    line += pad("-", 12, right: true) + pad("-", 8, right: true)
+                    line += pad("-", 14, right: true) + pad("-", 8, right: true)
                 }
             }
             print(line)

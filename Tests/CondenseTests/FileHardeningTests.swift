@@ -64,14 +64,7 @@ private func layerFile(_ layer: LinearLayer, shape: String) throws -> SafeTensor
 }
 
 @Suite struct SafeTensorsHostileTests {
-    private func file(_ json: String, data: [UInt8] = []) -> Data {
-        var d = Data()
-        var n = UInt64(json.utf8.count).littleEndian
-        withUnsafeBytes(of: &n) { d.append(contentsOf: $0) }
-        d.append(contentsOf: Array(json.utf8))
-        d.append(contentsOf: data)
-        return d
-    }
+    private func file(_ json: String, data: [UInt8] = []) -> Data { safetensorsFile(json, data: data) }
 
     /// Duplicate names are refused: a second entry would otherwise never be validated.
     @Test func duplicateKeysAreRefused() {

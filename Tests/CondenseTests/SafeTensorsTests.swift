@@ -2,7 +2,8 @@ import Condense
 import Foundation
 import Testing
 
-private func file(_ header: String, data: [UInt8] = []) -> Data {
+/// Raw safetensors bytes: the 8-byte length, `header` as given, then `data`.
+func safetensorsFile(_ header: String, data: [UInt8] = []) -> Data {
     var d = Data()
     var n = UInt64(header.utf8.count).littleEndian
     withUnsafeBytes(of: &n) { d.append(contentsOf: $0) }
@@ -37,20 +38,20 @@ private func file(_ header: String, data: [UInt8] = []) -> Data {
     @Test func validationNamesTheProblem() throws {
         let cases: [(Data, CondenseError)] = [
             (Data([1, 2, 3]), .malformedFile("file is 3 bytes, shorter than the 8-byte header length")),
-            (file("{}").prefix(8) + Data([0xFF]), .malformedFile("header length 2 runs past the end of the 9-byte file")),
-            (file("[1, 2]"), .malformedFile("the header is not a JSON object")),
-            (file("{\"a\": {\"dtype\": \"F7\", \"shape\": [1], \"data_offsets\": [0, 4]}}", data: [0, 0, 0, 0]),
+            (safetensorsFile("{}").prefix(8) + Data([0xFF]), .malformedFile("header length 2 runs past the end of the 9-byte file")),
+            (safetensorsFile("[1, 2]"), .malformedFile("the header is not a JSON object")),
+            (safetensorsFile("{\"a\": {\"dtype\": \"F7\", \"shape\": [1], \"data_offsets\": [0, 4]}}", data: [0, 0, 0, 0]),
              .invalidTensor(name: "a", reason: "unknown dtype 'F7'")),
-            (file("{\"a\": {\"dtype\": \"F32\", \"shape\": [2], \"data_offsets\": [0, 4]}}", data: [0, 0, 0, 0]),
+            (safetensorsFile("{\"a\": {\"dtype\": \"F32\", \"shape\": [2], \"data_offsets\": [0, 4]}}", data: [0, 0, 0, 0]),
              .invalidTensor(name: "a", reason: "4 bytes for F32 [2], which needs 8")),
-            (file("{\"a\": {\"dtype\": \"F32\", \"shape\": [1], \"data_offsets\": [0, 8]}}", data: [0, 0, 0, 0]),
+            (safetensorsFile("{\"a\": {\"dtype\": \"F32\", \"shape\": [1], \"data_offsets\": [0, 8]}}", data: [0, 0, 0, 0]),
              .invalidTensor(name: "a", reason: "data_offsets [0, 8] outside the 4 data bytes")),
-            (file("{\"a\": {\"dtype\": \"F32\", \"shape\": [-1], \"data_offsets\": [0, 4]}}", data: [0, 0, 0, 0]),
+            (safetensorsFile("{\"a\": {\"dtype\": \"F32\", \"shape\": [-1], \"data_offsets\": [0, 4]}}", data: [0, 0, 0, 0]),
              .invalidTensor(name: "a", reason: "shape [-1] has a non-integer or negative entry")),
-            (file("{\"a\": {\"dtype\": \"U8\", \"shape\": [2], \"data_offsets\": [0, 2]}, \"b\": {\"dtype\": \"U8\", \"shape\": [2], \"data_offsets\": [1, 3]}}", data: [0, 0, 0]),
+            (safetensorsFile("{\"a\": {\"dtype\": \"U8\", \"shape\": [2], \"data_offsets\": [0, 2]}, \"b\": {\"dtype\": \"U8\", \"shape\": [2], \"data_offsets\": [1, 3]}}", data: [0, 0, 0]),
              .invalidTensor(name: "b", reason: "data overlaps tensor 'a'")),
-            (file("{\"__metadata__\": {\"k\": 3}}"), .malformedFile("__metadata__ value of 'k' is not a string")),
-            (file("{\"a\": {\"dtype\": \"F32\", \"shape\": [4294967296, 4294967296], \"data_offsets\": [0, 4]}}", data: [0, 0, 0, 0]),
+            (safetensorsFile("{\"__metadata__\": {\"k\": 3}}"), .malformedFile("__metadata__ value of 'k' is not a string")),
+            (safetensorsFile("{\"a\": {\"dtype\": \"F32\", \"shape\": [4294967296, 4294967296], \"data_offsets\": [0, 4]}}", data: [0, 0, 0, 0]),
              .invalidTensor(name: "a", reason: "shape [4294967296, 4294967296] is too large")),
         ]
         for (bytes, want) in cases {

@@ -2,7 +2,9 @@
 """Summarise several `condense bench sparse --peers --json` runs into the Markdown tables of
 docs/performance.md: per shape and batch M the median over runs of the speedup over our dense
 kernel (2:4 and CSR at each sparsity), the crossover sparsity computed from those medians, and
-the CSR time ratios against scipy and MKL (median and min–max of the same-run ratio).
+the CSR time ratios against scipy and MKL (median and min–max of the same-run ratio). A peer's
+time is its median less its measured per-call Python binding overhead (`net_median_s`) where the
+record has one; scipy.sparse runs on 1 thread (it has none), MKL and Condense on the same count.
 
 usage: summarize_sparse.py run1.json run2.json ...
 """
@@ -63,7 +65,7 @@ for n, k in shapes:
 peers = sorted({r["backend"] for run in runs for r in run if r["backend"] != "native"})
 if peers:
     print("\nCSR time ratio peer / Condense on the same matrices (median, min–max over runs; > 1 means Condense is faster):\n")
-    head = "| N×K | sparsity | M |" + "".join(f" {p} |" for p in peers)
+    head = "| N×K | sparsity | M |" + "".join(f" {'scipy (1 thread)' if p == 'scipy' else p} |" for p in peers)
     print(head)
     print("|" + "---|" * (head.count("|") - 1))
     worst = {p: (float("inf"), None) for p in peers}
@@ -76,7 +78,7 @@ if peers:
                     for run, o in zip(runs, ours):
                         pr = next((r for r in run if r["backend"] == p and key(r) == (n, k, m, "csr", s)), None)
                         if pr:
-                            ratios.append(pr["median_s"] / o[(n, k, m, "csr", s)]["median_s"])
+                            ratios.append(pr.get("net_median_s", pr["median_s"]) / o[(n, k, m, "csr", s)]["median_s"])
                     if ratios:
                         ratios.sort()
                         line += f" {med(ratios):.2f}× ({ratios[0]:.2f}–{ratios[-1]:.2f}) |"
@@ -88,3 +90,6 @@ if peers:
     print()
     for p in peers:
         print(f"Lowest median ratio against {p}: {worst[p][0]:.2f}× ({worst[p][1]}).")
+for p in peers:
+    oh = sorted({round(r.get("overhead_s", 0) * 1e6, 2) for run in runs for r in run if r["backend"] == p})
+    print(f"{p}: per-call binding overhead subtracted {', '.join(f'{v} µs' for v in oh)}")

@@ -10,7 +10,8 @@ secs=${1:-60}
 out=.build/fuzz
 mkdir -p "$out" Benchmarks/fuzz/crashers "$out/corpus"
 swiftc -O -parse-as-library -sanitize=fuzzer,address -module-name CondenseFuzz \
-  Sources/Condense/SafeTensors.swift Benchmarks/fuzz/SafeTensorsFuzz.swift -o "$out/fuzz-safetensors"
+  Sources/Condense/Files/SafeTensors.swift Sources/Condense/Files/JSONDuplicateKeys.swift Sources/Condense/Files/FileIO.swift \
+  Sources/Condense/Files/CheckedSize.swift Sources/Condense/CondenseError.swift Benchmarks/fuzz/SafeTensorsFuzz.swift -o "$out/fuzz-safetensors"
 # Seeds: valid files of each dtype layout, and the regression inputs.
 python3 - "$out/corpus" <<'PY'
 import json, struct, sys

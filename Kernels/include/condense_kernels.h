@@ -418,6 +418,19 @@ int condense_s24q8_gemm(const condense_s24q8_packed *w, size_t m, const float *x
                          float *y, size_t ldy, int act, int threads);
 const char *condense_s24q8_kernel_name(const condense_s24q8_packed *w);
 
+/* ---- GGUF block types ---------------------------------------------------------------------- */
+
+/** The ggml tensor types this library dequantizes (ggml's numbering). */
+enum {
+    CONDENSE_GGUF_F32 = 0, CONDENSE_GGUF_F16 = 1, CONDENSE_GGUF_Q4_0 = 2, CONDENSE_GGUF_Q4_1 = 3,
+    CONDENSE_GGUF_Q8_0 = 8, CONDENSE_GGUF_Q4_K = 12, CONDENSE_GGUF_Q6_K = 14, CONDENSE_GGUF_BF16 = 30,
+};
+/** n elements of `type` at src (whole blocks) to f32, bit-exact to ggml's dequantize_row_*.
+ *  CONDENSE_ERR_INVALID for another type or n not a multiple of the block size. */
+int condense_gguf_dequantize(uint32_t type, const void *src, size_t n, float *dst);
+/** IEEE half to single precision, exact (subnormals, Inf and NaN included). */
+float condense_f16_to_f32(uint16_t h);
+
 /* ---- Machine probes (for benchmark reports) ---------------------------------------------- */
 
 /** Measured fp32 FMA throughput in GFLOPS on `threads` threads with the given ISA's vectors. */

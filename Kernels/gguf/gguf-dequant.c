@@ -1,0 +1,139 @@
+/* The GGUF (ggml) block types dequantized to f32, each exactly as ggml defines it (ggml-quants.c,
+ * dequantize_row_*): the reference the repacking and the kernels are checked against, and the
+ * path for tensors kept in f32 (norms, embeddings read a row at a time). Products are evaluated in
+ * ggml's order with contraction off, so results are bit-exact to the definition. */
+#include "internal.h"
+
+#include <string.h>
+
+#pragma clang fp contract(off)
+
+float condense_f16_to_f32(uint16_t h) {
+    const uint32_t sign = (uint32_t)(h & 0x8000u) << 16, exp = (h >> 10) & 0x1fu, mant = h & 0x3ffu;
+    uint32_t bits;
+    if (exp == 0) {
+        if (mant == 0) {
+            bits = sign;
+        } else { /* subnormal: mant · 2^-24, exact in f32 */
+            const float f = (float)mant * 0x1p-24f;
+            return sign ? -f : f;
+        }
+    } else if (exp == 31) {
+        bits = sign | 0x7f800000u | (mant << 13);
+    } else {
+        bits = sign | ((exp + 112u) << 23) | (mant << 13);
+    }
+    float f;
+    memcpy(&f, &bits, 4);
+    return f;
+}
+
+static inline uint16_t rd16(const uint8_t *p) { return (uint16_t)(p[0] | (p[1] << 8)); }
+static inline float h2f(const uint8_t *p) { return condense_f16_to_f32(rd16(p)); }
+
+static void q4_0(const uint8_t *b, size_t blocks, float *y) {
+    for (size_t i = 0; i < blocks; i++, b += 18, y += 32) {
+        const float d = h2f(b);
+        for (int j = 0; j < 16; j++) {
+            y[j] = (float)((b[2 + j] & 0x0F) - 8) * d;
+            y[j + 16] = (float)((b[2 + j] >> 4) - 8) * d;
+        }
+    }
+}
+
+static void q4_1(const uint8_t *b, size_t blocks, float *y) {
+    for (size_t i = 0; i < blocks; i++, b += 20, y += 32) {
+        const float d = h2f(b), m = h2f(b + 2);
+        for (int j = 0; j < 16; j++) {
+            y[j] = (float)(b[4 + j] & 0x0F) * d + m;
+            y[j + 16] = (float)(b[4 + j] >> 4) * d + m;
+        }
+    }
+}
+
+static void q8_0(const uint8_t *b, size_t blocks, float *y) {
+    for (size_t i = 0; i < blocks; i++, b += 34, y += 32) {
+        const float d = h2f(b);
+        for (int j = 0; j < 32; j++) y[j] = (float)(int8_t)b[2 + j] * d;
+    }
+}
+
+static inline void scale_min_k4(int j, const uint8_t *q, uint8_t *d, uint8_t *m) {
+    if (j < 4) {
+        *d = q[j] & 63;
+        *m = q[j + 4] & 63;
+    } else {
+        *d = (uint8_t)((q[j + 4] & 0xF) | ((q[j - 4] >> 6) << 4));
+        *m = (uint8_t)((q[j + 4] >> 4) | ((q[j] >> 6) << 4));
+    }
+}
+
+/* Q4_K: d, dmin (f16), 12 bytes of 6-bit scales and mins, 128 bytes of nibbles; 256 values. */
+static void q4_k(const uint8_t *b, size_t blocks, float *y) {
+    for (size_t i = 0; i < blocks; i++, b += 144) {
+        const float d = h2f(b), min = h2f(b + 2);
+        const uint8_t *scales = b + 4, *q = b + 16;
+        int is = 0;
+        for (int j = 0; j < 256; j += 64) {
+            uint8_t sc, m;
+            scale_min_k4(is + 0, scales, &sc, &m);
+            const float d1 = d * sc, m1 = min * m;
+            scale_min_k4(is + 1, scales, &sc, &m);
+            const float d2 = d * sc, m2 = min * m;
+            for (int l = 0; l < 32; l++) *y++ = d1 * (float)(q[l] & 0xF) - m1;
+            for (int l = 0; l < 32; l++) *y++ = d2 * (float)(q[l] >> 4) - m2;
+            q += 32;
+            is += 2;
+        }
+    }
+}
+
+/* Q6_K: 128 bytes of low nibbles, 64 of high 2-bit pairs, 16 signed scales, d (f16). */
+static void q6_k(const uint8_t *b, size_t blocks, float *y) {
+    for (size_t i = 0; i < blocks; i++, b += 210) {
+        const float d = h2f(b + 208);
+        const uint8_t *ql = b, *qh = b + 128;
+        const int8_t *sc = (const int8_t *)(b + 192);
+        for (int n = 0; n < 256; n += 128) {
+            for (int l = 0; l < 32; l++) {
+                const int is = l / 16;
+                const int q1 = (int)((ql[l + 0] & 0xF) | (((qh[l] >> 0) & 3) << 4)) - 32;
+                const int q2 = (int)((ql[l + 32] & 0xF) | (((qh[l] >> 2) & 3) << 4)) - 32;
+                const int q3 = (int)((ql[l + 0] >> 4) | (((qh[l] >> 4) & 3) << 4)) - 32;
+                const int q4 = (int)((ql[l + 32] >> 4) | (((qh[l] >> 6) & 3) << 4)) - 32;
+                y[l + 0] = d * (float)sc[is + 0] * (float)q1;
+                y[l + 32] = d * (float)sc[is + 2] * (float)q2;
+                y[l + 64] = d * (float)sc[is + 4] * (float)q3;
+                y[l + 96] = d * (float)sc[is + 6] * (float)q4;
+            }
+            y += 128;
+            ql += 64;
+            qh += 32;
+            sc += 8;
+        }
+    }
+}
+
+int condense_gguf_dequantize(uint32_t type, const void *src, size_t n, float *y) {
+    const uint8_t *b = src;
+    switch (type) {
+    case CONDENSE_GGUF_F32:
+        memcpy(y, src, n * sizeof(float));
+        return CONDENSE_OK;
+    case CONDENSE_GGUF_F16:
+        for (size_t i = 0; i < n; i++) y[i] = h2f(b + 2 * i);
+        return CONDENSE_OK;
+    case CONDENSE_GGUF_BF16:
+        for (size_t i = 0; i < n; i++) {
+            const uint32_t bits = (uint32_t)rd16(b + 2 * i) << 16;
+            memcpy(&y[i], &bits, 4);
+        }
+        return CONDENSE_OK;
+    case CONDENSE_GGUF_Q4_0: if (n % 32) return CONDENSE_ERR_INVALID; q4_0(b, n / 32, y); return CONDENSE_OK;
+    case CONDENSE_GGUF_Q4_1: if (n % 32) return CONDENSE_ERR_INVALID; q4_1(b, n / 32, y); return CONDENSE_OK;
+    case CONDENSE_GGUF_Q8_0: if (n % 32) return CONDENSE_ERR_INVALID; q8_0(b, n / 32, y); return CONDENSE_OK;
+    case CONDENSE_GGUF_Q4_K: if (n % 256) return CONDENSE_ERR_INVALID; q4_k(b, n / 256, y); return CONDENSE_OK;
+    case CONDENSE_GGUF_Q6_K: if (n % 256) return CONDENSE_ERR_INVALID; q6_k(b, n / 256, y); return CONDENSE_OK;
+    default: return CONDENSE_ERR_INVALID;
+    }
+}

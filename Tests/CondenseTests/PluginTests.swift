@@ -144,6 +144,52 @@ enum PluginFixtures {
         #expect(Expected(x: x, w: layer.weights.densified(), bias: nil, activation: .none).firstMismatch(try placed.apply(x)) == nil)
     }
 
+    /// A plugin's code can run after its last layer is gone: here a thread-exit destructor it
+    /// registered on the thread that ran it. The host keeps plugins mapped (RTLD_NODELETE), so
+    /// the destructor finds its code; unmapping it crashed the test process at a later thread exit.
+    @Test func pluginCodeOutlivesItsLayers() throws {
+        let path = try PluginFixtures.build("tlsdestructor", source: """
+            #include <pthread.h>
+            #include <stddef.h>
+            #include "condense_plugin.h"
+            static pthread_key_t key;
+            static pthread_once_t once = PTHREAD_ONCE_INIT;
+            static volatile int destroyed;
+            static void bye(void *p) { (void)p; destroyed++; }
+            static void init(void) { pthread_key_create(&key, bye); }
+            static uint32_t score(void) { return 1; }
+            static int supports(const condense_plugin_layer *l) { return l->format == CONDENSE_PLUGIN_DENSE; }
+            static void *prepare(const condense_plugin_weights *w) { (void)w; return (void *)1; }
+            static int run(void *s, const float *x, float *y, uint64_t r, int32_t t) {
+                (void)s; (void)x; (void)t; pthread_once(&once, init); pthread_setspecific(key, (void *)1);
+                for (uint64_t i = 0; i < r; i++) y[i] = 0; return 0;
+            }
+            static void release(void *s) { (void)s; }
+            static const condense_plugin_v1 table = {CONDENSE_PLUGIN_ABI_VERSION, sizeof(condense_plugin_v1), "tlsdestructor", 1,
+                                                     score, supports, prepare, run, release, NULL, NULL};
+            const condense_plugin_v1 *condense_plugin_entry(uint32_t v) { (void)v; return &table; }
+            """)
+        let ready = DispatchSemaphore(value: 0), release = DispatchSemaphore(value: 0), done = DispatchSemaphore(value: 0)
+        do {
+            let registry = BackendRegistry()
+            try registry.loadPlugin(at: path)
+            let layer = try registry.prepare(LinearLayer(weights: .dense(randomMatrix(1, 4, seed: 880))))
+            let x = randomMatrix(1, 4, seed: 881)
+            let thread = Thread {
+                _ = try? layer.apply(x)   // sets the plugin's thread-local value on this thread
+                ready.signal()
+                release.wait()
+                done.signal()             // then the thread exits and runs the plugin's destructor
+            }
+            thread.start()
+            ready.wait()
+        }   // the registry and the layer are gone here: the plugin's last host reference
+        release.signal()
+        done.wait()
+        Thread.sleep(forTimeInterval: 0.05)   // let the thread finish exiting
+        #expect(Bool(true), "the process survived the destructor")
+    }
+
     /// Many threads applying the same plugin-prepared layer at once get the same answer.
     @Test func pluginLayersUnderContention() async throws {
         let path = try PluginFixtures.build("condense_template", path: "Plugins/template/condense_template_plugin.c")

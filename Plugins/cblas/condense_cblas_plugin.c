@@ -34,7 +34,9 @@ static void find_blas(void) {
     setenv("OPENBLAS_THREAD_TIMEOUT", "16", 0);
     const char *names[] = {getenv("CONDENSE_CBLAS_LIB"), "libopenblas.so.0", "libopenblas.so", "libblis.so.4",
                            "libmkl_rt.so.2", "libmkl_rt.so.3", "libmkl_rt.so", "libcblas.so.3", "libblas.so.3"};
-    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
+    /* CONDENSE_CBLAS_LIB names the one library to use: no fallback to another BLAS. */
+    const size_t tries = names[0] && *names[0] ? 1 : sizeof names / sizeof names[0];
+    for (size_t i = 0; i < tries; i++) {
         if (!names[i] || !*names[i]) continue;
         void *h = dlopen(names[i], RTLD_NOW | RTLD_LOCAL);
         if (!h) continue;
@@ -47,6 +49,10 @@ static void find_blas(void) {
             return;
         }
         dlclose(h);
+    }
+    if (tries == 1) {
+        snprintf(reason, sizeof reason, "CONDENSE_CBLAS_LIB=%s cannot be loaded or has no cblas_sgemm", names[0]);
+        return;
     }
     snprintf(reason, sizeof reason,
              "no library with cblas_sgemm found (tried CONDENSE_CBLAS_LIB, libopenblas.so.0, libblis.so.4, "

@@ -104,7 +104,9 @@ static void find_onednn(void) {
      * libdnnl, unless something loaded it before); a user's value wins. */
     setenv("GOMP_SPINCOUNT", "10000", 0);
     const char *names[] = {getenv("CONDENSE_ONEDNN_LIB"), "libdnnl.so.2", "libmkldnn.so.1"};
-    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
+    /* CONDENSE_ONEDNN_LIB names the one library to use: no fallback to the system's. */
+    const size_t tries = names[0] && *names[0] ? 1 : sizeof names / sizeof names[0];
+    for (size_t i = 0; i < tries; i++) {
         if (!names[i] || !*names[i]) continue;
         void *h = dlopen(names[i], RTLD_NOW | RTLD_LOCAL);
         if (!h) continue;
@@ -118,6 +120,10 @@ static void find_onednn(void) {
         }
         engine = NULL;
         dlclose(h);
+    }
+    if (tries == 1) {
+        snprintf(reason, sizeof reason, "CONDENSE_ONEDNN_LIB=%s cannot be loaded or is not oneDNN v2", names[0]);
+        return;
     }
     snprintf(reason, sizeof reason,
              "oneDNN v2 not found (tried CONDENSE_ONEDNN_LIB, libdnnl.so.2; Debian: apt-get install libdnnl2)");

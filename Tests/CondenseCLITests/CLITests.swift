@@ -176,3 +176,34 @@ struct CLIInfoTests {
         }
     }
 }
+
+/// The example plugins without their library: each is rejected with its reason and the command
+/// goes on with the built-in backends. Run as a process of its own with the library variable
+/// pointing nowhere (a plugin looks for its library once per process, and with the variable set
+/// it tries no other), so this path runs even where CI installed the libraries.
+@Suite(.enabled(if: condenseBinary != nil, "the condense executable was not built next to the tests"))
+struct CLIPluginTests {
+    static let repo = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+
+    static func build(_ source: String, name: String) throws -> String {
+        let out = try scratchFolder("cliplugin") + "/lib\(name).so"
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        p.arguments = ["cc", "-O1", "-shared", "-fPIC", "-I", repo.appendingPathComponent("Plugins/include").path,
+                       repo.appendingPathComponent(source).path, "-o", out, "-ldl", "-lm", "-lpthread"]
+        try p.run()
+        p.waitUntilExit()
+        guard p.terminationStatus == 0 else { throw CondenseError.invalidArgument("cc failed for \(source)") }
+        return out
+    }
+
+    @Test(arguments: [("Plugins/cblas/condense_cblas_plugin.c", "CONDENSE_CBLAS_LIB", "cannot be loaded or has no cblas_sgemm"),
+                      ("Plugins/onednn/condense_onednn_plugin.c", "CONDENSE_ONEDNN_LIB", "cannot be loaded or is not oneDNN v2")])
+    func pluginWithoutItsLibraryExplainsWhyNot(source: String, variable: String, reason: String) throws {
+        let so = try Self.build(source, name: URL(fileURLWithPath: source).deletingPathExtension().lastPathComponent)
+        let r = try condense(["backends"], env: ["CONDENSE_PLUGIN_PATH": so, variable: "/nonexistent/libnone.so"])
+        #expect(r.status == 0, "\(r.output)")
+        #expect(r.stderr.contains("skipped plugin '\(so)' rejected: reports itself unusable on this machine (score 0): \(variable)=/nonexistent/libnone.so \(reason)"), "\(r.stderr)")
+        #expect(r.stdout.contains("native"))
+    }
+}

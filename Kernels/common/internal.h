@@ -105,6 +105,41 @@ void condense_s24q8_dot__avx512vbmi2(const condense_s24q8_packed *w, size_t n0, 
                                      const uint8_t *xq, size_t ldq, int32_t *acc, size_t ldacc);
 #endif
 
+/* The tile plan the GEMM drivers (f32, int8) share: Y[M, N] cut into row blocks of mc rows and
+ * chunks of `ppc` weight panels of nr columns; about four tiles per thread for balance, at most
+ * 512 columns a chunk so a tile's slice of Y stays in L2 across K. Tiles are numbered
+ * chunk-major, so a static schedule gives each thread its own share of W. */
+typedef struct condense_tile_plan {
+    size_t mc, mblocks, panels, ppc, chunks;
+    long tiles;
+    int threads; /* threads worth forking: at most one per tile */
+} condense_tile_plan;
+
+static inline condense_tile_plan condense_plan_tiles(size_t m, size_t n, size_t mc, size_t nr, int threads) {
+    condense_tile_plan p;
+    p.mc = mc;
+    p.mblocks = (m + mc - 1) / mc;
+    p.panels = (n + nr - 1) / nr;
+    const size_t want = (4 * (size_t)threads + p.mblocks - 1) / p.mblocks;
+    size_t ppc = (p.panels + want - 1) / want;
+    if (ppc > 512 / nr) ppc = 512 / nr;
+    p.ppc = ppc < 1 ? 1 : ppc;
+    p.chunks = (p.panels + p.ppc - 1) / p.ppc;
+    p.tiles = (long)(p.chunks * p.mblocks);
+    p.threads = threads > p.tiles ? (int)p.tiles : threads;
+    return p;
+}
+
+/* Tile `tile`'s rows [*m0, *m0 + *mlen) and panels [*p0, *p1). */
+static inline void condense_tile_range(const condense_tile_plan *p, size_t tile, size_t m, size_t *m0, size_t *mlen,
+                                       size_t *p0, size_t *p1) {
+    const size_t chunk = tile / p->mblocks, mb = tile % p->mblocks;
+    *m0 = mb * p->mc;
+    *mlen = m - *m0 < p->mc ? m - *m0 : p->mc;
+    *p0 = chunk * p->ppc;
+    *p1 = *p0 + p->ppc < p->panels ? *p0 + p->ppc : p->panels;
+}
+
 /* Whether this CPU runs a kernel of level `isa` needing `features` (beyond the level). */
 static inline int condense_kernel_runnable(condense_isa isa, uint32_t features) {
     return isa <= condense_isa_detected() && (condense_cpu_features() & features) == features;

@@ -107,19 +107,15 @@ typedef struct {
     size_t m, lda, ldy;
     float *y;
     int act;
-    size_t panels_per_chunk, chunks, mblocks, mc;
+    condense_tile_plan plan;
 } gemm_job;
 
 static void run_tile(const gemm_job *job, size_t tile) {
     const condense_f32_gemm_kernel *kr = job->w->kernel;
     const size_t mr_max = (size_t)kr->mr, nr = (size_t)kr->nr, kc_max = (size_t)kr->kc;
-    const size_t mc = job->mc, n = job->w->n, k = job->w->k;
-    /* Chunk-major tile order: with a static schedule each thread reads its own share of W. */
-    const size_t chunk = tile / job->mblocks, mb = tile % job->mblocks;
-    const size_t m0 = mb * mc, mlen = job->m - m0 < mc ? job->m - m0 : mc;
-    const size_t p0 = chunk * job->panels_per_chunk;
-    const size_t panels = (n + nr - 1) / nr;
-    const size_t p1 = p0 + job->panels_per_chunk < panels ? p0 + job->panels_per_chunk : panels;
+    const size_t n = job->w->n, k = job->w->k;
+    size_t m0, mlen, p0, p1;
+    condense_tile_range(&job->plan, tile, job->m, &m0, &mlen, &p0, &p1);
     size_t pc = 0;
     do { /* runs once with kc = 0 when K = 0, so bias and activation still apply */
         const size_t kc = k - pc < kc_max ? k - pc : kc_max;
@@ -142,29 +138,15 @@ int condense_f32_gemm(const condense_f32_packed *w, size_t m, const float *x, si
                       float *y, size_t ldy, int act, int threads) {
     if (m == 0 || w->n == 0) return CONDENSE_OK;
     const condense_f32_gemm_kernel *kr = w->kernel;
-    const size_t nr = (size_t)kr->nr;
-    const size_t mc = (size_t)kr->mc;
-    int nt = threads > 0 ? threads : condense_get_num_threads();
-    gemm_job job = {.w = w, .x = x, .m = m, .lda = lda, .ldy = ldy, .y = y, .act = act};
-    job.mc = mc;
-    const size_t panels = (w->n + nr - 1) / nr;
-    job.mblocks = (m + mc - 1) / mc;
-    /* About four tiles per thread for balance, at most 512 output columns per tile so the
-     * tile's slice of Y stays in L2 across the K slices. */
-    size_t want_chunks = (4 * (size_t)nt + job.mblocks - 1) / job.mblocks;
-    size_t ppc = (panels + want_chunks - 1) / want_chunks;
-    size_t cap = 512 / nr;
-    if (ppc > cap) ppc = cap;
-    if (ppc < 1) ppc = 1;
-    job.panels_per_chunk = ppc;
-    job.chunks = (panels + ppc - 1) / ppc;
-    const long tiles = (long)(job.chunks * job.mblocks);
-    if (nt > tiles) nt = (int)tiles;
-    if (nt <= 1) {
+    const int nt = threads > 0 ? threads : condense_get_num_threads();
+    const gemm_job job = {.w = w, .x = x, .m = m, .lda = lda, .ldy = ldy, .y = y, .act = act,
+                          .plan = condense_plan_tiles(m, w->n, (size_t)kr->mc, (size_t)kr->nr, nt)};
+    const long tiles = job.plan.tiles;
+    if (job.plan.threads <= 1) {
         for (long t = 0; t < tiles; t++) run_tile(&job, (size_t)t);
         return CONDENSE_OK;
     }
-#pragma omp parallel for num_threads(nt) schedule(static)
+#pragma omp parallel for num_threads(job.plan.threads) schedule(static)
     for (long t = 0; t < tiles; t++) run_tile(&job, (size_t)t);
     return CONDENSE_OK; /* reads X in place: nothing to allocate */
 }

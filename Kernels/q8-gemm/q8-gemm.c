@@ -137,16 +137,14 @@ typedef struct {
     const float *sx;
     const int32_t *zx;
     int act;
-    size_t ppc, chunks, mblocks, mc;
+    condense_tile_plan plan;
 } q8_job;
 
 static void q8_tile(const q8_job *job, size_t tile) {
     const condense_q8_kernel *kr = job->w->kernel;
     const size_t nr = (size_t)kr->nr, mr_max = (size_t)kr->mr, n = job->w->n, kq = job->w->k4 / 4;
-    const size_t chunk = tile / job->mblocks, mb = tile % job->mblocks;
-    const size_t m0 = mb * job->mc, mlen = job->m - m0 < job->mc ? job->m - m0 : job->mc;
-    const size_t panels = (n + nr - 1) / nr, p0 = chunk * job->ppc;
-    const size_t p1 = p0 + job->ppc < panels ? p0 + job->ppc : panels;
+    size_t m0, mlen, p0, p1;
+    condense_tile_range(&job->plan, tile, job->m, &m0, &mlen, &p0, &p1);
     const size_t panel_bytes = job->w->k4 * nr * (kr->kstep == 2 ? 2 : 1);
     for (size_t p = p0; p < p1; p++) {
         const void *bp = (const char *)job->w->data + p * panel_bytes;
@@ -175,23 +173,14 @@ static void q8_tile(const q8_job *job, size_t tile) {
 
 static void q8_run(q8_job *job, int threads) {
     const condense_q8_kernel *kr = job->w->kernel;
-    const size_t nr = (size_t)kr->nr, panels = (job->w->n + nr - 1) / nr;
-    int nt = threads > 0 ? threads : condense_get_num_threads();
-    job->mc = (size_t)kr->mr * 8;
-    job->mblocks = (job->m + job->mc - 1) / job->mc;
-    size_t want = (4 * (size_t)nt + job->mblocks - 1) / job->mblocks;
-    size_t ppc = (panels + want - 1) / want;
-    if (ppc > 512 / nr) ppc = 512 / nr;
-    if (ppc < 1) ppc = 1;
-    job->ppc = ppc;
-    job->chunks = (panels + ppc - 1) / ppc;
-    const long tiles = (long)(job->chunks * job->mblocks);
-    if (nt > tiles) nt = (int)tiles;
-    if (nt <= 1) {
+    const int nt = threads > 0 ? threads : condense_get_num_threads();
+    job->plan = condense_plan_tiles(job->m, job->w->n, (size_t)kr->mr * 8, (size_t)kr->nr, nt);
+    const long tiles = job->plan.tiles;
+    if (job->plan.threads <= 1) {
         for (long t = 0; t < tiles; t++) q8_tile(job, (size_t)t);
         return;
     }
-#pragma omp parallel for num_threads(nt) schedule(static)
+#pragma omp parallel for num_threads(job->plan.threads) schedule(static)
     for (long t = 0; t < tiles; t++) q8_tile(job, (size_t)t);
 }
 

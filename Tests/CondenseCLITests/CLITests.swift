@@ -207,3 +207,37 @@ struct CLIPluginTests {
         #expect(r.stdout.contains("native"))
     }
 }
+
+@Suite(.enabled(if: condenseBinary != nil, "the condense executable was not built next to the tests"))
+struct CLIGenerateTests {
+    /// `generate --json` on a tiny model: greedy is repeatable, the record has the promised fields.
+    @Test func generateJSONIsRepeatable() throws {
+        let model = try makeTinyLlama(in: scratchFolder("cligen"))
+        let args = ["generate", "--model", model, "--prompt", "the th", "--max-tokens", "6", "--temperature", "0", "--json"]
+        let a = try condense(args), b = try condense(args)
+        #expect(a.status == 0, "\(a.output)")
+        let obj = try JSONSerialization.jsonObject(with: Data(a.stdout.utf8)) as? [String: Any]
+        let other = try JSONSerialization.jsonObject(with: Data(b.stdout.utf8)) as? [String: Any]
+        #expect((obj?["tokens"] as? [Int]) == (other?["tokens"] as? [Int]) && (obj?["tokens"] as? [Int])?.count == 6)
+        #expect((obj?["prompt_tokens"] as? [Int]) == [257, 32, 256] && obj?["text"] is String)
+        #expect(((obj?["timings"] as? [String: Any])?["gen_tok_s"] as? Double) != nil)
+        let streamed = try condense(Array(args.dropLast()))
+        #expect(streamed.status == 0 && streamed.stdout.hasPrefix(obj?["text"] as? String ?? "?"))
+    }
+
+    @Test(arguments: [
+        (["--model", "/nonexistent.gguf", "--prompt", "a"], "cannot read /nonexistent.gguf: no such file"),
+        (["--model", "MODEL", "--prompt", "a", "--temperature=-1"], "temperature must be >= 0"),
+        (["--model", "MODEL", "--prompt", "a", "--top-p", "0"], "top-p must be in (0, 1]"),
+        (["--model", "MODEL", "--prompt", "a", "--max-tokens=-2"], "max tokens must be >= 0"),
+        (["--model", "MODEL", "--prompt", "a", "--stop", ""], "a stop string is empty"),
+        (["--model", "NOTGGUF", "--prompt", "a"], "not a GGUF file"),
+    ])
+    func badGenerateInputIsAnError(args: [String], message: String) throws {
+        let dir = try scratchFolder("cligenbad")
+        let model = try makeTinyLlama(in: dir)
+        try "hello".write(toFile: dir + "/x.txt", atomically: true, encoding: .utf8)
+        let r = try condense(["generate"] + args.map { $0 == "MODEL" ? model : $0 == "NOTGGUF" ? dir + "/x.txt" : $0 })
+        #expect(r.status != 0 && r.stderr.contains(message), "\(r.output)")
+    }
+}

@@ -64,3 +64,68 @@ public let installedSmolLM2: String? = {
     let file = dir + "/SmolLM2-135M-Instruct.Q4_1.gguf"
     return FileManager.default.fileExists(atPath: file) ? file : nil
 }()
+
+/// A tiny random Llama-family decoder written as GGUF (hidden 32, 4 heads, 2 KV heads, 2 layers,
+/// FFN 64): a byte-level vocabulary of the 256 mapped bytes plus `<|endoftext|>` (EOS) and two
+/// merges; F32 weights, the FFN down projections in Q8_0. `arch` "qwen2" adds QKV biases (and
+/// NeoX rotary), `tiedOutput` leaves out `output.weight`.
+public func makeTinyLlama(in dir: String, arch: String = "llama", tiedOutput: Bool = true, seed: UInt64 = 5) throws -> String {
+    var w = GGUFWriter()
+    let (d, heads, kv, ff, layers) = (32, 4, 2, 64, 2)
+    // GPT-2's byte map: printable bytes map to themselves, the rest to U+0100….
+    var chars: [String] = []
+    var extra = 0
+    for b in 0..<256 {
+        let printable = (33...126).contains(b) || (161...172).contains(b) || (174...255).contains(b)
+        chars.append(String(Character(Unicode.Scalar(UInt32(printable ? b : 256 + extra))!)))
+        if !printable { extra += 1 }
+    }
+    let tokens = chars + ["th", "the", "<|endoftext|>"]
+    let types: [GGUFFile.Value] = tokens.indices.map { .int32($0 == tokens.count - 1 ? 3 : 1) }
+    w.add("general.architecture", .string(arch))
+    w.add("general.name", .string("tiny-\(arch)"))
+    w.add("\(arch).block_count", .uint32(UInt32(layers)))
+    w.add("\(arch).embedding_length", .uint32(UInt32(d)))
+    w.add("\(arch).feed_forward_length", .uint32(UInt32(ff)))
+    w.add("\(arch).attention.head_count", .uint32(UInt32(heads)))
+    w.add("\(arch).attention.head_count_kv", .uint32(UInt32(kv)))
+    w.add("\(arch).context_length", .uint32(64))
+    w.add("\(arch).rope.freq_base", .float32(10_000))
+    w.add("\(arch).attention.layer_norm_rms_epsilon", .float32(1e-5))
+    w.add("tokenizer.ggml.model", .string("gpt2"))
+    w.add("tokenizer.ggml.pre", .string(arch == "qwen2" ? "qwen2" : "smollm"))
+    w.add("tokenizer.ggml.tokens", .array(.string, tokens.map { .string($0) }))
+    w.add("tokenizer.ggml.token_type", .array(.int32, types))
+    w.add("tokenizer.ggml.merges", .array(.string, [.string("t h"), .string("th e")]))
+    w.add("tokenizer.ggml.eos_token_id", .uint32(UInt32(tokens.count - 1)))
+    w.add("tokenizer.ggml.bos_token_id", .uint32(UInt32(tokens.count - 1)))
+    var rng = TestRNG(s: seed)
+    func t(_ name: String, _ dims: [Int], scale: Float = 0.3) throws {
+        try w.addTensor(name, dims: dims, floats: (0..<dims.reduce(1, *)).map { _ in rng.next() * scale })
+    }
+    func ones(_ name: String, _ n: Int) throws { try w.addTensor(name, dims: [n], floats: (0..<n).map { _ in 1 + rng.next() * 0.1 }) }
+    try t("token_embd.weight", [d, tokens.count], scale: 1)
+    for l in 0..<layers {
+        let p = "blk.\(l)."
+        try ones(p + "attn_norm.weight", d)
+        try ones(p + "ffn_norm.weight", d)
+        try t(p + "attn_q.weight", [d, d]); try t(p + "attn_k.weight", [d, kv * d / heads]); try t(p + "attn_v.weight", [d, kv * d / heads])
+        if arch == "qwen2" {
+            try t(p + "attn_q.bias", [d], scale: 0.1); try t(p + "attn_k.bias", [kv * d / heads], scale: 0.1); try t(p + "attn_v.bias", [kv * d / heads], scale: 0.1)
+        }
+        try t(p + "attn_output.weight", [d, d]); try t(p + "ffn_gate.weight", [d, ff]); try t(p + "ffn_up.weight", [d, ff])
+        // Q8_0 blocks: an f16 scale of 1/64 (0x2400), then 32 signed bytes.
+        var q8 = Data()
+        for _ in 0..<(ff * d / 32) {
+            q8.append(contentsOf: [0x00, 0x24])
+            for _ in 0..<32 { q8.append(UInt8(bitPattern: Int8(truncatingIfNeeded: Int(rng.next() * 20)))) }
+        }
+        try w.addTensor(p + "ffn_down.weight", dims: [ff, d], type: .q8_0, bytes: q8)
+    }
+    try ones("output_norm.weight", d)
+    if !tiedOutput { try t("output.weight", [d, tokens.count]) }
+    try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+    let path = dir + "/tiny-\(arch).gguf"
+    try w.write(to: path)
+    return path
+}

@@ -1,0 +1,74 @@
+import ArgumentParser
+import Condense
+import CondenseInference
+import Foundation
+
+struct Generate: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Continue a prompt with a GGUF language model (llama, mistral, qwen2), streaming the continuation to stdout.",
+        discussion: "The prompt is tokenized as given, control tokens included, no chat template. Sampling defaults are llama.cpp's; --temperature 0 is greedy.")
+
+    @Option(help: "The model: a GGUF file.")
+    var model: String
+    @Option(help: "The text to continue.")
+    var prompt: String
+    @Option(help: "Tokens to generate at most.")
+    var maxTokens = 128
+    @Option(help: "Sampling temperature (0: greedy).")
+    var temperature: Float = 0.8
+    @Option(help: "Keep the K most likely tokens (0: off).")
+    var topK = 40
+    @Option(help: "Keep the most likely tokens up to this probability mass (1: off).")
+    var topP: Float = 0.95
+    @Option(help: "Keep tokens at least this fraction as likely as the top one (0: off).")
+    var minP: Float = 0.05
+    @Option(help: "Penalty for tokens already seen (1: off).")
+    var repeatPenalty: Float = 1
+    @Option(help: "Random seed (default: a random one; the same seed gives the same text).")
+    var seed: UInt64?
+    @Option(help: "Stop before this string (repeatable).")
+    var stop: [String] = []
+    @Option(help: "KV cache length in tokens (default: the model's, at most 4096).")
+    var ctx: Int?
+    @Flag(help: "Print {prompt_tokens, tokens, text, timings} as JSON instead of streaming.")
+    var json = false
+    @OptionGroup var runtime: RuntimeOptions
+
+    var options: GenerationOptions {
+        var o = GenerationOptions(maxTokens: maxTokens)
+        o.temperature = temperature
+        o.topK = topK
+        o.topP = topP
+        o.minP = minP
+        o.repeatPenalty = repeatPenalty
+        o.seed = seed ?? UInt64.random(in: 0...UInt64.max)
+        o.stop = stop
+        return o
+    }
+
+    func validate() throws {
+        do { try options.validate() } catch let e as CondenseError { throw ValidationError(e.description) }
+        if let ctx, ctx < 1 { throw ValidationError("--ctx must be >= 1, got \(ctx)") }
+    }
+
+    func run() throws {
+        try runtime.apply()
+        let lm = try LanguageModel(gguf: model, registry: cliRegistry())
+        let session = try lm.session(contextLength: ctx.map { min($0, lm.config.contextLength) })
+        let out = FileHandle.standardOutput
+        let r = try session.generate(prompt, options) { piece in
+            if !json { out.write(Data(piece.utf8)) }
+        }
+        if json {
+            let record: [String: Any] = [
+                "prompt_tokens": r.promptTokens.map(Int.init), "tokens": r.tokens.map(Int.init), "text": r.text,
+                "finish_reason": r.finishReason,
+                "timings": ["prompt_tok_s": Double(r.promptTokens.count) / max(r.promptSeconds, 1e-9),
+                            "gen_tok_s": Double(r.tokens.count) / max(r.generationSeconds, 1e-9)],
+            ]
+            print(String(decoding: try JSONSerialization.data(withJSONObject: record, options: [.sortedKeys]), as: UTF8.self))
+        } else {
+            out.write(Data("\n".utf8))
+        }
+    }
+}

@@ -1,0 +1,360 @@
+import Condense
+import Foundation
+
+/// How to generate: sampling, limits and stops.
+///
+/// ```swift
+/// var o = GenerationOptions(maxTokens: 32)   // greedy (temperature 0)
+/// o.temperature = 0.7; o.topP = 0.9; o.seed = 42; o.stop = ["\n\n"]
+/// ```
+public struct GenerationOptions: Sendable, Equatable {
+    public var maxTokens: Int
+    /// 0: greedy (the most likely token).
+    public var temperature: Float = 0
+    /// 0: off.
+    public var topK: Int = 0
+    /// 1: off.
+    public var topP: Float = 1
+    /// 0: off; keeps tokens whose probability is at least `minP` × the top one's.
+    public var minP: Float = 0
+    /// 1: off; > 1 lowers the logits of tokens already in the prompt or the output.
+    public var repeatPenalty: Float = 1
+    public var seed: UInt64 = 0
+    /// Generation ends before any of these strings (they are not emitted).
+    public var stop: [String] = []
+    /// Ends at the model's end-of-sequence token.
+    public var stopAtEOS = true
+
+    public init(maxTokens: Int = 128) { self.maxTokens = maxTokens }
+
+    /// - Throws: ``CondenseError/invalidArgument(_:)`` naming the option and the value.
+    public func validate() throws {
+        guard maxTokens >= 0 else { throw CondenseError.invalidArgument("max tokens must be >= 0, got \(maxTokens)") }
+        guard temperature.isFinite, temperature >= 0 else { throw CondenseError.invalidArgument("temperature must be >= 0, got \(temperature)") }
+        guard topK >= 0 else { throw CondenseError.invalidArgument("top-k must be >= 0, got \(topK)") }
+        guard topP.isFinite, topP > 0, topP <= 1 else { throw CondenseError.invalidArgument("top-p must be in (0, 1], got \(topP)") }
+        guard minP.isFinite, minP >= 0, minP <= 1 else { throw CondenseError.invalidArgument("min-p must be in [0, 1], got \(minP)") }
+        guard repeatPenalty.isFinite, repeatPenalty > 0 else { throw CondenseError.invalidArgument("repeat penalty must be > 0, got \(repeatPenalty)") }
+        guard stop.allSatisfy({ !$0.isEmpty }) else { throw CondenseError.invalidArgument("a stop string is empty") }
+    }
+}
+
+/// One conversation with a ``LanguageModel``: its own KV cache (preallocated for the context
+/// length), the tokens seen so far. Not shared between threads; sessions of one model may run
+/// on many threads at once.
+public final class DecoderSession: @unchecked Sendable {
+    // @unchecked: mutable state (cache, position) is only touched by the session's owner; the
+    // model it reads is immutable.
+    public let model: LanguageModel
+    public let contextLength: Int
+    /// Tokens in the cache, in order.
+    public private(set) var tokens: [Int32] = []
+    var keys: [[Float]]      // per layer: contextLength × kvDim
+    var values: [[Float]]
+
+    init(_ model: LanguageModel, contextLength: Int) throws {
+        guard contextLength >= 1, contextLength <= model.config.contextLength else {
+            throw CondenseError.invalidArgument("context length must be in 1…\(model.config.contextLength), got \(contextLength)")
+        }
+        self.model = model
+        self.contextLength = contextLength
+        let kvd = model.config.kvHeads * model.config.headDim
+        let size = try CheckedSize.product(contextLength, kvd, of: "KV cache")
+        keys = Array(repeating: [Float](repeating: 0, count: size), count: model.config.layers)
+        values = keys
+    }
+
+    /// Forgets the conversation (the cache is kept allocated).
+    public func reset() { tokens.removeAll() }
+
+    /// Runs `ids` through the model after the tokens already seen and returns the logits of the
+    /// last one (or of every one when `allLogits`): rows of `vocab` floats.
+    /// - Throws: ``CondenseError/invalidInput(_:)`` for an id outside the vocabulary or a context
+    ///   that would overflow.
+    public func forward(_ ids: [Int32], allLogits: Bool = false) throws -> [[Float]] {
+        let c = model.config
+        guard !ids.isEmpty else { return [] }
+        guard tokens.count + ids.count <= contextLength else {
+            throw CondenseError.invalidInput("\(tokens.count + ids.count) tokens exceed the context of \(contextLength)")
+        }
+        if let bad = ids.first(where: { $0 < 0 || Int($0) >= model.vocabSize }) {
+            throw CondenseError.invalidInput("token id \(bad) is outside the vocabulary of \(model.vocabSize)")
+        }
+        let (t, d, hd, kvd) = (ids.count, c.hidden, c.headDim, c.kvHeads * c.headDim)
+        let p0 = tokens.count
+        var x = try Matrix<Float>(rows: t, columns: d)
+        x.withUnsafeMutableBufferPointer { xp in
+            model.embeddings.withUnsafeBufferPointer { e in
+                for (i, id) in ids.enumerated() { for j in 0..<d { xp[i * d + j] = e[Int(id) * d + j] } }
+            }
+        }
+        var h = try Matrix<Float>(rows: t, columns: d)
+        var q = try Matrix<Float>(rows: t, columns: d), k = try Matrix<Float>(rows: t, columns: kvd), v = try Matrix<Float>(rows: t, columns: kvd)
+        var att = try Matrix<Float>(rows: t, columns: d), o = try Matrix<Float>(rows: t, columns: d)
+        var g = try Matrix<Float>(rows: t, columns: c.feedForward), u = try Matrix<Float>(rows: t, columns: c.feedForward)
+        let group = c.heads / c.kvHeads
+        let scale = 1 / Float(hd).squareRoot()
+        var scores = [Float](repeating: 0, count: p0 + t)
+        for (l, layer) in model.layers.enumerated() {
+            Self.rmsNorm(x, layer.attnNorm, c.rmsEpsilon, into: &h)
+            try layer.q.apply(h, into: &q)
+            try layer.k.apply(h, into: &k)
+            try layer.v.apply(h, into: &v)
+            Self.rope(&q, heads: c.heads, headDim: hd, start: p0, base: c.ropeBase, neox: c.ropeNeoX)
+            Self.rope(&k, heads: c.kvHeads, headDim: hd, start: p0, base: c.ropeBase, neox: c.ropeNeoX)
+            k.withUnsafeBufferPointer { kp in v.withUnsafeBufferPointer { vp in
+                for i in 0..<t {
+                    for j in 0..<kvd {
+                        keys[l][(p0 + i) * kvd + j] = kp[i * kvd + j]
+                        values[l][(p0 + i) * kvd + j] = vp[i * kvd + j]
+                    }
+                }
+            } }
+            // Causal attention over the cache, one query row and head at a time (GQA: heads share
+            // their group's KV head).
+            keys[l].withUnsafeBufferPointer { kc in values[l].withUnsafeBufferPointer { vc in
+                q.withUnsafeBufferPointer { qp in att.withUnsafeMutableBufferPointer { ap in
+                    for i in 0..<t {
+                        let n = p0 + i + 1
+                        for hh in 0..<c.heads {
+                            let kvh = hh / group
+                            let qrow = qp.baseAddress! + i * d + hh * hd
+                            var mx = -Float.infinity
+                            for p in 0..<n {
+                                let krow = kc.baseAddress! + p * kvd + kvh * hd
+                                var s: Float = 0
+                                for e in 0..<hd { s += qrow[e] * krow[e] }
+                                s *= scale
+                                scores[p] = s
+                                mx = max(mx, s)
+                            }
+                            var sum: Float = 0
+                            for p in 0..<n { scores[p] = expf(scores[p] - mx); sum += scores[p] }
+                            let out = ap.baseAddress! + i * d + hh * hd
+                            for e in 0..<hd { out[e] = 0 }
+                            for p in 0..<n {
+                                let w = scores[p] / sum
+                                let vrow = vc.baseAddress! + p * kvd + kvh * hd
+                                for e in 0..<hd { out[e] += w * vrow[e] }
+                            }
+                        }
+                    }
+                } }
+            } }
+            try layer.o.apply(att, into: &o)
+            Self.add(&x, o)
+            Self.rmsNorm(x, layer.ffnNorm, c.rmsEpsilon, into: &h)
+            try layer.gate.apply(h, into: &g)
+            try layer.up.apply(h, into: &u)
+            g.withUnsafeMutableBufferPointer { gp in u.withUnsafeBufferPointer { up in
+                for i in 0..<gp.count { let a = gp[i]; gp[i] = a / (1 + expf(-a)) * up[i] }
+            } }
+            try layer.down.apply(g, into: &o)
+            Self.add(&x, o)
+        }
+        tokens += ids
+        let rows = allLogits ? Array(0..<t) : [t - 1]
+        var last = try Matrix<Float>(rows: rows.count, columns: d)
+        x.withUnsafeBufferPointer { xp in last.withUnsafeMutableBufferPointer { lp in
+            for (r, i) in rows.enumerated() { for j in 0..<d { lp[r * d + j] = xp[i * d + j] } }
+        } }
+        var normed = try Matrix<Float>(rows: rows.count, columns: d)
+        Self.rmsNorm(last, model.outputNorm, c.rmsEpsilon, into: &normed)
+        let logits = try model.head.apply(normed)
+        return (0..<rows.count).map { logits.row($0) }
+    }
+
+    /// Generates a continuation of `prompt` (tokenized as given, control tokens included, no
+    /// template), streaming each piece of text as it is complete.
+    public func generate(_ prompt: String, _ options: GenerationOptions) -> AsyncThrowingStream<String, Error> {
+        AsyncThrowingStream { continuation in
+            do {
+                try self.generate(prompt, options) { piece in continuation.yield(piece) }
+                continuation.finish()
+            } catch {
+                continuation.finish(throwing: error)
+            }
+        }
+    }
+
+    /// What one generation produced.
+    public struct Result: Sendable {
+        public var promptTokens: [Int32]
+        public var tokens: [Int32] = []
+        public var text = ""
+        public var promptSeconds = 0.0
+        public var generationSeconds = 0.0
+        /// "eos", "stop" or "length".
+        public var finishReason = "length"
+    }
+
+    /// Generates synchronously, calling `emit` with each complete piece of text.
+    @discardableResult
+    public func generate(_ prompt: String, _ options: GenerationOptions, emit: (String) throws -> Void) throws -> Result {
+        try options.validate()
+        let ids = model.tokenizer.encode(prompt)
+        return try generate(tokenIDs: ids, options, emit: emit)
+    }
+
+    /// Generates after already tokenized prompt ids.
+    @discardableResult
+    public func generate(tokenIDs ids: [Int32], _ options: GenerationOptions, emit: (String) throws -> Void) throws -> Result {
+        try options.validate()
+        var result = Result(promptTokens: ids)
+        guard !ids.isEmpty else { throw CondenseError.invalidInput("the prompt has no tokens") }
+        var sampler = Sampler(options)
+        let t0 = ContinuousClock.now
+        var logits = try forward(ids)[0]
+        result.promptSeconds = Self.seconds(ContinuousClock.now - t0)
+        var decoder = ByteLevelBPETokenizer.StreamingDecoder(model.tokenizer)
+        var pending = ""   // text held back while it could be the start of a stop string
+        let t1 = ContinuousClock.now
+        var seen = ids
+        while result.tokens.count < options.maxTokens {
+            let next = sampler.sample(logits, seen: seen)
+            if options.stopAtEOS, next == model.tokenizer.eos { result.finishReason = "eos"; break }
+            result.tokens.append(next)
+            seen.append(next)
+            pending += decoder.append(next)
+            if let cut = Self.stopCut(pending, options.stop) {
+                let out = String(pending[..<cut])
+                try emit(out)
+                result.text += out
+                pending = ""
+                result.finishReason = "stop"
+                break
+            }
+            // Emit what can no longer become a stop string.
+            let keep = Self.heldBack(pending, options.stop)
+            let out = String(pending.dropLast(keep))
+            if !out.isEmpty { try emit(out); result.text += out }
+            pending = String(pending.suffix(keep))
+            if result.tokens.count == options.maxTokens || tokens.count >= contextLength { break }
+            logits = try forward([next])[0]
+        }
+        if result.finishReason != "stop" {
+            let rest = pending + decoder.flush()
+            if !rest.isEmpty { try emit(rest); result.text += rest }
+        }
+        result.generationSeconds = Self.seconds(ContinuousClock.now - t1)
+        return result
+    }
+
+    // MARK: - Pieces
+
+    static func seconds(_ d: Duration) -> Double { Double(d.components.seconds) + Double(d.components.attoseconds) * 1e-18 }
+
+    /// Where the first stop string begins in `text`, if one occurs.
+    static func stopCut(_ text: String, _ stops: [String]) -> String.Index? {
+        stops.compactMap { text.range(of: $0)?.lowerBound }.min()
+    }
+
+    /// Characters at the end of `text` that are a prefix of some stop string.
+    static func heldBack(_ text: String, _ stops: [String]) -> Int {
+        var keep = 0
+        for s in stops {
+            for n in stride(from: min(s.count, text.count), through: 1, by: -1) where text.hasSuffix(String(s.prefix(n))) {
+                keep = max(keep, n)
+                break
+            }
+        }
+        return keep
+    }
+
+    static func rmsNorm(_ x: Matrix<Float>, _ w: [Float], _ eps: Float, into y: inout Matrix<Float>) {
+        let d = x.columns
+        x.withUnsafeBufferPointer { xp in y.withUnsafeMutableBufferPointer { yp in
+            for r in 0..<x.rows {
+                var ss: Float = 0
+                for j in 0..<d { ss += xp[r * d + j] * xp[r * d + j] }
+                let inv = 1 / (ss / Float(d) + eps).squareRoot()
+                for j in 0..<d { yp[r * d + j] = xp[r * d + j] * inv * w[j] }
+            }
+        } }
+    }
+
+    static func add(_ x: inout Matrix<Float>, _ y: Matrix<Float>) {
+        x.withUnsafeMutableBufferPointer { xp in y.withUnsafeBufferPointer { yp in for i in 0..<xp.count { xp[i] += yp[i] } } }
+    }
+
+    /// Rotary position embedding in place, rows at positions start, start + 1, …: adjacent pairs
+    /// (normal) or pairs (i, i + headDim/2) (NeoX), angle pos · base^(−2i/headDim).
+    static func rope(_ m: inout Matrix<Float>, heads: Int, headDim hd: Int, start: Int, base: Float, neox: Bool) {
+        let (cols, rows) = (m.columns, m.rows)
+        let half = hd / 2
+        let freqs = (0..<half).map { powf(base, -2 * Float($0) / Float(hd)) }
+        m.withUnsafeMutableBufferPointer { p in
+            for r in 0..<rows {
+                let pos = Float(start + r)
+                for i in 0..<half {
+                    let theta = pos * freqs[i]
+                    let (cs, sn) = (cosf(theta), sinf(theta))
+                    for h in 0..<heads {
+                        let base = r * cols + h * hd
+                        let (a, b) = neox ? (base + i, base + i + half) : (base + 2 * i, base + 2 * i + 1)
+                        let (x0, x1) = (p[a], p[b])
+                        p[a] = x0 * cs - x1 * sn
+                        p[b] = x0 * sn + x1 * cs
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Picks the next token: greedy at temperature 0, else repeat penalty, temperature, top-k, top-p
+/// and min-p in llama.cpp's order, then a draw from a seeded generator (same seed, same text).
+struct Sampler {
+    let o: GenerationOptions
+    var state: UInt64
+
+    init(_ o: GenerationOptions) {
+        self.o = o
+        state = o.seed &+ 0x9E37_79B9_7F4A_7C15
+    }
+
+    mutating func uniform() -> Double {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return Double((z ^ (z >> 31)) >> 11) / Double(1 << 53)
+    }
+
+    mutating func sample(_ logits: [Float], seen: [Int32]) -> Int32 {
+        var l = logits
+        if o.repeatPenalty != 1 {
+            for id in Set(seen) where Int(id) < l.count {
+                l[Int(id)] = l[Int(id)] > 0 ? l[Int(id)] / o.repeatPenalty : l[Int(id)] * o.repeatPenalty
+            }
+        }
+        if o.temperature == 0 {
+            var best = 0
+            for i in l.indices where l[i] > l[best] { best = i }
+            return Int32(best)
+        }
+        var cand = l.indices.map { ($0, l[$0] / o.temperature) }.sorted { $0.1 > $1.1 }
+        if o.topK > 0 { cand = Array(cand.prefix(o.topK)) }
+        let mx = cand[0].1
+        var probs = cand.map { Double(expf($0.1 - mx)) }
+        let total = probs.reduce(0, +)
+        probs = probs.map { $0 / total }
+        if o.topP < 1 {
+            var acc = 0.0, n = 0
+            while n < probs.count { acc += probs[n]; n += 1; if acc >= Double(o.topP) { break } }
+            cand = Array(cand.prefix(n)); probs = Array(probs.prefix(n))
+        }
+        if o.minP > 0 {
+            let floor = probs[0] * Double(o.minP)
+            let n = max(1, probs.firstIndex { $0 < floor } ?? probs.count)
+            cand = Array(cand.prefix(n)); probs = Array(probs.prefix(n))
+        }
+        let sum = probs.reduce(0, +)
+        var r = uniform() * sum
+        for (i, p) in probs.enumerated() {
+            r -= p
+            if r <= 0 { return Int32(cand[i].0) }
+        }
+        return Int32(cand[cand.count - 1].0)
+    }
+}

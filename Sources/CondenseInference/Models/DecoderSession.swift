@@ -166,14 +166,22 @@ public final class DecoderSession: @unchecked Sendable {
 
     /// Generates a continuation of `prompt` (tokenized as given, control tokens included, no
     /// template), streaming each piece of text as it is complete.
+    /// The tokens are computed on a task of their own; each piece arrives as soon as it is
+    /// complete, and cancelling the consuming task stops the generation.
     public func generate(_ prompt: String, _ options: GenerationOptions) -> AsyncThrowingStream<String, Error> {
         AsyncThrowingStream { continuation in
-            do {
-                try self.generate(prompt, options) { piece in continuation.yield(piece) }
-                continuation.finish()
-            } catch {
-                continuation.finish(throwing: error)
+            let task = Task.detached {
+                do {
+                    try self.generate(prompt, options) { piece in
+                        try Task.checkCancellation()
+                        continuation.yield(piece)
+                    }
+                    continuation.finish()
+                } catch {
+                    continuation.finish(throwing: error)
+                }
             }
+            continuation.onTermination = { _ in task.cancel() }
         }
     }
 

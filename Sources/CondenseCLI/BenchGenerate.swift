@@ -1,0 +1,135 @@
+import ArgumentParser
+import CCondenseKernels
+import Condense
+import CondenseInference
+import Foundation
+
+/// llama-bench's two figures for a GGUF model: prompt processing (pp: a prompt of N tokens in
+/// one batch) and token generation (tg: N tokens one at a time), tokens per second, at context
+/// depths (tokens already in the cache, as `llama-bench -d`), with llama.cpp beside when built.
+struct BenchGenerate: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "generate",
+        abstract: "Prompt processing (pp) and generation (tg) tokens/s of a GGUF model, as llama-bench reports them. Peer (--peers): llama-bench, same threads, same run.")
+
+    @Option(help: "The model: a GGUF file.")
+    var model: String
+    @Option(help: "Prompt length for pp.")
+    var prompt = 512
+    @Option(help: "Tokens for tg.")
+    var gen = 128
+    @Option(help: "Context depths, comma-separated (tokens in the cache before the test).")
+    var depth = "0"
+    @OptionGroup var bench: BenchOptions
+    @OptionGroup var runtime: RuntimeOptions
+
+    func validate() throws {
+        guard prompt >= 1, gen >= 1 else { throw ValidationError("--prompt and --gen must be >= 1") }
+    }
+
+    func run() throws {
+        try runtime.apply()
+        let depths = try parseInts(depth, option: "--depth")
+        let lm = try LanguageModel(gguf: model, registry: cliRegistry())
+        let threads = CondenseRuntime.threads
+        // Weights read per generated token: every projection and the head, in f32 as placed now.
+        let c = lm.config
+        let perLayer = c.hidden * c.hidden * 2 + c.hidden * c.kvHeads * c.headDim * 2 + 3 * c.hidden * c.feedForward
+        let weightBytes = Double((c.layers * perLayer + c.hidden * lm.tokenizer.tokens.count) * 4)
+        let readGBps = condense_probe_read_gbps(Int(min(weightBytes, 512e6)), Int32(threads), 3)
+        var rng = SystemRandomNumberGenerator()
+        let specials = Set(lm.tokenizer.specialTokens.values)
+        func randomTokens(_ n: Int) -> [Int32] {
+            (0..<n).map { _ in
+                var t: Int32
+                repeat { t = Int32.random(in: 0..<Int32(lm.tokenizer.tokens.count), using: &rng) } while specials.contains(t)
+                return t
+            }
+        }
+        var records: [[String: Any]] = []
+        for d in depths {
+            guard d + max(prompt, gen) <= lm.config.contextLength else {
+                throw ValidationError("depth \(d) + \(max(prompt, gen)) tokens exceed the model's context of \(lm.config.contextLength)")
+            }
+            let ctx = d + max(prompt, gen)
+            var pp: [Double] = [], tg: [Double] = []
+            for _ in 0..<bench.reps {
+                let s = try lm.session(contextLength: ctx)
+                if d > 0 { _ = try s.forward(randomTokens(d)) }
+                let p = randomTokens(prompt)
+                let t0 = ContinuousClock.now
+                _ = try s.forward(p)
+                pp.append(Double(prompt) / seconds(ContinuousClock.now - t0))
+                let g = try lm.session(contextLength: ctx)
+                if d > 0 { _ = try g.forward(randomTokens(d)) }
+                var next = randomTokens(1)[0]
+                let t1 = ContinuousClock.now
+                for _ in 0..<gen {
+                    let logits = try g.forward([next])[0]
+                    next = Int32(logits.indices.max { logits[$0] < logits[$1] }!)
+                }
+                tg.append(Double(gen) / seconds(ContinuousClock.now - t1))
+            }
+            pp.sort(); tg.sort()
+            let tgMed = tg[tg.count / 2]
+            records.append(["backend": "condense", "test": "pp\(prompt)", "depth": d, "tok_s": pp[pp.count / 2], "threads": threads])
+            records.append(["backend": "condense", "test": "tg\(gen)", "depth": d, "tok_s": tgMed, "threads": threads,
+                            "weight_gb_per_token": weightBytes / 1e9, "weight_gbps": weightBytes * tgMed / 1e9, "read_gbps": readGBps])
+        }
+        if bench.peers {
+            records += llamaBench(depths: depths, threads: threads)
+        }
+        if bench.json {
+            print(try jsonString(records))
+            return
+        }
+        print("\(lm.name): \(c.architecture), \(c.layers) layers, hidden \(c.hidden); \(threads) thread(s); weights read per token \(fmt(weightBytes / 1e6, 0)) MB (f32 projections)")
+        for r in records {
+            var line = "\(pad(r["backend"] as! String, 12)) \(pad(r["test"] as! String, 7)) depth \(pad("\(r["depth"]!)", 5, right: true)): \(pad(fmt(r["tok_s"] as! Double, 1), 8, right: true)) tok/s"
+            if let g = r["weight_gbps"] as? Double, let bw = r["read_gbps"] as? Double {
+                line += "   \(fmt(g, 1)) GB/s of weights, \(fmt(100 * g / bw, 0)) % of the \(fmt(bw, 1)) GB/s read probe"
+            }
+            if r["backend"] as? String != "condense", let peer = r["tok_s"] as? Double,
+               let ours = records.first(where: { $0["backend"] as? String == "condense" && $0["test"] as? String == r["test"] as? String
+                                                 && $0["depth"] as? Int == r["depth"] as? Int })?["tok_s"] as? Double {
+                line += "   Condense / llama.cpp = \(fmt(ours / peer, 2))×"
+            }
+            print(line)
+        }
+    }
+
+    private func seconds(_ d: Duration) -> Double { Double(d.components.seconds) + Double(d.components.attoseconds) * 1e-18 }
+
+    /// llama-bench from the cached build (Benchmarks/peers/build_llama_cpp.sh), same model and threads.
+    private func llamaBench(depths: [Int], threads: Int) -> [[String: Any]] {
+        let dir = ProcessInfo.processInfo.environment["CONDENSE_LLAMA_CPP_DIR"] ?? (NSHomeDirectory() + "/.cache/condense/llama.cpp")
+        let exe = dir + "/bin/llama-bench"
+        guard FileManager.default.isExecutableFile(atPath: exe) else {
+            FileHandle.standardError.write(Data("note: llama-bench not built (bash Benchmarks/peers/build_llama_cpp.sh); peer skipped\n".utf8))
+            return []
+        }
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: exe)
+        p.arguments = ["-m", model, "-p", "\(prompt)", "-n", "\(gen)", "-t", "\(threads)", "-r", "\(bench.reps)",
+                       "-d", depths.map(String.init).joined(separator: ","), "-o", "json"]
+        var env = ProcessInfo.processInfo.environment
+        env["LD_LIBRARY_PATH"] = dir + "/bin" + (env["LD_LIBRARY_PATH"].map { ":" + $0 } ?? "")
+        p.environment = env
+        let out = Pipe()
+        p.standardOutput = out
+        p.standardError = FileHandle.nullDevice
+        guard (try? p.run()) != nil else { return [] }
+        let data = out.fileHandleForReading.readDataToEndOfFile()
+        p.waitUntilExit()
+        guard let rows = try? JSONSerialization.jsonObject(with: data) as? [[String: Any]] else {
+            FileHandle.standardError.write(Data("note: llama-bench printed no JSON\n".utf8))
+            return []
+        }
+        return rows.compactMap { r in
+            let np = r["n_prompt"] as? Int ?? 0, ng = r["n_gen"] as? Int ?? 0
+            guard let ts = r["avg_ts"] as? Double else { return nil }
+            return ["backend": "llama.cpp", "test": np > 0 ? "pp\(np)" : "tg\(ng)", "depth": r["n_depth"] as? Int ?? 0, "tok_s": ts,
+                    "threads": r["n_threads"] as? Int ?? threads, "build": r["build_commit"] as? String ?? ""]
+        }
+    }
+}

@@ -9,7 +9,16 @@ if [ -x "$dest/bin/llama-bench" ] && [ -x "$dest/bin/llama-perplexity" ]; then e
 mkdir -p "$dest/src"
 cd "$dest/src"
 if [ ! -d vendor-src ]; then
-  python3 -m pip download --no-binary :all: --no-deps -d sdist llama-cpp-python >&2
+  # The sdist itself, from PyPI's JSON index (pip download would build its build dependencies
+  # from source to read its metadata).
+  mkdir -p sdist
+  ls sdist/llama_cpp_python-*.tar.gz >/dev/null 2>&1 || python3 - <<'PY'
+import json, urllib.parse, urllib.request
+base = "https://pypi.org/pypi/llama-cpp-python/json"
+d = json.load(urllib.request.urlopen(base, timeout=60))
+f = [u for u in d["urls"] if u["packagetype"] == "sdist"][0]
+urllib.request.urlretrieve(urllib.parse.urljoin(base, f["url"]), "sdist/" + f["filename"])
+PY
   tar xzf sdist/llama_cpp_python-*.tar.gz
   mv llama_cpp_python-*/vendor/llama.cpp vendor-src
 fi

@@ -36,3 +36,15 @@ public enum CheckedSize {
         try product(try sum(a, b - 1, of: what) / b, b, of: what)
     }
 }
+
+extension CheckedSize {
+    /// The first pair of byte ranges `[begin, end)` that overlap, as (later, earlier) names: the
+    /// check every file format with a data section makes before trusting its offsets.
+    public static func firstOverlap(_ spans: [(begin: Int, end: Int, name: String)]) -> (String, String)? {
+        let sorted = spans.sorted { ($0.begin, $0.end) < ($1.begin, $1.end) }
+        for i in sorted.indices.dropFirst() where sorted[i].begin < sorted[i - 1].end {
+            return (sorted[i].name, sorted[i - 1].name)
+        }
+        return nil
+    }
+}

@@ -241,7 +241,7 @@ public struct GGUFFile: Sendable {
             throw CondenseError.malformedFile("the data section would start at \(dataStart), past the end of the \(data.count)-byte file")
         }
         let dataSize = data.count - dataStart
-        var spans: [(Int, Int, String)] = []
+        var spans: [(begin: Int, end: Int, name: String)] = []
         var tensors: [Tensor] = []
         for t in infos {
             let end = try CheckedSize.sum(t.offset, t.bytes, of: "tensor '\(t.name)' end")
@@ -252,9 +252,8 @@ public struct GGUFFile: Sendable {
             let base = data.startIndex + dataStart
             tensors.append(Tensor(name: t.name, dims: t.dims, type: t.type, offset: t.offset, data: data[(base + t.offset)..<(base + end)]))
         }
-        spans.sort { ($0.0, $0.1) < ($1.0, $1.1) }
-        for i in spans.indices.dropFirst() where spans[i].0 < spans[i - 1].1 {
-            throw CondenseError.invalidTensor(name: spans[i].2, reason: "data overlaps tensor '\(spans[i - 1].2)'")
+        if let (a, b) = CheckedSize.firstOverlap(spans) {
+            throw CondenseError.invalidTensor(name: a, reason: "data overlaps tensor '\(b)'")
         }
         self.version = version
         self.metadata = metadata

@@ -75,7 +75,7 @@ public struct SafeTensors: Sendable {
         }
         let base = d + 8 + Int(n)
         let dataSize = data.count - 8 - Int(n)
-        var spans: [(Int, Int, String)] = []
+        var spans: [(begin: Int, end: Int, name: String)] = []
         for (name, value) in header {
             if name == "__metadata__" {
                 guard let m = value as? [String: Any] else { throw CondenseError.malformedFile("__metadata__ is not an object of strings") }
@@ -110,11 +110,10 @@ public struct SafeTensors: Sendable {
             spans.append((b, e, name))
             tensors[name] = Tensor(dtype: dtype, shape: shape, data: data[(base + b)..<(base + e)])
         }
-        spans.sort { ($0.0, $0.1) < ($1.0, $1.1) }
-        for i in spans.indices.dropFirst() where spans[i].0 < spans[i - 1].1 {
-            throw CondenseError.invalidTensor(name: spans[i].2, reason: "data overlaps tensor '\(spans[i - 1].2)'")
+        if let (a, b) = CheckedSize.firstOverlap(spans) {
+            throw CondenseError.invalidTensor(name: a, reason: "data overlaps tensor '\(b)'")
         }
-        names = spans.map(\.2)
+        names = spans.sorted { ($0.begin, $0.end) < ($1.begin, $1.end) }.map(\.name)
     }
 
     private static func integer(_ v: Any) -> Int? {

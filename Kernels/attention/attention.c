@@ -152,3 +152,86 @@ void condense_f32_scale_columns(const float *x, size_t rows, size_t n, size_t ld
         for (size_t c = 0; c < n; c++) yr[c] = xr[c] * s[c];
     }
 }
+
+/* ---- Causal attention over a KV cache (decoders) ------------------------------------------- */
+
+/* One query row and head: scores against n cached keys, softmax, weighted sum of the values. */
+static void causal_row_scalar(const float *qr, const float *kc, const float *vc, size_t ldkv, size_t n, int hd, float scale,
+                              float *sc, float *out) {
+    float mx = -INFINITY;
+    for (size_t p = 0; p < n; p++) {
+        const float *kr = kc + p * ldkv;
+        float s = 0;
+        for (int e = 0; e < hd; e++) s += qr[e] * kr[e];
+        sc[p] = s * scale;
+        mx = sc[p] > mx ? sc[p] : mx;
+    }
+    float sum = 0;
+    for (size_t p = 0; p < n; p++) { sc[p] = expf(sc[p] - mx); sum += sc[p]; }
+    const float inv = 1.0f / sum;
+    for (int e = 0; e < hd; e++) out[e] = 0;
+    for (size_t p = 0; p < n; p++) {
+        const float w = sc[p] * inv;
+        const float *vr = vc + p * ldkv;
+        for (int e = 0; e < hd; e++) out[e] += w * vr[e];
+    }
+}
+
+#if CONDENSE_X86
+CONDENSE_TARGET_AVX512 static void causal_row_avx512(const float *qr, const float *kc, const float *vc, size_t ldkv, size_t n, int hd,
+                                                     float scale, float *sc, float *out) {
+    float mx = -INFINITY;
+    for (size_t p = 0; p < n; p++) {
+        const float *kr = kc + p * ldkv;
+        __m512 acc = _mm512_setzero_ps();
+        for (int e = 0; e < hd; e += 16) acc = _mm512_fmadd_ps(_mm512_loadu_ps(qr + e), _mm512_loadu_ps(kr + e), acc);
+        sc[p] = _mm512_reduce_add_ps(acc) * scale;
+        mx = sc[p] > mx ? sc[p] : mx;
+    }
+    float sum = 0;
+    for (size_t p = 0; p < n; p++) { sc[p] = expf(sc[p] - mx); sum += sc[p]; }
+    const float inv = 1.0f / sum;
+    for (int e = 0; e < hd; e += 16) {
+        __m512 acc = _mm512_setzero_ps();
+        for (size_t p = 0; p < n; p++) acc = _mm512_fmadd_ps(_mm512_set1_ps(sc[p] * inv), _mm512_loadu_ps(vc + p * ldkv + e), acc);
+        _mm512_storeu_ps(out + e, acc);
+    }
+}
+#endif
+
+int condense_f32_causal_attention(const float *q, size_t ldq, const float *kc, const float *vc, size_t ldkv, float *out,
+                                  size_t ldo, size_t t, size_t p0, int heads, int kv_heads, int hd, float scale,
+                                  condense_isa isa, int threads) {
+    if (heads < 1 || kv_heads < 1 || heads % kv_heads || hd < 1) return CONDENSE_ERR_INVALID;
+    if (t == 0) return CONDENSE_OK;
+    if (isa > condense_isa_detected()) isa = condense_isa_detected();
+    const int use512 = CONDENSE_X86 && isa >= CONDENSE_ISA_AVX512 && hd % 16 == 0;
+    const int group = heads / kv_heads;
+    const long pairs = (long)t * heads;
+    int nt = threads > 0 ? threads : condense_get_num_threads();
+    if ((p0 + t) * (size_t)hd * (size_t)pairs < 65536) nt = 1;
+    int failed = 0;
+#pragma omp parallel num_threads(nt) if (nt > 1)
+    {
+        float *sc = condense_scratch(CONDENSE_SCRATCH_ATTN, (p0 + t) * sizeof(float));
+        if (!sc) {
+#pragma omp atomic write
+            failed = CONDENSE_ERR_NO_MEMORY;
+        }
+#pragma omp for schedule(static)
+        for (long pr = 0; pr < pairs; pr++) {
+            if (!sc) continue;
+            const size_t i = (size_t)pr / (size_t)heads;
+            const int h = (int)((size_t)pr % (size_t)heads), kvh = h / group;
+            const float *qr = q + i * ldq + (size_t)h * (size_t)hd;
+            const float *kh = kc + (size_t)kvh * (size_t)hd, *vh = vc + (size_t)kvh * (size_t)hd;
+            float *o = out + i * ldo + (size_t)h * (size_t)hd;
+#if CONDENSE_X86
+            if (use512) { causal_row_avx512(qr, kh, vh, ldkv, p0 + i + 1, hd, scale, sc, o); continue; }
+#endif
+            causal_row_scalar(qr, kh, vh, ldkv, p0 + i + 1, hd, scale, sc, o);
+        }
+    }
+    (void)use512;
+    return failed;
+}

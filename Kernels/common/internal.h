@@ -28,7 +28,8 @@ enum {
     CONDENSE_SCRATCH_YT = 2,      /* worker: its transposed block of Y (sparse xt) */
     CONDENSE_SCRATCH_CURSOR = 3,  /* worker: row cursors (sparse xt) */
     CONDENSE_SCRATCH_WROW = 4,    /* worker: one dequantized weight row (int4) */
-    CONDENSE_SCRATCH_SLOTS = 5,
+    CONDENSE_SCRATCH_ATTN = 5,    /* worker: attention scores of one query row (decoders) */
+    CONDENSE_SCRATCH_SLOTS = 6,
 };
 void *condense_scratch(int slot, size_t bytes);
 

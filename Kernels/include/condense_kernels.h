@@ -430,6 +430,13 @@ enum {
 int condense_gguf_dequantize(uint32_t type, const void *src, size_t n, float *dst);
 /** IEEE half to single precision, exact (subnormals, Inf and NaN included). */
 float condense_f16_to_f32(uint16_t h);
+/** Y[M,N] = X[M,K] · Wᵀ with W[N,K] in ggml blocks (Q8_0, Q4_0, Q4_1; rows of K/32 blocks): each
+ *  block's dot is the dequantized values times x, read at the stored size. INVALID for another
+ *  type or K not a multiple of 32. Threads over rows of W. */
+int condense_gguf_gemm(uint32_t type, const void *w, size_t n, size_t k, size_t m, const float *x, size_t lda,
+                       float *y, size_t ldy, condense_isa isa, int threads);
+/** The kernel condense_gguf_gemm runs for `type` at `isa`. */
+const char *condense_gguf_gemm_kernel_name(uint32_t type, condense_isa isa);
 
 /* ---- Machine probes (for benchmark reports) ---------------------------------------------- */
 
@@ -451,6 +458,16 @@ double condense_probe_read_gbps(size_t bytes, int threads, int passes);
 int condense_f32_attention(const float *q, const float *k, const float *v, size_t ld, float *out, size_t ldo,
                            const int32_t *seq_start, size_t nseq, int heads, int head_dim, float scale,
                            condense_isa isa, int threads);
+
+/**
+ * Causal attention of a decoder over its KV cache: query row i (position p0 + i) of head h attends
+ * to cache rows 0…p0 + i of KV head h / (heads / kv_heads) (grouped-query attention). q rows hold
+ * heads·hd values (stride ldq), the caches kv_heads·hd (stride ldkv), out like q (stride ldo).
+ * Parallel over (row, head); the AVX-512 path needs hd % 16 == 0. Returns a condense_status.
+ */
+int condense_f32_causal_attention(const float *q, size_t ldq, const float *kc, const float *vc, size_t ldkv, float *out,
+                                  size_t ldo, size_t t, size_t p0, int heads, int kv_heads, int hd, float scale,
+                                  condense_isa isa, int threads);
 
 /** y[r][c] = x[r][c] · s[c] (SmoothQuant's per-column input scaling); y may be x. */
 void condense_f32_scale_columns(const float *x, size_t rows, size_t n, size_t ldx, const float *s, float *y, size_t ldy,

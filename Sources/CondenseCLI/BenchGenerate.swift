@@ -32,10 +32,9 @@ struct BenchGenerate: ParsableCommand {
         let depths = try parseInts(depth, option: "--depth")
         let lm = try LanguageModel(gguf: model, registry: cliRegistry())
         let threads = CondenseRuntime.threads
-        // Weights read per generated token: every projection and the head, in f32 as placed now.
+        // Weights read per generated token: every projection and the head, in the format each runs in.
         let c = lm.config
-        let perLayer = c.hidden * c.hidden * 2 + c.hidden * c.kvHeads * c.headDim * 2 + 3 * c.hidden * c.feedForward
-        let weightBytes = Double((c.layers * perLayer + c.hidden * lm.tokenizer.tokens.count) * 4)
+        let weightBytes = Double(lm.weightBytesPerToken)
         let readGBps = condense_probe_read_gbps(Int(min(weightBytes, 512e6)), Int32(threads), 3)
         var rng = SystemRandomNumberGenerator()
         let specials = Set(lm.tokenizer.specialTokens.values)
@@ -83,7 +82,7 @@ struct BenchGenerate: ParsableCommand {
             print(try jsonString(records))
             return
         }
-        print("\(lm.name): \(c.architecture), \(c.layers) layers, hidden \(c.hidden); \(threads) thread(s); weights read per token \(fmt(weightBytes / 1e6, 0)) MB (f32 projections)")
+        print("\(lm.name): \(c.architecture), \(c.layers) layers, hidden \(c.hidden); \(threads) thread(s); weights read per generated token \(fmt(weightBytes / 1e6, 0)) MB")
         for r in records {
             var line = "\(pad(r["backend"] as! String, 12)) \(pad(r["test"] as! String, 7)) depth \(pad("\(r["depth"]!)", 5, right: true)): \(pad(fmt(r["tok_s"] as! Double, 1), 8, right: true)) tok/s"
             if let g = r["weight_gbps"] as? Double, let bw = r["read_gbps"] as? Double {

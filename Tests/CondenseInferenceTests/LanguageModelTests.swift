@@ -1,3 +1,4 @@
+import CCondenseKernels
 import Condense
 import CondenseInference
 import CondenseTestSupport
@@ -178,5 +179,55 @@ import Testing
         let chat = try ChatTemplate(gguf: GGUFFile(contentsOf: path))
         let prompt = chat.render([.init(role: "user", content: "What is the capital of Germany?")])
         #expect(prompt.hasSuffix("<|im_start|>assistant\n"))
+    }
+}
+
+@Suite struct BlockWeightsTests {
+    /// Running the Q8_0 projections on their blocks gives the logits of the exact f32 path.
+    @Test func blocksEqualTheF32Path() throws {
+        let path = try makeTinyLlama(in: scratchFolder("blocks"))
+        let blocks = try LanguageModel(gguf: path), f32 = try LanguageModel(gguf: path, keepBlocks: false)
+        #expect(blocks.placements.contains { $0.placement.contains("Q8_0 blocks") })
+        #expect(!f32.placements.contains { $0.placement.contains("blocks") })
+        let ids: [Int32] = [258, 71, 72, 257, 3, 100]
+        let a = try blocks.session().forward(ids, allLogits: true), b = try f32.session().forward(ids, allLogits: true)
+        for (ra, rb) in zip(a, b) {
+            let scale = rb.map(abs).max()!
+            #expect(zip(ra, rb).allSatisfy { abs($0 - $1) <= 1e-4 * max(1, scale) })
+        }
+    }
+}
+
+@Suite struct CausalAttentionKernelTests {
+    /// The decoder attention kernel against plain loops on every ISA path: GQA groups, a prefix
+    /// already in the cache, several query rows, head sizes on and off the AVX-512 path.
+    @Test func matchesPlainLoops() throws {
+        var rng = TestRNG(s: 77)
+        for (heads, kvHeads, hd, t, p0) in [(4, 2, 16, 3, 5), (9, 3, 64, 1, 40), (2, 2, 8, 4, 0), (6, 1, 32, 2, 7)] {
+            let (dq, dkv, n) = (heads * hd, kvHeads * hd, p0 + t)
+            let q = (0..<(t * dq)).map { _ in rng.next() }, k = (0..<(n * dkv)).map { _ in rng.next() }, v = (0..<(n * dkv)).map { _ in rng.next() }
+            let scale = 1 / Float(hd).squareRoot()
+            var want = [Double](repeating: 0, count: t * dq)
+            for i in 0..<t {
+                for h in 0..<heads {
+                    let g = h / (heads / kvHeads)
+                    let s = (0...(p0 + i)).map { p in (0..<hd).reduce(0.0) { $0 + Double(q[i * dq + h * hd + $1]) * Double(k[p * dkv + g * hd + $1]) } * Double(scale) }
+                    let mx = s.max()!, e = s.map { exp($0 - mx) }, sum = e.reduce(0, +)
+                    for x in 0..<hd { want[i * dq + h * hd + x] = (0...(p0 + i)).reduce(0.0) { $0 + e[$1] / sum * Double(v[$1 * dkv + g * hd + x]) } }
+                }
+            }
+            for isa in ISA.allCases where isa <= CondenseRuntime.detectedISA {
+                for threads: Int32 in [1, 2] {
+                    var out = [Float](repeating: .nan, count: t * dq)
+                    let status = condense_f32_causal_attention(q, dq, k, v, dkv, &out, dq, t, p0, Int32(heads), Int32(kvHeads), Int32(hd), scale,
+                                                               condense_isa(UInt32(isa.rawValue)), threads)
+                    #expect(status == 0)
+                    let worst = zip(out, want).map { abs(Double($0) - $1) }.max()!
+                    #expect(worst < 1e-5, "\(isa) heads \(heads)/\(kvHeads) hd \(hd) t \(t) p0 \(p0) threads \(threads): \(worst)")
+                }
+            }
+        }
+        var o = [Float](repeating: 0, count: 4)
+        #expect(condense_f32_causal_attention([0, 0, 0, 0], 4, [0], [0], 1, &o, 4, 1, 0, 3, 2, 1, 1, CONDENSE_ISA_SCALAR, 1) == 2)
     }
 }

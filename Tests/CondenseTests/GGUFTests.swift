@@ -189,3 +189,49 @@ private func sampleWriter() throws -> GGUFWriter {
         #expect(throws: CondenseError.unreadableFile(path: dir + "/none.gguf", reason: "no such file")) { try GGUFFile(contentsOf: dir + "/none.gguf") }
     }
 }
+
+@Suite struct GGUFBlockKernelTests {
+    /// Random blocks with a finite f16 scale (and min for Q4_1) of moderate size.
+    static func blocks(_ type: GGUFFile.TensorType, rows: Int, k: Int, seed: UInt64) -> Data {
+        var rng = TestRNG(seed)
+        var d = Data()
+        let scales: [UInt16] = [0x2C00, 0x2A00, 0xAC00, 0x2E66]   // 1/16, 3/64, −1/16, ≈0.1
+        for _ in 0..<(rows * k / 32) {
+            let s = scales[Int(rng.next() % 4)]
+            d.append(contentsOf: [UInt8(s & 0xFF), UInt8(s >> 8)])
+            if type == .q4_1 { let m = scales[Int(rng.next() % 4)]; d.append(contentsOf: [UInt8(m & 0xFF), UInt8(m >> 8)]) }
+            let payload = type == .q8_0 ? 32 : 16
+            for _ in 0..<payload { d.append(UInt8(truncatingIfNeeded: rng.next())) }
+        }
+        return d
+    }
+
+    /// The block kernels against the f32 product of the exactly dequantized weights, on every
+    /// ISA path, 1 and 2 threads, odd N and M, K from one block to many, with a bias.
+    @Test(arguments: [GGUFFile.TensorType.q8_0, .q4_0, .q4_1])
+    func blockDotsMatchTheDequantizedProduct(_ type: GGUFFile.TensorType) throws {
+        for (n, k) in [(1, 32), (7, 96), (33, 576), (5, 1536)] {
+            var w = GGUFWriter()
+            try w.addTensor("w", dims: [k, n], type: type, bytes: Self.blocks(type, rows: n, k: k, seed: UInt64(n * k)))
+            let f = try GGUFFile(data: w.serialized())
+            let t = try f.tensor("w")
+            let wf = try Matrix<Float>(rows: n, columns: k, elements: f.dequantized("w"))
+            var rng = TestRNG(UInt64(k))
+            let bias = rng.vector(n)
+            for m in [1, 3, 17] {
+                let x = rng.matrix(m, k)
+                let expected = Expected(x: x, w: wf, bias: bias, activation: .none)
+                for isa in runnableISAs {
+                    for threads in [1, 2] {
+                        let layer = try GGUFBlockLinear(t, bias: bias, isa: isa, threads: threads)
+                        let problem = expected.firstMismatch(try layer.apply(x))
+                        #expect(problem == nil, "\(type) \(layer.kernelName) N=\(n) K=\(k) M=\(m) t=\(threads): \(problem ?? "")")
+                    }
+                }
+            }
+        }
+        var w = GGUFWriter()
+        try w.addTensor("w", dims: [64], floats: [Float](repeating: 0, count: 64))
+        #expect(throws: CondenseError.self) { try GGUFBlockLinear(GGUFFile(data: w.serialized()).tensor("w")) }
+    }
+}

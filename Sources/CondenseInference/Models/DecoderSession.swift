@@ -1,3 +1,4 @@
+import CCondenseKernels
 import Condense
 import Foundation
 
@@ -47,6 +48,8 @@ public final class DecoderSession: @unchecked Sendable {
     // model it reads is immutable.
     public let model: LanguageModel
     public let contextLength: Int
+    /// The ISA of the attention kernel: the model's (its registry's pinned native level, else the active one).
+    public var isa: ISA { model.isa }
     /// Tokens in the cache, in order.
     public private(set) var tokens: [Int32] = []
     var keys: [[Float]]      // per layer: contextLength × kvDim
@@ -92,9 +95,7 @@ public final class DecoderSession: @unchecked Sendable {
         var q = try Matrix<Float>(rows: t, columns: d), k = try Matrix<Float>(rows: t, columns: kvd), v = try Matrix<Float>(rows: t, columns: kvd)
         var att = try Matrix<Float>(rows: t, columns: d), o = try Matrix<Float>(rows: t, columns: d)
         var g = try Matrix<Float>(rows: t, columns: c.feedForward), u = try Matrix<Float>(rows: t, columns: c.feedForward)
-        let group = c.heads / c.kvHeads
         let scale = 1 / Float(hd).squareRoot()
-        var scores = [Float](repeating: 0, count: p0 + t)
         for (l, layer) in model.layers.enumerated() {
             Self.rmsNorm(x, layer.attnNorm, c.rmsEpsilon, into: &h)
             try layer.q.apply(h, into: &q)
@@ -110,37 +111,14 @@ public final class DecoderSession: @unchecked Sendable {
                     }
                 }
             } }
-            // Causal attention over the cache, one query row and head at a time (GQA: heads share
-            // their group's KV head).
-            keys[l].withUnsafeBufferPointer { kc in values[l].withUnsafeBufferPointer { vc in
+            // Causal attention over the cache (GQA: heads share their group's KV head), in C.
+            let status = keys[l].withUnsafeBufferPointer { kc in values[l].withUnsafeBufferPointer { vc in
                 q.withUnsafeBufferPointer { qp in att.withUnsafeMutableBufferPointer { ap in
-                    for i in 0..<t {
-                        let n = p0 + i + 1
-                        for hh in 0..<c.heads {
-                            let kvh = hh / group
-                            let qrow = qp.baseAddress! + i * d + hh * hd
-                            var mx = -Float.infinity
-                            for p in 0..<n {
-                                let krow = kc.baseAddress! + p * kvd + kvh * hd
-                                var s: Float = 0
-                                for e in 0..<hd { s += qrow[e] * krow[e] }
-                                s *= scale
-                                scores[p] = s
-                                mx = max(mx, s)
-                            }
-                            var sum: Float = 0
-                            for p in 0..<n { scores[p] = expf(scores[p] - mx); sum += scores[p] }
-                            let out = ap.baseAddress! + i * d + hh * hd
-                            for e in 0..<hd { out[e] = 0 }
-                            for p in 0..<n {
-                                let w = scores[p] / sum
-                                let vrow = vc.baseAddress! + p * kvd + kvh * hd
-                                for e in 0..<hd { out[e] += w * vrow[e] }
-                            }
-                        }
-                    }
+                    condense_f32_causal_attention(qp.baseAddress, d, kc.baseAddress, vc.baseAddress, kvd, ap.baseAddress, d, t, p0,
+                                                  Int32(c.heads), Int32(c.kvHeads), Int32(hd), scale, condense_isa(UInt32(isa.rawValue)), 0)
                 } }
             } }
+            try NativeStatus.check(status, kernel: "causal attention")
             try layer.o.apply(att, into: &o)
             Self.add(&x, o)
             Self.rmsNorm(x, layer.ffnNorm, c.rmsEpsilon, into: &h)

@@ -79,37 +79,47 @@ public struct DecoderConfig: Sendable, Equatable {
 public final class LanguageModel: Sendable {
     public let config: DecoderConfig
     public let tokenizer: ByteLevelBPETokenizer
+    /// The ISA of the helper kernels (attention): the registry's pinned native level, else the active one.
+    public let isa: ISA
     /// `general.name`, or the file name.
     public let name: String
 
     struct Layer: Sendable {
         let attnNorm: [Float], ffnNorm: [Float]
-        let q: PlacedLinear, k: PlacedLinear, v: PlacedLinear, o: PlacedLinear
-        let gate: PlacedLinear, up: PlacedLinear, down: PlacedLinear
+        let q: any PreparedLinear, k: any PreparedLinear, v: any PreparedLinear, o: any PreparedLinear
+        let gate: any PreparedLinear, up: any PreparedLinear, down: any PreparedLinear
     }
 
     let embeddings: [Float]          // vocab × hidden
     let layers: [Layer]
     let outputNorm: [Float]
-    let head: PlacedLinear
+    let head: any PreparedLinear
     let vocabSize: Int
 
-    /// Where each projection runs.
-    public let placements: [(name: String, placement: Placement)]
+    /// Where each projection runs: the kernel, and the registry's placement for f32 ones.
+    public let placements: [(name: String, placement: String)]
+    /// Bytes of projection and head weights read for one generated token (M = 1), in the
+    /// formats they run in.
+    public let weightBytesPerToken: Int
 
     /// Loads and validates `path`: metadata, every tensor's shape, the tokenizer.
     /// - Throws: ``CondenseError`` naming the file and the key or tensor.
-    public convenience init(gguf path: String, registry: BackendRegistry = .standard()) throws {
+    public convenience init(gguf path: String, registry: BackendRegistry = .standard(), keepBlocks: Bool = true) throws {
         let f = try GGUFFile(contentsOf: path)
-        do { try self.init(file: f, registry: registry, fallbackName: URL(fileURLWithPath: path).lastPathComponent) } catch let e as CondenseError {
+        do {
+            try self.init(file: f, registry: registry, fallbackName: URL(fileURLWithPath: path).lastPathComponent, keepBlocks: keepBlocks)
+        } catch let e as CondenseError {
             throw e.inFile(path)
         }
     }
 
-    /// A model from a parsed file (tensors are dequantized to f32 and packed for the native kernels).
-    public init(file f: GGUFFile, registry: BackendRegistry = .standard(), fallbackName: String = "model") throws {
+    /// A model from a parsed file. `keepBlocks`: projections stored as Q8_0, Q4_0 or Q4_1 run on
+    /// their blocks (``GGUFBlockLinear``, read at their stored size); the others, or all with
+    /// `keepBlocks: false`, are dequantized exactly to f32 and placed through the registry.
+    public init(file f: GGUFFile, registry: BackendRegistry = .standard(), fallbackName: String = "model", keepBlocks: Bool = true) throws {
         let c = try DecoderConfig(gguf: f)
         config = c
+        isa = (registry.backend(named: "native") as? NativeBackend)?.isa ?? CondenseRuntime.activeISA
         tokenizer = try ByteLevelBPETokenizer(gguf: f)
         name = f.metadata["general.name"]?.string ?? fallbackName
         let (d, kvd) = (c.hidden, c.kvHeads * c.headDim)
@@ -127,12 +137,22 @@ public final class LanguageModel: Sendable {
             throw CondenseError.invalidModel("token_embd.weight has \(vocabSize) rows for a vocabulary of \(tokenizer.tokens.count)")
         }
         embeddings = try f.dequantized("token_embd.weight")
-        var places: [(String, Placement)] = []
-        func linear(_ n: String, out: Int, inp: Int, bias: Bool = false) throws -> PlacedLinear {
-            let w = try tensor(n + ".weight", [inp, out])
+        var places: [(String, String)] = []
+        var perToken = 0
+        func linear(_ n: String, out: Int, inp: Int, bias: Bool = false) throws -> any PreparedLinear {
+            let t = try f.tensor(n + ".weight")
+            guard t.dims == [inp, out] else { throw CondenseError.invalidTensor(name: n + ".weight", reason: "shape \(t.dims), expected \([inp, out])") }
             let b = bias ? try tensor(n + ".bias", [out]) : nil
+            let w = try f.dequantized(n + ".weight")
             let p = try registry.prepare(LinearLayer(weights: .dense(Matrix(rows: out, columns: inp, elements: w)), bias: b), policy: .priority)
-            places.append((n, p.placement))
+            if keepBlocks, GGUFBlockLinear.supported.contains(t.type) {
+                let blocks = try GGUFBlockLinear(t, bias: b, isa: (registry.backend(named: "native") as? NativeBackend)?.isa)
+                places.append((n, "\(t.type) blocks → native/\(blocks.kernelName) for M < \(BlocksOrGEMM.threshold), f32 \(p.placement) from there"))
+                perToken += t.data.count
+                return BlocksOrGEMM(blocks: blocks, gemm: p)
+            }
+            places.append((n, "\(t.type) as f32: \(p.placement)"))
+            perToken += out * inp * 4
             return p
         }
         var ls: [Layer] = []
@@ -158,14 +178,41 @@ public final class LanguageModel: Sendable {
             head = try linear("output", out: vocabSize, inp: d)
         } else {
             let p = try registry.prepare(LinearLayer(weights: .dense(Matrix(rows: vocabSize, columns: d, elements: embeddings))), policy: .priority)
-            places.append(("output (tied to token_embd)", p.placement))
-            head = p
+            if keepBlocks, GGUFBlockLinear.supported.contains(embd.type) {
+                let blocks = try GGUFBlockLinear(embd, isa: (registry.backend(named: "native") as? NativeBackend)?.isa)
+                places.append(("output (tied to token_embd)", "\(embd.type) blocks → native/\(blocks.kernelName) for M < \(BlocksOrGEMM.threshold), f32 \(p.placement) from there"))
+                perToken += embd.data.count
+                head = BlocksOrGEMM(blocks: blocks, gemm: p)
+            } else {
+                places.append(("output (tied to token_embd)", "\(embd.type) as f32: \(p.placement)"))
+                perToken += vocabSize * d * 4
+                head = p
+            }
         }
         placements = places
+        weightBytesPerToken = perToken
     }
 
     /// A session of its own (KV cache of `contextLength` tokens, at most the model's).
     public func session(contextLength: Int? = nil) throws -> DecoderSession {
         try DecoderSession(self, contextLength: contextLength ?? min(config.contextLength, 4096))
+    }
+}
+
+/// A projection kept twice: its ggml blocks for small batches (token generation reads the
+/// stored bytes) and the f32 GEMM of the exactly dequantized weights for prompt processing,
+/// where the block dot per row of X would redo the unpacking for every row.
+struct BlocksOrGEMM: PreparedLinear {
+    /// Rows of X from which the f32 GEMM runs.
+    static let threshold = 8
+    let blocks: GGUFBlockLinear
+    let gemm: PlacedLinear
+    var backendName: String { "native" }
+    var kernelName: String { blocks.kernelName }
+    var inFeatures: Int { blocks.inFeatures }
+    var outFeatures: Int { blocks.outFeatures }
+    func kernelName(forBatch m: Int) -> String { m < Self.threshold ? blocks.kernelName : gemm.kernelName(forBatch: m) }
+    func apply(_ x: Matrix<Float>, into y: inout Matrix<Float>) throws {
+        if x.rows < Self.threshold { try blocks.apply(x, into: &y) } else { try gemm.apply(x, into: &y) }
     }
 }

@@ -232,6 +232,7 @@ struct CLIGenerateTests {
         (["--model", "MODEL", "--prompt", "a", "--max-tokens=-2"], "max tokens must be >= 0"),
         (["--model", "MODEL", "--prompt", "a", "--stop", ""], "a stop string is empty"),
         (["--model", "NOTGGUF", "--prompt", "a"], "not a GGUF file"),
+        (["--model", "MODEL", "--prompt", "a", "--ctx", "0"], "--ctx must be >= 1, got 0"),
     ])
     func badGenerateInputIsAnError(args: [String], message: String) throws {
         let dir = try scratchFolder("cligenbad")
@@ -239,6 +240,17 @@ struct CLIGenerateTests {
         try "hello".write(toFile: dir + "/x.txt", atomically: true, encoding: .utf8)
         let r = try condense(["generate"] + args.map { $0 == "MODEL" ? model : $0 == "NOTGGUF" ? dir + "/x.txt" : $0 })
         #expect(r.status != 0 && r.stderr.contains(message), "\(r.output)")
+    }
+
+    /// bench generate refuses what it cannot measure: empty tests, a depth beyond the context.
+    @Test func benchGenerateOptions() throws {
+        let model = try makeTinyLlama(in: scratchFolder("clibenchgen"))
+        let zero = try condense(["bench", "generate", "--model", model, "--prompt", "0"])
+        #expect(zero.status != 0 && zero.stderr.contains("--prompt and --gen must be >= 1"), "\(zero.output)")
+        let deep = try condense(["bench", "generate", "--model", model, "--depth", "60", "--prompt", "8", "--gen", "8"])
+        #expect(deep.status != 0 && deep.stderr.contains("exceed the model's context of 64"), "\(deep.output)")
+        let ok = try condense(["bench", "generate", "--model", model, "--prompt", "8", "--gen", "4", "--reps", "1", "--json"])
+        #expect(ok.status == 0 && ok.stdout.contains("\"tg4\""), "\(ok.output)")
     }
 }
 

@@ -88,6 +88,41 @@ CONDENSE_TARGET_GGUF512 static float row_dot_avx512(uint32_t type, const uint8_t
 }
 #endif
 
+/* The one registration point: descriptor and code together, one entry per block type and ISA. */
+typedef float (*row_dot_fn)(uint32_t, const uint8_t *, size_t, const float *, const float *);
+typedef struct gguf_kernel_impl {
+    condense_gguf_kernel info; /* first: its address is the entry's */
+    row_dot_fn dot;
+} gguf_kernel_impl;
+
+static const gguf_kernel_impl kernels[] = {
+    {{"gguf_q8_0_dot__scalar", CONDENSE_ISA_SCALAR, CONDENSE_GGUF_Q8_0}, row_dot_scalar},
+    {{"gguf_q4_0_dot__scalar", CONDENSE_ISA_SCALAR, CONDENSE_GGUF_Q4_0}, row_dot_scalar},
+    {{"gguf_q4_1_dot__scalar", CONDENSE_ISA_SCALAR, CONDENSE_GGUF_Q4_1}, row_dot_scalar},
+#if CONDENSE_X86
+    {{"gguf_q8_0_dot__avx512", CONDENSE_ISA_AVX512, CONDENSE_GGUF_Q8_0}, row_dot_avx512},
+    {{"gguf_q4_0_dot__avx512", CONDENSE_ISA_AVX512, CONDENSE_GGUF_Q4_0}, row_dot_avx512},
+    {{"gguf_q4_1_dot__avx512", CONDENSE_ISA_AVX512, CONDENSE_GGUF_Q4_1}, row_dot_avx512},
+#endif
+};
+
+int condense_gguf_kernel_count(void) { return (int)(sizeof kernels / sizeof kernels[0]); }
+
+const condense_gguf_kernel *condense_gguf_kernel_at(int i) {
+    return i >= 0 && i < condense_gguf_kernel_count() ? &kernels[i].info : NULL;
+}
+
+static const gguf_kernel_impl *kernel_for(uint32_t type, condense_isa isa) {
+    if (isa > condense_isa_detected()) isa = condense_isa_detected();
+    const gguf_kernel_impl *best = NULL;
+    for (int i = 0; i < condense_gguf_kernel_count(); i++) {
+        const gguf_kernel_impl *k = &kernels[i];
+        if (k->info.type != type || k->info.isa > isa) continue;
+        if (!best || k->info.isa > best->info.isa) best = k;
+    }
+    return best;
+}
+
 int condense_gguf_gemm(uint32_t type, const void *w, size_t n, size_t k, size_t m, const float *x, size_t lda,
                        float *y, size_t ldy, condense_isa isa, int threads) {
     const size_t bb = block_bytes(type);
@@ -106,11 +141,9 @@ int condense_gguf_gemm(uint32_t type, const void *w, size_t n, size_t k, size_t 
                 xs[i * nb + b] = s;
             }
     }
-    if (isa > condense_isa_detected()) isa = condense_isa_detected();
-    float (*dot)(uint32_t, const uint8_t *, size_t, const float *, const float *) = row_dot_scalar;
-#if CONDENSE_X86
-    if (isa >= CONDENSE_ISA_AVX512) dot = row_dot_avx512;
-#endif
+    const gguf_kernel_impl *kr = kernel_for(type, isa);
+    if (!kr) return CONDENSE_ERR_INVALID;
+    const row_dot_fn dot = kr->dot;
     int nt = threads > 0 ? threads : condense_get_num_threads();
     if (n * k * m < 65536) nt = 1;
     const uint8_t *wb = w;
@@ -123,12 +156,6 @@ int condense_gguf_gemm(uint32_t type, const void *w, size_t n, size_t k, size_t 
 }
 
 const char *condense_gguf_gemm_kernel_name(uint32_t type, condense_isa isa) {
-    if (isa > condense_isa_detected()) isa = condense_isa_detected();
-    const int wide = CONDENSE_X86 && isa >= CONDENSE_ISA_AVX512;
-    switch (type) {
-    case CONDENSE_GGUF_Q8_0: return wide ? "gguf_q8_0_dot__avx512" : "gguf_q8_0_dot__scalar";
-    case CONDENSE_GGUF_Q4_0: return wide ? "gguf_q4_0_dot__avx512" : "gguf_q4_0_dot__scalar";
-    case CONDENSE_GGUF_Q4_1: return wide ? "gguf_q4_1_dot__avx512" : "gguf_q4_1_dot__scalar";
-    default: return "none";
-    }
+    const gguf_kernel_impl *k = kernel_for(type, isa);
+    return k ? k->info.name : "none";
 }

@@ -435,6 +435,14 @@ float condense_f16_to_f32(uint16_t h);
  *  type or K not a multiple of 32. Threads over rows of W. */
 int condense_gguf_gemm(uint32_t type, const void *w, size_t n, size_t k, size_t m, const float *x, size_t lda,
                        float *y, size_t ldy, condense_isa isa, int threads);
+/** One GGUF block kernel: the registration point for tests, `condense info` and dispatch. */
+typedef struct condense_gguf_kernel {
+    const char *name;      /* e.g. "gguf_q4_1_dot__avx512" */
+    condense_isa isa;
+    uint32_t type;         /* CONDENSE_GGUF_* */
+} condense_gguf_kernel;
+int condense_gguf_kernel_count(void);
+const condense_gguf_kernel *condense_gguf_kernel_at(int i);
 /** The kernel condense_gguf_gemm runs for `type` at `isa`. */
 const char *condense_gguf_gemm_kernel_name(uint32_t type, condense_isa isa);
 

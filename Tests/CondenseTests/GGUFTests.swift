@@ -224,6 +224,7 @@ private func sampleWriter() throws -> GGUFWriter {
                 for isa in runnableISAs {
                     for threads in [1, 2] {
                         let layer = try GGUFBlockLinear(t, bias: bias, isa: isa, threads: threads)
+                        #expect(NativeKernels.all.contains { $0.name == layer.kernelName })
                         let problem = expected.firstMismatch(try layer.apply(x))
                         #expect(problem == nil, "\(type) \(layer.kernelName) N=\(n) K=\(k) M=\(m) t=\(threads): \(problem ?? "")")
                     }

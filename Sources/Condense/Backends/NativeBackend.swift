@@ -118,8 +118,13 @@ extension NativeKernels {
         }
     }
 
+    /// Every GGUF block kernel (``GGUFBlockLinear``), with whether this CPU can run it.
+    public static var gguf: [KernelInfo] {
+        (0..<condense_gguf_kernel_count()).compactMap { i in condense_gguf_kernel_at(i).map { info($0.pointee.name, $0.pointee.isa, 0) } }
+    }
+
     /// Every kernel of every family, from the C tables.
-    public static var all: [KernelInfo] { f32Gemm + sparse + int8 + int4 + sparse24Int8 }
+    public static var all: [KernelInfo] { f32Gemm + sparse + int8 + int4 + sparse24Int8 + gguf }
 
     static func info(_ name: UnsafePointer<CChar>, _ isa: condense_isa, _ features: UInt32) -> KernelInfo {
         let level = ISA(isa)

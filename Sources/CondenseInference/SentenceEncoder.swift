@@ -372,7 +372,7 @@ public final class InferenceSession: Sendable {
     /// Prepares every projection. `policy` defaults to measured dispatch at 128-token batches.
     public init(_ model: SentenceEncoder, registry: BackendRegistry = .standard(), policy: SelectionPolicy = .fastest(batch: 128)) throws {
         self.model = model
-        isa = (registry.backend(named: "native") as? NativeBackend)?.isa ?? CondenseRuntime.activeISA
+        isa = registry.helperISA
         inverseSmoothing = model.layers.map { l in
             var inv = SentenceEncoder.Smoothing()
             inv.qkv = l.smoothing.qkv.map { $0.map { 1 / $0 } }

@@ -71,6 +71,15 @@ public struct NativeBackend: KernelBackend {
     }
 }
 
+extension BackendRegistry {
+    /// The ISA for the helper kernels a model runs beside its projections (attention, …): the
+    /// registered native backend's pinned level, else the active one, so a pinned ISA reaches
+    /// every kernel of the model.
+    public var helperISA: ISA {
+        (backend(named: "native") as? NativeBackend)?.isa ?? CondenseRuntime.activeISA
+    }
+}
+
 /// The native kernels compiled in, from the C kernel table (the one registration point).
 public enum NativeKernels {
     /// Every dense f32 GEMM kernel, with whether this CPU can run it.

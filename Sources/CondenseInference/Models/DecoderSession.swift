@@ -177,9 +177,7 @@ public final class DecoderSession: @unchecked Sendable {
     /// Generates synchronously, calling `emit` with each complete piece of text.
     @discardableResult
     public func generate(_ prompt: String, _ options: GenerationOptions, emit: (String) throws -> Void) throws -> Result {
-        try options.validate()
-        let ids = model.tokenizer.encode(prompt)
-        return try generate(tokenIDs: ids, options, emit: emit)
+        try generate(tokenIDs: model.tokenizer.encode(prompt), options, emit: emit)
     }
 
     /// Generates after already tokenized prompt ids.

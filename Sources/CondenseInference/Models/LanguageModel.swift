@@ -119,7 +119,8 @@ public final class LanguageModel: Sendable {
     public init(file f: GGUFFile, registry: BackendRegistry = .standard(), fallbackName: String = "model", keepBlocks: Bool = true) throws {
         let c = try DecoderConfig(gguf: f)
         config = c
-        isa = (registry.backend(named: "native") as? NativeBackend)?.isa ?? CondenseRuntime.activeISA
+        let level = registry.helperISA
+        isa = level
         tokenizer = try ByteLevelBPETokenizer(gguf: f)
         name = f.metadata["general.name"]?.string ?? fallbackName
         let (d, kvd) = (c.hidden, c.kvHeads * c.headDim)
@@ -139,21 +140,26 @@ public final class LanguageModel: Sendable {
         embeddings = try f.dequantized("token_embd.weight")
         var places: [(String, String)] = []
         var perToken = 0
+        // One projection: the f32 GEMM of the exactly dequantized weights `w`, and, for block
+        // types with a kernel, the blocks themselves for small batches.
+        func place(_ name: String, _ t: GGUFFile.Tensor, _ w: [Float], bias b: [Float]?) throws -> any PreparedLinear {
+            let (out, inp) = (t.dims[1], t.dims[0])
+            let p = try registry.prepare(LinearLayer(weights: .dense(Matrix(rows: out, columns: inp, elements: w)), bias: b), policy: .priority)
+            if keepBlocks, GGUFBlockLinear.supported.contains(t.type) {
+                let blocks = try GGUFBlockLinear(t, bias: b, isa: level)
+                places.append((name, "\(t.type) blocks → native/\(blocks.kernelName) for M < \(BlocksOrGEMM.threshold), f32 \(p.placement) from there"))
+                perToken += t.data.count
+                return BlocksOrGEMM(blocks: blocks, gemm: p)
+            }
+            places.append((name, "\(t.type) as f32: \(p.placement)"))
+            perToken += out * inp * 4
+            return p
+        }
         func linear(_ n: String, out: Int, inp: Int, bias: Bool = false) throws -> any PreparedLinear {
             let t = try f.tensor(n + ".weight")
             guard t.dims == [inp, out] else { throw CondenseError.invalidTensor(name: n + ".weight", reason: "shape \(t.dims), expected \([inp, out])") }
             let b = bias ? try tensor(n + ".bias", [out]) : nil
-            let w = try f.dequantized(n + ".weight")
-            let p = try registry.prepare(LinearLayer(weights: .dense(Matrix(rows: out, columns: inp, elements: w)), bias: b), policy: .priority)
-            if keepBlocks, GGUFBlockLinear.supported.contains(t.type) {
-                let blocks = try GGUFBlockLinear(t, bias: b, isa: (registry.backend(named: "native") as? NativeBackend)?.isa)
-                places.append((n, "\(t.type) blocks → native/\(blocks.kernelName) for M < \(BlocksOrGEMM.threshold), f32 \(p.placement) from there"))
-                perToken += t.data.count
-                return BlocksOrGEMM(blocks: blocks, gemm: p)
-            }
-            places.append((n, "\(t.type) as f32: \(p.placement)"))
-            perToken += out * inp * 4
-            return p
+            return try place(n, t, try f.dequantized(n + ".weight"), bias: b)
         }
         var ls: [Layer] = []
         for l in 0..<c.layers {
@@ -177,17 +183,7 @@ public final class LanguageModel: Sendable {
         if f.tensors.contains(where: { $0.name == "output.weight" }) {
             head = try linear("output", out: vocabSize, inp: d)
         } else {
-            let p = try registry.prepare(LinearLayer(weights: .dense(Matrix(rows: vocabSize, columns: d, elements: embeddings))), policy: .priority)
-            if keepBlocks, GGUFBlockLinear.supported.contains(embd.type) {
-                let blocks = try GGUFBlockLinear(embd, isa: (registry.backend(named: "native") as? NativeBackend)?.isa)
-                places.append(("output (tied to token_embd)", "\(embd.type) blocks → native/\(blocks.kernelName) for M < \(BlocksOrGEMM.threshold), f32 \(p.placement) from there"))
-                perToken += embd.data.count
-                head = BlocksOrGEMM(blocks: blocks, gemm: p)
-            } else {
-                places.append(("output (tied to token_embd)", "\(embd.type) as f32: \(p.placement)"))
-                perToken += vocabSize * d * 4
-                head = p
-            }
+            head = try place("output (tied to token_embd)", embd, embeddings, bias: nil)
         }
         placements = places
         weightBytesPerToken = perToken

@@ -27,5 +27,5 @@ cmake -S vendor-src -B build -DCMAKE_BUILD_TYPE=Release -DGGML_NATIVE=ON -DLLAMA
 cmake --build build -j"$(nproc)" --target llama-bench llama-perplexity llama-cli llama-server >&2
 mkdir -p "$dest/bin"
 cp build/bin/llama-* "$dest/bin/" 2>/dev/null || true
-cp build/bin/*.so "$dest/bin/" 2>/dev/null || true
+cp -P build/bin/*.so* "$dest/bin/" 2>/dev/null || true
 echo "$dest/bin"

@@ -430,20 +430,28 @@ enum {
 int condense_gguf_dequantize(uint32_t type, const void *src, size_t n, float *dst);
 /** IEEE half to single precision, exact (subnormals, Inf and NaN included). */
 float condense_f16_to_f32(uint16_t h);
-/** Y[M,N] = X[M,K] · Wᵀ with W[N,K] in ggml blocks (Q8_0, Q4_0, Q4_1; rows of K/32 blocks): each
- *  block's dot is the dequantized values times x, read at the stored size. INVALID for another
- *  type or K not a multiple of 32. Threads over rows of W. */
-int condense_gguf_gemm(uint32_t type, const void *w, size_t n, size_t k, size_t m, const float *x, size_t lda,
+/** Bytes of W[N,K] (ggml blocks Q8_0, Q4_0 or Q4_1) repacked for condense_gguf_gemm: the stored
+ *  size with N rounded up to 16. 0 for another type, K not a multiple of 32, or overflow. */
+size_t condense_gguf_packed_size(uint32_t type, size_t n, size_t k);
+/** Repacks W[N,K] (rows of K/32 stored blocks) into `dst` (condense_gguf_packed_size bytes, 64-byte
+ *  aligned): groups of 16 rows, block by block. The packed forms of two matrices whose N are
+ *  multiples of 16 concatenate into the packed form of their rows stacked. */
+int condense_gguf_pack(uint32_t type, const void *w, size_t n, size_t k, void *dst);
+/** Y[M,N] = X[M,K] · Wᵀ, W packed by condense_gguf_pack, computed as ggml's CPU backend does: X
+ *  quantized per block of 32 to int8 with an f16 scale, exact integer dots per block, scaled once.
+ *  INVALID for another type or K not a multiple of 32. Threads over groups of 16 rows. */
+int condense_gguf_gemm(uint32_t type, const void *packed, size_t n, size_t k, size_t m, const float *x, size_t lda,
                        float *y, size_t ldy, condense_isa isa, int threads);
 /** One GGUF block kernel: the registration point for tests, `condense info` and dispatch. */
 typedef struct condense_gguf_kernel {
-    const char *name;      /* e.g. "gguf_q4_1_dot__avx512" */
+    const char *name;      /* e.g. "gguf_q4_1_x16__avx512vnni" */
     condense_isa isa;
+    uint32_t features;     /* CONDENSE_CPU_* bits required beyond the ISA level */
     uint32_t type;         /* CONDENSE_GGUF_* */
 } condense_gguf_kernel;
 int condense_gguf_kernel_count(void);
 const condense_gguf_kernel *condense_gguf_kernel_at(int i);
-/** The kernel condense_gguf_gemm runs for `type` at `isa`. */
+/** The kernel condense_gguf_gemm runs for `type` at `isa` on this CPU. */
 const char *condense_gguf_gemm_kernel_name(uint32_t type, condense_isa isa);
 
 /* ---- Machine probes (for benchmark reports) ---------------------------------------------- */

@@ -16,6 +16,8 @@ struct PerplexityCommand: ParsableCommand {
     var ctx = 512
     @Flag(help: "Print {ppl, tokens, scored} as JSON.")
     var json = false
+    @Flag(help: "With --json: also the most likely token at every scored position (\"top1\"), for teacher-forced agreement checks.")
+    var top1 = false
     @OptionGroup var runtime: RuntimeOptions
 
     func validate() throws {
@@ -31,8 +33,9 @@ struct PerplexityCommand: ParsableCommand {
             if !json { FileHandle.standardError.write(Data(String(format: "[%d/%d] %.4f\n", done, total, ppl).utf8)) }
         }
         if json {
-            let record: [String: Any] = ["ppl": r.perplexity, "tokens": r.tokens, "scored": r.scored, "windows": r.windows, "ctx": ctx,
+            var record: [String: Any] = ["ppl": r.perplexity, "tokens": r.tokens, "scored": r.scored, "windows": r.windows, "ctx": ctx,
                                          "seconds": Date().timeIntervalSince(started)]
+            if top1 { record["top1"] = r.top1.map(Int.init) }
             print(String(decoding: try JSONSerialization.data(withJSONObject: record, options: [.sortedKeys]), as: UTF8.self))
         } else {
             print(String(format: "perplexity %.4f over %d scored tokens (%d windows of %d; %d tokens in the text)", r.perplexity, r.scored, r.windows, ctx, r.tokens))

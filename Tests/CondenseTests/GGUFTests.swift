@@ -206,31 +206,106 @@ private func sampleWriter() throws -> GGUFWriter {
         return d
     }
 
-    /// The block kernels against the f32 product of the exactly dequantized weights, on every
-    /// ISA path, 1 and 2 threads, odd N and M, K from one block to many, with a bias.
+    /// What the kernels compute, in Double from the stored blocks: X quantized per block of 32
+    /// as ggml's q8_0 (q8_1's f16(d·Σq) for Q4_1), then Σ dw·dx·Σ qw·qx (+ mw·sx) per block.
+    static func reference(_ type: GGUFFile.TensorType, _ blocks: Data, n: Int, k: Int, x: Matrix<Float>) -> (values: [Double], bounds: [Double]) {
+        let nb = k / 32, bb = type.blockBytes
+        let raw = [UInt8](blocks)
+        func f16(_ o: Int) -> Double { Double(Float(Float16(bitPattern: UInt16(raw[o]) | UInt16(raw[o + 1]) << 8))) }
+        var values = [Double](repeating: 0, count: x.rows * n), bounds = values
+        for i in 0..<x.rows {
+            let row = x.row(i)
+            for b in 0..<nb {
+                let xb = Array(row[(b * 32)..<(b * 32 + 32)])
+                let amax = xb.map(abs).max()!
+                let id: Float = amax != 0 ? 127 / amax : 0
+                let q = xb.map { Int(($0 * id).rounded(.toNearestOrEven)) }
+                let dd = amax / 127
+                let dx = Double(Float(Float16(dd))), sx = Double(Float(Float16(dd * Float(q.reduce(0, +)))))
+                for r in 0..<n {
+                    let o = (r * nb + b) * bb
+                    var dot = 0
+                    for j in 0..<32 {
+                        let w: Int
+                        switch type {
+                        case .q8_0: w = Int(Int8(bitPattern: raw[o + 2 + j]))
+                        case .q4_0: w = Int(j < 16 ? raw[o + 2 + j] & 15 : raw[o + 2 + j - 16] >> 4) - 8
+                        default: w = Int(j < 16 ? raw[o + 4 + j] & 15 : raw[o + 4 + j - 16] >> 4)
+                        }
+                        dot += w * q[j]
+                    }
+                    var term = f16(o) * dx * Double(dot)
+                    if type == .q4_1 { term += f16(o + 2) * sx }
+                    values[i * n + r] += term
+                    bounds[i * n + r] += 4e-7 * abs(term)
+                }
+            }
+        }
+        return (values, bounds.map { $0 + 1e-6 })
+    }
+
+    /// The block kernels against ``reference``, on every ISA path, 1 and 2 threads, odd N
+    /// (partial groups of 16) and M (every tail of the 4-row tile), K from one block to many; and
+    /// every path gives the same bits (integer dots are exact, the float steps are the same).
     @Test(arguments: [GGUFFile.TensorType.q8_0, .q4_0, .q4_1])
-    func blockDotsMatchTheDequantizedProduct(_ type: GGUFFile.TensorType) throws {
-        for (n, k) in [(1, 32), (7, 96), (33, 576), (5, 1536)] {
+    func blockDotsMatchTheQuantizedReference(_ type: GGUFFile.TensorType) throws {
+        for (n, k) in [(1, 32), (7, 96), (33, 576), (5, 1536), (48, 64)] {
+            let data = Self.blocks(type, rows: n, k: k, seed: UInt64(n * k))
             var w = GGUFWriter()
-            try w.addTensor("w", dims: [k, n], type: type, bytes: Self.blocks(type, rows: n, k: k, seed: UInt64(n * k)))
-            let f = try GGUFFile(data: w.serialized())
-            let t = try f.tensor("w")
-            let wf = try Matrix<Float>(rows: n, columns: k, elements: f.dequantized("w"))
+            try w.addTensor("w", dims: [k, n], type: type, bytes: data)
+            let t = try GGUFFile(data: w.serialized()).tensor("w")
             var rng = TestRNG(UInt64(k))
             let bias = rng.vector(n)
-            for m in [1, 3, 17] {
-                let x = rng.matrix(m, k)
-                let expected = Expected(x: x, w: wf, bias: bias, activation: .none)
+            for m in [1, 2, 3, 6, 17] {
+                var x = rng.matrix(m, k)
+                if m == 2 { x.withUnsafeMutableBufferPointer { p in for j in 0..<32 { p[j] = 0 } } }   // a zero block: scale 0
+                let (values, bounds) = Self.reference(type, data, n: n, k: k, x: x)
+                var first: [Float]?
                 for isa in runnableISAs {
                     for threads in [1, 2] {
                         let layer = try GGUFBlockLinear(t, bias: bias, isa: isa, threads: threads)
                         #expect(NativeKernels.all.contains { $0.name == layer.kernelName })
-                        let problem = expected.firstMismatch(try layer.apply(x))
-                        #expect(problem == nil, "\(type) \(layer.kernelName) N=\(n) K=\(k) M=\(m) t=\(threads): \(problem ?? "")")
+                        let y = try layer.apply(x).elements
+                        let bad = (0..<(m * n)).first { abs(Double(y[$0]) - values[$0] - Double(bias[$0 % n])) > bounds[$0] + 1e-6 * abs(Double(bias[$0 % n])) }
+                        #expect(bad == nil, "\(type) \(layer.kernelName) N=\(n) K=\(k) M=\(m) t=\(threads): element \(bad ?? 0) is \(bad.map { y[$0] } ?? 0), expected \(bad.map { values[$0] + Double(bias[$0 % n]) } ?? 0)")
+                        if let first { #expect(first == y, "\(layer.kernelName) differs from the first path's bits") } else { first = y }
                     }
                 }
             }
         }
+    }
+
+    /// Stacked tensors (Q, K, V) give the separate layers' outputs side by side; a part other
+    /// than the last with a partial group of 16 is refused, naming it.
+    @Test func stackedLayersEqualTheirPartsSideBySide() throws {
+        var w = GGUFWriter()
+        try w.addTensor("q", dims: [96, 32], type: .q4_1, bytes: Self.blocks(.q4_1, rows: 32, k: 96, seed: 1))
+        try w.addTensor("k", dims: [96, 16], type: .q4_1, bytes: Self.blocks(.q4_1, rows: 16, k: 96, seed: 2))
+        try w.addTensor("v", dims: [96, 9], type: .q4_1, bytes: Self.blocks(.q4_1, rows: 9, k: 96, seed: 3))
+        try w.addTensor("odd", dims: [96, 9], type: .q4_1, bytes: Self.blocks(.q4_1, rows: 9, k: 96, seed: 4))
+        try w.addTensor("q8", dims: [96, 16], type: .q8_0, bytes: Self.blocks(.q8_0, rows: 16, k: 96, seed: 5))
+        let f = try GGUFFile(data: w.serialized())
+        let parts = try ["q", "k", "v"].map { try f.tensor($0) }
+        let stacked = try GGUFBlockLinear(stacking: parts)
+        #expect(stacked.outFeatures == 57 && stacked.inFeatures == 96)
+        var rng = TestRNG(9)
+        let x = rng.matrix(3, 96)
+        let y = try stacked.apply(x)
+        var col = 0
+        for p in parts {
+            let alone = try GGUFBlockLinear(p).apply(x)
+            for i in 0..<3 { for j in 0..<alone.columns { #expect(y[i, col + j] == alone[i, j]) } }
+            col += alone.columns
+        }
+        #expect(throws: CondenseError.invalidTensor(name: "odd", reason: "9 rows: only the last stacked part may have a partial group of 16")) {
+            try GGUFBlockLinear(stacking: [f.tensor("odd"), f.tensor("k")])
+        }
+        #expect(throws: CondenseError.self) { try GGUFBlockLinear(stacking: [f.tensor("k"), f.tensor("q8")]) }
+    }
+}
+
+@Suite struct GGUFBlockLinearErrors {
+    @Test func refusesOtherTypes() throws {
         var w = GGUFWriter()
         try w.addTensor("w", dims: [64], floats: [Float](repeating: 0, count: 64))
         #expect(throws: CondenseError.self) { try GGUFBlockLinear(GGUFFile(data: w.serialized()).tensor("w")) }

@@ -93,7 +93,7 @@ import Testing
 @Suite struct KernelTableTests {
     @Test func everyKernelThatRunsIsRegistered() throws {
         let names = Set(NativeKernels.all.map(\.name))
-        for prefix in ["f32_gemm_", "f32_s24_", "f32_csr_", "q8_gemm_", "q4_gemm_", "s24q8_dot_", "gguf_q4_1_dot_"] {
+        for prefix in ["f32_gemm_", "f32_s24_", "f32_csr_", "q8_gemm_", "q4_gemm_", "s24q8_dot_", "gguf_q4_1_x16_"] {
             #expect(names.contains { $0.hasPrefix(prefix) }, "no \(prefix) kernel listed")
         }
         for format in ["dense", "int8", "int4-integer", "int4-dequant", "2:4-int8", "csr", "2:4"] {

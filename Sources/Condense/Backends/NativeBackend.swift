@@ -129,7 +129,7 @@ extension NativeKernels {
 
     /// Every GGUF block kernel (``GGUFBlockLinear``), with whether this CPU can run it.
     public static var gguf: [KernelInfo] {
-        (0..<condense_gguf_kernel_count()).compactMap { i in condense_gguf_kernel_at(i).map { info($0.pointee.name, $0.pointee.isa, 0) } }
+        (0..<condense_gguf_kernel_count()).compactMap { i in condense_gguf_kernel_at(i).map { info($0.pointee.name, $0.pointee.isa, $0.pointee.features) } }
     }
 
     /// Every kernel of every family, from the C tables.

@@ -52,8 +52,10 @@ public final class DecoderSession: @unchecked Sendable {
     public var isa: ISA { model.isa }
     /// Tokens in the cache, in order.
     public private(set) var tokens: [Int32] = []
-    var keys: [[Float]]      // per layer: contextLength × kvDim
-    var values: [[Float]]
+    // The KV cache: layers × contextLength × kvDim floats each, allocated once.
+    let keys: UnsafeMutablePointer<Float>
+    let values: UnsafeMutablePointer<Float>
+    let layerStride: Int
 
     init(_ model: LanguageModel, contextLength: Int) throws {
         guard contextLength >= 1, contextLength <= model.config.contextLength else {
@@ -62,9 +64,21 @@ public final class DecoderSession: @unchecked Sendable {
         self.model = model
         self.contextLength = contextLength
         let kvd = model.config.kvHeads * model.config.headDim
-        let size = try CheckedSize.product(contextLength, kvd, of: "KV cache")
-        keys = Array(repeating: [Float](repeating: 0, count: size), count: model.config.layers)
-        values = keys
+        layerStride = try CheckedSize.product(contextLength, kvd, of: "KV cache")
+        let count = try CheckedSize.product(layerStride, model.config.layers, of: "KV cache")
+        let bytes = try CheckedSize.product(count, MemoryLayout<Float>.size, of: "KV cache")
+        func allocate() throws -> UnsafeMutablePointer<Float> {
+            var raw: UnsafeMutableRawPointer?
+            guard posix_memalign(&raw, 64, max(bytes, 64)) == 0, let raw else { throw CondenseError.outOfMemory(bytes: bytes) }
+            return raw.bindMemory(to: Float.self, capacity: count)
+        }
+        keys = try allocate()
+        do { values = try allocate() } catch { free(keys); throw error }
+    }
+
+    deinit {
+        free(keys)
+        free(values)
     }
 
     /// Forgets the conversation (the cache is kept allocated).
@@ -83,49 +97,48 @@ public final class DecoderSession: @unchecked Sendable {
         if let bad = ids.first(where: { $0 < 0 || Int($0) >= model.vocabSize }) {
             throw CondenseError.invalidInput("token id \(bad) is outside the vocabulary of \(model.vocabSize)")
         }
-        let (t, d, hd, kvd) = (ids.count, c.hidden, c.headDim, c.kvHeads * c.headDim)
+        let (t, d, hd, kvd, ff) = (ids.count, c.hidden, c.headDim, c.kvHeads * c.headDim, c.feedForward)
+        let wide = d + 2 * kvd   // the stacked Q, K, V outputs
         let p0 = tokens.count
         var x = try Matrix<Float>(rows: t, columns: d)
-        x.withUnsafeMutableBufferPointer { xp in
-            model.embeddings.withUnsafeBufferPointer { e in
-                for (i, id) in ids.enumerated() { for j in 0..<d { xp[i * d + j] = e[Int(id) * d + j] } }
-            }
+        try x.withUnsafeMutableBufferPointer { xp in
+            for (i, id) in ids.enumerated() { try model.embed(id, into: xp.baseAddress! + i * d) }
         }
-        var h = try Matrix<Float>(rows: t, columns: d)
-        var q = try Matrix<Float>(rows: t, columns: d), k = try Matrix<Float>(rows: t, columns: kvd), v = try Matrix<Float>(rows: t, columns: kvd)
+        var h = try Matrix<Float>(rows: t, columns: d), qkv = try Matrix<Float>(rows: t, columns: wide)
         var att = try Matrix<Float>(rows: t, columns: d), o = try Matrix<Float>(rows: t, columns: d)
-        var g = try Matrix<Float>(rows: t, columns: c.feedForward), u = try Matrix<Float>(rows: t, columns: c.feedForward)
+        var gu = try Matrix<Float>(rows: t, columns: 2 * ff), g = try Matrix<Float>(rows: t, columns: ff)
+        let rotation = Rotation(positions: p0..<(p0 + t), headDim: hd, base: c.ropeBase, neox: c.ropeNeoX)
         let scale = 1 / Float(hd).squareRoot()
         for (l, layer) in model.layers.enumerated() {
             Self.rmsNorm(x, layer.attnNorm, c.rmsEpsilon, into: &h)
-            try layer.q.apply(h, into: &q)
-            try layer.k.apply(h, into: &k)
-            try layer.v.apply(h, into: &v)
-            Self.rope(&q, heads: c.heads, headDim: hd, start: p0, base: c.ropeBase, neox: c.ropeNeoX)
-            Self.rope(&k, heads: c.kvHeads, headDim: hd, start: p0, base: c.ropeBase, neox: c.ropeNeoX)
-            k.withUnsafeBufferPointer { kp in v.withUnsafeBufferPointer { vp in
+            try layer.qkv.apply(h, into: &qkv)
+            let (kc, vc) = (keys + l * layerStride, values + l * layerStride)
+            qkv.withUnsafeMutableBufferPointer { p in
+                let base = p.baseAddress!
+                rotation.apply(base, rows: t, stride: wide, heads: c.heads)            // Q
+                rotation.apply(base + d, rows: t, stride: wide, heads: c.kvHeads)      // K
                 for i in 0..<t {
-                    for j in 0..<kvd {
-                        keys[l][(p0 + i) * kvd + j] = kp[i * kvd + j]
-                        values[l][(p0 + i) * kvd + j] = vp[i * kvd + j]
-                    }
+                    (kc + (p0 + i) * kvd).update(from: base + i * wide + d, count: kvd)
+                    (vc + (p0 + i) * kvd).update(from: base + i * wide + d + kvd, count: kvd)
                 }
-            } }
+            }
             // Causal attention over the cache (GQA: heads share their group's KV head), in C.
-            let status = keys[l].withUnsafeBufferPointer { kc in values[l].withUnsafeBufferPointer { vc in
-                q.withUnsafeBufferPointer { qp in att.withUnsafeMutableBufferPointer { ap in
-                    condense_f32_causal_attention(qp.baseAddress, d, kc.baseAddress, vc.baseAddress, kvd, ap.baseAddress, d, t, p0,
-                                                  Int32(c.heads), Int32(c.kvHeads), Int32(hd), scale, condense_isa(UInt32(isa.rawValue)), 0)
-                } }
+            let status = qkv.withUnsafeBufferPointer { qp in att.withUnsafeMutableBufferPointer { ap in
+                condense_f32_causal_attention(qp.baseAddress, wide, kc, vc, kvd, ap.baseAddress, d, t, p0,
+                                              Int32(c.heads), Int32(c.kvHeads), Int32(hd), scale, condense_isa(UInt32(isa.rawValue)), 0)
             } }
             try NativeStatus.check(status, kernel: "causal attention")
             try layer.o.apply(att, into: &o)
             Self.add(&x, o)
             Self.rmsNorm(x, layer.ffnNorm, c.rmsEpsilon, into: &h)
-            try layer.gate.apply(h, into: &g)
-            try layer.up.apply(h, into: &u)
-            g.withUnsafeMutableBufferPointer { gp in u.withUnsafeBufferPointer { up in
-                for i in 0..<gp.count { let a = gp[i]; gp[i] = a / (1 + expf(-a)) * up[i] }
+            try layer.gateUp.apply(h, into: &gu)
+            gu.withUnsafeBufferPointer { up in g.withUnsafeMutableBufferPointer { gp in
+                for i in 0..<t {
+                    for j in 0..<ff {
+                        let a = up[i * 2 * ff + j]
+                        gp[i * ff + j] = a / (1 + expf(-a)) * up[i * 2 * ff + ff + j]
+                    }
+                }
             } }
             try layer.down.apply(g, into: &o)
             Self.add(&x, o)
@@ -260,29 +273,50 @@ public final class DecoderSession: @unchecked Sendable {
     static func add(_ x: inout Matrix<Float>, _ y: Matrix<Float>) {
         x.withUnsafeMutableBufferPointer { xp in y.withUnsafeBufferPointer { yp in for i in 0..<xp.count { xp[i] += yp[i] } } }
     }
+}
 
-    /// Rotary position embedding in place, rows at positions start, start + 1, …: adjacent pairs
-    /// (normal) or pairs (i, i + headDim/2) (NeoX), angle pos · base^(−2i/headDim).
-    static func rope(_ m: inout Matrix<Float>, heads: Int, headDim hd: Int, start: Int, base: Float, neox: Bool) {
-        let (cols, rows) = (m.columns, m.rows)
-        let half = hd / 2
+/// Rotary position embedding for a run of positions: the angles pos · base^(−2i/headDim), their
+/// cosines and sines computed once per forward pass and shared by Q, K and every layer.
+struct Rotation {
+    let half: Int
+    let neox: Bool
+    let cosines: [Float], sines: [Float]   // rows × half
+
+    init(positions: Range<Int>, headDim hd: Int, base: Float, neox: Bool) {
+        half = hd / 2
+        self.neox = neox
         let freqs = (0..<half).map { powf(base, -2 * Float($0) / Float(hd)) }
-        m.withUnsafeMutableBufferPointer { p in
+        var cs = [Float](), sn = [Float]()
+        cs.reserveCapacity(positions.count * half)
+        sn.reserveCapacity(positions.count * half)
+        for p in positions {
+            for f in freqs {
+                let theta = Float(p) * f
+                cs.append(cosf(theta))
+                sn.append(sinf(theta))
+            }
+        }
+        cosines = cs
+        sines = sn
+    }
+
+    /// Rotates `heads` heads of each row in place: adjacent pairs (normal) or pairs
+    /// (i, i + headDim/2) (NeoX).
+    func apply(_ p: UnsafeMutablePointer<Float>, rows: Int, stride: Int, heads: Int) {
+        let hd = 2 * half
+        cosines.withUnsafeBufferPointer { cs in sines.withUnsafeBufferPointer { sn in
             for r in 0..<rows {
-                let pos = Float(start + r)
-                for i in 0..<half {
-                    let theta = pos * freqs[i]
-                    let (cs, sn) = (cosf(theta), sinf(theta))
-                    for h in 0..<heads {
-                        let base = r * cols + h * hd
-                        let (a, b) = neox ? (base + i, base + i + half) : (base + 2 * i, base + 2 * i + 1)
-                        let (x0, x1) = (p[a], p[b])
-                        p[a] = x0 * cs - x1 * sn
-                        p[b] = x0 * sn + x1 * cs
+                for h in 0..<heads {
+                    let row = p + r * stride + h * hd
+                    for i in 0..<half {
+                        let (a, b) = neox ? (i, i + half) : (2 * i, 2 * i + 1)
+                        let (x0, x1, c, s) = (row[a], row[b], cs[r * half + i], sn[r * half + i])
+                        row[a] = x0 * c - x1 * s
+                        row[b] = x0 * s + x1 * c
                     }
                 }
             }
-        }
+        } }
     }
 }
 

@@ -1,3 +1,4 @@
+import CCondenseKernels
 import Condense
 import Foundation
 
@@ -84,13 +85,18 @@ public final class LanguageModel: Sendable {
     /// `general.name`, or the file name.
     public let name: String
 
+    /// One block's projections. Projections that read the same input are stacked into one
+    /// layer (Q, K, V; gate, up): one kernel call per input instead of three or two.
     struct Layer: Sendable {
         let attnNorm: [Float], ffnNorm: [Float]
-        let q: any PreparedLinear, k: any PreparedLinear, v: any PreparedLinear, o: any PreparedLinear
-        let gate: any PreparedLinear, up: any PreparedLinear, down: any PreparedLinear
+        let qkv: any PreparedLinear      // outputs: Q (hidden), K (kv), V (kv)
+        let o: any PreparedLinear
+        let gateUp: any PreparedLinear   // outputs: gate (ff), up (ff)
+        let down: any PreparedLinear
     }
 
-    let embeddings: [Float]          // vocab × hidden
+    /// The token embedding as stored; each looked-up row is dequantized exactly when used.
+    let tokenEmbedding: GGUFFile.Tensor
     let layers: [Layer]
     let outputNorm: [Float]
     let head: any PreparedLinear
@@ -114,8 +120,9 @@ public final class LanguageModel: Sendable {
     }
 
     /// A model from a parsed file. `keepBlocks`: projections stored as Q8_0, Q4_0 or Q4_1 run on
-    /// their blocks (``GGUFBlockLinear``, read at their stored size); the others, or all with
-    /// `keepBlocks: false`, are dequantized exactly to f32 and placed through the registry.
+    /// their blocks (``GGUFBlockLinear``: read at their stored size, activations quantized per
+    /// block as llama.cpp does); the others, or all with `keepBlocks: false`, are dequantized
+    /// exactly to f32 and placed through the registry.
     public init(file f: GGUFFile, registry: BackendRegistry = .standard(), fallbackName: String = "model", keepBlocks: Bool = true) throws {
         let c = try DecoderConfig(gguf: f)
         config = c
@@ -137,41 +144,56 @@ public final class LanguageModel: Sendable {
         guard vocabSize >= tokenizer.tokens.count else {
             throw CondenseError.invalidModel("token_embd.weight has \(vocabSize) rows for a vocabulary of \(tokenizer.tokens.count)")
         }
-        embeddings = try f.dequantized("token_embd.weight")
+        // Row lookups dequantize whole blocks of one row: a known type, rows of whole blocks.
+        guard GGUFDequantize.supported.contains(embd.type) else {
+            throw CondenseError.invalidTensor(name: "token_embd.weight", reason: "\(embd.type) tensors are not supported")
+        }
+        guard d % embd.type.blockSize == 0 else {
+            throw CondenseError.invalidTensor(name: "token_embd.weight", reason: "rows of \(d) are not whole \(embd.type) blocks")
+        }
+        tokenEmbedding = embd
         var places: [(String, String)] = []
         var perToken = 0
-        // One projection: the f32 GEMM of the exactly dequantized weights `w`, and, for block
-        // types with a kernel, the blocks themselves for small batches.
-        func place(_ name: String, _ t: GGUFFile.Tensor, _ w: [Float], bias b: [Float]?) throws -> any PreparedLinear {
-            let (out, inp) = (t.dims[1], t.dims[0])
-            let p = try registry.prepare(LinearLayer(weights: .dense(Matrix(rows: out, columns: inp, elements: w)), bias: b), policy: .priority)
-            if keepBlocks, GGUFBlockLinear.supported.contains(t.type) {
-                let blocks = try GGUFBlockLinear(t, bias: b, isa: level)
-                places.append((name, "\(t.type) blocks → native/\(blocks.kernelName) for M < \(BlocksOrGEMM.threshold), f32 \(p.placement) from there"))
-                perToken += t.data.count
-                return BlocksOrGEMM(blocks: blocks, gemm: p)
+        // One projection from the tensors `ts` (same input), their rows stacked: on the blocks
+        // when every part is one block type with a kernel, else the f32 GEMM of the exactly
+        // dequantized weights.
+        func place(_ label: String, _ ts: [GGUFFile.Tensor], bias b: [Float]?) throws -> any PreparedLinear {
+            let type = ts[0].type
+            if keepBlocks, GGUFBlockLinear.supported.contains(type), ts.allSatisfy({ $0.type == type }),
+               ts.dropLast().allSatisfy({ $0.dims[1] % 16 == 0 }) {
+                let blocks = try GGUFBlockLinear(stacking: ts, bias: b, isa: level)
+                places.append((label, "\(type) blocks → native/\(blocks.kernelName)"))
+                perToken += ts.reduce(0) { $0 + $1.data.count }
+                return blocks
             }
-            places.append((name, "\(t.type) as f32: \(p.placement)"))
+            let (out, inp) = (ts.reduce(0) { $0 + $1.dims[1] }, ts[0].dims[0])
+            var w: [Float] = []
+            w.reserveCapacity(try CheckedSize.product(out, inp, of: label))
+            for t in ts { w += try f.dequantized(t.name) }
+            let p = try registry.prepare(LinearLayer(weights: .dense(Matrix(rows: out, columns: inp, elements: w)), bias: b), policy: .priority)
+            places.append((label, "\(Set(ts.map { "\($0.type)" }).sorted().joined(separator: "+")) as f32: \(p.placement)"))
             perToken += out * inp * 4
             return p
         }
-        func linear(_ n: String, out: Int, inp: Int, bias: Bool = false) throws -> any PreparedLinear {
-            let t = try f.tensor(n + ".weight")
-            guard t.dims == [inp, out] else { throw CondenseError.invalidTensor(name: n + ".weight", reason: "shape \(t.dims), expected \([inp, out])") }
-            let b = bias ? try tensor(n + ".bias", [out]) : nil
-            return try place(n, t, try f.dequantized(n + ".weight"), bias: b)
+        func linear(_ names: [String], outs: [Int], inp: Int, bias: Bool = false) throws -> any PreparedLinear {
+            var ts: [GGUFFile.Tensor] = []
+            var bs: [Float] = []
+            for (n, out) in zip(names, outs) {
+                let t = try f.tensor(n + ".weight")
+                guard t.dims == [inp, out] else { throw CondenseError.invalidTensor(name: n + ".weight", reason: "shape \(t.dims), expected \([inp, out])") }
+                ts.append(t)
+                if bias { bs += try tensor(n + ".bias", [out]) }
+            }
+            return try place(names.joined(separator: "+"), ts, bias: bias ? bs : nil)
         }
         var ls: [Layer] = []
         for l in 0..<c.layers {
             let p = "blk.\(l)."
             ls.append(Layer(attnNorm: try tensor(p + "attn_norm.weight", [d]), ffnNorm: try tensor(p + "ffn_norm.weight", [d]),
-                            q: try linear(p + "attn_q", out: d, inp: d, bias: c.qkvBias),
-                            k: try linear(p + "attn_k", out: kvd, inp: d, bias: c.qkvBias),
-                            v: try linear(p + "attn_v", out: kvd, inp: d, bias: c.qkvBias),
-                            o: try linear(p + "attn_output", out: d, inp: d),
-                            gate: try linear(p + "ffn_gate", out: c.feedForward, inp: d),
-                            up: try linear(p + "ffn_up", out: c.feedForward, inp: d),
-                            down: try linear(p + "ffn_down", out: d, inp: c.feedForward)))
+                            qkv: try linear([p + "attn_q", p + "attn_k", p + "attn_v"], outs: [d, kvd, kvd], inp: d, bias: c.qkvBias),
+                            o: try linear([p + "attn_output"], outs: [d], inp: d),
+                            gateUp: try linear([p + "ffn_gate", p + "ffn_up"], outs: [c.feedForward, c.feedForward], inp: d),
+                            down: try linear([p + "ffn_down"], outs: [d], inp: c.feedForward)))
         }
         // A layer in the file beyond block_count would be a different model: refuse it.
         if let extra = f.tensors.first(where: { $0.name.hasPrefix("blk.\(c.layers).") }) {
@@ -181,34 +203,27 @@ public final class LanguageModel: Sendable {
         outputNorm = try tensor("output_norm.weight", [d])
         // The output head is tied to the embedding when `output.weight` is absent.
         if f.tensors.contains(where: { $0.name == "output.weight" }) {
-            head = try linear("output", out: vocabSize, inp: d)
+            head = try linear(["output"], outs: [vocabSize], inp: d)
         } else {
-            head = try place("output (tied to token_embd)", embd, embeddings, bias: nil)
+            head = try place("output (tied to token_embd)", [embd], bias: nil)
         }
         placements = places
         weightBytesPerToken = perToken
     }
 
+    /// Writes the embedding of token `id` (in range) to `out` (hidden floats).
+    func embed(_ id: Int32, into out: UnsafeMutablePointer<Float>) throws {
+        let t = tokenEmbedding
+        let d = config.hidden
+        let rowBytes = d / t.type.blockSize * t.type.blockBytes
+        let status = t.data.withUnsafeBytes { p in
+            condense_gguf_dequantize(t.type.rawValue, p.baseAddress! + Int(id) * rowBytes, d, out)
+        }
+        try NativeStatus.check(status, kernel: "dequantize token_embd.weight")
+    }
+
     /// A session of its own (KV cache of `contextLength` tokens, at most the model's).
     public func session(contextLength: Int? = nil) throws -> DecoderSession {
         try DecoderSession(self, contextLength: contextLength ?? min(config.contextLength, 4096))
-    }
-}
-
-/// A projection kept twice: its ggml blocks for small batches (token generation reads the
-/// stored bytes) and the f32 GEMM of the exactly dequantized weights for prompt processing,
-/// where the block dot per row of X would redo the unpacking for every row.
-struct BlocksOrGEMM: PreparedLinear {
-    /// Rows of X from which the f32 GEMM runs.
-    static let threshold = 8
-    let blocks: GGUFBlockLinear
-    let gemm: PlacedLinear
-    var backendName: String { "native" }
-    var kernelName: String { blocks.kernelName }
-    var inFeatures: Int { blocks.inFeatures }
-    var outFeatures: Int { blocks.outFeatures }
-    func kernelName(forBatch m: Int) -> String { m < Self.threshold ? blocks.kernelName : gemm.kernelName(forBatch: m) }
-    func apply(_ x: Matrix<Float>, into y: inout Matrix<Float>) throws {
-        if x.rows < Self.threshold { try blocks.apply(x, into: &y) } else { try gemm.apply(x, into: &y) }
     }
 }

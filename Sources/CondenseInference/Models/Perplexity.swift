@@ -18,6 +18,9 @@ public enum Perplexity {
         /// Tokens whose probability was scored.
         public let scored: Int
         public let windows: Int
+        /// The most likely next token at each scored position, in order (for teacher-forced
+        /// agreement with another implementation).
+        public let top1: [Int32]
     }
 
     /// - Throws: ``CondenseError/invalidInput(_:)`` when the text has fewer than `2 × context`
@@ -33,6 +36,7 @@ public enum Perplexity {
         }
         let session = try lm.session(contextLength: context)
         var nll = 0.0, scored = 0
+        var top1: [Int32] = []
         for w in 0..<windows {
             var ids = Array(tokens[(w * context)..<((w + 1) * context)])
             if lm.tokenizer.addBOS, let bos = lm.tokenizer.bos { ids[0] = bos }
@@ -40,7 +44,10 @@ public enum Perplexity {
             let logits = try session.forward(ids, allLogits: true)
             for j in (context / 2)..<(context - 1) {
                 let row = logits[j]
-                let mx = row.max()!
+                var best = 0
+                for i in row.indices where row[i] > row[best] { best = i }
+                top1.append(Int32(best))
+                let mx = row[best]
                 var sum = 0.0
                 for v in row { sum += Double(expf(v - mx)) }
                 let target = Int(tokens[w * context + j + 1])
@@ -49,6 +56,6 @@ public enum Perplexity {
             }
             progress?(w + 1, windows, exp(nll / Double(scored)))
         }
-        return Result(perplexity: exp(nll / Double(scored)), tokens: tokens.count, scored: scored, windows: windows)
+        return Result(perplexity: exp(nll / Double(scored)), tokens: tokens.count, scored: scored, windows: windows, top1: top1)
     }
 }

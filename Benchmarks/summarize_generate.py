@@ -14,7 +14,7 @@ for r in runs[0]:
     k = (r["test"], r["depth"])
     if r["backend"] == "condense" and k not in keys:
         keys.append(k)
-print("| test | depth | Condense tok/s | llama.cpp tok/s | Condense / llama.cpp (runs) | Condense weights GB/s, % of read probe |")
+print("| test | depth | Condense tok/s | llama.cpp tok/s | Condense / llama.cpp (runs) | Condense GB/s read (weights + KV cache), % of read probe |")
 print("|---|---|---|---|---|---|")
 for test, depth in keys:
     ours, theirs, ratios, bw = [], [], [], []
@@ -24,7 +24,7 @@ for test, depth in keys:
         if o: ours.append(o["tok_s"])
         if t: theirs.append(t["tok_s"])
         if o and t: ratios.append(o["tok_s"] / t["tok_s"])
-        if o and "weight_gbps" in o: bw.append((o["weight_gbps"], 100 * o["weight_gbps"] / o["read_gbps"]))
+        if o and "bytes_gbps" in o: bw.append((o["bytes_gbps"], 100 * o["bytes_gbps"] / o["read_gbps"]))
     ratios.sort()
     rtxt = f"{statistics.median(ratios):.2f}× ({ratios[0]:.2f}–{ratios[-1]:.2f})" if ratios else "–"
     btxt = f"{statistics.median(b[0] for b in bw):.1f}, {statistics.median(b[1] for b in bw):.0f} %" if bw else ""

@@ -156,82 +156,246 @@ void condense_f32_scale_columns(const float *x, size_t rows, size_t n, size_t ld
 /* ---- Causal attention over a KV cache (decoders) ------------------------------------------- */
 
 /* One query row and head: scores against n cached keys, softmax, weighted sum of the values. */
-static void causal_row_scalar(const float *qr, const float *kc, const float *vc, size_t ldkv, size_t n, int hd, float scale,
-                              float *sc, float *out) {
-    float mx = -INFINITY;
-    for (size_t p = 0; p < n; p++) {
-        const float *kr = kc + p * ldkv;
-        float s = 0;
-        for (int e = 0; e < hd; e++) s += qr[e] * kr[e];
-        sc[p] = s * scale;
-        mx = sc[p] > mx ? sc[p] : mx;
-    }
-    float sum = 0;
-    for (size_t p = 0; p < n; p++) { sc[p] = expf(sc[p] - mx); sum += sc[p]; }
-    const float inv = 1.0f / sum;
-    for (int e = 0; e < hd; e++) out[e] = 0;
-    for (size_t p = 0; p < n; p++) {
-        const float w = sc[p] * inv;
-        const float *vr = vc + p * ldkv;
-        for (int e = 0; e < hd; e++) out[e] += w * vr[e];
+/* ---- Causal attention of a decoder over its KV cache ----------------------------------------
+ * One work item is (query row, KV head, chunk of positions): the `group` query heads that share
+ * the KV head are computed together, so each K and V row is read once for all of them. When rows
+ * × KV heads alone cannot keep the threads busy (token generation: one row, a few KV heads),
+ * the positions are split into chunks whose partial softmax states (max, sum, unnormalised
+ * output) are merged afterwards (flash-decoding). The cache holds floats or IEEE halves. */
+
+#define ATTN_CHUNK 256
+
+typedef struct causal_args {
+    const float *q;
+    size_t ldq;
+    const uint8_t *kc, *vc;
+    size_t row_bytes;     /* bytes per cache row (ldkv elements) */
+    int f16;
+    int group, hd;
+    float scale;
+} causal_args;
+
+static inline float kv_at(const causal_args *A, const uint8_t *row, int e) {
+    return A->f16 ? condense_f16_to_f32(((const uint16_t *)(const void *)row)[e]) : ((const float *)(const void *)row)[e];
+}
+
+/* Positions [a, b) of one KV head (kh, vh: its first element in row 0) for the group's query
+ * heads (qg: the first one's q): m[g] = max score, l[g] = Σ e^(s − m), o[g] = Σ e^(s − m)·v. */
+static void causal_chunk_scalar(const causal_args *A, const float *qg, const uint8_t *kh, const uint8_t *vh, size_t a,
+                                size_t b, float *sc, float *m, float *l, float *o) {
+    const size_t n = b - a;
+    const int hd = A->hd;
+    for (int g = 0; g < A->group; g++) {
+        const float *qr = qg + (size_t)g * (size_t)hd;
+        float *s = sc + (size_t)g * n, mx = -INFINITY, sum = 0;
+        for (size_t p = 0; p < n; p++) {
+            const uint8_t *kr = kh + (a + p) * A->row_bytes;
+            float dot = 0;
+            for (int e = 0; e < hd; e++) dot += qr[e] * kv_at(A, kr, e);
+            s[p] = dot * A->scale;
+            mx = s[p] > mx ? s[p] : mx;
+        }
+        for (size_t p = 0; p < n; p++) { s[p] = expf(s[p] - mx); sum += s[p]; }
+        float *og = o + (size_t)g * (size_t)hd;
+        for (int e = 0; e < hd; e++) og[e] = 0;
+        for (size_t p = 0; p < n; p++) {
+            const uint8_t *vr = vh + (a + p) * A->row_bytes;
+            for (int e = 0; e < hd; e++) og[e] += s[p] * kv_at(A, vr, e);
+        }
+        m[g] = mx;
+        l[g] = sum;
     }
 }
 
 #if CONDENSE_X86
-CONDENSE_TARGET_AVX512 static void causal_row_avx512(const float *qr, const float *kc, const float *vc, size_t ldkv, size_t n, int hd,
-                                                     float scale, float *sc, float *out) {
-    float mx = -INFINITY;
+CONDENSE_INLINE CONDENSE_TARGET_AVX512 __m512 kv_load_512(int f16, const uint8_t *row, int e) {
+    return f16 ? _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(const void *)(row + 2 * (size_t)e)))
+               : _mm512_loadu_ps((const float *)(const void *)row + e);
+}
+
+/* r[j] = Σ lanes of a[j], j = 0…15: a transpose-and-add tree, about 3 instructions per vector
+ * instead of a full horizontal sum each. */
+CONDENSE_INLINE CONDENSE_TARGET_AVX512 __m512 hsum16_512(const __m512 *a) {
+    __m512 s2[8], s4[4];
+    for (int j = 0; j < 8; j++)   /* per 128-bit block: [a0+a2, b0+b2, a1+a3, b1+b3] of a = a[2j], b = a[2j+1] */
+        s2[j] = _mm512_add_ps(_mm512_unpacklo_ps(a[2 * j], a[2 * j + 1]), _mm512_unpackhi_ps(a[2 * j], a[2 * j + 1]));
+    for (int j = 0; j < 4; j++)   /* per block: the block sums of a[4j…4j+3] */
+        s4[j] = _mm512_add_ps(_mm512_shuffle_ps(s2[2 * j], s2[2 * j + 1], 0x44), _mm512_shuffle_ps(s2[2 * j], s2[2 * j + 1], 0xEE));
+    const __m512 x01 = _mm512_add_ps(_mm512_shuffle_f32x4(s4[0], s4[1], 0x88), _mm512_shuffle_f32x4(s4[0], s4[1], 0xDD));
+    const __m512 x23 = _mm512_add_ps(_mm512_shuffle_f32x4(s4[2], s4[3], 0x88), _mm512_shuffle_f32x4(s4[2], s4[3], 0xDD));
+    return _mm512_add_ps(_mm512_shuffle_f32x4(x01, x23, 0x88), _mm512_shuffle_f32x4(x01, x23, 0xDD));
+}
+
+/* Σ_p w[g][p]·v[p] for NG heads and NV vectors of 16 columns, accumulators in registers. */
+CONDENSE_INLINE CONDENSE_TARGET_AVX512 void pv_tile_512(const int NG, const int NV, int f16, const uint8_t *vh,
+                                                        size_t row_bytes, size_t a, size_t n, const float *w, int e0,
+                                                        float *o, int hd) {
+    __m512 acc[4][4];
+    for (int g = 0; g < NG; g++)
+        for (int j = 0; j < NV; j++) acc[g][j] = _mm512_setzero_ps();
     for (size_t p = 0; p < n; p++) {
-        const float *kr = kc + p * ldkv;
-        __m512 acc = _mm512_setzero_ps();
-        for (int e = 0; e < hd; e += 16) acc = _mm512_fmadd_ps(_mm512_loadu_ps(qr + e), _mm512_loadu_ps(kr + e), acc);
-        sc[p] = _mm512_reduce_add_ps(acc) * scale;
-        mx = sc[p] > mx ? sc[p] : mx;
+        const uint8_t *vr = vh + (a + p) * row_bytes;
+        __m512 v[4];
+        for (int j = 0; j < NV; j++) v[j] = kv_load_512(f16, vr, e0 + 16 * j);
+        for (int g = 0; g < NG; g++) {
+            const __m512 wg = _mm512_set1_ps(w[(size_t)g * n + p]);
+            for (int j = 0; j < NV; j++) acc[g][j] = _mm512_fmadd_ps(wg, v[j], acc[g][j]);
+        }
     }
-    float sum = 0;
-    for (size_t p = 0; p < n; p++) { sc[p] = expf(sc[p] - mx); sum += sc[p]; }
-    const float inv = 1.0f / sum;
-    for (int e = 0; e < hd; e += 16) {
-        __m512 acc = _mm512_setzero_ps();
-        for (size_t p = 0; p < n; p++) acc = _mm512_fmadd_ps(_mm512_set1_ps(sc[p] * inv), _mm512_loadu_ps(vc + p * ldkv + e), acc);
-        _mm512_storeu_ps(out + e, acc);
+    for (int g = 0; g < NG; g++)
+        for (int j = 0; j < NV; j++) _mm512_storeu_ps(o + (size_t)g * (size_t)hd + e0 + 16 * j, acc[g][j]);
+}
+
+/* The same with hd % 16 == 0: scores 16 positions at a time (FMAs over the head dimension, one
+ * transpose-and-add for the 16 sums), the shared vector exp, and V accumulated for up to 4 heads
+ * × 64 columns in registers per pass over the rows. */
+CONDENSE_TARGET_AVX512 static void causal_chunk_avx512(const causal_args *A, const float *qg, const uint8_t *kh,
+                                                       const uint8_t *vh, size_t a, size_t b, float *sc, float *m,
+                                                       float *l, float *o) {
+    const size_t n = b - a;
+    const int hd = A->hd, G = A->group, f16 = A->f16;
+    const __m512 vscale = _mm512_set1_ps(A->scale);
+    for (int g = 0; g < G; g++) {
+        const float *qr = qg + (size_t)g * (size_t)hd;
+        float *s = sc + (size_t)g * n;
+        size_t p = 0;
+        for (; p + 16 <= n; p += 16) {
+            __m512 acc[16];
+            for (int j = 0; j < 16; j++) {
+                const uint8_t *kr = kh + (a + p + (size_t)j) * A->row_bytes;
+                acc[j] = _mm512_mul_ps(_mm512_loadu_ps(qr), kv_load_512(f16, kr, 0));
+                for (int e = 16; e < hd; e += 16) acc[j] = _mm512_fmadd_ps(_mm512_loadu_ps(qr + e), kv_load_512(f16, kr, e), acc[j]);
+            }
+            _mm512_storeu_ps(s + p, _mm512_mul_ps(hsum16_512(acc), vscale));
+        }
+        for (; p < n; p++) {
+            const uint8_t *kr = kh + (a + p) * A->row_bytes;
+            __m512 acc = _mm512_mul_ps(_mm512_loadu_ps(qr), kv_load_512(f16, kr, 0));
+            for (int e = 16; e < hd; e += 16) acc = _mm512_fmadd_ps(_mm512_loadu_ps(qr + e), kv_load_512(f16, kr, e), acc);
+            s[p] = _mm512_reduce_add_ps(acc) * A->scale;
+        }
+        __m512 vmx = _mm512_set1_ps(-INFINITY);
+        for (p = 0; p < n; p += 16) {
+            const __mmask16 k = n - p >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (n - p)) - 1);
+            vmx = _mm512_mask_max_ps(vmx, k, vmx, _mm512_maskz_loadu_ps(k, s + p));
+        }
+        const float mx = _mm512_reduce_max_ps(vmx);
+        const __m512 vm = _mm512_set1_ps(mx);
+        __m512 vsum = _mm512_setzero_ps();
+        for (p = 0; p < n; p += 16) {
+            const __mmask16 k = n - p >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (n - p)) - 1);
+            const __m512 e = _mm512_maskz_mov_ps(k, exp_nonpos_512(_mm512_sub_ps(_mm512_maskz_loadu_ps(k, s + p), vm)));
+            _mm512_mask_storeu_ps(s + p, k, e);
+            vsum = _mm512_add_ps(vsum, e);
+        }
+        m[g] = mx;
+        l[g] = _mm512_reduce_add_ps(vsum);
+    }
+    for (int e0 = 0; e0 < hd; e0 += 64) {
+        const int nv = hd - e0 >= 64 ? 4 : (hd - e0) / 16;
+        for (int g0 = 0; g0 < G; g0 += 4) {
+            const int ng = G - g0 >= 4 ? 4 : G - g0;
+            const float *w = sc + (size_t)g0 * n;
+            float *og = o + (size_t)g0 * (size_t)hd;
+#define CONDENSE_PV(NG, NV) case (NG) * 8 + (NV): pv_tile_512(NG, NV, f16, vh, A->row_bytes, a, n, w, e0, og, hd); break;
+            switch (ng * 8 + nv) {
+                CONDENSE_PV(1, 1) CONDENSE_PV(1, 2) CONDENSE_PV(1, 3) CONDENSE_PV(1, 4)
+                CONDENSE_PV(2, 1) CONDENSE_PV(2, 2) CONDENSE_PV(2, 3) CONDENSE_PV(2, 4)
+                CONDENSE_PV(3, 1) CONDENSE_PV(3, 2) CONDENSE_PV(3, 3) CONDENSE_PV(3, 4)
+                CONDENSE_PV(4, 1) CONDENSE_PV(4, 2) CONDENSE_PV(4, 3) CONDENSE_PV(4, 4)
+            default: break;
+            }
+#undef CONDENSE_PV
+        }
     }
 }
 #endif
 
-int condense_f32_causal_attention(const float *q, size_t ldq, const float *kc, const float *vc, size_t ldkv, float *out,
-                                  size_t ldo, size_t t, size_t p0, int heads, int kv_heads, int hd, float scale,
-                                  condense_isa isa, int threads) {
+typedef void (*causal_chunk_fn)(const causal_args *, const float *, const uint8_t *, const uint8_t *, size_t, size_t,
+                                float *, float *, float *, float *);
+
+int condense_causal_attention(const float *q, size_t ldq, const void *kc, const void *vc, uint32_t kv_type, size_t ldkv,
+                              float *out, size_t ldo, size_t t, size_t p0, int heads, int kv_heads, int hd, float scale,
+                              condense_isa isa, int threads) {
     if (heads < 1 || kv_heads < 1 || heads % kv_heads || hd < 1) return CONDENSE_ERR_INVALID;
+    if (kv_type != CONDENSE_GGUF_F32 && kv_type != CONDENSE_GGUF_F16) return CONDENSE_ERR_INVALID;
     if (t == 0) return CONDENSE_OK;
     if (isa > condense_isa_detected()) isa = condense_isa_detected();
-    const int use512 = CONDENSE_X86 && isa >= CONDENSE_ISA_AVX512 && hd % 16 == 0;
-    const int group = heads / kv_heads;
-    const long pairs = (long)t * heads;
+    const int f16 = kv_type == CONDENSE_GGUF_F16;
+    causal_chunk_fn chunk = causal_chunk_scalar;
+#if CONDENSE_X86
+    if (isa >= CONDENSE_ISA_AVX512 && hd % 16 == 0) chunk = causal_chunk_avx512;
+#endif
+    const int G = heads / kv_heads;
+    const causal_args A = {q, ldq, kc, vc, ldkv * (f16 ? 2 : 4), f16, G, hd, scale};
     int nt = threads > 0 ? threads : condense_get_num_threads();
-    if ((p0 + t) * (size_t)hd * (size_t)pairs < 65536) nt = 1;
+    const size_t n_max = p0 + t;
+    if (n_max * (size_t)hd * t * (size_t)heads < 65536) nt = 1;
+    /* Chunks only when rows × KV heads cannot feed every thread several items. */
+    size_t nch = 1;
+    if (t * (size_t)kv_heads < 4 * (size_t)nt && n_max > ATTN_CHUNK) nch = (n_max + ATTN_CHUNK - 1) / ATTN_CHUNK;
+    const size_t span = nch == 1 ? n_max : ATTN_CHUNK;
+    const size_t items = t * (size_t)kv_heads * nch, state = (size_t)G * ((size_t)hd + 2);
+    float *partial = NULL;
+    if (nch > 1) {
+        partial = condense_scratch(CONDENSE_SCRATCH_QX, items * state * sizeof(float));
+        if (!partial) return CONDENSE_ERR_NO_MEMORY;
+    }
     int failed = 0;
 #pragma omp parallel num_threads(nt) if (nt > 1)
     {
-        float *sc = condense_scratch(CONDENSE_SCRATCH_ATTN, (p0 + t) * sizeof(float));
+        float *sc = condense_scratch(CONDENSE_SCRATCH_ATTN, ((size_t)G * span + state) * sizeof(float));
         if (!sc) {
 #pragma omp atomic write
             failed = CONDENSE_ERR_NO_MEMORY;
         }
 #pragma omp for schedule(static)
-        for (long pr = 0; pr < pairs; pr++) {
+        for (long it = 0; it < (long)items; it++) {
             if (!sc) continue;
-            const size_t i = (size_t)pr / (size_t)heads;
-            const int h = (int)((size_t)pr % (size_t)heads), kvh = h / group;
-            const float *qr = q + i * ldq + (size_t)h * (size_t)hd;
-            const float *kh = kc + (size_t)kvh * (size_t)hd, *vh = vc + (size_t)kvh * (size_t)hd;
-            float *o = out + i * ldo + (size_t)h * (size_t)hd;
-#if CONDENSE_X86
-            if (use512) { causal_row_avx512(qr, kh, vh, ldkv, p0 + i + 1, hd, scale, sc, o); continue; }
-#endif
-            causal_row_scalar(qr, kh, vh, ldkv, p0 + i + 1, hd, scale, sc, o);
+            const size_t c = (size_t)it % nch, rest = (size_t)it / nch;
+            const size_t kvh = rest % (size_t)kv_heads, i = rest / (size_t)kv_heads;
+            const size_t end = p0 + i + 1, a = c * span, b = a + span < end ? a + span : end;
+            float *st = partial ? partial + (size_t)it * state : sc + (size_t)G * span;
+            float *m = st, *l = st + G, *o = st + 2 * G;
+            const float *qg = q + i * ldq + kvh * (size_t)G * (size_t)hd;
+            const uint8_t *kh = (const uint8_t *)kc + kvh * (size_t)hd * (f16 ? 2 : 4);
+            const uint8_t *vh = (const uint8_t *)vc + kvh * (size_t)hd * (f16 ? 2 : 4);
+            if (a >= b) {   /* a chunk past this row's last position */
+                for (int g = 0; g < G; g++) { m[g] = -INFINITY; l[g] = 0; }
+                memset(o, 0, (size_t)G * (size_t)hd * sizeof(float));
+                continue;
+            }
+            chunk(&A, qg, kh, vh, a, b, sc, m, l, o);
+            if (partial) continue;
+            for (int g = 0; g < G; g++) {
+                float *dst = out + i * ldo + (kvh * (size_t)G + (size_t)g) * (size_t)hd;
+                const float inv = 1.0f / l[g];
+                for (int e = 0; e < hd; e++) dst[e] = o[(size_t)g * (size_t)hd + (size_t)e] * inv;
+            }
+        }
+        if (partial) {
+            /* Merge the chunks of each (row, query head): rescale to the largest max. */
+#pragma omp for schedule(static)
+            for (long ih = 0; ih < (long)(t * (size_t)heads); ih++) {
+                const size_t i = (size_t)ih / (size_t)heads, h = (size_t)ih % (size_t)heads;
+                const size_t kvh = h / (size_t)G, g = h % (size_t)G;
+                const float *base = partial + (i * (size_t)kv_heads + kvh) * nch * state;
+                float mx = -INFINITY;
+                for (size_t c = 0; c < nch; c++) mx = base[c * state + g] > mx ? base[c * state + g] : mx;
+                float *dst = out + i * ldo + h * (size_t)hd, sum = 0;
+                for (int e = 0; e < hd; e++) dst[e] = 0;
+                for (size_t c = 0; c < nch; c++) {
+                    const float *st = base + c * state;
+                    if (st[G + g] == 0) continue;
+                    const float w = expf(st[g] - mx);
+                    sum += w * st[G + g];
+                    const float *o = st + 2 * G + g * (size_t)hd;
+                    for (int e = 0; e < hd; e++) dst[e] += w * o[e];
+                }
+                const float inv = 1.0f / sum;
+                for (int e = 0; e < hd; e++) dst[e] *= inv;
+            }
         }
     }
-    (void)use512;
     return failed;
 }

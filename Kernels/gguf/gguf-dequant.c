@@ -28,6 +28,50 @@ float condense_f16_to_f32(uint16_t h) {
     return f;
 }
 
+/* Round to nearest even, as F16C's vcvtps2ph does: subnormal halves, overflow to ±Inf, NaN kept
+ * quiet with its payload's top bits. */
+static uint16_t f32_to_f16_scalar(float f) {
+    uint32_t x;
+    memcpy(&x, &f, 4);
+    const uint32_t sign = (x >> 16) & 0x8000u, ax = x & 0x7FFFFFFFu;
+    if (ax >= 0x7F800000u) return (uint16_t)(sign | 0x7C00u | (ax > 0x7F800000u ? 0x200u | ((ax >> 13) & 0x3FFu) : 0));
+    if (ax >= 0x477FF000u) return (uint16_t)(sign | 0x7C00u);   /* ≥ 65520 rounds to Inf */
+    if (ax <= 0x33000000u) return (uint16_t)sign;               /* ≤ 2^-25 rounds to 0 */
+    const uint32_t e = ax >> 23;
+    uint32_t r, rem, half;
+    if (e < 113) {   /* a subnormal half: units of 2^-24 */
+        const uint32_t m = (ax & 0x7FFFFFu) | 0x800000u, shift = 126 - e;
+        r = m >> shift;
+        rem = m & ((1u << shift) - 1);
+        half = 1u << (shift - 1);
+    } else {
+        r = ((e - 112) << 10) | ((ax >> 13) & 0x3FFu);
+        rem = ax & 0x1FFFu;
+        half = 0x1000u;
+    }
+    if (rem > half || (rem == half && (r & 1))) r++;   /* a carry moves into the exponent, as it should */
+    return (uint16_t)(sign | r);
+}
+
+#if CONDENSE_X86
+#include <immintrin.h>
+CONDENSE_TARGET_AVX512 static size_t f32_to_f16_avx512(const float *x, uint16_t *y, size_t n) {
+    size_t i = 0;
+    for (; i + 16 <= n; i += 16)
+        _mm256_storeu_si256((__m256i *)(void *)(y + i), _mm512_cvtps_ph(_mm512_loadu_ps(x + i), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+    return i;
+}
+#endif
+
+void condense_f32_to_f16(const float *x, uint16_t *y, size_t n, condense_isa isa) {
+    if (isa > condense_isa_detected()) isa = condense_isa_detected();
+    size_t i = 0;
+#if CONDENSE_X86
+    if (isa >= CONDENSE_ISA_AVX512) i = f32_to_f16_avx512(x, y, n);
+#endif
+    for (; i < n; i++) y[i] = f32_to_f16_scalar(x[i]);
+}
+
 static inline uint16_t rd16(const uint8_t *p) { return (uint16_t)(p[0] | (p[1] << 8)); }
 static inline float h2f(const uint8_t *p) { return condense_f16_to_f32(rd16(p)); }
 

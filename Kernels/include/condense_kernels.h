@@ -478,12 +478,16 @@ int condense_f32_attention(const float *q, const float *k, const float *v, size_
 /**
  * Causal attention of a decoder over its KV cache: query row i (position p0 + i) of head h attends
  * to cache rows 0…p0 + i of KV head h / (heads / kv_heads) (grouped-query attention). q rows hold
- * heads·hd values (stride ldq), the caches kv_heads·hd (stride ldkv), out like q (stride ldo).
- * Parallel over (row, head); the AVX-512 path needs hd % 16 == 0. Returns a condense_status.
+ * heads·hd floats (stride ldq); the caches hold kv_heads·hd elements per row (stride ldkv) of
+ * kv_type: CONDENSE_GGUF_F32 (floats) or CONDENSE_GGUF_F16 (IEEE halves); out is like q (stride
+ * ldo). Parallel over (row, KV head) with the heads of a group together, and over chunks of
+ * positions when there are few rows; the AVX-512 path needs hd % 16 == 0. Returns a condense_status.
  */
-int condense_f32_causal_attention(const float *q, size_t ldq, const float *kc, const float *vc, size_t ldkv, float *out,
-                                  size_t ldo, size_t t, size_t p0, int heads, int kv_heads, int hd, float scale,
-                                  condense_isa isa, int threads);
+int condense_causal_attention(const float *q, size_t ldq, const void *kc, const void *vc, uint32_t kv_type, size_t ldkv,
+                              float *out, size_t ldo, size_t t, size_t p0, int heads, int kv_heads, int hd, float scale,
+                              condense_isa isa, int threads);
+/** f32 to IEEE half, round to nearest even (the KV cache's f16 rows); the same bits on every path. */
+void condense_f32_to_f16(const float *x, uint16_t *y, size_t n, condense_isa isa);
 
 /** y[r][c] = x[r][c] · s[c] (SmoothQuant's per-column input scaling); y may be x. */
 void condense_f32_scale_columns(const float *x, size_t rows, size_t n, size_t ldx, const float *s, float *y, size_t ldy,

@@ -20,6 +20,7 @@ struct BenchGenerate: ParsableCommand {
     var gen = 128
     @Option(help: "Context depths, comma-separated (tokens in the cache before the test).")
     var depth = "0"
+    @OptionGroup var decoder: DecoderOptions
     @OptionGroup var bench: BenchOptions
     @OptionGroup var runtime: RuntimeOptions
 
@@ -53,13 +54,13 @@ struct BenchGenerate: ParsableCommand {
             let ctx = d + max(prompt, gen)
             var pp: [Double] = [], tg: [Double] = []
             for _ in 0..<bench.reps {
-                let s = try lm.session(contextLength: ctx)
+                let s = try lm.session(contextLength: ctx, kvCache: decoder.kvCache)
                 if d > 0 { _ = try s.forward(randomTokens(d)) }
                 let p = randomTokens(prompt)
                 let t0 = ContinuousClock.now
                 _ = try s.forward(p)
                 pp.append(Double(prompt) / seconds(ContinuousClock.now - t0))
-                let g = try lm.session(contextLength: ctx)
+                let g = try lm.session(contextLength: ctx, kvCache: decoder.kvCache)
                 if d > 0 { _ = try g.forward(randomTokens(d)) }
                 var next = randomTokens(1)[0]
                 let t1 = ContinuousClock.now
@@ -72,8 +73,13 @@ struct BenchGenerate: ParsableCommand {
             pp.sort(); tg.sort()
             let tgMed = tg[tg.count / 2]
             records.append(["backend": "condense", "test": "pp\(prompt)", "depth": d, "tok_s": pp[pp.count / 2], "threads": threads])
+            // Bytes read per generated token: the weights, and the KV cache up to the token's
+            // position (on average the depth plus half the generated tokens).
+            let kvBytes = Double(c.layers * 2 * c.kvHeads * c.headDim * (decoder.kvCache == .f16 ? 2 : 4)) * (Double(d) + Double(gen) / 2)
             records.append(["backend": "condense", "test": "tg\(gen)", "depth": d, "tok_s": tgMed, "threads": threads,
-                            "weight_gb_per_token": weightBytes / 1e9, "weight_gbps": weightBytes * tgMed / 1e9, "read_gbps": readGBps])
+                            "weight_gb_per_token": weightBytes / 1e9, "weight_gbps": weightBytes * tgMed / 1e9,
+                            "kv_gb_per_token": kvBytes / 1e9, "bytes_gbps": (weightBytes + kvBytes) * tgMed / 1e9, "read_gbps": readGBps,
+                            "kv_cache": decoder.kvCache.rawValue])
         }
         if bench.peers {
             records += llamaBench(depths: depths, threads: threads)
@@ -82,11 +88,11 @@ struct BenchGenerate: ParsableCommand {
             print(try jsonString(records))
             return
         }
-        print("\(lm.name): \(c.architecture), \(c.layers) layers, hidden \(c.hidden); \(threads) thread(s); weights read per generated token \(fmt(weightBytes / 1e6, 0)) MB")
+        print("\(lm.name): \(c.architecture), \(c.layers) layers, hidden \(c.hidden); \(threads) thread(s); weights read per generated token \(fmt(weightBytes / 1e6, 0)) MB; \(decoder.kvCache.rawValue) KV cache")
         for r in records {
             var line = "\(pad(r["backend"] as! String, 12)) \(pad(r["test"] as! String, 7)) depth \(pad("\(r["depth"]!)", 5, right: true)): \(pad(fmt(r["tok_s"] as! Double, 1), 8, right: true)) tok/s"
-            if let g = r["weight_gbps"] as? Double, let bw = r["read_gbps"] as? Double {
-                line += "   \(fmt(g, 1)) GB/s of weights, \(fmt(100 * g / bw, 0)) % of the \(fmt(bw, 1)) GB/s read probe"
+            if let g = r["bytes_gbps"] as? Double, let bw = r["read_gbps"] as? Double {
+                line += "   \(fmt(g, 1)) GB/s of weights and KV cache, \(fmt(100 * g / bw, 0)) % of the \(fmt(bw, 1)) GB/s read probe"
             }
             if r["backend"] as? String != "condense", let peer = r["tok_s"] as? Double,
                let ours = records.first(where: { $0["backend"] as? String == "condense" && $0["test"] as? String == r["test"] as? String

@@ -17,6 +17,7 @@ struct Chat: ParsableCommand {
     var temperature: Float = 0.8
     @Option(help: "Random seed (default: a random one).")
     var seed: UInt64?
+    @OptionGroup var decoder: DecoderOptions
     @OptionGroup var runtime: RuntimeOptions
 
     func run() throws {
@@ -29,7 +30,7 @@ struct Chat: ParsableCommand {
             template = try ChatTemplate(gguf: file)
         } catch let e as CondenseError { throw e.inFile(model) }
         if template.family == .generic { FileHandle.standardError.write(Data("note: \(model) has no chat template; using a plain 'User:/Assistant:' format\n".utf8)) }
-        let session = try lm.session()
+        let session = try lm.session(kvCache: decoder.kvCache)
         var messages: [ChatTemplate.Message] = system.map { [.init(role: "system", content: $0)] } ?? []
         var options = GenerationOptions(maxTokens: maxTokens)
         options.temperature = temperature

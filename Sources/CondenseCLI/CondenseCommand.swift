@@ -1,5 +1,6 @@
 import ArgumentParser
 import Condense
+import CondenseInference
 
 @main
 struct CondenseCommand: ParsableCommand {
@@ -11,6 +12,14 @@ struct CondenseCommand: ParsableCommand {
 }
 
 /// Options every command that runs kernels shares.
+extension KVCacheType: ExpressibleByArgument {}
+
+/// Options of the commands that run a language model.
+struct DecoderOptions: ParsableArguments {
+    @Option(help: "KV cache element type: f16 (llama.cpp's default; half the bytes attention reads) or f32.")
+    var kvCache: KVCacheType = .f16
+}
+
 struct RuntimeOptions: ParsableArguments {
     @Option(help: "Kernel threads (default: CONDENSE_NUM_THREADS or OpenMP's default).")
     var threads: Int?

@@ -32,6 +32,7 @@ struct Generate: ParsableCommand {
     var ctx: Int?
     @Flag(help: "Print {prompt_tokens, tokens, text, timings} as JSON instead of streaming.")
     var json = false
+    @OptionGroup var decoder: DecoderOptions
     @OptionGroup var runtime: RuntimeOptions
 
     var options: GenerationOptions {
@@ -54,7 +55,7 @@ struct Generate: ParsableCommand {
     func run() throws {
         try runtime.apply()
         let lm = try LanguageModel(gguf: model, registry: cliRegistry())
-        let session = try lm.session(contextLength: ctx.map { min($0, lm.config.contextLength) })
+        let session = try lm.session(contextLength: ctx.map { min($0, lm.config.contextLength) }, kvCache: decoder.kvCache)
         let out = FileHandle.standardOutput
         let r = try session.generate(prompt, options) { piece in
             if !json { out.write(Data(piece.utf8)) }

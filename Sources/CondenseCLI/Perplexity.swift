@@ -18,6 +18,7 @@ struct PerplexityCommand: ParsableCommand {
     var json = false
     @Flag(help: "With --json: also the most likely token at every scored position (\"top1\"), for teacher-forced agreement checks.")
     var top1 = false
+    @OptionGroup var decoder: DecoderOptions
     @OptionGroup var runtime: RuntimeOptions
 
     func validate() throws {
@@ -29,7 +30,7 @@ struct PerplexityCommand: ParsableCommand {
         let text = try FileInput.text(input)
         let lm = try LanguageModel(gguf: model, registry: cliRegistry())
         let started = Date()
-        let r = try Perplexity.measure(lm, text: text, context: ctx) { done, total, ppl in
+        let r = try Perplexity.measure(lm, text: text, context: ctx, kvCache: decoder.kvCache) { done, total, ppl in
             if !json { FileHandle.standardError.write(Data(String(format: "[%d/%d] %.4f\n", done, total, ppl).utf8)) }
         }
         if json {

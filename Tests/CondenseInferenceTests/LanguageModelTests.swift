@@ -204,35 +204,66 @@ import Testing
 }
 
 @Suite struct CausalAttentionKernelTests {
-    /// The decoder attention kernel against plain loops on every ISA path: GQA groups, a prefix
-    /// already in the cache, several query rows, head sizes on and off the AVX-512 path.
+    /// The decoder attention kernel against plain loops on every ISA path, f32 and f16 caches:
+    /// GQA groups of 1–5 heads, a prefix already in the cache (long enough for the chunked,
+    /// merged path at 1 and 2 threads), several query rows, head sizes on and off the AVX-512 path
+    /// and with a partial 64-column pass (80).
     @Test func matchesPlainLoops() throws {
         var rng = TestRNG(s: 77)
-        for (heads, kvHeads, hd, t, p0) in [(4, 2, 16, 3, 5), (9, 3, 64, 1, 40), (2, 2, 8, 4, 0), (6, 1, 32, 2, 7)] {
+        let cases = [(4, 2, 16, 3, 5), (9, 3, 64, 1, 40), (2, 2, 8, 4, 0), (6, 1, 32, 2, 7), (9, 3, 64, 1, 700),
+                     (10, 2, 80, 1, 600), (4, 4, 8, 1, 300), (6, 2, 64, 3, 290)]
+        for (heads, kvHeads, hd, t, p0) in cases {
             let (dq, dkv, n) = (heads * hd, kvHeads * hd, p0 + t)
-            let q = (0..<(t * dq)).map { _ in rng.next() }, k = (0..<(n * dkv)).map { _ in rng.next() }, v = (0..<(n * dkv)).map { _ in rng.next() }
+            let q = (0..<(t * dq)).map { _ in rng.next() }, k32 = (0..<(n * dkv)).map { _ in rng.next() }, v32 = (0..<(n * dkv)).map { _ in rng.next() }
             let scale = 1 / Float(hd).squareRoot()
-            var want = [Double](repeating: 0, count: t * dq)
-            for i in 0..<t {
-                for h in 0..<heads {
-                    let g = h / (heads / kvHeads)
-                    let s = (0...(p0 + i)).map { p in (0..<hd).reduce(0.0) { $0 + Double(q[i * dq + h * hd + $1]) * Double(k[p * dkv + g * hd + $1]) } * Double(scale) }
-                    let mx = s.max()!, e = s.map { exp($0 - mx) }, sum = e.reduce(0, +)
-                    for x in 0..<hd { want[i * dq + h * hd + x] = (0...(p0 + i)).reduce(0.0) { $0 + e[$1] / sum * Double(v[$1 * dkv + g * hd + x]) } }
+            for kvType in [UInt32(CONDENSE_GGUF_F32), UInt32(CONDENSE_GGUF_F16)] {
+                let f16 = kvType == UInt32(CONDENSE_GGUF_F16)
+                // The reference reads what the cache holds: the halves' values for an f16 cache.
+                let (k, v) = f16 ? (k32.map { Float(Float16($0)) }, v32.map { Float(Float16($0)) }) : (k32, v32)
+                var want = [Double](repeating: 0, count: t * dq)
+                for i in 0..<t {
+                    for h in 0..<heads {
+                        let g = h / (heads / kvHeads)
+                        let s = (0...(p0 + i)).map { p in (0..<hd).reduce(0.0) { $0 + Double(q[i * dq + h * hd + $1]) * Double(k[p * dkv + g * hd + $1]) } * Double(scale) }
+                        let mx = s.max()!, e = s.map { exp($0 - mx) }, sum = e.reduce(0, +)
+                        for x in 0..<hd { want[i * dq + h * hd + x] = (0...(p0 + i)).reduce(0.0) { $0 + e[$1] / sum * Double(v[$1 * dkv + g * hd + x]) } }
+                    }
                 }
-            }
-            for isa in ISA.allCases where isa <= CondenseRuntime.detectedISA {
-                for threads: Int32 in [1, 2] {
-                    var out = [Float](repeating: .nan, count: t * dq)
-                    let status = condense_f32_causal_attention(q, dq, k, v, dkv, &out, dq, t, p0, Int32(heads), Int32(kvHeads), Int32(hd), scale,
-                                                               condense_isa(UInt32(isa.rawValue)), threads)
-                    #expect(status == 0)
-                    let worst = zip(out, want).map { abs(Double($0) - $1) }.max()!
-                    #expect(worst < 1e-5, "\(isa) heads \(heads)/\(kvHeads) hd \(hd) t \(t) p0 \(p0) threads \(threads): \(worst)")
+                var kh = [UInt16](repeating: 0, count: n * dkv), vh = kh
+                condense_f32_to_f16(k32, &kh, n * dkv, CONDENSE_ISA_SCALAR)
+                condense_f32_to_f16(v32, &vh, n * dkv, CONDENSE_ISA_SCALAR)
+                for isa in ISA.allCases where isa <= CondenseRuntime.detectedISA {
+                    for threads: Int32 in [1, 2] {
+                        var out = [Float](repeating: .nan, count: t * dq)
+                        let status = f16
+                            ? condense_causal_attention(q, dq, kh, vh, kvType, dkv, &out, dq, t, p0, Int32(heads), Int32(kvHeads), Int32(hd), scale,
+                                                        condense_isa(UInt32(isa.rawValue)), threads)
+                            : condense_causal_attention(q, dq, k32, v32, kvType, dkv, &out, dq, t, p0, Int32(heads), Int32(kvHeads), Int32(hd), scale,
+                                                        condense_isa(UInt32(isa.rawValue)), threads)
+                        #expect(status == 0)
+                        let worst = zip(out, want).map { abs(Double($0) - $1) }.max()!
+                        #expect(worst < 1e-5, "\(isa) f16 \(f16) heads \(heads)/\(kvHeads) hd \(hd) t \(t) p0 \(p0) threads \(threads): \(worst)")
+                    }
                 }
             }
         }
         var o = [Float](repeating: 0, count: 4)
-        #expect(condense_f32_causal_attention([0, 0, 0, 0], 4, [0], [0], 1, &o, 4, 1, 0, 3, 2, 1, 1, CONDENSE_ISA_SCALAR, 1) == 2)
+        #expect(condense_causal_attention([0, 0, 0, 0], 4, [Float(0)], [Float(0)], UInt32(CONDENSE_GGUF_F32), 1, &o, 4, 1, 0, 3, 2, 1, 1, CONDENSE_ISA_SCALAR, 1) == 2)
+        #expect(condense_causal_attention([0, 0, 0, 0], 4, [Float(0)], [Float(0)], UInt32(CONDENSE_GGUF_Q8_0), 4, &o, 4, 1, 0, 1, 1, 4, 1, CONDENSE_ISA_SCALAR, 1) == 2)
+    }
+
+    /// f32 → f16 rounds to nearest even on every path, as Swift's Float16 does: ties, subnormals,
+    /// overflow to infinity, signed zeros.
+    @Test func halfConversionRoundsToNearestEven() {
+        var rng = TestRNG(s: 5)
+        var xs: [Float] = [0, -0, 1, -1, 65504, 65519.99, 65520, -70000, 1e-8, 2.98e-8, 2.9802322e-8, 5.9604645e-8, 6.1e-5, 6.097555e-5,
+                           1 + 1 / 2048, 1 + 3 / 2048, .infinity, -.infinity, Float.greatestFiniteMagnitude]
+        xs += (0..<200).map { _ in rng.next() * 100 } + (0..<200).map { _ in rng.next() * 1e-5 }
+        for isa in ISA.allCases where isa <= CondenseRuntime.detectedISA {
+            var y = [UInt16](repeating: 0, count: xs.count)
+            condense_f32_to_f16(xs, &y, xs.count, condense_isa(UInt32(isa.rawValue)))
+            let bad = xs.indices.first { y[$0] != Float16(xs[$0]).bitPattern }
+            #expect(bad == nil, "\(isa): \(bad.map { xs[$0] } ?? 0) → \(bad.map { y[$0] } ?? 0), expected \(bad.map { Float16(xs[$0]).bitPattern } ?? 0)")
+        }
     }
 }

@@ -40,6 +40,16 @@ public struct GenerationOptions: Sendable, Equatable {
     }
 }
 
+/// The element type of a session's KV cache. `f16` (llama.cpp's default) halves the bytes that
+/// attention reads per generated token, which is what generation deep into a conversation costs;
+/// `f32` keeps the projections' values exactly.
+public enum KVCacheType: String, Sendable, CaseIterable {
+    case f16, f32
+
+    var elementBytes: Int { self == .f16 ? 2 : 4 }
+    var ggmlType: UInt32 { self == .f16 ? UInt32(CONDENSE_GGUF_F16) : UInt32(CONDENSE_GGUF_F32) }
+}
+
 /// One conversation with a ``LanguageModel``: its own KV cache (preallocated for the context
 /// length), the tokens seen so far. Not shared between threads; sessions of one model may run
 /// on many threads at once.
@@ -52,25 +62,28 @@ public final class DecoderSession: @unchecked Sendable {
     public var isa: ISA { model.isa }
     /// Tokens in the cache, in order.
     public private(set) var tokens: [Int32] = []
-    // The KV cache: layers × contextLength × kvDim floats each, allocated once.
-    let keys: UnsafeMutablePointer<Float>
-    let values: UnsafeMutablePointer<Float>
-    let layerStride: Int
+    /// The element type of the KV cache.
+    public let kvCache: KVCacheType
+    // The KV cache: layers × contextLength × kvDim elements each, allocated once.
+    let keys: UnsafeMutableRawPointer
+    let values: UnsafeMutableRawPointer
+    let layerStride: Int   // elements
 
-    init(_ model: LanguageModel, contextLength: Int) throws {
+    init(_ model: LanguageModel, contextLength: Int, kvCache: KVCacheType) throws {
         guard contextLength >= 1, contextLength <= model.config.contextLength else {
             throw CondenseError.invalidArgument("context length must be in 1…\(model.config.contextLength), got \(contextLength)")
         }
         self.model = model
         self.contextLength = contextLength
+        self.kvCache = kvCache
         let kvd = model.config.kvHeads * model.config.headDim
         layerStride = try CheckedSize.product(contextLength, kvd, of: "KV cache")
         let count = try CheckedSize.product(layerStride, model.config.layers, of: "KV cache")
-        let bytes = try CheckedSize.product(count, MemoryLayout<Float>.size, of: "KV cache")
-        func allocate() throws -> UnsafeMutablePointer<Float> {
+        let bytes = try CheckedSize.product(count, kvCache.elementBytes, of: "KV cache")
+        func allocate() throws -> UnsafeMutableRawPointer {
             var raw: UnsafeMutableRawPointer?
             guard posix_memalign(&raw, 64, max(bytes, 64)) == 0, let raw else { throw CondenseError.outOfMemory(bytes: bytes) }
-            return raw.bindMemory(to: Float.self, capacity: count)
+            return raw
         }
         keys = try allocate()
         do { values = try allocate() } catch { free(keys); throw error }
@@ -109,23 +122,32 @@ public final class DecoderSession: @unchecked Sendable {
         var gu = try Matrix<Float>(rows: t, columns: 2 * ff), g = try Matrix<Float>(rows: t, columns: ff)
         let rotation = Rotation(positions: p0..<(p0 + t), headDim: hd, base: c.ropeBase, neox: c.ropeNeoX)
         let scale = 1 / Float(hd).squareRoot()
+        let isaCode = condense_isa(UInt32(isa.rawValue))
         for (l, layer) in model.layers.enumerated() {
             Self.rmsNorm(x, layer.attnNorm, c.rmsEpsilon, into: &h)
             try layer.qkv.apply(h, into: &qkv)
-            let (kc, vc) = (keys + l * layerStride, values + l * layerStride)
+            let eb = kvCache.elementBytes
+            let (kc, vc) = (keys + l * layerStride * eb, values + l * layerStride * eb)
             qkv.withUnsafeMutableBufferPointer { p in
                 let base = p.baseAddress!
                 rotation.apply(base, rows: t, stride: wide, heads: c.heads)            // Q
                 rotation.apply(base + d, rows: t, stride: wide, heads: c.kvHeads)      // K
                 for i in 0..<t {
-                    (kc + (p0 + i) * kvd).update(from: base + i * wide + d, count: kvd)
-                    (vc + (p0 + i) * kvd).update(from: base + i * wide + d + kvd, count: kvd)
+                    let (kr, vr, row) = (kc + (p0 + i) * kvd * eb, vc + (p0 + i) * kvd * eb, base + i * wide + d)
+                    switch kvCache {
+                    case .f32:
+                        kr.copyMemory(from: row, byteCount: kvd * 4)
+                        vr.copyMemory(from: row + kvd, byteCount: kvd * 4)
+                    case .f16:
+                        condense_f32_to_f16(row, kr.assumingMemoryBound(to: UInt16.self), kvd, isaCode)
+                        condense_f32_to_f16(row + kvd, vr.assumingMemoryBound(to: UInt16.self), kvd, isaCode)
+                    }
                 }
             }
             // Causal attention over the cache (GQA: heads share their group's KV head), in C.
             let status = qkv.withUnsafeBufferPointer { qp in att.withUnsafeMutableBufferPointer { ap in
-                condense_f32_causal_attention(qp.baseAddress, wide, kc, vc, kvd, ap.baseAddress, d, t, p0,
-                                              Int32(c.heads), Int32(c.kvHeads), Int32(hd), scale, condense_isa(UInt32(isa.rawValue)), 0)
+                condense_causal_attention(qp.baseAddress, wide, kc, vc, kvCache.ggmlType, kvd, ap.baseAddress, d, t, p0,
+                                          Int32(c.heads), Int32(c.kvHeads), Int32(hd), scale, isaCode, 0)
             } }
             try NativeStatus.check(status, kernel: "causal attention")
             try layer.o.apply(att, into: &o)

@@ -222,8 +222,9 @@ public final class LanguageModel: Sendable {
         try NativeStatus.check(status, kernel: "dequantize token_embd.weight")
     }
 
-    /// A session of its own (KV cache of `contextLength` tokens, at most the model's).
-    public func session(contextLength: Int? = nil) throws -> DecoderSession {
-        try DecoderSession(self, contextLength: contextLength ?? min(config.contextLength, 4096))
+    /// A session of its own: a KV cache of `contextLength` tokens (at most the model's; 4096 or
+    /// the model's if smaller by default) in `kvCache`'s element type.
+    public func session(contextLength: Int? = nil, kvCache: KVCacheType = .f16) throws -> DecoderSession {
+        try DecoderSession(self, contextLength: contextLength ?? min(config.contextLength, 4096), kvCache: kvCache)
     }
 }

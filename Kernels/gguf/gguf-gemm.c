@@ -185,6 +185,10 @@ static void group_scalar(const layout *L, const uint8_t *gw, const qx_rows *x, s
 /* MR rows of X at once share the unpacked weights of each block; two integer accumulators per
  * row halve the vpdpbusd dependency chain. */
 #define GGUF_MR 4
+/* Prefetch every line of the group-block this many blocks ahead. Measured on the SmolLM2 decode
+ * (tg128, 2 threads, interleaved runs): prefetching 2 of a Q4_1 group-block's 5 lines gave
+ * 18–23 GB/s of weights, all 5 gave 24.4–26.6 GB/s at distances 4, 16 and 48 alike. */
+#define GGUF_PREFETCH 16
 CONDENSE_INLINE CONDENSE_TARGET_GGUF512 void group_rows_avx512(const int MR, const layout *L, const uint8_t *gw,
                                                                const qx_rows *x, size_t i0, float *y, size_t ldy,
                                                                __mmask16 mask) {
@@ -194,8 +198,7 @@ CONDENSE_INLINE CONDENSE_TARGET_GGUF512 void group_rows_avx512(const int MR, con
     for (int ii = 0; ii < MR; ii++) acc[ii] = _mm512_setzero_ps();
     for (size_t b = 0; b < x->nb; b++) {
         const uint8_t *blk = gw + b * L->gb;
-        _mm_prefetch((const char *)(blk + 8 * L->gb), _MM_HINT_T0);
-        _mm_prefetch((const char *)(blk + 8 * L->gb + 64), _MM_HINT_T0);
+        for (size_t off = 0; off < L->gb; off += 64) _mm_prefetch((const char *)(blk + GGUF_PREFETCH * L->gb + off), _MM_HINT_T0);
         __m512i w[8];
         if (q4) {
             for (int ch = 0; ch < 4; ch++) {

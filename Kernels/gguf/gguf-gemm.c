@@ -10,7 +10,14 @@
  *     group g, block b:  chunks × [16 rows × 4 bytes]   then 16 f16 scales (then 16 f16 mins)
  * Q4 chunk c holds each row's qs bytes 4c…4c+3: low nibbles pair with x[4c…4c+3], high nibbles
  * with x[16+4c…]; Q8_0 chunk c holds qs[4c…4c+3] + 128 (vpdpbusd wants unsigned weights).
- * The packed size equals the stored size for every type. Rows beyond N are zero (scale 0).
+ * The K-quants keep their super-blocks of 256 (8 blocks of 32): a header of the 16 rows' f16 d
+ * (and dmin for Q4_K), then per block the quants as above and the rows' 8-bit sub-block scales:
+ *     Q4_K: 6-bit scale and min per block of 32:  y += D·sc·dx·Σ q·qx − Dmin·m·sx
+ *     Q6_K: 4 low bits as Q4's nibbles, the 2 high bits in two more 64-byte vectors placed so one
+ *           shift and mask puts them in bits 4–5; a signed scale per 16:
+ *           y += D·sc_lo·dx·(Σ_lo q·qx − 32·Σ_lo qx) + D·sc_hi·dx·(Σ_hi …)
+ * so that every type runs at its stored size (Q4_K 4.625 bits per weight against 4.5 stored,
+ * Q6_K exactly its 6.5625). Rows beyond N are zero (scale 0).
  * Scalar and AVX-512 VNNI kernels, bit-identical: integer sums are exact and the float steps
  * are the same fused multiply-adds in the same order. Threads over groups of rows. */
 #include "internal.h"
@@ -26,53 +33,149 @@
 #define GROUP 16
 
 typedef struct layout {
+    int kind;           /* FLAT (blocks of 32), KQ4 (Q4_K) or KQ6 (Q6_K) */
     int chunks;         /* 64-byte chunks of quants per group-block */
     int has_min;        /* Q4_1 */
     int offset;         /* o: the unsigned code of a zero weight */
     size_t src_block;   /* stored bytes per block of 32 */
     size_t qs_off;      /* offset of the quants in a stored block */
-    size_t gb;          /* packed bytes per group-block */
+    size_t gb;          /* packed bytes per group-block (FLAT) */
+    size_t hdr, kb;     /* K-quants: header bytes per group-super-block, bytes per group-block */
 } layout;
+
+enum { FLAT = 0, KQ4 = 1, KQ6 = 2 };
 
 static int layout_of(uint32_t type, layout *L) {
     switch (type) {
-    case CONDENSE_GGUF_Q8_0: *L = (layout){8, 0, 128, 34, 2, 0}; break;
-    case CONDENSE_GGUF_Q4_0: *L = (layout){4, 0, 8, 18, 2, 0}; break;
-    case CONDENSE_GGUF_Q4_1: *L = (layout){4, 1, 0, 20, 4, 0}; break;
+    case CONDENSE_GGUF_Q8_0: *L = (layout){FLAT, 8, 0, 128, 34, 2, 0, 0, 0}; break;
+    case CONDENSE_GGUF_Q4_0: *L = (layout){FLAT, 4, 0, 8, 18, 2, 0, 0, 0}; break;
+    case CONDENSE_GGUF_Q4_1: *L = (layout){FLAT, 4, 1, 0, 20, 4, 0, 0, 0}; break;
+    case CONDENSE_GGUF_Q4_K: *L = (layout){KQ4, 4, 1, 0, 144, 0, 0, 64, 256 + 32}; break;
+    case CONDENSE_GGUF_Q6_K: *L = (layout){KQ6, 4, 0, 32, 210, 0, 0, 32, 256 + 128 + 32}; break;
     default: return 0;
     }
     L->gb = (size_t)L->chunks * 64 + 32 + (L->has_min ? 32 : 0);
     return 1;
 }
 
+static size_t elems_per_block(const layout *L) { return L->kind == FLAT ? 32 : 256; }
+
+/* Packed bytes of one group of 16 rows (nb blocks of 32). */
+static size_t group_bytes(const layout *L, size_t nb) {
+    return L->kind == FLAT ? nb * L->gb : nb / 8 * (L->hdr + 8 * L->kb);
+}
+
+/* Block b of a group: its quants, and (K-quants) its super-block's header. */
+static inline const uint8_t *block_at(const layout *L, const uint8_t *gw, size_t b) {
+    return L->kind == FLAT ? gw + b * L->gb : gw + b / 8 * (L->hdr + 8 * L->kb) + L->hdr + b % 8 * L->kb;
+}
+static inline const uint8_t *header_at(const layout *L, const uint8_t *gw, size_t b) {
+    return gw + b / 8 * (L->hdr + 8 * L->kb);
+}
+
 size_t condense_gguf_packed_size(uint32_t type, size_t n, size_t k) {
     layout L;
-    if (!layout_of(type, &L) || k % 32) return 0;
+    if (!layout_of(type, &L) || k % elems_per_block(&L)) return 0;
     const size_t groups = n / GROUP + (n % GROUP != 0), nb = k / 32;
     size_t bytes;
-    if (__builtin_mul_overflow(groups, nb, &bytes) || __builtin_mul_overflow(bytes, L.gb, &bytes)) return 0;
+    if (__builtin_mul_overflow(groups, group_bytes(&L, nb), &bytes)) return 0;
     return bytes;
+}
+
+/* The 256 codes of a Q4_K super-block (0…15) with its 8 scales and mins, in ggml's order. */
+static void q4k_codes(const uint8_t *blk, uint8_t *code, uint8_t *sc, uint8_t *mn) {
+    const uint8_t *q = blk + 4, *qs = blk + 16;
+    for (int j = 0; j < 8; j++) {
+        if (j < 4) {
+            sc[j] = q[j] & 63;
+            mn[j] = q[j + 4] & 63;
+        } else {
+            sc[j] = (uint8_t)((q[j + 4] & 0xF) | ((q[j - 4] >> 6) << 4));
+            mn[j] = (uint8_t)((q[j + 4] >> 4) | ((q[j] >> 6) << 4));
+        }
+        for (int l = 0; l < 32; l++) code[32 * j + l] = j % 2 ? qs[32 * (j / 2) + l] >> 4 : qs[32 * (j / 2) + l] & 0xF;
+    }
+}
+
+/* The 256 codes of a Q6_K super-block (0…63), in ggml's order. */
+static void q6k_codes(const uint8_t *blk, uint8_t *code) {
+    for (int h = 0; h < 2; h++) {
+        const uint8_t *ql = blk + 64 * h, *qh = blk + 128 + 32 * h;
+        uint8_t *c = code + 128 * h;
+        for (int l = 0; l < 32; l++) {
+            c[l] = (uint8_t)((ql[l] & 0xF) | ((qh[l] & 3) << 4));
+            c[l + 32] = (uint8_t)((ql[l + 32] & 0xF) | (((qh[l] >> 2) & 3) << 4));
+            c[l + 64] = (uint8_t)((ql[l] >> 4) | (((qh[l] >> 4) & 3) << 4));
+            c[l + 96] = (uint8_t)((ql[l + 32] >> 4) | (((qh[l] >> 6) & 3) << 4));
+        }
+    }
+}
+
+/* Where Q6_K's high bits of chunk k (elements 4k…4k+3) live: vector k/2 % 2, shifted left by
+ * this many bits (bits 4–5 after the kernel's shift and mask). */
+static const int q6_hshift[8] = {4, 6, 4, 6, 0, 2, 0, 2};
+
+/* 32 codes of one row into the group-block's chunks (byte 4c+t: element 4c+t low, 16+4c+t high). */
+static void put_nibbles(uint8_t *o, int r, const uint8_t *code) {
+    for (int c = 0; c < 4; c++)
+        for (int t = 0; t < 4; t++) o[c * 64 + r * 4 + t] = (uint8_t)((code[4 * c + t] & 0xF) | (code[16 + 4 * c + t] & 0xF) << 4);
 }
 
 int condense_gguf_pack(uint32_t type, const void *w, size_t n, size_t k, void *dst) {
     layout L;
-    if (!layout_of(type, &L) || k % 32 || !condense_gguf_packed_size(type, n, k)) return CONDENSE_ERR_INVALID;
-    const size_t nb = k / 32, groups = (n + GROUP - 1) / GROUP;
+    if (!layout_of(type, &L) || !condense_gguf_packed_size(type, n, k)) return CONDENSE_ERR_INVALID;
+    const size_t nb = k / 32, groups = (n + GROUP - 1) / GROUP, gbytes = group_bytes(&L, nb);
+    const size_t row_bytes = k / elems_per_block(&L) * L.src_block;
     const uint8_t *src = w;
     uint8_t *out = dst;
-    const uint8_t flip = type == CONDENSE_GGUF_Q8_0 ? 0x80 : 0;
-    for (size_t g = 0; g < groups; g++)
-        for (size_t b = 0; b < nb; b++) {
-            uint8_t *o = out + (g * nb + b) * L.gb;
-            memset(o, 0, L.gb);
-            for (size_t r = 0; r < GROUP && g * GROUP + r < n; r++) {
-                const uint8_t *blk = src + ((g * GROUP + r) * nb + b) * L.src_block;
-                for (int c = 0; c < L.chunks; c++)
-                    for (int t = 0; t < 4; t++) o[c * 64 + r * 4 + t] = blk[L.qs_off + 4 * c + t] ^ flip;
-                memcpy(o + L.chunks * 64 + r * 2, blk, 2);
-                if (L.has_min) memcpy(o + L.chunks * 64 + 32 + r * 2, blk + 2, 2);
+    memset(out, 0, groups * gbytes);
+    for (size_t g = 0; g < groups; g++) {
+        uint8_t *go = out + g * gbytes;
+        for (size_t r = 0; r < GROUP && g * GROUP + r < n; r++) {
+            const uint8_t *row = src + (g * GROUP + r) * row_bytes;
+            if (L.kind == FLAT) {
+                const uint8_t flip = type == CONDENSE_GGUF_Q8_0 ? 0x80 : 0;
+                for (size_t b = 0; b < nb; b++) {
+                    const uint8_t *blk = row + b * L.src_block;
+                    uint8_t *o = go + b * L.gb;
+                    for (int c = 0; c < L.chunks; c++)
+                        for (int t = 0; t < 4; t++) o[c * 64 + r * 4 + t] = blk[L.qs_off + 4 * c + t] ^ flip;
+                    memcpy(o + L.chunks * 64 + r * 2, blk, 2);
+                    if (L.has_min) memcpy(o + L.chunks * 64 + 32 + r * 2, blk + 2, 2);
+                }
+                continue;
+            }
+            for (size_t sb = 0; sb < nb / 8; sb++) {
+                const uint8_t *blk = row + sb * L.src_block;
+                uint8_t *h = go + sb * (L.hdr + 8 * L.kb);
+                uint8_t code[256], sc[8], mn[8];
+                if (L.kind == KQ4) {
+                    q4k_codes(blk, code, sc, mn);
+                    memcpy(h + 2 * r, blk, 2);           /* d */
+                    memcpy(h + 32 + 2 * r, blk + 2, 2);  /* dmin */
+                } else {
+                    q6k_codes(blk, code);
+                    memcpy(h + 2 * r, blk + 208, 2);     /* d */
+                }
+                for (int j = 0; j < 8; j++) {
+                    uint8_t *o = h + L.hdr + (size_t)j * L.kb;
+                    const uint8_t *cj = code + 32 * j;
+                    put_nibbles(o, (int)r, cj);
+                    if (L.kind == KQ4) {
+                        o[256 + r] = sc[j];
+                        o[272 + r] = mn[j];
+                    } else {
+                        for (int e = 0; e < 32; e++) {
+                            const int ch = e / 4, t = e % 4;
+                            o[256 + (ch / 2 % 2) * 64 + r * 4 + t] |= (uint8_t)((cj[e] >> 4) << q6_hshift[ch]);
+                        }
+                        o[384 + r] = blk[192 + 2 * j];        /* the scale of elements 0…15 */
+                        o[400 + r] = blk[192 + 2 * j + 1];    /* and of 16…31 */
+                    }
+                }
             }
         }
+    }
     return CONDENSE_OK;
 }
 
@@ -81,7 +184,8 @@ int condense_gguf_pack(uint32_t type, const void *w, size_t n, size_t k, void *d
 typedef struct qx_rows {
     const int8_t *q;     /* m × k */
     const float *d;      /* m × nb: the f16-rounded scale */
-    const int32_t *c;    /* m × nb: o·Σ q */
+    const int32_t *c;    /* m × nb: o·Σ q (Q6_K: o·Σ of the first 16) */
+    const int32_t *c2;   /* m × nb: Q6_K: o·Σ of the last 16 */
     const float *s;      /* m × nb: f16(d·Σ q), Q4_1 only */
     size_t k, nb;
 } qx_rows;
@@ -98,20 +202,19 @@ static float f16_round(float v) {
     return copysignf(nearbyintf(a / ulp) * ulp, v);
 }
 
-/* One block: scale, codes (nearest even), Σ codes. The same arithmetic on every path. */
+/* One block: scale, codes (nearest even), Σ codes of each half. The same arithmetic on every path. */
 static void quantize_block_scalar(const float *x, int8_t *q, float *d, int32_t *sum) {
     float amax = 0;
     for (int j = 0; j < 32; j++) amax = fmaxf(amax, fabsf(x[j]));
     const float id = amax != 0 ? 127.0f / amax : 0.0f;
-    int32_t s = 0;
+    sum[0] = sum[1] = 0;
     for (int j = 0; j < 32; j++) {
         const float f = nearbyintf(x[j] * id);
         const int v = f >= -127 && f <= 127 ? (int)f : 0;   /* NaN: 0, as the vector path's vpmovdb gives */
         q[j] = (int8_t)v;
-        s += v;
+        sum[j / 16] += v;
     }
     *d = amax / 127.0f;
-    *sum = s;
 }
 
 #if CONDENSE_X86
@@ -126,23 +229,25 @@ CONDENSE_TARGET_GGUF512 static void quantize_block_avx512(const float *x, int8_t
     _mm_storeu_si128((__m128i *)q, _mm512_cvtepi32_epi8(q0));
     _mm_storeu_si128((__m128i *)(q + 16), _mm512_cvtepi32_epi8(q1));
     *d = amax / 127.0f;
-    *sum = _mm512_reduce_add_epi32(_mm512_add_epi32(q0, q1));
+    sum[0] = _mm512_reduce_add_epi32(q0);
+    sum[1] = _mm512_reduce_add_epi32(q1);
 }
 #endif
 
 typedef void (*quantize_block_fn)(const float *, int8_t *, float *, int32_t *);
 
 static void quantize_rows(quantize_block_fn qb, const layout *L, const float *x, size_t lda, size_t m, size_t k,
-                          int8_t *q, float *d, int32_t *c, float *s) {
+                          int8_t *q, float *d, int32_t *c, int32_t *c2, float *s) {
     const size_t nb = k / 32;
     for (size_t i = 0; i < m; i++)
         for (size_t b = 0; b < nb; b++) {
             float dd;
-            int32_t sum;
-            qb(x + i * lda + b * 32, q + i * k + b * 32, &dd, &sum);
+            int32_t sum[2];
+            qb(x + i * lda + b * 32, q + i * k + b * 32, &dd, sum);
             d[i * nb + b] = f16_round(dd);
-            c[i * nb + b] = L->offset * sum;
-            if (s) s[i * nb + b] = f16_round(dd * (float)sum);
+            c[i * nb + b] = L->offset * (L->kind == KQ6 ? sum[0] : sum[0] + sum[1]);
+            c2[i * nb + b] = L->offset * sum[1];
+            if (s) s[i * nb + b] = f16_round(dd * (float)(sum[0] + sum[1]));
         }
 }
 
@@ -151,6 +256,8 @@ static void quantize_rows(quantize_block_fn qb, const layout *L, const float *x,
 typedef void (*group_fn)(const layout *L, const uint8_t *gw, const qx_rows *x, size_t m0, size_t m1, float *y,
                          size_t ldy, int valid);
 
+static inline float f16_at(const uint8_t *p) { return condense_f16_to_f32((uint16_t)(p[0] | p[1] << 8)); }
+
 static void group_scalar(const layout *L, const uint8_t *gw, const qx_rows *x, size_t m0, size_t m1, float *y,
                          size_t ldy, int valid) {
     const int q4 = L->chunks == 4;
@@ -158,22 +265,33 @@ static void group_scalar(const layout *L, const uint8_t *gw, const qx_rows *x, s
         float acc[GROUP] = {0};
         const int8_t *xq = x->q + i * x->k;
         for (size_t b = 0; b < x->nb; b++, xq += 32) {
-            const uint8_t *blk = gw + b * L->gb, *sc = blk + L->chunks * 64;
-            const float dx = x->d[i * x->nb + b];
+            const uint8_t *blk = block_at(L, gw, b), *hdr = header_at(L, gw, b), *sc = blk + L->chunks * 64;
+            const size_t ib = i * x->nb + b;
+            const float dx = x->d[ib];
             for (int r = 0; r < GROUP; r++) {
-                int32_t s = 0;
+                int32_t half[2] = {0, 0};   /* Σ q·qx over elements 0…15 and 16…31 */
                 for (int ch = 0; ch < L->chunks; ch++)
                     for (int t = 0; t < 4; t++) {
                         const uint8_t v = blk[ch * 64 + r * 4 + t];
-                        if (q4) s += (v & 15) * xq[4 * ch + t] + (v >> 4) * xq[16 + 4 * ch + t];
-                        else s += v * xq[4 * ch + t];
+                        if (!q4) { half[ch / 4] += v * xq[4 * ch + t]; continue; }
+                        int lo = v & 15, hi = v >> 4;
+                        if (L->kind == KQ6) {
+                            lo |= (blk[256 + (ch / 2 % 2) * 64 + r * 4 + t] >> q6_hshift[ch] & 3) << 4;
+                            hi |= (blk[256 + ((ch + 4) / 2 % 2) * 64 + r * 4 + t] >> q6_hshift[ch + 4] & 3) << 4;
+                        }
+                        half[0] += lo * xq[4 * ch + t];
+                        half[1] += hi * xq[16 + 4 * ch + t];
                     }
-                s -= x->c[i * x->nb + b];
-                const float dw = condense_f16_to_f32((uint16_t)(sc[2 * r] | sc[2 * r + 1] << 8));
-                acc[r] = fmaf((float)s, dw * dx, acc[r]);
-                if (L->has_min) {
-                    const float mw = condense_f16_to_f32((uint16_t)(sc[32 + 2 * r] | sc[33 + 2 * r] << 8));
-                    acc[r] = fmaf(mw, x->s[i * x->nb + b], acc[r]);
+                if (L->kind == FLAT) {
+                    acc[r] = fmaf((float)(half[0] + half[1] - x->c[ib]), f16_at(sc + 2 * r) * dx, acc[r]);
+                    if (L->has_min) acc[r] = fmaf(f16_at(sc + 32 + 2 * r), x->s[ib], acc[r]);
+                } else if (L->kind == KQ4) {
+                    acc[r] = fmaf((float)(half[0] + half[1]), f16_at(hdr + 2 * r) * (float)blk[256 + r] * dx, acc[r]);
+                    acc[r] = fmaf(-(f16_at(hdr + 32 + 2 * r) * (float)blk[272 + r]), x->s[ib], acc[r]);
+                } else {
+                    const float d = f16_at(hdr + 2 * r);
+                    acc[r] = fmaf((float)(half[0] - x->c[ib]), d * (float)(int8_t)blk[384 + r] * dx, acc[r]);
+                    acc[r] = fmaf((float)(half[1] - x->c2[ib]), d * (float)(int8_t)blk[400 + r] * dx, acc[r]);
                 }
             }
         }
@@ -192,13 +310,15 @@ static void group_scalar(const layout *L, const uint8_t *gw, const qx_rows *x, s
 CONDENSE_INLINE CONDENSE_TARGET_GGUF512 void group_rows_avx512(const int MR, const layout *L, const uint8_t *gw,
                                                                const qx_rows *x, size_t i0, float *y, size_t ldy,
                                                                __mmask16 mask) {
-    const int q4 = L->chunks == 4, has_min = L->has_min;
-    const __m512i lo4 = _mm512_set1_epi8(0x0F);
+    const int q4 = L->chunks == 4, kind = L->kind;
+    const size_t span = kind == FLAT ? L->gb : L->kb;   /* prefetch stride (K-quants: the header is skipped over) */
+    const __m512i lo4 = _mm512_set1_epi8(0x0F), top2 = _mm512_set1_epi8(0x30);
     __m512 acc[GGUF_MR];
     for (int ii = 0; ii < MR; ii++) acc[ii] = _mm512_setzero_ps();
+    __m512 dsb = _mm512_setzero_ps(), msb = _mm512_setzero_ps();   /* K-quants: the super-block's d and dmin */
     for (size_t b = 0; b < x->nb; b++) {
-        const uint8_t *blk = gw + b * L->gb;
-        for (size_t off = 0; off < L->gb; off += 64) _mm_prefetch((const char *)(blk + GGUF_PREFETCH * L->gb + off), _MM_HINT_T0);
+        const uint8_t *blk = block_at(L, gw, b);
+        for (size_t off = 0; off < span; off += 64) _mm_prefetch((const char *)(blk + GGUF_PREFETCH * span + off), _MM_HINT_T0);
         __m512i w[8];
         if (q4) {
             for (int ch = 0; ch < 4; ch++) {
@@ -206,25 +326,60 @@ CONDENSE_INLINE CONDENSE_TARGET_GGUF512 void group_rows_avx512(const int MR, con
                 w[ch] = _mm512_and_si512(v, lo4);
                 w[4 + ch] = _mm512_and_si512(_mm512_srli_epi16(v, 4), lo4);
             }
+            if (kind == KQ6) {   /* high bits into bits 4–5 (see q6_hshift) */
+                const __m512i h0 = _mm512_loadu_si512(blk + 256), h1 = _mm512_loadu_si512(blk + 320);
+                w[0] = _mm512_or_si512(w[0], _mm512_and_si512(h0, top2));
+                w[1] = _mm512_or_si512(w[1], _mm512_and_si512(_mm512_srli_epi16(h0, 2), top2));
+                w[4] = _mm512_or_si512(w[4], _mm512_and_si512(_mm512_slli_epi16(h0, 4), top2));
+                w[5] = _mm512_or_si512(w[5], _mm512_and_si512(_mm512_slli_epi16(h0, 2), top2));
+                w[2] = _mm512_or_si512(w[2], _mm512_and_si512(h1, top2));
+                w[3] = _mm512_or_si512(w[3], _mm512_and_si512(_mm512_srli_epi16(h1, 2), top2));
+                w[6] = _mm512_or_si512(w[6], _mm512_and_si512(_mm512_slli_epi16(h1, 4), top2));
+                w[7] = _mm512_or_si512(w[7], _mm512_and_si512(_mm512_slli_epi16(h1, 2), top2));
+            }
         } else {
             for (int ch = 0; ch < 8; ch++) w[ch] = _mm512_loadu_si512(blk + 64 * ch);
         }
-        const uint8_t *sc = blk + L->chunks * 64;
-        const __m512 dw = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)sc));
-        const __m512 mw = has_min ? _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(sc + 32))) : _mm512_setzero_ps();
-        for (int ii = 0; ii < MR; ii++) {
-            const size_t i = i0 + (size_t)ii;
-            const int32_t *xd = (const int32_t *)(const void *)(x->q + i * x->k + b * 32);
-            __m512i s0 = _mm512_setzero_si512(), s1 = _mm512_setzero_si512();
-            /* Q4: w[ch] (low nibbles) pairs with x dword ch, w[4 + ch] with dword 4 + ch; Q8_0:
-             * w[ch] with dword ch. The same index either way. */
-            for (int ch = 0; ch < 8; ch += 2) {
-                s0 = _mm512_dpbusd_epi32(s0, w[ch], _mm512_set1_epi32(xd[ch]));
-                s1 = _mm512_dpbusd_epi32(s1, w[ch + 1], _mm512_set1_epi32(xd[ch + 1]));
+        /* Per-row scales of this block: s0 (elements 0…15, or all), s1 (16…31) and the min. */
+        __m512 sc0, sc1 = _mm512_setzero_ps(), mw = _mm512_setzero_ps();
+        if (kind == FLAT) {
+            const uint8_t *sc = blk + L->chunks * 64;
+            sc0 = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)sc));
+            if (L->has_min) mw = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(sc + 32)));
+        } else {
+            if (b % 8 == 0) {
+                const uint8_t *hdr = header_at(L, gw, b);
+                dsb = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)hdr));
+                if (kind == KQ4) msb = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(hdr + 32)));
             }
-            const __m512i s = _mm512_sub_epi32(_mm512_add_epi32(s0, s1), _mm512_set1_epi32(x->c[i * x->nb + b]));
-            acc[ii] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s), _mm512_mul_ps(dw, _mm512_set1_ps(x->d[i * x->nb + b])), acc[ii]);
-            if (has_min) acc[ii] = _mm512_fmadd_ps(mw, _mm512_set1_ps(x->s[i * x->nb + b]), acc[ii]);
+            if (kind == KQ4) {
+                sc0 = _mm512_mul_ps(dsb, _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(blk + 256)))));
+                mw = _mm512_mul_ps(msb, _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(blk + 272)))));
+            } else {
+                sc0 = _mm512_mul_ps(dsb, _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)(blk + 384)))));
+                sc1 = _mm512_mul_ps(dsb, _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)(blk + 400)))));
+            }
+        }
+        for (int ii = 0; ii < MR; ii++) {
+            const size_t i = i0 + (size_t)ii, ib = i * x->nb + b;
+            const int32_t *xd = (const int32_t *)(const void *)(x->q + i * x->k + b * 32);
+            /* w[ch] pairs with x dword ch (Q4: low nibbles are elements 4ch…, high ones 16 + 4ch…;
+             * Q8_0: elements 4ch…): s0 sums elements 0…15, s1 16…31. */
+            __m512i s0 = _mm512_setzero_si512(), s1 = _mm512_setzero_si512();
+            for (int ch = 0; ch < 4; ch++) {
+                s0 = _mm512_dpbusd_epi32(s0, w[ch], _mm512_set1_epi32(xd[ch]));
+                s1 = _mm512_dpbusd_epi32(s1, w[ch + 4], _mm512_set1_epi32(xd[ch + 4]));
+            }
+            const __m512 dx = _mm512_set1_ps(x->d[ib]);
+            if (kind == KQ6) {
+                acc[ii] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(s0, _mm512_set1_epi32(x->c[ib]))), _mm512_mul_ps(sc0, dx), acc[ii]);
+                acc[ii] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(s1, _mm512_set1_epi32(x->c2[ib]))), _mm512_mul_ps(sc1, dx), acc[ii]);
+                continue;
+            }
+            const __m512i s = _mm512_sub_epi32(_mm512_add_epi32(s0, s1), _mm512_set1_epi32(x->c[ib]));
+            acc[ii] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s), _mm512_mul_ps(sc0, dx), acc[ii]);
+            if (kind == KQ4) acc[ii] = _mm512_fnmadd_ps(mw, _mm512_set1_ps(x->s[ib]), acc[ii]);
+            else if (L->has_min) acc[ii] = _mm512_fmadd_ps(mw, _mm512_set1_ps(x->s[ib]), acc[ii]);
         }
     }
     for (int ii = 0; ii < MR; ii++) _mm512_mask_storeu_ps(y + (i0 + (size_t)ii) * ldy, mask, acc[ii]);
@@ -255,12 +410,18 @@ static const gguf_kernel_impl kernels[] = {
     {{"gguf_q8_0_x16__scalar", CONDENSE_ISA_SCALAR, 0, CONDENSE_GGUF_Q8_0}, group_scalar, quantize_block_scalar},
     {{"gguf_q4_0_x16__scalar", CONDENSE_ISA_SCALAR, 0, CONDENSE_GGUF_Q4_0}, group_scalar, quantize_block_scalar},
     {{"gguf_q4_1_x16__scalar", CONDENSE_ISA_SCALAR, 0, CONDENSE_GGUF_Q4_1}, group_scalar, quantize_block_scalar},
+    {{"gguf_q4_k_x16__scalar", CONDENSE_ISA_SCALAR, 0, CONDENSE_GGUF_Q4_K}, group_scalar, quantize_block_scalar},
+    {{"gguf_q6_k_x16__scalar", CONDENSE_ISA_SCALAR, 0, CONDENSE_GGUF_Q6_K}, group_scalar, quantize_block_scalar},
 #if CONDENSE_X86
     {{"gguf_q8_0_x16__avx512vnni", CONDENSE_ISA_AVX512, CONDENSE_CPU_AVX512VNNI | CONDENSE_CPU_F16C, CONDENSE_GGUF_Q8_0},
      group_avx512, quantize_block_avx512},
     {{"gguf_q4_0_x16__avx512vnni", CONDENSE_ISA_AVX512, CONDENSE_CPU_AVX512VNNI | CONDENSE_CPU_F16C, CONDENSE_GGUF_Q4_0},
      group_avx512, quantize_block_avx512},
     {{"gguf_q4_1_x16__avx512vnni", CONDENSE_ISA_AVX512, CONDENSE_CPU_AVX512VNNI | CONDENSE_CPU_F16C, CONDENSE_GGUF_Q4_1},
+     group_avx512, quantize_block_avx512},
+    {{"gguf_q4_k_x16__avx512vnni", CONDENSE_ISA_AVX512, CONDENSE_CPU_AVX512VNNI | CONDENSE_CPU_F16C, CONDENSE_GGUF_Q4_K},
+     group_avx512, quantize_block_avx512},
+    {{"gguf_q6_k_x16__avx512vnni", CONDENSE_ISA_AVX512, CONDENSE_CPU_AVX512VNNI | CONDENSE_CPU_F16C, CONDENSE_GGUF_Q6_K},
      group_avx512, quantize_block_avx512},
 #endif
 };
@@ -286,37 +447,38 @@ static const gguf_kernel_impl *kernel_for(uint32_t type, condense_isa isa) {
 int condense_gguf_gemm(uint32_t type, const void *packed, size_t n, size_t k, size_t m, const float *x, size_t lda,
                        float *y, size_t ldy, condense_isa isa, int threads) {
     layout L;
-    if (!layout_of(type, &L) || k % 32 || !condense_gguf_packed_size(type, n, k)) return CONDENSE_ERR_INVALID;
+    if (!layout_of(type, &L) || !condense_gguf_packed_size(type, n, k)) return CONDENSE_ERR_INVALID;
     if (m == 0 || n == 0) return CONDENSE_OK;
     const gguf_kernel_impl *kr = kernel_for(type, isa);
     if (!kr) return CONDENSE_ERR_INVALID;
     const size_t nb = k / 32, groups = (n + GROUP - 1) / GROUP;
     size_t qbytes, pbytes;
-    if (__builtin_mul_overflow(m, k, &qbytes) || __builtin_mul_overflow(m, nb * 12, &pbytes)) return CONDENSE_ERR_INVALID;
+    if (__builtin_mul_overflow(m, k, &qbytes) || __builtin_mul_overflow(m, nb * 16, &pbytes)) return CONDENSE_ERR_INVALID;
     uint8_t *scratch = condense_scratch(CONDENSE_SCRATCH_QX, qbytes + pbytes + 256);
     if (!scratch) return CONDENSE_ERR_NO_MEMORY;
     int8_t *q = (int8_t *)scratch;
     float *d = (float *)(void *)(scratch + (qbytes + 63) / 64 * 64);
-    int32_t *c = (int32_t *)(d + m * nb);
-    float *s = L.has_min ? (float *)(c + m * nb) : NULL;
+    int32_t *c = (int32_t *)(d + m * nb), *c2 = c + m * nb;
+    float *s = L.has_min ? (float *)(c2 + m * nb) : NULL;
     int nt = threads > 0 ? threads : condense_get_num_threads();
     if (groups < 2 || n * k * m < 65536) nt = 1;
-    const qx_rows xr = {q, d, c, s, k, nb};
+    const qx_rows xr = {q, d, c, c2, s, k, nb};
+    const size_t gbytes = group_bytes(&L, nb);
     const uint8_t *wb = packed;
     const group_fn run = kr->group;
     if (nt == 1 || m < 16) {
-        quantize_rows(kr->quantize, &L, x, lda, m, k, q, d, c, s);
+        quantize_rows(kr->quantize, &L, x, lda, m, k, q, d, c, c2, s);
     } else {
 #pragma omp parallel for num_threads(nt) schedule(static)
         for (long i = 0; i < (long)m; i++)
             quantize_rows(kr->quantize, &L, x + (size_t)i * lda, lda, 1, k, q + (size_t)i * k, d + (size_t)i * nb,
-                          c + (size_t)i * nb, s ? s + (size_t)i * nb : NULL);
+                          c + (size_t)i * nb, c2 + (size_t)i * nb, s ? s + (size_t)i * nb : NULL);
     }
 #pragma omp parallel for num_threads(nt) schedule(static) if (nt > 1)
     for (long g = 0; g < (long)groups; g++) {
         const size_t r0 = (size_t)g * GROUP;
         const int valid = n - r0 >= GROUP ? GROUP : (int)(n - r0);
-        run(&L, wb + (size_t)g * nb * L.gb, &xr, 0, m, y + r0, ldy, valid);
+        run(&L, wb + (size_t)g * gbytes, &xr, 0, m, y + r0, ldy, valid);
     }
     return CONDENSE_OK;
 }

@@ -430,16 +430,18 @@ enum {
 int condense_gguf_dequantize(uint32_t type, const void *src, size_t n, float *dst);
 /** IEEE half to single precision, exact (subnormals, Inf and NaN included). */
 float condense_f16_to_f32(uint16_t h);
-/** Bytes of W[N,K] (ggml blocks Q8_0, Q4_0 or Q4_1) repacked for condense_gguf_gemm: the stored
- *  size with N rounded up to 16. 0 for another type, K not a multiple of 32, or overflow. */
+/** Bytes of W[N,K] (ggml blocks Q8_0, Q4_0, Q4_1, Q4_K or Q6_K) repacked for condense_gguf_gemm:
+ *  about the stored size with N rounded up to 16 (Q4_K: 4.625 bits per weight for 4.5). 0 for
+ *  another type, K not a multiple of the block size (32; 256 for the K-quants), or overflow. */
 size_t condense_gguf_packed_size(uint32_t type, size_t n, size_t k);
 /** Repacks W[N,K] (rows of K/32 stored blocks) into `dst` (condense_gguf_packed_size bytes, 64-byte
  *  aligned): groups of 16 rows, block by block. The packed forms of two matrices whose N are
  *  multiples of 16 concatenate into the packed form of their rows stacked. */
 int condense_gguf_pack(uint32_t type, const void *w, size_t n, size_t k, void *dst);
 /** Y[M,N] = X[M,K] · Wᵀ, W packed by condense_gguf_pack, computed as ggml's CPU backend does: X
- *  quantized per block of 32 to int8 with an f16 scale, exact integer dots per block, scaled once.
- *  INVALID for another type or K not a multiple of 32. Threads over groups of 16 rows. */
+ *  quantized per block of 32 to int8 with an f16 scale, exact integer dots per block (per 16 for
+ *  Q6_K's scales), scaled once. INVALID for another type or a K the type cannot hold. Threads
+ *  over groups of 16 rows. */
 int condense_gguf_gemm(uint32_t type, const void *packed, size_t n, size_t k, size_t m, const float *x, size_t lda,
                        float *y, size_t ldy, condense_isa isa, int threads);
 /** One GGUF block kernel: the registration point for tests, `condense info` and dispatch. */

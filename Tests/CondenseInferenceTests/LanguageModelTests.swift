@@ -8,7 +8,7 @@ import Testing
 @Suite struct LanguageModelTests {
     /// The KV cache is the whole sequence: one prefill of every token gives the same logits at
     /// each position as feeding the tokens one at a time, and as prefilling in two chunks.
-    @Test(arguments: ["llama", "qwen2"])
+    @Test(arguments: ["llama", "mistral", "qwen2"])
     func incrementalDecodingEqualsOnePass(arch: String) throws {
         let lm = try LanguageModel(gguf: makeTinyLlama(in: scratchFolder("lm"), arch: arch))
         #expect(lm.config.architecture == arch && lm.config.ropeNeoX == (arch == "qwen2") && lm.name == "tiny-\(arch)")
@@ -198,6 +198,28 @@ import Testing
             let scale = rb.map(abs).max()!
             let worst = zip(ra, rb).map { abs($0 - $1) }.max()!
             #expect(worst <= 2e-2 * max(1, scale) && worst > 0, "\(worst) of \(scale)")
+            #expect(ra.indices.max { ra[$0] < ra[$1] } == rb.indices.max { rb[$0] < rb[$1] })
+        }
+    }
+}
+
+@Suite struct KQuantModelTests {
+    /// A Q4_K_M-like model (Q4_K projections, Q6_K V, down and tied embedding) runs every
+    /// projection on its blocks — Q, K, V side by side as two calls since V's type differs — and
+    /// gives the exact f32 path's logits to within the activation rounding, with the same top token.
+    @Test func kQuantBlocksApproximateTheF32Path() throws {
+        let path = try makeTinyLlama(in: scratchFolder("kquants"), kQuants: true)
+        let blocks = try LanguageModel(gguf: path), f32 = try LanguageModel(gguf: path, keepBlocks: false)
+        #expect(blocks.placements.allSatisfy { $0.placement.contains("blocks") }, "\(blocks.placements)")
+        #expect(blocks.placements.contains { $0.placement.contains("Q6_K blocks") && $0.name.contains("attn_v") })
+        #expect(blocks.placements.contains { $0.placement.contains("Q4_K blocks") && $0.name.contains("attn_k") })
+        #expect(blocks.weightBytesPerToken < f32.weightBytesPerToken / 5)
+        let ids: [Int32] = [258, 71, 72, 257, 3, 100, 40]
+        let a = try blocks.session().forward(ids, allLogits: true), b = try f32.session().forward(ids, allLogits: true)
+        for (ra, rb) in zip(a, b) {
+            let scale = rb.map(abs).max()!
+            let worst = zip(ra, rb).map { abs($0 - $1) }.max()!
+            #expect(worst <= 3e-2 * max(1, scale) && worst > 0, "\(worst) of \(scale)")
             #expect(ra.indices.max { ra[$0] < ra[$1] } == rb.indices.max { rb[$0] < rb[$1] })
         }
     }

@@ -9,6 +9,11 @@ public struct TestRNG {
         s = s &* 6364136223846793005 &+ 1442695040888963407
         return Float(s >> 40) / Float(1 << 24) * 2 - 1
     }
+    /// An integer in 0..<n.
+    public mutating func next(below n: Int) -> Int {
+        s = s &* 6364136223846793005 &+ 1442695040888963407
+        return Int((s >> 33) % UInt64(n))
+    }
 }
 
 /// A tiny random BERT (hidden 32, 2 layers, 15-token vocabulary) written to `dir`: lets CI
@@ -69,9 +74,30 @@ public let installedSmolLM2: String? = {
 /// FFN 64): a byte-level vocabulary of the 256 mapped bytes plus `<|endoftext|>` (EOS) and two
 /// merges; F32 weights, the FFN down projections in Q8_0. `arch` "qwen2" adds QKV biases (and
 /// NeoX rotary), `tiedOutput` leaves out `output.weight`.
-public func makeTinyLlama(in dir: String, arch: String = "llama", tiedOutput: Bool = true, seed: UInt64 = 5) throws -> String {
+/// Random ggml blocks of `type` for a [rows, k] matrix with small f16 scales (weights of order
+/// 0.1–1), as a Q4_K_M file holds them.
+public func randomBlocks(_ type: GGUFFile.TensorType, rows: Int, k: Int, rng: inout TestRNG) -> Data {
+    var d = Data()
+    func half() { let s: UInt16 = [0x1400, 0x1600, 0x9400, 0x1266][Int(rng.next(below: 4))]; d.append(contentsOf: [UInt8(s & 0xFF), UInt8(s >> 8)]) }
+    func bytes(_ n: Int) { for _ in 0..<n { d.append(UInt8(rng.next(below: 256))) } }
+    for _ in 0..<(rows * k / type.blockSize) {
+        switch type {
+        case .q4_K: half(); half(); bytes(12 + 128)
+        case .q6_K: bytes(128 + 64); for _ in 0..<16 { d.append(UInt8(bitPattern: Int8(Int(rng.next(below: 64)) - 32))) }; half()
+        case .q4_1: half(); half(); bytes(16)
+        case .q4_0: half(); bytes(16)
+        default: half(); bytes(32)
+        }
+    }
+    return d
+}
+
+/// A tiny random Llama-family GGUF model (2 layers; vocabulary of 256 bytes + 3): f32 projections
+/// with a Q8_0 `ffn_down`, or with `kQuants` a Q4_K_M-like file of hidden size 256 (Q4_K
+/// projections, V and `ffn_down` in Q6_K, a Q6_K tied embedding).
+public func makeTinyLlama(in dir: String, arch: String = "llama", tiedOutput: Bool = true, kQuants: Bool = false, seed: UInt64 = 5) throws -> String {
     var w = GGUFWriter()
-    let (d, heads, kv, ff, layers) = (32, 4, 2, 64, 2)
+    let (d, heads, kv, ff, layers) = kQuants ? (256, 4, 2, 512, 2) : (32, 4, 2, 64, 2)
     // GPT-2's byte map: printable bytes map to themselves, the rest to U+0100….
     var chars: [String] = []
     var extra = 0
@@ -105,11 +131,20 @@ public func makeTinyLlama(in dir: String, arch: String = "llama", tiedOutput: Bo
         try w.addTensor(name, dims: dims, floats: (0..<dims.reduce(1, *)).map { _ in rng.next() * scale })
     }
     func ones(_ name: String, _ n: Int) throws { try w.addTensor(name, dims: [n], floats: (0..<n).map { _ in 1 + rng.next() * 0.1 }) }
-    try t("token_embd.weight", [d, tokens.count], scale: 1)
+    func k(_ name: String, _ type: GGUFFile.TensorType, _ dims: [Int]) throws {
+        try w.addTensor(name, dims: dims, type: type, bytes: randomBlocks(type, rows: dims[1], k: dims[0], rng: &rng))
+    }
+    if kQuants { try k("token_embd.weight", .q6_K, [d, tokens.count]) } else { try t("token_embd.weight", [d, tokens.count], scale: 1) }
     for l in 0..<layers {
         let p = "blk.\(l)."
         try ones(p + "attn_norm.weight", d)
         try ones(p + "ffn_norm.weight", d)
+        if kQuants {
+            try k(p + "attn_q.weight", .q4_K, [d, d]); try k(p + "attn_k.weight", .q4_K, [d, kv * d / heads]); try k(p + "attn_v.weight", .q6_K, [d, kv * d / heads])
+            try k(p + "attn_output.weight", .q4_K, [d, d]); try k(p + "ffn_gate.weight", .q4_K, [d, ff]); try k(p + "ffn_up.weight", .q4_K, [d, ff])
+            try k(p + "ffn_down.weight", .q6_K, [ff, d])
+            continue
+        }
         try t(p + "attn_q.weight", [d, d]); try t(p + "attn_k.weight", [d, kv * d / heads]); try t(p + "attn_v.weight", [d, kv * d / heads])
         if arch == "qwen2" {
             try t(p + "attn_q.bias", [d], scale: 0.1); try t(p + "attn_k.bias", [kv * d / heads], scale: 0.1); try t(p + "attn_v.bias", [kv * d / heads], scale: 0.1)
@@ -126,7 +161,7 @@ public func makeTinyLlama(in dir: String, arch: String = "llama", tiedOutput: Bo
     try ones("output_norm.weight", d)
     if !tiedOutput { try t("output.weight", [d, tokens.count]) }
     try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
-    let path = dir + "/tiny-\(arch).gguf"
+    let path = dir + "/tiny-\(arch)\(kQuants ? "-k" : "").gguf"
     try w.write(to: path)
     return path
 }

@@ -191,27 +191,44 @@ private func sampleWriter() throws -> GGUFWriter {
 }
 
 @Suite struct GGUFBlockKernelTests {
-    /// Random blocks with a finite f16 scale (and min for Q4_1) of moderate size.
+    /// Random blocks with finite f16 scales (and mins) of moderate size.
     static func blocks(_ type: GGUFFile.TensorType, rows: Int, k: Int, seed: UInt64) -> Data {
         var rng = TestRNG(seed)
         var d = Data()
         let scales: [UInt16] = [0x2C00, 0x2A00, 0xAC00, 0x2E66]   // 1/16, 3/64, −1/16, ≈0.1
-        for _ in 0..<(rows * k / 32) {
-            let s = scales[Int(rng.next() % 4)]
-            d.append(contentsOf: [UInt8(s & 0xFF), UInt8(s >> 8)])
-            if type == .q4_1 { let m = scales[Int(rng.next() % 4)]; d.append(contentsOf: [UInt8(m & 0xFF), UInt8(m >> 8)]) }
-            let payload = type == .q8_0 ? 32 : 16
-            for _ in 0..<payload { d.append(UInt8(truncatingIfNeeded: rng.next())) }
+        func half() { let s = scales[Int(rng.next() % 4)]; d.append(contentsOf: [UInt8(s & 0xFF), UInt8(s >> 8)]) }
+        func bytes(_ n: Int) { for _ in 0..<n { d.append(UInt8(truncatingIfNeeded: rng.next())) } }
+        for _ in 0..<(rows * k / type.blockSize) {
+            switch type {
+            case .q4_K: half(); half(); bytes(12 + 128)            // d, dmin, 6-bit scales and mins, nibbles
+            case .q6_K: bytes(128 + 64 + 16); half()               // low nibbles, high pairs, int8 scales, d
+            default:
+                half()
+                if type == .q4_1 { half() }
+                bytes(type == .q8_0 ? 32 : 16)
+            }
         }
         return d
     }
 
-    /// What the kernels compute, in Double from the stored blocks: X quantized per block of 32
-    /// as ggml's q8_0 (q8_1's f16(d·Σq) for Q4_1), then Σ dw·dx·Σ qw·qx (+ mw·sx) per block.
-    static func reference(_ type: GGUFFile.TensorType, _ blocks: Data, n: Int, k: Int, x: Matrix<Float>) -> (values: [Double], bounds: [Double]) {
-        let nb = k / 32, bb = type.blockBytes
-        let raw = [UInt8](blocks)
+    /// What the kernels compute, in Double: X quantized per block of 32 as ggml's q8_0 (q8_1's
+    /// f16(d·Σq) for the additive terms), times the exactly dequantized weights; the types with a
+    /// per-block additive term (Q4_1's m, Q4_K's −dmin·m) use sx for it, as the kernels do.
+    static func reference(_ type: GGUFFile.TensorType, _ blocks: Data, dequantized w: [Float], n: Int, k: Int,
+                          x: Matrix<Float>) -> (values: [Double], bounds: [Double]) {
+        let nb = k / 32, raw = [UInt8](blocks)
         func f16(_ o: Int) -> Double { Double(Float(Float16(bitPattern: UInt16(raw[o]) | UInt16(raw[o + 1]) << 8))) }
+        /// The additive term of 32-block b of row r.
+        func addend(_ r: Int, _ b: Int) -> Double {
+            switch type {
+            case .q4_1: return f16((r * nb + b) * 20 + 2)
+            case .q4_K:
+                let o = (r * nb + b) / 8 * 144, j = b % 8, q = Array(raw[(o + 4)..<(o + 16)])
+                let m = j < 4 ? q[j + 4] & 63 : (q[j + 4] >> 4) | ((q[j] >> 6) << 4)
+                return -Double(Float(f16(o + 2)) * Float(m))
+            default: return 0
+            }
+        }
         var values = [Double](repeating: 0, count: x.rows * n), bounds = values
         for i in 0..<x.rows {
             let row = x.row(i)
@@ -220,24 +237,19 @@ private func sampleWriter() throws -> GGUFWriter {
                 let amax = xb.map(abs).max()!
                 let id: Float = amax != 0 ? 127 / amax : 0
                 let q = xb.map { Int(($0 * id).rounded(.toNearestOrEven)) }
-                let dd = amax / 127
-                let dx = Double(Float(Float16(dd))), sx = Double(Float(Float16(dd * Float(q.reduce(0, +)))))
+                let dd = amax / 127, sum = q.reduce(0, +)
+                let dx = Double(Float(Float16(dd))), sx = Double(Float(Float16(dd * Float(sum))))
                 for r in 0..<n {
-                    let o = (r * nb + b) * bb
-                    var dot = 0
+                    var term = 0.0, size = 0.0
                     for j in 0..<32 {
-                        let w: Int
-                        switch type {
-                        case .q8_0: w = Int(Int8(bitPattern: raw[o + 2 + j]))
-                        case .q4_0: w = Int(j < 16 ? raw[o + 2 + j] & 15 : raw[o + 2 + j - 16] >> 4) - 8
-                        default: w = Int(j < 16 ? raw[o + 4 + j] & 15 : raw[o + 4 + j - 16] >> 4)
-                        }
-                        dot += w * q[j]
+                        let p = Double(w[r * k + b * 32 + j]) * dx * Double(q[j])
+                        term += p
+                        size += abs(p)
                     }
-                    var term = f16(o) * dx * Double(dot)
-                    if type == .q4_1 { term += f16(o + 2) * sx }
+                    let a = addend(r, b)
+                    term += a * (sx - dx * Double(sum))
                     values[i * n + r] += term
-                    bounds[i * n + r] += 4e-7 * abs(term)
+                    bounds[i * n + r] += 1e-6 * size + abs(a * sx) * 1e-6
                 }
             }
         }
@@ -247,19 +259,22 @@ private func sampleWriter() throws -> GGUFWriter {
     /// The block kernels against ``reference``, on every ISA path, 1 and 2 threads, odd N
     /// (partial groups of 16) and M (every tail of the 4-row tile), K from one block to many; and
     /// every path gives the same bits (integer dots are exact, the float steps are the same).
-    @Test(arguments: [GGUFFile.TensorType.q8_0, .q4_0, .q4_1])
+    @Test(arguments: [GGUFFile.TensorType.q8_0, .q4_0, .q4_1, .q4_K, .q6_K])
     func blockDotsMatchTheQuantizedReference(_ type: GGUFFile.TensorType) throws {
-        for (n, k) in [(1, 32), (7, 96), (33, 576), (5, 1536), (48, 64)] {
+        let shapes = type.blockSize == 256 ? [(1, 256), (7, 512), (33, 768), (5, 1536), (48, 256)]
+                                           : [(1, 32), (7, 96), (33, 576), (5, 1536), (48, 64)]
+        for (n, k) in shapes {
             let data = Self.blocks(type, rows: n, k: k, seed: UInt64(n * k))
             var w = GGUFWriter()
             try w.addTensor("w", dims: [k, n], type: type, bytes: data)
-            let t = try GGUFFile(data: w.serialized()).tensor("w")
+            let f = try GGUFFile(data: w.serialized())
+            let t = try f.tensor("w"), wf = try f.dequantized("w")
             var rng = TestRNG(UInt64(k))
             let bias = rng.vector(n)
             for m in [1, 2, 3, 6, 17] {
                 var x = rng.matrix(m, k)
                 if m == 2 { x.withUnsafeMutableBufferPointer { p in for j in 0..<32 { p[j] = 0 } } }   // a zero block: scale 0
-                let (values, bounds) = Self.reference(type, data, n: n, k: k, x: x)
+                let (values, bounds) = Self.reference(type, data, dequantized: wf, n: n, k: k, x: x)
                 var first: [Float]?
                 for isa in runnableISAs {
                     for threads in [1, 2] {

@@ -1,9 +1,9 @@
 import CCondenseKernels
 import Foundation
 
-/// A linear layer whose weights stay in ggml's blocks (Q8_0, Q4_0, Q4_1), read at their stored
+/// A linear layer whose weights stay in ggml's blocks (Q8_0, Q4_0, Q4_1, Q4_K, Q6_K), read at their stored
 /// size: for a GGUF model, what bounds token generation is the bytes of weights read per token.
-/// The blocks are repacked once (same size) into groups of 16 rows for the VNNI kernel, which
+/// The blocks are repacked once (about the same size) into groups of 16 rows for the VNNI kernel, which
 /// quantizes each row of X per block of 32 to int8, as llama.cpp does, and runs exact integer
 /// block dots.
 ///
@@ -30,7 +30,7 @@ public final class GGUFBlockLinear: PreparedLinear, @unchecked Sendable {
     public let outFeatures: Int
 
     /// The block types this layer runs.
-    public static let supported: Set<GGUFFile.TensorType> = [.q8_0, .q4_0, .q4_1]
+    public static let supported: Set<GGUFFile.TensorType> = [.q8_0, .q4_0, .q4_1, .q4_K, .q6_K]
 
     /// One tensor.
     /// - Throws: ``CondenseError/invalidTensor(name:reason:)`` for another type or shape, a bias
@@ -47,16 +47,16 @@ public final class GGUFBlockLinear: PreparedLinear, @unchecked Sendable {
         var rows = 0
         for (i, t) in parts.enumerated() {
             guard Self.supported.contains(t.type) else {
-                throw CondenseError.invalidTensor(name: t.name, reason: "\(t.type) blocks are not run directly (Q8_0, Q4_0, Q4_1 are)")
+                throw CondenseError.invalidTensor(name: t.name, reason: "\(t.type) blocks are not run directly (Q8_0, Q4_0, Q4_1, Q4_K, Q6_K are)")
             }
             guard t.type == first.type else { throw CondenseError.invalidTensor(name: t.name, reason: "\(t.type) stacked with \(first.type)") }
-            guard t.dims.count == 2, t.dims[0] % 32 == 0, t.dims[0] == first.dims[0] else {
+            guard t.dims.count == 2, t.dims[0] % t.type.blockSize == 0, t.dims[0] == first.dims[0] else {
                 throw CondenseError.invalidTensor(name: t.name, reason: "shape \(t.dims) is not a matrix of whole blocks with \(first.dims[0]) inputs")
             }
             guard i == parts.count - 1 || t.dims[1] % 16 == 0 else {
                 throw CondenseError.invalidTensor(name: t.name, reason: "\(t.dims[1]) rows: only the last stacked part may have a partial group of 16")
             }
-            let need = try CheckedSize.product(t.dims[1], t.dims[0] / 32, t.type.blockBytes, of: t.name)
+            let need = try CheckedSize.product(t.dims[1], t.dims[0] / t.type.blockSize, t.type.blockBytes, of: t.name)
             guard t.data.count == need else { throw CondenseError.invalidTensor(name: t.name, reason: "\(t.data.count) bytes, \(need) needed") }
             rows = try CheckedSize.sum(rows, t.dims[1], of: t.name)
         }

@@ -119,7 +119,7 @@ public final class LanguageModel: Sendable {
         }
     }
 
-    /// A model from a parsed file. `keepBlocks`: projections stored as Q8_0, Q4_0 or Q4_1 run on
+    /// A model from a parsed file. `keepBlocks`: projections stored as Q8_0, Q4_0, Q4_1, Q4_K or Q6_K run on
     /// their blocks (``GGUFBlockLinear``: read at their stored size, activations quantized per
     /// block as llama.cpp does); the others, or all with `keepBlocks: false`, are dequantized
     /// exactly to f32 and placed through the registry.
@@ -155,16 +155,27 @@ public final class LanguageModel: Sendable {
         var places: [(String, String)] = []
         var perToken = 0
         // One projection from the tensors `ts` (same input), their rows stacked: on the blocks
-        // when every part is one block type with a kernel, else the f32 GEMM of the exactly
+        // when every part is one block type with a kernel; parts of different types (Q4_K_M
+        // files keep V in Q6_K) each on their own, side by side; else the f32 GEMM of the exactly
         // dequantized weights.
         func place(_ label: String, _ ts: [GGUFFile.Tensor], bias b: [Float]?) throws -> any PreparedLinear {
             let type = ts[0].type
-            if keepBlocks, GGUFBlockLinear.supported.contains(type), ts.allSatisfy({ $0.type == type }),
-               ts.dropLast().allSatisfy({ $0.dims[1] % 16 == 0 }) {
+            let blockable = keepBlocks && ts.allSatisfy { GGUFBlockLinear.supported.contains($0.type) && $0.dims[0] % $0.type.blockSize == 0 }
+            if blockable, ts.allSatisfy({ $0.type == type }), ts.dropLast().allSatisfy({ $0.dims[1] % 16 == 0 }) {
                 let blocks = try GGUFBlockLinear(stacking: ts, bias: b, isa: level)
                 places.append((label, "\(type) blocks → native/\(blocks.kernelName)"))
                 perToken += ts.reduce(0) { $0 + $1.data.count }
                 return blocks
+            }
+            if ts.count > 1, keepBlocks, ts.contains(where: { GGUFBlockLinear.supported.contains($0.type) }) {
+                var parts: [any PreparedLinear] = []
+                var start = 0
+                for t in ts {
+                    let rows = t.dims[1]
+                    parts.append(try place(label + " [\(t.name)]", [t], bias: b.map { Array($0[start..<(start + rows)]) }))
+                    start += rows
+                }
+                return SideBySide(parts: parts)
             }
             let (out, inp) = (ts.reduce(0) { $0 + $1.dims[1] }, ts[0].dims[0])
             var w: [Float] = []
@@ -226,5 +237,29 @@ public final class LanguageModel: Sendable {
     /// the model's if smaller by default) in `kvCache`'s element type.
     public func session(contextLength: Int? = nil, kvCache: KVCacheType = .f16) throws -> DecoderSession {
         try DecoderSession(self, contextLength: contextLength ?? min(config.contextLength, 4096), kvCache: kvCache)
+    }
+}
+
+/// Projections that read the same input but cannot share one kernel call (different block
+/// types), their outputs side by side in one matrix.
+struct SideBySide: PreparedLinear {
+    let parts: [any PreparedLinear]
+    var backendName: String { "native" }
+    var kernelName: String { parts.map(\.kernelName).joined(separator: " | ") }
+    var inFeatures: Int { parts[0].inFeatures }
+    var outFeatures: Int { parts.reduce(0) { $0 + $1.outFeatures } }
+
+    func apply(_ x: Matrix<Float>, into y: inout Matrix<Float>) throws {
+        try checkShapes(x, y)
+        var start = 0
+        let (m, n) = (x.rows, y.columns)
+        for p in parts {
+            let part = try p.apply(x)
+            let w = part.columns
+            part.withUnsafeBufferPointer { src in y.withUnsafeMutableBufferPointer { dst in
+                for i in 0..<m { for j in 0..<w { dst[i * n + start + j] = src[i * w + j] } }
+            } }
+            start += w
+        }
     }
 }

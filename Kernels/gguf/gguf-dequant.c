@@ -95,6 +95,27 @@ static void q4_1(const uint8_t *b, size_t blocks, float *y) {
     }
 }
 
+/* Q5_0 / Q5_1: d (, m), 32 high bits, 16 bytes of low nibbles; element j's high bit is bit j. */
+static void q5(const uint8_t *b, size_t blocks, float *y, int has_min) {
+    const size_t bb = has_min ? 24 : 22;
+    for (size_t i = 0; i < blocks; i++, b += bb, y += 32) {
+        const float d = h2f(b), m = has_min ? h2f(b + 2) : 0;
+        const uint8_t *hp = b + (has_min ? 4 : 2), *qs = hp + 4;
+        const uint32_t qh = (uint32_t)hp[0] | (uint32_t)hp[1] << 8 | (uint32_t)hp[2] << 16 | (uint32_t)hp[3] << 24;
+        for (int j = 0; j < 16; j++) {
+            const int x0 = (qs[j] & 0x0F) | (int)(((qh >> j) << 4) & 0x10);
+            const int x1 = (qs[j] >> 4) | (int)((qh >> (j + 12)) & 0x10);
+            if (has_min) {
+                y[j] = (float)x0 * d + m;
+                y[j + 16] = (float)x1 * d + m;
+            } else {
+                y[j] = (float)(x0 - 16) * d;
+                y[j + 16] = (float)(x1 - 16) * d;
+            }
+        }
+    }
+}
+
 static void q8_0(const uint8_t *b, size_t blocks, float *y) {
     for (size_t i = 0; i < blocks; i++, b += 34, y += 32) {
         const float d = h2f(b);
@@ -176,6 +197,8 @@ int condense_gguf_dequantize(uint32_t type, const void *src, size_t n, float *y)
     case CONDENSE_GGUF_Q4_0: if (n % 32) return CONDENSE_ERR_INVALID; q4_0(b, n / 32, y); return CONDENSE_OK;
     case CONDENSE_GGUF_Q4_1: if (n % 32) return CONDENSE_ERR_INVALID; q4_1(b, n / 32, y); return CONDENSE_OK;
     case CONDENSE_GGUF_Q8_0: if (n % 32) return CONDENSE_ERR_INVALID; q8_0(b, n / 32, y); return CONDENSE_OK;
+    case CONDENSE_GGUF_Q5_0: if (n % 32) return CONDENSE_ERR_INVALID; q5(b, n / 32, y, 0); return CONDENSE_OK;
+    case CONDENSE_GGUF_Q5_1: if (n % 32) return CONDENSE_ERR_INVALID; q5(b, n / 32, y, 1); return CONDENSE_OK;
     case CONDENSE_GGUF_Q4_K: if (n % 256) return CONDENSE_ERR_INVALID; q4_k(b, n / 256, y); return CONDENSE_OK;
     case CONDENSE_GGUF_Q6_K: if (n % 256) return CONDENSE_ERR_INVALID; q6_k(b, n / 256, y); return CONDENSE_OK;
     default: return CONDENSE_ERR_INVALID;

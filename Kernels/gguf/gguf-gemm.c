@@ -1,7 +1,8 @@
-/* Y[M,N] = X[M,K] · Wᵀ with W in ggml blocks (Q8_0, Q4_0, Q4_1), computed the way ggml's CPU
+/* Y[M,N] = X[M,K] · Wᵀ with W in ggml blocks (Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q4_K, Q6_K), computed the way ggml's CPU
  * backend does: each row of X is quantized per block of 32 to int8 with an f16 scale (ggml's q8_0;
  * q8_1's d·Σq for Q4_1), and each block's dot is an exact integer dot scaled once:
- *     y += dw·dx·(Σ qw·qx − o·Σ qx)   (+ mw·sx for Q4_1),   o = 8 (Q4_0), 128 (Q8_0), 0 (Q4_1).
+ *     y += dw·dx·(Σ qw·qx − o·Σ qx)   (+ mw·sx for Q4_1, Q5_1),
+ *     o = 8 (Q4_0), 16 (Q5_0), 128 (Q8_0), 0 (Q4_1, Q5_1).
  * The integer dot is 4× cheaper than widening every weight to f32, which is what bounded token
  * generation; the result equals llama.cpp's up to the order of float sums.
  *
@@ -10,6 +11,8 @@
  *     group g, block b:  chunks × [16 rows × 4 bytes]   then 16 f16 scales (then 16 f16 mins)
  * Q4 chunk c holds each row's qs bytes 4c…4c+3: low nibbles pair with x[4c…4c+3], high nibbles
  * with x[16+4c…]; Q8_0 chunk c holds qs[4c…4c+3] + 128 (vpdpbusd wants unsigned weights).
+ * Q5_0/Q5_1 add one 64-byte vector of fifth bits: bit k of a row's byte t is the high bit of
+ * chunk k's element t (chunks 0–3 the low nibbles, 4–7 the high ones).
  * The K-quants keep their super-blocks of 256 (8 blocks of 32): a header of the 16 rows' f16 d
  * (and dmin for Q4_K), then per block the quants as above and the rows' 8-bit sub-block scales:
  *     Q4_K: 6-bit scale and min per block of 32:  y += D·sc·dx·Σ q·qx − Dmin·m·sx
@@ -41,24 +44,31 @@ typedef struct layout {
     size_t qs_off;      /* offset of the quants in a stored block */
     size_t gb;          /* packed bytes per group-block (FLAT) */
     size_t hdr, kb;     /* K-quants: header bytes per group-super-block, bytes per group-block */
+    int hbits;          /* Q5_0/Q5_1: a vector of fifth bits after the nibbles */
+    size_t qh_off;      /* offset of the 32 fifth bits in a stored block */
 } layout;
 
 enum { FLAT = 0, KQ4 = 1, KQ6 = 2 };
 
 static int layout_of(uint32_t type, layout *L) {
     switch (type) {
-    case CONDENSE_GGUF_Q8_0: *L = (layout){FLAT, 8, 0, 128, 34, 2, 0, 0, 0}; break;
-    case CONDENSE_GGUF_Q4_0: *L = (layout){FLAT, 4, 0, 8, 18, 2, 0, 0, 0}; break;
-    case CONDENSE_GGUF_Q4_1: *L = (layout){FLAT, 4, 1, 0, 20, 4, 0, 0, 0}; break;
-    case CONDENSE_GGUF_Q4_K: *L = (layout){KQ4, 4, 1, 0, 144, 0, 0, 64, 256 + 32}; break;
-    case CONDENSE_GGUF_Q6_K: *L = (layout){KQ6, 4, 0, 32, 210, 0, 0, 32, 256 + 128 + 32}; break;
+    case CONDENSE_GGUF_Q8_0: *L = (layout){FLAT, 8, 0, 128, 34, 2, 0, 0, 0, 0, 0}; break;
+    case CONDENSE_GGUF_Q4_0: *L = (layout){FLAT, 4, 0, 8, 18, 2, 0, 0, 0, 0, 0}; break;
+    case CONDENSE_GGUF_Q4_1: *L = (layout){FLAT, 4, 1, 0, 20, 4, 0, 0, 0, 0, 0}; break;
+    case CONDENSE_GGUF_Q5_0: *L = (layout){FLAT, 4, 0, 16, 22, 6, 0, 0, 0, 1, 2}; break;
+    case CONDENSE_GGUF_Q5_1: *L = (layout){FLAT, 4, 1, 0, 24, 8, 0, 0, 0, 1, 4}; break;
+    case CONDENSE_GGUF_Q4_K: *L = (layout){KQ4, 4, 1, 0, 144, 0, 0, 64, 256 + 32, 0, 0}; break;
+    case CONDENSE_GGUF_Q6_K: *L = (layout){KQ6, 4, 0, 32, 210, 0, 0, 32, 256 + 128 + 32, 0, 0}; break;
     default: return 0;
     }
-    L->gb = (size_t)L->chunks * 64 + 32 + (L->has_min ? 32 : 0);
+    L->gb = (size_t)L->chunks * 64 + (L->hbits ? 64 : 0) + 32 + (L->has_min ? 32 : 0);
     return 1;
 }
 
 static size_t elems_per_block(const layout *L) { return L->kind == FLAT ? 32 : 256; }
+
+/* Offset of the f16 scales (then mins) in a FLAT group-block. */
+static size_t flat_scales(const layout *L) { return (size_t)L->chunks * 64 + (L->hbits ? 64 : 0); }
 
 /* Packed bytes of one group of 16 rows (nb blocks of 32). */
 static size_t group_bytes(const layout *L, size_t nb) {
@@ -140,8 +150,18 @@ int condense_gguf_pack(uint32_t type, const void *w, size_t n, size_t k, void *d
                     uint8_t *o = go + b * L.gb;
                     for (int c = 0; c < L.chunks; c++)
                         for (int t = 0; t < 4; t++) o[c * 64 + r * 4 + t] = blk[L.qs_off + 4 * c + t] ^ flip;
-                    memcpy(o + L.chunks * 64 + r * 2, blk, 2);
-                    if (L.has_min) memcpy(o + L.chunks * 64 + 32 + r * 2, blk + 2, 2);
+                    const size_t so = flat_scales(&L);
+                    if (L.hbits) {
+                        const uint8_t *hp = blk + L.qh_off;
+                        const uint32_t qh = (uint32_t)hp[0] | (uint32_t)hp[1] << 8 | (uint32_t)hp[2] << 16 | (uint32_t)hp[3] << 24;
+                        for (int t = 0; t < 4; t++) {
+                            uint8_t v = 0;
+                            for (int c = 0; c < 8; c++) v |= (uint8_t)(((qh >> (c < 4 ? 4 * c + t : 16 + 4 * (c - 4) + t)) & 1) << c);
+                            o[256 + r * 4 + t] = v;
+                        }
+                    }
+                    memcpy(o + so + r * 2, blk, 2);
+                    if (L.has_min) memcpy(o + so + 32 + r * 2, blk + 2, 2);
                 }
                 continue;
             }
@@ -265,7 +285,7 @@ static void group_scalar(const layout *L, const uint8_t *gw, const qx_rows *x, s
         float acc[GROUP] = {0};
         const int8_t *xq = x->q + i * x->k;
         for (size_t b = 0; b < x->nb; b++, xq += 32) {
-            const uint8_t *blk = block_at(L, gw, b), *hdr = header_at(L, gw, b), *sc = blk + L->chunks * 64;
+            const uint8_t *blk = block_at(L, gw, b), *hdr = header_at(L, gw, b), *sc = blk + flat_scales(L);
             const size_t ib = i * x->nb + b;
             const float dx = x->d[ib];
             for (int r = 0; r < GROUP; r++) {
@@ -278,6 +298,9 @@ static void group_scalar(const layout *L, const uint8_t *gw, const qx_rows *x, s
                         if (L->kind == KQ6) {
                             lo |= (blk[256 + (ch / 2 % 2) * 64 + r * 4 + t] >> q6_hshift[ch] & 3) << 4;
                             hi |= (blk[256 + ((ch + 4) / 2 % 2) * 64 + r * 4 + t] >> q6_hshift[ch + 4] & 3) << 4;
+                        } else if (L->hbits) {
+                            lo |= (blk[256 + r * 4 + t] >> ch & 1) << 4;
+                            hi |= (blk[256 + r * 4 + t] >> (ch + 4) & 1) << 4;
                         }
                         half[0] += lo * xq[4 * ch + t];
                         half[1] += hi * xq[16 + 4 * ch + t];
@@ -326,6 +349,17 @@ CONDENSE_INLINE CONDENSE_TARGET_GGUF512 void group_rows_avx512(const int MR, con
                 w[ch] = _mm512_and_si512(v, lo4);
                 w[4 + ch] = _mm512_and_si512(_mm512_srli_epi16(v, 4), lo4);
             }
+            if (L->hbits) {   /* fifth bits: bit ch of each byte into bit 4 */
+                const __m512i h = _mm512_loadu_si512(blk + 256), b4 = _mm512_set1_epi8(0x10);
+                w[0] = _mm512_or_si512(w[0], _mm512_and_si512(_mm512_slli_epi16(h, 4), b4));
+                w[1] = _mm512_or_si512(w[1], _mm512_and_si512(_mm512_slli_epi16(h, 3), b4));
+                w[2] = _mm512_or_si512(w[2], _mm512_and_si512(_mm512_slli_epi16(h, 2), b4));
+                w[3] = _mm512_or_si512(w[3], _mm512_and_si512(_mm512_slli_epi16(h, 1), b4));
+                w[4] = _mm512_or_si512(w[4], _mm512_and_si512(h, b4));
+                w[5] = _mm512_or_si512(w[5], _mm512_and_si512(_mm512_srli_epi16(h, 1), b4));
+                w[6] = _mm512_or_si512(w[6], _mm512_and_si512(_mm512_srli_epi16(h, 2), b4));
+                w[7] = _mm512_or_si512(w[7], _mm512_and_si512(_mm512_srli_epi16(h, 3), b4));
+            }
             if (kind == KQ6) {   /* high bits into bits 4–5 (see q6_hshift) */
                 const __m512i h0 = _mm512_loadu_si512(blk + 256), h1 = _mm512_loadu_si512(blk + 320);
                 w[0] = _mm512_or_si512(w[0], _mm512_and_si512(h0, top2));
@@ -343,7 +377,7 @@ CONDENSE_INLINE CONDENSE_TARGET_GGUF512 void group_rows_avx512(const int MR, con
         /* Per-row scales of this block: s0 (elements 0…15, or all), s1 (16…31) and the min. */
         __m512 sc0, sc1 = _mm512_setzero_ps(), mw = _mm512_setzero_ps();
         if (kind == FLAT) {
-            const uint8_t *sc = blk + L->chunks * 64;
+            const uint8_t *sc = blk + flat_scales(L);
             sc0 = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)sc));
             if (L->has_min) mw = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(sc + 32)));
         } else {
@@ -410,6 +444,8 @@ static const gguf_kernel_impl kernels[] = {
     {{"gguf_q8_0_x16__scalar", CONDENSE_ISA_SCALAR, 0, CONDENSE_GGUF_Q8_0}, group_scalar, quantize_block_scalar},
     {{"gguf_q4_0_x16__scalar", CONDENSE_ISA_SCALAR, 0, CONDENSE_GGUF_Q4_0}, group_scalar, quantize_block_scalar},
     {{"gguf_q4_1_x16__scalar", CONDENSE_ISA_SCALAR, 0, CONDENSE_GGUF_Q4_1}, group_scalar, quantize_block_scalar},
+    {{"gguf_q5_0_x16__scalar", CONDENSE_ISA_SCALAR, 0, CONDENSE_GGUF_Q5_0}, group_scalar, quantize_block_scalar},
+    {{"gguf_q5_1_x16__scalar", CONDENSE_ISA_SCALAR, 0, CONDENSE_GGUF_Q5_1}, group_scalar, quantize_block_scalar},
     {{"gguf_q4_k_x16__scalar", CONDENSE_ISA_SCALAR, 0, CONDENSE_GGUF_Q4_K}, group_scalar, quantize_block_scalar},
     {{"gguf_q6_k_x16__scalar", CONDENSE_ISA_SCALAR, 0, CONDENSE_GGUF_Q6_K}, group_scalar, quantize_block_scalar},
 #if CONDENSE_X86
@@ -418,6 +454,10 @@ static const gguf_kernel_impl kernels[] = {
     {{"gguf_q4_0_x16__avx512vnni", CONDENSE_ISA_AVX512, CONDENSE_CPU_AVX512VNNI | CONDENSE_CPU_F16C, CONDENSE_GGUF_Q4_0},
      group_avx512, quantize_block_avx512},
     {{"gguf_q4_1_x16__avx512vnni", CONDENSE_ISA_AVX512, CONDENSE_CPU_AVX512VNNI | CONDENSE_CPU_F16C, CONDENSE_GGUF_Q4_1},
+     group_avx512, quantize_block_avx512},
+    {{"gguf_q5_0_x16__avx512vnni", CONDENSE_ISA_AVX512, CONDENSE_CPU_AVX512VNNI | CONDENSE_CPU_F16C, CONDENSE_GGUF_Q5_0},
+     group_avx512, quantize_block_avx512},
+    {{"gguf_q5_1_x16__avx512vnni", CONDENSE_ISA_AVX512, CONDENSE_CPU_AVX512VNNI | CONDENSE_CPU_F16C, CONDENSE_GGUF_Q5_1},
      group_avx512, quantize_block_avx512},
     {{"gguf_q4_k_x16__avx512vnni", CONDENSE_ISA_AVX512, CONDENSE_CPU_AVX512VNNI | CONDENSE_CPU_F16C, CONDENSE_GGUF_Q4_K},
      group_avx512, quantize_block_avx512},

@@ -423,6 +423,7 @@ const char *condense_s24q8_kernel_name(const condense_s24q8_packed *w);
 /** The ggml tensor types this library dequantizes (ggml's numbering). */
 enum {
     CONDENSE_GGUF_F32 = 0, CONDENSE_GGUF_F16 = 1, CONDENSE_GGUF_Q4_0 = 2, CONDENSE_GGUF_Q4_1 = 3,
+    CONDENSE_GGUF_Q5_0 = 6, CONDENSE_GGUF_Q5_1 = 7,
     CONDENSE_GGUF_Q8_0 = 8, CONDENSE_GGUF_Q4_K = 12, CONDENSE_GGUF_Q6_K = 14, CONDENSE_GGUF_BF16 = 30,
 };
 /** n elements of `type` at src (whole blocks) to f32, bit-exact to ggml's dequantize_row_*.
@@ -430,7 +431,7 @@ enum {
 int condense_gguf_dequantize(uint32_t type, const void *src, size_t n, float *dst);
 /** IEEE half to single precision, exact (subnormals, Inf and NaN included). */
 float condense_f16_to_f32(uint16_t h);
-/** Bytes of W[N,K] (ggml blocks Q8_0, Q4_0, Q4_1, Q4_K or Q6_K) repacked for condense_gguf_gemm:
+/** Bytes of W[N,K] (ggml blocks Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q4_K or Q6_K) repacked for condense_gguf_gemm:
  *  about the stored size with N rounded up to 16 (Q4_K: 4.625 bits per weight for 4.5). 0 for
  *  another type, K not a multiple of the block size (32; 256 for the K-quants), or overflow. */
 size_t condense_gguf_packed_size(uint32_t type, size_t n, size_t k);

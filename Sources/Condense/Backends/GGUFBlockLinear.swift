@@ -1,7 +1,7 @@
 import CCondenseKernels
 import Foundation
 
-/// A linear layer whose weights stay in ggml's blocks (Q8_0, Q4_0, Q4_1, Q4_K, Q6_K), read at their stored
+/// A linear layer whose weights stay in ggml's blocks (Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q4_K, Q6_K), read at their stored
 /// size: for a GGUF model, what bounds token generation is the bytes of weights read per token.
 /// The blocks are repacked once (about the same size) into groups of 16 rows for the VNNI kernel, which
 /// quantizes each row of X per block of 32 to int8, as llama.cpp does, and runs exact integer
@@ -30,7 +30,7 @@ public final class GGUFBlockLinear: PreparedLinear, @unchecked Sendable {
     public let outFeatures: Int
 
     /// The block types this layer runs.
-    public static let supported: Set<GGUFFile.TensorType> = [.q8_0, .q4_0, .q4_1, .q4_K, .q6_K]
+    public static let supported: Set<GGUFFile.TensorType> = [.q8_0, .q4_0, .q4_1, .q5_0, .q5_1, .q4_K, .q6_K]
 
     /// One tensor.
     /// - Throws: ``CondenseError/invalidTensor(name:reason:)`` for another type or shape, a bias
@@ -47,7 +47,7 @@ public final class GGUFBlockLinear: PreparedLinear, @unchecked Sendable {
         var rows = 0
         for (i, t) in parts.enumerated() {
             guard Self.supported.contains(t.type) else {
-                throw CondenseError.invalidTensor(name: t.name, reason: "\(t.type) blocks are not run directly (Q8_0, Q4_0, Q4_1, Q4_K, Q6_K are)")
+                throw CondenseError.invalidTensor(name: t.name, reason: "\(t.type) blocks are not run directly (Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q4_K, Q6_K are)")
             }
             guard t.type == first.type else { throw CondenseError.invalidTensor(name: t.name, reason: "\(t.type) stacked with \(first.type)") }
             guard t.dims.count == 2, t.dims[0] % t.type.blockSize == 0, t.dims[0] == first.dims[0] else {

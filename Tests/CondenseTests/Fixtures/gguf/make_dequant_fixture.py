@@ -28,6 +28,12 @@ def blocks(qtype, count):
     elif qtype == T.Q4_1:
         b = rng.integers(0, 256, (count, 20), dtype=np.uint8)
         b[:, 0:4] = halves(2 * count).view(np.uint8).reshape(count, 4)
+    elif qtype == T.Q5_0:
+        b = rng.integers(0, 256, (count, 22), dtype=np.uint8)
+        b[:, 0:2] = halves(count).view(np.uint8).reshape(count, 2)
+    elif qtype == T.Q5_1:
+        b = rng.integers(0, 256, (count, 24), dtype=np.uint8)
+        b[:, 0:4] = halves(2 * count).view(np.uint8).reshape(count, 4)
     elif qtype == T.Q8_0:
         b = rng.integers(0, 256, (count, 34), dtype=np.uint8)
         b[:, 0:2] = halves(count).view(np.uint8).reshape(count, 2)
@@ -45,11 +51,11 @@ def blocks(qtype, count):
         v = rng.integers(0, 1 << 16, count * 8, dtype=np.uint16)
         v = v[(v & 0x7F80) != 0x7F80]  # no NaN (compared as bits) or Inf
         return v.view(np.uint8), len(v)
-    return b.reshape(-1), count * (32 if qtype in (T.Q4_0, T.Q4_1, T.Q8_0) else 256)
+    return b.reshape(-1), count * (32 if qtype in (T.Q4_0, T.Q4_1, T.Q5_0, T.Q5_1, T.Q8_0) else 256)
 
 
 cases = []
-for name, qtype in [("Q4_0", T.Q4_0), ("Q4_1", T.Q4_1), ("Q8_0", T.Q8_0), ("Q4_K", T.Q4_K), ("Q6_K", T.Q6_K),
+for name, qtype in [("Q4_0", T.Q4_0), ("Q4_1", T.Q4_1), ("Q5_0", T.Q5_0), ("Q5_1", T.Q5_1), ("Q8_0", T.Q8_0), ("Q4_K", T.Q4_K), ("Q6_K", T.Q6_K),
                     ("F16", T.F16), ("BF16", T.BF16)]:
     raw, n = blocks(qtype, 3)
     ref = dequantize(raw, qtype).astype(np.float32).reshape(-1)

@@ -233,6 +233,7 @@ struct CLIGenerateTests {
         (["--model", "MODEL", "--prompt", "a", "--stop", ""], "a stop string is empty"),
         (["--model", "NOTGGUF", "--prompt", "a"], "not a GGUF file"),
         (["--model", "MODEL", "--prompt", "a", "--ctx", "0"], "--ctx must be >= 1, got 0"),
+        (["--model", "MODEL", "--prompt", "a", "--kv-cache", "q8"], "The value 'q8' is invalid for '--kv-cache <kv-cache>'"),
     ])
     func badGenerateInputIsAnError(args: [String], message: String) throws {
         let dir = try scratchFolder("cligenbad")
@@ -250,7 +251,9 @@ struct CLIGenerateTests {
         let deep = try condense(["bench", "generate", "--model", model, "--depth", "60", "--prompt", "8", "--gen", "8"])
         #expect(deep.status != 0 && deep.stderr.contains("exceed the model's context of 64"), "\(deep.output)")
         let ok = try condense(["bench", "generate", "--model", model, "--prompt", "8", "--gen", "4", "--reps", "1", "--json"])
-        #expect(ok.status == 0 && ok.stdout.contains("\"tg4\""), "\(ok.output)")
+        #expect(ok.status == 0 && ok.stdout.contains("\"tg4\"") && ok.stdout.contains("\"kv_cache\" : \"f16\""), "\(ok.output)")
+        let f32 = try condense(["bench", "generate", "--model", model, "--prompt", "8", "--gen", "4", "--reps", "1", "--json", "--kv-cache", "f32"])
+        #expect(f32.status == 0 && f32.stdout.contains("\"kv_cache\" : \"f32\""), "\(f32.output)")
     }
 }
 

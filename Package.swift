@@ -19,6 +19,7 @@ let package = Package(
         .library(name: "CondenseTraining", targets: ["CondenseTraining"]),
         .library(name: "CondenseCompression", targets: ["CondenseCompression"]),
         .library(name: "CondenseInference", targets: ["CondenseInference"]),
+        .library(name: "CondenseServer", targets: ["CondenseServer"]),
         .executable(name: "condense", targets: ["CondenseCLI"]),
         // Example plugins, loaded at run time (docs/plugin-abi.md): `swift build -c release
         // --product condense_onednn_plugin` → .build/release/libcondense_onednn_plugin.so.
@@ -32,6 +33,12 @@ let package = Package(
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        // The HTTP server only (CondenseServer); the library targets stay free of NIO.
+        .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.0"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
+        .package(url: "https://github.com/apple/swift-metrics", from: "2.13.0"),
+        .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.0"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.0"),
     ],
     targets: [
         // The C kernels. Always optimised, also in debug builds: tests run them on real sizes.
@@ -85,6 +92,20 @@ let package = Package(
             dependencies: ["Condense", "CCondenseKernels"],
             swiftSettings: [.swiftLanguageMode(.v6)]
         ),
+        // The OpenAI-compatible HTTP server: routes, batching queues, metrics, graceful shutdown.
+        .target(
+            name: "CondenseServer",
+            dependencies: [
+                "Condense",
+                "CondenseInference",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: [.swiftLanguageMode(.v6)]
+        ),
         .executableTarget(
             name: "CondenseCLI",
             dependencies: [
@@ -92,6 +113,7 @@ let package = Package(
                 "CondenseCompression",
                 "CondenseTraining",
                 "CondenseInference",
+                "CondenseServer",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             resources: [.copy("Resources/mnist"), .copy("Resources/text")],
@@ -125,6 +147,12 @@ let package = Package(
         .testTarget(
             name: "CondenseCLITests",
             dependencies: ["CondenseCLI", "Condense", "CondenseTestSupport"],
+            swiftSettings: [.swiftLanguageMode(.v6)]
+        ),
+        .testTarget(
+            name: "CondenseServerTests",
+            dependencies: ["CondenseServer", "CondenseInference", "Condense", "CondenseTestSupport",
+                           .product(name: "HummingbirdTesting", package: "hummingbird")],
             swiftSettings: [.swiftLanguageMode(.v6)]
         ),
         .testTarget(

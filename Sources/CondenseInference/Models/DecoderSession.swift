@@ -102,57 +102,89 @@ public final class DecoderSession: @unchecked Sendable {
     /// - Throws: ``CondenseError/invalidInput(_:)`` for an id outside the vocabulary or a context
     ///   that would overflow.
     public func forward(_ ids: [Int32], allLogits: Bool = false) throws -> [[Float]] {
-        let c = model.config
         guard !ids.isEmpty else { return [] }
-        guard tokens.count + ids.count <= contextLength else {
-            throw CondenseError.invalidInput("\(tokens.count + ids.count) tokens exceed the context of \(contextLength)")
+        return try Self.forward([(self, ids)], allLogits: allLogits)[0]
+    }
+
+    /// Runs several sessions of one model in one pass: every projection is one kernel call over
+    /// all their new tokens (M = the total), attention runs per session over its own cache. This
+    /// is continuous batching's step: the weights are read once for every sequence.
+    /// Returns, per session, the logits of its last new token (or of each with `allLogits`).
+    ///
+    /// ```swift
+    /// let logits = try DecoderSession.forward([(a, [next1]), (b, [next2])])   // one step of two streams
+    /// ```
+    /// - Throws: ``CondenseError/invalidInput(_:)`` for sessions of different models, a session
+    ///   named twice, no tokens, an id outside the vocabulary or a context that would overflow;
+    ///   nothing is changed then.
+    public static func forward(_ batch: [(session: DecoderSession, ids: [Int32])], allLogits: Bool = false) throws -> [[[Float]]] {
+        guard let first = batch.first else { return [] }
+        let model = first.session.model
+        for (s, ids) in batch {
+            guard s.model === model else { throw CondenseError.invalidInput("sessions of different models cannot share a step") }
+            guard !ids.isEmpty else { throw CondenseError.invalidInput("a session in the step has no tokens") }
+            guard s.tokens.count + ids.count <= s.contextLength else {
+                throw CondenseError.invalidInput("\(s.tokens.count + ids.count) tokens exceed the context of \(s.contextLength)")
+            }
+            if let bad = ids.first(where: { $0 < 0 || Int($0) >= model.vocabSize }) {
+                throw CondenseError.invalidInput("token id \(bad) is outside the vocabulary of \(model.vocabSize)")
+            }
         }
-        if let bad = ids.first(where: { $0 < 0 || Int($0) >= model.vocabSize }) {
-            throw CondenseError.invalidInput("token id \(bad) is outside the vocabulary of \(model.vocabSize)")
+        guard Set(batch.map { ObjectIdentifier($0.session) }).count == batch.count else {
+            throw CondenseError.invalidInput("a session is named twice in one step")
         }
-        let (t, d, hd, kvd, ff) = (ids.count, c.hidden, c.headDim, c.kvHeads * c.headDim, c.feedForward)
+        let c = model.config
+        let (d, hd, kvd, ff) = (c.hidden, c.headDim, c.kvHeads * c.headDim, c.feedForward)
+        let t = batch.reduce(0) { $0 + $1.ids.count }
         let wide = d + 2 * kvd   // the stacked Q, K, V outputs
-        let p0 = tokens.count
+        // Row ranges of each session, and its first position.
+        var starts: [Int] = [], row = 0
+        for (_, ids) in batch { starts.append(row); row += ids.count }
+        let rotations = batch.map { Rotation(positions: $0.session.tokens.count..<($0.session.tokens.count + $0.ids.count), headDim: hd,
+                                             base: c.ropeBase, neox: c.ropeNeoX) }
         var x = try Matrix<Float>(rows: t, columns: d)
         try x.withUnsafeMutableBufferPointer { xp in
-            for (i, id) in ids.enumerated() { try model.embed(id, into: xp.baseAddress! + i * d) }
+            for (bi, (_, ids)) in batch.enumerated() {
+                for (i, id) in ids.enumerated() { try model.embed(id, into: xp.baseAddress! + (starts[bi] + i) * d) }
+            }
         }
         var h = try Matrix<Float>(rows: t, columns: d), qkv = try Matrix<Float>(rows: t, columns: wide)
         var att = try Matrix<Float>(rows: t, columns: d), o = try Matrix<Float>(rows: t, columns: d)
         var gu = try Matrix<Float>(rows: t, columns: 2 * ff), g = try Matrix<Float>(rows: t, columns: ff)
-        let rotation = Rotation(positions: p0..<(p0 + t), headDim: hd, base: c.ropeBase, neox: c.ropeNeoX)
         let scale = 1 / Float(hd).squareRoot()
-        let isaCode = condense_isa(UInt32(isa.rawValue))
+        let isaCode = condense_isa(UInt32(model.isa.rawValue))
         for (l, layer) in model.layers.enumerated() {
-            Self.rmsNorm(x, layer.attnNorm, c.rmsEpsilon, into: &h)
+            rmsNorm(x, layer.attnNorm, c.rmsEpsilon, into: &h)
             try layer.qkv.apply(h, into: &qkv)
-            let eb = kvCache.elementBytes
-            let (kc, vc) = (keys + l * layerStride * eb, values + l * layerStride * eb)
-            qkv.withUnsafeMutableBufferPointer { p in
-                let base = p.baseAddress!
-                rotation.apply(base, rows: t, stride: wide, heads: c.heads)            // Q
-                rotation.apply(base + d, rows: t, stride: wide, heads: c.kvHeads)      // K
-                for i in 0..<t {
-                    let (kr, vr, row) = (kc + (p0 + i) * kvd * eb, vc + (p0 + i) * kvd * eb, base + i * wide + d)
-                    switch kvCache {
-                    case .f32:
-                        kr.copyMemory(from: row, byteCount: kvd * 4)
-                        vr.copyMemory(from: row + kvd, byteCount: kvd * 4)
-                    case .f16:
-                        condense_f32_to_f16(row, kr.assumingMemoryBound(to: UInt16.self), kvd, isaCode)
-                        condense_f32_to_f16(row + kvd, vr.assumingMemoryBound(to: UInt16.self), kvd, isaCode)
+            for (bi, (s, ids)) in batch.enumerated() {
+                let (n, p0, r0, eb) = (ids.count, s.tokens.count, starts[bi], s.kvCache.elementBytes)
+                let (kc, vc) = (s.keys + l * s.layerStride * eb, s.values + l * s.layerStride * eb)
+                qkv.withUnsafeMutableBufferPointer { p in
+                    let base = p.baseAddress! + r0 * wide
+                    rotations[bi].apply(base, rows: n, stride: wide, heads: c.heads)            // Q
+                    rotations[bi].apply(base + d, rows: n, stride: wide, heads: c.kvHeads)      // K
+                    for i in 0..<n {
+                        let (kr, vr, src) = (kc + (p0 + i) * kvd * eb, vc + (p0 + i) * kvd * eb, base + i * wide + d)
+                        switch s.kvCache {
+                        case .f32:
+                            kr.copyMemory(from: src, byteCount: kvd * 4)
+                            vr.copyMemory(from: src + kvd, byteCount: kvd * 4)
+                        case .f16:
+                            condense_f32_to_f16(src, kr.assumingMemoryBound(to: UInt16.self), kvd, isaCode)
+                            condense_f32_to_f16(src + kvd, vr.assumingMemoryBound(to: UInt16.self), kvd, isaCode)
+                        }
                     }
                 }
+                // Causal attention over this session's cache (GQA: heads share their group's KV head), in C.
+                let status = qkv.withUnsafeBufferPointer { qp in att.withUnsafeMutableBufferPointer { ap in
+                    condense_causal_attention(qp.baseAddress! + r0 * wide, wide, kc, vc, s.kvCache.ggmlType, kvd, ap.baseAddress! + r0 * d, d,
+                                              n, p0, Int32(c.heads), Int32(c.kvHeads), Int32(hd), scale, isaCode, 0)
+                } }
+                try NativeStatus.check(status, kernel: "causal attention")
             }
-            // Causal attention over the cache (GQA: heads share their group's KV head), in C.
-            let status = qkv.withUnsafeBufferPointer { qp in att.withUnsafeMutableBufferPointer { ap in
-                condense_causal_attention(qp.baseAddress, wide, kc, vc, kvCache.ggmlType, kvd, ap.baseAddress, d, t, p0,
-                                          Int32(c.heads), Int32(c.kvHeads), Int32(hd), scale, isaCode, 0)
-            } }
-            try NativeStatus.check(status, kernel: "causal attention")
             try layer.o.apply(att, into: &o)
-            Self.add(&x, o)
-            Self.rmsNorm(x, layer.ffnNorm, c.rmsEpsilon, into: &h)
+            add(&x, o)
+            rmsNorm(x, layer.ffnNorm, c.rmsEpsilon, into: &h)
             try layer.gateUp.apply(h, into: &gu)
             gu.withUnsafeBufferPointer { up in g.withUnsafeMutableBufferPointer { gp in
                 for i in 0..<t {
@@ -163,18 +195,26 @@ public final class DecoderSession: @unchecked Sendable {
                 }
             } }
             try layer.down.apply(g, into: &o)
-            Self.add(&x, o)
+            add(&x, o)
         }
-        tokens += ids
-        let rows = allLogits ? Array(0..<t) : [t - 1]
+        for (s, ids) in batch { s.tokens += ids }
+        // The rows whose logits are wanted: each session's last, or all of them.
+        var rows: [Int] = [], owner: [Int] = []
+        for (bi, (_, ids)) in batch.enumerated() {
+            let mine = allLogits ? Array(starts[bi]..<(starts[bi] + ids.count)) : [starts[bi] + ids.count - 1]
+            rows += mine
+            owner += Array(repeating: bi, count: mine.count)
+        }
         var last = try Matrix<Float>(rows: rows.count, columns: d)
         x.withUnsafeBufferPointer { xp in last.withUnsafeMutableBufferPointer { lp in
             for (r, i) in rows.enumerated() { for j in 0..<d { lp[r * d + j] = xp[i * d + j] } }
         } }
         var normed = try Matrix<Float>(rows: rows.count, columns: d)
-        Self.rmsNorm(last, model.outputNorm, c.rmsEpsilon, into: &normed)
+        rmsNorm(last, model.outputNorm, c.rmsEpsilon, into: &normed)
         let logits = try model.head.apply(normed)
-        return (0..<rows.count).map { logits.row($0) }
+        var out = [[[Float]]](repeating: [], count: batch.count)
+        for r in 0..<rows.count { out[owner[r]].append(logits.row(r)) }
+        return out
     }
 
     /// Generates a continuation of `prompt` (tokenized as given, control tokens included, no
@@ -218,45 +258,94 @@ public final class DecoderSession: @unchecked Sendable {
     /// Generates after already tokenized prompt ids.
     @discardableResult
     public func generate(tokenIDs ids: [Int32], _ options: GenerationOptions, emit: (String) throws -> Void) throws -> Result {
-        try options.validate()
-        var result = Result(promptTokens: ids)
         guard !ids.isEmpty else { throw CondenseError.invalidInput("the prompt has no tokens") }
-        var sampler = Sampler(options)
+        var g = try Generation(model, prompt: ids, options)
         let t0 = ContinuousClock.now
         var logits = try forward(ids)[0]
-        result.promptSeconds = Self.seconds(ContinuousClock.now - t0)
-        var decoder = ByteLevelBPETokenizer.StreamingDecoder(model.tokenizer)
-        var pending = ""   // text held back while it could be the start of a stop string
+        g.result.promptSeconds = Self.seconds(ContinuousClock.now - t0)
         let t1 = ContinuousClock.now
-        var seen = ids
-        while result.tokens.count < options.maxTokens {
+        while true {
+            let (piece, next) = g.accept(logits, contextFull: tokens.count >= contextLength)
+            if !piece.isEmpty { try emit(piece) }
+            guard let next else { break }
+            logits = try forward([next])[0]
+        }
+        g.result.generationSeconds = Self.seconds(ContinuousClock.now - t1)
+        return g.result
+    }
+
+    /// The state of one generation, a token at a time: sampling, stops, EOS, the length limit and
+    /// the text streamed so far. ``generate(tokenIDs:_:emit:)`` drives one; a server drives many,
+    /// one per stream, from batched steps (``forward(_:allLogits:)``).
+    ///
+    /// ```swift
+    /// var g = try DecoderSession.Generation(lm, prompt: ids, options)
+    /// var logits = try session.forward(ids)[0]
+    /// while case let (piece, next?) = g.accept(logits, contextFull: session.tokens.count >= session.contextLength) {
+    ///     print(piece, terminator: ""); logits = try session.forward([next])[0]
+    /// }
+    /// ```
+    public struct Generation: Sendable {
+        public let options: GenerationOptions
+        public internal(set) var result: Result
+        let eos: Int32?
+        var sampler: Sampler
+        var decoder: ByteLevelBPETokenizer.StreamingDecoder
+        var pending = ""   // text held back while it could be the start of a stop string
+        var seen: [Int32]
+        public private(set) var finished = false
+
+        /// - Throws: ``CondenseError/invalidArgument(_:)`` for invalid options.
+        public init(_ model: LanguageModel, prompt ids: [Int32], _ options: GenerationOptions) throws {
+            try options.validate()
+            self.options = options
+            result = Result(promptTokens: ids)
+            eos = model.tokenizer.eos
+            sampler = Sampler(options)
+            decoder = ByteLevelBPETokenizer.StreamingDecoder(model.tokenizer)
+            seen = ids
+            if options.maxTokens == 0 { finished = true }
+        }
+
+        /// Takes the logits after the last token: returns the text now complete and the next
+        /// token to feed, or nil when the generation has ended (``Result/finishReason``).
+        public mutating func accept(_ logits: [Float], contextFull: Bool) -> (piece: String, next: Int32?) {
+            guard !finished else { return ("", nil) }
             let next = sampler.sample(logits, seen: seen)
-            if options.stopAtEOS, next == model.tokenizer.eos { result.finishReason = "eos"; break }
+            if options.stopAtEOS, next == eos { return finish("eos", "") }
             result.tokens.append(next)
             seen.append(next)
             pending += decoder.append(next)
-            if let cut = Self.stopCut(pending, options.stop) {
+            if let cut = DecoderSession.stopCut(pending, options.stop) {
                 let out = String(pending[..<cut])
-                try emit(out)
-                result.text += out
                 pending = ""
+                finished = true
                 result.finishReason = "stop"
-                break
+                result.text += out
+                return (out, nil)
             }
             // Emit what can no longer become a stop string.
-            let keep = Self.heldBack(pending, options.stop)
+            let keep = DecoderSession.heldBack(pending, options.stop)
             let out = String(pending.dropLast(keep))
-            if !out.isEmpty { try emit(out); result.text += out }
             pending = String(pending.suffix(keep))
-            if result.tokens.count == options.maxTokens || tokens.count >= contextLength { break }
-            logits = try forward([next])[0]
+            if result.tokens.count >= options.maxTokens || contextFull {
+                result.text += out
+                let (rest, _) = finish("length", "")
+                return (out + rest, nil)
+            }
+            result.text += out
+            return (out, next)
         }
-        if result.finishReason != "stop" {
+
+        /// Ends the generation: what was held back is flushed.
+        private mutating func finish(_ reason: String, _ prefix: String) -> (piece: String, next: Int32?) {
+            finished = true
+            result.finishReason = reason
             let rest = pending + decoder.flush()
-            if !rest.isEmpty { try emit(rest); result.text += rest }
+            pending = ""
+            result.text += rest
+            return (prefix + rest, nil)
         }
-        result.generationSeconds = Self.seconds(ContinuousClock.now - t1)
-        return result
     }
 
     // MARK: - Pieces
@@ -344,7 +433,7 @@ struct Rotation {
 
 /// Picks the next token: greedy at temperature 0, else repeat penalty, temperature, top-k, top-p
 /// and min-p in llama.cpp's order, then a draw from a seeded generator (same seed, same text).
-struct Sampler {
+struct Sampler: Sendable {
     let o: GenerationOptions
     var state: UInt64
 

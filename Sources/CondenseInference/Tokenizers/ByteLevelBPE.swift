@@ -173,7 +173,7 @@ public struct ByteLevelBPETokenizer: Sendable {
 
     /// Decodes token by token, emitting only whole UTF-8 characters: a character split across
     /// tokens appears once its last byte has arrived.
-    public struct StreamingDecoder {
+    public struct StreamingDecoder: Sendable {
         let tokenizer: ByteLevelBPETokenizer
         var pending: [UInt8] = []
         public init(_ tokenizer: ByteLevelBPETokenizer) { self.tokenizer = tokenizer }

@@ -1,0 +1,79 @@
+import ArgumentParser
+import Condense
+import CondenseInference
+import CondenseServer
+import Foundation
+
+struct Serve: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "serve",
+        abstract: "An OpenAI-compatible HTTP server: /v1/embeddings, /v1/chat/completions, /v1/completions, /v1/models, /health, /ready, /metrics.",
+        discussion: "Embeddings are batched dynamically, generation continuously (every active stream advances in one batched step). SIGTERM or SIGINT drains: requests in flight finish. Binds to 127.0.0.1 unless --host says otherwise; PORT from the environment is used when --port is not given.")
+
+    @Option(help: "A sentence-encoder folder (config.json, vocab.txt, model.safetensors), e.g. all-MiniLM-L6-v2.")
+    var embeddingModel: String?
+    @Option(help: "A GGUF language model for chat and completions.")
+    var chatModel: String?
+    @Option(help: "The id of the embedding model in requests and /v1/models (default: its folder's name).")
+    var embeddingModelName: String?
+    @Option(help: "The id of the chat model (default: the GGUF's general.name, else its file name).")
+    var chatModelName: String?
+    @Option(help: "Address to bind.")
+    var host = "127.0.0.1"
+    @Option(help: "Port (default: $PORT, else 8080).")
+    var port: Int?
+    @Option(help: "Tokens per embedding batch at most.")
+    var maxBatchTokens = 8192
+    @Option(help: "Generation streams decoding at once; as many again wait, then requests get 429.")
+    var maxConcurrent = 8
+    @Option(help: "A file holding the API key that /v1/ requests must send as 'Authorization: Bearer KEY'.")
+    var apiKeyFile: String?
+    @OptionGroup var runtime: RuntimeOptions
+
+    func validate() throws {
+        guard embeddingModel != nil || chatModel != nil else { throw ValidationError("give --embedding-model, --chat-model or both") }
+        guard maxBatchTokens >= 1 else { throw ValidationError("--max-batch-tokens must be >= 1, got \(maxBatchTokens)") }
+        guard maxConcurrent >= 1 else { throw ValidationError("--max-concurrent must be >= 1, got \(maxConcurrent)") }
+        if let port { guard (1...65535).contains(port) else { throw ValidationError("--port must be in 1…65535, got \(port)") } }
+    }
+
+    func run() async throws {
+        try runtime.apply()
+        var options = ServerOptions()
+        options.host = host
+        if let port {
+            options.port = port
+        } else if let env = ProcessInfo.processInfo.environment["PORT"] {
+            guard let p = Int(env), (1...65535).contains(p) else { throw ValidationError("PORT must be a port number in 1…65535, got '\(env)'") }
+            options.port = p
+        }
+        options.maxBatchTokens = maxBatchTokens
+        options.maxConcurrent = maxConcurrent
+        options.maxQueued = 8 * maxConcurrent
+        if let apiKeyFile {
+            let key = try FileInput.text(apiKeyFile).trimmingCharacters(in: .whitespacesAndNewlines)
+            guard !key.isEmpty, !key.contains(where: { $0.isNewline }) else { throw ValidationError("\(apiKeyFile): the API key must be one non-empty line") }
+            options.apiKey = key
+        }
+        var models = ServedModels()
+        if let dir = embeddingModel {
+            let encoder = try SentenceEncoder(directory: dir)
+            let session = try InferenceSession(encoder, registry: cliRegistry(), policy: .fastest(batch: 128))
+            models.embedding = (embeddingModelName ?? URL(fileURLWithPath: dir).standardizedFileURL.lastPathComponent, session)
+        }
+        if let path = chatModel {
+            let file = try GGUFFile(contentsOf: path)
+            do {
+                let lm = try LanguageModel(file: file, registry: cliRegistry(), fallbackName: URL(fileURLWithPath: path).lastPathComponent)
+                models.chat = (chatModelName ?? lm.name, lm, try ChatTemplate(gguf: file))
+            } catch let e as CondenseError { throw e.inFile(path) }
+        }
+        if let e = models.embedding?.name, let c = models.chat?.name, e == c {
+            throw ValidationError("both models are named '\(e)'; set --embedding-model-name or --chat-model-name")
+        }
+        let server = CondenseServer(models: models, options: options)
+        FileHandle.standardError.write(Data("condense serve on http://\(options.host):\(options.port) — \([models.embedding?.name, models.chat?.name].compactMap { $0 }.joined(separator: ", "))\n".utf8))
+        try await server.application().runService(gracefulShutdownSignals: [.sigterm, .sigint])
+        server.shutdown()
+    }
+}

@@ -1,0 +1,195 @@
+import Condense
+import CondenseInference
+import Foundation
+import Metrics
+
+/// Continuous batching for generation: every active stream advances by one token in one batched
+/// pass (``DecoderSession/forward(_:allLogits:)``: the weights are read once per step for all of
+/// them); new requests join at step boundaries with a KV cache of their own, and long prompts are
+/// prefilled in chunks inside the same steps so that running streams keep flowing. A stream
+/// whose consumer goes away (the client disconnected) frees its slot at the next step.
+///
+/// ```swift
+/// let scheduler = ChatScheduler(model: lm, maxActive: 8, maxQueued: 64, metrics: m)
+/// for await event in try scheduler.submit(promptIDs, options) { … }
+/// ```
+public final class ChatScheduler: @unchecked Sendable {
+    // @unchecked: `waiting`, `stopped` and the cancellation flags are only touched under `cond`;
+    // `active` only by the scheduler thread.
+
+    /// What a stream receives.
+    public enum Event: Sendable {
+        case piece(String)
+        case done(finishReason: String, promptTokens: Int, completionTokens: Int)
+        case failed(String)
+    }
+
+    final class Request: @unchecked Sendable {
+        let ids: [Int32]
+        let options: GenerationOptions
+        let continuation: AsyncStream<Event>.Continuation
+        let submitted = ContinuousClock.now
+        var cancelled = false   // under the scheduler's lock
+        init(ids: [Int32], options: GenerationOptions, continuation: AsyncStream<Event>.Continuation) {
+            self.ids = ids
+            self.options = options
+            self.continuation = continuation
+        }
+    }
+
+    struct Slot {
+        let request: Request
+        let session: DecoderSession
+        var generation: DecoderSession.Generation
+        var prompt: ArraySlice<Int32>   // not yet prefilled
+        var next: Int32?
+        var firstToken = true
+    }
+
+    public let model: LanguageModel
+    let maxActive: Int
+    let maxQueued: Int
+    /// Prompt tokens prefilled per step, shared by the streams still prefilling.
+    let prefillChunk: Int
+    let metrics: ServerMetrics
+    private let cond = NSCondition()
+    private var waiting: [Request] = []
+    private var stopped = false
+    private var active: [Slot] = []
+
+    public init(model: LanguageModel, maxActive: Int, maxQueued: Int, prefillChunk: Int = 256, metrics: ServerMetrics) {
+        self.model = model
+        self.maxActive = max(1, maxActive)
+        self.maxQueued = max(0, maxQueued)
+        self.prefillChunk = max(1, prefillChunk)
+        self.metrics = metrics
+        let t = Thread { [weak self] in self?.run() }
+        t.name = "condense-generation"
+        t.start()
+    }
+
+    /// Stops the thread once every stream has finished.
+    public func shutdown() {
+        cond.lock()
+        stopped = true
+        cond.broadcast()
+        cond.unlock()
+    }
+
+    /// Queues a generation after `ids` (at least one token, within the context).
+    /// - Throws: ``APIError`` 429 when the queue is full, 503 after shutdown.
+    public func submit(_ ids: [Int32], _ options: GenerationOptions) throws -> AsyncStream<Event> {
+        let (stream, continuation) = AsyncStream<Event>.makeStream(bufferingPolicy: .unbounded)
+        let request = Request(ids: ids, options: options, continuation: continuation)
+        cond.lock()
+        defer { cond.unlock() }
+        guard !stopped else { throw APIError(.serviceUnavailable, "the server is shutting down") }
+        guard waiting.count < maxQueued + maxActive else {
+            throw APIError(.tooManyRequests, "\(waiting.count) generation requests are queued (--max-concurrent); retry later", retryAfter: 1)
+        }
+        waiting.append(request)
+        metrics.chatQueue.record(waiting.count)
+        continuation.onTermination = { [weak self, weak request] _ in
+            guard let self, let request else { return }
+            self.cond.lock()
+            request.cancelled = true
+            self.cond.broadcast()
+            self.cond.unlock()
+        }
+        cond.signal()
+        return stream
+    }
+
+    private func run() {
+        while true {
+            cond.lock()
+            while waiting.isEmpty && active.isEmpty && !stopped { cond.wait() }
+            if waiting.isEmpty && active.isEmpty && stopped { cond.unlock(); return }
+            // Admit new requests at this step boundary; drop the streams nobody reads any more.
+            var admitted: [Request] = []
+            waiting.removeAll { r in
+                if r.cancelled { r.continuation.finish(); return true }
+                if active.count + admitted.count < maxActive { admitted.append(r); return true }
+                return false
+            }
+            let gone = Set(active.filter { $0.request.cancelled }.map { ObjectIdentifier($0.request) })
+            metrics.chatQueue.record(waiting.count)
+            cond.unlock()
+            if !gone.isEmpty {
+                for s in active where gone.contains(ObjectIdentifier(s.request)) { s.request.continuation.finish() }
+                active.removeAll { gone.contains(ObjectIdentifier($0.request)) }
+            }
+            for r in admitted {
+                do {
+                    let ctx = min(model.config.contextLength, r.ids.count + max(r.options.maxTokens, 1))
+                    let session = try model.session(contextLength: ctx)
+                    let g = try DecoderSession.Generation(model, prompt: r.ids, r.options)
+                    active.append(Slot(request: r, session: session, generation: g, prompt: r.ids[...], next: nil))
+                } catch {
+                    r.continuation.yield(.failed("\(error)"))
+                    r.continuation.finish()
+                }
+            }
+            metrics.activeStreams.record(active.count)
+            guard !active.isEmpty else { continue }
+            step()
+        }
+    }
+
+    /// One batched pass: a token for every decoding stream, a chunk of prompt for those prefilling.
+    private func step() {
+        var batch: [(session: DecoderSession, ids: [Int32])] = [], members: [Int] = []
+        var budget = prefillChunk
+        for (i, s) in active.enumerated() {
+            if let next = s.next {
+                batch.append((s.session, [next]))
+                members.append(i)
+            } else if !s.prompt.isEmpty && budget > 0 {
+                let n = min(budget, s.prompt.count)
+                batch.append((s.session, Array(s.prompt.prefix(n))))
+                active[i].prompt = s.prompt.dropFirst(n)
+                budget -= n
+                members.append(i)
+            }
+        }
+        guard !batch.isEmpty else { return }
+        metrics.decodeBatch.record(batch.count)
+        let logits: [[[Float]]]
+        do {
+            logits = try DecoderSession.forward(batch)
+        } catch {
+            for i in members {
+                active[i].request.continuation.yield(.failed("\(error)"))
+                active[i].request.continuation.finish()
+            }
+            let failed = Set(members)
+            active = active.enumerated().filter { !failed.contains($0.offset) }.map(\.element)
+            return
+        }
+        var finished: Set<Int> = []
+        for (b, i) in members.enumerated() {
+            guard active[i].prompt.isEmpty else { continue }   // still prefilling: no token yet
+            let s = active[i].session
+            let before = active[i].generation.result.tokens.count
+            let (piece, next) = active[i].generation.accept(logits[b][0], contextFull: s.tokens.count >= s.contextLength)
+            let request = active[i].request
+            if active[i].firstToken {
+                active[i].firstToken = false
+                metrics.timeToFirstToken.recordNanoseconds(nanoseconds(ContinuousClock.now - request.submitted))
+            }
+            metrics.generatedTokens.increment(by: Int64(active[i].generation.result.tokens.count - before))
+            if !piece.isEmpty { request.continuation.yield(.piece(piece)) }
+            if let next {
+                active[i].next = next
+            } else {
+                let r = active[i].generation.result
+                request.continuation.yield(.done(finishReason: r.finishReason, promptTokens: r.promptTokens.count, completionTokens: r.tokens.count))
+                request.continuation.finish()
+                finished.insert(i)
+            }
+        }
+        if !finished.isEmpty { active = active.enumerated().filter { !finished.contains($0.offset) }.map(\.element) }
+    }
+}
+
+func nanoseconds(_ d: Duration) -> Int64 { d.components.seconds * 1_000_000_000 + d.components.attoseconds / 1_000_000_000 }

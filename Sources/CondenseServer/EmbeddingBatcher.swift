@@ -1,0 +1,98 @@
+import Condense
+import CondenseInference
+import Foundation
+import Metrics
+
+/// Dynamic batching for embeddings: requests wait a few milliseconds (or until
+/// `maxBatchTokens` tokens are queued) and run as one packed batch on a thread of their own, in
+/// arrival order; each request gets back its own rows.
+///
+/// ```swift
+/// let batcher = EmbeddingBatcher(session: session, maxBatchTokens: 8192, maxQueued: 256, metrics: m)
+/// let vectors = try await batcher.embed([ids1, ids2])
+/// ```
+public final class EmbeddingBatcher: @unchecked Sendable {
+    // @unchecked: `queue`, `draining` and `stopped` are only touched under `cond`.
+    struct Job {
+        let ids: [[Int32]]
+        let done: @Sendable (Result<[[Float]], Error>) -> Void
+        var tokens: Int { ids.reduce(0) { $0 + $1.count } }
+    }
+
+    let session: InferenceSession
+    let maxBatchTokens: Int
+    let maxQueued: Int
+    /// How long the first request of a batch waits for company.
+    let window: TimeInterval
+    let metrics: ServerMetrics
+    private let cond = NSCondition()
+    private var queue: [Job] = []
+    private var stopped = false
+    private var thread: Thread?
+
+    public init(session: InferenceSession, maxBatchTokens: Int, maxQueued: Int, window: TimeInterval = 0.002, metrics: ServerMetrics) {
+        self.session = session
+        self.maxBatchTokens = max(1, maxBatchTokens)
+        self.maxQueued = max(1, maxQueued)
+        self.window = window
+        self.metrics = metrics
+        let t = Thread { [weak self] in self?.run() }
+        t.name = "condense-embeddings"
+        thread = t
+        t.start()
+    }
+
+    /// Stops the thread once the queue is empty.
+    public func shutdown() {
+        cond.lock()
+        stopped = true
+        cond.broadcast()
+        cond.unlock()
+    }
+
+    /// Embeds tokenized sequences; throws 429 when `maxQueued` requests are already waiting.
+    public func embed(_ ids: [[Int32]]) async throws -> [[Float]] {
+        try await withCheckedThrowingContinuation { (c: CheckedContinuation<[[Float]], Error>) in
+            cond.lock()
+            defer { cond.unlock() }
+            guard !stopped else { c.resume(throwing: APIError(.serviceUnavailable, "the server is shutting down")); return }
+            guard queue.count < maxQueued else {
+                c.resume(throwing: APIError(.tooManyRequests, "\(queue.count) embedding requests are queued (--max-concurrent); retry later", retryAfter: 1))
+                return
+            }
+            queue.append(Job(ids: ids, done: { c.resume(with: $0) }))
+            metrics.embeddingQueue.record(queue.count)
+            cond.signal()
+        }
+    }
+
+    private func run() {
+        while true {
+            cond.lock()
+            while queue.isEmpty && !stopped { cond.wait() }
+            if queue.isEmpty && stopped { cond.unlock(); return }
+            // Wait a little for more requests unless the batch is already full.
+            let deadline = Date(timeIntervalSinceNow: window)
+            while queue.reduce(0, { $0 + $1.tokens }) < maxBatchTokens && !stopped && cond.wait(until: deadline) {}
+            var jobs: [Job] = [], tokens = 0
+            while let j = queue.first, jobs.isEmpty || tokens + j.tokens <= maxBatchTokens {
+                jobs.append(queue.removeFirst())
+                tokens += j.tokens
+            }
+            metrics.embeddingQueue.record(queue.count)
+            cond.unlock()
+            metrics.batchSize.record(jobs.reduce(0) { $0 + $1.ids.count })
+            metrics.batchTokens.record(tokens)
+            do {
+                let rows = try session.embed(tokenIDs: jobs.flatMap(\.ids))
+                var start = 0
+                for j in jobs {
+                    j.done(.success(Array(rows[start..<(start + j.ids.count)])))
+                    start += j.ids.count
+                }
+            } catch {
+                for j in jobs { j.done(.failure(APIError(.internalServerError, "\(error)"))) }
+            }
+        }
+    }
+}

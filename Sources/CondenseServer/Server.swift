@@ -1,0 +1,376 @@
+import Condense
+import CondenseInference
+import Foundation
+import HTTPTypes
+import Hummingbird
+import Logging
+import NIOCore
+import ServiceLifecycle
+
+/// What `condense serve` takes.
+public struct ServerOptions: Sendable {
+    public var host = "127.0.0.1"
+    public var port = 8080
+    /// Tokens per embedding batch at most.
+    public var maxBatchTokens = 8192
+    /// Generation streams decoding at once (continuous batching); as many again may wait.
+    public var maxConcurrent = 8
+    /// Requests waiting beyond the active ones before 429.
+    public var maxQueued = 64
+    /// When set, every `/v1/` request needs `Authorization: Bearer <key>`.
+    public var apiKey: String?
+    /// Request bodies larger than this get 413.
+    public var maxBodyBytes = 4 << 20
+    public init() {}
+}
+
+/// The served models.
+public struct ServedModels: Sendable {
+    public var embedding: (name: String, session: InferenceSession)?
+    public var chat: (name: String, model: LanguageModel, template: ChatTemplate)?
+    public init(embedding: (name: String, session: InferenceSession)? = nil,
+                chat: (name: String, model: LanguageModel, template: ChatTemplate)? = nil) {
+        self.embedding = embedding
+        self.chat = chat
+    }
+}
+
+/// An OpenAI-compatible HTTP server for embeddings and chat (Hummingbird 2): `/v1/embeddings`,
+/// `/v1/chat/completions`, `/v1/completions` (with server-sent events), `/v1/models`, `/health`,
+/// `/ready` and `/metrics`. Embeddings are batched dynamically, generation continuously.
+///
+/// ```swift
+/// let lm = try LanguageModel(gguf: path)
+/// let server = CondenseServer(models: ServedModels(chat: ("smollm2", lm, try ChatTemplate(gguf: GGUFFile(contentsOf: path)))),
+///                             options: ServerOptions())
+/// try await server.application().runService()      // SIGTERM / SIGINT drain it
+/// ```
+public final class CondenseServer: Sendable {
+    public let models: ServedModels
+    public let options: ServerOptions
+    public let metrics: ServerMetrics
+    let batcher: EmbeddingBatcher?
+    let scheduler: ChatScheduler?
+    let draining = Flag()
+
+    public init(models: ServedModels, options: ServerOptions) {
+        self.models = models
+        self.options = options
+        let metrics = ServerMetrics()
+        self.metrics = metrics
+        batcher = models.embedding.map {
+            EmbeddingBatcher(session: $0.session, maxBatchTokens: options.maxBatchTokens, maxQueued: options.maxQueued + options.maxConcurrent,
+                             metrics: metrics)
+        }
+        scheduler = models.chat.map {
+            ChatScheduler(model: $0.model, maxActive: options.maxConcurrent, maxQueued: options.maxQueued, metrics: metrics)
+        }
+    }
+
+    /// Stops the compute threads once their work is done.
+    public func shutdown() {
+        batcher?.shutdown()
+        scheduler?.shutdown()
+    }
+
+    /// The Hummingbird application: the router, bound to the options' host and port.
+    public func application(logger: Logger? = nil) -> some ApplicationProtocol {
+        var log = logger ?? Logger(label: "condense.server")
+        if logger == nil { log.logLevel = .info }
+        return Application(router: router(), configuration: .init(address: .hostname(options.host, port: options.port), serverName: "condense"),
+                           services: [Drain(server: self)], logger: log)
+    }
+
+    /// Every route, behind the middleware that checks the key, counts and times requests and
+    /// answers errors in OpenAI's shape.
+    public func router() -> Router<BasicRequestContext> {
+        let router = Router()
+        router.add(middleware: Guard(server: self))
+        router.get("/health") { _, _ in JSON.response(["status": "ok"]) }
+        router.get("/ready") { [self] _, _ in
+            draining.value ? JSON.response(["status": "draining"], status: .serviceUnavailable) : JSON.response(["status": "ready"])
+        }
+        router.get("/metrics") { [self] _, _ in
+            Response(status: .ok, headers: [.contentType: "text/plain; version=0.0.4"], body: .init(byteBuffer: ByteBuffer(string: metrics.text())))
+        }
+        router.get("/v1/models") { [self] _, _ in
+            var data: [[String: Any]] = []
+            if let e = models.embedding { data.append(["id": e.name, "object": "model", "created": 0, "owned_by": "condense", "type": "embedding"]) }
+            if let c = models.chat { data.append(["id": c.name, "object": "model", "created": 0, "owned_by": "condense", "type": "chat"]) }
+            return JSON.response(["object": "list", "data": data])
+        }
+        router.post("/v1/embeddings") { [self] request, _ in try await embeddings(try await body(request)) }
+        router.post("/v1/chat/completions") { [self] request, _ in try await generation(try await body(request), chat: true) }
+        router.post("/v1/completions") { [self] request, _ in try await generation(try await body(request), chat: false) }
+        return router
+    }
+
+    func body(_ request: Request) async throws -> Fields {
+        var r = request
+        let buffer: ByteBuffer
+        do {
+            buffer = try await r.collectBody(upTo: options.maxBodyBytes)
+        } catch is NIOTooManyBytesError {
+            throw APIError(.contentTooLarge, "the body is larger than \(options.maxBodyBytes) bytes")
+        } catch let e as HTTPError where e.status == .contentTooLarge {
+            throw APIError(.contentTooLarge, "the body is larger than \(options.maxBodyBytes) bytes")
+        }
+        return Fields(o: try JSON.object(buffer))
+    }
+
+    /// Checks the request's `model` against the served ones.
+    func checkModel(_ f: Fields, want: String?, other: String?, kind: String) throws {
+        guard let m = try f.string("model") else { return }
+        guard let want else { throw APIError(.notFound, "no \(kind) model is served", param: "model") }
+        if m == want { return }
+        if m == other { throw APIError(.badRequest, "'\(m)' is not a \(kind) model; the \(kind) model is '\(want)'", param: "model") }
+        throw APIError(.notFound, "model '\(m)' not found; served: \([want, other].compactMap { $0 }.joined(separator: ", "))", param: "model")
+    }
+
+    // MARK: - Embeddings
+
+    func embeddings(_ f: Fields) async throws -> Response {
+        try checkModel(f, want: models.embedding?.name, other: models.chat?.name, kind: "embedding")
+        guard let (name, session) = models.embedding, let batcher else { throw APIError(.notFound, "no embedding model is served") }
+        let tokenizer = session.model.tokenizer, maxLength = session.model.maxLength
+        guard let input = f.o["input"], !(input is NSNull) else { throw APIError(.badRequest, "'input' is required", param: "input") }
+        let truncate = try f.bool("truncate") ?? false
+        var seqs: [[Int32]] = []
+        func tokens(_ v: Any, _ i: Int) throws -> [Int32] {
+            if let s = v as? String {
+                let pieces = tokenizer.wordPieces(s)
+                if pieces.count + 2 > maxLength && !truncate {
+                    throw APIError(.badRequest, "input \(i) has \(pieces.count + 2) tokens; the model takes at most \(maxLength) (or send \"truncate\": true)", param: "input")
+                }
+                return tokenizer.encode(s, maxLength: maxLength)
+            }
+            if let a = v as? [Any], a.allSatisfy({ $0 is NSNumber && !JSON.isBool($0) }) {
+                let ids = try a.map { x -> Int32 in
+                    let d = (x as! NSNumber).doubleValue
+                    guard d == d.rounded(), d >= 0, d < Double(tokenizer.tokens.count) else {
+                        throw APIError(.badRequest, "input \(i): token \(d) is outside the vocabulary of \(tokenizer.tokens.count)", param: "input")
+                    }
+                    return Int32(d)
+                }
+                if ids.count + 2 > maxLength && !truncate {
+                    throw APIError(.badRequest, "input \(i) has \(ids.count + 2) tokens; the model takes at most \(maxLength) (or send \"truncate\": true)", param: "input")
+                }
+                return [tokenizer.cls] + ids.prefix(maxLength - 2) + [tokenizer.sep]
+            }
+            throw APIError(.badRequest, "input \(i) must be a string or an array of token ids, got \(JSON.kind(v))", param: "input")
+        }
+        if input is String {
+            seqs = [try tokens(input, 0)]
+        } else if let a = input as? [Any] {
+            guard !a.isEmpty else { throw APIError(.badRequest, "'input' is an empty array", param: "input") }
+            if a.allSatisfy({ $0 is NSNumber && !JSON.isBool($0) }) {
+                seqs = [try tokens(a, 0)]
+            } else {
+                guard a.count <= 2048 else { throw APIError(.badRequest, "'input' has \(a.count) items; at most 2048", param: "input") }
+                seqs = try a.enumerated().map { try tokens($0.element, $0.offset) }
+            }
+        } else {
+            throw APIError(.badRequest, "'input' must be a string, an array of strings or token arrays, got \(JSON.kind(input))", param: "input")
+        }
+        let format = try f.string("encoding_format") ?? "float"
+        guard format == "float" || format == "base64" else {
+            throw APIError(.badRequest, "'encoding_format' must be \"float\" or \"base64\", got \"\(format)\"", param: "encoding_format")
+        }
+        let width = session.model.config.hiddenSize
+        let dims = try f.integer("dimensions", 1...width)
+        var vectors = try await batcher.embed(seqs)
+        if let dims {
+            vectors = vectors.map { v in
+                let cut = Array(v.prefix(dims))
+                let norm = cut.reduce(0) { $0 + $1 * $1 }.squareRoot()
+                return norm > 0 ? cut.map { $0 / norm } : cut
+            }
+        }
+        let data: [[String: Any]] = vectors.enumerated().map { i, v in
+            let e: Any = format == "float" ? v.map { Double($0) } : v.withUnsafeBufferPointer { Data(buffer: $0).base64EncodedString() }
+            return ["object": "embedding", "index": i, "embedding": e]
+        }
+        let used = seqs.reduce(0) { $0 + $1.count }
+        return JSON.response(["object": "list", "data": data, "model": name, "usage": ["prompt_tokens": used, "total_tokens": used]])
+    }
+
+    // MARK: - Chat and completions
+
+    func generation(_ f: Fields, chat: Bool) async throws -> Response {
+        try checkModel(f, want: models.chat?.name, other: models.embedding?.name, kind: "chat")
+        guard let (name, model, template) = models.chat, let scheduler else { throw APIError(.notFound, "no chat model is served") }
+        let prompt: String
+        if chat {
+            guard let raw = f.o["messages"] as? [Any], !raw.isEmpty else {
+                throw APIError(.badRequest, "'messages' must be a non-empty array", param: "messages")
+            }
+            let messages = try raw.enumerated().map { i, m -> ChatTemplate.Message in
+                guard let o = m as? [String: Any] else { throw APIError(.badRequest, "messages[\(i)] must be an object", param: "messages") }
+                guard let role = o["role"] as? String, ["system", "user", "assistant", "developer"].contains(role) else {
+                    throw APIError(.badRequest, "messages[\(i)].role must be system, user or assistant", param: "messages")
+                }
+                if let s = o["content"] as? String { return .init(role: role == "developer" ? "system" : role, content: s) }
+                if let parts = o["content"] as? [Any] {
+                    let texts = try parts.map { p -> String in
+                        guard let po = p as? [String: Any], po["type"] as? String == "text", let t = po["text"] as? String else {
+                            throw APIError(.badRequest, "messages[\(i)].content: only text parts are supported", param: "messages")
+                        }
+                        return t
+                    }
+                    return .init(role: role == "developer" ? "system" : role, content: texts.joined())
+                }
+                throw APIError(.badRequest, "messages[\(i)].content must be a string or an array of text parts", param: "messages")
+            }
+            prompt = template.render(messages)
+        } else {
+            if let s = f.o["prompt"] as? String {
+                prompt = s
+            } else if let a = f.o["prompt"] as? [Any], a.count == 1, let s = a[0] as? String {
+                prompt = s
+            } else {
+                throw APIError(.badRequest, "'prompt' must be a string (one prompt per request)", param: "prompt")
+            }
+        }
+        if let n = try f.integer("n", 1...128), n != 1 { throw APIError(.badRequest, "'n' must be 1 (one choice per request)", param: "n") }
+        let ids = model.tokenizer.encode(prompt)
+        let context = model.config.contextLength
+        guard !ids.isEmpty else { throw APIError(.badRequest, "the prompt has no tokens", param: chat ? "messages" : "prompt") }
+        guard ids.count < context else {
+            throw APIError(.badRequest, "the prompt has \(ids.count) tokens; the model's context is \(context)", param: chat ? "messages" : "prompt")
+        }
+        var o = GenerationOptions(maxTokens: min(1024, context - ids.count))
+        if let m = try f.integer("max_completion_tokens", 0...Int(Int32.max)) ?? f.integer("max_tokens", 0...Int(Int32.max)) {
+            guard ids.count + m <= context else {
+                throw APIError(.badRequest, "the prompt (\(ids.count) tokens) and max_tokens (\(m)) exceed the model's context of \(context)", param: "max_tokens")
+            }
+            o.maxTokens = m
+        }
+        // llama-server's defaults for what OpenAI clients do not send.
+        o.temperature = Float(try f.number("temperature", 0...2) ?? 0.8)
+        o.topP = Float(try f.number("top_p", 0...1) ?? 0.95)
+        guard o.topP > 0 else { throw APIError(.badRequest, "'top_p' must be in (0, 1]", param: "top_p") }
+        o.topK = try f.integer("top_k", 0...Int(Int32.max)) ?? 40
+        o.minP = Float(try f.number("min_p", 0...1) ?? 0.05)
+        o.repeatPenalty = Float(try f.number("repeat_penalty", 0.01...10) ?? 1)
+        o.seed = UInt64(try f.integer("seed", Int(Int64.min)...Int(Int64.max)).map { UInt64(bitPattern: Int64($0)) } ?? UInt64.random(in: 0...UInt64.max))
+        var stops: [String] = []
+        if let s = f.o["stop"], !(s is NSNull) {
+            if let one = s as? String { stops = [one] } else if let many = s as? [Any], many.allSatisfy({ $0 is String }) { stops = many as! [String] } else {
+                throw APIError(.badRequest, "'stop' must be a string or an array of strings", param: "stop")
+            }
+            guard stops.count <= 16, stops.allSatisfy({ !$0.isEmpty }) else {
+                throw APIError(.badRequest, "'stop' takes at most 16 non-empty strings", param: "stop")
+            }
+        }
+        if chat { stops.append(template.endOfTurn) }
+        o.stop = stops
+        let stream = try f.bool("stream") ?? false
+        let includeUsage = (f.o["stream_options"] as? [String: Any]).flatMap { $0["include_usage"] as? Bool } ?? false
+        let events = try scheduler.submit(ids, o)
+        let id = (chat ? "chatcmpl-" : "cmpl-") + UUID().uuidString.replacingOccurrences(of: "-", with: "").lowercased()
+        let created = Int(Date().timeIntervalSince1970)
+        let object = chat ? "chat.completion" : "text_completion"
+        func reason(_ r: String) -> String { r == "length" ? "length" : "stop" }
+        if !stream {
+            var text = ""
+            for await e in events {
+                switch e {
+                case let .piece(p): text += p
+                case let .failed(m): throw APIError(.internalServerError, m)
+                case let .done(r, p, c):
+                    let choice: [String: Any] = chat ? ["index": 0, "message": ["role": "assistant", "content": text], "finish_reason": reason(r), "logprobs": NSNull()]
+                                                     : ["index": 0, "text": text, "finish_reason": reason(r), "logprobs": NSNull()]
+                    return JSON.response(["id": id, "object": object, "created": created, "model": name, "choices": [choice],
+                                          "usage": ["prompt_tokens": p, "completion_tokens": c, "total_tokens": p + c]])
+                }
+            }
+            throw APIError(.internalServerError, "the generation ended without an answer")
+        }
+        // Server-sent events: a chunk per piece, the finish reason, optionally usage, then [DONE].
+        let chunkObject = chat ? "chat.completion.chunk" : "text_completion"
+        func chunk(_ choice: [String: Any], usage: Any = NSNull()) -> ByteBuffer {
+            var o: [String: Any] = ["id": id, "object": chunkObject, "created": created, "model": name, "choices": [choice]]
+            if includeUsage { o["usage"] = usage }
+            return ByteBuffer(bytes: Array("data: ".utf8) + JSON.encode(o) + Array("\n\n".utf8))
+        }
+        let body = AsyncStream<ByteBuffer> { out in
+            let task = Task {
+                if chat { out.yield(chunk(["index": 0, "delta": ["role": "assistant", "content": ""], "finish_reason": NSNull()])) }
+                for await e in events {
+                    switch e {
+                    case let .piece(p):
+                        out.yield(chunk(chat ? ["index": 0, "delta": ["content": p], "finish_reason": NSNull()]
+                                             : ["index": 0, "text": p, "finish_reason": NSNull()]))
+                    case let .failed(m):
+                        out.yield(ByteBuffer(bytes: Array("data: ".utf8) + JSON.encode(["error": ["message": m, "type": "server_error"]]) + Array("\n\n".utf8)))
+                    case let .done(r, p, c):
+                        out.yield(chunk(chat ? ["index": 0, "delta": [String: Any](), "finish_reason": reason(r)]
+                                             : ["index": 0, "text": "", "finish_reason": reason(r)]))
+                        if includeUsage {
+                            var o: [String: Any] = ["id": id, "object": chunkObject, "created": created, "model": name, "choices": [Any]()]
+                            o["usage"] = ["prompt_tokens": p, "completion_tokens": c, "total_tokens": p + c]
+                            out.yield(ByteBuffer(bytes: Array("data: ".utf8) + JSON.encode(o) + Array("\n\n".utf8)))
+                        }
+                    }
+                }
+                out.yield(ByteBuffer(string: "data: [DONE]\n\n"))
+                out.finish()
+            }
+            out.onTermination = { _ in task.cancel() }
+        }
+        return Response(status: .ok, headers: [.contentType: "text/event-stream", .cacheControl: "no-cache"], body: .init(asyncSequence: body))
+    }
+}
+
+/// A flag set once, read from any thread.
+final class Flag: @unchecked Sendable {
+    private let lock = NSLock()
+    private var v = false
+    var value: Bool { lock.withLock { v } }
+    func set() { lock.withLock { v = true } }
+}
+
+/// Marks the server as draining when graceful shutdown begins (SIGTERM/SIGINT through the
+/// service group): `/ready` answers 503, new `/v1/` requests get 503, requests in flight finish.
+struct Drain: Service {
+    let server: CondenseServer
+    func run() async throws {
+        try? await gracefulShutdown()
+        server.draining.set()
+        server.shutdown()
+    }
+}
+
+/// Key check, draining, error shape, and the request metrics, for every route.
+struct Guard: RouterMiddleware {
+    typealias Context = BasicRequestContext
+    let server: CondenseServer
+
+    func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
+        let start = ContinuousClock.now
+        let path = request.uri.path
+        let route = ["/health", "/ready", "/metrics", "/v1/models", "/v1/embeddings", "/v1/chat/completions", "/v1/completions"].contains(path) ? path : "other"
+        let response: Response
+        do {
+            if path.hasPrefix("/v1/") {
+                if server.draining.value { throw APIError(.serviceUnavailable, "the server is shutting down") }
+                if let key = server.options.apiKey {
+                    let auth = request.headers[.authorization] ?? ""
+                    guard auth == "Bearer " + key else {
+                        throw APIError(.unauthorized, auth.isEmpty ? "missing API key (Authorization: Bearer …)" : "invalid API key")
+                    }
+                }
+            }
+            response = try await next(request, context)
+        } catch let e as APIError {
+            response = e.response()
+        } catch let e as HTTPError {
+            let message = e.status == .notFound ? "no route \(request.method) \(path)" : (e.body ?? "\(e.status)")
+            response = APIError(e.status, message).response()
+        } catch {
+            response = APIError(.internalServerError, "\(error)").response()
+        }
+        server.metrics.request(route: route, status: response.status.code, duration: ContinuousClock.now - start)
+        return response
+    }
+}

@@ -1,0 +1,253 @@
+import Condense
+import CondenseInference
+import CondenseServer
+import CondenseTestSupport
+import Foundation
+import HTTPTypes
+import Hummingbird
+import HummingbirdTesting
+import Testing
+
+/// A server over the tiny test models (a 2-layer BERT and a 2-layer Llama), in process.
+func makeServer(_ configure: (inout ServerOptions) -> Void = { _ in }) throws -> CondenseServer {
+    let dir = try scratchFolder("server")
+    let encoder = try SentenceEncoder(directory: makeTinyBERT(in: dir + "/bert"))
+    let llama = try makeTinyLlama(in: dir, tiedOutput: false)
+    let lm = try LanguageModel(gguf: llama)
+    var o = ServerOptions()
+    configure(&o)
+    return CondenseServer(models: ServedModels(embedding: ("tiny-bert", try InferenceSession(encoder)),
+                                               chat: ("tiny-llama", lm, try ChatTemplate(gguf: GGUFFile(contentsOf: llama)))),
+                          options: o)
+}
+
+func post(_ client: some TestClientProtocol, _ uri: String, _ body: Any, headers: HTTPFields = [:]) async throws -> (status: Int, json: [String: Any], raw: String, headers: HTTPFields) {
+    let data = body is String ? Data((body as! String).utf8) : try JSONSerialization.data(withJSONObject: body)
+    return try await client.execute(uri: uri, method: .post, headers: headers.isEmpty ? [.contentType: "application/json"] : headers,
+                                    body: ByteBuffer(bytes: [UInt8](data))) { r in
+        let raw = String(buffer: r.body)
+        let json = (try? JSONSerialization.jsonObject(with: Data(raw.utf8))) as? [String: Any] ?? [:]
+        return (r.status.code, json, raw, r.headers)
+    }
+}
+
+func errorMessage(_ json: [String: Any]) -> String { ((json["error"] as? [String: Any])?["message"] as? String) ?? "" }
+
+@Suite struct ServerRouteTests {
+    @Test func healthReadyModelsAndMetrics() async throws {
+        let server = try makeServer()
+        defer { server.shutdown() }
+        let app = Application(router: server.router())
+        try await app.test(.router) { client in
+            try await client.execute(uri: "/health", method: .get) { #expect($0.status == .ok) }
+            try await client.execute(uri: "/ready", method: .get) { #expect($0.status == .ok && String(buffer: $0.body).contains("ready")) }
+            try await client.execute(uri: "/v1/models", method: .get) { r in
+                let o = try JSONSerialization.jsonObject(with: Data(String(buffer: r.body).utf8)) as? [String: Any]
+                let ids = (o?["data"] as? [[String: Any]])?.compactMap { $0["id"] as? String }
+                #expect(ids == ["tiny-bert", "tiny-llama"])
+            }
+            _ = try await post(client, "/v1/embeddings", ["input": "the cat"])
+            try await client.execute(uri: "/metrics", method: .get) { r in
+                let text = String(buffer: r.body)
+                #expect(text.contains("condense_requests_total{route=\"/v1/embeddings\",status=\"200\"} 1"), "\(text)")
+                #expect(text.contains("condense_request_duration_seconds") && text.contains("condense_embedding_batch_tokens"))
+            }
+            try await client.execute(uri: "/nowhere", method: .get) { #expect($0.status == .notFound) }
+        }
+    }
+
+    /// Embeddings in every input shape and format, equal to the encoder's own output.
+    @Test func embeddingsMatchTheEncoder() async throws {
+        let server = try makeServer()
+        defer { server.shutdown() }
+        let session = try #require(server.models.embedding?.session)
+        let want = try session.embed(["the cat sat", "a dog"])
+        try await Application(router: server.router()).test(.router) { client in
+            let r = try await post(client, "/v1/embeddings", ["input": ["the cat sat", "a dog"], "model": "tiny-bert"])
+            #expect(r.status == 200, "\(r.raw)")
+            let data = try #require(r.json["data"] as? [[String: Any]])
+            for (i, d) in data.enumerated() {
+                let v = try #require(d["embedding"] as? [Double])
+                #expect(d["index"] as? Int == i && zip(v, want[i]).allSatisfy { abs($0 - Double($1)) < 1e-6 })
+            }
+            #expect((r.json["usage"] as? [String: Any])?["prompt_tokens"] as? Int == 9)   // [CLS] the cat sat [SEP] + [CLS] a dog [SEP]
+            // base64 is the same floats; token arrays are the same sentence; dimensions renormalise.
+            let b = try await post(client, "/v1/embeddings", ["input": "a dog", "encoding_format": "base64"])
+            let s = try #require((b.json["data"] as? [[String: Any]])?.first?["embedding"] as? String)
+            let floats = Data(base64Encoded: s)!.withUnsafeBytes { Array($0.bindMemory(to: Float.self)) }
+            #expect(floats == want[1])
+            let tok = try await post(client, "/v1/embeddings", ["input": [10, 11]])   // "a", "dog"
+            let tv = try #require((tok.json["data"] as? [[String: Any]])?.first?["embedding"] as? [Double])
+            #expect(zip(tv, want[1]).allSatisfy { abs($0 - Double($1)) < 1e-6 })
+            let cut = try await post(client, "/v1/embeddings", ["input": "a dog", "dimensions": 8])
+            let cv = try #require((cut.json["data"] as? [[String: Any]])?.first?["embedding"] as? [Double])
+            #expect(cv.count == 8 && abs(cv.reduce(0) { $0 + $1 * $1 } - 1) < 1e-5)
+        }
+    }
+
+    @Test(arguments: [
+        (#"{"model": "tiny-bert"}"#, 400, "'input' is required"),
+        (#"{"input": 5}"#, 400, "'input' must be a string"),
+        (#"{"input": []}"#, 400, "'input' is an empty array"),
+        (#"{"input": [true]}"#, 400, "input 0 must be a string or an array of token ids"),
+        (#"{"input": [100000]}"#, 400, "outside the vocabulary"),
+        (#"{"input": "x", "model": "gpt-4"}"#, 404, "model 'gpt-4' not found"),
+        (#"{"input": "x", "model": "tiny-llama"}"#, 400, "'tiny-llama' is not a embedding model"),
+        (#"{"input": "x", "encoding_format": "int8"}"#, 400, "'encoding_format' must be"),
+        (#"{"input": "x", "dimensions": 0}"#, 400, "'dimensions' must be in"),
+        ("{\"input\": \"" + String(repeating: "cat ", count: 300) + "\"}", 400, "the model takes at most 40"),
+    ])
+    func badEmbeddingRequestsAreClientErrors(body: String, status: Int, message: String) async throws {
+        let server = try makeServer()
+        defer { server.shutdown() }
+        try await Application(router: server.router()).test(.router) { client in
+            let r = try await post(client, "/v1/embeddings", body)
+            #expect(r.status == status && errorMessage(r.json).contains(message), "\(r.raw)")
+            #expect((r.json["error"] as? [String: Any])?["type"] as? String != nil)
+        }
+    }
+
+    @Test func truncationWhenAskedAndMalformedJSON() async throws {
+        let server = try makeServer()
+        defer { server.shutdown() }
+        try await Application(router: server.router()).test(.router) { client in
+            let r = try await post(client, "/v1/embeddings", ["input": String(repeating: "cat ", count: 300), "truncate": true])
+            #expect(r.status == 200 && (r.json["usage"] as? [String: Any])?["prompt_tokens"] as? Int == 40)
+            try await client.execute(uri: "/v1/embeddings", method: .post, body: ByteBuffer(string: "{\"input\": ")) { resp in
+                #expect(resp.status == .badRequest && String(buffer: resp.body).contains("not valid JSON"))
+            }
+            try await client.execute(uri: "/v1/chat/completions", method: .post, body: ByteBuffer(string: "[1, 2]")) { resp in
+                #expect(resp.status == .badRequest && String(buffer: resp.body).contains("must be a JSON object"))
+            }
+        }
+    }
+
+    @Test func apiKeyAndBodyLimit() async throws {
+        let server = try makeServer { $0.apiKey = "s3cret"; $0.maxBodyBytes = 256 }
+        defer { server.shutdown() }
+        try await Application(router: server.router()).test(.router) { client in
+            let none = try await post(client, "/v1/embeddings", ["input": "a"])
+            #expect(none.status == 401 && errorMessage(none.json).contains("missing API key"))
+            let wrong = try await post(client, "/v1/embeddings", ["input": "a"], headers: [.authorization: "Bearer nope"])
+            #expect(wrong.status == 401 && errorMessage(wrong.json).contains("invalid API key"))
+            let ok = try await post(client, "/v1/embeddings", ["input": "a"], headers: [.authorization: "Bearer s3cret"])
+            #expect(ok.status == 200, "\(ok.raw)")
+            let big = try await post(client, "/v1/embeddings", ["input": String(repeating: "a ", count: 400)], headers: [.authorization: "Bearer s3cret"])
+            #expect(big.status == 413 && errorMessage(big.json).contains("larger than 256 bytes"), "\(big.status) \(big.raw)")
+            try await client.execute(uri: "/health", method: .get) { #expect($0.status == .ok) }   // probes need no key
+        }
+    }
+}
+
+@Suite struct ServerGenerationTests {
+    /// Greedy chat and completions: the OpenAI shapes, the session's own greedy text, and the
+    /// stream's pieces adding up to the same text, ending in [DONE].
+    @Test func chatCompletionsAndStreaming() async throws {
+        let server = try makeServer()
+        defer { server.shutdown() }
+        let (_, lm, template) = try #require(server.models.chat)
+        var o = GenerationOptions(maxTokens: 12)
+        o.stop = [template.endOfTurn]
+        let prompt = template.render([.init(role: "user", content: "the th")])
+        let alone = try lm.session().generate(prompt, o) { _ in }
+        try await Application(router: server.router()).test(.router) { client in
+            let body: [String: Any] = ["model": "tiny-llama", "messages": [["role": "user", "content": "the th"]], "max_tokens": 12, "temperature": 0]
+            let r = try await post(client, "/v1/chat/completions", body)
+            #expect(r.status == 200, "\(r.raw)")
+            let choice = try #require((r.json["choices"] as? [[String: Any]])?.first)
+            #expect((choice["message"] as? [String: Any])?["content"] as? String == alone.text)
+            #expect(choice["finish_reason"] as? String == (alone.finishReason == "length" ? "length" : "stop"))
+            #expect((r.json["usage"] as? [String: Any])?["completion_tokens"] as? Int == alone.tokens.count)
+            #expect(r.json["object"] as? String == "chat.completion")
+            var streamed = body
+            streamed["stream"] = true
+            streamed["stream_options"] = ["include_usage": true]
+            let s = try await post(client, "/v1/chat/completions", streamed)
+            #expect(s.status == 200 && s.headers[.contentType] == "text/event-stream")
+            let events = s.raw.components(separatedBy: "\n\n").filter { !$0.isEmpty }
+            #expect(events.allSatisfy { $0.hasPrefix("data: ") } && events.last == "data: [DONE]", "\(s.raw)")
+            var text = ""
+            for e in events.dropLast() {
+                let o = try #require(try JSONSerialization.jsonObject(with: Data(e.dropFirst(6).utf8)) as? [String: Any])
+                if let delta = (o["choices"] as? [[String: Any]])?.first?["delta"] as? [String: Any], let c = delta["content"] as? String { text += c }
+            }
+            #expect(text == alone.text)
+            #expect(events.dropLast().last?.contains("\"completion_tokens\":\(alone.tokens.count)") == true)
+            // /v1/completions: the prompt as given.
+            var plain = GenerationOptions(maxTokens: 8)
+            plain.stopAtEOS = true
+            let p = try lm.session().generate("the th", plain) { _ in }
+            let c = try await post(client, "/v1/completions", ["prompt": "the th", "max_tokens": 8, "temperature": 0])
+            #expect((c.json["choices"] as? [[String: Any]])?.first?["text"] as? String == p.text, "\(c.raw)")
+        }
+    }
+
+    /// Concurrent greedy requests, batched into shared steps, each answer equal to the same
+    /// request served alone: no output crosses into another response.
+    @Test func concurrentStreamsEqualEachAlone() async throws {
+        let server = try makeServer { $0.maxConcurrent = 4 }
+        defer { server.shutdown() }
+        let (_, lm, _) = try #require(server.models.chat)
+        let prompts = ["the th", "th", "hello there", "e", "the the the", "abc", "zz top", "th the"]
+        let alone = try prompts.map { p in
+            var o = GenerationOptions(maxTokens: 10)
+            o.stopAtEOS = true
+            return try lm.session().generate(p, o) { _ in }.text
+        }
+        try await Application(router: server.router()).test(.router) { client in
+            let got = try await withThrowingTaskGroup(of: (Int, String).self) { group in
+                for (i, p) in prompts.enumerated() {
+                    group.addTask {
+                        let r = try await post(client, "/v1/completions", ["prompt": p, "max_tokens": 10, "temperature": 0])
+                        return (i, (r.json["choices"] as? [[String: Any]])?.first?["text"] as? String ?? "error \(r.raw)")
+                    }
+                }
+                var out = [String](repeating: "", count: prompts.count)
+                for try await (i, t) in group { out[i] = t }
+                return out
+            }
+            #expect(got == alone)
+        }
+    }
+
+    @Test(arguments: [
+        (#"{"max_tokens": 4}"#, "'messages' must be a non-empty array"),
+        (#"{"messages": [{"role": "wizard", "content": "x"}]}"#, "messages[0].role must be"),
+        (#"{"messages": [{"role": "user", "content": 3}]}"#, "messages[0].content must be"),
+        (#"{"messages": [{"role": "user", "content": "x"}], "max_tokens": 1000}"#, "exceed the model's context of 64"),
+        (#"{"messages": [{"role": "user", "content": "x"}], "temperature": "hot"}"#, "'temperature' must be a number"),
+        (#"{"messages": [{"role": "user", "content": "x"}], "stop": [1]}"#, "'stop' must be a string"),
+        (#"{"messages": [{"role": "user", "content": "x"}], "n": 2}"#, "'n' must be 1"),
+        (#"{"messages": [{"role": "user", "content": "x"}], "model": "tiny-bert"}"#, "'tiny-bert' is not a chat model"),
+        ("{\"messages\": [{\"role\": \"user\", \"content\": \"" + String(repeating: "x ", count: 100) + "\"}]}", "the model's context is 64"),
+    ])
+    func badChatRequestsAreClientErrors(body: String, message: String) async throws {
+        let server = try makeServer()
+        defer { server.shutdown() }
+        try await Application(router: server.router()).test(.router) { client in
+            let r = try await post(client, "/v1/chat/completions", body)
+            #expect(r.status == 400 && errorMessage(r.json).contains(message), "\(r.raw)")
+        }
+    }
+
+    /// A full queue answers 429 with Retry-After at once instead of waiting.
+    @Test func fullQueueIs429() async throws {
+        let server = try makeServer { $0.maxConcurrent = 1; $0.maxQueued = 0 }
+        defer { server.shutdown() }
+        try await Application(router: server.router()).test(.router) { client in
+            let statuses = try await withThrowingTaskGroup(of: (Int, String?).self) { group in
+                for _ in 0..<12 {
+                    group.addTask {
+                        let r = try await post(client, "/v1/completions", ["prompt": "the", "max_tokens": 40, "temperature": 0])
+                        return (r.status, r.headers[.retryAfter])
+                    }
+                }
+                var out: [(Int, String?)] = []
+                for try await s in group { out.append(s) }
+                return out
+            }
+            #expect(statuses.allSatisfy { $0.0 == 200 || ($0.0 == 429 && $0.1 == "1") }, "\(statuses)")
+            #expect(statuses.contains { $0.0 == 429 } && statuses.contains { $0.0 == 200 }, "\(statuses)")
+        }
+    }
+}

@@ -14,7 +14,7 @@ struct Serve: AsyncParsableCommand {
     var embeddingModel: String?
     @Option(help: "A GGUF language model for chat and completions.")
     var chatModel: String?
-    @Option(help: "The id of the embedding model in requests and /v1/models (default: its folder's name).")
+    @Option(help: "The id of the embedding model in requests and /v1/models (default: its folder's name, or the parent's for a folder named 'model').")
     var embeddingModelName: String?
     @Option(help: "The id of the chat model (default: the GGUF's general.name, else its file name).")
     var chatModelName: String?
@@ -59,7 +59,10 @@ struct Serve: AsyncParsableCommand {
         if let dir = embeddingModel {
             let encoder = try SentenceEncoder(directory: dir)
             let session = try InferenceSession(encoder, registry: cliRegistry(), policy: .fastest(batch: 128))
-            models.embedding = (embeddingModelName ?? URL(fileURLWithPath: dir).standardizedFileURL.lastPathComponent, session)
+            // The folder's name, or its parent's when the folder is just "model" (as PyPI packages ship it).
+            let url = URL(fileURLWithPath: dir).standardizedFileURL
+            let folder = url.lastPathComponent == "model" ? url.deletingLastPathComponent().lastPathComponent : url.lastPathComponent
+            models.embedding = (embeddingModelName ?? folder, session)
         }
         if let path = chatModel {
             let file = try GGUFFile(contentsOf: path)

@@ -1,0 +1,171 @@
+#!/usr/bin/env python3
+"""Load test of `condense serve` with the official `openai` client (pip install openai), and the
+same load on llama.cpp's llama-server (Benchmarks/peers/build_llama_cpp.sh) for chat.
+
+  python3 Benchmarks/serve_load.py --chat-model M.gguf --embedding-model DIR [--peers]
+      [--chat-concurrency 1,8,32] [--embed-concurrency 1,8,64] [--requests 64] [--max-tokens 64]
+
+Per test and concurrency: requests sent, responses checked (status, shape, and for greedy chat
+that every response to the same prompt is the same text), throughput, p50/p99 latency, time to
+first token (streaming chat). Embeddings are compared with `condense embed` run offline on the
+same sentences (the server's overhead). The client retries a request whose pooled connection the
+server had closed (llama-server closes idle keep-alive connections), as the openai client does by
+default. Prints one JSON record per line; both servers run with
+2 threads on this machine's 2 cores.
+"""
+import argparse, asyncio, json, os, socket, statistics, subprocess, sys, tempfile, time
+
+from openai import AsyncOpenAI
+
+SENTENCES = [line.strip() for line in open(os.path.join(os.path.dirname(os.path.abspath(__file__)), "data", "sentences.txt")) if line.strip()]
+PROMPTS = ["Write a short story about a robot.", "What is the capital of Germany?", "List three colors.", "Explain photosynthesis briefly."]
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_ready(port, timeout=120):
+    import urllib.request
+    end = time.time() + timeout
+    while time.time() < end:
+        for path in ("/ready", "/health"):
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=1) as r:
+                    if r.status == 200:
+                        return
+            except Exception:
+                pass
+        time.sleep(0.2)
+    raise SystemExit(f"server on {port} not ready after {timeout}s")
+
+
+def pct(xs, p):
+    xs = sorted(xs)
+    return xs[min(len(xs) - 1, int(round(p / 100 * (len(xs) - 1))))]
+
+
+async def chat_load(port, model, concurrency, requests, max_tokens):
+    client = AsyncOpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="none", max_retries=2, timeout=600)
+    sem = asyncio.Semaphore(concurrency)
+    results = []
+
+    async def one(i):
+        async with sem:
+            t0 = time.perf_counter()
+            first, text, tokens = None, "", 0
+            stream = await client.chat.completions.create(model=model, messages=[{"role": "user", "content": PROMPTS[i % len(PROMPTS)]}],
+                                                          max_tokens=max_tokens, temperature=0, stream=True,
+                                                          stream_options={"include_usage": True})
+            async for chunk in stream:
+                if chunk.choices and chunk.choices[0].delta and chunk.choices[0].delta.content:
+                    first = first or time.perf_counter()
+                    text += chunk.choices[0].delta.content
+                if chunk.usage:
+                    tokens = chunk.usage.completion_tokens
+            results.append((i, time.perf_counter() - t0, (first or time.perf_counter()) - t0, tokens, text))
+
+    t0 = time.perf_counter()
+    await asyncio.gather(*(one(i) for i in range(requests)))
+    wall = time.perf_counter() - t0
+    await client.close()
+    # Greedy: the same prompt must give the same text in every response.
+    by_prompt = {}
+    for i, _, _, _, text in results:
+        by_prompt.setdefault(i % len(PROMPTS), set()).add(text)
+    consistent = all(len(v) == 1 for v in by_prompt.values())
+    lat = [r[1] for r in results]
+    ttft = [r[2] for r in results]
+    return {"sent": requests, "checked": len(results), "consistent": consistent, "tokens": sum(r[3] for r in results),
+            "tok_s": sum(r[3] for r in results) / wall, "p50_s": pct(lat, 50), "p99_s": pct(lat, 99),
+            "ttft_p50_s": pct(ttft, 50), "ttft_p99_s": pct(ttft, 99), "wall_s": wall}
+
+
+async def embed_load(port, model, concurrency, requests):
+    client = AsyncOpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="none", max_retries=2, timeout=600)
+    sem = asyncio.Semaphore(concurrency)
+    results = []
+
+    async def one(i):
+        async with sem:
+            t0 = time.perf_counter()
+            r = await client.embeddings.create(model=model, input=SENTENCES[i % len(SENTENCES)])
+            v = r.data[0].embedding
+            ok = len(v) == 384 and abs(sum(x * x for x in v) - 1) < 1e-3
+            results.append((time.perf_counter() - t0, ok))
+
+    t0 = time.perf_counter()
+    await asyncio.gather(*(one(i) for i in range(requests)))
+    wall = time.perf_counter() - t0
+    await client.close()
+    lat = [r[0] for r in results]
+    return {"sent": requests, "checked": sum(r[1] for r in results), "sentences_s": requests / wall,
+            "p50_s": pct(lat, 50), "p99_s": pct(lat, 99), "wall_s": wall}
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--chat-model")
+    ap.add_argument("--embedding-model")
+    ap.add_argument("--condense", default=".build/release/condense")
+    ap.add_argument("--chat-concurrency", default="1,8,32")
+    ap.add_argument("--embed-concurrency", default="1,8,64")
+    ap.add_argument("--requests", type=int, default=64)
+    ap.add_argument("--max-tokens", type=int, default=64)
+    ap.add_argument("--peers", action="store_true")
+    a = ap.parse_args()
+    env = dict(os.environ, CONDENSE_NUM_THREADS="2")
+    port = free_port()
+    cmd = [a.condense, "serve", "--port", str(port), "--max-concurrent", str(max(int(c) for c in a.chat_concurrency.split(",")))]
+    if a.chat_model:
+        cmd += ["--chat-model", a.chat_model, "--chat-model-name", "chat"]
+    if a.embedding_model:
+        cmd += ["--embedding-model", a.embedding_model, "--embedding-model-name", "embed"]
+    server = subprocess.Popen(cmd, env=env, stderr=subprocess.DEVNULL)
+    try:
+        wait_ready(port)
+        if a.embedding_model:
+            with tempfile.TemporaryDirectory() as d:
+                path = os.path.join(d, "s.txt")
+                n = max(a.requests, 256)
+                open(path, "w").write("\n".join(SENTENCES[i % len(SENTENCES)] for i in range(n)) + "\n")
+                t0 = time.perf_counter()
+                subprocess.run([a.condense, "embed", "--model", a.embedding_model, "--input", path, "--output", os.path.join(d, "e.npy")],
+                               env=env, check=True, capture_output=True)
+                offline = n / (time.perf_counter() - t0)
+            print(json.dumps({"backend": "condense embed (offline, incl. load)", "test": "embeddings", "sentences_s": offline}), flush=True)
+            for c in map(int, a.embed_concurrency.split(",")):
+                r = asyncio.run(embed_load(port, "embed", c, max(a.requests, 4 * c)))
+                print(json.dumps({"backend": "condense serve", "test": "embeddings", "concurrency": c, **r}), flush=True)
+        if a.chat_model:
+            for c in map(int, a.chat_concurrency.split(",")):
+                r = asyncio.run(chat_load(port, "chat", c, max(a.requests, 2 * c), a.max_tokens))
+                print(json.dumps({"backend": "condense serve", "test": "chat stream", "concurrency": c, **r}), flush=True)
+    finally:
+        server.terminate()
+        server.wait(timeout=60)
+        print(json.dumps({"backend": "condense serve", "test": "SIGTERM exit status", "status": server.returncode}), flush=True)
+    if a.peers and a.chat_model:
+        root = os.environ.get("CONDENSE_LLAMA_CPP_DIR", os.path.expanduser("~/.cache/condense/llama.cpp"))
+        exe = os.path.join(root, "bin", "llama-server")
+        if not os.path.exists(exe):
+            print("llama-server not built (bash Benchmarks/peers/build_llama_cpp.sh); peer skipped", file=sys.stderr)
+            return
+        for c in map(int, a.chat_concurrency.split(",")):
+            port = free_port()
+            peer = subprocess.Popen([exe, "-m", a.chat_model, "-t", "2", "-tb", "2", "--port", str(port), "-np", str(c), "-c", str(512 * c),
+                                     "--no-webui"], env=dict(env, LD_LIBRARY_PATH=os.path.join(root, "bin")),
+                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            try:
+                wait_ready(port)
+                r = asyncio.run(chat_load(port, "chat", c, max(a.requests, 2 * c), a.max_tokens))
+                print(json.dumps({"backend": "llama-server", "test": "chat stream", "concurrency": c, **r}), flush=True)
+            finally:
+                peer.terminate()
+                peer.wait(timeout=60)
+
+
+if __name__ == "__main__":
+    main()

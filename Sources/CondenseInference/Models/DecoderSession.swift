@@ -138,8 +138,8 @@ public final class DecoderSession: @unchecked Sendable {
         let t = batch.reduce(0) { $0 + $1.ids.count }
         let wide = d + 2 * kvd   // the stacked Q, K, V outputs
         // Row ranges of each session, and its first position.
-        var starts: [Int] = [], row = 0
-        for (_, ids) in batch { starts.append(row); row += ids.count }
+        var row = 0
+        let starts: [Int] = batch.map { row += $0.ids.count; return row - $0.ids.count }
         let rotations = batch.map { Rotation(positions: $0.session.tokens.count..<($0.session.tokens.count + $0.ids.count), headDim: hd,
                                              base: c.ropeBase, neox: c.ropeNeoX) }
         var x = try Matrix<Float>(rows: t, columns: d)
@@ -156,11 +156,19 @@ public final class DecoderSession: @unchecked Sendable {
         for (l, layer) in model.layers.enumerated() {
             rmsNorm(x, layer.attnNorm, c.rmsEpsilon, into: &h)
             try layer.qkv.apply(h, into: &qkv)
-            for (bi, (s, ids)) in batch.enumerated() {
-                let (n, p0, r0, eb) = (ids.count, s.tokens.count, starts[bi], s.kvCache.elementBytes)
-                let (kc, vc) = (s.keys + l * s.layerStride * eb, s.values + l * s.layerStride * eb)
-                qkv.withUnsafeMutableBufferPointer { p in
-                    let base = p.baseAddress! + r0 * wide
+            // Per session: RoPE, the cache rows, attention over its own cache. With several
+            // sessions (continuous batching's decode steps: one row each, short contexts that run
+            // single-threaded) the sessions are spread over the cores instead.
+            let together = batch.count > 1
+            var statuses = [Int32](repeating: 0, count: batch.count)
+            qkv.withUnsafeMutableBufferPointer { qp in att.withUnsafeMutableBufferPointer { ap in statuses.withUnsafeMutableBufferPointer { st in
+                // Each session touches only its own rows of qkv, att and its own status slot.
+                nonisolated(unsafe) let (qb, ab, sb) = (qp.baseAddress!, ap.baseAddress!, st.baseAddress!)
+                let one: @Sendable (Int) -> Void = { bi in
+                    let (s, n, r0) = (batch[bi].session, batch[bi].ids.count, starts[bi])
+                    let (p0, eb) = (s.tokens.count, s.kvCache.elementBytes)
+                    let (kc, vc) = (s.keys + l * s.layerStride * eb, s.values + l * s.layerStride * eb)
+                    let base = qb + r0 * wide
                     rotations[bi].apply(base, rows: n, stride: wide, heads: c.heads)            // Q
                     rotations[bi].apply(base + d, rows: n, stride: wide, heads: c.kvHeads)      // K
                     for i in 0..<n {
@@ -174,14 +182,13 @@ public final class DecoderSession: @unchecked Sendable {
                             condense_f32_to_f16(src + kvd, vr.assumingMemoryBound(to: UInt16.self), kvd, isaCode)
                         }
                     }
+                    // Causal attention over this session's cache (GQA: heads share their group's KV head), in C.
+                    sb[bi] = condense_causal_attention(base, wide, kc, vc, s.kvCache.ggmlType, kvd, ab + r0 * d, d,
+                                                       n, p0, Int32(c.heads), Int32(c.kvHeads), Int32(hd), scale, isaCode, together ? 1 : 0)
                 }
-                // Causal attention over this session's cache (GQA: heads share their group's KV head), in C.
-                let status = qkv.withUnsafeBufferPointer { qp in att.withUnsafeMutableBufferPointer { ap in
-                    condense_causal_attention(qp.baseAddress! + r0 * wide, wide, kc, vc, s.kvCache.ggmlType, kvd, ap.baseAddress! + r0 * d, d,
-                                              n, p0, Int32(c.heads), Int32(c.kvHeads), Int32(hd), scale, isaCode, 0)
-                } }
-                try NativeStatus.check(status, kernel: "causal attention")
-            }
+                if together { DispatchQueue.concurrentPerform(iterations: batch.count, execute: one) } else { one(0) }
+            } } }
+            if let bad = statuses.first(where: { $0 != 0 }) { try NativeStatus.check(bad, kernel: "causal attention") }
             try layer.o.apply(att, into: &o)
             add(&x, o)
             rmsNorm(x, layer.ffnNorm, c.rmsEpsilon, into: &h)

@@ -399,3 +399,24 @@ int condense_causal_attention(const float *q, size_t ldq, const void *kc, const 
     }
     return failed;
 }
+
+int condense_causal_attention_batch(const condense_attention_sequence *seqs, size_t n, size_t ldq, uint32_t kv_type, size_t ldkv,
+                                    size_t ldo, int heads, int kv_heads, int hd, float scale, condense_isa isa, int threads) {
+    if (n == 0) return CONDENSE_OK;
+    if (!seqs) return CONDENSE_ERR_INVALID;
+    int nt = threads > 0 ? threads : condense_get_num_threads();
+    if (n < 2) nt = 1;
+    int status = CONDENSE_OK;
+    /* One sequence per thread at a time, each run single-threaded (its own scratch). */
+#pragma omp parallel for num_threads(nt) schedule(dynamic) if (nt > 1)
+    for (long i = 0; i < (long)n; i++) {
+        const condense_attention_sequence *s = &seqs[i];
+        const int r = condense_causal_attention(s->q, ldq, s->kc, s->vc, kv_type, ldkv, s->out, ldo, s->t, s->p0, heads, kv_heads,
+                                                hd, scale, isa, nt > 1 ? 1 : threads);
+        if (r != CONDENSE_OK) {
+#pragma omp atomic write
+            status = r;
+        }
+    }
+    return status;
+}

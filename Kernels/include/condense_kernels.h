@@ -489,6 +489,18 @@ int condense_f32_attention(const float *q, const float *k, const float *v, size_
 int condense_causal_attention(const float *q, size_t ldq, const void *kc, const void *vc, uint32_t kv_type, size_t ldkv,
                               float *out, size_t ldo, size_t t, size_t p0, int heads, int kv_heads, int hd, float scale,
                               condense_isa isa, int threads);
+/** One sequence of a batched attention call: its rows of Q and of the output, its KV cache, its
+ *  query rows t and the positions p0 already in its cache. */
+typedef struct condense_attention_sequence {
+    const float *q;
+    const void *kc, *vc;
+    float *out;
+    size_t t, p0;
+} condense_attention_sequence;
+/** condense_causal_attention for n sequences with their own caches (continuous batching's decode
+ *  steps: one row each), the sequences spread over the threads. Returns a condense_status. */
+int condense_causal_attention_batch(const condense_attention_sequence *seqs, size_t n, size_t ldq, uint32_t kv_type, size_t ldkv,
+                                    size_t ldo, int heads, int kv_heads, int hd, float scale, condense_isa isa, int threads);
 /** f32 to IEEE half, round to nearest even (the KV cache's f16 rows); the same bits on every path. */
 void condense_f32_to_f16(const float *x, uint16_t *y, size_t n, condense_isa isa);
 

@@ -274,6 +274,43 @@ import Testing
         #expect(condense_causal_attention([0, 0, 0, 0], 4, [Float(0)], [Float(0)], UInt32(CONDENSE_GGUF_Q8_0), 4, &o, 4, 1, 0, 1, 1, 4, 1, CONDENSE_ISA_SCALAR, 1) == 2)
     }
 
+    /// The batched call over sequences with their own caches equals one call per sequence, bit
+    /// for bit (each runs single-threaded either way), at 1 and 2 threads.
+    @Test func batchOfSequencesEqualsEachAlone() {
+        var rng = TestRNG(s: 91)
+        let (heads, kvHeads, hd) = (6, 2, 32)
+        let (dq, dkv) = (heads * hd, kvHeads * hd)
+        let shapes = [(1, 40), (3, 0), (1, 300), (2, 7)]   // (t, p0) per sequence
+        let qs = shapes.map { t, _ in (0..<(t * dq)).map { _ in rng.next() } }
+        let ks = shapes.map { t, p0 in (0..<((t + p0) * dkv)).map { _ in rng.next() } }
+        let vs = shapes.map { t, p0 in (0..<((t + p0) * dkv)).map { _ in rng.next() } }
+        var alone: [[Float]] = []
+        for (i, (t, p0)) in shapes.enumerated() {
+            var out = [Float](repeating: 0, count: t * dq)
+            #expect(condense_causal_attention(qs[i], dq, ks[i], vs[i], UInt32(CONDENSE_GGUF_F32), dkv, &out, dq, t, p0, Int32(heads), Int32(kvHeads),
+                                              Int32(hd), 0.2, CondenseRuntime.detectedISA.code, 1) == 0)
+            alone.append(out)
+        }
+        // One flat buffer each for Q, K, V and the outputs; sequence i at its offset.
+        let (qf, kf, vf) = (qs.flatMap { $0 }, ks.flatMap { $0 }, vs.flatMap { $0 })
+        func offsets(_ parts: [[Float]]) -> [Int] { var o = 0; return parts.map { o += $0.count; return o - $0.count } }
+        let (qo, ko, oo) = (offsets(qs), offsets(ks), offsets(alone))
+        for threads: Int32 in [1, 2] {
+            var out = [Float](repeating: .nan, count: alone.reduce(0) { $0 + $1.count })
+            let status: Int32 = qf.withUnsafeBufferPointer { q in kf.withUnsafeBufferPointer { k in vf.withUnsafeBufferPointer { v in
+                out.withUnsafeMutableBufferPointer { o in
+                    let seqs = shapes.indices.map {
+                        condense_attention_sequence(q: q.baseAddress! + qo[$0], kc: k.baseAddress! + ko[$0], vc: v.baseAddress! + ko[$0],
+                                                    out: o.baseAddress! + oo[$0], t: shapes[$0].0, p0: shapes[$0].1)
+                    }
+                    return condense_causal_attention_batch(seqs, seqs.count, dq, UInt32(CONDENSE_GGUF_F32), dkv, dq, Int32(heads), Int32(kvHeads), Int32(hd),
+                                                           0.2, CondenseRuntime.detectedISA.code, threads)
+                }
+            } } }
+            #expect(status == 0 && out == alone.flatMap { $0 }, "threads \(threads)")
+        }
+    }
+
     /// f32 → f16 rounds to nearest even on every path, as Swift's Float16 does: ties, subnormals,
     /// overflow to infinity, signed zeros.
     @Test func halfConversionRoundsToNearestEven() {
@@ -288,4 +325,8 @@ import Testing
             #expect(bad == nil, "\(isa): \(bad.map { xs[$0] } ?? 0) → \(bad.map { y[$0] } ?? 0), expected \(bad.map { Float16(xs[$0]).bitPattern } ?? 0)")
         }
     }
+}
+
+extension ISA {
+    var code: condense_isa { condense_isa(UInt32(rawValue)) }
 }

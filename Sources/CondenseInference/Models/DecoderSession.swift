@@ -156,19 +156,15 @@ public final class DecoderSession: @unchecked Sendable {
         for (l, layer) in model.layers.enumerated() {
             rmsNorm(x, layer.attnNorm, c.rmsEpsilon, into: &h)
             try layer.qkv.apply(h, into: &qkv)
-            // Per session: RoPE, the cache rows, attention over its own cache. With several
-            // sessions (continuous batching's decode steps: one row each, short contexts that run
-            // single-threaded) the sessions are spread over the cores instead.
-            let together = batch.count > 1
-            var statuses = [Int32](repeating: 0, count: batch.count)
-            qkv.withUnsafeMutableBufferPointer { qp in att.withUnsafeMutableBufferPointer { ap in statuses.withUnsafeMutableBufferPointer { st in
-                // Each session touches only its own rows of qkv, att and its own status slot.
-                nonisolated(unsafe) let (qb, ab, sb) = (qp.baseAddress!, ap.baseAddress!, st.baseAddress!)
-                let one: @Sendable (Int) -> Void = { bi in
-                    let (s, n, r0) = (batch[bi].session, batch[bi].ids.count, starts[bi])
-                    let (p0, eb) = (s.tokens.count, s.kvCache.elementBytes)
+            // Per session: RoPE, the cache rows, attention over its own cache; several sessions
+            // (continuous batching's decode steps: one row each, short contexts) in one call that
+            // spreads them over the threads.
+            var sequences: [condense_attention_sequence] = []
+            let status: Int32 = qkv.withUnsafeMutableBufferPointer { qp in att.withUnsafeMutableBufferPointer { ap in
+                for (bi, (s, ids)) in batch.enumerated() {
+                    let (n, r0, p0, eb) = (ids.count, starts[bi], s.tokens.count, s.kvCache.elementBytes)
                     let (kc, vc) = (s.keys + l * s.layerStride * eb, s.values + l * s.layerStride * eb)
-                    let base = qb + r0 * wide
+                    let base = qp.baseAddress! + r0 * wide
                     rotations[bi].apply(base, rows: n, stride: wide, heads: c.heads)            // Q
                     rotations[bi].apply(base + d, rows: n, stride: wide, heads: c.kvHeads)      // K
                     for i in 0..<n {
@@ -182,13 +178,24 @@ public final class DecoderSession: @unchecked Sendable {
                             condense_f32_to_f16(src + kvd, vr.assumingMemoryBound(to: UInt16.self), kvd, isaCode)
                         }
                     }
-                    // Causal attention over this session's cache (GQA: heads share their group's KV head), in C.
-                    sb[bi] = condense_causal_attention(base, wide, kc, vc, s.kvCache.ggmlType, kvd, ab + r0 * d, d,
-                                                       n, p0, Int32(c.heads), Int32(c.kvHeads), Int32(hd), scale, isaCode, together ? 1 : 0)
+                    sequences.append(condense_attention_sequence(q: base, kc: kc, vc: vc, out: ap.baseAddress! + r0 * d, t: n, p0: p0))
                 }
-                if together { DispatchQueue.concurrentPerform(iterations: batch.count, execute: one) } else { one(0) }
-            } } }
-            if let bad = statuses.first(where: { $0 != 0 }) { try NativeStatus.check(bad, kernel: "causal attention") }
+                if let only = sequences.first, sequences.count == 1 {
+                    return condense_causal_attention(only.q, wide, only.kc, only.vc, batch[0].session.kvCache.ggmlType, kvd, only.out, d,
+                                                     only.t, only.p0, Int32(c.heads), Int32(c.kvHeads), Int32(hd), scale, isaCode, 0)
+                }
+                // Sessions may differ in cache type: one call per type.
+                var st: Int32 = 0
+                for type in KVCacheType.allCases {
+                    let mine = zip(batch, sequences).filter { $0.0.session.kvCache == type }.map(\.1)
+                    if mine.isEmpty { continue }
+                    let r = condense_causal_attention_batch(mine, mine.count, wide, type.ggmlType, kvd, d, Int32(c.heads), Int32(c.kvHeads),
+                                                            Int32(hd), scale, isaCode, 0)
+                    if r != 0 { st = r }
+                }
+                return st
+            } }
+            try NativeStatus.check(status, kernel: "causal attention")
             try layer.o.apply(att, into: &o)
             add(&x, o)
             rmsNorm(x, layer.ffnNorm, c.rmsEpsilon, into: &h)

@@ -106,7 +106,8 @@ struct Fields {
 
     func integer(_ k: String, _ range: ClosedRange<Int>) throws -> Int? {
         guard let v = try number(k, Double(range.lowerBound)...Double(range.upperBound)) else { return nil }
-        guard v == v.rounded() else { throw APIError(.badRequest, "'\(k)' must be an integer, got \(v)", param: k) }
-        return Int(v)
+        // Double(Int.max) rounds up to 2^63, which passes the range check but is not an Int.
+        guard let i = Int(exactly: v), range.contains(i) else { throw APIError(.badRequest, "'\(k)' must be an integer in \(range.lowerBound)…\(range.upperBound), got \(v)", param: k) }
+        return i
     }
 }

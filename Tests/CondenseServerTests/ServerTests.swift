@@ -107,6 +107,30 @@ func errorMessage(_ json: [String: Any]) -> String { ((json["error"] as? [String
         }
     }
 
+    /// Concurrent one-sentence requests, batched together, each equal to the encoder's own
+    /// embedding of that sentence.
+    @Test func concurrentEmbeddingsEqualEachAlone() async throws {
+        let server = try makeServer()
+        defer { server.shutdown() }
+        let session = try #require(server.models.embedding?.session)
+        let sentences = ["the cat sat on the mat", "a dog", "dogs run", "the mat", "a cat , a dog", "run", "the the the", "sat on a dog"]
+        let want = try sentences.map { try session.embed([$0])[0] }
+        try await Application(router: server.router()).test(.router) { client in
+            let got = try await withThrowingTaskGroup(of: (Int, [Double]).self) { group in
+                for (i, s) in sentences.enumerated() {
+                    group.addTask {
+                        let r = try await post(client, "/v1/embeddings", ["input": s])
+                        return (i, (r.json["data"] as? [[String: Any]])?.first?["embedding"] as? [Double] ?? [])
+                    }
+                }
+                var out = [[Double]](repeating: [], count: sentences.count)
+                for try await (i, v) in group { out[i] = v }
+                return out
+            }
+            for (g, w) in zip(got, want) { #expect(g.count == w.count && zip(g, w).allSatisfy { abs($0 - Double($1)) < 1e-5 }) }
+        }
+    }
+
     @Test func truncationWhenAskedAndMalformedJSON() async throws {
         let server = try makeServer()
         defer { server.shutdown() }
@@ -218,6 +242,9 @@ func errorMessage(_ json: [String: Any]) -> String { ((json["error"] as? [String
         (#"{"messages": [{"role": "user", "content": "x"}], "temperature": "hot"}"#, "'temperature' must be a number"),
         (#"{"messages": [{"role": "user", "content": "x"}], "stop": [1]}"#, "'stop' must be a string"),
         (#"{"messages": [{"role": "user", "content": "x"}], "n": 2}"#, "'n' must be 1"),
+        (#"{"messages": [{"role": "user", "content": "x"}], "seed": 9223372036854775807}"#, "'seed' must be an integer in"),
+        (#"{"messages": [{"role": "user", "content": "x"}], "max_tokens": 2.5}"#, "'max_tokens' must be an integer"),
+        (#"{"messages": [{"role": "user", "content": "x"}], "top_p": 0}"#, "'top_p' must be in (0, 1]"),
         (#"{"messages": [{"role": "user", "content": "x"}], "model": "tiny-bert"}"#, "'tiny-bert' is not a chat model"),
         ("{\"messages\": [{\"role\": \"user\", \"content\": \"" + String(repeating: "x ", count: 100) + "\"}]}", "the model's context is 64"),
     ])

@@ -13,7 +13,7 @@ import Metrics
 /// let scheduler = ChatScheduler(model: lm, maxActive: 8, maxQueued: 64, metrics: m)
 /// for await event in try scheduler.submit(promptIDs, options) { … }
 /// ```
-public final class ChatScheduler: @unchecked Sendable {
+public final class ChatScheduler: Worker, @unchecked Sendable {
     // @unchecked: `waiting`, `stopped` and the cancellation flags are only touched under `cond`;
     // `active` only by the scheduler thread.
 
@@ -52,9 +52,7 @@ public final class ChatScheduler: @unchecked Sendable {
     /// Prompt tokens prefilled per step, shared by the streams still prefilling.
     let prefillChunk: Int
     let metrics: ServerMetrics
-    private let cond = NSCondition()
     private var waiting: [Request] = []
-    private var stopped = false
     private var active: [Slot] = []
 
     public init(model: LanguageModel, maxActive: Int, maxQueued: Int, prefillChunk: Int = 256, metrics: ServerMetrics) {
@@ -63,17 +61,8 @@ public final class ChatScheduler: @unchecked Sendable {
         self.maxQueued = max(0, maxQueued)
         self.prefillChunk = max(1, prefillChunk)
         self.metrics = metrics
-        let t = Thread { [weak self] in self?.run() }
-        t.name = "condense-generation"
-        t.start()
-    }
-
-    /// Stops the thread once every stream has finished.
-    public func shutdown() {
-        cond.lock()
-        stopped = true
-        cond.broadcast()
-        cond.unlock()
+        super.init()
+        start(name: "condense-generation")
     }
 
     /// Queues a generation after `ids` (at least one token, within the context).
@@ -100,7 +89,7 @@ public final class ChatScheduler: @unchecked Sendable {
         return stream
     }
 
-    private func run() {
+    override func run() {
         while true {
             cond.lock()
             while waiting.isEmpty && active.isEmpty && !stopped { cond.wait() }

@@ -11,8 +11,8 @@ import Metrics
 /// let batcher = EmbeddingBatcher(session: session, maxBatchTokens: 8192, maxQueued: 256, metrics: m)
 /// let vectors = try await batcher.embed([ids1, ids2])
 /// ```
-public final class EmbeddingBatcher: @unchecked Sendable {
-    // @unchecked: `queue`, `draining` and `stopped` are only touched under `cond`.
+public final class EmbeddingBatcher: Worker, @unchecked Sendable {
+    // @unchecked: `queue` and `stopped` are only touched under `cond`.
     struct Job {
         let ids: [[Int32]]
         let done: @Sendable (Result<[[Float]], Error>) -> Void
@@ -25,10 +25,7 @@ public final class EmbeddingBatcher: @unchecked Sendable {
     /// How long the first request of a batch waits for company.
     let window: TimeInterval
     let metrics: ServerMetrics
-    private let cond = NSCondition()
     private var queue: [Job] = []
-    private var stopped = false
-    private var thread: Thread?
 
     public init(session: InferenceSession, maxBatchTokens: Int, maxQueued: Int, window: TimeInterval = 0.002, metrics: ServerMetrics) {
         self.session = session
@@ -36,18 +33,8 @@ public final class EmbeddingBatcher: @unchecked Sendable {
         self.maxQueued = max(1, maxQueued)
         self.window = window
         self.metrics = metrics
-        let t = Thread { [weak self] in self?.run() }
-        t.name = "condense-embeddings"
-        thread = t
-        t.start()
-    }
-
-    /// Stops the thread once the queue is empty.
-    public func shutdown() {
-        cond.lock()
-        stopped = true
-        cond.broadcast()
-        cond.unlock()
+        super.init()
+        start(name: "condense-embeddings")
     }
 
     /// Embeds tokenized sequences; throws 429 when `maxQueued` requests are already waiting.
@@ -66,7 +53,7 @@ public final class EmbeddingBatcher: @unchecked Sendable {
         }
     }
 
-    private func run() {
+    override func run() {
         while true {
             cond.lock()
             while queue.isEmpty && !stopped { cond.wait() }

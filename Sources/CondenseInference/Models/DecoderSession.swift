@@ -476,12 +476,34 @@ struct Sampler: Sendable {
             for i in l.indices where l[i] > l[best] { best = i }
             return Int32(best)
         }
-        var cand = l.indices.map { ($0, l[$0] / o.temperature) }.sorted { $0.1 > $1.1 }
-        if o.topK > 0 { cand = Array(cand.prefix(o.topK)) }
+        // Candidates in descending order of scaled logit (ties: lower id first). Sorting the whole
+        // vocabulary per token costs milliseconds; top-k needs only one pass, and without top-k,
+        // only tokens near min-p's floor can survive (the softmax still counts every token).
+        let scaled = l.map { $0 / o.temperature }
+        let before: ((Int, Float), (Int, Float)) -> Bool = { $0.1 > $1.1 || ($0.1 == $1.1 && $0.0 < $1.0) }
+        var cand: [(Int, Float)]
+        var total: Double?
+        if o.topK > 0 && o.topK < scaled.count {
+            var top: [(Int, Float)] = []
+            top.reserveCapacity(o.topK + 1)
+            for (i, v) in scaled.enumerated() {
+                if top.count == o.topK, let last = top.last, !before((i, v), last) { continue }
+                top.insert((i, v), at: top.firstIndex { before((i, v), $0) } ?? top.count)
+                if top.count > o.topK { top.removeLast() }
+            }
+            cand = top
+        } else if o.minP > 0 {
+            let mx = scaled.max()!
+            let cut = mx + logf(o.minP) - 1e-3   // a margin: the exact min-p step below decides
+            total = scaled.reduce(0.0) { $0 + Double(expf($1 - mx)) }
+            cand = scaled.indices.filter { scaled[$0] >= cut }.map { ($0, scaled[$0]) }.sorted(by: before)
+        } else {
+            cand = scaled.indices.map { ($0, scaled[$0]) }.sorted(by: before)
+        }
         let mx = cand[0].1
         var probs = cand.map { Double(expf($0.1 - mx)) }
-        let total = probs.reduce(0, +)
-        probs = probs.map { $0 / total }
+        let denominator = total ?? probs.reduce(0, +)
+        probs = probs.map { $0 / denominator }
         if o.topP < 1 {
             var acc = 0.0, n = 0
             while n < probs.count { acc += probs[n]; n += 1; if acc >= Double(o.topP) { break } }

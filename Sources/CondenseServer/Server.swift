@@ -258,8 +258,9 @@ public final class CondenseServer: Sendable {
             if let one = s as? String { stops = [one] } else if let many = s as? [Any], many.allSatisfy({ $0 is String }) { stops = many as! [String] } else {
                 throw APIError(.badRequest, "'stop' must be a string or an array of strings", param: "stop")
             }
-            guard stops.count <= 16, stops.allSatisfy({ !$0.isEmpty }) else {
-                throw APIError(.badRequest, "'stop' takes at most 16 non-empty strings", param: "stop")
+            // Each token re-checks the held-back text against every stop: bound their size.
+            guard stops.count <= 16, stops.allSatisfy({ !$0.isEmpty && $0.count <= 256 }) else {
+                throw APIError(.badRequest, "'stop' takes at most 16 non-empty strings of at most 256 characters", param: "stop")
             }
         }
         if chat { stops.append(template.endOfTurn) }

@@ -47,30 +47,40 @@ def pct(xs, p):
     return xs[min(len(xs) - 1, int(round(p / 100 * (len(xs) - 1))))]
 
 
-async def chat_load(port, model, concurrency, requests, max_tokens):
+async def drive(port, concurrency, requests, one):
+    """Runs one(client, i) for i < requests, at most `concurrency` at a time; returns the wall time."""
     client = AsyncOpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="none", max_retries=2, timeout=600)
     sem = asyncio.Semaphore(concurrency)
-    results = []
 
-    async def one(i):
+    async def limited(i):
         async with sem:
-            t0 = time.perf_counter()
-            first, text, tokens = None, "", 0
-            stream = await client.chat.completions.create(model=model, messages=[{"role": "user", "content": PROMPTS[i % len(PROMPTS)]}],
-                                                          max_tokens=max_tokens, temperature=0, stream=True,
-                                                          stream_options={"include_usage": True})
-            async for chunk in stream:
-                if chunk.choices and chunk.choices[0].delta and chunk.choices[0].delta.content:
-                    first = first or time.perf_counter()
-                    text += chunk.choices[0].delta.content
-                if chunk.usage:
-                    tokens = chunk.usage.completion_tokens
-            results.append((i, time.perf_counter() - t0, (first or time.perf_counter()) - t0, tokens, text))
+            await one(client, i)
 
     t0 = time.perf_counter()
-    await asyncio.gather(*(one(i) for i in range(requests)))
+    await asyncio.gather(*(limited(i) for i in range(requests)))
     wall = time.perf_counter() - t0
     await client.close()
+    return wall
+
+
+async def chat_load(port, model, concurrency, requests, max_tokens):
+    results = []
+
+    async def one(client, i):
+        t0 = time.perf_counter()
+        first, text, tokens = None, "", 0
+        stream = await client.chat.completions.create(model=model, messages=[{"role": "user", "content": PROMPTS[i % len(PROMPTS)]}],
+                                                      max_tokens=max_tokens, temperature=0, stream=True,
+                                                      stream_options={"include_usage": True})
+        async for chunk in stream:
+            if chunk.choices and chunk.choices[0].delta and chunk.choices[0].delta.content:
+                first = first or time.perf_counter()
+                text += chunk.choices[0].delta.content
+            if chunk.usage:
+                tokens = chunk.usage.completion_tokens
+        results.append((i, time.perf_counter() - t0, (first or time.perf_counter()) - t0, tokens, text))
+
+    wall = await drive(port, concurrency, requests, one)
     # Greedy: the same prompt must give the same text in every response.
     by_prompt = {}
     for i, _, _, _, text in results:
@@ -84,22 +94,16 @@ async def chat_load(port, model, concurrency, requests, max_tokens):
 
 
 async def embed_load(port, model, concurrency, requests):
-    client = AsyncOpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="none", max_retries=2, timeout=600)
-    sem = asyncio.Semaphore(concurrency)
     results = []
 
-    async def one(i):
-        async with sem:
-            t0 = time.perf_counter()
-            r = await client.embeddings.create(model=model, input=SENTENCES[i % len(SENTENCES)])
-            v = r.data[0].embedding
-            ok = len(v) == 384 and abs(sum(x * x for x in v) - 1) < 1e-3
-            results.append((time.perf_counter() - t0, ok))
+    async def one(client, i):
+        t0 = time.perf_counter()
+        r = await client.embeddings.create(model=model, input=SENTENCES[i % len(SENTENCES)])
+        v = r.data[0].embedding
+        ok = len(v) == 384 and abs(sum(x * x for x in v) - 1) < 1e-3
+        results.append((time.perf_counter() - t0, ok))
 
-    t0 = time.perf_counter()
-    await asyncio.gather(*(one(i) for i in range(requests)))
-    wall = time.perf_counter() - t0
-    await client.close()
+    wall = await drive(port, concurrency, requests, one)
     lat = [r[0] for r in results]
     return {"sent": requests, "checked": sum(r[1] for r in results), "sentences_s": requests / wall,
             "p50_s": pct(lat, 50), "p99_s": pct(lat, 99), "wall_s": wall}

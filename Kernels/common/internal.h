@@ -20,6 +20,10 @@
 void *condense_aligned_alloc(size_t bytes);
 void *condense_zalloc(size_t bytes);
 
+/* f32 to IEEE half bits, round to nearest even as F16C does (gguf/gguf-dequant.c): the KV cache's
+ * scalar path and the f16 scales of quantized activations share it. */
+uint16_t condense_f32_to_f16_one(float f);
+
 /* Grow-only per-thread scratch: one buffer per slot; NULL when it cannot grow. A call chain uses
  * each slot once at a time (the caller's X buffers, the workers' own). */
 enum {

@@ -30,7 +30,7 @@ float condense_f16_to_f32(uint16_t h) {
 
 /* Round to nearest even, as F16C's vcvtps2ph does: subnormal halves, overflow to ±Inf, NaN kept
  * quiet with its payload's top bits. */
-static uint16_t f32_to_f16_scalar(float f) {
+uint16_t condense_f32_to_f16_one(float f) {
     uint32_t x;
     memcpy(&x, &f, 4);
     const uint32_t sign = (x >> 16) & 0x8000u, ax = x & 0x7FFFFFFFu;
@@ -69,7 +69,7 @@ void condense_f32_to_f16(const float *x, uint16_t *y, size_t n, condense_isa isa
 #if CONDENSE_X86
     if (isa >= CONDENSE_ISA_AVX512) i = f32_to_f16_avx512(x, y, n);
 #endif
-    for (; i < n; i++) y[i] = f32_to_f16_scalar(x[i]);
+    for (; i < n; i++) y[i] = condense_f32_to_f16_one(x[i]);
 }
 
 static inline uint16_t rd16(const uint8_t *p) { return (uint16_t)(p[0] | (p[1] << 8)); }

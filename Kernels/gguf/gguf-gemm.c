@@ -210,17 +210,8 @@ typedef struct qx_rows {
     size_t k, nb;
 } qx_rows;
 
-/* Round to nearest even at f16 precision, as F16C's conversion does (finite values; overflow to
- * ±Inf). Portable so that every path gives the same bits. */
-static float f16_round(float v) {
-    if (!isfinite(v) || v == 0) return v;
-    const float a = fabsf(v);
-    if (a >= 65520.0f) return copysignf(INFINITY, v);
-    int e;
-    frexpf(a, &e);                                         /* a = f·2^e, f in [0.5, 1) */
-    const float ulp = ldexpf(1, (e - 1 < -14 ? -14 : e - 1) - 10);   /* 10 fraction bits; subnormals below 2^-14 */
-    return copysignf(nearbyintf(a / ulp) * ulp, v);
-}
+/* v rounded to f16 precision (nearest even, as F16C): the same bits on every path. */
+static float f16_round(float v) { return condense_f16_to_f32(condense_f32_to_f16_one(v)); }
 
 /* One block: scale, codes (nearest even), Σ codes of each half. The same arithmetic on every path. */
 static void quantize_block_scalar(const float *x, int8_t *q, float *d, int32_t *sum) {

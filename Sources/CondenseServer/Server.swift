@@ -289,29 +289,27 @@ public final class CondenseServer: Sendable {
         }
         // Server-sent events: a chunk per piece, the finish reason, optionally usage, then [DONE].
         let chunkObject = chat ? "chat.completion.chunk" : "text_completion"
-        func chunk(_ choice: [String: Any], usage: Any = NSNull()) -> ByteBuffer {
-            var o: [String: Any] = ["id": id, "object": chunkObject, "created": created, "model": name, "choices": [choice]]
+        func event(_ o: Any) -> ByteBuffer { ByteBuffer(bytes: Array("data: ".utf8) + JSON.encode(o) + Array("\n\n".utf8)) }
+        func chunk(_ choices: [Any], usage: Any = NSNull()) -> ByteBuffer {
+            var o: [String: Any] = ["id": id, "object": chunkObject, "created": created, "model": name, "choices": choices]
             if includeUsage { o["usage"] = usage }
-            return ByteBuffer(bytes: Array("data: ".utf8) + JSON.encode(o) + Array("\n\n".utf8))
+            return event(o)
         }
         let body = AsyncStream<ByteBuffer> { out in
             let task = Task {
-                if chat { out.yield(chunk(["index": 0, "delta": ["role": "assistant", "content": ""], "finish_reason": NSNull()])) }
+                if chat { out.yield(chunk([["index": 0, "delta": ["role": "assistant", "content": ""], "finish_reason": NSNull()]])) }
                 for await e in events {
                     switch e {
                     case let .piece(p):
-                        out.yield(chunk(chat ? ["index": 0, "delta": ["content": p], "finish_reason": NSNull()]
-                                             : ["index": 0, "text": p, "finish_reason": NSNull()]))
+                        out.yield(chunk([chat ? ["index": 0, "delta": ["content": p], "finish_reason": NSNull()]
+                                              : ["index": 0, "text": p, "finish_reason": NSNull()]]))
                     case let .failed(m):
-                        out.yield(ByteBuffer(bytes: Array("data: ".utf8) + JSON.encode(["error": ["message": m, "type": "server_error"]]) + Array("\n\n".utf8)))
+                        out.yield(event(["error": ["message": m, "type": "server_error"]]))
                     case let .done(r, p, c):
-                        out.yield(chunk(chat ? ["index": 0, "delta": [String: Any](), "finish_reason": reason(r)]
-                                             : ["index": 0, "text": "", "finish_reason": reason(r)]))
-                        if includeUsage {
-                            var o: [String: Any] = ["id": id, "object": chunkObject, "created": created, "model": name, "choices": [Any]()]
-                            o["usage"] = ["prompt_tokens": p, "completion_tokens": c, "total_tokens": p + c]
-                            out.yield(ByteBuffer(bytes: Array("data: ".utf8) + JSON.encode(o) + Array("\n\n".utf8)))
-                        }
+                        out.yield(chunk([chat ? ["index": 0, "delta": [String: Any](), "finish_reason": reason(r)]
+                                              : ["index": 0, "text": "", "finish_reason": reason(r)]]))
+                        // The usage chunk: no choices, as OpenAI sends it.
+                        if includeUsage { out.yield(chunk([], usage: ["prompt_tokens": p, "completion_tokens": c, "total_tokens": p + c])) }
                     }
                 }
                 out.yield(ByteBuffer(string: "data: [DONE]\n\n"))

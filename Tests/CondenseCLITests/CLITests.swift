@@ -315,3 +315,31 @@ struct CLIServeDrainTests {
         #expect(o["exit"] as? Int == 0, "\(o)")
     }
 }
+
+/// `serve` refuses what it cannot serve before it binds: no model, bad numbers, a bad PORT, an
+/// API key file that is missing, empty or several lines, two models under one name.
+@Suite(.enabled(if: condenseBinary != nil, "the condense executable was not built next to the tests"))
+struct CLIServeOptionTests {
+    @Test(arguments: [
+        ([] as [String], [:] as [String: String], "give --embedding-model, --chat-model or both"),
+        (["--chat-model", "MODEL", "--port", "70000"], [:], "--port must be in 1…65535, got 70000"),
+        (["--chat-model", "MODEL", "--max-concurrent", "0"], [:], "--max-concurrent must be >= 1, got 0"),
+        (["--chat-model", "MODEL", "--max-batch-tokens=-5"], [:], "--max-batch-tokens must be >= 1, got -5"),
+        (["--chat-model", "MODEL"], ["PORT": "80a"], "PORT must be a port number in 1…65535, got '80a'"),
+        (["--chat-model", "MODEL", "--api-key-file", "/nonexistent/key"], [:], "/nonexistent/key"),
+        (["--chat-model", "MODEL", "--api-key-file", "EMPTY"], [:], "the API key must be one non-empty line"),
+        (["--chat-model", "MODEL", "--api-key-file", "TWOLINES"], [:], "the API key must be one non-empty line"),
+        (["--chat-model", "/nonexistent.gguf"], [:], "/nonexistent.gguf"),
+        (["--chat-model", "MODEL", "--chat-model-name", "x", "--embedding-model", "BERT", "--embedding-model-name", "x"], [:],
+         "both models are named 'x'"),
+    ])
+    func badServeOptionsAreErrors(args: [String], env: [String: String], message: String) throws {
+        let dir = try scratchFolder("cliserve")
+        let model = try makeTinyLlama(in: dir), bert = try makeTinyBERT(in: dir + "/bert")
+        try "".write(toFile: dir + "/empty", atomically: true, encoding: .utf8)
+        try "a\r\nb\r\n".write(toFile: dir + "/two", atomically: true, encoding: .utf8)
+        let names = ["MODEL": model, "BERT": bert, "EMPTY": dir + "/empty", "TWOLINES": dir + "/two"]
+        let r = try condense(["serve"] + args.map { names[$0] ?? $0 }, env: env)
+        #expect(r.status != 0 && r.stderr.contains(message), "\(r.output)")
+    }
+}

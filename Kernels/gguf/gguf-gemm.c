@@ -48,7 +48,19 @@ typedef struct layout {
     size_t qh_off;      /* offset of the 32 fifth bits in a stored block */
 } layout;
 
-enum { FLAT = 0, KQ4 = 1, KQ6 = 2 };
+enum { FLAT = 0, KQ4 = 1, KQ6 = 2, S24 = 3 };
+
+/* S24Q4 (Condense's own block, not ggml's): per 64 columns of a row, 2 kept of every 4, each a
+ * signed 4-bit value with one f16 scale, 3.25 bits per weight. Stored row block (26 bytes):
+ *     f16 d · u64 keep-mask (bit c: column c kept) · 16 bytes: kept value j (q + 8) in byte j/2,
+ *     low nibble for even j.
+ * Packed per group of 16 rows and 64 columns (416 bytes):
+ *     8 × 32 bytes of nibbles: pair p's byte j holds value j of step 2p (low) and of 2p+1 (high),
+ *         step s being columns 4s…4s+3 of the 16 rows, its 32 kept values in row order;
+ *     16 × u64 masks: step s's bit 4r+t is row r's column 4s+t;  16 f16 scales.
+ * vpexpandb puts a step's 32 values at their mask's bits over a vector of 8s (q = 0 for the
+ * pruned weights), so the integer dot and the o = 8 correction are Q4_0's. */
+#define S24_GB 416
 
 static int layout_of(uint32_t type, layout *L) {
     switch (type) {
@@ -59,19 +71,21 @@ static int layout_of(uint32_t type, layout *L) {
     case CONDENSE_GGUF_Q5_1: *L = (layout){FLAT, 4, 1, 0, 24, 8, 0, 0, 0, 1, 4}; break;
     case CONDENSE_GGUF_Q4_K: *L = (layout){KQ4, 4, 1, 0, 144, 0, 0, 64, 256 + 32, 0, 0}; break;
     case CONDENSE_GGUF_Q6_K: *L = (layout){KQ6, 4, 0, 32, 210, 0, 0, 32, 256 + 128 + 32, 0, 0}; break;
+    case CONDENSE_BLOCK_S24Q4: *L = (layout){S24, 4, 0, 8, 26, 10, 0, 0, 0, 0, 0}; L->gb = S24_GB; return 1;
     default: return 0;
     }
     L->gb = (size_t)L->chunks * 64 + (L->hbits ? 64 : 0) + 32 + (L->has_min ? 32 : 0);
     return 1;
 }
 
-static size_t elems_per_block(const layout *L) { return L->kind == FLAT ? 32 : 256; }
+static size_t elems_per_block(const layout *L) { return L->kind == FLAT ? 32 : L->kind == S24 ? 64 : 256; }
 
 /* Offset of the f16 scales (then mins) in a FLAT group-block. */
 static size_t flat_scales(const layout *L) { return (size_t)L->chunks * 64 + (L->hbits ? 64 : 0); }
 
 /* Packed bytes of one group of 16 rows (nb blocks of 32). */
 static size_t group_bytes(const layout *L, size_t nb) {
+    if (L->kind == S24) return nb / 2 * S24_GB;
     return L->kind == FLAT ? nb * L->gb : nb / 8 * (L->hdr + 8 * L->kb);
 }
 
@@ -143,6 +157,29 @@ int condense_gguf_pack(uint32_t type, const void *w, size_t n, size_t k, void *d
         uint8_t *go = out + g * gbytes;
         for (size_t r = 0; r < GROUP && g * GROUP + r < n; r++) {
             const uint8_t *row = src + (g * GROUP + r) * row_bytes;
+            if (L.kind == S24) {
+                for (size_t b = 0; b < nb / 2; b++) {
+                    const uint8_t *blk = row + b * L.src_block;
+                    uint8_t *o = go + b * S24_GB;
+                    uint64_t keep = 0;
+                    for (int j = 0; j < 8; j++) keep |= (uint64_t)blk[2 + j] << (8 * j);
+                    int j = 0;   /* index of the next kept value */
+                    for (int st = 0; st < 16; st++) {
+                        const unsigned nib = (unsigned)(keep >> (4 * st)) & 15;
+                        if (__builtin_popcount(nib) != 2) return CONDENSE_ERR_INVALID;
+                        uint64_t m;
+                        memcpy(&m, o + 256 + 8 * st, 8);
+                        m |= (uint64_t)nib << (4 * r);
+                        memcpy(o + 256 + 8 * st, &m, 8);
+                        for (int e = 0; e < 2; e++, j++) {
+                            const uint8_t v = (blk[10 + j / 2] >> (4 * (j % 2))) & 15;
+                            o[32 * (st / 2) + 2 * r + e] |= (uint8_t)(v << (4 * (st % 2)));
+                        }
+                    }
+                    memcpy(o + 384 + 2 * r, blk, 2);
+                }
+                continue;
+            }
             if (L.kind == FLAT) {
                 const uint8_t flip = type == CONDENSE_GGUF_Q8_0 ? 0x80 : 0;
                 for (size_t b = 0; b < nb; b++) {
@@ -313,6 +350,40 @@ static void group_scalar(const layout *L, const uint8_t *gw, const qx_rows *x, s
     }
 }
 
+
+/* S24Q4: 16 steps of 4 columns per block of 64; pruned weights read as code 8 (q = 0). */
+static void group_s24_scalar(const layout *L, const uint8_t *gw, const qx_rows *x, size_t m0, size_t m1, float *y,
+                             size_t ldy, int valid) {
+    (void)L;
+    for (size_t i = m0; i < m1; i++) {
+        float acc[GROUP] = {0};
+        const int8_t *xq = x->q + i * x->k;
+        for (size_t b = 0; b < x->nb / 2; b++) {
+            const uint8_t *blk = gw + b * S24_GB;
+            for (int h = 0; h < 2; h++) {
+                const size_t ib = i * x->nb + 2 * b + (size_t)h;
+                const int8_t *xb = xq + 64 * b + 32 * (size_t)h;
+                int32_t s[GROUP] = {0};
+                for (int st = 8 * h; st < 8 * h + 8; st++) {
+                    uint64_t m;
+                    memcpy(&m, blk + 256 + 8 * st, 8);
+                    const uint8_t *pr = blk + 32 * (st / 2);
+                    int j = 0;
+                    for (int r = 0; r < GROUP; r++)
+                        for (int t = 0; t < 4; t++) {
+                            int u = 8;
+                            if (m >> (4 * r + t) & 1) u = (pr[j++] >> (4 * (st % 2))) & 15;
+                            s[r] += u * xb[4 * (st % 8) + t];
+                        }
+                }
+                const float dx = x->d[ib];
+                for (int r = 0; r < GROUP; r++) acc[r] = fmaf((float)(s[r] - x->c[ib]), f16_at(blk + 384 + 2 * r) * dx, acc[r]);
+            }
+        }
+        for (int r = 0; r < valid; r++) y[i * ldy + (size_t)r] = acc[r];
+    }
+}
+
 #if CONDENSE_X86
 /* MR rows of X at once share the unpacked weights of each block; two integer accumulators per
  * row halve the vpdpbusd dependency chain. 8 rows (a continuous-batching decode step of 8
@@ -430,6 +501,64 @@ CONDENSE_TARGET_GGUF512 static void group_avx512(const layout *L, const uint8_t 
     default: break;
     }
 }
+
+#define CONDENSE_TARGET_S24Q4 __attribute__((target("avx512f,avx512bw,avx512dq,avx512vl,avx512vnni,avx512vbmi2,avx2,fma,f16c")))
+#define S24_PREFETCH 8
+/* MR rows of X share each step's expanded weights: per 64 weights of 16 rows, one 32-byte
+ * nibble pair serves two steps, one vpexpandb per step, then one vpdpbusd per row of X. */
+CONDENSE_INLINE CONDENSE_TARGET_S24Q4 void s24_rows_avx512(const int MR, const uint8_t *gw, const qx_rows *x, size_t i0,
+                                                           float *y, size_t ldy, __mmask16 mask) {
+    const __m512i eights = _mm512_set1_epi8(8);
+    const __m256i lo4 = _mm256_set1_epi8(0x0F);
+    __m512 acc[GGUF_MR];
+    for (int ii = 0; ii < MR; ii++) acc[ii] = _mm512_setzero_ps();
+    for (size_t b = 0; b < x->nb / 2; b++) {
+        const uint8_t *blk = gw + b * S24_GB;
+        for (int off = 0; off < S24_GB; off += 64) _mm_prefetch((const char *)(blk + S24_PREFETCH * S24_GB + off), _MM_HINT_T0);
+        const __m512 sc = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(blk + 384)));
+        for (int h = 0; h < 2; h++) {
+            __m512i s[GGUF_MR];
+            for (int ii = 0; ii < MR; ii++) s[ii] = _mm512_setzero_si512();
+            for (int p = 4 * h; p < 4 * h + 4; p++) {
+                const __m256i v = _mm256_loadu_si256((const __m256i *)(blk + 32 * p));
+                const __m256i half[2] = {_mm256_and_si256(v, lo4), _mm256_and_si256(_mm256_srli_epi16(v, 4), lo4)};
+                for (int e = 0; e < 2; e++) {
+                    const int st = 2 * p + e;
+                    const __mmask64 k = _cvtu64_mask64(*(const uint64_t *)(const void *)(blk + 256 + 8 * st));
+                    const __m512i w = _mm512_mask_expand_epi8(eights, k, _mm512_castsi256_si512(half[e]));
+                    for (int ii = 0; ii < MR; ii++) {
+                        const int32_t *xd = (const int32_t *)(const void *)(x->q + (i0 + (size_t)ii) * x->k + 64 * b + 32 * (size_t)h);
+                        s[ii] = _mm512_dpbusd_epi32(s[ii], w, _mm512_set1_epi32(xd[st % 8]));
+                    }
+                }
+            }
+            for (int ii = 0; ii < MR; ii++) {
+                const size_t ib = (i0 + (size_t)ii) * x->nb + 2 * b + (size_t)h;
+                const __m512i t = _mm512_sub_epi32(s[ii], _mm512_set1_epi32(x->c[ib]));
+                acc[ii] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(t), _mm512_mul_ps(sc, _mm512_set1_ps(x->d[ib])), acc[ii]);
+            }
+        }
+    }
+    for (int ii = 0; ii < MR; ii++) _mm512_mask_storeu_ps(y + (i0 + (size_t)ii) * ldy, mask, acc[ii]);
+}
+
+CONDENSE_TARGET_S24Q4 static void group_s24_avx512(const layout *L, const uint8_t *gw, const qx_rows *x, size_t m0,
+                                                   size_t m1, float *y, size_t ldy, int valid) {
+    (void)L;
+    const __mmask16 mask = (__mmask16)(valid >= GROUP ? 0xFFFF : (1u << valid) - 1);
+    size_t i = m0;
+    for (; i + GGUF_MR <= m1; i += GGUF_MR) s24_rows_avx512(GGUF_MR, gw, x, i, y, ldy, mask);
+    switch (m1 - i) {
+    case 7: s24_rows_avx512(7, gw, x, i, y, ldy, mask); break;
+    case 6: s24_rows_avx512(6, gw, x, i, y, ldy, mask); break;
+    case 5: s24_rows_avx512(5, gw, x, i, y, ldy, mask); break;
+    case 4: s24_rows_avx512(4, gw, x, i, y, ldy, mask); break;
+    case 3: s24_rows_avx512(3, gw, x, i, y, ldy, mask); break;
+    case 2: s24_rows_avx512(2, gw, x, i, y, ldy, mask); break;
+    case 1: s24_rows_avx512(1, gw, x, i, y, ldy, mask); break;
+    default: break;
+    }
+}
 #endif
 
 /* The one registration point: descriptor and code together, one entry per block type and ISA. */
@@ -447,6 +576,7 @@ static const gguf_kernel_impl kernels[] = {
     {{"gguf_q5_1_x16__scalar", CONDENSE_ISA_SCALAR, 0, CONDENSE_GGUF_Q5_1}, group_scalar, quantize_block_scalar},
     {{"gguf_q4_k_x16__scalar", CONDENSE_ISA_SCALAR, 0, CONDENSE_GGUF_Q4_K}, group_scalar, quantize_block_scalar},
     {{"gguf_q6_k_x16__scalar", CONDENSE_ISA_SCALAR, 0, CONDENSE_GGUF_Q6_K}, group_scalar, quantize_block_scalar},
+    {{"s24q4_x16__scalar", CONDENSE_ISA_SCALAR, 0, CONDENSE_BLOCK_S24Q4}, group_s24_scalar, quantize_block_scalar},
 #if CONDENSE_X86
     {{"gguf_q8_0_x16__avx512vnni", CONDENSE_ISA_AVX512, CONDENSE_CPU_AVX512VNNI | CONDENSE_CPU_F16C, CONDENSE_GGUF_Q8_0},
      group_avx512, quantize_block_avx512},
@@ -462,6 +592,9 @@ static const gguf_kernel_impl kernels[] = {
      group_avx512, quantize_block_avx512},
     {{"gguf_q6_k_x16__avx512vnni", CONDENSE_ISA_AVX512, CONDENSE_CPU_AVX512VNNI | CONDENSE_CPU_F16C, CONDENSE_GGUF_Q6_K},
      group_avx512, quantize_block_avx512},
+    {{"s24q4_x16__avx512vbmi2", CONDENSE_ISA_AVX512, CONDENSE_CPU_AVX512VNNI | CONDENSE_CPU_AVX512VBMI2 | CONDENSE_CPU_F16C,
+      CONDENSE_BLOCK_S24Q4},
+     group_s24_avx512, quantize_block_avx512},
 #endif
 };
 

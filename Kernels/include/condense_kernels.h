@@ -425,17 +425,23 @@ enum {
     CONDENSE_GGUF_F32 = 0, CONDENSE_GGUF_F16 = 1, CONDENSE_GGUF_Q4_0 = 2, CONDENSE_GGUF_Q4_1 = 3,
     CONDENSE_GGUF_Q5_0 = 6, CONDENSE_GGUF_Q5_1 = 7,
     CONDENSE_GGUF_Q8_0 = 8, CONDENSE_GGUF_Q4_K = 12, CONDENSE_GGUF_Q6_K = 14, CONDENSE_GGUF_BF16 = 30,
+    /* Condense's own block, outside ggml's numbering: 2:4 with signed 4-bit values and one f16
+     * scale per 64 columns (3.25 bits per weight). A row is K/64 blocks of 26 bytes:
+     * f16 d · u64 keep-mask (bit c: column c kept, exactly 2 of every 4) · 16 bytes holding kept
+     * value j (q + 8, q in −8…7) in byte j/2, low nibble first. W[n][c] = d·q or 0. */
+    CONDENSE_BLOCK_S24Q4 = 4096,
 };
 /** n elements of `type` at src (whole blocks) to f32, bit-exact to ggml's dequantize_row_*.
  *  CONDENSE_ERR_INVALID for another type or n not a multiple of the block size. */
 int condense_gguf_dequantize(uint32_t type, const void *src, size_t n, float *dst);
 /** IEEE half to single precision, exact (subnormals, Inf and NaN included). */
 float condense_f16_to_f32(uint16_t h);
-/** Bytes of W[N,K] (ggml blocks Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q4_K or Q6_K) repacked for condense_gguf_gemm:
+/** Bytes of W[N,K] (ggml blocks Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q4_K or Q6_K, or S24Q4) repacked for condense_gguf_gemm:
  *  about the stored size with N rounded up to 16 (Q4_K: 4.625 bits per weight for 4.5). 0 for
  *  another type, K not a multiple of the block size (32; 256 for the K-quants), or overflow. */
 size_t condense_gguf_packed_size(uint32_t type, size_t n, size_t k);
-/** Repacks W[N,K] (rows of K/32 stored blocks) into `dst` (condense_gguf_packed_size bytes, 64-byte
+/** Repacks W[N,K] (rows of K/32 stored blocks; S24Q4: K/64, INVALID when a mask does not keep
+ *  exactly 2 of 4) into `dst` (condense_gguf_packed_size bytes, 64-byte
  *  aligned): groups of 16 rows, block by block. The packed forms of two matrices whose N are
  *  multiples of 16 concatenate into the packed form of their rows stacked. */
 int condense_gguf_pack(uint32_t type, const void *w, size_t n, size_t k, void *dst);

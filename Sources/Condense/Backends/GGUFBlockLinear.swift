@@ -21,7 +21,9 @@ public final class GGUFBlockLinear: PreparedLinear, @unchecked Sendable {
     private let packed: UnsafeMutableRawPointer
     /// Bytes of the packed weights (the stored size, rows rounded up to 16).
     public let packedBytes: Int
-    let type: GGUFFile.TensorType
+    /// The block code (`CONDENSE_GGUF_*` or `CONDENSE_BLOCK_S24Q4`) and its name.
+    let code: UInt32
+    let typeName: String
     let bias: [Float]?
     let isa: ISA
     let threads: Int32
@@ -42,9 +44,8 @@ public final class GGUFBlockLinear: PreparedLinear, @unchecked Sendable {
     /// Tensors of one type and input size, their rows stacked in order. Every part but the last
     /// must have a multiple of 16 rows (the kernel's row group).
     /// - Throws: ``CondenseError/invalidTensor(name:reason:)`` naming the offending tensor.
-    public init(stacking parts: [GGUFFile.Tensor], bias: [Float]? = nil, isa: ISA? = nil, threads: Int? = nil) throws {
+    public convenience init(stacking parts: [GGUFFile.Tensor], bias: [Float]? = nil, isa: ISA? = nil, threads: Int? = nil) throws {
         guard let first = parts.first else { throw CondenseError.invalidArgument("no tensors to stack") }
-        var rows = 0
         for (i, t) in parts.enumerated() {
             guard Self.supported.contains(t.type) else {
                 throw CondenseError.invalidTensor(name: t.name, reason: "\(t.type) blocks are not run directly (Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q4_K, Q6_K are)")
@@ -58,26 +59,53 @@ public final class GGUFBlockLinear: PreparedLinear, @unchecked Sendable {
             }
             let need = try CheckedSize.product(t.dims[1], t.dims[0] / t.type.blockSize, t.type.blockBytes, of: t.name)
             guard t.data.count == need else { throw CondenseError.invalidTensor(name: t.name, reason: "\(t.data.count) bytes, \(need) needed") }
-            rows = try CheckedSize.sum(rows, t.dims[1], of: t.name)
         }
-        if let bias, bias.count != rows { throw CondenseError.invalidTensor(name: first.name, reason: "bias of \(bias.count) for \(rows) outputs") }
-        let (k, code) = (first.dims[0], first.type.rawValue)
+        try self.init(code: first.type.rawValue, typeName: "\(first.type)", k: first.dims[0],
+                      parts: parts.map { ($0.name, $0.dims[1], $0.data) }, bias: bias, isa: isa, threads: threads)
+    }
+
+    /// 2:4-int4 weights (``Sparse24Int4Weights``), read at 3.25 bits per weight. Several
+    /// matrices with the same K stack into one layer (their rows in order).
+    /// - Throws: ``CondenseError/invalidArgument(_:)`` for different K or a bias of the wrong length.
+    public convenience init(_ w: Sparse24Int4Weights, bias: [Float]? = nil, isa: ISA? = nil, threads: Int? = nil) throws {
+        try self.init(stacking: [w], bias: bias, isa: isa, threads: threads)
+    }
+
+    /// 2:4-int4 matrices of one K, their rows stacked in order.
+    public convenience init(stacking parts: [Sparse24Int4Weights], bias: [Float]? = nil, isa: ISA? = nil, threads: Int? = nil) throws {
+        guard let first = parts.first else { throw CondenseError.invalidArgument("no matrices to stack") }
+        guard parts.allSatisfy({ $0.columns == first.columns }) else {
+            throw CondenseError.invalidArgument("2:4-int4 matrices with K \(parts.map(\.columns)) cannot stack")
+        }
+        // The row format is per row: stacked rows are the concatenated bytes, packed once.
+        let rows = parts.reduce(0) { $0 + $1.rows }
+        try self.init(code: UInt32(CONDENSE_BLOCK_S24Q4), typeName: "2:4-int4", k: first.columns,
+                      parts: [("2:4-int4", rows, Data(parts.flatMap(\.blocks)))], bias: bias, isa: isa, threads: threads)
+    }
+
+    /// Packs validated parts (rows of `k` in block `code`).
+    init(code: UInt32, typeName: String, k: Int, parts: [(name: String, rows: Int, data: Data)], bias: [Float]?, isa: ISA?, threads: Int?) throws {
+        let first = parts[0].name
+        var rows = 0
+        for p in parts { rows = try CheckedSize.sum(rows, p.rows, of: p.name) }
+        if let bias, bias.count != rows { throw CondenseError.invalidTensor(name: first, reason: "bias of \(bias.count) for \(rows) outputs") }
         let total = condense_gguf_packed_size(code, rows, k)
-        guard total > 0 else { throw CondenseError.invalidTensor(name: first.name, reason: "\(rows)×\(k) is too large to pack") }
+        guard total > 0 else { throw CondenseError.invalidTensor(name: first, reason: "\(rows)×\(k) is too large to pack") }
         var raw: UnsafeMutableRawPointer?
         guard posix_memalign(&raw, 64, total) == 0, let raw else { throw CondenseError.outOfMemory(bytes: total) }
         var offset = 0
-        for t in parts {
-            let status = t.data.withUnsafeBytes { condense_gguf_pack(code, $0.baseAddress, t.dims[1], k, raw + offset) }
+        for p in parts {
+            let status = p.data.withUnsafeBytes { condense_gguf_pack(code, $0.baseAddress, p.rows, k, raw + offset) }
             guard status == CONDENSE_OK.rawValue else {
                 free(raw)
-                throw CondenseError.invalidTensor(name: t.name, reason: "packing failed (status \(status))")
+                throw CondenseError.invalidTensor(name: p.name, reason: "packing failed (status \(status))")
             }
-            offset += condense_gguf_packed_size(code, t.dims[1], k)
+            offset += condense_gguf_packed_size(code, p.rows, k)
         }
         packed = raw
         packedBytes = total
-        type = first.type
+        self.code = code
+        self.typeName = typeName
         self.bias = bias
         self.isa = min(isa ?? CondenseRuntime.activeISA, CondenseRuntime.detectedISA)
         self.threads = Int32(clamping: threads ?? 0)
@@ -87,11 +115,11 @@ public final class GGUFBlockLinear: PreparedLinear, @unchecked Sendable {
 
     deinit { free(packed) }
 
-    public var kernelName: String { String(cString: condense_gguf_gemm_kernel_name(type.rawValue, condense_isa(UInt32(isa.rawValue)))) }
+    public var kernelName: String { String(cString: condense_gguf_gemm_kernel_name(code, condense_isa(UInt32(isa.rawValue)))) }
 
     public func apply(_ x: Matrix<Float>, into y: inout Matrix<Float>) throws {
         var status: Int32 = 0
-        let (type, n, k, isa, threads, w) = (type.rawValue, outFeatures, inFeatures, condense_isa(UInt32(isa.rawValue)), threads, packed)
+        let (type, n, k, isa, threads, w) = (code, outFeatures, inFeatures, condense_isa(UInt32(isa.rawValue)), threads, packed)
         try runKernel(x, &y) { m, xp, ldx, yp, ldy in
             status = condense_gguf_gemm(type, w, n, k, m, xp, ldx, yp, ldy, isa, threads)
         }

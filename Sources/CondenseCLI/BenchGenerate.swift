@@ -12,7 +12,7 @@ struct BenchGenerate: ParsableCommand {
         commandName: "generate",
         abstract: "Prompt processing (pp) and generation (tg) tokens/s of a GGUF model, as llama-bench reports them. Peer (--peers): llama-bench, same threads, same run.")
 
-    @Option(help: "The model: a GGUF file.")
+    @Option(help: "The model: a GGUF file, or a folder written by `compress --llm`.")
     var model: String
     @Option(help: "Prompt length for pp.")
     var prompt = 512
@@ -20,6 +20,8 @@ struct BenchGenerate: ParsableCommand {
     var gen = 128
     @Option(help: "Context depths, comma-separated (tokens in the cache before the test).")
     var depth = "0"
+    @Option(help: "A second model (e.g. the GGUF a compressed folder came from) measured in the same run, repetitions interleaved, for the ratio.")
+    var baseline: String?
     @OptionGroup var decoder: DecoderOptions
     @OptionGroup var bench: BenchOptions
     @OptionGroup var runtime: RuntimeOptions
@@ -31,12 +33,13 @@ struct BenchGenerate: ParsableCommand {
     func run() throws {
         try runtime.apply()
         let depths = try parseInts(depth, option: "--depth")
-        let lm = try LanguageModel(gguf: model, registry: cliRegistry())
+        let lm = try LanguageModel(contentsOf: model, registry: cliRegistry())
+        let base = try baseline.map { try LanguageModel(contentsOf: $0, registry: cliRegistry()) }
         let threads = CondenseRuntime.threads
-        // Weights read per generated token: every projection and the head, in the format each runs in.
         let c = lm.config
+        // Weights read per generated token: every projection and the head, in the format each runs in.
         let weightBytes = Double(lm.weightBytesPerToken)
-        let readGBps = condense_probe_read_gbps(Int(min(weightBytes, 512e6)), Int32(threads), 3)
+        let readGBps = condense_probe_read_gbps(Int(min(max(weightBytes, Double(base?.weightBytesPerToken ?? 0)), 512e6)), Int32(threads), 3)
         var rng = SystemRandomNumberGenerator()
         let specials = Set(lm.tokenizer.specialTokens.values)
         func randomTokens(_ n: Int) -> [Int32] {
@@ -46,43 +49,58 @@ struct BenchGenerate: ParsableCommand {
                 return t
             }
         }
+        if let base {
+            guard base.tokenizer.tokens == lm.tokenizer.tokens else {
+                throw ValidationError("--baseline \(baseline!) has another vocabulary than \(model)")
+            }
+        }
+        let models: [(label: String, lm: LanguageModel)] = [("condense", lm)] + (base.map { [("baseline", $0)] } ?? [])
         var records: [[String: Any]] = []
         for d in depths {
-            guard d + max(prompt, gen) <= lm.config.contextLength else {
+            guard d + max(prompt, gen) <= models.map(\.lm.config.contextLength).min()! else {
                 throw ValidationError("depth \(d) + \(max(prompt, gen)) tokens exceed the model's context of \(lm.config.contextLength)")
             }
             let ctx = d + max(prompt, gen)
-            var pp: [Double] = [], tg: [Double] = []
+            var pp = [[Double]](repeating: [], count: models.count), tg = pp
             for _ in 0..<bench.reps {
-                let s = try lm.session(contextLength: ctx, kvCache: decoder.kvCache)
-                if d > 0 { _ = try s.forward(randomTokens(d)) }
-                let p = randomTokens(prompt)
-                let t0 = ContinuousClock.now
-                _ = try s.forward(p)
-                pp.append(Double(prompt) / seconds(ContinuousClock.now - t0))
-                let g = try lm.session(contextLength: ctx, kvCache: decoder.kvCache)
-                if d > 0 { _ = try g.forward(randomTokens(d)) }
-                var next = randomTokens(1)[0]
-                let t1 = ContinuousClock.now
-                for _ in 0..<gen {
-                    let logits = try g.forward([next])[0]
-                    next = Int32(logits.indices.max { logits[$0] < logits[$1] }!)
+                for (i, m) in models.enumerated() {
+                    let s = try m.lm.session(contextLength: ctx, kvCache: decoder.kvCache)
+                    if d > 0 { _ = try s.forward(randomTokens(d)) }
+                    let p = randomTokens(prompt)
+                    let t0 = ContinuousClock.now
+                    _ = try s.forward(p)
+                    pp[i].append(Double(prompt) / seconds(ContinuousClock.now - t0))
+                    let g = try m.lm.session(contextLength: ctx, kvCache: decoder.kvCache)
+                    if d > 0 { _ = try g.forward(randomTokens(d)) }
+                    var next = randomTokens(1)[0]
+                    let t1 = ContinuousClock.now
+                    for _ in 0..<gen {
+                        let logits = try g.forward([next])[0]
+                        next = Int32(logits.indices.max { logits[$0] < logits[$1] }!)
+                    }
+                    tg[i].append(Double(gen) / seconds(ContinuousClock.now - t1))
                 }
-                tg.append(Double(gen) / seconds(ContinuousClock.now - t1))
             }
-            pp.sort(); tg.sort()
-            let tgMed = tg[tg.count / 2]
-            records.append(["backend": "condense", "test": "pp\(prompt)", "depth": d, "tok_s": pp[pp.count / 2], "threads": threads])
-            // Bytes read per generated token: the weights, and the KV cache up to the token's
-            // position (on average the depth plus half the generated tokens).
-            let kvBytes = Double(c.layers * 2 * c.kvHeads * c.headDim * (decoder.kvCache == .f16 ? 2 : 4)) * (Double(d) + Double(gen) / 2)
-            records.append(["backend": "condense", "test": "tg\(gen)", "depth": d, "tok_s": tgMed, "threads": threads,
-                            "weight_gb_per_token": weightBytes / 1e9, "weight_gbps": weightBytes * tgMed / 1e9,
-                            "kv_gb_per_token": kvBytes / 1e9, "bytes_gbps": (weightBytes + kvBytes) * tgMed / 1e9, "read_gbps": readGBps,
-                            "kv_cache": decoder.kvCache.rawValue])
+            for (i, m) in models.enumerated() {
+                pp[i].sort(); tg[i].sort()
+                let tgMed = tg[i][tg[i].count / 2]
+                let wb = Double(m.lm.weightBytesPerToken)
+                records.append(["backend": m.label, "model": m.lm.name, "test": "pp\(prompt)", "depth": d, "tok_s": pp[i][pp[i].count / 2], "threads": threads])
+                // Bytes read per generated token: the weights, and the KV cache up to the token's
+                // position (on average the depth plus half the generated tokens).
+                let kvBytes = Double(c.layers * 2 * c.kvHeads * c.headDim * (decoder.kvCache == .f16 ? 2 : 4)) * (Double(d) + Double(gen) / 2)
+                records.append(["backend": m.label, "model": m.lm.name, "test": "tg\(gen)", "depth": d, "tok_s": tgMed, "threads": threads,
+                                "weight_gb_per_token": wb / 1e9, "weight_gbps": wb * tgMed / 1e9,
+                                "kv_gb_per_token": kvBytes / 1e9, "bytes_gbps": (wb + kvBytes) * tgMed / 1e9, "read_gbps": readGBps,
+                                "kv_cache": decoder.kvCache.rawValue])
+            }
         }
         if bench.peers {
-            records += llamaBench(depths: depths, threads: threads)
+            if DecoderFolder.isFolder(model) {
+                FileHandle.standardError.write(Data("note: llama-bench cannot read a compressed folder; peer skipped (use --baseline for the source GGUF)\n".utf8))
+            } else {
+                records += llamaBench(depths: depths, threads: threads)
+            }
         }
         if bench.json {
             print(try jsonString(records))
@@ -94,7 +112,11 @@ struct BenchGenerate: ParsableCommand {
             if let g = r["bytes_gbps"] as? Double, let bw = r["read_gbps"] as? Double {
                 line += "   \(fmt(g, 1)) GB/s of weights and KV cache, \(fmt(100 * g / bw, 0)) % of the \(fmt(bw, 1)) GB/s read probe"
             }
-            if r["backend"] as? String != "condense", let peer = r["tok_s"] as? Double,
+            if r["backend"] as? String == "baseline", let other = r["tok_s"] as? Double,
+               let ours = records.first(where: { $0["backend"] as? String == "condense" && $0["test"] as? String == r["test"] as? String
+                                                 && $0["depth"] as? Int == r["depth"] as? Int })?["tok_s"] as? Double {
+                line += "   \(lm.name) / \(r["model"] as? String ?? "baseline") = \(fmt(ours / other, 2))×"
+            } else if r["backend"] as? String != "condense", let peer = r["tok_s"] as? Double,
                let ours = records.first(where: { $0["backend"] as? String == "condense" && $0["test"] as? String == r["test"] as? String
                                                  && $0["depth"] as? Int == r["depth"] as? Int })?["tok_s"] as? Double {
                 line += "   Condense / llama.cpp = \(fmt(ours / peer, 2))×"

@@ -7,7 +7,7 @@ struct Chat: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Chat with a GGUF language model: one user turn per line on stdin, the reply streamed to stdout (template from the file).")
 
-    @Option(help: "The model: a GGUF file.")
+    @Option(help: "The model: a GGUF file, or a folder written by `compress --llm`.")
     var model: String
     @Option(help: "A system message (default: the template's own, if it has one).")
     var system: String?
@@ -22,11 +22,11 @@ struct Chat: ParsableCommand {
 
     func run() throws {
         try runtime.apply()
-        let file = try GGUFFile(contentsOf: model)
+        let file = try GGUFFile(contentsOf: DecoderFolder.metadataPath(model))
         let lm: LanguageModel
         let template: ChatTemplate
         do {
-            lm = try LanguageModel(file: file, registry: cliRegistry(), fallbackName: URL(fileURLWithPath: model).lastPathComponent)
+            lm = try LanguageModel(contentsOf: model, registry: cliRegistry())
             template = try ChatTemplate(gguf: file)
         } catch let e as CondenseError { throw e.inFile(model) }
         if template.family == .generic { FileHandle.standardError.write(Data("note: \(model) has no chat template; using a plain 'User:/Assistant:' format\n".utf8)) }

@@ -79,8 +79,18 @@ struct Compress: ParsableCommand {
     var pipeline: String?
     @Option(help: "Instead of an MLP: a BERT-family encoder folder (config.json, vocab.txt, model.safetensors), or 'minilm' for the installed all-MiniLM-L6-v2, compressed with --format.")
     var encoder: String?
-    @Option(help: "Encoder projection format: int8, int8-smooth, int4-g32, 2:4, 2:4-act, 2:4-int8, 2:4-act-int8, 2:4-recon[-ffn][-int8], 2:4-tuned[-ffn][-int8].")
-    var format = "int8-smooth"
+    @Option(help: "Instead of an MLP: a Llama-family GGUF model (llama, mistral, qwen2), compressed with --format into a folder that generate, chat, perplexity, bench generate and serve load with --model.")
+    var llm: String?
+    @Option(help: "Encoder projection format: int8, int8-smooth (default), int4-g32, 2:4, 2:4-act, 2:4-int8, 2:4-act-int8, 2:4-recon[-ffn][-int8], 2:4-tuned[-ffn][-int8]. --llm: int4, 2:4, 2:4-int8, 2:4-int4 (default).")
+    var format: String?
+    @Option(help: "--llm: the output head: keep, int4 or 2:4-int4 (default: int4 for the 4-bit formats, else keep).")
+    var head: String?
+    @Option(help: "--llm: how 2:4 masks are chosen: sparsegpt (error compensation) or wanda.")
+    var method = "sparsegpt"
+    @Option(help: "--llm: calibration sequences (windows of --calibration text, else text the model generates).")
+    var calibrationSequences = 32
+    @Option(help: "--llm: tokens per calibration sequence.")
+    var sequenceLength = 128
     @Option(name: .shortAndLong, help: "Where to write the compressed model (a file for an MLP, a folder for an encoder).")
     var output: String
     @Option(help: "Training epochs' batch size.")
@@ -89,6 +99,9 @@ struct Compress: ParsableCommand {
     var learningRate: Float = 1e-3
 
     func validate() throws {
+        guard calibrationSequences >= 1, sequenceLength >= 8 else {
+            throw ValidationError("--calibration-sequences must be >= 1 and --sequence-length >= 8, got \(calibrationSequences), \(sequenceLength)")
+        }
         guard batchSize >= 1 else { throw ValidationError("--batch-size must be >= 1, got \(batchSize)") }
         guard learningRate.isFinite, learningRate > 0 else { throw ValidationError("--learning-rate must be finite and > 0, got \(learningRate)") }
     }
@@ -98,6 +111,7 @@ struct Compress: ParsableCommand {
 
     func run() throws {
         try runtime.apply()
+        if let llm { return try compressLLM(llm) }
         if let encoder { return try compressEncoderFolder(encoder) }
         guard let model, let pipeline else { throw ValidationError("give --model and --pipeline (an MLP), or --encoder and --format") }
         let stages = try parsePipeline(pipeline)
@@ -123,6 +137,60 @@ struct Compress: ParsableCommand {
 }
 
 extension Compress {
+    /// The LLM path: compress every projection of a GGUF decoder, write a model folder, and
+    /// report what each projection became.
+    func compressLLM(_ path: String) throws {
+        let formatName = format ?? "2:4-int4"
+        guard let f = LLMCompression.Format(rawValue: formatName) else {
+            throw ValidationError("--format for --llm must be one of \(LLMCompression.Format.allCases.map(\.rawValue).joined(separator: ", ")), got '\(formatName)'")
+        }
+        let headFormat = try head.map { h -> LLMCompression.HeadFormat in
+            guard let v = LLMCompression.HeadFormat(rawValue: h) else {
+                throw ValidationError("--head must be one of \(LLMCompression.HeadFormat.allCases.map(\.rawValue).joined(separator: ", ")), got '\(h)'")
+            }
+            return v
+        }
+        guard let m = LLMCompression.Method(rawValue: method) else { throw ValidationError("--method must be sparsegpt or wanda, got '\(method)'") }
+        var o = LLMCompression.Options(format: f, head: headFormat)
+        o.method = m
+        o.recoveryEpochs = compression.recoveryEpochs ?? 0
+        o.learningRate = compression.recoveryLearningRate ?? 1e-4
+        guard o.recoveryEpochs >= 0 else { throw ValidationError("--recovery-epochs must be >= 0, got \(o.recoveryEpochs)") }
+        guard o.learningRate.isFinite, o.learningRate > 0 else { throw ValidationError("--recovery-learning-rate must be > 0, got \(o.learningRate)") }
+        try FileOutput.checkFolder(output, inputs: [path] + [compression.calibration].compactMap { $0 }, option: "-o")
+        let gguf = try GGUFFile(contentsOf: path)
+        let lm = try LanguageModel(file: gguf, registry: cliRegistry(), fallbackName: URL(fileURLWithPath: path).lastPathComponent)
+        let started = Date()
+        let calib: [[Int32]]
+        if let file = compression.calibration {
+            let text = try FileInput.text(file)
+            calib = LLMCompression.sequences(from: text, tokenizer: lm.tokenizer, length: sequenceLength, sequences: calibrationSequences)
+            guard !calib.isEmpty else {
+                throw ValidationError("--calibration \(file): fewer than \(sequenceLength) tokens of text")
+            }
+            print("calibration: \(calib.count) × \(sequenceLength) tokens of \(file)")
+        } else {
+            calib = try LLMCompression.selfGenerated(lm, sequences: calibrationSequences, length: sequenceLength)
+            print("calibration: \(calib.count) × \(sequenceLength) tokens generated by the model (\(String(format: "%.1f", Date().timeIntervalSince(started))) s)")
+        }
+        let r = try LLMCompression.compress(gguf, calibration: calib, options: o) { print($0) }
+        var report = r.report
+        report["format"] = f.rawValue
+        report["head"] = o.head.rawValue
+        report["method"] = m.rawValue
+        report["recovery_epochs"] = o.recoveryEpochs
+        report["source"] = URL(fileURLWithPath: path).lastPathComponent
+        report["calibration"] = compression.calibration.map { "\(calib.count) × \(sequenceLength) tokens of \(URL(fileURLWithPath: $0).lastPathComponent)" }
+            ?? "\(calib.count) × \(sequenceLength) tokens generated by the model"
+        try DecoderFolder.write(to: output, metadata: gguf, tensors: r.parts, report: report)
+        let other = r.projections.filter { $0.reason != nil }
+        for p in other { print("  \(p.name) stayed \(p.format): \(p.reason!)") }
+        let back = try LanguageModel(contentsOf: output, registry: cliRegistry())
+        print("wrote \(output): \(back.weightBytesPerToken / 1024) KiB of weights read per token (the source: \(lm.weightBytesPerToken / 1024) KiB), "
+              + "\(r.projections.count - other.count) of \(r.projections.count) projections in \(f.rawValue)\(o.head == .keep ? "" : ", head \(o.head.rawValue)"); "
+              + String(format: "%.1f s", Date().timeIntervalSince(started)))
+    }
+
     /// The encoder path: compress every projection, write a self-contained folder, and report
     /// size and the cosine to the f32 encoder on the bundled evaluation sentences.
     func compressEncoderFolder(_ dir: String) throws {
@@ -134,6 +202,7 @@ extension Compress {
         try FileOutput.checkFolder(output, inputs: [folder] + modelFiles(folder) + [compression.calibration].compactMap { $0 }, option: "-o")
         let base = try SentenceEncoder(directory: folder)
         let started = Date()
+        let format = self.format ?? "int8-smooth"
         let compressed = try compression.compress(base, format: format)
         let seconds = Date().timeIntervalSince(started)
         let bytes = try compressed.save(to: output)

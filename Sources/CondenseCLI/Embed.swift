@@ -95,10 +95,10 @@ func compressEncoder(_ m: SentenceEncoder, format: String, calibration: [String]
 struct EncoderCompressionOptions: ParsableArguments {
     @Option(help: "Calibration text for int8-smooth, 2:4-act, 2:4-recon and 2:4-tuned (one sentence per line; default: the bundled set).")
     var calibration: String?
-    @Option(help: "2:4-tuned: training passes per block.")
-    var recoveryEpochs = 12
-    @Option(help: "2:4-tuned: Adam's learning rate.")
-    var recoveryLearningRate: Float = 3e-4
+    @Option(help: "2:4-tuned, and --llm: training passes per block (default 12 for an encoder, 0 for --llm).")
+    var recoveryEpochs: Int?
+    @Option(help: "2:4-tuned, and --llm: Adam's learning rate (default 3e-4 for an encoder, 1e-4 for --llm).")
+    var recoveryLearningRate: Float?
     @Option(help: "2:4-tuned: variants of the calibration sentences added as training data.")
     var recoveryVariants = 1600
     @Option(help: "2:4-tuned (all projections): passes training each whole layer, attention included, after its blocks.")
@@ -117,7 +117,7 @@ struct EncoderCompressionOptions: ParsableArguments {
 
 
     func recovery() throws -> EncoderRecovery {
-        var r = try EncoderRecovery(epochs: recoveryEpochs, learningRate: recoveryLearningRate, variants: recoveryVariants,
+        var r = try EncoderRecovery(epochs: recoveryEpochs ?? 12, learningRate: recoveryLearningRate ?? 3e-4, variants: recoveryVariants,
                                     layerEpochs: recoveryLayerEpochs)
         guard recoveryStackEpochs >= 0 else { throw ValidationError("--recovery-stack-epochs must be >= 0, got \(recoveryStackEpochs)") }
         r.stackEpochs = recoveryStackEpochs

@@ -8,7 +8,7 @@ struct Generate: ParsableCommand {
         abstract: "Continue a prompt with a GGUF language model (llama, mistral, qwen2), streaming the continuation to stdout.",
         discussion: "The prompt is tokenized as given, control tokens included, no chat template. Sampling defaults are llama.cpp's; --temperature 0 is greedy.")
 
-    @Option(help: "The model: a GGUF file.")
+    @Option(help: "The model: a GGUF file, or a folder written by `compress --llm`.")
     var model: String
     @Option(help: "The text to continue.")
     var prompt: String
@@ -54,7 +54,7 @@ struct Generate: ParsableCommand {
 
     func run() throws {
         try runtime.apply()
-        let lm = try LanguageModel(gguf: model, registry: cliRegistry())
+        let lm = try LanguageModel(contentsOf: model, registry: cliRegistry())
         let session = try lm.session(contextLength: ctx.map { min($0, lm.config.contextLength) }, kvCache: decoder.kvCache)
         let out = FileHandle.standardOutput
         let r = try session.generate(prompt, options) { piece in

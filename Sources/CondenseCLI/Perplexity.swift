@@ -8,7 +8,7 @@ struct PerplexityCommand: ParsableCommand {
         commandName: "perplexity",
         abstract: "Perplexity of a GGUF language model on a text file, by llama-perplexity's method (windows of --ctx tokens, the second half of each scored).")
 
-    @Option(help: "The model: a GGUF file.")
+    @Option(help: "The model: a GGUF file, or a folder written by `compress --llm`.")
     var model: String
     @Option(help: "The text (UTF-8).")
     var input: String
@@ -28,7 +28,7 @@ struct PerplexityCommand: ParsableCommand {
     func run() throws {
         try runtime.apply()
         let text = try FileInput.text(input)
-        let lm = try LanguageModel(gguf: model, registry: cliRegistry())
+        let lm = try LanguageModel(contentsOf: model, registry: cliRegistry())
         let started = Date()
         let r = try Perplexity.measure(lm, text: text, context: ctx, kvCache: decoder.kvCache) { done, total, ppl in
             if !json { FileHandle.standardError.write(Data(String(format: "[%d/%d] %.4f\n", done, total, ppl).utf8)) }

@@ -12,7 +12,7 @@ struct Serve: AsyncParsableCommand {
 
     @Option(help: "A sentence-encoder folder (config.json, vocab.txt, model.safetensors), e.g. all-MiniLM-L6-v2.")
     var embeddingModel: String?
-    @Option(help: "A GGUF language model for chat and completions.")
+    @Option(help: "A GGUF language model (or a folder written by `compress --llm`) for chat and completions.")
     var chatModel: String?
     @Option(help: "The id of the embedding model in requests and /v1/models (default: its folder's name, or the parent's for a folder named 'model').")
     var embeddingModelName: String?
@@ -65,9 +65,9 @@ struct Serve: AsyncParsableCommand {
             models.embedding = (embeddingModelName ?? folder, session)
         }
         if let path = chatModel {
-            let file = try GGUFFile(contentsOf: path)
+            let file = try GGUFFile(contentsOf: DecoderFolder.metadataPath(path))
             do {
-                let lm = try LanguageModel(file: file, registry: cliRegistry(), fallbackName: URL(fileURLWithPath: path).lastPathComponent)
+                let lm = try LanguageModel(contentsOf: path, registry: cliRegistry())
                 models.chat = (chatModelName ?? lm.name, lm, try ChatTemplate(gguf: file))
             } catch let e as CondenseError { throw e.inFile(path) }
         }

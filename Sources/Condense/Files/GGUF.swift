@@ -145,6 +145,12 @@ public struct GGUFFile: Sendable {
         public var elementCount: Int { dims.reduce(1, *) }
         /// Rows: the product of every dimension after the first.
         public var rows: Int { dims.dropFirst().reduce(1, *) }
+
+        /// A tensor held elsewhere (e.g. ggml blocks kept in a safetensors file); the caller
+        /// checks that `data` holds the bytes `dims` and `type` need.
+        public init(name: String, dims: [Int], type: TensorType, offset: Int = 0, data: Data) {
+            (self.name, self.dims, self.type, self.offset, self.data) = (name, dims, type, offset, data)
+        }
     }
 
     /// Largest count of metadata entries, tensors or array elements accepted before the bytes

@@ -123,13 +123,11 @@ public final class LanguageModel: Sendable {
     /// their blocks (``GGUFBlockLinear``: read at their stored size, activations quantized per
     /// block as llama.cpp does); the others, or all with `keepBlocks: false`, are dequantized
     /// exactly to f32 and placed through the registry.
-    public init(file f: GGUFFile, registry: BackendRegistry = .standard(), fallbackName: String = "model", keepBlocks: Bool = true) throws {
+    public convenience init(file f: GGUFFile, registry: BackendRegistry = .standard(), fallbackName: String = "model", keepBlocks: Bool = true) throws {
         let c = try DecoderConfig(gguf: f)
-        config = c
         let level = registry.helperISA
-        isa = level
-        tokenizer = try ByteLevelBPETokenizer(gguf: f)
-        name = f.metadata["general.name"]?.string ?? fallbackName
+        let tokenizer = try ByteLevelBPETokenizer(gguf: f)
+        let name = f.metadata["general.name"]?.string ?? fallbackName
         let (d, kvd) = (c.hidden, c.kvHeads * c.headDim)
         func tensor(_ n: String, _ dims: [Int]) throws -> [Float] {
             let t = try f.tensor(n)
@@ -140,18 +138,8 @@ public final class LanguageModel: Sendable {
         guard embd.dims.count == 2, embd.dims[0] == d else {
             throw CondenseError.invalidTensor(name: "token_embd.weight", reason: "shape \(embd.dims), expected [\(d), vocab]")
         }
-        vocabSize = embd.dims[1]
-        guard vocabSize >= tokenizer.tokens.count else {
-            throw CondenseError.invalidModel("token_embd.weight has \(vocabSize) rows for a vocabulary of \(tokenizer.tokens.count)")
-        }
-        // Row lookups dequantize whole blocks of one row: a known type, rows of whole blocks.
-        guard GGUFDequantize.supported.contains(embd.type) else {
-            throw CondenseError.invalidTensor(name: "token_embd.weight", reason: "\(embd.type) tensors are not supported")
-        }
-        guard d % embd.type.blockSize == 0 else {
-            throw CondenseError.invalidTensor(name: "token_embd.weight", reason: "rows of \(d) are not whole \(embd.type) blocks")
-        }
-        tokenEmbedding = embd
+        let vocabSize = embd.dims[1]
+        try Self.checkEmbedding(embd, hidden: d, tokenizer: tokenizer)
         var places: [(String, String)] = []
         var perToken = 0
         // One projection from the tensors `ts` (same input), their rows stacked: on the blocks
@@ -210,16 +198,45 @@ public final class LanguageModel: Sendable {
         if let extra = f.tensors.first(where: { $0.name.hasPrefix("blk.\(c.layers).") }) {
             throw CondenseError.invalidModel("tensor '\(extra.name)' belongs to a layer beyond block_count \(c.layers)")
         }
-        layers = ls
-        outputNorm = try tensor("output_norm.weight", [d])
+        let outputNorm = try tensor("output_norm.weight", [d])
         // The output head is tied to the embedding when `output.weight` is absent.
+        let head: any PreparedLinear
         if f.tensors.contains(where: { $0.name == "output.weight" }) {
             head = try linear(["output"], outs: [vocabSize], inp: d)
         } else {
             head = try place("output (tied to token_embd)", [embd], bias: nil)
         }
-        placements = places
-        weightBytesPerToken = perToken
+        self.init(config: c, tokenizer: tokenizer, isa: level, name: name, tokenEmbedding: embd, layers: ls, outputNorm: outputNorm,
+                  head: head, vocabSize: vocabSize, placements: places, weightBytesPerToken: perToken)
+    }
+
+    init(config: DecoderConfig, tokenizer: ByteLevelBPETokenizer, isa: ISA, name: String, tokenEmbedding: GGUFFile.Tensor,
+         layers: [Layer], outputNorm: [Float], head: any PreparedLinear, vocabSize: Int,
+         placements: [(name: String, placement: String)], weightBytesPerToken: Int) {
+        (self.config, self.tokenizer, self.isa, self.name, self.tokenEmbedding) = (config, tokenizer, isa, name, tokenEmbedding)
+        (self.layers, self.outputNorm, self.head, self.vocabSize) = (layers, outputNorm, head, vocabSize)
+        (self.placements, self.weightBytesPerToken) = (placements, weightBytesPerToken)
+    }
+
+    /// The token embedding is looked up one row at a time, each dequantized whole: a known
+    /// type, rows of whole blocks, one row per token of the vocabulary (or more).
+    static func checkEmbedding(_ embd: GGUFFile.Tensor, hidden d: Int, tokenizer: ByteLevelBPETokenizer) throws {
+        guard embd.dims.count == 2, embd.dims[0] == d else {
+            throw CondenseError.invalidTensor(name: "token_embd.weight", reason: "shape \(embd.dims), expected [\(d), vocab]")
+        }
+        guard embd.dims[1] >= tokenizer.tokens.count else {
+            throw CondenseError.invalidModel("token_embd.weight has \(embd.dims[1]) rows for a vocabulary of \(tokenizer.tokens.count)")
+        }
+        guard GGUFDequantize.supported.contains(embd.type) else {
+            throw CondenseError.invalidTensor(name: "token_embd.weight", reason: "\(embd.type) tensors are not supported")
+        }
+        guard d % embd.type.blockSize == 0 else {
+            throw CondenseError.invalidTensor(name: "token_embd.weight", reason: "rows of \(d) are not whole \(embd.type) blocks")
+        }
+        let need = try CheckedSize.product(embd.dims[1], d / embd.type.blockSize, embd.type.blockBytes, of: "token_embd.weight")
+        guard embd.data.count == need else {
+            throw CondenseError.invalidTensor(name: "token_embd.weight", reason: "\(embd.data.count) bytes, \(need) needed")
+        }
     }
 
     /// Writes the embedding of token `id` (in range) to `out` (hidden floats).

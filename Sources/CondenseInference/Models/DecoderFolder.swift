@@ -1,0 +1,259 @@
+import CCondenseKernels
+import Condense
+import Foundation
+
+/// A compressed decoder as a folder, what `condense compress --llm` writes and every command
+/// that takes `--model` reads:
+///
+/// - `metadata.gguf`: the source model's metadata (architecture, sizes, tokenizer, chat
+///   template), no tensors; read by the same code as a GGUF model.
+/// - `model.safetensors`: the norms (F32, ggml's names), the token embedding and every
+///   projection under its ggml name (`blk.0.attn_q.weight`, …, `output.weight` unless the head
+///   is tied), each with metadata `<name>.format` and `<name>.shape` ("N,K"):
+///   `ggml:<type>` (ggml blocks, U8 `[N, bytes per row]`), `2:4-int4` (``Sparse24Int4Weights``
+///   blocks, U8 `[N, K/64·26]`), or a ``LinearLayer`` format (`2:4`, `2:4-int8`, `dense`: the
+///   parts of ``SafeTensors/add(_:prefix:)`` under `<name>.`).
+/// - `config.json`: what was done, for people (format, calibration, each projection's format
+///   and why it has it); not read back.
+///
+/// ```swift
+/// try DecoderFolder.write(to: "smol-24", metadata: gguf, tensors: parts, report: ["format": "2:4-int4"])
+/// let lm = try LanguageModel(contentsOf: "smol-24")
+/// ```
+public enum DecoderFolder {
+    public static let metadataFile = "metadata.gguf"
+    public static let weightsFile = "model.safetensors"
+    public static let reportFile = "config.json"
+
+    /// One stored tensor.
+    public enum Part: Sendable {
+        /// ggml blocks (or F32/F16) as in a GGUF file: `rows` rows of `columns`.
+        case ggml(GGUFFile.TensorType, rows: Int, columns: Int, Data)
+        case sparse24Int4(Sparse24Int4Weights)
+        case linear(LinearLayer)
+        /// A norm or bias.
+        case vector([Float])
+    }
+
+    /// The file with the model's metadata (tokenizer, chat template): `metadata.gguf` in a
+    /// folder, else the GGUF file itself.
+    public static func metadataPath(_ path: String) -> String {
+        isFolder(path) ? URL(fileURLWithPath: path).appendingPathComponent(metadataFile).path : path
+    }
+
+    /// Whether `path` is a folder (a compressed model) rather than a GGUF file.
+    public static func isFolder(_ path: String) -> Bool {
+        var dir: ObjCBool = false
+        return FileManager.default.fileExists(atPath: path, isDirectory: &dir) && dir.boolValue
+    }
+
+    /// Writes the folder (created if needed): the metadata of `source` (tensors left out) plus
+    /// `condense.compression`, the parts, and `report` as JSON.
+    /// - Throws: ``CondenseError`` naming the file that could not be written.
+    public static func write(to dir: String, metadata source: GGUFFile, tensors parts: [(name: String, part: Part)],
+                             report: [String: Any]) throws {
+        try FileOutput.createFolder(dir)
+        var meta = GGUFWriter()
+        for key in source.keys where key != "general.alignment" { meta.add(key, source.metadata[key]!) }
+        meta.add("condense.compression", .string((report["format"] as? String) ?? "compressed"))
+        var st = SafeTensors()
+        for (name, part) in parts {
+            switch part {
+            case let .ggml(type, rows, columns, data):
+                try st.add(name, dtype: .u8, shape: [rows, data.count / max(rows, 1)], bytes: data)
+                st.metadata[name + ".format"] = "ggml:\(type)"
+                st.metadata[name + ".shape"] = "\(rows),\(columns)"
+            case let .sparse24Int4(w):
+                try st.add(name, shape: [w.rows, w.blocks.count / w.rows], uint8: w.blocks)
+                st.metadata[name + ".format"] = "2:4-int4"
+                st.metadata[name + ".shape"] = "\(w.rows),\(w.columns)"
+            case let .linear(l):
+                try st.add(l, prefix: name + ".")
+            case let .vector(v):
+                try st.add(name, shape: [v.count], floats: v)
+            }
+        }
+        let path = { (f: String) in URL(fileURLWithPath: dir).appendingPathComponent(f).path }
+        try meta.write(to: path(metadataFile))
+        _ = try st.write(to: path(weightsFile))
+        let json = try JSONSerialization.data(withJSONObject: report, options: [.prettyPrinted, .sortedKeys])
+        try FileOutput.write(json + Data("\n".utf8), to: path(reportFile))
+    }
+
+    /// Reads a stored projection, checked against the shape the model expects.
+    static func part(_ st: SafeTensors, _ name: String, rows: Int, columns: Int) throws -> Part {
+        guard let format = st.metadata[name + ".format"] else {
+            throw CondenseError.invalidTensor(name: name, reason: "metadata '\(name).format' is missing")
+        }
+        let shape = st.metadata[name + ".shape"] ?? ""
+        guard shape == "\(rows),\(columns)" else {
+            throw CondenseError.invalidTensor(name: name, reason: "shape '\(shape)', expected \(rows),\(columns)")
+        }
+        if format.hasPrefix("ggml:") {
+            let typeName = format.dropFirst(5)
+            guard let type = GGUFFile.TensorType.allCases.first(where: { "\($0)" == typeName }), GGUFDequantize.supported.contains(type) else {
+                throw CondenseError.invalidTensor(name: name, reason: "format '\(format)' is not a ggml type this runtime reads")
+            }
+            guard columns % type.blockSize == 0 else {
+                throw CondenseError.invalidTensor(name: name, reason: "rows of \(columns) are not whole \(type) blocks")
+            }
+            let t = try st.tensor(name)
+            let need = try CheckedSize.product(rows, columns / type.blockSize, type.blockBytes, of: name)
+            guard t.dtype == .u8, t.data.count == need else {
+                throw CondenseError.invalidTensor(name: name, reason: "\(t.dtype) with \(t.data.count) bytes, \(type) needs \(need) U8")
+            }
+            return .ggml(type, rows: rows, columns: columns, t.data)
+        }
+        if format == "2:4-int4" {
+            let t = try st.tensor(name)
+            guard t.dtype == .u8 else { throw CondenseError.invalidTensor(name: name, reason: "dtype \(t.dtype), expected U8") }
+            do {
+                return .sparse24Int4(try Sparse24Int4Weights(rows: rows, columns: columns, blocks: [UInt8](t.data)))
+            } catch let CondenseError.invalidArgument(why) {
+                throw CondenseError.invalidTensor(name: name, reason: why)
+            }
+        }
+        let l = try st.linearLayer(prefix: name + ".")
+        guard l.outFeatures == rows, l.inFeatures == columns else {
+            throw CondenseError.invalidTensor(name: name, reason: "\(l.outFeatures)×\(l.inFeatures), expected \(rows)×\(columns)")
+        }
+        return .linear(l)
+    }
+}
+
+extension LanguageModel {
+    /// A model from a GGUF file or a folder written by `condense compress --llm`
+    /// (``DecoderFolder``).
+    ///
+    /// ```swift
+    /// let lm = try LanguageModel(contentsOf: "smol-24")     // or "SmolLM2-135M-Instruct.Q4_1.gguf"
+    /// ```
+    /// - Throws: ``CondenseError`` naming the file and the tensor or key.
+    public convenience init(contentsOf path: String, registry: BackendRegistry = .standard()) throws {
+        if DecoderFolder.isFolder(path) { try self.init(folder: path, registry: registry) } else { try self.init(gguf: path, registry: registry) }
+    }
+
+    /// A model from a ``DecoderFolder``.
+    public convenience init(folder dir: String, registry: BackendRegistry = .standard()) throws {
+        let path = { (f: String) in URL(fileURLWithPath: dir).appendingPathComponent(f).path }
+        let meta = try GGUFFile(contentsOf: path(DecoderFolder.metadataFile))
+        let weightsPath = path(DecoderFolder.weightsFile)
+        let st = try SafeTensors(contentsOf: weightsPath)
+        do {
+            try self.init(metadata: meta, weights: st, registry: registry, fallbackName: URL(fileURLWithPath: dir).lastPathComponent)
+        } catch let e as CondenseError {
+            throw e.inFile(weightsPath)
+        }
+    }
+
+    convenience init(metadata f: GGUFFile, weights st: SafeTensors, registry: BackendRegistry, fallbackName: String) throws {
+        let c = try DecoderConfig(gguf: f)
+        let level = registry.helperISA
+        let tokenizer = try ByteLevelBPETokenizer(gguf: f)
+        let name = f.metadata["general.name"]?.string ?? fallbackName
+        let (d, kvd) = (c.hidden, c.kvHeads * c.headDim)
+        func vector(_ n: String, _ count: Int) throws -> [Float] { try st.floats(n, shape: [count]) }
+        guard let ew = st.metadata["token_embd.weight.shape"]?.split(separator: ",").first.flatMap({ Int($0) }), ew >= 1 else {
+            throw CondenseError.invalidTensor(name: "token_embd.weight", reason: "metadata 'token_embd.weight.shape' is missing or not N,K")
+        }
+        guard case let .ggml(etype, _, _, edata) = try DecoderFolder.part(st, "token_embd.weight", rows: ew, columns: d) else {
+            throw CondenseError.invalidTensor(name: "token_embd.weight", reason: "the token embedding must be stored as ggml blocks")
+        }
+        let embd = GGUFFile.Tensor(name: "token_embd.weight", dims: [d, ew], type: etype, data: edata)
+        try Self.checkEmbedding(embd, hidden: d, tokenizer: tokenizer)
+        var places: [(String, String)] = []
+        var perToken = 0
+        func prepare(_ label: String, _ p: DecoderFolder.Part, bias: [Float]?) throws -> any PreparedLinear {
+            switch p {
+            case let .ggml(type, rows, columns, data):
+                let t = GGUFFile.Tensor(name: label, dims: [columns, rows], type: type, data: data)
+                perToken += data.count
+                if GGUFBlockLinear.supported.contains(type) {
+                    let b = try GGUFBlockLinear(t, bias: bias, isa: level)
+                    places.append((label, "\(type) blocks → native/\(b.kernelName)"))
+                    return b
+                }
+                var w = [Float](repeating: 0, count: try CheckedSize.product(rows, columns, of: label))
+                let status = data.withUnsafeBytes { src in w.withUnsafeMutableBufferPointer { dequantizeRows(type.rawValue, src, $0) } }
+                guard status else { throw CondenseError.invalidTensor(name: label, reason: "\(type) cannot be dequantized") }
+                let placed = try registry.prepare(LinearLayer(weights: .dense(Matrix(rows: rows, columns: columns, elements: w)), bias: bias))
+                places.append((label, "\(type) as f32: \(placed.placement)"))
+                return placed
+            case let .sparse24Int4(w):
+                let b = try GGUFBlockLinear(w, bias: bias, isa: level)
+                places.append((label, "2:4-int4 blocks → native/\(b.kernelName)"))
+                perToken += w.blocks.count
+                return b
+            case let .linear(l):
+                let layer = try LinearLayer(weights: l.weights, bias: bias ?? l.bias)
+                let placed = try registry.prepare(layer, policy: .priority)
+                places.append((label, "\(l.format): \(placed.placement)"))
+                perToken += l.weights.byteCount
+                return placed
+            case .vector:
+                throw CondenseError.invalidTensor(name: label, reason: "a vector where a matrix belongs")
+            }
+        }
+        // Parts with one input, their rows stacked: one kernel call when they are all 2:4-int4,
+        // or all of one ggml block type; else side by side.
+        func projection(_ names: [String], outs: [Int], inp: Int) throws -> any PreparedLinear {
+            let parts = try zip(names, outs).map { try DecoderFolder.part(st, $0 + ".weight", rows: $1, columns: inp) }
+            var bias: [Float]?
+            if c.qkvBias, names[0].hasSuffix("attn_q") { bias = try zip(names, outs).flatMap { try vector($0 + ".bias", $1) } }
+            let label = names.joined(separator: "+")
+            let s24 = parts.compactMap { if case let .sparse24Int4(w) = $0 { return w } else { return nil } }
+            if s24.count == parts.count {
+                let b = try GGUFBlockLinear(stacking: s24, bias: bias, isa: level)
+                places.append((label, "2:4-int4 blocks → native/\(b.kernelName)"))
+                perToken += s24.reduce(0) { $0 + $1.blocks.count }
+                return b
+            }
+            let blocks = parts.compactMap { p -> GGUFFile.Tensor? in
+                if case let .ggml(type, rows, columns, data) = p, GGUFBlockLinear.supported.contains(type) {
+                    return GGUFFile.Tensor(name: label, dims: [columns, rows], type: type, data: data)
+                }
+                return nil
+            }
+            if blocks.count == parts.count, Set(blocks.map(\.type)).count == 1, blocks.dropLast().allSatisfy({ $0.dims[1] % 16 == 0 }) {
+                let b = try GGUFBlockLinear(stacking: blocks, bias: bias, isa: level)
+                places.append((label, "\(blocks[0].type) blocks → native/\(b.kernelName)"))
+                perToken += blocks.reduce(0) { $0 + $1.data.count }
+                return b
+            }
+            if parts.count == 1 { return try prepare(label, parts[0], bias: bias) }
+            var start = 0
+            return SideBySide(parts: try zip(zip(names, outs), parts).map { no, p in
+                defer { start += no.1 }
+                return try prepare(no.0, p, bias: bias.map { Array($0[start..<(start + no.1)]) })
+            })
+        }
+        var ls: [Layer] = []
+        for l in 0..<c.layers {
+            let p = "blk.\(l)."
+            ls.append(Layer(attnNorm: try vector(p + "attn_norm.weight", d), ffnNorm: try vector(p + "ffn_norm.weight", d),
+                            qkv: try projection([p + "attn_q", p + "attn_k", p + "attn_v"], outs: [d, kvd, kvd], inp: d),
+                            o: try projection([p + "attn_output"], outs: [d], inp: d),
+                            gateUp: try projection([p + "ffn_gate", p + "ffn_up"], outs: [c.feedForward, c.feedForward], inp: d),
+                            down: try projection([p + "ffn_down"], outs: [d], inp: c.feedForward)))
+        }
+        if let extra = st.names.first(where: { $0.hasPrefix("blk.\(c.layers).") }) {
+            throw CondenseError.invalidModel("tensor '\(extra)' belongs to a layer beyond block_count \(c.layers)")
+        }
+        let outputNorm = try vector("output_norm.weight", d)
+        let head: any PreparedLinear
+        if st.tensors["output.weight"] != nil || st.metadata["output.weight.format"] != nil {
+            head = try projection(["output"], outs: [ew], inp: d)
+        } else {
+            head = try prepare("output (tied to token_embd)", .ggml(etype, rows: ew, columns: d, edata), bias: nil)
+        }
+        self.init(config: c, tokenizer: tokenizer, isa: level, name: name, tokenEmbedding: embd, layers: ls, outputNorm: outputNorm,
+                  head: head, vocabSize: ew, placements: places, weightBytesPerToken: perToken)
+    }
+}
+
+/// Dequantizes whole rows into `out` (its count is the element count); false for a type the
+/// kernels do not read or bytes that do not fit.
+func dequantizeRows(_ type: UInt32, _ src: UnsafeRawBufferPointer, _ out: UnsafeMutableBufferPointer<Float>) -> Bool {
+    guard let base = src.baseAddress, let o = out.baseAddress else { return out.isEmpty }
+    return condense_gguf_dequantize(type, base, out.count, o) == 0
+}

@@ -517,8 +517,9 @@ CONDENSE_INLINE CONDENSE_TARGET_S24Q4 void s24_rows_avx512(const int MR, const u
         for (int off = 0; off < S24_GB; off += 64) _mm_prefetch((const char *)(blk + S24_PREFETCH * S24_GB + off), _MM_HINT_T0);
         const __m512 sc = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(blk + 384)));
         for (int h = 0; h < 2; h++) {
-            __m512i s[GGUF_MR];
-            for (int ii = 0; ii < MR; ii++) s[ii] = _mm512_setzero_si512();
+            /* Two integer accumulators per row (even and odd steps): two vpdpbusd chains. */
+            __m512i s[GGUF_MR][2];
+            for (int ii = 0; ii < MR; ii++) s[ii][0] = s[ii][1] = _mm512_setzero_si512();
             for (int p = 4 * h; p < 4 * h + 4; p++) {
                 const __m256i v = _mm256_loadu_si256((const __m256i *)(blk + 32 * p));
                 const __m256i half[2] = {_mm256_and_si256(v, lo4), _mm256_and_si256(_mm256_srli_epi16(v, 4), lo4)};
@@ -528,13 +529,13 @@ CONDENSE_INLINE CONDENSE_TARGET_S24Q4 void s24_rows_avx512(const int MR, const u
                     const __m512i w = _mm512_mask_expand_epi8(eights, k, _mm512_castsi256_si512(half[e]));
                     for (int ii = 0; ii < MR; ii++) {
                         const int32_t *xd = (const int32_t *)(const void *)(x->q + (i0 + (size_t)ii) * x->k + 64 * b + 32 * (size_t)h);
-                        s[ii] = _mm512_dpbusd_epi32(s[ii], w, _mm512_set1_epi32(xd[st % 8]));
+                        s[ii][e] = _mm512_dpbusd_epi32(s[ii][e], w, _mm512_set1_epi32(xd[st % 8]));
                     }
                 }
             }
             for (int ii = 0; ii < MR; ii++) {
                 const size_t ib = (i0 + (size_t)ii) * x->nb + 2 * b + (size_t)h;
-                const __m512i t = _mm512_sub_epi32(s[ii], _mm512_set1_epi32(x->c[ib]));
+                const __m512i t = _mm512_sub_epi32(_mm512_add_epi32(s[ii][0], s[ii][1]), _mm512_set1_epi32(x->c[ib]));
                 acc[ii] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(t), _mm512_mul_ps(sc, _mm512_set1_ps(x->d[ib])), acc[ii]);
             }
         }

@@ -115,7 +115,7 @@ struct BenchGenerate: ParsableCommand {
             if r["backend"] as? String == "baseline", let other = r["tok_s"] as? Double,
                let ours = records.first(where: { $0["backend"] as? String == "condense" && $0["test"] as? String == r["test"] as? String
                                                  && $0["depth"] as? Int == r["depth"] as? Int })?["tok_s"] as? Double {
-                line += "   \(lm.name) / \(r["model"] as? String ?? "baseline") = \(fmt(ours / other, 2))×"
+                line += "   \(URL(fileURLWithPath: model).lastPathComponent) / \(URL(fileURLWithPath: baseline ?? "").lastPathComponent) = \(fmt(ours / other, 2))×"
             } else if r["backend"] as? String != "condense", let peer = r["tok_s"] as? Double,
                let ours = records.first(where: { $0["backend"] as? String == "condense" && $0["test"] as? String == r["test"] as? String
                                                  && $0["depth"] as? Int == r["depth"] as? Int })?["tok_s"] as? Double {

@@ -268,20 +268,37 @@ public enum DecoderBlockTuning {
         return g
     }
 
-    /// The mean squared error between the block's output for `input` and `target`.
-    public static func loss(_ b: Block, input: [Float], sequenceLength t: Int, target: [Float]) throws -> Double {
+    /// The mean squared error between the block's output for `input` and `target`, each channel
+    /// weighted by `channelWeights` when given.
+    public static func loss(_ b: Block, input: [Float], sequenceLength t: Int, target: [Float], channelWeights w: [Float]? = nil) throws -> Double {
         let y = try forward(b, x: input, sequenceLength: t).y
         guard y.count == target.count else { throw CondenseError.shapeMismatch("target of \(target.count) for \(y.count) outputs") }
+        let d = b.shape.hidden
         var s = 0.0
-        for i in y.indices { let e = Double(y[i] - target[i]); s += e * e }
+        for i in y.indices { let e = Double(y[i] - target[i]); s += e * e * Double(w?[i % d] ?? 1) }
         return s / Double(max(y.count, 1))
+    }
+
+    /// Channel weights that make every channel of `target` count alike: 1 / its mean square,
+    /// scaled to mean 1. A Llama residual stream carries a few channels hundreds of times larger
+    /// than the rest; a plain mean squared error would fit those and little else, while the next
+    /// block sees the stream through RMSNorm.
+    public static func balancedChannelWeights(_ target: [Float], hidden d: Int) -> [Float] {
+        let rows = target.count / d
+        var ms = [Double](repeating: 0, count: d)
+        for r in 0..<rows { for j in 0..<d { ms[j] += Double(target[r * d + j] * target[r * d + j]) } }
+        let floor = ms.reduce(0, +) / Double(d) * 1e-4
+        let inv = ms.map { 1 / max($0, floor) }
+        let mean = inv.reduce(0, +) / Double(d)
+        return inv.map { Float($0 / mean) }
     }
 
     /// Fits the block: mini-batches of `batchSequences` whole sequences, shuffled each epoch.
     /// Returns the loss over all of `input` before and after.
     /// - Throws: ``CondenseError/shapeMismatch(_:)`` when input and target are not whole sequences of the block's width.
     public static func fit(_ b: inout Block, input: [Float], sequenceLength t: Int, target: [Float], epochs: Int,
-                           batchSequences: Int = 4, optimizer: Optimizer = .adam(learningRate: 1e-4), seed: UInt64 = 1) throws
+                           batchSequences: Int = 4, optimizer: Optimizer = .adam(learningRate: 1e-4), channelWeights cw: [Float]? = nil,
+                           seed: UInt64 = 1) throws
         -> (before: Double, after: Double) {
         let d = b.shape.hidden, seqRows = t * d
         guard input.count == target.count, input.count % seqRows == 0, !input.isEmpty else {
@@ -289,7 +306,8 @@ public enum DecoderBlockTuning {
         }
         guard epochs >= 0, batchSequences >= 1 else { throw CondenseError.invalidArgument("epochs \(epochs), batch \(batchSequences)") }
         let seqs = input.count / seqRows
-        let before = try loss(b, input: input, sequenceLength: t, target: target)
+        if let cw, cw.count != d { throw CondenseError.shapeMismatch("\(cw.count) channel weights for width \(d)") }
+        let before = try loss(b, input: input, sequenceLength: t, target: target, channelWeights: cw)
         var state = OptimizerState(shapes: b.linears.flatMap { [$0.weight.count, $0.bias.count] } + [d, d])
         var rng = SplitMix64(seed: seed)
         var order = Array(0..<seqs)
@@ -304,7 +322,7 @@ public enum DecoderBlockTuning {
                 for sq in batch { x += input[(sq * seqRows)..<((sq + 1) * seqRows)]; tg += target[(sq * seqRows)..<((sq + 1) * seqRows)] }
                 let p = try forward(b, x: x, sequenceLength: t)
                 let sc = 2 / Float(p.y.count)
-                var gr = try backward(b, x: x, sequenceLength: t, pass: p, dy: (0..<p.y.count).map { sc * (p.y[$0] - tg[$0]) })
+                var gr = try backward(b, x: x, sequenceLength: t, pass: p, dy: (0..<p.y.count).map { sc * (p.y[$0] - tg[$0]) * (cw?[$0 % d] ?? 1) })
                 state.step += 1
                 func step(_ l: inout BlockTuning.Linear, _ i: Int, bias: Bool) {
                     if let mask = l.mask { for j in mask.indices where !mask[j] { gr.weights[i][j] = 0 } }
@@ -317,6 +335,6 @@ public enum DecoderBlockTuning {
                 state.apply(optimizer, params: &b.ffnNorm, grads: gr.ffnNorm, slot: 15, scale: 1)
             }
         }
-        return (before, try loss(b, input: input, sequenceLength: t, target: target))
+        return (before, try loss(b, input: input, sequenceLength: t, target: target, channelWeights: cw))
     }
 }

@@ -66,6 +66,11 @@ public enum LLMCompression {
         public var learningRate: Float = 1e-4
         public var batchSequences = 4
         public var damping = 0.01
+        /// Recovery weighs every channel of the residual stream alike
+        /// (``DecoderBlockTuning/balancedChannelWeights(_:hidden:)``) instead of by its size.
+        /// Off by default: on SmolLM2 2:4-int4 (4 epochs at 10⁻³) it gave perplexity 96.5 against
+        /// 89.7 with the plain error.
+        public var balancedLoss = false
 
         /// The head defaults to int4 for the 4-bit formats (generation reads it every token)
         /// and stays as stored otherwise.
@@ -229,8 +234,11 @@ public enum LLMCompression {
             let grid = o.format.grid
             if o.recoveryEpochs > 0 {
                 try pass(prune: true, quantize: false, fixedMasks: false)
-                let (b0, _) = try DecoderBlockTuning.fit(&block, input: xs, sequenceLength: t, target: target, epochs: o.recoveryEpochs,
-                                                          batchSequences: o.batchSequences, optimizer: .adam(learningRate: o.learningRate))
+                let cw = o.balancedLoss ? DecoderBlockTuning.balancedChannelWeights(target, hidden: d) : nil
+                let b0 = try DecoderBlockTuning.loss(block, input: xs, sequenceLength: t, target: target)
+                _ = try DecoderBlockTuning.fit(&block, input: xs, sequenceLength: t, target: target, epochs: o.recoveryEpochs,
+                                                          batchSequences: o.batchSequences, optimizer: .adam(learningRate: o.learningRate),
+                                                          channelWeights: cw)
                 if grid != nil { try pass(prune: false, quantize: true, fixedMasks: true) }
                 losses.append((b0, try DecoderBlockTuning.loss(block, input: xs, sequenceLength: t, target: target)))
             } else {

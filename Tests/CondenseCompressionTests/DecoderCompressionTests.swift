@@ -82,6 +82,12 @@ import Testing
                            - DecoderBlockTuning.loss(b, input: c, sequenceLength: t, target: ts)) / Double(2 * h)
             #expect(abs(numeric - Double(g.input![j])) <= 2e-5 + 0.02 * abs(numeric), "input \(j): \(numeric) vs \(g.input![j])")
         }
+        // Channel weights: the weighted loss's gradient is the backward of the weighted dy.
+        let cw = DecoderBlockTuning.balancedChannelWeights(ts, hidden: 8)
+        #expect(abs(cw.reduce(0, +) / 8 - 1) < 1e-5 && Set(cw).count > 1)
+        let gw = try DecoderBlockTuning.backward(b, x: xs, sequenceLength: t, pass: p, dy: (0..<p.y.count).map { sc * (p.y[$0] - ts[$0]) * cw[$0 % 8] })
+        func weighted(_ b: DecoderBlockTuning.Block) -> Double { try! DecoderBlockTuning.loss(b, input: xs, sequenceLength: t, target: ts, channelWeights: cw) }
+        for j in [0, 5] { _ = BlockTuningTests.expectGradient(b, gw.weights[6][j], "weighted down \(j)", loss: weighted) { $0.down.weight[j] += $1 } }
         var fitted = b
         let (before, after) = try DecoderBlockTuning.fit(&fitted, input: xs, sequenceLength: t, target: ts, epochs: 60, batchSequences: 1,
                                                          optimizer: .adam(learningRate: 1e-2))

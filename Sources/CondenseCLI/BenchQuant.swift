@@ -7,7 +7,7 @@ import Foundation
 struct BenchQuant: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "quant",
-        abstract: "int8, int4 and 2:4-int8 layers against f32 dense: int8 per-channel (u8 activations per row), int4 in groups on both native paths, 2:4-pruned int8. Peers (--peers): onnxruntime dynamic int8 and MatMulNBits, oneDNN u8×s8.")
+        abstract: "int8, int4, 2:4-int8 and 2:4-int4 layers against f32 dense: int8 per-channel (u8 activations per row), int4 in groups on both native paths, 2:4-pruned int8 and 2:4 with 4-bit values (3.25 bits per weight). Peers (--peers): onnxruntime dynamic int8 and MatMulNBits, oneDNN u8×s8.")
 
     @Option(name: .customLong("m"), help: "Batch sizes M, comma-separated.")
     var batches = "1,8,32,128,512"
@@ -53,15 +53,21 @@ struct BenchQuant: ParsableCommand {
                 ("2:4-int8", try LinearLayer(weights: .sparse24Int8(Sparse24Int8Weights(
                     quantizing: Sparse24Matrix(dense: Pruning.semiStructured(w).apply(to: w)))))),
             ]
+            // 2:4-int4 (magnitude 2:4, rounded per 64): its own kernel, outside the registry's formats.
+            let s24q4 = try Sparse24Int4Weights(quantizing: w)
             // `rotate` copies of each prepared layer, used in turn, defeat the L3 for GEMV timings.
-            let copies = try (0..<rotate).map { _ in try variants.map { try registry.prepare($0.1, policy: .forced("native")) } }
+            let copies: [[any PreparedLinear]] = try (0..<rotate).map { _ in
+                try variants.map { try registry.prepare($0.1, policy: .forced("native")) as any PreparedLinear } + [GGUFBlockLinear(s24q4)]
+            }
+            let byteCounts = variants.map { $0.1.weights.byteCount } + [s24q4.blocks.count]
+            let formats = variants.map(\.0) + ["2:4-int4"]
             let prepared = copies[0]
             for m in ms {
                 let x = try rng.matrix(m, k)
                 var y = try Matrix<Float>(rows: m, columns: n), yf = try Matrix<Float>(rows: m, columns: n)
                 let tf = try Timing.measure(samples: bench.reps, minSampleSeconds: bench.minSample) { try dense.apply(x, into: &yf) }
                 var seen = Set<String>()
-                for (vi, ((format, vlayer), p)) in zip(variants, prepared).enumerated() where seen.insert(p.kernelName).inserted {
+                for (vi, (format, p)) in zip(formats, prepared).enumerated() where seen.insert(p.kernelName).inserted {
                     var turn = 0
                     let tq = try Timing.measure(samples: bench.reps, minSampleSeconds: bench.minSample) {
                         try copies[turn % copies.count][vi].apply(x, into: &y)
@@ -76,13 +82,13 @@ struct BenchQuant: ParsableCommand {
                         "op": "gemm", "format": format, "m": m, "n": n, "k": k, "backend": "native", "kernel": p.kernelName,
                         "threads": threads, "median_s": tq.median, "min_s": tq.min, "max_s": tq.max, "gops": ops / tq.median * 1e-9,
                         "f32_median_s": tf.median, "speedup_vs_f32": tf.median / tq.median,
-                        "weight_bytes": vlayer.weights.byteCount, "f32_weight_bytes": n * k * 4, "rel_error": rel,
+                        "weight_bytes": byteCounts[vi], "f32_weight_bytes": n * k * 4, "rel_error": rel,
                         "rotate": copies.count,
                     ]
                     if m == 1 {
                         // Roofline: weight bytes per second against the read bandwidth of a buffer
                         // as large as all the copies cycled through, measured now.
-                        let bytes = vlayer.weights.byteCount
+                        let bytes = byteCounts[vi]
                         let bw = condense_probe_read_gbps(bytes * copies.count, Int32(threads), 5)
                         r["weight_gbps"] = Double(bytes) / tq.median * 1e-9
                         r["read_gbps"] = bw
@@ -94,7 +100,7 @@ struct BenchQuant: ParsableCommand {
                                pad(format, 10), pad(p.kernelName, 31),
                                pad(tq.median < 1e-3 ? "\(fmt(tq.median * 1e6)) µs" : "\(fmt(tq.median * 1e3, 2)) ms", 11, right: true),
                                pad(fmt(ops / tq.median * 1e-9, 0), 8, right: true), pad(fmt(tf.median / tq.median, 2), 7, right: true),
-                               pad("\(vlayer.weights.byteCount)", 14, right: true), pad(String(format: "%.2e", rel), 12, right: true),
+                               pad("\(byteCounts[vi])", 14, right: true), pad(String(format: "%.2e", rel), 12, right: true),
                                (r["pct_roofline"] as? Double).map { "  \(fmt(r["weight_gbps"] as! Double)) of \(fmt(r["read_gbps"] as! Double)) GB/s = \(fmt($0, 0)) %" } ?? ""].joined())
                     }
                 }

@@ -87,6 +87,8 @@ struct Compress: ParsableCommand {
     var head: String?
     @Option(help: "--llm: how 2:4 masks are chosen: sparsegpt (error compensation) or wanda.")
     var method = "sparsegpt"
+    @Option(help: "--llm: projections to leave as stored, comma-separated parts of tensor names (e.g. attn_v,blk.0.,blk.29.ffn_down).")
+    var keep: String?
     @Option(help: "--llm: calibration sequences (windows of --calibration text, else text the model generates).")
     var calibrationSequences = 32
     @Option(help: "--llm: tokens per calibration sequence.")
@@ -153,6 +155,7 @@ extension Compress {
         guard let m = LLMCompression.Method(rawValue: method) else { throw ValidationError("--method must be sparsegpt or wanda, got '\(method)'") }
         var o = LLMCompression.Options(format: f, head: headFormat)
         o.method = m
+        o.keep = (keep ?? "").split(separator: ",").map { String($0).trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
         o.recoveryEpochs = compression.recoveryEpochs ?? 0
         o.learningRate = compression.recoveryLearningRate ?? 1e-4
         guard o.recoveryEpochs >= 0 else { throw ValidationError("--recovery-epochs must be >= 0, got \(o.recoveryEpochs)") }
@@ -178,6 +181,7 @@ extension Compress {
         report["format"] = f.rawValue
         report["head"] = o.head.rawValue
         report["method"] = m.rawValue
+        report["keep"] = o.keep
         report["recovery_epochs"] = o.recoveryEpochs
         report["source"] = URL(fileURLWithPath: path).lastPathComponent
         report["calibration"] = compression.calibration.map { "\(calib.count) × \(sequenceLength) tokens of \(URL(fileURLWithPath: $0).lastPathComponent)" }

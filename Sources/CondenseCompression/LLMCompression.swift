@@ -66,6 +66,9 @@ public enum LLMCompression {
         public var learningRate: Float = 1e-4
         public var batchSequences = 4
         public var damping = 0.01
+        /// Projections left as stored: each entry matches a tensor name that contains it
+        /// (`attn_v`, `blk.0.`, `blk.3.ffn_down`).
+        public var keep: [String] = []
         /// Recovery weighs every channel of the residual stream alike
         /// (``DecoderBlockTuning/balancedChannelWeights(_:hidden:)``) instead of by its size.
         /// Off by default: on SmolLM2 2:4-int4 (4 epochs at 10⁻³) it gave perplexity 96.5 against
@@ -210,6 +213,11 @@ public enum LLMCompression {
                     let hf = try Reconstruction.HessianFactor(gram: gram, k: kk, damping: o.damping)
                     for m in members {
                         let lin = block[keyPath: paths[m]]
+                        let tensorName = p + names[m] + ".weight"
+                        if let k = o.keep.first(where: { tensorName.contains($0) }) {
+                            reasons[m] = "kept as stored (--keep \(k))"
+                            continue
+                        }
                         let (fits24, fitsGrid) = (kk % 4 == 0, o.format.grid.map { kk % $0.group == 0 } ?? true)
                         let doPrune = prune && o.format.prunes && fits24
                         let grid = quantize && fitsGrid ? o.format.grid : nil

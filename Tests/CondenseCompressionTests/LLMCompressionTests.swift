@@ -117,6 +117,18 @@ import Testing
         try Self.check(makeTinyLlama(in: scratchFolder("llm"), arch: "qwen2"), format: .sparse24, kQuants: false, expectReasons: false)
     }
 
+    /// `keep` leaves the matching projections as stored and says so.
+    @Test func keptProjectionsStayAsStored() throws {
+        let path = try makeTinyLlama(in: scratchFolder("llm"))
+        var o = LLMCompression.Options(format: .sparse24)
+        o.keep = ["attn_v", "blk.1."]
+        let r = try LLMCompression.compress(GGUFFile(contentsOf: path), calibration: Self.calibration(LanguageModel(gguf: path), 2, 8), options: o)
+        for p in r.projections where p.name.hasPrefix("blk.") {
+            let kept = p.name.contains("attn_v") || p.name.hasPrefix("blk.1.")
+            #expect(kept ? p.format.hasPrefix("ggml:") && p.reason?.hasPrefix("kept as stored (--keep ") == true : p.format == "2:4", "\(p)")
+        }
+    }
+
     @Test func badCalibrationIsAnError() throws {
         let f = try GGUFFile(contentsOf: makeTinyLlama(in: scratchFolder("llm")))
         #expect(throws: CondenseError.self) { try LLMCompression.compress(f, calibration: [[1, 2, 3], [1, 2]], options: .init(format: .int4)) }

@@ -37,7 +37,7 @@ def main():
             text = p + json.loads(r.stdout)["text"]
             for s in re.split(r"(?<=[.!?])\s+", text.replace("\n", " ")):
                 s = s.strip()
-                if 5 <= len(s.split()) <= 40 and s not in seen:
+                if 5 <= len(s.split()) <= 40 and s[-1] in ".!?" and s not in seen:
                     seen.add(s)
                     out.append(s)
             seed += 1

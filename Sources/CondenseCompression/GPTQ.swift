@@ -194,6 +194,13 @@ extension Reconstruction {
     /// U comes from one Cholesky factorization and one triangular inverse: with P the reversal
     /// permutation and P·H·P = M·Mᵀ, H = R·Rᵀ for the upper R = P·M·P, so H⁻¹ = R⁻ᵀ·R⁻¹ and
     /// U = R⁻¹ = P·M⁻¹·P — half the work of inverting H and factoring the inverse.
+    ///
+    /// ```swift
+    /// var xtx = [Double](repeating: 0, count: k * k)
+    /// try Reconstruction.accumulateGram(x, rows: rows, k: k, into: &xtx)
+    /// let h = try Reconstruction.HessianFactor(gram: xtx, k: k)
+    /// let q = try Reconstruction.compress(wq, hessian: h, prune24: true, grid: .s24q4)   // Q, K, V share h
+    /// ```
     public struct HessianFactor: Sendable {
         public let k: Int
         let u: [Double]

@@ -83,7 +83,7 @@ struct Compress: ParsableCommand {
     var llm: String?
     @Option(help: "Encoder projection format: int8, int8-smooth (default), int4-g32, 2:4, 2:4-act, 2:4-int8, 2:4-act-int8, 2:4-recon[-ffn][-int8], 2:4-tuned[-ffn][-int8]. --llm: int4, 2:4, 2:4-int8, 2:4-int4 (default).")
     var format: String?
-    @Option(help: "--llm: the output head: keep, int4 or 2:4-int4 (default: int4 for the 4-bit formats, else keep).")
+    @Option(help: "--llm: the output head: keep, int4 or 2:4-int4 (default: int4 for 2:4-int4, else keep).")
     var head: String?
     @Option(help: "--llm: how 2:4 masks are chosen: sparsegpt (error compensation) or wanda.")
     var method = "sparsegpt"

@@ -75,11 +75,11 @@ public enum LLMCompression {
         /// 89.7 with the plain error.
         public var balancedLoss = false
 
-        /// The head defaults to int4 for the 4-bit formats (generation reads it every token)
-        /// and stays as stored otherwise.
+        /// The head defaults to int4 for 2:4-int4 (generation reads it every token: a third of
+        /// SmolLM2's bytes) and stays as stored otherwise (`int4` then reproduces a Q4_1 file).
         public init(format: Format, head: HeadFormat? = nil) {
             self.format = format
-            self.head = head ?? (format == .sparse24Int4 || format == .int4 ? .int4 : .keep)
+            self.head = head ?? (format == .sparse24Int4 ? .int4 : .keep)
         }
     }
 

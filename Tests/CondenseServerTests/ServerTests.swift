@@ -279,3 +279,35 @@ func errorMessage(_ json: [String: Any]) -> String { ((json["error"] as? [String
         }
     }
 }
+
+/// A model folder (`compress --llm`'s output) served like a GGUF file: its metadata file gives the
+/// chat template, and a folder that holds the GGUF's own tensors answers exactly as the GGUF does.
+@Suite struct ServerFolderTests {
+    @Test func aFolderServesLikeItsGGUF() async throws {
+        let dir = try scratchFolder("serverfolder")
+        let path = try makeTinyLlama(in: dir, tiedOutput: false)
+        let f = try GGUFFile(contentsOf: path)
+        let parts: [(name: String, part: DecoderFolder.Part)] = try f.tensors.map { t in
+            t.dims.count == 1 ? (t.name, .vector(try f.dequantized(t.name))) : (t.name, .ggml(t.type, rows: t.dims[1], columns: t.dims[0], t.data))
+        }
+        let folder = dir + "/folder"
+        try DecoderFolder.write(to: folder, metadata: f, tensors: parts, report: ["format": "as stored"])
+        func serve(_ model: String) throws -> CondenseServer {
+            let lm = try LanguageModel(contentsOf: model)
+            return CondenseServer(models: ServedModels(chat: ("tiny", lm, try ChatTemplate(gguf: GGUFFile(contentsOf: DecoderFolder.metadataPath(model))))),
+                                  options: ServerOptions())
+        }
+        var answers: [String] = []
+        for model in [path, folder] {
+            let server = try serve(model)
+            defer { server.shutdown() }
+            let answer = try await Application(router: server.router()).test(.router) { client in
+                let r = try await post(client, "/v1/chat/completions", ["messages": [["role": "user", "content": "the th"]], "max_tokens": 6, "temperature": 0])
+                #expect(r.status == 200, "\(r.raw)")
+                return (((r.json["choices"] as? [[String: Any]])?.first?["message"] as? [String: Any])?["content"] as? String) ?? "?"
+            }
+            answers.append(answer)
+        }
+        #expect(answers.count == 2 && answers[0] == answers[1] && answers[0] != "?", "\(answers)")
+    }
+}

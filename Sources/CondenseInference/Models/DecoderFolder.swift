@@ -161,66 +161,33 @@ extension LanguageModel {
         }
         let embd = GGUFFile.Tensor(name: "token_embd.weight", dims: [d, ew], type: etype, data: edata)
         try Self.checkEmbedding(embd, hidden: d, tokenizer: tokenizer)
-        var places: [(String, String)] = []
-        var perToken = 0
+        var placer = ProjectionPlacer(registry: registry, isa: level)
+        func tensor(_ label: String, _ type: GGUFFile.TensorType, rows: Int, columns: Int, _ data: Data) -> GGUFFile.Tensor {
+            GGUFFile.Tensor(name: label, dims: [columns, rows], type: type, data: data)
+        }
+        /// One stored part on its own.
         func prepare(_ label: String, _ p: DecoderFolder.Part, bias: [Float]?) throws -> any PreparedLinear {
             switch p {
-            case let .ggml(type, rows, columns, data):
-                let t = GGUFFile.Tensor(name: label, dims: [columns, rows], type: type, data: data)
-                perToken += data.count
-                if GGUFBlockLinear.supported.contains(type) {
-                    let b = try GGUFBlockLinear(t, bias: bias, isa: level)
-                    places.append((label, "\(type) blocks → native/\(b.kernelName)"))
-                    return b
-                }
-                var w = [Float](repeating: 0, count: try CheckedSize.product(rows, columns, of: label))
-                let status = data.withUnsafeBytes { src in w.withUnsafeMutableBufferPointer { dequantizeRows(type.rawValue, src, $0) } }
-                guard status else { throw CondenseError.invalidTensor(name: label, reason: "\(type) cannot be dequantized") }
-                let placed = try registry.prepare(LinearLayer(weights: .dense(Matrix(rows: rows, columns: columns, elements: w)), bias: bias))
-                places.append((label, "\(type) as f32: \(placed.placement)"))
-                return placed
-            case let .sparse24Int4(w):
-                let b = try GGUFBlockLinear(w, bias: bias, isa: level)
-                places.append((label, "2:4-int4 blocks → native/\(b.kernelName)"))
-                perToken += w.blocks.count
-                return b
-            case let .linear(l):
-                let layer = try LinearLayer(weights: l.weights, bias: bias ?? l.bias)
-                let placed = try registry.prepare(layer, policy: .priority)
-                places.append((label, "\(l.format): \(placed.placement)"))
-                perToken += l.weights.byteCount
-                return placed
-            case .vector:
-                throw CondenseError.invalidTensor(name: label, reason: "a vector where a matrix belongs")
+            case let .ggml(type, rows, columns, data): return try placer.place(label, [tensor(label, type, rows: rows, columns: columns, data)], bias: bias)
+            case let .sparse24Int4(w): return try placer.place(label, [w], bias: bias)
+            case let .linear(l): return try placer.place(label, l, bias: bias)
+            case .vector: throw CondenseError.invalidTensor(name: label, reason: "a vector where a matrix belongs")
             }
         }
         // Parts with one input, their rows stacked: one kernel call when they are all 2:4-int4,
-        // or all of one ggml block type; else side by side.
+        // or ggml blocks stacked as in a GGUF file; else side by side.
         func projection(_ names: [String], outs: [Int], inp: Int) throws -> any PreparedLinear {
             let parts = try zip(names, outs).map { try DecoderFolder.part(st, $0 + ".weight", rows: $1, columns: inp) }
             var bias: [Float]?
             if c.qkvBias, names[0].hasSuffix("attn_q") { bias = try zip(names, outs).flatMap { try vector($0 + ".bias", $1) } }
             let label = names.joined(separator: "+")
             let s24 = parts.compactMap { if case let .sparse24Int4(w) = $0 { return w } else { return nil } }
-            if s24.count == parts.count {
-                let b = try GGUFBlockLinear(stacking: s24, bias: bias, isa: level)
-                places.append((label, "2:4-int4 blocks → native/\(b.kernelName)"))
-                perToken += s24.reduce(0) { $0 + $1.blocks.count }
-                return b
-            }
-            let blocks = parts.compactMap { p -> GGUFFile.Tensor? in
-                if case let .ggml(type, rows, columns, data) = p, GGUFBlockLinear.supported.contains(type) {
-                    return GGUFFile.Tensor(name: label, dims: [columns, rows], type: type, data: data)
-                }
+            if s24.count == parts.count { return try placer.place(label, s24, bias: bias) }
+            let blocks = zip(names, parts).compactMap { n, p -> GGUFFile.Tensor? in
+                if case let .ggml(type, rows, columns, data) = p { return tensor(n + ".weight", type, rows: rows, columns: columns, data) }
                 return nil
             }
-            if blocks.count == parts.count, Set(blocks.map(\.type)).count == 1, blocks.dropLast().allSatisfy({ $0.dims[1] % 16 == 0 }) {
-                let b = try GGUFBlockLinear(stacking: blocks, bias: bias, isa: level)
-                places.append((label, "\(blocks[0].type) blocks → native/\(b.kernelName)"))
-                perToken += blocks.reduce(0) { $0 + $1.data.count }
-                return b
-            }
-            if parts.count == 1 { return try prepare(label, parts[0], bias: bias) }
+            if blocks.count == parts.count { return try placer.place(label, blocks, bias: bias) }
             var start = 0
             return SideBySide(parts: try zip(zip(names, outs), parts).map { no, p in
                 defer { start += no.1 }
@@ -247,13 +214,6 @@ extension LanguageModel {
             head = try prepare("output (tied to token_embd)", .ggml(etype, rows: ew, columns: d, edata), bias: nil)
         }
         self.init(config: c, tokenizer: tokenizer, isa: level, name: name, tokenEmbedding: embd, layers: ls, outputNorm: outputNorm,
-                  head: head, vocabSize: ew, placements: places, weightBytesPerToken: perToken)
+                  head: head, vocabSize: ew, placements: placer.places, weightBytesPerToken: placer.perToken)
     }
-}
-
-/// Dequantizes whole rows into `out` (its count is the element count); false for a type the
-/// kernels do not read or bytes that do not fit.
-func dequantizeRows(_ type: UInt32, _ src: UnsafeRawBufferPointer, _ out: UnsafeMutableBufferPointer<Float>) -> Bool {
-    guard let base = src.baseAddress, let o = out.baseAddress else { return out.isEmpty }
-    return condense_gguf_dequantize(type, base, out.count, o) == 0
 }

@@ -140,40 +140,7 @@ public final class LanguageModel: Sendable {
         }
         let vocabSize = embd.dims[1]
         try Self.checkEmbedding(embd, hidden: d, tokenizer: tokenizer)
-        var places: [(String, String)] = []
-        var perToken = 0
-        // One projection from the tensors `ts` (same input), their rows stacked: on the blocks
-        // when every part is one block type with a kernel; parts of different types (Q4_K_M
-        // files keep V in Q6_K) each on their own, side by side; else the f32 GEMM of the exactly
-        // dequantized weights.
-        func place(_ label: String, _ ts: [GGUFFile.Tensor], bias b: [Float]?) throws -> any PreparedLinear {
-            let type = ts[0].type
-            let blockable = keepBlocks && ts.allSatisfy { GGUFBlockLinear.supported.contains($0.type) && $0.dims[0] % $0.type.blockSize == 0 }
-            if blockable, ts.allSatisfy({ $0.type == type }), ts.dropLast().allSatisfy({ $0.dims[1] % 16 == 0 }) {
-                let blocks = try GGUFBlockLinear(stacking: ts, bias: b, isa: level)
-                places.append((label, "\(type) blocks → native/\(blocks.kernelName)"))
-                perToken += ts.reduce(0) { $0 + $1.data.count }
-                return blocks
-            }
-            if ts.count > 1, keepBlocks, ts.contains(where: { GGUFBlockLinear.supported.contains($0.type) }) {
-                var parts: [any PreparedLinear] = []
-                var start = 0
-                for t in ts {
-                    let rows = t.dims[1]
-                    parts.append(try place(label + " [\(t.name)]", [t], bias: b.map { Array($0[start..<(start + rows)]) }))
-                    start += rows
-                }
-                return SideBySide(parts: parts)
-            }
-            let (out, inp) = (ts.reduce(0) { $0 + $1.dims[1] }, ts[0].dims[0])
-            var w: [Float] = []
-            w.reserveCapacity(try CheckedSize.product(out, inp, of: label))
-            for t in ts { w += try f.dequantized(t.name) }
-            let p = try registry.prepare(LinearLayer(weights: .dense(Matrix(rows: out, columns: inp, elements: w)), bias: b), policy: .priority)
-            places.append((label, "\(Set(ts.map { "\($0.type)" }).sorted().joined(separator: "+")) as f32: \(p.placement)"))
-            perToken += out * inp * 4
-            return p
-        }
+        var placer = ProjectionPlacer(registry: registry, isa: level, keepBlocks: keepBlocks)
         func linear(_ names: [String], outs: [Int], inp: Int, bias: Bool = false) throws -> any PreparedLinear {
             var ts: [GGUFFile.Tensor] = []
             var bs: [Float] = []
@@ -183,7 +150,7 @@ public final class LanguageModel: Sendable {
                 ts.append(t)
                 if bias { bs += try tensor(n + ".bias", [out]) }
             }
-            return try place(names.joined(separator: "+"), ts, bias: bias ? bs : nil)
+            return try placer.place(names.joined(separator: "+"), ts, bias: bias ? bs : nil)
         }
         var ls: [Layer] = []
         for l in 0..<c.layers {
@@ -204,10 +171,10 @@ public final class LanguageModel: Sendable {
         if f.tensors.contains(where: { $0.name == "output.weight" }) {
             head = try linear(["output"], outs: [vocabSize], inp: d)
         } else {
-            head = try place("output (tied to token_embd)", [embd], bias: nil)
+            head = try placer.place("output (tied to token_embd)", [embd], bias: nil)
         }
         self.init(config: c, tokenizer: tokenizer, isa: level, name: name, tokenEmbedding: embd, layers: ls, outputNorm: outputNorm,
-                  head: head, vocabSize: vocabSize, placements: places, weightBytesPerToken: perToken)
+                  head: head, vocabSize: vocabSize, placements: placer.places, weightBytesPerToken: placer.perToken)
     }
 
     init(config: DecoderConfig, tokenizer: ByteLevelBPETokenizer, isa: ISA, name: String, tokenEmbedding: GGUFFile.Tensor,
@@ -254,6 +221,69 @@ public final class LanguageModel: Sendable {
     /// the model's if smaller by default) in `kvCache`'s element type.
     public func session(contextLength: Int? = nil, kvCache: KVCacheType = .f16) throws -> DecoderSession {
         try DecoderSession(self, contextLength: contextLength ?? min(config.contextLength, 4096), kvCache: kvCache)
+    }
+}
+
+/// Where a model's projections run, and what each reads per token: one place for the GGUF file
+/// and the compressed folder, so both stack and fall back alike.
+struct ProjectionPlacer {
+    let registry: BackendRegistry
+    let isa: ISA
+    let keepBlocks: Bool
+    private(set) var places: [(name: String, placement: String)] = []
+    private(set) var perToken = 0
+
+    init(registry: BackendRegistry, isa: ISA, keepBlocks: Bool = true) {
+        (self.registry, self.isa, self.keepBlocks) = (registry, isa, keepBlocks)
+    }
+
+    /// One projection from the tensors `ts` (same input), their rows stacked: on the blocks
+    /// when every part is one block type with a kernel; parts of different types (Q4_K_M
+    /// files keep V in Q6_K) each on their own, side by side; else the f32 GEMM of the exactly
+    /// dequantized weights.
+    mutating func place(_ label: String, _ ts: [GGUFFile.Tensor], bias b: [Float]?) throws -> any PreparedLinear {
+        let type = ts[0].type
+        let blockable = keepBlocks && ts.allSatisfy { GGUFBlockLinear.supported.contains($0.type) && $0.dims[0] % $0.type.blockSize == 0 }
+        if blockable, ts.allSatisfy({ $0.type == type }), ts.dropLast().allSatisfy({ $0.dims[1] % 16 == 0 }) {
+            let blocks = try GGUFBlockLinear(stacking: ts, bias: b, isa: isa)
+            places.append((label, "\(type) blocks → native/\(blocks.kernelName)"))
+            perToken += ts.reduce(0) { $0 + $1.data.count }
+            return blocks
+        }
+        if ts.count > 1, keepBlocks, ts.contains(where: { GGUFBlockLinear.supported.contains($0.type) }) {
+            var parts: [any PreparedLinear] = []
+            var start = 0
+            for t in ts {
+                let rows = t.dims[1]
+                parts.append(try place(label + " [\(t.name)]", [t], bias: b.map { Array($0[start..<(start + rows)]) }))
+                start += rows
+            }
+            return SideBySide(parts: parts)
+        }
+        let (out, inp) = (ts.reduce(0) { $0 + $1.dims[1] }, ts[0].dims[0])
+        var w: [Float] = []
+        w.reserveCapacity(try CheckedSize.product(out, inp, of: label))
+        for t in ts { w += try GGUFDequantize.floats(t.data, type: t.type, count: t.elementCount, name: t.name) }
+        let p = try registry.prepare(LinearLayer(weights: .dense(Matrix(rows: out, columns: inp, elements: w)), bias: b), policy: .priority)
+        places.append((label, "\(Set(ts.map { "\($0.type)" }).sorted().joined(separator: "+")) as f32: \(p.placement)"))
+        perToken += out * inp * 4
+        return p
+    }
+
+    /// 2:4-int4 matrices of one input, their rows stacked: one kernel call.
+    mutating func place(_ label: String, _ ws: [Sparse24Int4Weights], bias: [Float]?) throws -> any PreparedLinear {
+        let b = try GGUFBlockLinear(stacking: ws, bias: bias, isa: isa)
+        places.append((label, "2:4-int4 blocks → native/\(b.kernelName)"))
+        perToken += ws.reduce(0) { $0 + $1.blocks.count }
+        return b
+    }
+
+    /// A layer in one of the registry's formats.
+    mutating func place(_ label: String, _ l: LinearLayer, bias: [Float]?) throws -> any PreparedLinear {
+        let placed = try registry.prepare(LinearLayer(weights: l.weights, bias: bias ?? l.bias), policy: .priority)
+        places.append((label, "\(l.format): \(placed.placement)"))
+        perToken += l.weights.byteCount
+        return placed
     }
 }
 

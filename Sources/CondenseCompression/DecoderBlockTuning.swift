@@ -271,9 +271,12 @@ public enum DecoderBlockTuning {
     /// The mean squared error between the block's output for `input` and `target`, each channel
     /// weighted by `channelWeights` when given.
     public static func loss(_ b: Block, input: [Float], sequenceLength t: Int, target: [Float], channelWeights w: [Float]? = nil) throws -> Double {
-        let y = try forward(b, x: input, sequenceLength: t).y
+        try meanSquaredError(forward(b, x: input, sequenceLength: t).y, target, hidden: b.shape.hidden, channelWeights: w)
+    }
+
+    /// The (channel-weighted) mean squared error of outputs `y` already computed.
+    public static func meanSquaredError(_ y: [Float], _ target: [Float], hidden d: Int, channelWeights w: [Float]? = nil) throws -> Double {
         guard y.count == target.count else { throw CondenseError.shapeMismatch("target of \(target.count) for \(y.count) outputs") }
-        let d = b.shape.hidden
         var s = 0.0
         for i in y.indices { let e = Double(y[i] - target[i]); s += e * e * Double(w?[i % d] ?? 1) }
         return s / Double(max(y.count, 1))

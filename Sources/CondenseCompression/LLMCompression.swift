@@ -240,20 +240,22 @@ public enum LLMCompression {
                 }
             }
             let grid = o.format.grid
+            var b0 = 0.0   // the error before recovery
             if o.recoveryEpochs > 0 {
                 try pass(prune: true, quantize: false, fixedMasks: false)
                 let cw = o.balancedLoss ? DecoderBlockTuning.balancedChannelWeights(target, hidden: d) : nil
-                let b0 = try DecoderBlockTuning.loss(block, input: xs, sequenceLength: t, target: target)
+                b0 = try DecoderBlockTuning.loss(block, input: xs, sequenceLength: t, target: target)
                 _ = try DecoderBlockTuning.fit(&block, input: xs, sequenceLength: t, target: target, epochs: o.recoveryEpochs,
                                                           batchSequences: o.batchSequences, optimizer: .adam(learningRate: o.learningRate),
                                                           channelWeights: cw)
                 if grid != nil { try pass(prune: false, quantize: true, fixedMasks: true) }
-                losses.append((b0, try DecoderBlockTuning.loss(block, input: xs, sequenceLength: t, target: target)))
             } else {
                 try pass(prune: true, quantize: true, fixedMasks: false)
-                let loss = try DecoderBlockTuning.loss(block, input: xs, sequenceLength: t, target: target)
-                losses.append((loss, loss))
             }
+            // The compressed block's outputs: its error, and the next block's inputs.
+            let out = try DecoderBlockTuning.forward(block, x: xs, sequenceLength: t).y
+            let after = try DecoderBlockTuning.meanSquaredError(out, target, hidden: d)
+            losses.append((o.recoveryEpochs > 0 ? b0 : after, after))
             // Each projection's error on its dense inputs, and its stored form.
             let densePass = try DecoderBlockTuning.forward(dense, x: xs, sequenceLength: t)
             for (members, input) in stages {
@@ -277,7 +279,7 @@ public enum LLMCompression {
                 parts.append((p + "attn_k.bias", .vector(block.k.bias)))
                 parts.append((p + "attn_v.bias", .vector(block.v.bias)))
             }
-            xs = try DecoderBlockTuning.forward(block, x: xs, sequenceLength: t).y
+            xs = out
             xd = target
             log("block \(l): \(chosen.joined(separator: " ")), output MSE \(String(format: "%.3g", losses.last!.0))"
                 + (o.recoveryEpochs > 0 ? " → \(String(format: "%.3g", losses.last!.1)) after recovery" : ""))

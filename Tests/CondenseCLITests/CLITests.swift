@@ -265,10 +265,13 @@ struct CLIGenerateTests {
         let t = try condense(["compress", "--llm", model, "--format", "2:4", "--calibration", dir + "/t.txt", "--calibration-sequences", "2",
                               "--sequence-length", "16", "-o", dir + "/tiny-text"])
         #expect(t.status == 0 && t.stdout.contains("tokens of " + dir + "/t.txt"), "\(t.output)")
+        try "\r\n\r\n".write(toFile: dir + "/empty.txt", atomically: true, encoding: .utf8)
         for (args, message) in [(["--format", "3:4"], "--format for --llm must be one of int4, 2:4, 2:4-int8, 2:4-int4, got '3:4'"),
                                 (["--head", "int2"], "--head must be one of keep, int4, 2:4-int4, got 'int2'"),
                                 (["--method", "magic"], "--method must be sparsegpt or wanda, got 'magic'"),
-                                (["--sequence-length", "4"], "--sequence-length >= 8")] {
+                                (["--sequence-length", "4"], "--sequence-length >= 8"),
+                                (["--recovery-epochs=-1"], "--recovery-epochs must be >= 0, got -1"),
+                                (["--calibration", dir + "/empty.txt"], "--calibration \(dir)/empty.txt: fewer than 128 tokens of text")] {
             let r = try condense(["compress", "--llm", model, "-o", dir + "/x"] + args)
             #expect(r.status != 0 && r.stderr.contains(message), "\(r.output)")
         }

@@ -51,6 +51,16 @@ void condense_s24_dot__avx2(const condense_s24_packed *w, size_t n0, size_t n1, 
  * activation applied. */
 void condense_s24_panel__avx512(const condense_s24_packed *w, size_t p_begin, size_t p_end,
                                 size_t m, const float *x, size_t lda, float *y, size_t ldy, int act);
+/* 2:4 bucket kernels (s24-bucket.h): tiles [t0, t1) against a transposed slab of mv ≤ mp ≤ 32
+ * rows of X (xt[k][mp], from the pack_x function), raw dots into rows [0, mv) of Y. */
+void condense_s24_bucket__avx2(const condense_s24_packed *w, size_t t0, size_t t1, const float *xt,
+                               size_t mv, size_t mp, float *yt, float *y, size_t ldy);
+void condense_s24_bucket_pack_x__avx2(const float *x, size_t lda, size_t mv, size_t mp, size_t k,
+                                      size_t k0, size_t k1, float *xt);
+void condense_s24_bucket__avx512(const condense_s24_packed *w, size_t t0, size_t t1, const float *xt,
+                                 size_t mv, size_t mp, float *yt, float *y, size_t ldy);
+void condense_s24_bucket_pack_x__avx512(const float *x, size_t lda, size_t mv, size_t mp, size_t k,
+                                        size_t k0, size_t k1, float *xt);
 #endif
 
 /* Where a row's entries up to column ke end. 2:4 views hold exactly two entries per group and
@@ -75,6 +85,10 @@ typedef struct sparse_kernel_impl {
                uint32_t *cursor, float *yt, int first);
     void (*panel)(const condense_s24_packed *w, size_t p_begin, size_t p_end, size_t m, const float *x,
                   size_t lda, float *y, size_t ldy, int act);
+    void (*bucket)(const condense_s24_packed *w, size_t t0, size_t t1, const float *xt, size_t mv,
+                   size_t mp, float *yt, float *y, size_t ldy);
+    void (*bucket_pack_x)(const float *x, size_t lda, size_t mv, size_t mp, size_t k, size_t k0,
+                          size_t k1, float *xt);
 } sparse_kernel_impl;
 
 /* The table entry for `format` at `isa` and a batch of m rows (csr-spmm.c). */

@@ -35,24 +35,30 @@ static void s24_dot_avx2(const csr_view *v, const condense_s24_packed *s24, size
 
 /* min_m: the xt kernels pay a transpose of X and waste lanes below a full block, so they take
  * over from the dot kernels only at larger batches; wider blocks only once they fill. Measured
- * on Zen 5 with `condense bench sparse --m 2,4,8,16`: CSR dot wins at M = 2 and 4, xt16 from 8;
- * 2:4 on AVX2: dot (dense FLOPs, compact reads) up to M = 8, xt from 16. 2:4 on AVX-512: the
- * panel kernel at every M (it beat the expand-based dot kernel 1.5–2× at M = 1 and the xt
- * kernels at every M measured). The one registration point: descriptor and code together. */
-#define DOT(name, isa, fmt, fn) {{name, isa, fmt, 0, CONDENSE_SPARSE_DOT, 0}, fn, NULL, NULL}
-#define XT(name, isa, fmt, min_m, lanes, fn) {{name, isa, fmt, min_m, CONDENSE_SPARSE_XT, lanes}, NULL, fn, NULL}
+ * on Zen 5 with `condense bench sparse --m 2,4,8,16`: CSR dot wins at M = 2 and 4, xt16 from 8.
+ * 2:4 on AVX2: dot (dense FLOPs, compact reads) up to M = 15, bucket from 16; on AVX-512 the
+ * panel kernel up to 15 (it beat the expand-based dot kernel 1.5–2× at M = 1), bucket from 16.
+ * The bucket kernel replaced the 2:4 xt kernels: with CONDENSE_ISA=avx2, 3072×768 and
+ * 4096×4096, it ran 1.34×/1.83× dense at M = 16 and 1.44×/1.60× at M = 32 where xt ran
+ * 0.84×/0.42× and 0.92×/0.47×; below 16 rows its 8-row vectors waste lanes (0.4–0.75× dense at
+ * M = 4–8 against the panel kernel's 1.0). The one registration point: descriptor and code. */
+#define DOT(name, isa, fmt, fn) {{name, isa, fmt, 0, CONDENSE_SPARSE_DOT, 0}, fn, NULL, NULL, NULL, NULL}
+#define XT(name, isa, fmt, min_m, lanes, fn) {{name, isa, fmt, min_m, CONDENSE_SPARSE_XT, lanes}, NULL, fn, NULL, NULL, NULL}
+#define BUCKET(name, isa, min_m, fn, pack) {{name, isa, FMT_S24, min_m, CONDENSE_SPARSE_BUCKET, 32}, NULL, NULL, NULL, fn, pack}
 static const sparse_kernel_impl kernels[] = {
     DOT("f32_s24_dot_1x1__scalar", CONDENSE_ISA_SCALAR, FMT_S24, csr_dot_scalar),
     DOT("f32_csr_dot_1x8__scalar", CONDENSE_ISA_SCALAR, FMT_CSR, csr_dot_scalar),
 #if CONDENSE_X86
     DOT("f32_s24_dot_4x2__avx2", CONDENSE_ISA_AVX2, FMT_S24, s24_dot_avx2),
-    XT("f32_s24_xt_8__avx2", CONDENSE_ISA_AVX2, FMT_S24, 16, 8, condense_csr_xt__avx2),
-    XT("f32_s24_xt_16__avx2", CONDENSE_ISA_AVX2, FMT_S24, 32, 16, condense_csr_xt__avx2),
     DOT("f32_csr_dot_1x8__avx2", CONDENSE_ISA_AVX2, FMT_CSR, csr_dot_avx2),
     XT("f32_csr_xt_8__avx2", CONDENSE_ISA_AVX2, FMT_CSR, 8, 8, condense_csr_xt__avx2),
     XT("f32_csr_xt_16__avx2", CONDENSE_ISA_AVX2, FMT_CSR, 16, 16, condense_csr_xt__avx2),
+    BUCKET("f32_s24_bucket_32x2__avx2", CONDENSE_ISA_AVX2, 16, condense_s24_bucket__avx2,
+           condense_s24_bucket_pack_x__avx2),
     {{"f32_s24_panel_4x32__avx512", CONDENSE_ISA_AVX512, FMT_S24, 0, CONDENSE_SPARSE_PANEL, 4}, NULL, NULL,
-     condense_s24_panel__avx512},
+     condense_s24_panel__avx512, NULL, NULL},
+    BUCKET("f32_s24_bucket_32x2__avx512", CONDENSE_ISA_AVX512, 16, condense_s24_bucket__avx512,
+           condense_s24_bucket_pack_x__avx512),
     DOT("f32_csr_dot_1x8__avx512", CONDENSE_ISA_AVX512, FMT_CSR, csr_dot_avx512),
     XT("f32_csr_xt_16__avx512", CONDENSE_ISA_AVX512, FMT_CSR, 8, 16, condense_csr_xt__avx512),
     XT("f32_csr_xt_32__avx512", CONDENSE_ISA_AVX512, FMT_CSR, 32, 32, condense_csr_xt__avx512),
@@ -60,6 +66,7 @@ static const sparse_kernel_impl kernels[] = {
 };
 #undef DOT
 #undef XT
+#undef BUCKET
 
 int condense_sparse_kernel_count(void) { return (int)(sizeof kernels / sizeof kernels[0]); }
 

@@ -201,6 +201,14 @@ typedef struct condense_s24_packed {
     float *panel_values;   /* ⌈n/16⌉ · groups · 32 */
     uint64_t *panel_pos;   /* ⌈n/16⌉ · groups */
     size_t groups;         /* k4 / 4 */
+    /* Bucket form for the "bucket" kernels (AVX2 and up), NULL otherwise: tiles of
+     * bucket_rows_per_tile rows; per tile and group, the tile's rows sorted by which 2 of the 4
+     * columns they keep (patterns (0,1) (0,2) (0,3) (1,2) (1,3) (2,3)): bucket_count[6] rows per
+     * pattern, then per row its index in the tile (bucket_row) and its 2 values (bucket_values). */
+    size_t bucket_rows_per_tile;
+    uint16_t *bucket_count; /* ⌈n/tile⌉ · groups · 6 */
+    uint16_t *bucket_row;   /* n · groups, tile-major then group-major */
+    float *bucket_values;   /* n · groups · 2 */
 } condense_s24_packed;
 
 /** Pack from the Swift layout (rows of k4/2 values and meta_stride bytes of nibble masks). */
@@ -234,8 +242,10 @@ int condense_csr_gemm(const condense_csr_packed *w, size_t m, const float *x, si
 /** Sparse kernel kinds: "dot" (row dot products, few rows of X, reads the compact weight), "xt"
  *  (vectorised over M on a transposed block of X; FLOPs scale with the non-zeros) and, for 2:4,
  *  "panel" (16 weight rows per vector; each group's 4 values of X are permuted per lane to the
- *  two kept columns: half the FMAs of dense and no gathers). */
-enum { CONDENSE_SPARSE_DOT = 0, CONDENSE_SPARSE_XT = 1, CONDENSE_SPARSE_PANEL = 2 };
+ *  two kept columns: half the FMAs of dense and no gathers) and "bucket" (vectorised over M;
+ *  rows sorted per group by their 2:4 pattern so the X columns are registers named in code:
+ *  half the FMAs and no permutes). */
+enum { CONDENSE_SPARSE_DOT = 0, CONDENSE_SPARSE_XT = 1, CONDENSE_SPARSE_PANEL = 2, CONDENSE_SPARSE_BUCKET = 3 };
 /** The weight formats of the sparse kernel table. */
 typedef enum condense_sparse_format {
     CONDENSE_SPARSE_FORMAT_S24 = 0,   /* 2:4 (condense_s24_packed) */

@@ -82,4 +82,8 @@ CONDENSE_TARGET_AVX2 void condense_s24_dot__avx2(const condense_s24_packed *w, s
         else s24_dot_256(1, w, n0, n1, x + i * lda, lda, y + i * ldy, ldy);
     }
 }
+
+#define S24B_TARGET CONDENSE_TARGET_AVX2
+#define S24B_SUFFIX _avx2
+#include "s24-bucket.h"
 #endif

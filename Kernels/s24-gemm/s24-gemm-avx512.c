@@ -1,6 +1,7 @@
 /* 2:4 "panel" kernel for AVX-512. An earlier expand-based kernel (8 values expanded into 16
  * columns by vexpandps under the 4-group lane mask, then FMA with X) ran 1.5–2× slower at M = 1
- * and kept dense FLOPs at larger M, so this is the only AVX-512 2:4 kernel. */
+ * and kept dense FLOPs at larger M. The panel kernel runs up to M = 15; from 16 the bucket
+ * kernel (s24-bucket.h, instantiated at the end) takes over. */
 #include "sparse.h"
 #include "vecmath-avx512.h"
 
@@ -84,4 +85,8 @@ CONDENSE_TARGET_AVX512 void condense_s24_panel__avx512(const condense_s24_packed
     }
 #undef PANEL_CASE
 }
+
+#define S24B_TARGET CONDENSE_TARGET_AVX512
+#define S24B_SUFFIX _avx512
+#include "s24-bucket.h"
 #endif

@@ -5,6 +5,53 @@
 #include <string.h>
 #include "omp_shim.h"
 
+/* Rows per bucket tile: its Y^T block (rows × up to 32 floats) stays in L1, and buckets stay
+ * long enough (≈ rows/6) that the 6 loop exits per group cost little. */
+#define S24_BUCKET_ROWS 256
+
+/* Pattern number of a 4-bit mask with exactly two bits: (0,1) (0,2) (0,3) (1,2) (1,3) (2,3). */
+static int s24_pattern(unsigned mask) {
+    switch (mask) {
+    case 0x3: return 0; case 0x5: return 1; case 0x9: return 2;
+    case 0x6: return 3; case 0xA: return 4; case 0xC: return 5;
+    default: return -1;
+    }
+}
+
+static int pack_buckets(condense_s24_packed *p, const float *values, const uint8_t *meta, size_t meta_stride) {
+    /* At least 8 tiles where N allows, so 2–4 threads get balanced shares of whole tiles. */
+    const size_t n = p->n;
+    size_t nt = (n + 7) / 8;
+    nt = nt < 64 ? 64 : nt > S24_BUCKET_ROWS ? S24_BUCKET_ROWS : nt;
+    const size_t G = p->groups, tiles = (n + nt - 1) / nt;
+    size_t entries, cbytes;
+    if (__builtin_mul_overflow(n, G, &entries) || __builtin_mul_overflow(tiles * 6, G, &cbytes)) return 0;
+    p->bucket_rows_per_tile = nt;
+    p->bucket_count = condense_zalloc(cbytes * sizeof(uint16_t) + 64);
+    p->bucket_row = condense_aligned_alloc(entries * sizeof(uint16_t) + 64);
+    p->bucket_values = condense_aligned_alloc(entries * 2 * sizeof(float) + 64);
+    if (!p->bucket_count || !p->bucket_row || !p->bucket_values) return 0;
+    size_t e = 0;
+    for (size_t t = 0; t < tiles; t++) {
+        const size_t r0 = t * nt, r1 = r0 + nt < n ? r0 + nt : n;
+        for (size_t g = 0; g < G; g++) {
+            uint16_t *cnt = p->bucket_count + (t * G + g) * 6;
+            for (int pat = 0; pat < 6; pat++) {
+                for (size_t r = r0; r < r1; r++) {
+                    const unsigned mask = (meta[r * meta_stride + g / 2] >> (4 * (g % 2))) & 0xF;
+                    if (s24_pattern(mask) != pat) continue;
+                    cnt[pat]++;
+                    p->bucket_row[e] = (uint16_t)(r - r0);
+                    p->bucket_values[2 * e] = values[r * 2 * G + 2 * g];
+                    p->bucket_values[2 * e + 1] = values[r * 2 * G + 2 * g + 1];
+                    e++;
+                }
+            }
+        }
+    }
+    return e == entries;
+}
+
 condense_s24_packed *condense_s24_pack(condense_isa isa, const float *values, const uint8_t *meta,
                                        size_t n, size_t k, size_t k4, size_t meta_stride,
                                        const float *bias) {
@@ -67,6 +114,9 @@ condense_s24_packed *condense_s24_pack(condense_isa isa, const float *values, co
             }
         }
     }
+    if (isa >= CONDENSE_ISA_AVX2 && condense_isa_detected() >= CONDENSE_ISA_AVX2 &&
+        !pack_buckets(p, values, meta, meta_stride))
+        goto fail;
     return p;
 fail:
     condense_s24_packed_free(p);
@@ -81,13 +131,58 @@ void condense_s24_packed_free(condense_s24_packed *p) {
     free(p->bias);
     free(p->panel_values);
     free(p->panel_pos);
+    free(p->bucket_count);
+    free(p->bucket_row);
+    free(p->bucket_values);
     free(p);
 }
+
+#if CONDENSE_X86
+/* The bucket path: slabs of up to 32 rows of X; per slab the team transposes X (each thread a
+ * share of K), then each thread runs whole tiles of W and writes its columns of Y. */
+static int run_bucket(const condense_s24_packed *w, const sparse_kernel_impl *kr, size_t m, const float *x,
+                      size_t lda, float *y, size_t ldy, int act, int threads) {
+    const size_t tiles = (w->n + w->bucket_rows_per_tile - 1) / w->bucket_rows_per_tile;
+    const size_t k4 = w->groups * 4;
+    int nt = threads > 0 ? threads : condense_get_num_threads();
+    if ((size_t)nt > tiles) nt = (int)tiles;
+    if (nt < 1) nt = 1;
+    float *xt = condense_scratch(CONDENSE_SCRATCH_XT, k4 * 32 * sizeof(float));
+    if (!xt) return CONDENSE_ERR_NO_MEMORY;
+    int failed = 0;
+    for (size_t m0 = 0; m0 < m; m0 += 32) {
+        const size_t mv = m - m0 < 32 ? m - m0 : 32, mp = (mv + 7) / 8 * 8;
+#pragma omp parallel num_threads(nt)
+        {
+            const int tn = omp_get_num_threads(), t = omp_get_thread_num();
+            kr->bucket_pack_x(x + m0 * lda, lda, mv, mp, w->k, k4 * (size_t)t / (size_t)tn,
+                              k4 * (size_t)(t + 1) / (size_t)tn, xt);
+#pragma omp barrier
+            float *yt = condense_scratch(CONDENSE_SCRATCH_YT, w->bucket_rows_per_tile * mp * sizeof(float));
+            const size_t t0 = tiles * (size_t)t / (size_t)tn, t1 = tiles * (size_t)(t + 1) / (size_t)tn;
+            if (!yt) {
+                __atomic_store_n(&failed, 1, __ATOMIC_RELAXED);
+            } else if (t1 > t0) {
+                kr->bucket(w, t0, t1, xt, mv, mp, yt, y + m0 * ldy, ldy);
+                const size_t c0 = t0 * w->bucket_rows_per_tile;
+                const size_t c1 = t1 * w->bucket_rows_per_tile < w->n ? t1 * w->bucket_rows_per_tile : w->n;
+                condense_bias_activation(y + m0 * ldy, ldy, mv, c0, c1, w->bias, act, kr->info.isa);
+            }
+        }
+    }
+    return failed ? CONDENSE_ERR_NO_MEMORY : CONDENSE_OK;
+}
+#endif
 
 int condense_s24_gemm(const condense_s24_packed *w, size_t m, const float *x, size_t lda,
                       float *y, size_t ldy, int act, int threads) {
 #if CONDENSE_X86
     const sparse_kernel_impl *kr = condense_sparse_impl_for(CONDENSE_SPARSE_FORMAT_S24, w->isa, m);
+    if (kr && kr->bucket) {
+        if (m == 0 || w->n == 0) return CONDENSE_OK;
+        if (!w->bucket_row) return CONDENSE_ERR_INVALID;
+        return run_bucket(w, kr, m, x, lda, y, ldy, act, threads);
+    }
     if (m > 0 && w->n > 0 && kr && kr->panel && w->panel_values) {
         const long pairs = (long)((w->n + 31) / 32);
         int nt = threads > 0 ? threads : condense_get_num_threads();

@@ -66,6 +66,21 @@ import Testing
         try check(Self.matrix24(3, 33, seed: 3), as: .sparse24, batches: [1, 16, 33], seed: 3, activations: [.gelu])
     }
 
+    /// The bucket kernel (M ≥ 16 on AVX2 and up): several tiles with a short last one, slabs of
+    /// 32 rows of X with a ragged last slab, K tails, 256-row tiles (N > 2048), 1 and 2 threads.
+    @Test func sparse24BucketTilesAndSlabs() throws {
+        try check(Self.matrix24(300, 75, seed: 4), as: .sparse24, batches: [16, 23, 32, 33, 40, 64, 70], seed: 4,
+                  activations: [.none, .gelu])
+        try check(Self.matrix24(2100, 13, seed: 5), as: .sparse24, batches: [17, 48], seed: 5)
+        try check(Self.matrix24(130, 4100, seed: 6), as: .sparse24, batches: [24], seed: 6)
+        for isa in runnableISAs {
+            let p = try NativeBackend(isa: isa, threads: 2).prepare(
+                LinearLayer(weights: .dense(Self.matrix24(64, 64, seed: 7))).converted(to: .sparse24))
+            #expect(p.kernelName(forBatch: 16).contains("bucket") == (isa >= .avx2), "\(isa): \(p.kernelName(forBatch: 16))")
+            #expect(!p.kernelName(forBatch: 15).contains("bucket"))
+        }
+    }
+
     @Test(arguments: [0.0, 0.05, 0.3, 0.5, 1.0])
     func csrDensities(_ density: Double) throws {
         let w = Self.sparseMatrix(41, 77, density: density, seed: UInt64(density * 100) + 10)

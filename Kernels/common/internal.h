@@ -70,6 +70,27 @@ void condense_f32_activation__avx512(float *y, size_t n, int act);
 #endif
 void condense_f32_activation__scalar(float *y, size_t n, int act);
 
+/* Half-precision micro-kernels (half-gemm/half-gemm-<isa>.c), condense_half_ukernel's signature. */
+void condense_half_widen_4x16__scalar(int type, int mr, int nv, size_t kc, const void *a, size_t lda,
+                                      const uint16_t *b, float *c, size_t ldc, int flags, const float *bias, int act);
+#if CONDENSE_X86
+void condense_half_widen_6x16__avx2(int type, int mr, int nv, size_t kc, const void *a, size_t lda,
+                                    const uint16_t *b, float *c, size_t ldc, int flags, const float *bias, int act);
+void condense_half_widen_12x32__avx512(int type, int mr, int nv, size_t kc, const void *a, size_t lda,
+                                       const uint16_t *b, float *c, size_t ldc, int flags, const float *bias, int act);
+void condense_bf16_dot_12x32__avx512bf16(int type, int mr, int nv, size_t kc, const void *a, size_t lda,
+                                         const uint16_t *b, float *c, size_t ldc, int flags, const float *bias, int act);
+/* Rows of X to bf16 (round to nearest even), each padded with zeros to kstored. */
+void condense_bf16_round_rows__avx512bf16(const float *x, size_t m, size_t k, size_t lda, uint16_t *xb,
+                                          size_t kstored);
+#endif
+/* f16 bits to f32 and bf16 bits to f32: exact. */
+float condense_f16_to_f32(uint16_t h);
+static inline float condense_bf16_to_f32(uint16_t h) {
+    union { uint32_t u; float f; } v = {(uint32_t)h << 16};
+    return v.f;
+}
+
 /* int8 micro-kernels (q8-gemm/q8-gemm-<isa>.c). */
 void condense_q8_ukernel_4x16__scalar(int mr, int nv, size_t kq, const uint8_t *a, size_t lda,
                                       const void *b, const condense_q8_epilogue *ep);

@@ -267,6 +267,63 @@ const condense_sparse_kernel *condense_sparse_kernel_at(int i);
 /** The kernel a packed weight of `format` (condense_sparse_format) at `isa` runs for m rows. */
 const condense_sparse_kernel *condense_sparse_kernel_for(int format, condense_isa isa, size_t m);
 
+/* ---- bf16 / f16 weights ------------------------------------------------------------------ */
+
+/** 16-bit float weight types. */
+typedef enum condense_half_type {
+    CONDENSE_HALF_BF16 = 0,   /* bfloat16: the top 16 bits of an f32 */
+    CONDENSE_HALF_F16 = 1,    /* IEEE binary16 */
+} condense_half_type;
+
+/** A half-precision micro-kernel: Y tile += X · Wᵀ over kc columns. `a` is f32 X rows (the
+ *  "widen" kernels: weights widened exactly to f32, f32 FMAs) or bf16 X rows (the "dot" kernels:
+ *  X rounded to bf16 once per call, vdpbf16ps: twice the FMA peak, as llama.cpp and oneDNN run
+ *  bf16 weights); flags and epilogue as the f32 micro-kernels. */
+typedef void (*condense_half_ukernel)(int type, int mr, int nv, size_t kc, const void *a, size_t lda,
+                                      const uint16_t *b, float *c, size_t ldc, int flags,
+                                      const float *bias, int act);
+
+/** One half-precision kernel (the registration point for tests, `condense info` and dispatch). */
+typedef struct condense_half_kernel {
+    const char *name;      /* e.g. "bf16_dot_12x32__avx512bf16" */
+    condense_isa isa;
+    uint32_t features;     /* CONDENSE_CPU_* bits required beyond the ISA level */
+    unsigned types;        /* bit t: runs condense_half_type t */
+    int bf16_activations;  /* 1: rounds X to bf16 (dot kernels) */
+    int mr, nr, kc, mc;
+    condense_half_ukernel ukernel;
+} condense_half_kernel;
+
+int condense_half_kernel_count(void);
+const condense_half_kernel *condense_half_kernel_at(int i);
+/** The best kernel for `type` at or below `isa` that this CPU can run. */
+const condense_half_kernel *condense_half_kernel_for(int type, condense_isa isa);
+
+/** Packed 16-bit weights: panels of NR rows; bf16 stored in K pairs [K/2][NR][2] (the layout
+ *  vdpbf16ps reads; widening is a shift and a mask), f16 [K][NR] (the layout vcvtph2ps reads). */
+typedef struct condense_half_packed {
+    size_t n, k, kstored;  /* kstored: k rounded up to even for bf16 */
+    int type;
+    const condense_half_kernel *kernel;
+    uint16_t *data;        /* ceil(n/NR) · kstored · NR */
+    float *bias;
+} condense_half_packed;
+
+/** Pack W[N,K] of 16-bit values (row stride ldw) for the best kernel at `isa`; NULL when out of
+ *  memory or the type is unknown. */
+condense_half_packed *condense_half_pack(condense_isa isa, int type, const uint16_t *w, size_t n, size_t k,
+                                         size_t ldw, const float *bias);
+/** The same for one kernel of the table (tests run every kernel this CPU has); NULL when it
+ *  cannot run here or does not take the type. */
+condense_half_packed *condense_half_pack_for(const condense_half_kernel *kernel, int type, const uint16_t *w,
+                                             size_t n, size_t k, size_t ldw, const float *bias);
+void condense_half_packed_free(condense_half_packed *p);
+/** Y[M,N] = act(X · Wᵀ + bias). */
+int condense_half_gemm(const condense_half_packed *w, size_t m, const float *x, size_t lda, float *y,
+                       size_t ldy, int act, int threads);
+/** f32 to bfloat16, round to nearest even (NaN stays NaN); the same bits on every path. */
+uint16_t condense_f32_to_bf16(float f);
+
 /* ---- int8 GEMM ------------------------------------------------------------------------- */
 
 /**

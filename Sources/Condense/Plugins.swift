@@ -118,7 +118,7 @@ public struct PluginBackend: KernelBackend {
         case .csr: return UInt32(CONDENSE_PLUGIN_CSR.rawValue)
         case .int8: return UInt32(CONDENSE_PLUGIN_INT8.rawValue)
         case .int4: return UInt32(CONDENSE_PLUGIN_INT4.rawValue)
-        case .sparse24Int8: return UInt32.max  // not in ABI v1
+        case .sparse24Int8, .bf16, .f16: return UInt32.max  // not in ABI v1
         }
     }
 
@@ -185,7 +185,7 @@ public struct PluginBackend: KernelBackend {
                     return q.packed.withUnsafeBufferPointer { v in
                         q.scales.withUnsafeBufferPointer { s in w.q4 = v.baseAddress; w.scales = s.baseAddress; return body(&w) }
                     }
-                case .sparse24Int8:
+                case .sparse24Int8, .half:
                     return body(&w)  // unreachable: supports() is asked first with an unknown format code
                 }
             }

@@ -18,6 +18,10 @@ public enum WeightFormat: Hashable, Sendable, CustomStringConvertible {
     case int4(group: Int)
     /// 2:4 sparse with int8 values (``Sparse24Int8Weights``).
     case sparse24Int8
+    /// bfloat16 values (``HalfPrecisionMatrix``).
+    case bf16
+    /// IEEE half values (``HalfPrecisionMatrix``).
+    case f16
 
     public var description: String {
         switch self {
@@ -27,6 +31,8 @@ public enum WeightFormat: Hashable, Sendable, CustomStringConvertible {
         case .int8: return "int8"
         case let .int4(g): return "int4-g\(g)"
         case .sparse24Int8: return "2:4-int8"
+        case .bf16: return "bf16"
+        case .f16: return "f16"
         }
     }
 }
@@ -45,6 +51,8 @@ public enum CompressedWeights: Sendable {
     case int4(Int4Weights)
     /// 2:4 `W[N, K]` with int8 values.
     case sparse24Int8(Sparse24Int8Weights)
+    /// bf16 or f16 `W[N, K]`.
+    case half(HalfPrecisionMatrix)
 
     /// The format tag, which backends match on.
     public var format: WeightFormat {
@@ -55,6 +63,7 @@ public enum CompressedWeights: Sendable {
         case .int8: return .int8
         case let .int4(w): return .int4(group: w.groupSize)
         case .sparse24Int8: return .sparse24Int8
+        case let .half(h): return h.kind == .bf16 ? .bf16 : .f16
         }
     }
 
@@ -65,7 +74,7 @@ public enum CompressedWeights: Sendable {
     /// densities keep their winner.
     public var tuningSignature: String {
         switch self {
-        case .dense, .sparse24, .sparse24Int8: return ""
+        case .dense, .sparse24, .sparse24Int8, .half: return ""
         case let .csr(c):
             let cells = Double(c.rows) * Double(c.columns)
             let density = cells == 0 ? 0 : Double(c.nonZeroCount) / cells
@@ -87,6 +96,7 @@ public enum CompressedWeights: Sendable {
         case let .int8(w): return w.rows
         case let .int4(w): return w.rows
         case let .sparse24Int8(w): return w.rows
+        case let .half(w): return w.rows
         }
     }
 
@@ -99,6 +109,7 @@ public enum CompressedWeights: Sendable {
         case let .int8(w): return w.columns
         case let .int4(w): return w.columns
         case let .sparse24Int8(w): return w.columns
+        case let .half(w): return w.columns
         }
     }
 
@@ -111,6 +122,7 @@ public enum CompressedWeights: Sendable {
         case let .int8(w): return w.byteCount
         case let .int4(w): return w.byteCount
         case let .sparse24Int8(w): return w.byteCount
+        case let .half(w): return w.byteCount
         }
     }
 
@@ -123,6 +135,7 @@ public enum CompressedWeights: Sendable {
         case let .int8(w): return w.densified()
         case let .int4(w): return w.densified()
         case let .sparse24Int8(w): return w.densified()
+        case let .half(w): return w.densified()
         }
     }
 
@@ -138,6 +151,8 @@ public enum CompressedWeights: Sendable {
         case .int8: return .int8(try Int8Weights(quantizing: densified()))
         case let .int4(g): return .int4(try Int4Weights(quantizing: densified(), groupSize: g))
         case .sparse24Int8: return .sparse24Int8(try Sparse24Int8Weights(quantizing: Sparse24Matrix(dense: densified())))
+        case .bf16: return .half(HalfPrecisionMatrix(converting: densified(), to: .bf16))
+        case .f16: return .half(HalfPrecisionMatrix(converting: densified(), to: .f16))
         }
     }
 }
@@ -218,6 +233,8 @@ extension CompressedWeights {
             return .sparse24Int8(try Sparse24Int8Weights(pattern: w.pattern.leadingRows(n),
                                                          values: Array(w.values[0..<(n * w.pattern.valuesPerRow)]),
                                                          scales: Array(w.scales[0..<n])))
+        case let .half(w):
+            return .half(w.leadingRows(n))
         }
     }
 }

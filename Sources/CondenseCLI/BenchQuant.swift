@@ -7,7 +7,7 @@ import Foundation
 struct BenchQuant: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "quant",
-        abstract: "int8, int4, 2:4-int8 and 2:4-int4 layers against f32 dense: int8 per-channel (u8 activations per row), int4 in groups on both native paths, 2:4-pruned int8 and 2:4 with 4-bit values (3.25 bits per weight). Peers (--peers): onnxruntime dynamic int8 and MatMulNBits, oneDNN u8×s8.")
+        abstract: "int8, int4, 2:4-int8, 2:4-int4, bf16 and f16 layers against f32 dense: int8 per-channel (u8 activations per row), int4 in groups on both native paths, 2:4-pruned int8 and 2:4 with 4-bit values (3.25 bits per weight). Peers (--peers): onnxruntime dynamic int8 and MatMulNBits, oneDNN u8×s8.")
 
     @Option(name: .customLong("m"), help: "Batch sizes M, comma-separated.")
     var batches = "1,8,32,128,512"
@@ -42,7 +42,8 @@ struct BenchQuant: ParsableCommand {
         for (n, k) in try parseShapes(shapes, option: "--shapes") {
             let w = try rng.matrix(n, k)
             let layer = try LinearLayer(weights: .dense(w))
-            let dense = try registry.prepare(layer, policy: .forced("native"))
+            // f32 cycles through its own copies too, so GEMV ratios compare DRAM against DRAM.
+            let denseCopies = try (0..<rotate).map { _ in try registry.prepare(layer, policy: .forced("native")) }
             let q8layer = try layer.converted(to: .int8)
             let q4 = try Int4Weights(quantizing: w, groupSize: group)
             let variants: [(String, LinearLayer)] = [
@@ -52,6 +53,9 @@ struct BenchQuant: ParsableCommand {
                 // 2:4-pruned (magnitude) then int8: its error vs f32 includes the pruning.
                 ("2:4-int8", try LinearLayer(weights: .sparse24Int8(Sparse24Int8Weights(
                     quantizing: Sparse24Matrix(dense: Pruning.semiStructured(w).apply(to: w)))))),
+                // 16-bit floats: half the bytes of f32, rounded to nearest even.
+                ("bf16", try layer.converted(to: .bf16)),
+                ("f16", try layer.converted(to: .f16)),
             ]
             // 2:4-int4 (magnitude 2:4, rounded per 64): its own kernel, outside the registry's formats.
             let s24q4 = try Sparse24Int4Weights(quantizing: w)
@@ -65,7 +69,11 @@ struct BenchQuant: ParsableCommand {
             for m in ms {
                 let x = try rng.matrix(m, k)
                 var y = try Matrix<Float>(rows: m, columns: n), yf = try Matrix<Float>(rows: m, columns: n)
-                let tf = try Timing.measure(samples: bench.reps, minSampleSeconds: bench.minSample) { try dense.apply(x, into: &yf) }
+                var dturn = 0
+                let tf = try Timing.measure(samples: bench.reps, minSampleSeconds: bench.minSample) {
+                    try denseCopies[dturn % denseCopies.count].apply(x, into: &yf)
+                    dturn += 1
+                }
                 var seen = Set<String>()
                 for (vi, (format, p)) in zip(formats, prepared).enumerated() where seen.insert(p.kernelName).inserted {
                     var turn = 0

@@ -67,6 +67,7 @@ public struct NativeBackend: KernelBackend {
         case let .int8(w): return try ctx.int8(w)
         case let .int4(w): return try ctx.int4(w)
         case let .sparse24Int8(w): return try ctx.sparse24Int8(w)
+        case let .half(w): return try ctx.half(w)
         }
     }
 }
@@ -133,7 +134,14 @@ extension NativeKernels {
     }
 
     /// Every kernel of every family, from the C tables.
-    public static var all: [KernelInfo] { f32Gemm + sparse + int8 + int4 + sparse24Int8 + gguf }
+    public static var all: [KernelInfo] { f32Gemm + half + sparse + int8 + int4 + sparse24Int8 + gguf }
+
+    /// Every bf16/f16 kernel (widen and bf16 dot), with whether this CPU can run it.
+    public static var half: [KernelInfo] {
+        (0..<condense_half_kernel_count()).compactMap { i in
+            condense_half_kernel_at(i).map { info($0.pointee.name, $0.pointee.isa, $0.pointee.features) }
+        }
+    }
 
     static func info(_ name: UnsafePointer<CChar>, _ isa: condense_isa, _ features: UInt32) -> KernelInfo {
         let level = ISA(isa)
@@ -212,6 +220,19 @@ struct NativeContext {
         return try NativePackedLinear(p, bytes: w.count * 4, inFeatures: w.columns, outFeatures: w.rows, context: self,
                                       kernel: { _, _ in name }, run: { condense_f32_gemm($0, $1, $2, $3, $4, $5, $6, $7) },
                                       release: { condense_f32_packed_free($0) })
+    }
+
+    func half(_ w: HalfPrecisionMatrix) throws -> any PreparedLinear {
+        guard let kernel = condense_half_kernel_for(w.kind.c, isa.c) else {
+            throw CondenseError.backendUnavailable(name: "native", reason: "no \(w.kind) kernel for \(isa)")
+        }
+        let p = w.bits.withUnsafeBufferPointer { bp in
+            withOptionalPointer(bias) { condense_half_pack(isa.c, w.kind.c, bp.baseAddress, w.rows, w.columns, w.columns, $0) }
+        }
+        let name = String(cString: kernel.pointee.name)
+        return try NativePackedLinear(p, bytes: w.byteCount, inFeatures: w.columns, outFeatures: w.rows, context: self,
+                                      kernel: { _, _ in name }, run: { condense_half_gemm($0, $1, $2, $3, $4, $5, $6, $7) },
+                                      release: { condense_half_packed_free($0) })
     }
 
     func sparse24(_ w: Sparse24Matrix) throws -> any PreparedLinear {

@@ -4,7 +4,8 @@ import Foundation
 /// `<prefix>activation`, `<prefix>shape` ("N,K"). Parts by format: dense `weight` (F32); int8 `q`
 /// (I8 [N,K]) and `scales` (F32 [N]); int4 `q4` (U8 [N,⌈K/2⌉]), `scales` (F32) and metadata
 /// `group`, `int4_path`; 2:4 `values` (F32) and `meta` (U8); 2:4-int8 `q` (I8), `meta` (U8),
-/// `scales` (F32); CSR `row_ptr` (U32), `col` (U16 or U32), `values` (F32); `bias` (F32 [N]) when
+/// `scales` (F32); CSR `row_ptr` (U32), `col` (U16 or U32), `values` (F32); bf16 and f16 `weight`
+/// (BF16 or F16 [N,K]); `bias` (F32 [N]) when
 /// present. Every format keeps its real bytes, and reading back is bit-exact.
 extension SafeTensors {
     /// Stores `l` under `prefix` (e.g. "layers.0.").
@@ -15,6 +16,9 @@ extension SafeTensors {
         metadata[p + "shape"] = "\(n),\(k)"
         switch l.weights {
         case let .dense(w): try add(p + "weight", shape: [n, k], floats: w.elements)
+        case let .half(h):
+            try add(p + "weight", dtype: h.kind == .bf16 ? .bf16 : .f16, shape: [n, k],
+                    bytes: h.bits.withUnsafeBytes { Data($0) })
         case let .int8(q):
             try add(p + "q", shape: [n, k], int8: q.values)
             try add(p + "scales", shape: [n], floats: q.scales)
@@ -66,6 +70,11 @@ extension SafeTensors {
             switch format {
             case "dense":
                 weights = .dense(try Matrix(rows: n, columns: k, elements: floats(p + "weight", shape: [n, k])))
+            case "bf16", "f16":
+                let kind: HalfPrecisionMatrix.Kind = format == "bf16" ? .bf16 : .f16
+                weights = .half(try HalfPrecisionMatrix(
+                    kind: kind, rows: n, columns: k,
+                    bits: elements(p + "weight", as: UInt16.self, dtype: kind == .bf16 ? .bf16 : .f16, shape: [n, k])))
             case "int8":
                 weights = .int8(try Int8Weights(rows: n, columns: k, values: elements(p + "q", as: Int8.self, dtype: .i8, shape: [n, k]),
                                                 scales: floats(p + "scales", shape: [n])))

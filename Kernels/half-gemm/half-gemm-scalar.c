@@ -1,0 +1,38 @@
+/* Half-precision micro-kernel 4x16 in portable C: widens each weight exactly to f32 and
+ * accumulates in f32 in K order (the reference sibling of the SIMD widen kernels). */
+#include "internal.h"
+
+static inline float act_scalar(float v, int act) {
+    if (act == CONDENSE_ACT_RELU) return (v > 0.0f || v != v) ? v : 0.0f;
+    if (act == CONDENSE_ACT_GELU) return condense_gelu_scalar(v);
+    return v;
+}
+
+void condense_half_widen_4x16__scalar(int type, int mr, int nv, size_t kc, const void *a_, size_t lda,
+                                      const uint16_t *b, float *c, size_t ldc, int flags, const float *bias,
+                                      int act) {
+    const float *a = a_;
+    float acc[4][16] = {{0}};
+    for (size_t k = 0; k < kc; k++) {
+        float wk[16];
+        for (int j = 0; j < 16; j++)
+            wk[j] = type == CONDENSE_HALF_BF16 ? condense_bf16_to_f32(b[(k / 2) * 32 + (size_t)j * 2 + k % 2])
+                                               : condense_f16_to_f32(b[k * 16 + (size_t)j]);
+        for (int i = 0; i < mr; i++) {
+            const float ai = a[(size_t)i * lda + k];
+            for (int j = 0; j < 16; j++) acc[i][j] += ai * wk[j];
+        }
+    }
+    for (int i = 0; i < mr; i++) {
+        float *ci = c + (size_t)i * ldc;
+        for (int j = 0; j < nv; j++) {
+            float v = acc[i][j];
+            if (flags & CONDENSE_UK_ACCUMULATE) v += ci[j];
+            if (flags & CONDENSE_UK_FINAL) {
+                if (bias) v += bias[j];
+                v = act_scalar(v, act);
+            }
+            ci[j] = v;
+        }
+    }
+}

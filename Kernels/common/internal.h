@@ -31,7 +31,7 @@ enum {
     CONDENSE_SCRATCH_XT = 1,      /* caller: a transposed block of X shared by the team (sparse xt) */
     CONDENSE_SCRATCH_YT = 2,      /* worker: its transposed block of Y (sparse xt) */
     CONDENSE_SCRATCH_CURSOR = 3,  /* worker: row cursors (sparse xt) */
-    CONDENSE_SCRATCH_WROW = 4,    /* worker: one dequantized weight row (int4) */
+    CONDENSE_SCRATCH_WROW = 4,    /* worker: one dequantized weight panel slice (int4) */
     CONDENSE_SCRATCH_ATTN = 5,    /* worker: attention scores of one query row (decoders) */
     CONDENSE_SCRATCH_SLOTS = 6,
 };
@@ -107,15 +107,12 @@ void condense_q8_quantize_rows__avx512(const float *x, size_t m, size_t k, size_
                                        const float *static_scale, const int32_t *static_zp);
 #endif
 
-/* int4 kernels (q4-gemm/). Rows [n0, n1) of W, all m rows of X, raw dots (no bias/activation);
- * a condense_status (the worker's weight-row scratch can fail to grow). */
-int condense_q4_dequant__scalar(const condense_q4_packed *w, size_t n0, size_t n1, size_t m,
-                                 const float *x, size_t lda, float *y, size_t ldy);
+/* int4 dequantize path (q4-gemm/): panel `panel`'s columns [k0, k0 + kc) as f32 (s·q, exact)
+ * into buf[kc][nr], the f32 micro-kernel's packed layout. */
+void condense_q4_unpack__scalar(const condense_q4_packed *w, size_t panel, size_t k0, size_t kc, float *buf);
 #if CONDENSE_X86
-int condense_q4_dequant__avx2(const condense_q4_packed *w, size_t n0, size_t n1, size_t m,
-                               const float *x, size_t lda, float *y, size_t ldy);
-int condense_q4_dequant__avx512(const condense_q4_packed *w, size_t n0, size_t n1, size_t m,
-                                 const float *x, size_t lda, float *y, size_t ldy);
+void condense_q4_unpack__avx2(const condense_q4_packed *w, size_t panel, size_t k0, size_t kc, float *buf);
+void condense_q4_unpack__avx512(const condense_q4_packed *w, size_t panel, size_t k0, size_t kc, float *buf);
 /* Panels [p0, p1) of 16 rows, all m rows of quantized X, with the full epilogue. */
 void condense_q4_integer__avx512vnni(const condense_q4_packed *w, size_t p0, size_t p1, size_t m,
                                      const uint8_t *xq, size_t ldq, const float *sx,

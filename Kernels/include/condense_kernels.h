@@ -426,10 +426,15 @@ typedef struct condense_q4_packed {
     condense_isa isa;
     int path;              /* the path packed: kernel->path */
     const condense_q4_kernel *kernel;
-    uint8_t *nib;          /* dequant: rows of k16/2 bytes, low nibble = even column */
-    float *scale;          /* dequant: n · groups */
+    /* dequant: panels of nr rows (the f32 micro-kernel's width), [panel][k16][nr/2] bytes; byte j
+     * holds row j (low nibble) and row j + nr/2 (high nibble), two's complement. A tile
+     * dequantizes a panel's K slice once into the f32 kernel's packed layout and runs that kernel
+     * over all its rows of X. */
+    uint8_t *nib;
+    size_t nr;
+    const condense_f32_gemm_kernel *f32;
     uint8_t *blocks;       /* integer: panels of 16 rows, 64-byte blocks per 8 columns */
-    float *pscale;         /* integer: [panel][group][16] */
+    float *pscale;         /* [panel][group][16] (integer) or [panel][group][nr] (dequant) */
     float *pcomp;          /* integer: [panel][16] Σ_g scale_g · Σ_{k∈g} w_q: zero-point compensation */
     float *bias;
 } condense_q4_packed;

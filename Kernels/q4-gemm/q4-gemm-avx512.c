@@ -1,4 +1,4 @@
-/* int4 for AVX-512: the exact-dequantize kernel, and the integer VNNI kernel. */
+/* int4 for AVX-512: the exact-dequantize panel unpack, and the integer VNNI kernel. */
 #include "q4-dequant.h"
 
 #if CONDENSE_X86
@@ -6,67 +6,20 @@
 #include <string.h>
 #include "vecmath-avx512.h"
 
-/* Exact dequantize, by hand: the compiler does not vectorise the interleaved nibble unpack (the
- * generic C version ran at 20–70 GOPS here). 16 nibbles → 16 s8 (low/high interleaved, sign-
- * extended by xor/sub 8) → f32 × group scale into an L1 row buffer, then up to 4 rows of X per
- * pass are dotted with it. */
-CONDENSE_INLINE CONDENSE_TARGET_AVX512 void q4_dot_rows(const int MB, const float *wr, size_t k,
-                                                         const float *x, size_t lda, float *y,
-                                                         size_t ldy) {
-    __m512 acc[4][2];
-    _Pragma("clang loop unroll(full)") for (int i = 0; i < MB; i++) acc[i][0] = acc[i][1] = _mm512_setzero_ps();
-    size_t c = 0;
-    for (; c + 32 <= k; c += 32) {
-        const __m512 w0 = _mm512_load_ps(wr + c), w1 = _mm512_load_ps(wr + c + 16);
-        _Pragma("clang loop unroll(full)") for (int i = 0; i < MB; i++) {
-            acc[i][0] = _mm512_fmadd_ps(w0, _mm512_loadu_ps(x + (size_t)i * lda + c), acc[i][0]);
-            acc[i][1] = _mm512_fmadd_ps(w1, _mm512_loadu_ps(x + (size_t)i * lda + c + 16), acc[i][1]);
-        }
+/* The panel unpack by hand (32 rows: byte j holds rows j and j + 16): one zero-extending load
+ * of 16 bytes, two shift pairs sign-extend the nibbles in 32-bit lanes, convert, scale. */
+CONDENSE_TARGET_AVX512 void condense_q4_unpack__avx512(const condense_q4_packed *w, size_t panel, size_t k0,
+                                                       size_t kc, float *buf) {
+    const uint8_t *nb = w->nib + (panel * w->k16 + k0) * 16;
+    for (size_t kk = 0; kk < kc; kk++) {
+        const float *s = w->pscale + (panel * w->groups + (k0 + kk) / w->group) * 32;
+        _mm_prefetch((const char *)(nb + kk * 16 + 1024), _MM_HINT_T0);
+        const __m512i v = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(nb + kk * 16)));
+        const __m512i lo = _mm512_srai_epi32(_mm512_slli_epi32(v, 28), 28);
+        const __m512i hi = _mm512_srai_epi32(_mm512_slli_epi32(v, 24), 28);
+        _mm512_store_ps(buf + kk * 32, _mm512_mul_ps(_mm512_cvtepi32_ps(lo), _mm512_loadu_ps(s)));
+        _mm512_store_ps(buf + kk * 32 + 16, _mm512_mul_ps(_mm512_cvtepi32_ps(hi), _mm512_loadu_ps(s + 16)));
     }
-    for (; c < k; c += 16) {
-        const __mmask16 m = k - c >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (k - c)) - 1);
-        const __m512 w0 = _mm512_maskz_load_ps(m, wr + c);
-        _Pragma("clang loop unroll(full)") for (int i = 0; i < MB; i++)
-            acc[i][0] = _mm512_fmadd_ps(w0, _mm512_maskz_loadu_ps(m, x + (size_t)i * lda + c), acc[i][0]);
-    }
-    _Pragma("clang loop unroll(full)") for (int i = 0; i < MB; i++)
-        y[(size_t)i * ldy] = _mm512_reduce_add_ps(_mm512_add_ps(acc[i][0], acc[i][1]));
-}
-
-CONDENSE_TARGET_AVX512 int condense_q4_dequant__avx512(const condense_q4_packed *w, size_t n0,
-                                                       size_t n1, size_t m, const float *x,
-                                                       size_t lda, float *y, size_t ldy) {
-    const size_t k = w->k, k16 = w->k16, G = w->group;
-    float *wr = condense_scratch(CONDENSE_SCRATCH_WROW, k16 * sizeof(float));
-    if (!wr) return CONDENSE_ERR_NO_MEMORY;
-    const __m128i lo4 = _mm_set1_epi8(0x0F), eight = _mm_set1_epi8(8);
-    for (size_t r = n0; r < n1; r++) {
-        const uint8_t *nb = w->nib + r * (k16 / 2);
-        const float *sc = w->scale + r * w->groups;
-        _mm_prefetch((const char *)(nb + k16 / 2), _MM_HINT_T0);
-        for (size_t g = 0; g < w->groups; g++) {
-            const __m512 s = _mm512_set1_ps(sc[g]);
-            const size_t c1 = (g + 1) * G < k16 ? (g + 1) * G : k16;
-            for (size_t c = g * G; c < c1; c += 16) {
-                const __m128i b = _mm_loadl_epi64((const __m128i *)(nb + c / 2));
-                __m128i v = _mm_unpacklo_epi8(_mm_and_si128(b, lo4), _mm_and_si128(_mm_srli_epi16(b, 4), lo4));
-                v = _mm_sub_epi8(_mm_xor_si128(v, eight), eight);
-                _mm512_store_ps(wr + c, _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(v)), s));
-            }
-        }
-        for (size_t i = 0; i < m; i += 4) {
-            const size_t mb = m - i < 4 ? m - i : 4;
-            const float *xi = x + i * lda;
-            float *yi = y + i * ldy + r;
-            switch (mb) {
-            case 1: q4_dot_rows(1, wr, k, xi, lda, yi, ldy); break;
-            case 2: q4_dot_rows(2, wr, k, xi, lda, yi, ldy); break;
-            case 3: q4_dot_rows(3, wr, k, xi, lda, yi, ldy); break;
-            default: q4_dot_rows(4, wr, k, xi, lda, yi, ldy); break;
-            }
-        }
-    }
-    return CONDENSE_OK;
 }
 
 #define CONDENSE_TARGET_VNNI512 __attribute__((target("avx512f,avx512bw,avx512dq,avx512vl,avx512vnni,avx2,fma")))

@@ -1,3 +1,3 @@
-/* Portable int4 kernel: exact dequantize to f32. */
+/* Portable int4 panel unpack: exact dequantize to f32 for the scalar f32 micro-kernel. */
 #include "q4-dequant.h"
-CONDENSE_Q4_DEQUANT_KERNEL(condense_q4_dequant__scalar, )
+CONDENSE_Q4_UNPACK(condense_q4_unpack__scalar, )

@@ -171,7 +171,7 @@ struct CLIInfoTests {
     /// `condense info` lists every kernel family.
     @Test func infoListsEveryFamily() throws {
         let r = try condense(["info"])
-        for k in ["f32_gemm_4x16__scalar", "f32_csr_dot_1x8__scalar", "q8_gemm_", "q4_gemm_dequant__scalar", "s24q8_dot_1x1__scalar"] {
+        for k in ["f32_gemm_4x16__scalar", "f32_csr_dot_1x8__scalar", "q8_gemm_", "q4_gemm_dequant_4x16__scalar", "s24q8_dot_1x1__scalar"] {
             #expect(r.stdout.contains(k), "\(k) missing from condense info")
         }
     }

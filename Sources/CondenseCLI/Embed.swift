@@ -36,7 +36,9 @@ func compressEncoder(_ m: SentenceEncoder, format: String, calibration: [String]
         }
     }
     switch format {
-    case "fp32", "dense": return m
+    case "fp32", "dense": return m  // as stored (a BF16/F16 checkpoint stays 16-bit)
+    case "bf16": return try m.mapLinears { _, l in try l.converted(to: .bf16) }
+    case "f16": return try m.mapLinears { _, l in try l.converted(to: .f16) }
     case "int8": return try m.mapLinears { _, l in try l.converted(to: .int8) }
     case "int8-smooth": return try m.smoothed(stats()).mapLinears { _, l in try l.converted(to: .int8) }
     case let f where f.hasPrefix("int8-smooth="):
@@ -86,7 +88,7 @@ func compressEncoder(_ m: SentenceEncoder, format: String, calibration: [String]
         // int8 everywhere but the named projections (qkv, attention_output, intermediate, output).
         let keep = f.dropFirst("int8-except:".count).split(separator: "+").map(String.init)
         return try m.mapLinears { name, l in keep.contains { name.hasSuffix("." + $0) } ? l : try l.converted(to: .int8) }
-    default: throw ValidationError("--format: unknown '\(format)' (fp32, int8, int8-smooth, int4-g32, 2:4, 2:4-act, 2:4-int8, 2:4-act-int8, 2:4-recon[-ffn][-int8], 2:4-tuned[-ffn][-int8])")
+    default: throw ValidationError("--format: unknown '\(format)' (fp32, bf16, f16, int8, int8-smooth, int4-g32, 2:4, 2:4-act, 2:4-int8, 2:4-act-int8, 2:4-recon[-ffn][-int8], 2:4-tuned[-ffn][-int8])")
     }
 }
 
@@ -140,7 +142,7 @@ struct Embed: ParsableCommand {
     var input: String
     @Option(help: "Output .npy file (float32 [lines, hidden]).")
     var output: String
-    @Option(help: "Projection format: fp32, int8, int8-smooth, int4-g32, 2:4, 2:4-act, 2:4-int8, 2:4-recon[-ffn][-int8], 2:4-tuned[-ffn][-int8].")
+    @Option(help: "Projection format: fp32 (as stored), bf16, f16, int8, int8-smooth, int4-g32, 2:4, 2:4-act, 2:4-int8, 2:4-recon[-ffn][-int8], 2:4-tuned[-ffn][-int8].")
     var format = "fp32"
     @Option(help: "Sentences per batch.")
     var batch = 32

@@ -155,9 +155,21 @@ public struct SentenceEncoder: Sendable {
         // Weights may be stored with a "bert." prefix (BertForX checkpoints).
         let prefix = f.tensors["embeddings.word_embeddings.weight"] != nil ? "" : "bert."
         func t(_ name: String, _ shape: [Int]) throws -> [Float] { try f.floats(prefix + name, shape: shape) }
+        // Projections stored in BF16 or F16 stay 16-bit (half the bytes of f32, exact values);
+        // several tensors stacked into one projection (Q, K, V) stay 16-bit when they share the type.
+        func projection(_ names: [String], rows: [Int], inp: Int) throws -> CompressedWeights {
+            let dtypes = Set(names.map { f.tensors[prefix + $0]?.dtype })
+            if dtypes.count == 1, let d = dtypes.first!, d == .bf16 || d == .f16 {
+                var bits: [UInt16] = []
+                for (n, r) in zip(names, rows) { bits += try f.elements(prefix + n, as: UInt16.self, dtype: d, shape: [r, inp]) }
+                return .half(try HalfPrecisionMatrix(kind: d == .bf16 ? .bf16 : .f16, rows: rows.reduce(0, +), columns: inp, bits: bits))
+            }
+            var w: [Float] = []
+            for (n, r) in zip(names, rows) { w += try t(n, [r, inp]) }
+            return .dense(try Matrix(rows: rows.reduce(0, +), columns: inp, elements: w))
+        }
         func linear(_ name: String, out: Int, inp: Int, act: Activation = .none) throws -> LinearLayer {
-            try LinearLayer(weights: .dense(Matrix(rows: out, columns: inp, elements: t(name + ".weight", [out, inp]))),
-                            bias: t(name + ".bias", [out]), activation: act)
+            try LinearLayer(weights: projection([name + ".weight"], rows: [out], inp: inp), bias: t(name + ".bias", [out]), activation: act)
         }
         self.config = c
         self.tokenizer = tokenizer
@@ -208,12 +220,11 @@ public struct SentenceEncoder: Sendable {
         }
         layers = try (0..<c.numHiddenLayers).map { l in
             let p = "encoder.layer.\(l)."
-            let q = try t(p + "attention.self.query.weight", [h, h]), k = try t(p + "attention.self.key.weight", [h, h])
-            let v = try t(p + "attention.self.value.weight", [h, h])
+            let qkv = try projection(["query", "key", "value"].map { p + "attention.self.\($0).weight" }, rows: [h, h, h], inp: h)
             let qb = try t(p + "attention.self.query.bias", [h]), kb = try t(p + "attention.self.key.bias", [h])
             let vb = try t(p + "attention.self.value.bias", [h])
             return Layer(
-                qkv: try LinearLayer(weights: .dense(Matrix(rows: 3 * h, columns: h, elements: q + k + v)), bias: qb + kb + vb),
+                qkv: try LinearLayer(weights: qkv, bias: qb + kb + vb),
                 attentionOutput: try linear(p + "attention.output.dense", out: h, inp: h),
                 attentionNorm: (try t(p + "attention.output.LayerNorm.weight", [h]), try t(p + "attention.output.LayerNorm.bias", [h])),
                 intermediate: try linear(p + "intermediate.dense", out: i, inp: h, act: .gelu),
@@ -258,7 +269,11 @@ public struct SentenceEncoder: Sendable {
                          projections: Set<String> = ["qkv", "attention_output", "intermediate"]) throws -> SentenceEncoder {
         var m = self
         func smooth(_ l: LinearLayer, _ name: String) throws -> (LinearLayer, [Float]) {
-            guard case let .dense(w) = l.weights else { throw CondenseError.invalidModel("\(name): smoothing needs f32 weights, got \(l.format)") }
+            // 16-bit weights widen exactly; the smoothed result is f32 (then quantized).
+            guard [.dense, .bf16, .f16].contains(l.format) else {
+                throw CondenseError.invalidModel("\(name): smoothing needs f32, bf16 or f16 weights, got \(l.format)")
+            }
+            let w = l.weights.densified()
             guard let amax = stats.absMax[name], amax.count == w.columns else { throw CondenseError.invalidModel("\(name): no calibration statistics") }
             var e = w.elements
             let (n, k) = (w.rows, w.columns)
@@ -282,7 +297,9 @@ public struct SentenceEncoder: Sendable {
                     for c in 0..<h { w[(2 * h + j) * h + c] *= inv }
                     b[2 * h + j] *= inv
                 }
-                guard case .dense = m.layers[l].qkv.weights else { throw CondenseError.invalidModel("layer.\(l).qkv: smoothing needs f32 weights") }
+                guard [.dense, .bf16, .f16].contains(m.layers[l].qkv.format) else {
+                    throw CondenseError.invalidModel("layer.\(l).qkv: smoothing needs f32, bf16 or f16 weights, got \(m.layers[l].qkv.format)")
+                }
                 m.layers[l].qkv = try LinearLayer(weights: .dense(Matrix(rows: 3 * h, columns: h, elements: w)), bias: b, activation: m.layers[l].qkv.activation)
             }
             if projections.contains("intermediate") {

@@ -154,6 +154,32 @@ private func readNPY(_ path: String) throws -> (rows: Int, cols: Int, data: [Flo
 private func tinyBERT() throws -> String { tinyBERTPath }
 private let tinyBERTPath: String = try! makeTinyBERT(in: FileManager.default.temporaryDirectory.appendingPathComponent("condense-tinybert-\(getpid())").path)
 
+@Suite struct HalfPrecisionEncoderTests {
+    /// A checkpoint whose projections are BF16 or F16 loads them 16-bit (not widened), embeds as
+    /// the same model widened to f32 (f16: to f32 rounding; bf16: within the bf16 kernel's
+    /// activation rounding), saves and loads back 16-bit.
+    @Test(arguments: [HalfPrecisionMatrix.Kind.bf16, .f16])
+    func halfCheckpointsStayHalf(_ kind: HalfPrecisionMatrix.Kind) throws {
+        let dir = try makeTinyBERT(in: scratchFolder("bert-\(kind)"), half: kind)
+        let enc = try SentenceEncoder(directory: dir)
+        #expect(enc.linears.allSatisfy { $0.layer.format.description == kind.rawValue }, "\(enc.linears.map(\.layer.format))")
+        let wide = try enc.mapLinears { _, l in try l.converted(to: .dense) }
+        let texts = ["the cat sat on the mat.", "a dog runs", "cats, dogs"]
+        let a = try InferenceSession(enc, policy: .priority).embed(texts), b = try InferenceSession(wide, policy: .priority).embed(texts)
+        let roundsActivations = CondenseRuntime.detectedISA == .avx512 && kind == .bf16
+            && condense_cpu_features() & UInt32(CONDENSE_CPU_AVX512BF16) != 0
+        for (x, y) in zip(a, b) {
+            let cosine = zip(x, y).reduce(Float(0)) { $0 + $1.0 * $1.1 }
+            #expect(cosine > (roundsActivations ? 0.999 : 0.999_999), "\(cosine)")
+        }
+        let out = dir + "-saved"
+        try enc.save(to: out)
+        let back = try SentenceEncoder(directory: out)
+        #expect(back.linears.map(\.layer.format) == enc.linears.map(\.layer.format))
+        #expect(try InferenceSession(back, policy: .priority).embed(texts) == a)
+    }
+}
+
 @Suite struct EncoderFileTests {
     /// Compressed encoders save to a folder and load back bit-exact; the embeddings are the same.
     @Test func compressedEncodersRoundTripExactly() throws {

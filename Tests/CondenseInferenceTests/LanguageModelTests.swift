@@ -225,6 +225,29 @@ import Testing
     }
 }
 
+@Suite struct HalfPrecisionModelTests {
+    /// F16 and BF16 projections stay 16-bit (half the bytes per token of widening them) and give
+    /// the widened f32 path's logits: f16 to f32 rounding (exact widening, f32 activations); bf16
+    /// within its kernel's activation rounding where the CPU has AVX-512 BF16.
+    @Test(arguments: [GGUFFile.TensorType.f16, .bf16])
+    func halfProjectionsStayHalf(_ type: GGUFFile.TensorType) throws {
+        let path = try makeTinyLlama(in: scratchFolder("half-\(type)"), half: type)
+        let half = try LanguageModel(gguf: path), f32 = try LanguageModel(gguf: path, keepBlocks: false)
+        let projections = half.placements.filter { $0.name.contains("attn") || $0.name.contains("ffn") }
+        #expect(!projections.isEmpty && projections.allSatisfy { $0.placement.hasPrefix("\(type):") }, "\(half.placements)")
+        #expect(half.weightBytesPerToken < f32.weightBytesPerToken)
+        let ids: [Int32] = [258, 71, 72, 257, 3, 100, 40]
+        let a = try half.session().forward(ids, allLogits: true), b = try f32.session().forward(ids, allLogits: true)
+        let roundsActivations = projections.contains { $0.placement.contains("bf16_dot") }
+        for (ra, rb) in zip(a, b) {
+            let scale = rb.map(abs).max()!
+            let worst = zip(ra, rb).map { abs($0 - $1) }.max()!
+            #expect(worst <= (roundsActivations ? 3e-2 : 1e-4) * max(1, scale), "\(worst) of \(scale)")
+            #expect(ra.indices.max { ra[$0] < ra[$1] } == rb.indices.max { rb[$0] < rb[$1] })
+        }
+    }
+}
+
 @Suite struct CausalAttentionKernelTests {
     /// The decoder attention kernel against plain loops on every ISA path, f32 and f16 caches:
     /// GQA groups of 1–5 heads, a prefix already in the cache (long enough for the chunked,

@@ -17,8 +17,9 @@ public struct TestRNG {
 }
 
 /// A tiny random BERT (hidden 32, 2 layers, 15-token vocabulary) written to `dir`: lets CI
-/// exercise loading, the encoder, model files and the CLI without the real model.
-public func makeTinyBERT(in dirPath: String, layers: Int = 2) throws -> String {
+/// exercise loading, the encoder, model files and the CLI without the real model. `half` stores
+/// the projections' weights in BF16 or F16, as many checkpoints ship.
+public func makeTinyBERT(in dirPath: String, layers: Int = 2, half: HalfPrecisionMatrix.Kind? = nil) throws -> String {
     let dir = URL(fileURLWithPath: dirPath)
     try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
     let vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "the", "cat", "sat", "on", "mat", ".", "a", "dog", "##s", "run", ","]
@@ -31,7 +32,13 @@ public func makeTinyBERT(in dirPath: String, layers: Int = 2) throws -> String {
     var rng = TestRNG(s: 99)
     var f = SafeTensors()
     func add(_ name: String, _ shape: [Int], scale: Float = 0.2) throws {
-        try f.add(name, shape: shape, floats: (0..<shape.reduce(1, *)).map { _ in rng.next() * scale })
+        let v = (0..<shape.reduce(1, *)).map { _ in rng.next() * scale }
+        if let half, name.hasPrefix("encoder."), name.hasSuffix(".weight"), shape.count == 2 {
+            let h = HalfPrecisionMatrix(converting: try Matrix(rows: 1, columns: v.count, elements: v), to: half)
+            try f.add(name, dtype: half == .bf16 ? .bf16 : .f16, shape: shape, bytes: h.bits.withUnsafeBytes { Data($0) })
+        } else {
+            try f.add(name, shape: shape, floats: v)
+        }
     }
     try add("embeddings.word_embeddings.weight", [vocab.count, h], scale: 1)
     try add("embeddings.position_embeddings.weight", [pos, h])
@@ -94,8 +101,10 @@ public func randomBlocks(_ type: GGUFFile.TensorType, rows: Int, k: Int, rng: in
 
 /// A tiny random Llama-family GGUF model (2 layers; vocabulary of 256 bytes + 3): f32 projections
 /// with a Q8_0 `ffn_down`, or with `kQuants` a Q4_K_M-like file of hidden size 256 (Q4_K
-/// projections, V and `ffn_down` in Q6_K, a Q6_K tied embedding).
-public func makeTinyLlama(in dir: String, arch: String = "llama", tiedOutput: Bool = true, kQuants: Bool = false, seed: UInt64 = 5) throws -> String {
+/// projections, V and `ffn_down` in Q6_K, a Q6_K tied embedding). `half` (F16 or BF16) stores the
+/// attention and MLP projections in that 16-bit type instead of f32 and Q8_0.
+public func makeTinyLlama(in dir: String, arch: String = "llama", tiedOutput: Bool = true, kQuants: Bool = false,
+                          half: GGUFFile.TensorType? = nil, seed: UInt64 = 5) throws -> String {
     var w = GGUFWriter()
     let (d, heads, kv, ff, layers) = kQuants ? (256, 4, 2, 512, 2) : (32, 4, 2, 64, 2)
     // GPT-2's byte map: printable bytes map to themselves, the rest to U+0100….
@@ -128,7 +137,14 @@ public func makeTinyLlama(in dir: String, arch: String = "llama", tiedOutput: Bo
     w.add("tokenizer.ggml.add_bos_token", .bool(true))
     var rng = TestRNG(s: seed)
     func t(_ name: String, _ dims: [Int], scale: Float = 0.3) throws {
-        try w.addTensor(name, dims: dims, floats: (0..<dims.reduce(1, *)).map { _ in rng.next() * scale })
+        let f = (0..<dims.reduce(1, *)).map { _ in rng.next() * scale }
+        if let half, name.hasSuffix(".weight"), name.hasPrefix("blk."), dims.count == 2 {
+            let m = try Matrix(rows: 1, columns: f.count, elements: f)
+            let h = HalfPrecisionMatrix(converting: m, to: half == .bf16 ? .bf16 : .f16)
+            try w.addTensor(name, dims: dims, type: half, bytes: h.bits.withUnsafeBytes { Data($0) })
+        } else {
+            try w.addTensor(name, dims: dims, floats: f)
+        }
     }
     func ones(_ name: String, _ n: Int) throws { try w.addTensor(name, dims: [n], floats: (0..<n).map { _ in 1 + rng.next() * 0.1 }) }
     func k(_ name: String, _ type: GGUFFile.TensorType, _ dims: [Int]) throws {
@@ -150,6 +166,7 @@ public func makeTinyLlama(in dir: String, arch: String = "llama", tiedOutput: Bo
             try t(p + "attn_q.bias", [d], scale: 0.1); try t(p + "attn_k.bias", [kv * d / heads], scale: 0.1); try t(p + "attn_v.bias", [kv * d / heads], scale: 0.1)
         }
         try t(p + "attn_output.weight", [d, d]); try t(p + "ffn_gate.weight", [d, ff]); try t(p + "ffn_up.weight", [d, ff])
+        if half != nil { try t(p + "ffn_down.weight", [ff, d]); continue }
         // Q8_0 blocks: an f16 scale of 1/64 (0x2400), then 32 signed bytes.
         var q8 = Data()
         for _ in 0..<(ff * d / 32) {
@@ -161,7 +178,7 @@ public func makeTinyLlama(in dir: String, arch: String = "llama", tiedOutput: Bo
     try ones("output_norm.weight", d)
     if !tiedOutput { try t("output.weight", [d, tokens.count]) }
     try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
-    let path = dir + "/tiny-\(arch)\(kQuants ? "-k" : "").gguf"
+    let path = dir + "/tiny-\(arch)\(kQuants ? "-k" : "")\(half.map { "-\($0)" } ?? "").gguf"
     try w.write(to: path)
     return path
 }

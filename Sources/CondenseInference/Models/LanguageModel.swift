@@ -239,8 +239,8 @@ struct ProjectionPlacer {
 
     /// One projection from the tensors `ts` (same input), their rows stacked: on the blocks
     /// when every part is one block type with a kernel; parts of different types (Q4_K_M
-    /// files keep V in Q6_K) each on their own, side by side; else the f32 GEMM of the exactly
-    /// dequantized weights.
+    /// files keep V in Q6_K) each on their own, side by side; F16 and BF16 tensors as 16-bit
+    /// weights (``HalfPrecisionMatrix``); else the f32 GEMM of the exactly dequantized weights.
     mutating func place(_ label: String, _ ts: [GGUFFile.Tensor], bias b: [Float]?) throws -> any PreparedLinear {
         let type = ts[0].type
         let blockable = keepBlocks && ts.allSatisfy { GGUFBlockLinear.supported.contains($0.type) && $0.dims[0] % $0.type.blockSize == 0 }
@@ -261,6 +261,25 @@ struct ProjectionPlacer {
             return SideBySide(parts: parts)
         }
         let (out, inp) = (ts.reduce(0) { $0 + $1.dims[1] }, ts[0].dims[0])
+        if keepBlocks, type == .f16 || type == .bf16, ts.allSatisfy({ $0.type == type }) {
+            // 16-bit floats stay 16-bit: half the bytes per token of widening them to f32.
+            var bits: [UInt16] = []
+            bits.reserveCapacity(try CheckedSize.product(out, inp, of: label))
+            for t in ts {
+                let count = t.elementCount
+                guard t.data.count >= count * 2 else {
+                    throw CondenseError.invalidTensor(name: t.name, reason: "\(t.data.count) bytes, \(count * 2) needed")
+                }
+                t.data.withUnsafeBytes { raw in
+                    for i in 0..<count { bits.append(UInt16(littleEndian: raw.loadUnaligned(fromByteOffset: 2 * i, as: UInt16.self))) }
+                }
+            }
+            let h = try HalfPrecisionMatrix(kind: type == .f16 ? .f16 : .bf16, rows: out, columns: inp, bits: bits)
+            let p = try registry.prepare(LinearLayer(weights: .half(h), bias: b), policy: .priority)
+            places.append((label, "\(type): \(p.placement)"))
+            perToken += h.byteCount
+            return p
+        }
         var w: [Float] = []
         w.reserveCapacity(try CheckedSize.product(out, inp, of: label))
         for t in ts { w += try GGUFDequantize.floats(t.data, type: t.type, count: t.elementCount, name: t.name) }

@@ -91,8 +91,10 @@ static condense_isa isa_from_features(uint32_t f) {
     const uint32_t v4 = CONDENSE_CPU_AVX512F | CONDENSE_CPU_AVX512BW | CONDENSE_CPU_AVX512DQ |
                         CONDENSE_CPU_AVX512VL;
     if ((f & v3) != v3) return CONDENSE_ISA_SCALAR;
-    if ((f & v4) != v4) return CONDENSE_ISA_AVX2;
-    return CONDENSE_ISA_AVX512;
+    /* A rung of the ladder, not a superset claim: an AVX-512 CPU without AVX-VNNI (Skylake-X)
+     * still accepts CONDENSE_ISA=avxvnni, and the kernels of that level check their feature bit. */
+    if ((f & v4) == v4) return CONDENSE_ISA_AVX512;
+    return (f & CONDENSE_CPU_AVXVNNI) ? CONDENSE_ISA_AVXVNNI : CONDENSE_ISA_AVX2;
 }
 
 condense_dispatch_status condense_isa_resolve(const char *value, condense_isa detected,
@@ -156,6 +158,7 @@ const char *condense_isa_name(condense_isa isa) {
     switch (isa) {
     case CONDENSE_ISA_SCALAR: return "scalar";
     case CONDENSE_ISA_AVX2: return "avx2";
+    case CONDENSE_ISA_AVXVNNI: return "avxvnni";
     case CONDENSE_ISA_AVX512: return "avx512";
     default: return "unknown";
     }

@@ -100,6 +100,10 @@ void condense_q8_quantize_rows__scalar(const float *x, size_t m, size_t k, size_
 #if CONDENSE_X86
 void condense_q8_ukernel_4x16__avx2(int mr, int nv, size_t kq, const uint8_t *a, size_t lda,
                                     const void *b, const condense_q8_epilogue *ep);
+void condense_q8_ukernel_6x16__avxvnni(int mr, int nv, size_t kq, const uint8_t *a, size_t lda,
+                                       const void *b, const condense_q8_epilogue *ep);
+void condense_q8_ukernel_6x16__avxvnni_evex(int mr, int nv, size_t kq, const uint8_t *a, size_t lda,
+                                            const void *b, const condense_q8_epilogue *ep);
 void condense_q8_ukernel_12x32__avx512vnni(int mr, int nv, size_t kq, const uint8_t *a, size_t lda,
                                            const void *b, const condense_q8_epilogue *ep);
 void condense_q8_quantize_rows__avx512(const float *x, size_t m, size_t k, size_t lda, uint8_t *xq,
@@ -124,6 +128,8 @@ void condense_q4_integer__avx512vnni(const condense_q4_packed *w, size_t p0, siz
 void condense_s24q8_dot__scalar(const condense_s24q8_packed *w, size_t n0, size_t n1, size_t m,
                                 const uint8_t *xq, size_t ldq, int32_t *acc, size_t ldacc);
 #if CONDENSE_X86
+void condense_s24q8_dot__avx2(const condense_s24q8_packed *w, size_t n0, size_t n1, size_t m,
+                              const uint8_t *xq, size_t ldq, int32_t *acc, size_t ldacc);
 void condense_s24q8_dot__avx512vbmi2(const condense_s24q8_packed *w, size_t n0, size_t n1, size_t m,
                                      const uint8_t *xq, size_t ldq, int32_t *acc, size_t ldacc);
 #endif

@@ -24,8 +24,9 @@ extern "C" {
 typedef enum condense_isa {
     CONDENSE_ISA_SCALAR = 0,  /* portable C, any CPU */
     CONDENSE_ISA_AVX2 = 1,    /* AVX2 + FMA (x86-64-v3) */
-    CONDENSE_ISA_AVX512 = 2,  /* AVX-512 F/BW/DQ/VL (x86-64-v4) */
-    CONDENSE_ISA_COUNT = 3
+    CONDENSE_ISA_AVXVNNI = 2, /* AVX2 + AVX-VNNI (VEX vpdpbusd): Alder Lake and later clients */
+    CONDENSE_ISA_AVX512 = 3,  /* AVX-512 F/BW/DQ/VL (x86-64-v4) */
+    CONDENSE_ISA_COUNT = 4
 } condense_isa;
 
 /** CPU feature bits, each set only when CPUID reports it and the OS enables its registers (XCR0). */

@@ -15,6 +15,7 @@ typedef struct s24q8_kernel_impl {
 static const s24q8_kernel_impl kernels[] = {
     {{"s24q8_dot_1x1__scalar", CONDENSE_ISA_SCALAR, 0}, condense_s24q8_dot__scalar},
 #if CONDENSE_X86
+    {{"s24q8_dot_4x1__avx2", CONDENSE_ISA_AVX2, 0}, condense_s24q8_dot__avx2},
     {{"s24q8_dot_4x4__avx512vbmi2", CONDENSE_ISA_AVX512, CONDENSE_CPU_AVX512VNNI | CONDENSE_CPU_AVX512VBMI2},
      condense_s24q8_dot__avx512vbmi2},
 #endif

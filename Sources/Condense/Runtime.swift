@@ -6,19 +6,22 @@ public enum ISA: Int, CaseIterable, Comparable, Sendable, CustomStringConvertibl
     case scalar = 0
     /// AVX2 + FMA (x86-64-v3).
     case avx2 = 1
+    /// AVX2 + AVX-VNNI (256-bit VEX `vpdpbusd`): client CPUs without AVX-512 (Alder Lake and
+    /// later). Its kernels check the feature bit; the rest of the level runs the AVX2 kernels.
+    case avxvnni = 2
     /// AVX-512 F/BW/DQ/VL (x86-64-v4).
-    case avx512 = 2
+    case avx512 = 3
 
     public static func < (a: ISA, b: ISA) -> Bool { a.rawValue < b.rawValue }
 
-    /// `"scalar"`, `"avx2"` or `"avx512"`: the spelling `CONDENSE_ISA` accepts.
+    /// `"scalar"`, `"avx2"`, `"avxvnni"` or `"avx512"`: the spelling `CONDENSE_ISA` accepts.
     public var description: String { String(cString: condense_isa_name(condense_isa(UInt32(rawValue)))) }
 
     /// Parses the `CONDENSE_ISA` spelling.
     /// - Throws: ``CondenseError/invalidISA(value:reason:)`` naming the accepted values.
     public init(parsing text: String) throws {
         guard let isa = ISA.allCases.first(where: { $0.description == text }) else {
-            throw CondenseError.invalidISA(value: text, reason: "expected one of scalar, avx2, avx512")
+            throw CondenseError.invalidISA(value: text, reason: "expected one of scalar, avx2, avxvnni, avx512")
         }
         self = isa
     }
@@ -71,7 +74,7 @@ public enum CondenseRuntime {
         switch condense_dispatch_status_get() {
         case CONDENSE_DISPATCH_INVALID_VALUE:
             throw CondenseError.invalidISA(
-                value: isaOverride ?? "", reason: "CONDENSE_ISA must be one of scalar, avx2, avx512")
+                value: isaOverride ?? "", reason: "CONDENSE_ISA must be one of scalar, avx2, avxvnni, avx512")
         case CONDENSE_DISPATCH_UNAVAILABLE:
             throw CondenseError.invalidISA(
                 value: isaOverride ?? "",

@@ -78,7 +78,7 @@ import Testing
 
     @Test func isaNames() throws {
         #expect(try ISA(parsing: "avx2") == .avx2)
-        #expect(throws: CondenseError.invalidISA(value: "avx9", reason: "expected one of scalar, avx2, avx512")) {
+        #expect(throws: CondenseError.invalidISA(value: "avx9", reason: "expected one of scalar, avx2, avxvnni, avx512")) {
             try ISA(parsing: "avx9")
         }
     }
@@ -89,6 +89,8 @@ import Testing
         #expect(condense_isa_resolve(nil, CONDENSE_ISA_AVX2, &out) == CONDENSE_DISPATCH_OK && out == CONDENSE_ISA_AVX2)
         #expect(condense_isa_resolve("scalar", CONDENSE_ISA_AVX512, &out) == CONDENSE_DISPATCH_OK && out == CONDENSE_ISA_SCALAR)
         #expect(condense_isa_resolve("avx512", CONDENSE_ISA_AVX2, &out) == CONDENSE_DISPATCH_UNAVAILABLE && out == CONDENSE_ISA_AVX2)
+        #expect(condense_isa_resolve("avxvnni", CONDENSE_ISA_AVX512, &out) == CONDENSE_DISPATCH_OK && out == CONDENSE_ISA_AVXVNNI)
+        #expect(condense_isa_resolve("avxvnni", CONDENSE_ISA_AVX2, &out) == CONDENSE_DISPATCH_UNAVAILABLE)
         #expect(condense_isa_resolve("AVX2", CONDENSE_ISA_AVX512, &out) == CONDENSE_DISPATCH_INVALID_VALUE)
         #expect(condense_isa_resolve("sse", CONDENSE_ISA_AVX512, &out) == CONDENSE_DISPATCH_INVALID_VALUE)
     }

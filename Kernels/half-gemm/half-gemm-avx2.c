@@ -19,13 +19,22 @@ CONDENSE_INLINE CONDENSE_TARGET_AVX2 void widen_256(const int MR, const int BF, 
             const uint16_t *bk = b + k * 16;
             _mm_prefetch((const char *)(bk + 2048), _MM_HINT_T0);
             const __m256i v0 = _mm256_load_si256((const __m256i *)bk), v1 = _mm256_load_si256((const __m256i *)(bk + 16));
-            const __m256 l0 = _mm256_castsi256_ps(_mm256_slli_epi32(v0, 16)), h0 = _mm256_castsi256_ps(_mm256_and_si256(v0, hi));
-            const __m256 l1 = _mm256_castsi256_ps(_mm256_slli_epi32(v1, 16)), h1 = _mm256_castsi256_ps(_mm256_and_si256(v1, hi));
+            /* Column k, then column k + 1: 12 accumulators + 2 weight vectors + a broadcast fit
+             * the 16 ymm registers (all four widened vectors at once spilled, at half speed). */
+            const __m256 l0 = _mm256_castsi256_ps(_mm256_slli_epi32(v0, 16)), l1 = _mm256_castsi256_ps(_mm256_slli_epi32(v1, 16));
             _Pragma("clang loop unroll(full)") for (int i = 0; i < MR; i++) {
                 const __m256 ak = _mm256_broadcast_ss(a + (size_t)i * lda + k);
-                const __m256 ak1 = _mm256_broadcast_ss(a + (size_t)i * lda + k + 1);
                 c0[i] = _mm256_fmadd_ps(ak, l0, c0[i]);
                 c1[i] = _mm256_fmadd_ps(ak, l1, c1[i]);
+            }
+            /* Reload the pairs (L1) rather than keep them live: the empty asm hides that bk is
+             * unchanged, so the compiler cannot hold v0/v1 across the first half. */
+            const uint16_t *bk2 = bk;
+            __asm__("" : "+r"(bk2));
+            const __m256i u0 = _mm256_load_si256((const __m256i *)bk2), u1 = _mm256_load_si256((const __m256i *)(bk2 + 16));
+            const __m256 h0 = _mm256_castsi256_ps(_mm256_and_si256(u0, hi)), h1 = _mm256_castsi256_ps(_mm256_and_si256(u1, hi));
+            _Pragma("clang loop unroll(full)") for (int i = 0; i < MR; i++) {
+                const __m256 ak1 = _mm256_broadcast_ss(a + (size_t)i * lda + k + 1);
                 c0[i] = _mm256_fmadd_ps(ak1, h0, c0[i]);
                 c1[i] = _mm256_fmadd_ps(ak1, h1, c1[i]);
             }

@@ -75,7 +75,7 @@ struct BenchQuant: ParsableCommand {
                     dturn += 1
                 }
                 var seen = Set<String>()
-                for (vi, (format, p)) in zip(formats, prepared).enumerated() where seen.insert(p.kernelName).inserted {
+                for (vi, (format, p)) in zip(formats, prepared).enumerated() where seen.insert(format + " " + p.kernelName).inserted {
                     var turn = 0
                     let tq = try Timing.measure(samples: bench.reps, minSampleSeconds: bench.minSample) {
                         try copies[turn % copies.count][vi].apply(x, into: &y)

@@ -502,6 +502,126 @@ CONDENSE_TARGET_GGUF512 static void group_avx512(const layout *L, const uint8_t 
     }
 }
 
+/* AVX2 (no VNNI): one half of a group (8 rows, one ymm of dwords per chunk) per pass, MR ≤ 4
+ * rows of X. u8 codes × s8 X with vpmaddubsw then vpmaddwd against ones: the int16 pair sums
+ * cannot saturate for 4-, 5- and 6-bit codes (63·127·2 < 32767). Q8_0's stored codes are
+ * q + 128, which would: they are flipped back to s8 and multiplied as |q| × sign(x, q) (at most
+ * 128·127·2), and the dot is then Σ q·qx itself, so its o·Σqx term is not subtracted. The float
+ * steps are the scalar kernel's, in its order: the results are bit-identical. */
+#define CONDENSE_TARGET_GGUF256 __attribute__((target("avx2,fma,f16c")))
+CONDENSE_INLINE CONDENSE_TARGET_GGUF256 __m256i dot4_u8s8(__m256i w, __m256i x) {
+    return _mm256_madd_epi16(_mm256_maddubs_epi16(w, x), _mm256_set1_epi16(1));
+}
+CONDENSE_INLINE CONDENSE_TARGET_GGUF256 void group_half_avx2(const int MR, const layout *L, const uint8_t *gw,
+                                                            const qx_rows *x, size_t i0, int half, float *y,
+                                                            size_t ldy, int valid) {
+    const int q4 = L->chunks == 4, kind = L->kind, q8 = !q4;
+    const __m256i lo4 = _mm256_set1_epi8(0x0F), top2 = _mm256_set1_epi8(0x30), b4 = _mm256_set1_epi8(0x10);
+    const __m256i flip = _mm256_set1_epi8((char)0x80);
+    __m256 acc[4];
+    for (int ii = 0; ii < MR; ii++) acc[ii] = _mm256_setzero_ps();
+    __m256 dsb = _mm256_setzero_ps(), msb = _mm256_setzero_ps();
+    for (size_t b = 0; b < x->nb; b++) {
+        const uint8_t *blk = block_at(L, gw, b);
+        __m256i s0[4], s1[4];
+        for (int ii = 0; ii < MR; ii++) s0[ii] = s1[ii] = _mm256_setzero_si256();
+        __m256i h0 = _mm256_setzero_si256(), h1 = _mm256_setzero_si256();
+        if (q4 && (L->hbits || kind == KQ6)) h0 = _mm256_loadu_si256((const __m256i *)(blk + 256 + 32 * half));
+        if (kind == KQ6) h1 = _mm256_loadu_si256((const __m256i *)(blk + 320 + 32 * half));
+        for (int ch = 0; ch < 4; ch++) {
+            const __m256i v = _mm256_loadu_si256((const __m256i *)(blk + 64 * ch + 32 * half));
+            __m256i lo, hi;
+            if (q4) {
+                lo = _mm256_and_si256(v, lo4);
+                hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), lo4);
+                if (L->hbits) {   /* fifth bits: bit ch of each byte for the low nibbles, ch + 4 for the high */
+                    const __m128i sl = _mm_cvtsi32_si128(4 - ch), sr = _mm_cvtsi32_si128(ch);
+                    lo = _mm256_or_si256(lo, _mm256_and_si256(_mm256_sll_epi16(h0, sl), b4));
+                    hi = _mm256_or_si256(hi, _mm256_and_si256(_mm256_srl_epi16(h0, sr), b4));
+                }
+                if (kind == KQ6) {   /* high bits into bits 4–5 (see q6_hshift) */
+                    const __m256i h = ch < 2 ? h0 : h1;
+                    if (ch % 2 == 0) {
+                        lo = _mm256_or_si256(lo, _mm256_and_si256(h, top2));
+                        hi = _mm256_or_si256(hi, _mm256_and_si256(_mm256_slli_epi16(h, 4), top2));
+                    } else {
+                        lo = _mm256_or_si256(lo, _mm256_and_si256(_mm256_srli_epi16(h, 2), top2));
+                        hi = _mm256_or_si256(hi, _mm256_and_si256(_mm256_slli_epi16(h, 2), top2));
+                    }
+                }
+            } else {
+                lo = _mm256_xor_si256(v, flip);
+                hi = _mm256_xor_si256(_mm256_loadu_si256((const __m256i *)(blk + 64 * (ch + 4) + 32 * half)), flip);
+            }
+            for (int ii = 0; ii < MR; ii++) {
+                const int32_t *xd = (const int32_t *)(const void *)(x->q + (i0 + (size_t)ii) * x->k + b * 32);
+                const __m256i xa = _mm256_set1_epi32(xd[ch]), xb = _mm256_set1_epi32(xd[ch + 4]);
+                if (q8) {
+                    s0[ii] = _mm256_add_epi32(s0[ii], dot4_u8s8(_mm256_abs_epi8(lo), _mm256_sign_epi8(xa, lo)));
+                    s1[ii] = _mm256_add_epi32(s1[ii], dot4_u8s8(_mm256_abs_epi8(hi), _mm256_sign_epi8(xb, hi)));
+                } else {
+                    s0[ii] = _mm256_add_epi32(s0[ii], dot4_u8s8(lo, xa));
+                    s1[ii] = _mm256_add_epi32(s1[ii], dot4_u8s8(hi, xb));
+                }
+            }
+        }
+        __m256 sc0, sc1 = _mm256_setzero_ps(), mw = _mm256_setzero_ps();
+        if (kind == FLAT) {
+            const uint8_t *sc = blk + flat_scales(L);
+            sc0 = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(sc + 16 * half)));
+            if (L->has_min) mw = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(sc + 32 + 16 * half)));
+        } else {
+            if (b % 8 == 0) {
+                const uint8_t *hdr = header_at(L, gw, b);
+                dsb = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(hdr + 16 * half)));
+                if (kind == KQ4) msb = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(hdr + 32 + 16 * half)));
+            }
+            if (kind == KQ4) {
+                sc0 = _mm256_mul_ps(dsb, _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(blk + 256 + 8 * half)))));
+                mw = _mm256_mul_ps(msb, _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(blk + 272 + 8 * half)))));
+            } else {
+                sc0 = _mm256_mul_ps(dsb, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)(blk + 384 + 8 * half)))));
+                sc1 = _mm256_mul_ps(dsb, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)(blk + 400 + 8 * half)))));
+            }
+        }
+        for (int ii = 0; ii < MR; ii++) {
+            const size_t ib = (i0 + (size_t)ii) * x->nb + b;
+            const __m256 dx = _mm256_set1_ps(x->d[ib]);
+            if (kind == KQ6) {
+                acc[ii] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_sub_epi32(s0[ii], _mm256_set1_epi32(x->c[ib]))), _mm256_mul_ps(sc0, dx), acc[ii]);
+                acc[ii] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_sub_epi32(s1[ii], _mm256_set1_epi32(x->c2[ib]))), _mm256_mul_ps(sc1, dx), acc[ii]);
+                continue;
+            }
+            __m256i t = _mm256_add_epi32(s0[ii], s1[ii]);
+            if (!q8) t = _mm256_sub_epi32(t, _mm256_set1_epi32(x->c[ib]));
+            acc[ii] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(t), _mm256_mul_ps(sc0, dx), acc[ii]);
+            if (kind == KQ4) acc[ii] = _mm256_fnmadd_ps(mw, _mm256_set1_ps(x->s[ib]), acc[ii]);
+            else if (L->has_min) acc[ii] = _mm256_fmadd_ps(mw, _mm256_set1_ps(x->s[ib]), acc[ii]);
+        }
+    }
+    const int lanes = valid - 8 * half;
+    for (int ii = 0; ii < MR; ii++) {
+        float out[8];
+        _mm256_storeu_ps(out, acc[ii]);
+        float *yi = y + (i0 + (size_t)ii) * ldy + 8 * half;
+        for (int r = 0; r < 8 && r < lanes; r++) yi[r] = out[r];
+    }
+}
+
+CONDENSE_TARGET_GGUF256 static void group_avx2(const layout *L, const uint8_t *gw, const qx_rows *x, size_t m0,
+                                               size_t m1, float *y, size_t ldy, int valid) {
+    for (int half = 0; half < 2 && 8 * half < valid; half++) {
+        size_t i = m0;
+        for (; i + 4 <= m1; i += 4) group_half_avx2(4, L, gw, x, i, half, y, ldy, valid);
+        switch (m1 - i) {
+        case 3: group_half_avx2(3, L, gw, x, i, half, y, ldy, valid); break;
+        case 2: group_half_avx2(2, L, gw, x, i, half, y, ldy, valid); break;
+        case 1: group_half_avx2(1, L, gw, x, i, half, y, ldy, valid); break;
+        default: break;
+        }
+    }
+}
+
 #define CONDENSE_TARGET_S24Q4 __attribute__((target("avx512f,avx512bw,avx512dq,avx512vl,avx512vnni,avx512vbmi2,avx2,fma,f16c")))
 #define S24_PREFETCH 8
 /* MR rows of X share each step's expanded weights: per 64 weights of 16 rows, one 32-byte
@@ -579,6 +699,13 @@ static const gguf_kernel_impl kernels[] = {
     {{"gguf_q6_k_x16__scalar", CONDENSE_ISA_SCALAR, 0, CONDENSE_GGUF_Q6_K}, group_scalar, quantize_block_scalar},
     {{"s24q4_x16__scalar", CONDENSE_ISA_SCALAR, 0, CONDENSE_BLOCK_S24Q4}, group_s24_scalar, quantize_block_scalar},
 #if CONDENSE_X86
+    {{"gguf_q8_0_x16__avx2", CONDENSE_ISA_AVX2, CONDENSE_CPU_F16C, CONDENSE_GGUF_Q8_0}, group_avx2, quantize_block_scalar},
+    {{"gguf_q4_0_x16__avx2", CONDENSE_ISA_AVX2, CONDENSE_CPU_F16C, CONDENSE_GGUF_Q4_0}, group_avx2, quantize_block_scalar},
+    {{"gguf_q4_1_x16__avx2", CONDENSE_ISA_AVX2, CONDENSE_CPU_F16C, CONDENSE_GGUF_Q4_1}, group_avx2, quantize_block_scalar},
+    {{"gguf_q5_0_x16__avx2", CONDENSE_ISA_AVX2, CONDENSE_CPU_F16C, CONDENSE_GGUF_Q5_0}, group_avx2, quantize_block_scalar},
+    {{"gguf_q5_1_x16__avx2", CONDENSE_ISA_AVX2, CONDENSE_CPU_F16C, CONDENSE_GGUF_Q5_1}, group_avx2, quantize_block_scalar},
+    {{"gguf_q4_k_x16__avx2", CONDENSE_ISA_AVX2, CONDENSE_CPU_F16C, CONDENSE_GGUF_Q4_K}, group_avx2, quantize_block_scalar},
+    {{"gguf_q6_k_x16__avx2", CONDENSE_ISA_AVX2, CONDENSE_CPU_F16C, CONDENSE_GGUF_Q6_K}, group_avx2, quantize_block_scalar},
     {{"gguf_q8_0_x16__avx512vnni", CONDENSE_ISA_AVX512, CONDENSE_CPU_AVX512VNNI | CONDENSE_CPU_F16C, CONDENSE_GGUF_Q8_0},
      group_avx512, quantize_block_avx512},
     {{"gguf_q4_0_x16__avx512vnni", CONDENSE_ISA_AVX512, CONDENSE_CPU_AVX512VNNI | CONDENSE_CPU_F16C, CONDENSE_GGUF_Q4_0},

@@ -80,6 +80,48 @@ CONDENSE_TARGET_AVX512 static void attention_pair_avx512(const float *q, const f
 }
 #endif
 
+typedef struct {
+    const float *q, *k, *v;
+    size_t ld;
+    float *out;
+    size_t ldo;
+    const int32_t *seq_start;
+    int heads, head_dim;
+    float scale;
+    int use512;
+    long pairs;
+    size_t maxlen;
+    int failed;
+} attn_ctx;
+
+static void attn_share(void *ctx, int t, int nt) {
+    attn_ctx *c = ctx;
+    const size_t l16 = (c->maxlen + 15) / 16 * 16;
+    float *kt = condense_aligned_alloc(((size_t)c->head_dim * l16 + l16 + 16) * sizeof(float));
+    float *sc = kt ? kt + (size_t)c->head_dim * l16 : NULL;
+    if (!kt) {
+        __atomic_store_n(&c->failed, CONDENSE_ERR_NO_MEMORY, __ATOMIC_RELAXED);
+        return;
+    }
+    const size_t pairs = (size_t)c->pairs, ld = c->ld, ldo = c->ldo;
+    for (size_t p = pairs * (size_t)t / (size_t)nt; p < pairs * (size_t)(t + 1) / (size_t)nt; p++) {
+        const size_t s = p / (size_t)c->heads, h = p % (size_t)c->heads;
+        const size_t r0 = (size_t)c->seq_start[s], rows = (size_t)(c->seq_start[s + 1] - c->seq_start[s]);
+        const size_t col = h * (size_t)c->head_dim;
+        if (rows == 0) continue;
+#if CONDENSE_X86
+        if (c->use512) {
+            attention_pair_avx512(c->q + r0 * ld + col, c->k + r0 * ld + col, c->v + r0 * ld + col, ld, c->out + r0 * ldo + col,
+                                  ldo, rows, c->head_dim, c->scale, kt, sc);
+            continue;
+        }
+#endif
+        attention_pair_scalar(c->q + r0 * ld + col, c->k + r0 * ld + col, c->v + r0 * ld + col, ld, c->out + r0 * ldo + col, ldo,
+                              rows, c->head_dim, c->scale, sc);
+    }
+    free(kt);
+}
+
 int condense_f32_attention(const float *q, const float *k, const float *v, size_t ld, float *out, size_t ldo,
                            const int32_t *seq_start, size_t nseq, int heads, int head_dim, float scale, condense_isa isa,
                            int threads) {
@@ -94,63 +136,55 @@ int condense_f32_attention(const float *q, const float *k, const float *v, size_
                        head_dim % 16 == 0;
     const long pairs = (long)(nseq * (size_t)heads);
     const int nt = threads > 0 ? threads : condense_get_num_threads();
-    int failed = 0;
-#pragma omp parallel num_threads(nt) if (pairs > 1)
-    {
-        const size_t l16 = (maxlen + 15) / 16 * 16;
-        float *kt = condense_aligned_alloc(((size_t)head_dim * l16 + l16 + 16) * sizeof(float));
-        float *sc = kt ? kt + (size_t)head_dim * l16 : NULL;
-        if (!kt) {
-#pragma omp atomic write
-            failed = CONDENSE_ERR_NO_MEMORY;
-        }
-#pragma omp for schedule(static)
-        for (long p = 0; p < pairs; p++) {
-            if (!kt) continue;
-            const size_t s = (size_t)p / (size_t)heads, h = (size_t)p % (size_t)heads;
-            const size_t r0 = (size_t)seq_start[s], rows = (size_t)(seq_start[s + 1] - seq_start[s]);
-            const size_t col = h * (size_t)head_dim;
-            if (rows == 0) continue;
-#if CONDENSE_X86
-            if (use512) {
-                attention_pair_avx512(q + r0 * ld + col, k + r0 * ld + col, v + r0 * ld + col, ld, out + r0 * ldo + col, ldo,
-                                      rows, head_dim, scale, kt, sc);
-                continue;
-            }
-#endif
-            attention_pair_scalar(q + r0 * ld + col, k + r0 * ld + col, v + r0 * ld + col, ld, out + r0 * ldo + col, ldo,
-                                  rows, head_dim, scale, sc);
-        }
-        free(kt);
-    }
+    attn_ctx c = {q, k, v, ld, out, ldo, seq_start, heads, head_dim, scale, use512, pairs, maxlen, 0};
+    condense_team_run(pairs > 1 ? nt : 1, attn_share, &c);
+    const int failed = c.failed;
     (void)use512;
     return failed;
+}
+
+typedef struct {
+    float *x, *y;
+    size_t rows, n, ldx, ldy;
+    const float *a, *b;   /* gamma and beta, or the column scales */
+    float eps;
+} rows_ctx;
+
+static void layernorm_share(void *ctx, int t, int nt) {
+    const rows_ctx *c = ctx;
+    const size_t n = c->n;
+    for (size_t r = c->rows * (size_t)t / (size_t)nt; r < c->rows * (size_t)(t + 1) / (size_t)nt; r++) {
+        float *xr = c->x + r * c->ldx;
+        double mean = 0, var = 0;
+        for (size_t j = 0; j < n; j++) mean += xr[j];
+        mean /= (double)n;
+        for (size_t j = 0; j < n; j++) { const double d = xr[j] - mean; var += d * d; }
+        const float inv = (float)(1.0 / sqrt(var / (double)n + (double)c->eps)), mu = (float)mean;
+        for (size_t j = 0; j < n; j++) xr[j] = (xr[j] - mu) * inv * c->a[j] + c->b[j];
+    }
+}
+
+static void scale_share(void *ctx, int t, int nt) {
+    const rows_ctx *c = ctx;
+    for (size_t r = c->rows * (size_t)t / (size_t)nt; r < c->rows * (size_t)(t + 1) / (size_t)nt; r++) {
+        const float *xr = c->x + r * c->ldx;
+        float *yr = c->y + r * c->ldy;
+        for (size_t j = 0; j < c->n; j++) yr[j] = xr[j] * c->a[j];
+    }
 }
 
 void condense_f32_layernorm(float *x, size_t rows, size_t n, size_t ld, const float *gamma, const float *beta,
                             float eps, int threads) {
     const int nt = threads > 0 ? threads : condense_get_num_threads();
-#pragma omp parallel for num_threads(nt) schedule(static) if (rows * n > 65536)
-    for (long r = 0; r < (long)rows; r++) {
-        float *xr = x + (size_t)r * ld;
-        double mean = 0, var = 0;
-        for (size_t c = 0; c < n; c++) mean += xr[c];
-        mean /= (double)n;
-        for (size_t c = 0; c < n; c++) { const double t = xr[c] - mean; var += t * t; }
-        const float inv = (float)(1.0 / sqrt(var / (double)n + (double)eps)), mu = (float)mean;
-        for (size_t c = 0; c < n; c++) xr[c] = (xr[c] - mu) * inv * gamma[c] + beta[c];
-    }
+    rows_ctx c = {x, NULL, rows, n, ld, 0, gamma, beta, eps};
+    condense_team_run(rows * n > 65536 ? nt : 1, layernorm_share, &c);
 }
 
 void condense_f32_scale_columns(const float *x, size_t rows, size_t n, size_t ldx, const float *s, float *y, size_t ldy,
                                 int threads) {
     const int nt = threads > 0 ? threads : condense_get_num_threads();
-#pragma omp parallel for num_threads(nt) schedule(static) if (rows * n > 65536)
-    for (long r = 0; r < (long)rows; r++) {
-        const float *xr = x + (size_t)r * ldx;
-        float *yr = y + (size_t)r * ldy;
-        for (size_t c = 0; c < n; c++) yr[c] = xr[c] * s[c];
-    }
+    rows_ctx c = {(float *)x, y, rows, n, ldx, ldy, s, NULL, 0};
+    condense_team_run(rows * n > 65536 ? nt : 1, scale_share, &c);
 }
 
 /* ---- Causal attention over a KV cache (decoders) ------------------------------------------- */
@@ -314,6 +348,78 @@ CONDENSE_TARGET_AVX512 static void causal_chunk_avx512(const causal_args *A, con
 typedef void (*causal_chunk_fn)(const causal_args *, const float *, const uint8_t *, const uint8_t *, size_t, size_t,
                                 float *, float *, float *, float *);
 
+typedef struct {
+    const causal_args *A;
+    causal_chunk_fn chunk;
+    const float *q;
+    size_t ldq;
+    const void *kc, *vc;
+    int f16;
+    float *out;
+    size_t ldo, t, p0;
+    int heads, kv_heads, hd, G;
+    size_t nch, span, items, state;
+    float *partial;
+    int failed;
+} causal_ctx;
+
+/* Thread t of nt: a static share of the items, then (chunked) a barrier and a share of the merges. */
+static void causal_share(void *ctx, int tid, int nt) {
+    causal_ctx *C = ctx;
+    const int G = C->G, hd = C->hd, f16 = C->f16;
+    const size_t nch = C->nch, span = C->span, state = C->state, kv_heads = (size_t)C->kv_heads;
+    float *partial = C->partial;
+    float *sc = condense_scratch(CONDENSE_SCRATCH_ATTN, ((size_t)G * span + state) * sizeof(float));
+    if (!sc) __atomic_store_n(&C->failed, CONDENSE_ERR_NO_MEMORY, __ATOMIC_RELAXED);
+    for (size_t it = C->items * (size_t)tid / (size_t)nt; sc && it < C->items * (size_t)(tid + 1) / (size_t)nt; it++) {
+        const size_t c = it % nch, rest = it / nch;
+        const size_t kvh = rest % kv_heads, i = rest / kv_heads;
+        const size_t end = C->p0 + i + 1, a = c * span, b = a + span < end ? a + span : end;
+        float *st = partial ? partial + it * state : sc + (size_t)G * span;
+        float *m = st, *l = st + G, *o = st + 2 * G;
+        const float *qg = C->q + i * C->ldq + kvh * (size_t)G * (size_t)hd;
+        const uint8_t *kh = (const uint8_t *)C->kc + kvh * (size_t)hd * (f16 ? 2 : 4);
+        const uint8_t *vh = (const uint8_t *)C->vc + kvh * (size_t)hd * (f16 ? 2 : 4);
+        if (a >= b) {   /* a chunk past this row's last position */
+            for (int g = 0; g < G; g++) { m[g] = -INFINITY; l[g] = 0; }
+            memset(o, 0, (size_t)G * (size_t)hd * sizeof(float));
+            continue;
+        }
+        C->chunk(C->A, qg, kh, vh, a, b, sc, m, l, o);
+        if (partial) continue;
+        for (int g = 0; g < G; g++) {
+            float *dst = C->out + i * C->ldo + (kvh * (size_t)G + (size_t)g) * (size_t)hd;
+            const float inv = 1.0f / l[g];
+            for (int e = 0; e < hd; e++) dst[e] = o[(size_t)g * (size_t)hd + (size_t)e] * inv;
+        }
+    }
+    if (!partial) return;
+    /* Every chunk must be done before any merge reads it. A thread without its scratch still
+     * reaches the barrier (the call reports the failure). */
+    condense_team_barrier(nt);
+    const size_t heads = (size_t)C->heads, total = C->t * heads;
+    for (size_t ih = total * (size_t)tid / (size_t)nt; ih < total * (size_t)(tid + 1) / (size_t)nt; ih++) {
+        /* Merge the chunks of each (row, query head): rescale to the largest max. */
+        const size_t i = ih / heads, h = ih % heads;
+        const size_t kvh = h / (size_t)G, g = h % (size_t)G;
+        const float *base = partial + (i * kv_heads + kvh) * nch * state;
+        float mx = -INFINITY;
+        for (size_t c = 0; c < nch; c++) mx = base[c * state + g] > mx ? base[c * state + g] : mx;
+        float *dst = C->out + i * C->ldo + h * (size_t)hd, sum = 0;
+        for (int e = 0; e < hd; e++) dst[e] = 0;
+        for (size_t c = 0; c < nch; c++) {
+            const float *st = base + c * state;
+            if (st[G + g] == 0) continue;
+            const float w = expf(st[g] - mx);
+            sum += w * st[G + g];
+            const float *o = st + 2 * G + g * (size_t)hd;
+            for (int e = 0; e < hd; e++) dst[e] += w * o[e];
+        }
+        const float inv = 1.0f / sum;
+        for (int e = 0; e < hd; e++) dst[e] *= inv;
+    }
+}
+
 int condense_causal_attention(const float *q, size_t ldq, const void *kc, const void *vc, uint32_t kv_type, size_t ldkv,
                               float *out, size_t ldo, size_t t, size_t p0, int heads, int kv_heads, int hd, float scale,
                               condense_isa isa, int threads) {
@@ -341,63 +447,37 @@ int condense_causal_attention(const float *q, size_t ldq, const void *kc, const 
         partial = condense_scratch(CONDENSE_SCRATCH_QX, items * state * sizeof(float));
         if (!partial) return CONDENSE_ERR_NO_MEMORY;
     }
-    int failed = 0;
-#pragma omp parallel num_threads(nt) if (nt > 1)
-    {
-        float *sc = condense_scratch(CONDENSE_SCRATCH_ATTN, ((size_t)G * span + state) * sizeof(float));
-        if (!sc) {
-#pragma omp atomic write
-            failed = CONDENSE_ERR_NO_MEMORY;
-        }
-#pragma omp for schedule(static)
-        for (long it = 0; it < (long)items; it++) {
-            if (!sc) continue;
-            const size_t c = (size_t)it % nch, rest = (size_t)it / nch;
-            const size_t kvh = rest % (size_t)kv_heads, i = rest / (size_t)kv_heads;
-            const size_t end = p0 + i + 1, a = c * span, b = a + span < end ? a + span : end;
-            float *st = partial ? partial + (size_t)it * state : sc + (size_t)G * span;
-            float *m = st, *l = st + G, *o = st + 2 * G;
-            const float *qg = q + i * ldq + kvh * (size_t)G * (size_t)hd;
-            const uint8_t *kh = (const uint8_t *)kc + kvh * (size_t)hd * (f16 ? 2 : 4);
-            const uint8_t *vh = (const uint8_t *)vc + kvh * (size_t)hd * (f16 ? 2 : 4);
-            if (a >= b) {   /* a chunk past this row's last position */
-                for (int g = 0; g < G; g++) { m[g] = -INFINITY; l[g] = 0; }
-                memset(o, 0, (size_t)G * (size_t)hd * sizeof(float));
-                continue;
-            }
-            chunk(&A, qg, kh, vh, a, b, sc, m, l, o);
-            if (partial) continue;
-            for (int g = 0; g < G; g++) {
-                float *dst = out + i * ldo + (kvh * (size_t)G + (size_t)g) * (size_t)hd;
-                const float inv = 1.0f / l[g];
-                for (int e = 0; e < hd; e++) dst[e] = o[(size_t)g * (size_t)hd + (size_t)e] * inv;
-            }
-        }
-        if (partial) {
-            /* Merge the chunks of each (row, query head): rescale to the largest max. */
-#pragma omp for schedule(static)
-            for (long ih = 0; ih < (long)(t * (size_t)heads); ih++) {
-                const size_t i = (size_t)ih / (size_t)heads, h = (size_t)ih % (size_t)heads;
-                const size_t kvh = h / (size_t)G, g = h % (size_t)G;
-                const float *base = partial + (i * (size_t)kv_heads + kvh) * nch * state;
-                float mx = -INFINITY;
-                for (size_t c = 0; c < nch; c++) mx = base[c * state + g] > mx ? base[c * state + g] : mx;
-                float *dst = out + i * ldo + h * (size_t)hd, sum = 0;
-                for (int e = 0; e < hd; e++) dst[e] = 0;
-                for (size_t c = 0; c < nch; c++) {
-                    const float *st = base + c * state;
-                    if (st[G + g] == 0) continue;
-                    const float w = expf(st[g] - mx);
-                    sum += w * st[G + g];
-                    const float *o = st + 2 * G + g * (size_t)hd;
-                    for (int e = 0; e < hd; e++) dst[e] += w * o[e];
-                }
-                const float inv = 1.0f / sum;
-                for (int e = 0; e < hd; e++) dst[e] *= inv;
-            }
-        }
-    }
+    causal_ctx cc = {&A, chunk, q, ldq, kc, vc, f16, out, ldo, t, p0, heads, kv_heads, hd, G, nch, span, items, state, partial, 0};
+    condense_team_run(nt, causal_share, &cc);
+    const int failed = cc.failed;
     return failed;
+}
+
+typedef struct {
+    const condense_attention_sequence *seqs;
+    size_t n, ldq;
+    uint32_t kv_type;
+    size_t ldkv, ldo;
+    int heads, kv_heads, hd;
+    float scale;
+    condense_isa isa;
+    int threads;
+    size_t next;
+    int status;
+} batch_ctx;
+
+static void batch_share(void *ctx, int t, int nt) {
+    (void)t;
+    (void)nt;
+    batch_ctx *b = ctx;
+    for (;;) {
+        const size_t i = __atomic_fetch_add(&b->next, 1, __ATOMIC_RELAXED);
+        if (i >= b->n) return;
+        const condense_attention_sequence *s = &b->seqs[i];
+        const int r = condense_causal_attention(s->q, b->ldq, s->kc, s->vc, b->kv_type, b->ldkv, s->out, b->ldo, s->t, s->p0,
+                                                b->heads, b->kv_heads, b->hd, b->scale, b->isa, b->threads);
+        if (r != CONDENSE_OK) __atomic_store_n(&b->status, r, __ATOMIC_RELAXED);
+    }
 }
 
 int condense_causal_attention_batch(const condense_attention_sequence *seqs, size_t n, size_t ldq, uint32_t kv_type, size_t ldkv,
@@ -406,17 +486,10 @@ int condense_causal_attention_batch(const condense_attention_sequence *seqs, siz
     if (!seqs) return CONDENSE_ERR_INVALID;
     int nt = threads > 0 ? threads : condense_get_num_threads();
     if (n < 2) nt = 1;
-    int status = CONDENSE_OK;
-    /* One sequence per thread at a time, each run single-threaded (its own scratch). */
-#pragma omp parallel for num_threads(nt) schedule(dynamic) if (nt > 1)
-    for (long i = 0; i < (long)n; i++) {
-        const condense_attention_sequence *s = &seqs[i];
-        const int r = condense_causal_attention(s->q, ldq, s->kc, s->vc, kv_type, ldkv, s->out, ldo, s->t, s->p0, heads, kv_heads,
-                                                hd, scale, isa, nt > 1 ? 1 : threads);
-        if (r != CONDENSE_OK) {
-#pragma omp atomic write
-            status = r;
-        }
-    }
+    /* One sequence per thread at a time, each run single-threaded (its own scratch), taken from a
+     * shared counter: sequences differ in length. */
+    batch_ctx bc = {seqs, n, ldq, kv_type, ldkv, ldo, heads, kv_heads, hd, scale, isa, nt > 1 ? 1 : threads, 0, CONDENSE_OK};
+    condense_team_run(nt, batch_share, &bc);
+    const int status = bc.status;
     return status;
 }

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 #if CONDENSE_X86
 #include <cpuid.h>
@@ -123,7 +124,14 @@ static void init_once(void) {
         snprintf(g.env_value, sizeof g.env_value, "%s", env);
         g.status = condense_isa_resolve(env, g.detected, &g.active);
     }
-    g.threads = omp_get_max_threads();
+#ifdef _OPENMP
+    g.threads = omp_get_max_threads();   /* honours OMP_NUM_THREADS */
+#else
+    {   /* the thread team needs no OpenMP: default to the online processors */
+        const long np = sysconf(_SC_NPROCESSORS_ONLN);
+        g.threads = np > 0 && np <= CONDENSE_MAX_THREADS ? (int)np : 1;
+    }
+#endif
     const char *nt = getenv("CONDENSE_NUM_THREADS");
     if (nt && *nt) {
         char *end = NULL;
@@ -180,7 +188,14 @@ int condense_set_num_threads(int n) {
     return __atomic_exchange_n(&g.threads, n, __ATOMIC_RELAXED);
 }
 
-int condense_num_procs(void) { return omp_get_num_procs(); }
+int condense_num_procs(void) {
+#ifdef _OPENMP
+    return omp_get_num_procs();
+#else
+    const long np = sysconf(_SC_NPROCESSORS_ONLN);
+    return np > 0 ? (int)np : 1;
+#endif
+}
 
 #ifdef _OPENMP
 /* LLVM/Intel OpenMP extensions; weak so a runtime without them (libgomp) still links. */
@@ -189,6 +204,7 @@ extern void kmp_set_blocktime(int msec) __attribute__((weak));
 #endif
 
 void condense_threads_quiesce(void) {
+    condense_team_quiesce();
 #ifdef _OPENMP
     /* libomp's workers spin for KMP_BLOCKTIME (200 ms) after each region, taking cores from any
      * other thread pool in the process (oneDNN's libgomp, OpenBLAS). One empty region with a

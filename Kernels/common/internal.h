@@ -24,6 +24,15 @@ void *condense_zalloc(size_t bytes);
  * scalar path and the f16 scales of quantized activations share it. */
 uint16_t condense_f32_to_f16_one(float f);
 
+/* The persistent thread team (common/team.c): fn(ctx, t, nt) on nt threads, the caller as t = 0;
+ * returns when all are done. Nested or concurrent calls run fn(ctx, 0, 1) on the caller. */
+typedef void (*condense_team_fn)(void *ctx, int t, int nt);
+void condense_team_run(int nt, condense_team_fn fn, void *ctx);
+/* All nt threads of the running job meet here (no-op for nt = 1). */
+void condense_team_barrier(int nt);
+/* Idle workers stop spinning and sleep until the next job (another pool is about to run). */
+void condense_team_quiesce(void);
+
 /* Grow-only per-thread scratch: one buffer per slot; NULL when it cannot grow. A call chain uses
  * each slot once at a time (the caller's X buffers, the workers' own). */
 enum {

@@ -76,6 +76,49 @@ static double sum_scalar(const float *p, size_t n) {
 
 volatile float condense_probe_sink;
 
+/* Each thread's result lands in its own slot (threads past 64 only keep the loop alive). */
+typedef struct { condense_isa isa; long iters; float part[64]; int ran; } fma_ctx;
+
+static void fma_share(void *ctx, int t, int nt) {
+    (void)t;
+    fma_ctx *c = ctx;
+    float sink;
+#if CONDENSE_X86
+    if (c->isa >= CONDENSE_ISA_AVX512) sink = fma_loop_512(c->iters);
+    else if (c->isa >= CONDENSE_ISA_AVX2) sink = fma_loop_256(c->iters);
+    else
+#endif
+    {
+        float acc = 1;
+        for (long i = 0; i < c->iters; i++) acc = acc * 0.999999f + 1e-7f;
+        sink = acc;
+    }
+    if (t == 0) __atomic_store_n(&c->ran, nt, __ATOMIC_RELAXED);
+    if (t < 64) c->part[t] = sink;
+    else condense_probe_sink = sink;
+}
+
+typedef struct { float *buf; size_t n; condense_isa isa; double part[64]; int init; } read_ctx;
+
+static void read_share(void *ctx, int t, int nt) {
+    read_ctx *c = ctx;
+    if (c->init) {
+        for (size_t i = c->n * (size_t)t / (size_t)nt; i < c->n * (size_t)(t + 1) / (size_t)nt; i++) c->buf[i] = 1.0f;
+        return;
+    }
+    const size_t per = (c->n / (size_t)nt) & ~(size_t)63;
+    const size_t b = per * (size_t)t, e = t == nt - 1 ? c->n : b + per;
+    double v;
+#if CONDENSE_X86
+    if (c->isa >= CONDENSE_ISA_AVX512) v = sum_512(c->buf + b, e - b);
+    else if (c->isa >= CONDENSE_ISA_AVX2) v = sum_256(c->buf + b, e - b);
+    else
+#endif
+        v = sum_scalar(c->buf + b, e - b);
+    if (t < 64) c->part[t] = v;
+    else condense_probe_sink = (float)v;
+}
+
 double condense_probe_fma_gflops(int threads, condense_isa isa) {
     if (threads < 1) threads = condense_get_num_threads();
     if (isa > condense_isa_detected()) isa = condense_isa_detected();
@@ -85,24 +128,13 @@ double condense_probe_fma_gflops(int threads, condense_isa isa) {
     double best = 0;
     for (int rep = 0; rep < 7; rep++) {
     double t0 = now_s();
-    float sink = 0;
-#pragma omp parallel num_threads(threads) reduction(+ : sink)
-    {
-#if CONDENSE_X86
-        if (isa >= CONDENSE_ISA_AVX512) sink += fma_loop_512(iters);
-        else if (isa >= CONDENSE_ISA_AVX2) sink += fma_loop_256(iters);
-        else
-#endif
-        {
-            float acc = 1;
-            for (long i = 0; i < iters; i++) acc = acc * 0.999999f + 1e-7f;
-            sink += acc;
-        }
-    }
+    fma_ctx c = {.isa = isa, .iters = iters};
+    condense_team_run(threads, fma_share, &c);
     double dt = now_s() - t0;
-    condense_probe_sink = sink;
+    for (int i = 0; i < 64; i++) condense_probe_sink += c.part[i];
     double flops_per_iter = isa >= CONDENSE_ISA_AVX512 ? 16 * 32 : isa >= CONDENSE_ISA_AVX2 ? 12 * 16 : 2;
-    double g = (double)threads * (double)iters * flops_per_iter / dt * 1e-9;
+    /* The threads that ran (a busy team runs the probe alone). */
+    double g = (double)c.ran * (double)iters * flops_per_iter / dt * 1e-9;
     if (g > best) best = g;
     }
     return best;
@@ -115,26 +147,15 @@ double condense_probe_read_gbps(size_t bytes, int threads, int passes) {
     float *buf = condense_aligned_alloc(n * sizeof(float));
     if (!buf) return 0;
     /* First touch in parallel so pages spread like the kernels' own accesses. */
-#pragma omp parallel for num_threads(threads) schedule(static)
-    for (long i = 0; i < (long)n; i++) buf[i] = 1.0f;
-    condense_isa isa = condense_isa_active();
+    read_ctx c = {.buf = buf, .n = n, .isa = condense_isa_active(), .init = 1};
+    condense_team_run(threads, read_share, &c);
+    c.init = 0;
     double best = 0;
     for (int p = 0; p < passes + 1; p++) {
-        double t0 = now_s(), total = 0;
-#pragma omp parallel num_threads(threads) reduction(+ : total)
-        {
-            int t = omp_get_thread_num(), nt = omp_get_num_threads();
-            size_t per = (n / (size_t)nt) & ~(size_t)63;
-            size_t b = per * (size_t)t, e = t == nt - 1 ? n : b + per;
-#if CONDENSE_X86
-            if (isa >= CONDENSE_ISA_AVX512) total += sum_512(buf + b, e - b);
-            else if (isa >= CONDENSE_ISA_AVX2) total += sum_256(buf + b, e - b);
-            else
-#endif
-                total += sum_scalar(buf + b, e - b);
-        }
+        double t0 = now_s();
+        condense_team_run(threads, read_share, &c);
         double gbps = (double)(n * sizeof(float)) / (now_s() - t0) * 1e-9;
-        condense_probe_sink = (float)total;
+        for (int i = 0; i < 64; i++) condense_probe_sink += (float)c.part[i];
         if (p > 0 && gbps > best) best = gbps; /* pass 0 warms caches / TLB */
     }
     free(buf);

@@ -144,7 +144,7 @@ static int run_xt_thread(const csr_view *v, const sparse_kernel_impl *kr, conden
                 for (size_t kk = k0; kk < k1; kk++) xt[kk * lanes + i] = 0.0f;
             }
         }
-#pragma omp barrier
+        condense_team_barrier(nt);
         if (ok && rows) {
             size_t kb = 0;
             do {
@@ -162,13 +162,46 @@ static int run_xt_thread(const csr_view *v, const sparse_kernel_impl *kr, conden
             condense_bias_activation(y + mb0 * ldy, ldy, mbv, n0, n1, bias, act, isa);
         }
         /* The next block overwrites xt: wait until every thread is done reading this one. */
-        if (mb0 + lanes < m) {
-#pragma omp barrier
-        }
+        if (mb0 + lanes < m) condense_team_barrier(nt);
     }
     return ok ? CONDENSE_OK : CONDENSE_ERR_NO_MEMORY;
 }
 #endif
+
+typedef struct {
+    const csr_view *v;
+    const condense_s24_packed *s24;
+    const sparse_kernel_impl *kr;
+    condense_isa isa;
+    size_t lanes;
+    const float *bias;
+    size_t m;
+    const float *x;
+    size_t lda;
+    float *y;
+    size_t ldy;
+    int act;
+    float *xt;
+    int status;
+} sparse_ctx;
+
+#if CONDENSE_X86
+static void xt_share(void *ctx, int t, int nt) {
+    sparse_ctx *c = ctx;
+    const int s = run_xt_thread(c->v, c->kr, c->isa, c->lanes, c->bias, c->m, c->x, c->lda, c->y, c->ldy, c->act, c->xt, nt, t);
+    if (s != CONDENSE_OK) __atomic_store_n(&c->status, s, __ATOMIC_RELAXED);
+}
+#endif
+
+static void dot_share(void *ctx, int t, int nt) {
+    const sparse_ctx *c = ctx;
+    size_t n0, n1;
+    split_rows(c->v, nt, t, &n0, &n1);
+    if (n1 > n0) {
+        c->kr->dot(c->v, c->s24, n0, n1, c->m, c->x, c->lda, c->y, c->ldy);
+        condense_bias_activation(c->y, c->ldy, c->m, n0, n1, c->bias, c->act, c->isa);
+    }
+}
 
 int condense_sparse_run(const csr_view *v, const condense_s24_packed *s24, condense_isa isa,
                         int format, const float *bias, size_t m, const float *x, size_t lda,
@@ -189,14 +222,9 @@ int condense_sparse_run(const csr_view *v, const condense_s24_packed *s24, conde
         float *xt = condense_scratch(CONDENSE_SCRATCH_XT, (v->k ? v->k : 1) * lanes * sizeof(float));
         if (!xt) return CONDENSE_ERR_NO_MEMORY;
         if (nt <= 1) return run_xt_thread(v, kr, isa, lanes, bias, m, x, lda, y, ldy, act, xt, 1, 0);
-        int status = CONDENSE_OK;
-#pragma omp parallel num_threads(nt)
-        {
-            const int s = run_xt_thread(v, kr, isa, lanes, bias, m, x, lda, y, ldy, act, xt, omp_get_num_threads(),
-                                        omp_get_thread_num());
-            if (s != CONDENSE_OK) __atomic_store_n(&status, s, __ATOMIC_RELAXED);
-        }
-        return status;
+        sparse_ctx c = {v, s24, kr, isa, lanes, bias, m, x, lda, y, ldy, act, xt, CONDENSE_OK};
+        condense_team_run(nt, xt_share, &c);
+        return c.status;
     }
 #endif
     if (nt <= 1) {
@@ -204,15 +232,8 @@ int condense_sparse_run(const csr_view *v, const condense_s24_packed *s24, conde
         condense_bias_activation(y, ldy, m, 0, v->n, bias, act, isa);
         return CONDENSE_OK;
     }
-#pragma omp parallel num_threads(nt)
-    {
-        size_t n0, n1;
-        split_rows(v, omp_get_num_threads(), omp_get_thread_num(), &n0, &n1);
-        if (n1 > n0) {
-            kr->dot(v, s24, n0, n1, m, x, lda, y, ldy);
-            condense_bias_activation(y, ldy, m, n0, n1, bias, act, isa);
-        }
-    }
+    sparse_ctx c = {v, s24, kr, isa, 0, bias, m, x, lda, y, ldy, act, NULL, CONDENSE_OK};
+    condense_team_run(nt, dot_share, &c);
     return CONDENSE_OK;
 }
 

@@ -4,6 +4,7 @@
 #include "internal.h"
 #include "omp_shim.h"
 
+#include <stdlib.h>
 #include <string.h>
 
 /* Lowest ISA first. kc: the K slice of one weight panel (kc·NR·4 bytes, at most 512 KiB, so it
@@ -134,6 +135,13 @@ static void run_tile(const gemm_job *job, size_t tile) {
     } while (pc < k);
 }
 
+/* Thread t of nt: a contiguous share of the tiles (as a static schedule). */
+static void gemm_share(void *ctx, int t, int nt) {
+    const gemm_job *job = ctx;
+    const size_t tiles = (size_t)job->plan.tiles;
+    for (size_t i = tiles * (size_t)t / (size_t)nt; i < tiles * (size_t)(t + 1) / (size_t)nt; i++) run_tile(job, i);
+}
+
 int condense_f32_gemm(const condense_f32_packed *w, size_t m, const float *x, size_t lda,
                       float *y, size_t ldy, int act, int threads) {
     if (m == 0 || w->n == 0) return CONDENSE_OK;
@@ -146,8 +154,7 @@ int condense_f32_gemm(const condense_f32_packed *w, size_t m, const float *x, si
         for (long t = 0; t < tiles; t++) run_tile(&job, (size_t)t);
         return CONDENSE_OK;
     }
-#pragma omp parallel for num_threads(job.plan.threads) schedule(static)
-    for (long t = 0; t < tiles; t++) run_tile(&job, (size_t)t);
+    condense_team_run(job.plan.threads, gemm_share, (void *)&job);
     return CONDENSE_OK; /* reads X in place: nothing to allocate */
 }
 

@@ -825,6 +825,41 @@ static const gguf_kernel_impl *kernel_for(uint32_t type, condense_isa isa) {
     return best;
 }
 
+typedef struct {
+    const layout *L;
+    const gguf_kernel_impl *kr;
+    const float *x;
+    size_t lda, m, k;
+    int8_t *q;
+    float *d;
+    int32_t *c, *c2;
+    float *s;
+    size_t nb;
+    const qx_rows *xr;
+    const uint8_t *wb;
+    size_t gbytes, groups, n;
+    group_fn run;
+    float *y;
+    size_t ldy;
+    int quantize;   /* the team quantizes X first (rows split), then meets at a barrier */
+} gguf_ctx;
+
+static void gguf_share(void *ctx, int t, int nt) {
+    const gguf_ctx *g = ctx;
+    if (g->quantize) {
+        const size_t i0 = g->m * (size_t)t / (size_t)nt, i1 = g->m * (size_t)(t + 1) / (size_t)nt;
+        if (i1 > i0)
+            quantize_rows(g->kr->quantize, g->L, g->x + i0 * g->lda, g->lda, i1 - i0, g->k, g->q + i0 * g->k, g->d + i0 * g->nb,
+                          g->c + i0 * g->nb, g->c2 + i0 * g->nb, g->s ? g->s + i0 * g->nb : NULL);
+        condense_team_barrier(nt);
+    }
+    for (size_t gi = g->groups * (size_t)t / (size_t)nt; gi < g->groups * (size_t)(t + 1) / (size_t)nt; gi++) {
+        const size_t r0 = gi * GROUP;
+        const int valid = g->n - r0 >= GROUP ? GROUP : (int)(g->n - r0);
+        g->run(g->L, g->wb + gi * g->gbytes, g->xr, 0, g->m, g->y + r0, g->ldy, valid);
+    }
+}
+
 int condense_gguf_gemm(uint32_t type, const void *packed, size_t n, size_t k, size_t m, const float *x, size_t lda,
                        float *y, size_t ldy, condense_isa isa, int threads) {
     layout L;
@@ -849,18 +884,11 @@ int condense_gguf_gemm(uint32_t type, const void *packed, size_t n, size_t k, si
     const group_fn run = kr->group;
     if (nt == 1 || m < 16) {
         quantize_rows(kr->quantize, &L, x, lda, m, k, q, d, c, c2, s);
-    } else {
-#pragma omp parallel for num_threads(nt) schedule(static)
-        for (long i = 0; i < (long)m; i++)
-            quantize_rows(kr->quantize, &L, x + (size_t)i * lda, lda, 1, k, q + (size_t)i * k, d + (size_t)i * nb,
-                          c + (size_t)i * nb, c2 + (size_t)i * nb, s ? s + (size_t)i * nb : NULL);
     }
-#pragma omp parallel for num_threads(nt) schedule(static) if (nt > 1)
-    for (long g = 0; g < (long)groups; g++) {
-        const size_t r0 = (size_t)g * GROUP;
-        const int valid = n - r0 >= GROUP ? GROUP : (int)(n - r0);
-        run(&L, wb + (size_t)g * gbytes, &xr, 0, m, y + r0, ldy, valid);
-    }
+    gguf_ctx gc = {&L, kr, x, lda, m, k, q, d, c, c2, s, nb, &xr, wb, gbytes, groups, n, run, y, ldy,
+                   nt > 1 && m >= 16};
+    if (nt <= 1) gguf_share(&gc, 0, 1);
+    else condense_team_run(nt, gguf_share, &gc);
     return CONDENSE_OK;
 }
 

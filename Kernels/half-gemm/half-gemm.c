@@ -128,6 +128,12 @@ static void run_tile(const half_job *job, size_t tile) {
     } while (pc < k);
 }
 
+static void half_share(void *ctx, int t, int nt) {
+    const half_job *job = ctx;
+    const size_t tiles = (size_t)job->plan.tiles;
+    for (size_t i = tiles * (size_t)t / (size_t)nt; i < tiles * (size_t)(t + 1) / (size_t)nt; i++) run_tile(job, i);
+}
+
 int condense_half_gemm(const condense_half_packed *w, size_t m, const float *x, size_t lda, float *y,
                        size_t ldy, int act, int threads) {
     if (m == 0 || w->n == 0) return CONDENSE_OK;
@@ -152,7 +158,6 @@ int condense_half_gemm(const condense_half_packed *w, size_t m, const float *x, 
         for (long t = 0; t < tiles; t++) run_tile(&job, (size_t)t);
         return CONDENSE_OK;
     }
-#pragma omp parallel for num_threads(job.plan.threads) schedule(static)
-    for (long t = 0; t < tiles; t++) run_tile(&job, (size_t)t);
+    condense_team_run(job.plan.threads, half_share, &job);
     return CONDENSE_OK;
 }

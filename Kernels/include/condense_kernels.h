@@ -103,10 +103,15 @@ int condense_get_num_threads(void);
 int condense_set_num_threads(int n);
 /** Number of processors OpenMP sees (1 without OpenMP). */
 int condense_num_procs(void);
-/** Puts the kernels' idle OpenMP workers to sleep now instead of after their spin time, so
+/** Puts the kernels' idle workers (the thread team, and libomp's if linked) to sleep now instead of after their spin time, so
  *  another thread pool in the process (a plugin's) gets the cores. For fair timing of foreign
  *  backends; the next kernel call wakes the workers again. */
 void condense_threads_quiesce(void);
+/** Self-check of the kernels' thread team, for tests: one job on nt threads (or, when the team is
+ *  busy with another caller's job, on the caller alone) passes `rounds` barriers, checking at each
+ *  that every thread arrived, and starts a nested job, which must run alone. Returns the number
+ *  of violations (0), or −1 if neither the whole team nor the caller alone ran the job. */
+int condense_team_check(int nt, int rounds);
 
 /* ---- Epilogues --------------------------------------------------------------------------- */
 

@@ -173,6 +173,35 @@ static int dequant_tile(const q4_job *job, size_t tile) {
     return CONDENSE_OK;
 }
 
+typedef struct { const q4_job *job; int status; } q4_share_ctx;
+
+static void dequant_share(void *ctx, int t, int nt) {
+    q4_share_ctx *c = ctx;
+    const size_t tiles = (size_t)c->job->plan.tiles;
+    for (size_t i = tiles * (size_t)t / (size_t)nt; i < tiles * (size_t)(t + 1) / (size_t)nt; i++) {
+        const int s = dequant_tile(c->job, i);
+        if (s != CONDENSE_OK) __atomic_store_n(&c->status, s, __ATOMIC_RELAXED);
+    }
+}
+
+typedef struct {
+    const condense_q4_packed *w;
+    size_t panels, m, ldq, ldy;
+    const uint8_t *xq;
+    const float *sx;
+    const int32_t *zx;
+    float *y;
+    int act;
+} q4_int_ctx;
+
+#if CONDENSE_X86
+static void integer_share(void *ctx, int t, int nt) {
+    const q4_int_ctx *c = ctx;
+    const size_t p0 = c->panels * (size_t)t / (size_t)nt, p1 = c->panels * (size_t)(t + 1) / (size_t)nt;
+    if (p1 > p0) impl(c->w)->integer(c->w, p0, p1, c->m, c->xq, c->ldq, c->sx, c->zx, c->y, c->ldy, c->act);
+}
+#endif
+
 int condense_q4_gemm(const condense_q4_packed *w, size_t m, const float *x, size_t lda, float *y,
                      size_t ldy, int act, int threads) {
     if (m == 0 || w->n == 0) return CONDENSE_OK;
@@ -186,12 +215,9 @@ int condense_q4_gemm(const condense_q4_packed *w, size_t m, const float *x, size
             for (long t = 0; t < tiles && status == CONDENSE_OK; t++) status = dequant_tile(&job, (size_t)t);
             return status;
         }
-#pragma omp parallel for num_threads(job.plan.threads) schedule(static)
-        for (long t = 0; t < tiles; t++) {
-            const int s = dequant_tile(&job, (size_t)t);
-            if (s != CONDENSE_OK) __atomic_store_n(&status, s, __ATOMIC_RELAXED);
-        }
-        return status;
+        q4_share_ctx c = {&job, CONDENSE_OK};
+        condense_team_run(job.plan.threads, dequant_share, &c);
+        return c.status;
     }
 #if CONDENSE_X86
     const size_t ldq = (w->k16 + 63) / 64 * 64;
@@ -207,11 +233,8 @@ int condense_q4_gemm(const condense_q4_packed *w, size_t m, const float *x, size
         impl(w)->integer(w, 0, panels, m, xq, ldq, sx, zx, y, ldy, act);
         return CONDENSE_OK;
     }
-#pragma omp parallel num_threads(nt)
-    {
-        const size_t t = (size_t)omp_get_thread_num(), T = (size_t)omp_get_num_threads();
-        impl(w)->integer(w, panels * t / T, panels * (t + 1) / T, m, xq, ldq, sx, zx, y, ldy, act);
-    }
+    q4_int_ctx c = {w, panels, m, ldq, ldy, xq, sx, zx, y, act};
+    condense_team_run(nt, integer_share, &c);
 #endif
     return CONDENSE_OK;
 }

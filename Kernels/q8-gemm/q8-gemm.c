@@ -176,6 +176,31 @@ static void q8_tile(const q8_job *job, size_t tile) {
     }
 }
 
+static void q8_share(void *ctx, int t, int nt) {
+    const q8_job *job = ctx;
+    const size_t tiles = (size_t)job->plan.tiles;
+    for (size_t i = tiles * (size_t)t / (size_t)nt; i < tiles * (size_t)(t + 1) / (size_t)nt; i++) q8_tile(job, i);
+}
+
+typedef struct {
+    const float *x;
+    size_t m, k, lda, ldq, k4;
+    uint8_t *xq;
+    float *sx;
+    int32_t *zx;
+    const float *static_scale;
+    const int32_t *static_zp;
+    condense_isa isa;
+} q8_quant_ctx;
+
+static void q8_quant_share(void *ctx, int t, int nt) {
+    const q8_quant_ctx *c = ctx;
+    const size_t r0 = c->m * (size_t)t / (size_t)nt, r1 = c->m * (size_t)(t + 1) / (size_t)nt;
+    if (r1 > r0)
+        condense_q8_quantize_rows(c->x + r0 * c->lda, r1 - r0, c->k, c->lda, c->xq + r0 * c->ldq, c->ldq, c->k4, c->sx + r0,
+                                  c->zx + r0, c->static_scale, c->static_zp, c->isa);
+}
+
 static void q8_run(q8_job *job, int threads) {
     const condense_q8_kernel *kr = job->w->kernel;
     const int nt = threads > 0 ? threads : condense_get_num_threads();
@@ -185,8 +210,7 @@ static void q8_run(q8_job *job, int threads) {
         for (long t = 0; t < tiles; t++) q8_tile(job, (size_t)t);
         return;
     }
-#pragma omp parallel for num_threads(job->plan.threads) schedule(static)
-    for (long t = 0; t < tiles; t++) q8_tile(job, (size_t)t);
+    condense_team_run(job->plan.threads, q8_share, job);
 }
 
 int condense_q8_gemm_s32(const condense_q8_packed *w, size_t m, const uint8_t *xq, size_t ldq,
@@ -211,13 +235,8 @@ int condense_q8_gemm(const condense_q8_packed *w, size_t m, const float *x, size
     /* Quantizing X is M·K work beside M·N·K: split it over the threads when it is large. */
     int nt = threads > 0 ? threads : condense_get_num_threads();
     if (nt > 1 && m >= 4 && m * w->k >= 65536) {
-#pragma omp parallel num_threads(nt)
-        {
-            const size_t t = (size_t)omp_get_thread_num(), T = (size_t)omp_get_num_threads();
-            const size_t r0 = m * t / T, r1 = m * (t + 1) / T;
-            condense_q8_quantize_rows(x + r0 * lda, r1 - r0, w->k, lda, xq + r0 * ldq, ldq, k4, sx + r0,
-                                      zx + r0, static_scale, static_zp, isa);
-        }
+        q8_quant_ctx c = {x, m, w->k, lda, ldq, k4, xq, sx, zx, static_scale, static_zp, isa};
+        condense_team_run(nt, q8_quant_share, &c);
     } else {
         condense_q8_quantize_rows(x, m, w->k, lda, xq, ldq, k4, sx, zx, static_scale, static_zp, isa);
     }

@@ -138,6 +138,36 @@ void condense_s24_packed_free(condense_s24_packed *p) {
 }
 
 #if CONDENSE_X86
+typedef struct {
+    const condense_s24_packed *w;
+    const sparse_kernel_impl *kr;
+    const float *x;
+    size_t lda;
+    float *y;
+    size_t ldy, mv, mp, tiles, k4;
+    float *xt;
+    int act;
+    int *failed;
+} bucket_ctx;
+
+static void bucket_share(void *ctx, int t, int tn) {
+    const bucket_ctx *c = ctx;
+    const condense_s24_packed *w = c->w;
+    c->kr->bucket_pack_x(c->x, c->lda, c->mv, c->mp, w->k, c->k4 * (size_t)t / (size_t)tn,
+                         c->k4 * (size_t)(t + 1) / (size_t)tn, c->xt);
+    condense_team_barrier(tn);
+    float *yt = condense_scratch(CONDENSE_SCRATCH_YT, w->bucket_rows_per_tile * c->mp * sizeof(float));
+    const size_t t0 = c->tiles * (size_t)t / (size_t)tn, t1 = c->tiles * (size_t)(t + 1) / (size_t)tn;
+    if (!yt) {
+        __atomic_store_n(c->failed, 1, __ATOMIC_RELAXED);
+    } else if (t1 > t0) {
+        c->kr->bucket(w, t0, t1, c->xt, c->mv, c->mp, yt, c->y, c->ldy);
+        const size_t c0 = t0 * w->bucket_rows_per_tile;
+        const size_t c1 = t1 * w->bucket_rows_per_tile < w->n ? t1 * w->bucket_rows_per_tile : w->n;
+        condense_bias_activation(c->y, c->ldy, c->mv, c0, c1, w->bias, c->act, c->kr->info.isa);
+    }
+}
+
 /* The bucket path: slabs of up to 32 rows of X; per slab the team transposes X (each thread a
  * share of K), then each thread runs whole tiles of W and writes its columns of Y. */
 static int run_bucket(const condense_s24_packed *w, const sparse_kernel_impl *kr, size_t m, const float *x,
@@ -152,25 +182,27 @@ static int run_bucket(const condense_s24_packed *w, const sparse_kernel_impl *kr
     int failed = 0;
     for (size_t m0 = 0; m0 < m; m0 += 32) {
         const size_t mv = m - m0 < 32 ? m - m0 : 32, mp = (mv + 7) / 8 * 8;
-#pragma omp parallel num_threads(nt)
-        {
-            const int tn = omp_get_num_threads(), t = omp_get_thread_num();
-            kr->bucket_pack_x(x + m0 * lda, lda, mv, mp, w->k, k4 * (size_t)t / (size_t)tn,
-                              k4 * (size_t)(t + 1) / (size_t)tn, xt);
-#pragma omp barrier
-            float *yt = condense_scratch(CONDENSE_SCRATCH_YT, w->bucket_rows_per_tile * mp * sizeof(float));
-            const size_t t0 = tiles * (size_t)t / (size_t)tn, t1 = tiles * (size_t)(t + 1) / (size_t)tn;
-            if (!yt) {
-                __atomic_store_n(&failed, 1, __ATOMIC_RELAXED);
-            } else if (t1 > t0) {
-                kr->bucket(w, t0, t1, xt, mv, mp, yt, y + m0 * ldy, ldy);
-                const size_t c0 = t0 * w->bucket_rows_per_tile;
-                const size_t c1 = t1 * w->bucket_rows_per_tile < w->n ? t1 * w->bucket_rows_per_tile : w->n;
-                condense_bias_activation(y + m0 * ldy, ldy, mv, c0, c1, w->bias, act, kr->info.isa);
-            }
-        }
+        bucket_ctx c = {w, kr, x + m0 * lda, lda, y + m0 * ldy, ldy, mv, mp, tiles, k4, xt, act, &failed};
+        condense_team_run(nt, bucket_share, &c);
     }
     return failed ? CONDENSE_ERR_NO_MEMORY : CONDENSE_OK;
+}
+
+typedef struct {
+    const condense_s24_packed *w;
+    const sparse_kernel_impl *kr;
+    size_t pairs, panels, m;
+    const float *x;
+    size_t lda;
+    float *y;
+    size_t ldy;
+    int act;
+} panel_ctx;
+
+static void panel_share(void *ctx, int t, int nt) {
+    const panel_ctx *c = ctx;
+    const size_t q0 = c->pairs * (size_t)t / (size_t)nt, q1 = c->pairs * (size_t)(t + 1) / (size_t)nt;
+    if (q1 > q0) c->kr->panel(c->w, 2 * q0, 2 * q1 < c->panels ? 2 * q1 : c->panels, c->m, c->x, c->lda, c->y, c->ldy, c->act);
 }
 #endif
 
@@ -192,11 +224,8 @@ int condense_s24_gemm(const condense_s24_packed *w, size_t m, const float *x, si
             return CONDENSE_OK;
         }
         const size_t panels = (w->n + 15) / 16;
-#pragma omp parallel for num_threads(nt) schedule(static)
-        for (long q = 0; q < pairs; q++) {
-            const size_t a = (size_t)q * 2, b = a + 2 < panels ? a + 2 : panels;
-            kr->panel(w, a, b, m, x, lda, y, ldy, act);
-        }
+        panel_ctx c = {w, kr, (size_t)pairs, panels, m, x, lda, y, ldy, act};
+        condense_team_run(nt, panel_share, &c);
         return CONDENSE_OK;
     }
 #endif

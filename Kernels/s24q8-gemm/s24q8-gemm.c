@@ -103,6 +103,25 @@ static void rows(const condense_s24q8_packed *w, size_t n0, size_t n1, size_t m,
     condense_bias_activation(y, ldy, m, n0, n1, w->bias, act, w->isa);
 }
 
+typedef struct {
+    const condense_s24q8_packed *w;
+    size_t m;
+    const uint8_t *xq;
+    size_t ldq;
+    const float *sx;
+    const int32_t *zx;
+    int32_t *acc;
+    float *y;
+    size_t ldy;
+    int act;
+} s24q8_ctx;
+
+static void rows_share(void *ctx, int t, int nt) {
+    const s24q8_ctx *c = ctx;
+    const size_t n0 = c->w->n * (size_t)t / (size_t)nt, n1 = c->w->n * (size_t)(t + 1) / (size_t)nt;
+    if (n1 > n0) rows(c->w, n0, n1, c->m, c->xq, c->ldq, c->sx, c->zx, c->acc, c->y, c->ldy, c->act);
+}
+
 int condense_s24q8_gemm(const condense_s24q8_packed *w, size_t m, const float *x, size_t lda,
                         float *y, size_t ldy, int act, int threads) {
     if (m == 0 || w->n == 0) return CONDENSE_OK;
@@ -120,10 +139,7 @@ int condense_s24q8_gemm(const condense_s24q8_packed *w, size_t m, const float *x
         rows(w, 0, w->n, m, xq, ldq, sx, zx, acc, y, ldy, act);
         return CONDENSE_OK;
     }
-#pragma omp parallel num_threads(nt)
-    {
-        const size_t t = (size_t)omp_get_thread_num(), T = (size_t)omp_get_num_threads();
-        rows(w, w->n * t / T, w->n * (t + 1) / T, m, xq, ldq, sx, zx, acc, y, ldy, act);
-    }
+    s24q8_ctx c = {w, m, xq, ldq, sx, zx, acc, y, ldy, act};
+    condense_team_run(nt, rows_share, &c);
     return CONDENSE_OK;
 }

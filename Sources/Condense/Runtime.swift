@@ -87,10 +87,11 @@ public enum CondenseRuntime {
     /// Whether the kernels were built with OpenMP (the default `OpenMP` package trait).
     public static var openMPEnabled: Bool { condense_openmp_enabled() != 0 }
 
-    /// Processors OpenMP sees.
+    /// Processors the kernels see (OpenMP's count when linked, else the online processors).
     public static var processorCount: Int { Int(condense_num_procs()) }
 
-    /// Threads the native kernels use (`CONDENSE_NUM_THREADS`, else OpenMP's default).
+    /// Threads the native kernels' team uses (`CONDENSE_NUM_THREADS`, else OpenMP's default, else
+    /// the processor count).
     /// Setting a value outside 1…``maxThreads`` clamps; use ``setThreads(_:)`` to get an error instead.
     public static var threads: Int {
         get { Int(condense_get_num_threads()) }

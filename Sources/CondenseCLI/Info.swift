@@ -11,7 +11,7 @@ struct Info: ParsableCommand {
         print("isa:        detected \(CondenseRuntime.detectedISA), active \(CondenseRuntime.activeISA)"
               + (CondenseRuntime.isaOverride.map { " (CONDENSE_ISA=\($0))" } ?? ""))
         do { try CondenseRuntime.validateEnvironment() } catch { print("            warning: \(error)") }
-        print("threads:    \(CondenseRuntime.threads) of \(CondenseRuntime.processorCount) processors, OpenMP \(CondenseRuntime.openMPEnabled ? "on" : "off (built without the OpenMP trait)")")
+        print("threads:    \(CondenseRuntime.threads) of \(CondenseRuntime.processorCount) processors on Condense's thread team; OpenMP \(CondenseRuntime.openMPEnabled ? "linked (thread-count defaults)" : "off (built without the OpenMP trait)")")
         print("")
         print("backends (priority order):")
         for b in cliRegistry().backends {

@@ -8,6 +8,7 @@
 #if CONDENSE_X86
 #include <immintrin.h>
 #include "vecmath-avx2.h"
+#include "q8-epilogue-256.h"
 
 /* One source (q8-vnni256.h), two encodings: VEX (AVX-VNNI, the kernel dispatched at that
  * level) and EVEX (AVX-512 VNNI + VL on ymm), the same instructions' twin. A CPU with AVX-512 but

@@ -36,7 +36,8 @@ static void s24_dot_avx2(const csr_view *v, const condense_s24_packed *s24, size
 /* min_m: the xt kernels pay a transpose of X and waste lanes below a full block, so they take
  * over from the dot kernels only at larger batches; wider blocks only once they fill. Measured
  * on Zen 5 with `condense bench sparse --m 2,4,8,16`: CSR dot wins at M = 2 and 4, xt16 from 8.
- * 2:4 on AVX2: dot (dense FLOPs, compact reads) up to M = 15, bucket from 16; on AVX-512 the
+ * 2:4 on AVX2: dot (dense FLOPs, compact reads) up to M = 7, bucket from 8 (at M = 8 it ran
+ * 0.59×/0.75× dense on 768×768/3072×768 where the dot kernel ran 0.51×/0.38×); on AVX-512 the
  * panel kernel up to 15 (it beat the expand-based dot kernel 1.5–2× at M = 1), bucket from 16.
  * The bucket kernel replaced the 2:4 xt kernels: with CONDENSE_ISA=avx2, 3072×768 and
  * 4096×4096, it ran 1.34×/1.83× dense at M = 16 and 1.44×/1.60× at M = 32 where xt ran
@@ -53,7 +54,7 @@ static const sparse_kernel_impl kernels[] = {
     DOT("f32_csr_dot_1x8__avx2", CONDENSE_ISA_AVX2, FMT_CSR, csr_dot_avx2),
     XT("f32_csr_xt_8__avx2", CONDENSE_ISA_AVX2, FMT_CSR, 8, 8, condense_csr_xt__avx2),
     XT("f32_csr_xt_16__avx2", CONDENSE_ISA_AVX2, FMT_CSR, 16, 16, condense_csr_xt__avx2),
-    BUCKET("f32_s24_bucket_32x2__avx2", CONDENSE_ISA_AVX2, 16, condense_s24_bucket__avx2,
+    BUCKET("f32_s24_bucket_32x2__avx2", CONDENSE_ISA_AVX2, 8, condense_s24_bucket__avx2,
            condense_s24_bucket_pack_x__avx2),
     {{"f32_s24_panel_4x32__avx512", CONDENSE_ISA_AVX512, FMT_S24, 0, CONDENSE_SPARSE_PANEL, 4}, NULL, NULL,
      condense_s24_panel__avx512, NULL, NULL},

@@ -6,6 +6,7 @@
 #include "internal.h"
 
 #include <pthread.h>
+#include <sched.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #if CONDENSE_X86
@@ -18,6 +19,15 @@
 #endif
 
 #define TEAM_SPIN 20000   /* polls before sleeping (about 1 ms of pause instructions) */
+
+/* Waiting on other team members: spin, then yield the core, which matters when more threads are
+ * asked for than there are cores (a spinning waiter would hold the core the awaited one needs). */
+static _Atomic int oversubscribed;   /* the last job asked for more threads than processors */
+
+static inline void relax(int *spins) {
+    if (++*spins < 4096 && !atomic_load_explicit(&oversubscribed, memory_order_relaxed)) CPU_RELAX();
+    else sched_yield();
+}
 
 static struct {
     pthread_once_t once;
@@ -39,7 +49,10 @@ static struct {
 
 static _Thread_local int in_job;
 
+static int procs;
+
 static void team_init(void) {
+    procs = condense_num_procs();
     pthread_mutex_init(&T.busy, NULL);
     pthread_mutex_init(&T.grow, NULL);
     pthread_mutex_init(&T.sleep_mu, NULL);
@@ -60,7 +73,11 @@ static void *worker(void *arg) {
         int spins = 0;
         const unsigned q = atomic_load_explicit(&T.quiesce, memory_order_relaxed);
         while ((g = atomic_load_explicit(&T.gen, memory_order_acquire)) == seen) {
-            if (++spins < TEAM_SPIN && atomic_load_explicit(&T.quiesce, memory_order_relaxed) == q) { CPU_RELAX(); continue; }
+            if (++spins < TEAM_SPIN && atomic_load_explicit(&T.quiesce, memory_order_relaxed) == q) {
+                if (atomic_load_explicit(&oversubscribed, memory_order_relaxed)) sched_yield();
+                else CPU_RELAX();
+                continue;
+            }
             pthread_mutex_lock(&T.sleep_mu);
             atomic_fetch_add(&T.sleepers, 1);
             while (atomic_load(&T.gen) == seen) pthread_cond_wait(&T.sleep_cv, &T.sleep_mu);
@@ -114,6 +131,7 @@ void condense_team_run(int nt, condense_team_fn fn, void *ctx) {
         fn(ctx, 0, 1);
         return;
     }
+    atomic_store_explicit(&oversubscribed, nt > procs, memory_order_relaxed);
     T.fn = fn;
     T.ctx = ctx;
     T.nt = nt;
@@ -128,7 +146,8 @@ void condense_team_run(int nt, condense_team_fn fn, void *ctx) {
     in_job = 1;
     fn(ctx, 0, nt);
     in_job = 0;
-    while (atomic_load_explicit(&T.pending, memory_order_acquire) > 0) CPU_RELAX();
+    int spins = 0;
+    while (atomic_load_explicit(&T.pending, memory_order_acquire) > 0) relax(&spins);
     pthread_mutex_unlock(&T.busy);
 }
 
@@ -141,7 +160,8 @@ void condense_team_barrier(int nt) {
         atomic_store_explicit(&T.bar_count, 0, memory_order_relaxed);
         atomic_fetch_add_explicit(&T.bar_gen, 1, memory_order_release);
     } else {
-        while (atomic_load_explicit(&T.bar_gen, memory_order_acquire) == g) CPU_RELAX();
+        int spins = 0;
+        while (atomic_load_explicit(&T.bar_gen, memory_order_acquire) == g) relax(&spins);
     }
 }
 

@@ -81,7 +81,7 @@ struct Compress: ParsableCommand {
     var encoder: String?
     @Option(help: "Instead of an MLP: a Llama-family GGUF model (llama, mistral, qwen2), compressed with --format into a folder that generate, chat, perplexity, bench generate and serve load with --model.")
     var llm: String?
-    @Option(help: "Encoder projection format: int8, int8-smooth (default), int4-g32, 2:4, 2:4-act, 2:4-int8, 2:4-act-int8, 2:4-recon[-ffn][-int8], 2:4-tuned[-ffn][-int8]. --llm: int4, 2:4, 2:4-int8, 2:4-int4 (default).")
+    @Option(help: "Encoder projection format: bf16, f16, int8, int8-smooth (default), int4-g32, 2:4, 2:4-act, 2:4-int8, 2:4-act-int8, 2:4-recon[-ffn][-int8], 2:4-tuned[-ffn][-int8]. --llm: int4, 2:4, 2:4-int8, 2:4-int4 (default).")
     var format: String?
     @Option(help: "--llm: the output head: keep, int4 or 2:4-int4 (default: int4 for 2:4-int4, else keep).")
     var head: String?

@@ -78,6 +78,9 @@ void condense_f32_activation__avx2(float *y, size_t n, int act);
 void condense_f32_activation__avx512(float *y, size_t n, int act);
 #endif
 void condense_f32_activation__scalar(float *y, size_t n, int act);
+/* The scalar micro-kernels' epilogue (f32-gemm-scalar.c): accumulate, bias, activation, store. */
+void condense_uk_epilogue_4x16__scalar(int mr, int nv, const float acc[4][16], float *c, size_t ldc, int flags,
+                                       const float *bias, int act);
 
 /* Half-precision micro-kernels (half-gemm/half-gemm-<isa>.c), condense_half_ukernel's signature. */
 void condense_half_widen_4x16__scalar(int type, int mr, int nv, size_t kc, const void *a, size_t lda,

@@ -24,8 +24,13 @@ void condense_f32_gemm_ukernel_4x16__scalar(int mr, int nv, size_t kc, const flo
             for (int j = 0; j < 16; j++) acc[i][j] += ai * bk[j];
         }
     }
+    condense_uk_epilogue_4x16__scalar(mr, nv, acc, c, ldc, flags, bias, act);
+}
+
+void condense_uk_epilogue_4x16__scalar(int mr, int nv, const float acc[4][16], float *c, size_t ldc, int flags,
+                                       const float *bias, int act) {
     for (int i = 0; i < mr; i++) {
-        float *ci = c + i * ldc;
+        float *ci = c + (size_t)i * ldc;
         for (int j = 0; j < nv; j++) {
             float v = acc[i][j];
             if (flags & CONDENSE_UK_ACCUMULATE) v += ci[j];

@@ -2,12 +2,6 @@
  * accumulates in f32 in K order (the reference sibling of the SIMD widen kernels). */
 #include "internal.h"
 
-static inline float act_scalar(float v, int act) {
-    if (act == CONDENSE_ACT_RELU) return (v > 0.0f || v != v) ? v : 0.0f;
-    if (act == CONDENSE_ACT_GELU) return condense_gelu_scalar(v);
-    return v;
-}
-
 void condense_half_widen_4x16__scalar(int type, int mr, int nv, size_t kc, const void *a_, size_t lda,
                                       const uint16_t *b, float *c, size_t ldc, int flags, const float *bias,
                                       int act) {
@@ -23,16 +17,5 @@ void condense_half_widen_4x16__scalar(int type, int mr, int nv, size_t kc, const
             for (int j = 0; j < 16; j++) acc[i][j] += ai * wk[j];
         }
     }
-    for (int i = 0; i < mr; i++) {
-        float *ci = c + (size_t)i * ldc;
-        for (int j = 0; j < nv; j++) {
-            float v = acc[i][j];
-            if (flags & CONDENSE_UK_ACCUMULATE) v += ci[j];
-            if (flags & CONDENSE_UK_FINAL) {
-                if (bias) v += bias[j];
-                v = act_scalar(v, act);
-            }
-            ci[j] = v;
-        }
-    }
+    condense_uk_epilogue_4x16__scalar(mr, nv, acc, c, ldc, flags, bias, act);
 }

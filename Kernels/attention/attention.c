@@ -12,7 +12,6 @@
 
 #include "condense_kernels.h"
 #include "internal.h"
-#include "omp_shim.h"
 #include "vecmath-avx512.h"
 #include "vecmath-avx2.h"
 

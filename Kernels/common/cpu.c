@@ -127,10 +127,8 @@ static void init_once(void) {
 #ifdef _OPENMP
     g.threads = omp_get_max_threads();   /* honours OMP_NUM_THREADS */
 #else
-    {   /* the thread team needs no OpenMP: default to the online processors */
-        const long np = sysconf(_SC_NPROCESSORS_ONLN);
-        g.threads = np > 0 && np <= CONDENSE_MAX_THREADS ? (int)np : 1;
-    }
+    g.threads = condense_num_procs();    /* the thread team needs no OpenMP */
+    if (g.threads > CONDENSE_MAX_THREADS) g.threads = CONDENSE_MAX_THREADS;
 #endif
     const char *nt = getenv("CONDENSE_NUM_THREADS");
     if (nt && *nt) {

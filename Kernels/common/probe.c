@@ -1,7 +1,6 @@
 /* Machine probes for benchmark reports: measured fp32 FMA throughput and read bandwidth, so
  * "% of peak" and "% of roofline" are computed from this machine in this run, not typed in. */
 #include "internal.h"
-#include "omp_shim.h"
 
 #include <string.h>
 #include <time.h>
@@ -80,7 +79,6 @@ volatile float condense_probe_sink;
 typedef struct { condense_isa isa; long iters; float part[64]; int ran; } fma_ctx;
 
 static void fma_share(void *ctx, int t, int nt) {
-    (void)t;
     fma_ctx *c = ctx;
     float sink;
 #if CONDENSE_X86

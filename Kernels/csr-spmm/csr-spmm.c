@@ -1,7 +1,6 @@
 /* Sparse driver shared by CSR and 2:4: the sparse kernel table, CSR packing, and the run
  * function that picks the "dot" or "xt" kernel by batch size and threads over rows of W. */
 #include "sparse.h"
-#include "omp_shim.h"
 
 #include <string.h>
 
@@ -222,17 +221,11 @@ int condense_sparse_run(const csr_view *v, const condense_s24_packed *s24, conde
         /* The calling thread's scratch, shared by the team for this call. */
         float *xt = condense_scratch(CONDENSE_SCRATCH_XT, (v->k ? v->k : 1) * lanes * sizeof(float));
         if (!xt) return CONDENSE_ERR_NO_MEMORY;
-        if (nt <= 1) return run_xt_thread(v, kr, isa, lanes, bias, m, x, lda, y, ldy, act, xt, 1, 0);
         sparse_ctx c = {v, s24, kr, isa, lanes, bias, m, x, lda, y, ldy, act, xt, CONDENSE_OK};
         condense_team_run(nt, xt_share, &c);
         return c.status;
     }
 #endif
-    if (nt <= 1) {
-        kr->dot(v, s24, 0, v->n, m, x, lda, y, ldy);
-        condense_bias_activation(y, ldy, m, 0, v->n, bias, act, isa);
-        return CONDENSE_OK;
-    }
     sparse_ctx c = {v, s24, kr, isa, 0, bias, m, x, lda, y, ldy, act, NULL, CONDENSE_OK};
     condense_team_run(nt, dot_share, &c);
     return CONDENSE_OK;

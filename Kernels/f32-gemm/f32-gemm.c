@@ -2,9 +2,7 @@
  * and OpenMP tiling. X is not packed: the micro-kernels broadcast straight from its rows (as
  * oneDNN's brgemm does); packing it cost about 10 % at large M. The micro-kernels live in f32-gemm-<isa>.c. */
 #include "internal.h"
-#include "omp_shim.h"
 
-#include <stdlib.h>
 #include <string.h>
 
 /* Lowest ISA first. kc: the K slice of one weight panel (kc·NR·4 bytes, at most 512 KiB, so it
@@ -149,11 +147,6 @@ int condense_f32_gemm(const condense_f32_packed *w, size_t m, const float *x, si
     const int nt = threads > 0 ? threads : condense_get_num_threads();
     const gemm_job job = {.w = w, .x = x, .m = m, .lda = lda, .ldy = ldy, .y = y, .act = act,
                           .plan = condense_plan_tiles(m, w->n, (size_t)kr->mc, (size_t)kr->nr, nt)};
-    const long tiles = job.plan.tiles;
-    if (job.plan.threads <= 1) {
-        for (long t = 0; t < tiles; t++) run_tile(&job, (size_t)t);
-        return CONDENSE_OK;
-    }
     condense_team_run(job.plan.threads, gemm_share, (void *)&job);
     return CONDENSE_OK; /* reads X in place: nothing to allocate */
 }

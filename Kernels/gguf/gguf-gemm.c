@@ -24,7 +24,6 @@
  * Scalar and AVX-512 VNNI kernels, bit-identical: integer sums are exact and the float steps
  * are the same fused multiply-adds in the same order. Threads over groups of rows. */
 #include "internal.h"
-#include "omp_shim.h"
 
 #include <math.h>
 #include <string.h>
@@ -887,8 +886,7 @@ int condense_gguf_gemm(uint32_t type, const void *packed, size_t n, size_t k, si
     }
     gguf_ctx gc = {&L, kr, x, lda, m, k, q, d, c, c2, s, nb, &xr, wb, gbytes, groups, n, run, y, ldy,
                    nt > 1 && m >= 16};
-    if (nt <= 1) gguf_share(&gc, 0, 1);
-    else condense_team_run(nt, gguf_share, &gc);
+    condense_team_run(nt, gguf_share, &gc);
     return CONDENSE_OK;
 }
 

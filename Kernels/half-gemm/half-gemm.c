@@ -1,9 +1,9 @@
 /* bf16 / f16 weights: the kernel table, packing and the driver. The driver is the f32 GEMM's
- * (tile plan, K slices kept in L2, one static OpenMP loop); only the micro-kernels differ: the
+ * (tile plan, K slices kept in L2, contiguous shares of the tiles on the thread team); only the
+ * micro-kernels differ: the
  * "widen" kernels turn 16-bit weights into f32 in registers (exact, f32 activations), the bf16
  * "dot" kernel multiplies bf16 pairs with vdpbf16ps on activations rounded to bf16 per call. */
 #include "internal.h"
-#include "omp_shim.h"
 
 #include <string.h>
 
@@ -153,11 +153,6 @@ int condense_half_gemm(const condense_half_packed *w, size_t m, const float *x, 
         job.xbytes = sizeof(uint16_t);
     }
 #endif
-    const long tiles = job.plan.tiles;
-    if (job.plan.threads <= 1) {
-        for (long t = 0; t < tiles; t++) run_tile(&job, (size_t)t);
-        return CONDENSE_OK;
-    }
     condense_team_run(job.plan.threads, half_share, &job);
     return CONDENSE_OK;
 }

@@ -1,6 +1,5 @@
 /* int4 driver: packing for the dequantize and integer paths, and threads. */
 #include "internal.h"
-#include "omp_shim.h"
 
 #include <string.h>
 
@@ -141,7 +140,7 @@ typedef struct {
     condense_tile_plan plan;
 } q4_job;
 
-/* One tile of the dequantize path: per K slice and panel, unpack once into an L2-resident f32
+/* One tile of the dequantize path: per K slice and panel, unpack once into an L1-resident f32
  * panel and run the f32 micro-kernel over the tile's rows of X (as the f32 GEMM's tile loop). */
 static int dequant_tile(const q4_job *job, size_t tile) {
     const condense_q4_packed *w = job->w;
@@ -209,13 +208,7 @@ int condense_q4_gemm(const condense_q4_packed *w, size_t m, const float *x, size
     if (w->path == CONDENSE_Q4_DEQUANT) {
         const q4_job job = {.w = w, .x = x, .m = m, .lda = lda, .ldy = ldy, .y = y, .act = act,
                             .plan = condense_plan_tiles(m, w->n, (size_t)w->f32->mc, w->nr, nt)};
-        const long tiles = job.plan.tiles;
-        int status = CONDENSE_OK; /* any worker's failure fails the call */
-        if (job.plan.threads <= 1) {
-            for (long t = 0; t < tiles && status == CONDENSE_OK; t++) status = dequant_tile(&job, (size_t)t);
-            return status;
-        }
-        q4_share_ctx c = {&job, CONDENSE_OK};
+        q4_share_ctx c = {&job, CONDENSE_OK}; /* any worker's failure fails the call */
         condense_team_run(job.plan.threads, dequant_share, &c);
         return c.status;
     }
@@ -229,10 +222,6 @@ int condense_q4_gemm(const condense_q4_packed *w, size_t m, const float *x, size
     condense_q8_quantize_rows(x, m, w->k, lda, xq, ldq, w->k16, sx, zx, NULL, NULL, w->isa);
     const size_t panels = (w->n + 15) / 16;
     if ((size_t)nt > panels) nt = (int)panels;
-    if (nt <= 1) {
-        impl(w)->integer(w, 0, panels, m, xq, ldq, sx, zx, y, ldy, act);
-        return CONDENSE_OK;
-    }
     q4_int_ctx c = {w, panels, m, ldq, ldy, xq, sx, zx, y, act};
     condense_team_run(nt, integer_share, &c);
 #endif

@@ -1,7 +1,6 @@
 /* int8 GEMM driver: kernel table, weight packing per kernel layout, per-row activation
  * quantization, tiling and threads, and the dequantize + bias + activation epilogue. */
 #include "internal.h"
-#include "omp_shim.h"
 
 #include <math.h>
 #include <string.h>
@@ -213,23 +212,18 @@ static void q8_fused_share(void *ctx, int t, int nt) {
     q8_share((void *)c->job, t, nt);
 }
 
-static void q8_run(q8_job *job, int threads) {
+static void q8_plan(q8_job *job, int threads) {
     const condense_q8_kernel *kr = job->w->kernel;
     const int nt = threads > 0 ? threads : condense_get_num_threads();
     job->plan = condense_plan_tiles(job->m, job->w->n, (size_t)kr->mr * 8, (size_t)kr->nr, nt);
-    const long tiles = job->plan.tiles;
-    if (job->plan.threads <= 1) {
-        for (long t = 0; t < tiles; t++) q8_tile(job, (size_t)t);
-        return;
-    }
-    condense_team_run(job->plan.threads, q8_share, job);
 }
 
 int condense_q8_gemm_s32(const condense_q8_packed *w, size_t m, const uint8_t *xq, size_t ldq,
                          int32_t *acc, size_t ldacc, int threads) {
     if (m == 0 || w->n == 0) return CONDENSE_OK;
     q8_job job = {.w = w, .xq = xq, .m = m, .ldq = ldq, .acc = acc, .ldacc = ldacc};
-    q8_run(&job, threads);
+    q8_plan(&job, threads);
+    condense_team_run(job.plan.threads, q8_share, &job);
     return CONDENSE_OK;
 }
 
@@ -245,17 +239,10 @@ int condense_q8_gemm(const condense_q8_packed *w, size_t m, const float *x, size
     float *sx = (float *)(xq + m * ldq);
     int32_t *zx = (int32_t *)(sx + m);
     q8_job job = {.w = w, .xq = xq, .m = m, .ldq = ldq, .y = y, .ldy = ldy, .sx = sx, .zx = zx, .act = act};
-    const condense_q8_kernel *kr = w->kernel;
-    const int nt = threads > 0 ? threads : condense_get_num_threads();
-    job.plan = condense_plan_tiles(m, w->n, (size_t)kr->mr * 8, (size_t)kr->nr, nt);
-    if (job.plan.threads > 1 && m >= 2) {
-        /* One team job: each thread quantizes its share of the rows of X, the team meets, then the
-         * tiles. Quantizing on one thread while the other waited cost 10–15 % at 768×768, M = 32. */
-        q8_fused_ctx c = {{x, m, w->k, lda, ldq, k4, xq, sx, zx, static_scale, static_zp, isa}, &job};
-        condense_team_run(job.plan.threads, q8_fused_share, &c);
-        return CONDENSE_OK;
-    }
-    condense_q8_quantize_rows(x, m, w->k, lda, xq, ldq, k4, sx, zx, static_scale, static_zp, isa);
-    q8_run(&job, threads);
+    q8_plan(&job, threads);
+    /* One team job: each thread quantizes its share of the rows of X, the team meets, then the
+     * tiles (before, X below 65 536 elements was quantized by one thread while the other waited). */
+    q8_fused_ctx c = {{x, m, w->k, lda, ldq, k4, xq, sx, zx, static_scale, static_zp, isa}, &job};
+    condense_team_run(job.plan.threads, q8_fused_share, &c);
     return CONDENSE_OK;
 }

@@ -3,7 +3,6 @@
 #include "sparse.h"
 
 #include <string.h>
-#include "omp_shim.h"
 
 /* Rows per bucket tile: its Y^T block (rows × up to 32 floats) stays in L1, and buckets stay
  * long enough (≈ rows/6) that the 6 loop exits per group cost little. */
@@ -219,10 +218,6 @@ int condense_s24_gemm(const condense_s24_packed *w, size_t m, const float *x, si
         const long pairs = (long)((w->n + 31) / 32);
         int nt = threads > 0 ? threads : condense_get_num_threads();
         if (nt > pairs) nt = (int)pairs;
-        if (nt <= 1) {
-            kr->panel(w, 0, (w->n + 15) / 16, m, x, lda, y, ldy, act);
-            return CONDENSE_OK;
-        }
         const size_t panels = (w->n + 15) / 16;
         panel_ctx c = {w, kr, (size_t)pairs, panels, m, x, lda, y, ldy, act};
         condense_team_run(nt, panel_share, &c);

@@ -1,7 +1,6 @@
 /* 2:4-int8 driver: packing (K to 64, masks as 64-bit words), row quantization of X, threads,
  * and the dequantize + bias + activation epilogue. */
 #include "internal.h"
-#include "omp_shim.h"
 
 #include <string.h>
 
@@ -135,10 +134,7 @@ int condense_s24q8_gemm(const condense_s24q8_packed *w, size_t m, const float *x
     condense_q8_quantize_rows(x, m, w->k, lda, xq, ldq, w->k64, sx, zx, NULL, NULL, w->isa);
     int nt = threads > 0 ? threads : condense_get_num_threads();
     if ((size_t)nt > w->n) nt = (int)w->n;
-    if (nt <= 1 || w->n * w->k64 * m < 65536) {
-        rows(w, 0, w->n, m, xq, ldq, sx, zx, acc, y, ldy, act);
-        return CONDENSE_OK;
-    }
+    if (w->n * w->k64 * m < 65536) nt = 1;
     s24q8_ctx c = {w, m, xq, ldq, sx, zx, acc, y, ldy, act};
     condense_team_run(nt, rows_share, &c);
     return CONDENSE_OK;

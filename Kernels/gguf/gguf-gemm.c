@@ -840,18 +840,16 @@ typedef struct {
     group_fn run;
     float *y;
     size_t ldy;
-    int quantize;   /* the team quantizes X first (rows split), then meets at a barrier */
 } gguf_ctx;
 
+/* Thread t of nt quantizes its share of the rows of X, the team meets, then runs its groups. */
 static void gguf_share(void *ctx, int t, int nt) {
     const gguf_ctx *g = ctx;
-    if (g->quantize) {
-        const size_t i0 = g->m * (size_t)t / (size_t)nt, i1 = g->m * (size_t)(t + 1) / (size_t)nt;
-        if (i1 > i0)
-            quantize_rows(g->kr->quantize, g->L, g->x + i0 * g->lda, g->lda, i1 - i0, g->k, g->q + i0 * g->k, g->d + i0 * g->nb,
-                          g->c + i0 * g->nb, g->c2 + i0 * g->nb, g->s ? g->s + i0 * g->nb : NULL);
-        condense_team_barrier(nt);
-    }
+    const size_t i0 = g->m * (size_t)t / (size_t)nt, i1 = g->m * (size_t)(t + 1) / (size_t)nt;
+    if (i1 > i0)
+        quantize_rows(g->kr->quantize, g->L, g->x + i0 * g->lda, g->lda, i1 - i0, g->k, g->q + i0 * g->k, g->d + i0 * g->nb,
+                      g->c + i0 * g->nb, g->c2 + i0 * g->nb, g->s ? g->s + i0 * g->nb : NULL);
+    condense_team_barrier(nt);
     for (size_t gi = g->groups * (size_t)t / (size_t)nt; gi < g->groups * (size_t)(t + 1) / (size_t)nt; gi++) {
         const size_t r0 = gi * GROUP;
         const int valid = g->n - r0 >= GROUP ? GROUP : (int)(g->n - r0);
@@ -881,11 +879,7 @@ int condense_gguf_gemm(uint32_t type, const void *packed, size_t n, size_t k, si
     const size_t gbytes = group_bytes(&L, nb);
     const uint8_t *wb = packed;
     const group_fn run = kr->group;
-    if (nt == 1 || m < 16) {
-        quantize_rows(kr->quantize, &L, x, lda, m, k, q, d, c, c2, s);
-    }
-    gguf_ctx gc = {&L, kr, x, lda, m, k, q, d, c, c2, s, nb, &xr, wb, gbytes, groups, n, run, y, ldy,
-                   nt > 1 && m >= 16};
+    gguf_ctx gc = {&L, kr, x, lda, m, k, q, d, c, c2, s, nb, &xr, wb, gbytes, groups, n, run, y, ldy};
     condense_team_run(nt, gguf_share, &gc);
     return CONDENSE_OK;
 }

@@ -35,51 +35,40 @@
         _mm512_mask_storeu_ps(ci + 16, m1, c1[i]);                                                       \
     }
 
+/* One column k of X against a widened K step of the panel: c += x[i][k] · (w0 | w1), MR rows. */
+CONDENSE_INLINE CONDENSE_TARGET_AVX512 void column_512(const int MR, const float *a, size_t lda, size_t k, __m512 w0,
+                                                       __m512 w1, __m512 *c0, __m512 *c1) {
+    _Pragma("clang loop unroll(full)") for (int i = 0; i < MR; i++) {
+        const __m512 ak = _mm512_set1_ps(a[(size_t)i * lda + k]);
+        c0[i] = _mm512_fmadd_ps(ak, w0, c0[i]);
+        c1[i] = _mm512_fmadd_ps(ak, w1, c1[i]);
+    }
+}
+
 CONDENSE_INLINE CONDENSE_TARGET_AVX512 void widen_512(const int MR, const int BF, int nv, size_t kc, const float *a,
                                                        size_t lda, const uint16_t *b, float *c, size_t ldc, int flags,
                                                        const float *bias, int act) {
     __m512 c0[12], c1[12];
     _Pragma("clang loop unroll(full)") for (int i = 0; i < MR; i++) c0[i] = c1[i] = _mm512_setzero_ps();
-    size_t k = 0;
     if (BF) {
         const __m512i hi = _mm512_set1_epi32((int)0xFFFF0000u);
-        for (; k + 2 <= kc; k += 2) {
+        for (size_t k = 0; k < kc; k += 2) {
             const uint16_t *bk = b + k * 32;
             _mm_prefetch((const char *)(bk + 4096), _MM_HINT_T0);
             _mm_prefetch((const char *)(bk + 4096 + 32), _MM_HINT_T0);
             const __m512i v0 = _mm512_load_si512(bk), v1 = _mm512_load_si512(bk + 32);
-            const __m512 l0 = _mm512_castsi512_ps(_mm512_slli_epi32(v0, 16)), h0 = _mm512_castsi512_ps(_mm512_and_si512(v0, hi));
-            const __m512 l1 = _mm512_castsi512_ps(_mm512_slli_epi32(v1, 16)), h1 = _mm512_castsi512_ps(_mm512_and_si512(v1, hi));
-            _Pragma("clang loop unroll(full)") for (int i = 0; i < MR; i++) {
-                const __m512 ak = _mm512_set1_ps(a[(size_t)i * lda + k]);
-                const __m512 ak1 = _mm512_set1_ps(a[(size_t)i * lda + k + 1]);
-                c0[i] = _mm512_fmadd_ps(ak, l0, c0[i]);
-                c1[i] = _mm512_fmadd_ps(ak, l1, c1[i]);
-                c0[i] = _mm512_fmadd_ps(ak1, h0, c0[i]);
-                c1[i] = _mm512_fmadd_ps(ak1, h1, c1[i]);
-            }
-        }
-        if (k < kc) { /* odd K: X has no column k + 1 */
-            const uint16_t *bk = b + k * 32;
-            const __m512 l0 = _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_load_si512(bk), 16));
-            const __m512 l1 = _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_load_si512(bk + 32), 16));
-            _Pragma("clang loop unroll(full)") for (int i = 0; i < MR; i++) {
-                const __m512 ak = _mm512_set1_ps(a[(size_t)i * lda + k]);
-                c0[i] = _mm512_fmadd_ps(ak, l0, c0[i]);
-                c1[i] = _mm512_fmadd_ps(ak, l1, c1[i]);
-            }
+            column_512(MR, a, lda, k, _mm512_castsi512_ps(_mm512_slli_epi32(v0, 16)),
+                       _mm512_castsi512_ps(_mm512_slli_epi32(v1, 16)), c0, c1);
+            if (k + 1 == kc) break; /* odd K: the pair's second weight is padding; X has no column k + 1 */
+            column_512(MR, a, lda, k + 1, _mm512_castsi512_ps(_mm512_and_si512(v0, hi)),
+                       _mm512_castsi512_ps(_mm512_and_si512(v1, hi)), c0, c1);
         }
     } else {
-        for (; k < kc; k++) {
+        for (size_t k = 0; k < kc; k++) {
             const uint16_t *bk = b + k * 32;
             _mm_prefetch((const char *)(bk + 4096), _MM_HINT_T0);
-            const __m512 w0 = _mm512_cvtph_ps(_mm256_load_si256((const __m256i *)bk));
-            const __m512 w1 = _mm512_cvtph_ps(_mm256_load_si256((const __m256i *)(bk + 16)));
-            _Pragma("clang loop unroll(full)") for (int i = 0; i < MR; i++) {
-                const __m512 ak = _mm512_set1_ps(a[(size_t)i * lda + k]);
-                c0[i] = _mm512_fmadd_ps(ak, w0, c0[i]);
-                c1[i] = _mm512_fmadd_ps(ak, w1, c1[i]);
-            }
+            column_512(MR, a, lda, k, _mm512_cvtph_ps(_mm256_load_si256((const __m256i *)bk)),
+                       _mm512_cvtph_ps(_mm256_load_si256((const __m256i *)(bk + 16))), c0, c1);
         }
     }
     EPILOGUE_512()

@@ -26,6 +26,8 @@ private func layerFile(_ layer: LinearLayer, shape: String) throws -> SafeTensor
             try LinearLayer(weights: .dense(w24)).converted(to: .sparse24),
             try LinearLayer(weights: .dense(w24)).converted(to: .sparse24Int8),
             try LinearLayer(weights: .csr(CSRMatrix(dense: w))),
+            try dense.converted(to: .bf16),
+            try dense.converted(to: .f16),
         ]
     }
 

@@ -95,6 +95,27 @@ import Testing
         #expect(h2 == h && back.bias == layer.bias && back.activation == .relu)
     }
 
+    /// A layer file whose `weight` is not what its format says: the other 16-bit type, f32, a
+    /// truncated count. Each is an error naming the tensor, never a reinterpretation.
+    @Test func layerFilesWithTheWrongWeightAreErrors() throws {
+        let layer = try LinearLayer(weights: .dense(randomMatrix(3, 5, seed: 65))).converted(to: .bf16)
+        guard case let .half(h) = layer.weights else { Issue.record("not half"); return }
+        let bytes = h.bits.withUnsafeBytes { Data($0) }
+        let cases: [(SafeTensors.DType, [Int], Data)] = [(.f16, [3, 5], bytes), (.f32, [3, 5], bytes + bytes), (.bf16, [3, 4], bytes.prefix(24))]
+        for (dtype, shape, data) in cases {
+            var st = SafeTensors()
+            st.metadata = ["l.format": "bf16", "l.activation": "none", "l.shape": "3,5"]
+            try st.add("l.weight", dtype: dtype, shape: shape, bytes: Data(data))
+            let f = try SafeTensors(data: st.serialized())
+            do {
+                _ = try f.linearLayer(prefix: "l.")
+                Issue.record("\(dtype) \(shape) loaded")
+            } catch let e as CondenseError {
+                #expect("\(e)".contains("l.weight"), "\(e)")
+            }
+        }
+    }
+
     @Test func conversionRoundsToNearestEvenAndKeepsSpecials() throws {
         // 1 + 2^-8 is halfway between two bf16 values: ties to even (1.0); 1 + 3·2^-8 rounds up.
         let w = try Matrix<Float>(rows: 1, columns: 5, elements: [1 + 0x1p-8, 1 + 3 * 0x1p-8, .infinity, -0.0, 70000])

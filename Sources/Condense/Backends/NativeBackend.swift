@@ -227,7 +227,7 @@ struct NativeContext {
             throw CondenseError.backendUnavailable(name: "native", reason: "no \(w.kind) kernel for \(isa)")
         }
         let p = w.bits.withUnsafeBufferPointer { bp in
-            withOptionalPointer(bias) { condense_half_pack(isa.c, w.kind.c, bp.baseAddress, w.rows, w.columns, w.columns, $0) }
+            withOptionalPointer(bias) { condense_half_pack_for(kernel, w.kind.c, bp.baseAddress, w.rows, w.columns, w.columns, $0) }
         }
         let name = String(cString: kernel.pointee.name)
         return try NativePackedLinear(p, bytes: w.byteCount, inFeatures: w.columns, outFeatures: w.rows, context: self,

@@ -154,7 +154,8 @@ public struct SentenceEncoder: Sendable {
         let h = c.hiddenSize, i = c.intermediateSize
         // Weights may be stored with a "bert." prefix (BertForX checkpoints).
         let prefix = f.tensors["embeddings.word_embeddings.weight"] != nil ? "" : "bert."
-        func t(_ name: String, _ shape: [Int]) throws -> [Float] { try f.floats(prefix + name, shape: shape) }
+        // Checkpoints saved in BF16 or F16 store every tensor that way: the vectors widen exactly.
+        func t(_ name: String, _ shape: [Int]) throws -> [Float] { try f.widenedFloats(prefix + name, shape: shape) }
         // Projections stored in BF16 or F16 stay 16-bit (half the bytes of f32, exact values);
         // several tensors stacked into one projection (Q, K, V) stay 16-bit when they share the type.
         func projection(_ names: [String], rows: [Int], inp: Int) throws -> CompressedWeights {

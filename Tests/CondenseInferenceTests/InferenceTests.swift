@@ -180,6 +180,47 @@ private let tinyBERTPath: String = try! makeTinyBERT(in: FileManager.default.tem
     }
 }
 
+extension HalfPrecisionEncoderTests {
+    /// A BF16 checkpoint whose key projection has the wrong shape, or a truncated count, is an
+    /// error naming that tensor; Q, K and V of different dtypes load widened to f32, not mixed.
+    @Test func hostileHalfCheckpoints() throws {
+        let dir = try makeTinyBERT(in: scratchFolder("bert-hostile"), half: .bf16)
+        let original = try SafeTensors(contentsOf: dir + "/model.safetensors")
+        let key = "encoder.layer.0.attention.self.key.weight"
+        func rewritten(_ replace: (inout SafeTensors) throws -> Void) throws -> String {
+            var f = SafeTensors()
+            f.metadata = original.metadata
+            for n in original.names where n != key {
+                let t = original.tensors[n]!
+                try f.add(n, dtype: t.dtype, shape: t.shape, bytes: t.data)
+            }
+            try replace(&f)
+            let out = try scratchFolder("bert-hostile-case")
+            for name in ["config.json", "vocab.txt"] { try FileManager.default.copyItem(atPath: dir + "/" + name, toPath: out + "/" + name) }
+            try f.write(to: out + "/model.safetensors")
+            return out
+        }
+        let k = original.tensors[key]!
+        for (shape, bytes) in [([32, 31], k.data.prefix(32 * 31 * 2)), ([31, 32], k.data.prefix(31 * 32 * 2))] {
+            let bad = try rewritten { try $0.add(key, dtype: .bf16, shape: shape, bytes: Data(bytes)) }
+            do {
+                _ = try SentenceEncoder(directory: bad)
+                Issue.record("shape \(shape) loaded")
+            } catch let e as CondenseError {
+                #expect("\(e)".contains(key), "\(e)")
+            }
+        }
+        // K in f32 beside BF16 Q and V: the stacked projection is widened, exactly.
+        let widened = k.data.withUnsafeBytes { raw in (0..<(32 * 32)).map { Float(bitPattern: UInt32(raw.load(fromByteOffset: 2 * $0, as: UInt16.self)) << 16) } }
+        let mixed = try SentenceEncoder(directory: rewritten { try $0.add(key, shape: [32, 32], floats: widened) })
+        #expect(mixed.linears.first { $0.name == "layer.0.qkv" }?.layer.format == .dense)
+        let half = try SentenceEncoder(directory: dir)
+        let texts = ["the cat sat on the mat."]
+        let a = try InferenceSession(mixed, policy: .priority).embed(texts), b = try InferenceSession(half, policy: .priority).embed(texts)
+        #expect(zip(a[0], b[0]).reduce(Float(0)) { $0 + $1.0 * $1.1 } > 0.999)
+    }
+}
+
 @Suite struct EncoderFileTests {
     /// Compressed encoders save to a folder and load back bit-exact; the embeddings are the same.
     @Test func compressedEncodersRoundTripExactly() throws {

@@ -18,7 +18,7 @@ public struct TestRNG {
 
 /// A tiny random BERT (hidden 32, 2 layers, 15-token vocabulary) written to `dir`: lets CI
 /// exercise loading, the encoder, model files and the CLI without the real model. `half` stores
-/// the projections' weights in BF16 or F16, as many checkpoints ship.
+/// every tensor in BF16 or F16, as checkpoints saved in half precision do.
 public func makeTinyBERT(in dirPath: String, layers: Int = 2, half: HalfPrecisionMatrix.Kind? = nil) throws -> String {
     let dir = URL(fileURLWithPath: dirPath)
     try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
@@ -31,19 +31,22 @@ public func makeTinyBERT(in dirPath: String, layers: Int = 2, half: HalfPrecisio
     """.write(to: dir.appendingPathComponent("config.json"), atomically: true, encoding: .utf8)
     var rng = TestRNG(s: 99)
     var f = SafeTensors()
-    func add(_ name: String, _ shape: [Int], scale: Float = 0.2) throws {
-        let v = (0..<shape.reduce(1, *)).map { _ in rng.next() * scale }
-        if let half, name.hasPrefix("encoder."), name.hasSuffix(".weight"), shape.count == 2 {
+    // With `half`, every tensor is stored in that type, as a checkpoint saved in half precision is.
+    func put(_ name: String, _ shape: [Int], _ v: [Float]) throws {
+        if let half {
             let h = HalfPrecisionMatrix(converting: try Matrix(rows: 1, columns: v.count, elements: v), to: half)
             try f.add(name, dtype: half == .bf16 ? .bf16 : .f16, shape: shape, bytes: h.bits.withUnsafeBytes { Data($0) })
         } else {
             try f.add(name, shape: shape, floats: v)
         }
     }
+    func add(_ name: String, _ shape: [Int], scale: Float = 0.2) throws {
+        try put(name, shape, (0..<shape.reduce(1, *)).map { _ in rng.next() * scale })
+    }
     try add("embeddings.word_embeddings.weight", [vocab.count, h], scale: 1)
     try add("embeddings.position_embeddings.weight", [pos, h])
     try add("embeddings.token_type_embeddings.weight", [2, h])
-    try f.add("embeddings.LayerNorm.weight", shape: [h], floats: [Float](repeating: 1, count: h))
+    try put("embeddings.LayerNorm.weight", [h], [Float](repeating: 1, count: h))
     try add("embeddings.LayerNorm.bias", [h], scale: 0.1)
     for l in 0..<layers {
         let p = "encoder.layer.\(l)."
@@ -53,7 +56,7 @@ public func makeTinyBERT(in dirPath: String, layers: Int = 2, half: HalfPrecisio
         try add(p + "intermediate.dense.weight", [inter, h]); try add(p + "intermediate.dense.bias", [inter], scale: 0.05)
         try add(p + "output.dense.weight", [h, inter]); try add(p + "output.dense.bias", [h], scale: 0.05)
         for n in ["attention.output.LayerNorm", "output.LayerNorm"] {
-            try f.add(p + n + ".weight", shape: [h], floats: [Float](repeating: 1, count: h))
+            try put(p + n + ".weight", [h], [Float](repeating: 1, count: h))
             try add(p + n + ".bias", [h], scale: 0.1)
         }
     }

@@ -168,6 +168,20 @@ public struct SafeTensors: Sendable {
 
     public func floats(_ name: String, shape: [Int]? = nil) throws -> [Float] { try elements(name, as: Float.self, dtype: .f32, shape: shape) }
 
+    /// A floating-point tensor as f32: F32 as stored, F16 and BF16 widened exactly. Checkpoints
+    /// saved in half precision store every tensor that way; Condense's own files use ``floats(_:shape:)``.
+    ///
+    /// ```swift
+    /// let bias = try checkpoint.widenedFloats("encoder.layer.0.output.dense.bias", shape: [384])
+    /// ```
+    public func widenedFloats(_ name: String, shape: [Int]? = nil) throws -> [Float] {
+        let t = try tensor(name)
+        guard let kind: HalfPrecisionMatrix.Kind = t.dtype == .bf16 ? .bf16 : t.dtype == .f16 ? .f16 : nil else {
+            return try floats(name, shape: shape)
+        }
+        return HalfPrecisionMatrix.widened(try elements(name, as: UInt16.self, dtype: t.dtype, shape: shape), kind: kind)
+    }
+
     /// The file's bytes: tensors in `names` order, 8-byte aligned, keys sorted in the header.
     public func serialized() throws -> Data {
         var header: [String: Any] = [:]

@@ -67,9 +67,13 @@ public struct HalfPrecisionMatrix: Sendable, Equatable {
 
     /// The weights widened to f32 (exact).
     public func densified() -> Matrix<Float> {
-        let f: [Float] = bits.map { kind == .bf16 ? Float(bitPattern: UInt32($0) << 16) : condense_f16_to_f32($0) }
         // The shape was validated at init, so this cannot fail.
-        return try! Matrix(rows: rows, columns: columns, elements: f)
+        try! Matrix(rows: rows, columns: columns, elements: Self.widened(bits, kind: kind))
+    }
+
+    /// 16-bit patterns of `kind` widened to f32 (exact).
+    static func widened(_ bits: [UInt16], kind: Kind) -> [Float] {
+        kind == .bf16 ? bits.map { Float(bitPattern: UInt32($0) << 16) } : bits.map { condense_f16_to_f32($0) }
     }
 
     /// The first `n` rows.

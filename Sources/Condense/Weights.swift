@@ -63,7 +63,7 @@ public enum CompressedWeights: Sendable {
         case .int8: return .int8
         case let .int4(w): return .int4(group: w.groupSize)
         case .sparse24Int8: return .sparse24Int8
-        case let .half(h): return h.kind == .bf16 ? .bf16 : .f16
+        case let .half(h): return h.kind.format
         }
     }
 

@@ -160,10 +160,10 @@ public struct SentenceEncoder: Sendable {
         // several tensors stacked into one projection (Q, K, V) stay 16-bit when they share the type.
         func projection(_ names: [String], rows: [Int], inp: Int) throws -> CompressedWeights {
             let dtypes = Set(names.map { f.tensors[prefix + $0]?.dtype })
-            if dtypes.count == 1, let d = dtypes.first!, d == .bf16 || d == .f16 {
+            if dtypes.count == 1, let d = dtypes.first!, let kind = HalfPrecisionMatrix.Kind(dtype: d) {
                 var bits: [UInt16] = []
                 for (n, r) in zip(names, rows) { bits += try f.elements(prefix + n, as: UInt16.self, dtype: d, shape: [r, inp]) }
-                return .half(try HalfPrecisionMatrix(kind: d == .bf16 ? .bf16 : .f16, rows: rows.reduce(0, +), columns: inp, bits: bits))
+                return .half(try HalfPrecisionMatrix(kind: kind, rows: rows.reduce(0, +), columns: inp, bits: bits))
             }
             var w: [Float] = []
             for (n, r) in zip(names, rows) { w += try t(n, [r, inp]) }

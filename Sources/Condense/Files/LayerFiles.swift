@@ -17,7 +17,7 @@ extension SafeTensors {
         switch l.weights {
         case let .dense(w): try add(p + "weight", shape: [n, k], floats: w.elements)
         case let .half(h):
-            try add(p + "weight", dtype: h.kind == .bf16 ? .bf16 : .f16, shape: [n, k],
+            try add(p + "weight", dtype: h.kind.dtype, shape: [n, k],
                     bytes: h.bits.withUnsafeBytes { Data($0) })
         case let .int8(q):
             try add(p + "q", shape: [n, k], int8: q.values)
@@ -74,7 +74,7 @@ extension SafeTensors {
                 let kind: HalfPrecisionMatrix.Kind = format == "bf16" ? .bf16 : .f16
                 weights = .half(try HalfPrecisionMatrix(
                     kind: kind, rows: n, columns: k,
-                    bits: elements(p + "weight", as: UInt16.self, dtype: kind == .bf16 ? .bf16 : .f16, shape: [n, k])))
+                    bits: elements(p + "weight", as: UInt16.self, dtype: kind.dtype, shape: [n, k])))
             case "int8":
                 weights = .int8(try Int8Weights(rows: n, columns: k, values: elements(p + "q", as: Int8.self, dtype: .i8, shape: [n, k]),
                                                 scales: floats(p + "scales", shape: [n])))

@@ -176,7 +176,7 @@ public struct SafeTensors: Sendable {
     /// ```
     public func widenedFloats(_ name: String, shape: [Int]? = nil) throws -> [Float] {
         let t = try tensor(name)
-        guard let kind: HalfPrecisionMatrix.Kind = t.dtype == .bf16 ? .bf16 : t.dtype == .f16 ? .f16 : nil else {
+        guard let kind = HalfPrecisionMatrix.Kind(dtype: t.dtype) else {
             return try floats(name, shape: shape)
         }
         return HalfPrecisionMatrix.widened(try elements(name, as: UInt16.self, dtype: t.dtype, shape: shape), kind: kind)

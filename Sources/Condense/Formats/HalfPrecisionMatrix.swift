@@ -21,6 +21,22 @@ public struct HalfPrecisionMatrix: Sendable, Equatable {
         case f16
 
         var c: Int32 { self == .bf16 ? Int32(CONDENSE_HALF_BF16.rawValue) : Int32(CONDENSE_HALF_F16.rawValue) }
+        /// The weight format of a layer holding this type.
+        var format: WeightFormat { self == .bf16 ? .bf16 : .f16 }
+        /// Its safetensors dtype.
+        var dtype: SafeTensors.DType { self == .bf16 ? .bf16 : .f16 }
+        /// The type a safetensors dtype stores, if it is a 16-bit float.
+        ///
+        /// ```swift
+        /// HalfPrecisionMatrix.Kind(dtype: .bf16)   // .bf16;  Kind(dtype: .f32) is nil
+        /// ```
+        public init?(dtype: SafeTensors.DType) {
+            switch dtype {
+            case .bf16: self = .bf16
+            case .f16: self = .f16
+            default: return nil
+            }
+        }
     }
 
     public let kind: Kind

@@ -27,9 +27,8 @@ import Testing
         let xs = (0..<6).map { randomMatrix(1 + $0 * 7, 300, seed: UInt64(40 + $0)) }
         let want = try xs.map { try one.apply($0) }
         try await withThrowingTaskGroup(of: (Int, Matrix<Float>).self) { group in
-            for round in 0..<4 {
+            for _ in 0..<4 {
                 for (i, x) in xs.enumerated() { group.addTask { (i, try two.apply(x)) } }
-                _ = round
             }
             for try await (i, y) in group {
                 let worst = zip(y.elements, want[i].elements).map { abs($0 - $1) }.max() ?? 0

@@ -11,6 +11,18 @@
 
 #if CONDENSE_X86
 #include <cpuid.h>
+#elif defined(__aarch64__) && defined(__APPLE__)
+#include <sys/sysctl.h>
+#elif defined(__aarch64__) && defined(__linux__)
+#include <sys/auxv.h>
+/* The kernel's bit numbers (asm/hwcap.h), spelled out for C libraries that lack the header. */
+#define CONDENSE_HWCAP_FPHP (1ul << 9)
+#define CONDENSE_HWCAP_ASIMDHP (1ul << 10)
+#define CONDENSE_HWCAP_ASIMDDP (1ul << 20)
+#define CONDENSE_HWCAP2_I8MM (1ul << 13)
+#define CONDENSE_HWCAP2_BF16 (1ul << 14)
+#endif
+#if CONDENSE_X86
 
 /* XGETBV without a target attribute: the instruction exists wherever OSXSAVE is set. */
 static uint64_t read_xcr0(void) {
@@ -65,8 +77,30 @@ static uint32_t detect_features(void) {
         if (os_avx && ((a1 >> 4) & 1)) f |= CONDENSE_CPU_AVXVNNI;
         if (os_avx512 && ((a1 >> 5) & 1)) f |= CONDENSE_CPU_AVX512BF16;
     }
-#elif defined(__aarch64__)
+#elif defined(__aarch64__) && defined(__APPLE__)
+    f |= CONDENSE_CPU_NEON; /* Advanced SIMD is mandatory in AArch64 */
+    static const struct { const char *name, *old; uint32_t bit; } opt[] = {
+        {"hw.optional.arm.FEAT_DotProd", "hw.optional.armv8_2_dotprod", CONDENSE_CPU_DOTPROD},
+        {"hw.optional.arm.FEAT_I8MM", NULL, CONDENSE_CPU_I8MM},
+        {"hw.optional.arm.FEAT_BF16", NULL, CONDENSE_CPU_ARM_BF16},
+        {"hw.optional.arm.FEAT_FP16", "hw.optional.neon_fp16", CONDENSE_CPU_FP16},
+    };
+    for (size_t i = 0; i < sizeof opt / sizeof opt[0]; i++) {
+        int v = 0;
+        size_t len = sizeof v;
+        if ((sysctlbyname(opt[i].name, &v, &len, NULL, 0) == 0 ||
+             (opt[i].old && (len = sizeof v, sysctlbyname(opt[i].old, &v, &len, NULL, 0) == 0))) && v)
+            f |= opt[i].bit;
+    }
+#elif defined(__aarch64__) && defined(__linux__)
     f |= CONDENSE_CPU_NEON;
+    const unsigned long hw = getauxval(AT_HWCAP), hw2 = getauxval(AT_HWCAP2);
+    if (hw & CONDENSE_HWCAP_ASIMDDP) f |= CONDENSE_CPU_DOTPROD;
+    if ((hw & CONDENSE_HWCAP_FPHP) && (hw & CONDENSE_HWCAP_ASIMDHP)) f |= CONDENSE_CPU_FP16;
+    if (hw2 & CONDENSE_HWCAP2_I8MM) f |= CONDENSE_CPU_I8MM;
+    if (hw2 & CONDENSE_HWCAP2_BF16) f |= CONDENSE_CPU_ARM_BF16;
+#elif defined(__aarch64__)
+    f |= CONDENSE_CPU_NEON; /* other systems: the baseline only */
 #endif
     return f;
 }
@@ -84,10 +118,19 @@ static void detect_brand(char out[49]) {
     while (*s == ' ') s++;
     memmove(out, s, strlen(s) + 1);
     for (int i = (int)strlen(out) - 1; i >= 0 && out[i] == ' '; i--) out[i] = 0;
+#elif defined(__APPLE__)
+    size_t len = 48;
+    if (sysctlbyname("machdep.cpu.brand_string", out, &len, NULL, 0) != 0) out[0] = 0;
+    out[48] = 0;
 #endif
 }
 
 static condense_isa isa_from_features(uint32_t f) {
+#if defined(__aarch64__)
+    if (!(f & CONDENSE_CPU_NEON)) return CONDENSE_ISA_SCALAR;
+    if (!(f & CONDENSE_CPU_DOTPROD)) return CONDENSE_ISA_NEON;
+    return (f & CONDENSE_CPU_I8MM) ? CONDENSE_ISA_I8MM : CONDENSE_ISA_DOTPROD;
+#endif
     const uint32_t v3 = CONDENSE_CPU_AVX2 | CONDENSE_CPU_FMA | CONDENSE_CPU_AVX;
     const uint32_t v4 = CONDENSE_CPU_AVX512F | CONDENSE_CPU_AVX512BW | CONDENSE_CPU_AVX512DQ |
                         CONDENSE_CPU_AVX512VL;
@@ -104,7 +147,7 @@ condense_dispatch_status condense_isa_resolve(const char *value, condense_isa de
     if (!value || !*value) return CONDENSE_DISPATCH_OK;
     for (int i = 0; i < CONDENSE_ISA_COUNT; i++) {
         if (strcmp(value, condense_isa_name((condense_isa)i)) == 0) {
-            if ((condense_isa)i > detected) return CONDENSE_DISPATCH_UNAVAILABLE;
+            if (!condense_isa_runs_on((condense_isa)i, detected)) return CONDENSE_DISPATCH_UNAVAILABLE;
             *out = (condense_isa)i;
             return CONDENSE_DISPATCH_OK;
         }
@@ -166,6 +209,9 @@ const char *condense_isa_name(condense_isa isa) {
     case CONDENSE_ISA_AVX2: return "avx2";
     case CONDENSE_ISA_AVXVNNI: return "avxvnni";
     case CONDENSE_ISA_AVX512: return "avx512";
+    case CONDENSE_ISA_NEON: return "neon";
+    case CONDENSE_ISA_DOTPROD: return "dotprod";
+    case CONDENSE_ISA_I8MM: return "i8mm";
     default: return "unknown";
     }
 }

@@ -12,6 +12,14 @@
 #else
 #define CONDENSE_X86 0
 #endif
+#if defined(__aarch64__)
+#define CONDENSE_ARM64 1
+/* Baseline AArch64 has Advanced SIMD; the extensions get per-function targets, like x86's. */
+#define CONDENSE_TARGET_DOTPROD __attribute__((target("dotprod")))
+#define CONDENSE_TARGET_I8MM __attribute__((target("dotprod,i8mm")))
+#else
+#define CONDENSE_ARM64 0
+#endif
 
 #define CONDENSE_INLINE static inline __attribute__((always_inline))
 
@@ -78,6 +86,11 @@ void condense_f32_activation__avx2(float *y, size_t n, int act);
 void condense_f32_activation__avx512(float *y, size_t n, int act);
 #endif
 void condense_f32_activation__scalar(float *y, size_t n, int act);
+#if CONDENSE_ARM64
+void condense_f32_gemm_ukernel_6x16__neon(int mr, int nv, size_t kc, const float *a, size_t lda, const float *b,
+                                          float *c, size_t ldc, int flags, const float *bias, int act);
+void condense_f32_activation__neon(float *y, size_t n, int act);
+#endif
 /* The scalar micro-kernels' epilogue (f32-gemm-scalar.c): accumulate, bias, activation, store. */
 void condense_uk_epilogue_4x16__scalar(int mr, int nv, const float acc[4][16], float *c, size_t ldc, int flags,
                                        const float *bias, int act);
@@ -183,7 +196,7 @@ static inline void condense_tile_range(const condense_tile_plan *p, size_t tile,
 
 /* Whether this CPU runs a kernel of level `isa` needing `features` (beyond the level). */
 static inline int condense_kernel_runnable(condense_isa isa, uint32_t features) {
-    return isa <= condense_isa_detected() && (condense_cpu_features() & features) == features;
+    return condense_isa_runs_on(isa, condense_isa_detected()) && (condense_cpu_features() & features) == features;
 }
 
 /* The epilogue every family shares: rows of Y, columns [n0, n1): + bias[j], then the activation

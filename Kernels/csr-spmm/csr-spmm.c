@@ -225,6 +225,8 @@ int condense_sparse_run(const csr_view *v, const condense_s24_packed *s24, conde
         condense_team_run(nt, xt_share, &c);
         return c.status;
     }
+#else
+    (void)lanes;
 #endif
     sparse_ctx c = {v, s24, kr, isa, 0, bias, m, x, lda, y, ldy, act, NULL, CONDENSE_OK};
     condense_team_run(nt, dot_share, &c);

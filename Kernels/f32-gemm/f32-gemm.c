@@ -18,6 +18,9 @@ static const condense_f32_gemm_kernel kernels[] = {
     {"f32_gemm_12x32__avx512", CONDENSE_ISA_AVX512, 12, 32, 4096, 96,
      condense_f32_gemm_ukernel_12x32__avx512},
 #endif
+#if CONDENSE_ARM64
+    {"f32_gemm_6x16__neon", CONDENSE_ISA_NEON, 6, 16, 4096, 72, condense_f32_gemm_ukernel_6x16__neon},
+#endif
 };
 
 int condense_f32_gemm_kernel_count(void) { return (int)(sizeof kernels / sizeof kernels[0]); }
@@ -165,6 +168,11 @@ void condense_f32_activation(float *y, size_t n, int act, condense_isa isa) {
     if (isa > condense_isa_detected()) isa = condense_isa_detected();
     if (isa >= CONDENSE_ISA_AVX512) { condense_f32_activation__avx512(y, n, act); return; }
     if (isa >= CONDENSE_ISA_AVX2) { condense_f32_activation__avx2(y, n, act); return; }
+#elif CONDENSE_ARM64
+    if (condense_isa_runs_on(isa, condense_isa_detected()) && isa >= CONDENSE_ISA_NEON) {
+        condense_f32_activation__neon(y, n, act);
+        return;
+    }
 #else
     (void)isa;
 #endif

@@ -20,14 +20,28 @@ extern "C" {
 
 /* ---- CPU features and ISA dispatch ------------------------------------------------------ */
 
-/** Instruction-set levels, lowest first. A kernel of level L runs on any CPU of level >= L. */
+/** Instruction-set levels. Each architecture has its own ladder above the portable level, lowest
+ *  first: scalar < avx2 < avxvnni < avx512 on x86-64, scalar < neon < dotprod < i8mm on AArch64.
+ *  A kernel of level L runs on a CPU whose detected level is on L's ladder and >= L
+ *  (condense_isa_runs_on); a level of the other architecture never runs. */
 typedef enum condense_isa {
     CONDENSE_ISA_SCALAR = 0,  /* portable C, any CPU */
     CONDENSE_ISA_AVX2 = 1,    /* AVX2 + FMA (x86-64-v3) */
     CONDENSE_ISA_AVXVNNI = 2, /* AVX2 + AVX-VNNI (VEX vpdpbusd): Alder Lake and later clients */
     CONDENSE_ISA_AVX512 = 3,  /* AVX-512 F/BW/DQ/VL (x86-64-v4) */
-    CONDENSE_ISA_COUNT = 4
+    CONDENSE_ISA_NEON = 4,    /* AArch64 Advanced SIMD (every ARMv8-A CPU) */
+    CONDENSE_ISA_DOTPROD = 5, /* + SDOT/UDOT (FEAT_DotProd: Cortex-A76/Neoverse N1, Apple M1 and later) */
+    CONDENSE_ISA_I8MM = 6,    /* + SMMLA/USMMLA/USDOT (FEAT_I8MM: Neoverse V1/N2, Graviton 3, Apple M2 and later) */
+    CONDENSE_ISA_COUNT = 7
 } condense_isa;
+
+/** Whether kernels of level `isa` run on a CPU of detected level `detected`: the same ladder
+ *  (x86-64 or AArch64) and not above it; scalar runs everywhere. */
+static inline int condense_isa_runs_on(condense_isa isa, condense_isa detected) {
+    if (isa == CONDENSE_ISA_SCALAR) return 1;
+    const int arm = isa >= CONDENSE_ISA_NEON, arm_cpu = detected >= CONDENSE_ISA_NEON;
+    return arm == arm_cpu && detected != CONDENSE_ISA_SCALAR && isa <= detected;
+}
 
 /** CPU feature bits, each set only when CPUID reports it and the OS enables its registers (XCR0). */
 enum {
@@ -45,13 +59,17 @@ enum {
     CONDENSE_CPU_AVX512BF16 = 1u << 11,
     CONDENSE_CPU_NEON = 1u << 12,
     CONDENSE_CPU_AVX512VBMI2 = 1u << 13,
+    CONDENSE_CPU_DOTPROD = 1u << 14,  /* AArch64 SDOT/UDOT */
+    CONDENSE_CPU_I8MM = 1u << 15,     /* AArch64 SMMLA/UMMLA/USMMLA/USDOT */
+    CONDENSE_CPU_ARM_BF16 = 1u << 16, /* AArch64 BFDOT/BFMMLA */
+    CONDENSE_CPU_FP16 = 1u << 17,     /* AArch64 half-precision arithmetic (FEAT_FP16) */
 };
 
 /** Result of reading CONDENSE_ISA once at start. */
 typedef enum condense_dispatch_status {
     CONDENSE_DISPATCH_OK = 0,
-    CONDENSE_DISPATCH_INVALID_VALUE = 1,   /* CONDENSE_ISA is not scalar|avx2|avx512 */
-    CONDENSE_DISPATCH_UNAVAILABLE = 2,     /* CONDENSE_ISA names a level this CPU lacks */
+    CONDENSE_DISPATCH_INVALID_VALUE = 1,   /* CONDENSE_ISA names no level */
+    CONDENSE_DISPATCH_UNAVAILABLE = 2,     /* CONDENSE_ISA names a level this CPU lacks (or another architecture's) */
 } condense_dispatch_status;
 
 /** Feature bits of this CPU (CONDENSE_CPU_*). */
@@ -68,7 +86,7 @@ const char *condense_isa_env_value(void);
  *  On anything but OK, *out is `detected`. */
 condense_dispatch_status condense_isa_resolve(const char *value, condense_isa detected,
                                               condense_isa *out);
-/** "scalar", "avx2", "avx512". */
+/** "scalar", "avx2", "avxvnni", "avx512", "neon", "dotprod", "i8mm". */
 const char *condense_isa_name(condense_isa isa);
 /** CPU brand string from CPUID (empty when unknown). */
 const char *condense_cpu_brand(void);

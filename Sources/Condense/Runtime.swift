@@ -2,7 +2,7 @@ import CCondenseKernels
 
 /// Instruction-set levels of the C kernels, lowest first.
 public enum ISA: Int, CaseIterable, Comparable, Sendable, CustomStringConvertible {
-    /// Portable C; runs on any CPU (and is the path on arm64 until NEON kernels exist).
+    /// Portable C; runs on any CPU.
     case scalar = 0
     /// AVX2 + FMA (x86-64-v3).
     case avx2 = 1
@@ -11,20 +11,37 @@ public enum ISA: Int, CaseIterable, Comparable, Sendable, CustomStringConvertibl
     case avxvnni = 2
     /// AVX-512 F/BW/DQ/VL (x86-64-v4).
     case avx512 = 3
+    /// AArch64 Advanced SIMD: every ARMv8-A CPU.
+    case neon = 4
+    /// AArch64 with SDOT/UDOT (FEAT_DotProd): Apple M1, Cortex-A76/Neoverse N1 and later.
+    case dotprod = 5
+    /// AArch64 with the int8 matrix multiply (FEAT_I8MM: SMMLA/USMMLA/USDOT): Apple M2,
+    /// Graviton 3, Neoverse V1/N2 and later.
+    case i8mm = 6
 
     public static func < (a: ISA, b: ISA) -> Bool { a.rawValue < b.rawValue }
 
-    /// `"scalar"`, `"avx2"`, `"avxvnni"` or `"avx512"`: the spelling `CONDENSE_ISA` accepts.
+    /// `"scalar"`, `"avx2"`, `"avxvnni"`, `"avx512"`, `"neon"`, `"dotprod"` or `"i8mm"`: the
+    /// spelling `CONDENSE_ISA` accepts.
     public var description: String { String(cString: condense_isa_name(condense_isa(UInt32(rawValue)))) }
 
     /// Parses the `CONDENSE_ISA` spelling.
     /// - Throws: ``CondenseError/invalidISA(value:reason:)`` naming the accepted values.
     public init(parsing text: String) throws {
         guard let isa = ISA.allCases.first(where: { $0.description == text }) else {
-            throw CondenseError.invalidISA(value: text, reason: "expected one of scalar, avx2, avxvnni, avx512")
+            throw CondenseError.invalidISA(value: text, reason: "expected one of \(ISA.allCases.map(\.description).joined(separator: ", "))")
         }
         self = isa
     }
+
+    /// Whether this CPU runs kernels of this level: the level is on this architecture's ladder
+    /// (x86-64: avx2 < avxvnni < avx512; AArch64: neon < dotprod < i8mm) and not above the
+    /// detected one. `scalar` runs everywhere.
+    ///
+    /// ```swift
+    /// let levels = ISA.allCases.filter(\.isRunnable)   // e.g. [scalar, neon, dotprod] on an M1
+    /// ```
+    public var isRunnable: Bool { condense_isa_runs_on(c, condense_isa_detected()) != 0 }
 
     init(_ c: condense_isa) { self = ISA(rawValue: Int(c.rawValue)) ?? .scalar }
     var c: condense_isa { condense_isa(UInt32(rawValue)) }
@@ -51,12 +68,24 @@ public enum CondenseRuntime {
             (Int(CONDENSE_CPU_AVX512VL), "avx512vl"), (Int(CONDENSE_CPU_AVX512VNNI), "avx512vnni"),
             (Int(CONDENSE_CPU_AVXVNNI), "avxvnni"), (Int(CONDENSE_CPU_AVX512BF16), "avx512bf16"),
             (Int(CONDENSE_CPU_AVX512VBMI2), "avx512vbmi2"), (Int(CONDENSE_CPU_NEON), "neon"),
+            (Int(CONDENSE_CPU_DOTPROD), "dotprod"), (Int(CONDENSE_CPU_I8MM), "i8mm"),
+            (Int(CONDENSE_CPU_ARM_BF16), "bf16"), (Int(CONDENSE_CPU_FP16), "fp16"),
         ]
         return names.filter { bits & UInt32($0.0) != 0 }.map(\.1)
     }
 
     /// The highest ISA this CPU and OS support.
     public static var detectedISA: ISA { ISA(condense_isa_detected()) }
+
+    /// The levels whose kernels this CPU runs, lowest first (see ``ISA/isRunnable``).
+    public static var runnableISAs: [ISA] { ISA.allCases.filter(\.isRunnable) }
+
+    /// `isa` when this CPU runs it, else the detected level: what a pinned level resolves to.
+    ///
+    /// ```swift
+    /// let level = CondenseRuntime.clamped(.avx512)   // .avx512 on Zen 4, .i8mm on Graviton 3
+    /// ```
+    public static func clamped(_ isa: ISA) -> ISA { isa.isRunnable ? isa : detectedISA }
 
     /// The ISA the native kernels use by default: detected, or lowered by `CONDENSE_ISA`.
     public static var activeISA: ISA { ISA(condense_isa_active()) }
@@ -74,11 +103,11 @@ public enum CondenseRuntime {
         switch condense_dispatch_status_get() {
         case CONDENSE_DISPATCH_INVALID_VALUE:
             throw CondenseError.invalidISA(
-                value: isaOverride ?? "", reason: "CONDENSE_ISA must be one of scalar, avx2, avxvnni, avx512")
+                value: isaOverride ?? "", reason: "CONDENSE_ISA must be one of \(ISA.allCases.map(\.description).joined(separator: ", "))")
         case CONDENSE_DISPATCH_UNAVAILABLE:
             throw CondenseError.invalidISA(
                 value: isaOverride ?? "",
-                reason: "this CPU supports at most '\(detectedISA)' (CONDENSE_ISA can only lower the level)")
+                reason: "this CPU runs \(runnableISAs.map(\.description).joined(separator: ", ")) (CONDENSE_ISA can only lower the level)")
         default:
             return
         }

@@ -16,7 +16,7 @@ import Condense
 /// throws ``CondenseError/outOfMemory(bytes:)`` when a pack cannot be allocated.
 public enum TrainGEMM {
     static func kernel(_ isa: ISA?) -> UnsafePointer<condense_f32_gemm_kernel> {
-        let level = min(isa ?? CondenseRuntime.activeISA, CondenseRuntime.detectedISA)
+        let level = CondenseRuntime.clamped(isa ?? CondenseRuntime.activeISA)
         return condense_f32_gemm_kernel_for(condense_isa(UInt32(level.rawValue)))
     }
 

@@ -98,7 +98,7 @@ private func tinyWith(_ field: String, _ value: String) throws -> String {
     @Test func pinnedISAReachesAttention() throws {
         let model = try SentenceEncoder(directory: makeTinyBERT(in: scratchFolder("isa")))
         var results: [[Float]] = []
-        for isa in ISA.allCases where isa <= CondenseRuntime.detectedISA {
+        for isa in CondenseRuntime.runnableISAs {
             let registry = BackendRegistry()
             registry.register(NativeBackend(isa: isa))
             let session = try InferenceSession(model, registry: registry, policy: .priority)

@@ -71,7 +71,7 @@ private func readNPY(_ path: String) throws -> (rows: Int, cols: Int, data: [Flo
                     }
                 }
             }
-            for isa in [CONDENSE_ISA_SCALAR, CONDENSE_ISA_AVX2, CONDENSE_ISA_AVX512] where isa.rawValue <= condense_isa_detected().rawValue {
+            for isa in CondenseRuntime.runnableISAs.map(\.code) {
                 for threads: Int32 in [1, 2] {
                     var out = [Float](repeating: .nan, count: rows * h)
                     let status = qkv.withUnsafeBufferPointer { q in

@@ -78,7 +78,7 @@ import Testing
 
     @Test func isaNames() throws {
         #expect(try ISA(parsing: "avx2") == .avx2)
-        #expect(throws: CondenseError.invalidISA(value: "avx9", reason: "expected one of scalar, avx2, avxvnni, avx512")) {
+        #expect(throws: CondenseError.invalidISA(value: "avx9", reason: "expected one of scalar, avx2, avxvnni, avx512, neon, dotprod, i8mm")) {
             try ISA(parsing: "avx9")
         }
     }
@@ -93,6 +93,15 @@ import Testing
         #expect(condense_isa_resolve("avxvnni", CONDENSE_ISA_AVX2, &out) == CONDENSE_DISPATCH_UNAVAILABLE)
         #expect(condense_isa_resolve("AVX2", CONDENSE_ISA_AVX512, &out) == CONDENSE_DISPATCH_INVALID_VALUE)
         #expect(condense_isa_resolve("sse", CONDENSE_ISA_AVX512, &out) == CONDENSE_DISPATCH_INVALID_VALUE)
+        // Each architecture has its own ladder: a level of the other one is unavailable, not lower.
+        #expect(condense_isa_resolve("neon", CONDENSE_ISA_AVX512, &out) == CONDENSE_DISPATCH_UNAVAILABLE && out == CONDENSE_ISA_AVX512)
+        #expect(condense_isa_resolve("avx2", CONDENSE_ISA_I8MM, &out) == CONDENSE_DISPATCH_UNAVAILABLE && out == CONDENSE_ISA_I8MM)
+        #expect(condense_isa_resolve("dotprod", CONDENSE_ISA_I8MM, &out) == CONDENSE_DISPATCH_OK && out == CONDENSE_ISA_DOTPROD)
+        #expect(condense_isa_resolve("i8mm", CONDENSE_ISA_DOTPROD, &out) == CONDENSE_DISPATCH_UNAVAILABLE)
+        #expect(condense_isa_resolve("neon", CONDENSE_ISA_SCALAR, &out) == CONDENSE_DISPATCH_UNAVAILABLE)
+        #expect(condense_isa_resolve("scalar", CONDENSE_ISA_NEON, &out) == CONDENSE_DISPATCH_OK && out == CONDENSE_ISA_SCALAR)
+        #expect(ISA.allCases.map(\.description) == ["scalar", "avx2", "avxvnni", "avx512", "neon", "dotprod", "i8mm"])
+        #expect(ISA.scalar.isRunnable && CondenseRuntime.runnableISAs.contains(CondenseRuntime.detectedISA))
     }
 }
 

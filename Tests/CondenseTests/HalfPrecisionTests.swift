@@ -14,7 +14,7 @@ import Testing
     static func kernels(for kind: HalfPrecisionMatrix.Kind) -> [UnsafePointer<condense_half_kernel>] {
         (0..<condense_half_kernel_count()).compactMap { i in
             guard let k = condense_half_kernel_at(i), (k.pointee.types >> UInt32(kind == .bf16 ? 0 : 1)) & 1 == 1,
-                  ISA(rawValue: Int(k.pointee.isa.rawValue)).map({ $0 <= CondenseRuntime.detectedISA }) ?? false,
+                  ISA(rawValue: Int(k.pointee.isa.rawValue)).map(\.isRunnable) ?? false,
                   condense_cpu_features() & k.pointee.features == k.pointee.features else { return nil }
             return k
         }

@@ -7,7 +7,7 @@ import Testing
     static var kernels: [UnsafePointer<condense_q8_kernel>] {
         let have = condense_cpu_features()
         return (0..<condense_q8_kernel_count()).compactMap { condense_q8_kernel_at($0) }
-            .filter { $0.pointee.isa.rawValue <= condense_isa_detected().rawValue && ($0.pointee.features & have) == $0.pointee.features }
+            .filter { condense_isa_runs_on($0.pointee.isa, condense_isa_detected()) != 0 && ($0.pointee.features & have) == $0.pointee.features }
     }
 
     /// acc = Σ xq·wq on `kernel`, with threads 1 and 2, against Int64 arithmetic.

@@ -65,7 +65,7 @@ struct Expected {
 }
 
 /// Every native ISA path this machine can run.
-var runnableISAs: [ISA] { ISA.allCases.filter { $0 <= CondenseRuntime.detectedISA } }
+var runnableISAs: [ISA] { CondenseRuntime.runnableISAs }
 
 /// A seeded random matrix in one call.
 func randomMatrix(_ rows: Int, _ columns: Int, seed: UInt64) -> Matrix<Float> {

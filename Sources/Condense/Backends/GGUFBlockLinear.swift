@@ -107,7 +107,7 @@ public final class GGUFBlockLinear: PreparedLinear, @unchecked Sendable {
         self.code = code
         self.typeName = typeName
         self.bias = bias
-        self.isa = min(isa ?? CondenseRuntime.activeISA, CondenseRuntime.detectedISA)
+        self.isa = CondenseRuntime.clamped(isa ?? CondenseRuntime.activeISA)
         self.threads = Int32(clamping: threads ?? 0)
         inFeatures = k
         outFeatures = rows

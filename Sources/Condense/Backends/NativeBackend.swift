@@ -17,7 +17,7 @@ public struct NativeBackend: KernelBackend {
     public let threads: Int?
 
     /// - Parameters:
-    ///   - isa: Pin an ISA level (at most ``CondenseRuntime/detectedISA``), or `nil` for the active one.
+    ///   - isa: Pin an ISA level (one of ``CondenseRuntime/runnableISAs``), or `nil` for the active one.
     ///   - threads: Pin a thread count for the layers it prepares (like a session's intra-op
     ///     threads), or `nil` to follow ``CondenseRuntime/threads``.
     public init(isa: ISA? = nil, threads: Int? = nil) {
@@ -32,8 +32,8 @@ public struct NativeBackend: KernelBackend {
 
     public var availability: BackendAvailability {
         if let isa {
-            return isa <= CondenseRuntime.detectedISA ? .available
-                : .unavailable(reason: "\(isa) requested but this CPU supports at most \(CondenseRuntime.detectedISA)")
+            return isa.isRunnable ? .available
+                : .unavailable(reason: "\(isa) requested but this CPU runs \(CondenseRuntime.runnableISAs.map(\.description).joined(separator: ", "))")
         }
         do { try CondenseRuntime.validateEnvironment() } catch { return .unavailable(reason: "\(error)") }
         return .available
@@ -46,9 +46,9 @@ public struct NativeBackend: KernelBackend {
     public func prepare(_ layer: LinearLayer) throws -> any PreparedLinear {
         let level: ISA
         if let isa {
-            guard isa <= CondenseRuntime.detectedISA else {
+            guard isa.isRunnable else {
                 throw CondenseError.invalidISA(
-                    value: isa.description, reason: "this CPU supports at most '\(CondenseRuntime.detectedISA)'")
+                    value: isa.description, reason: "this CPU runs \(CondenseRuntime.runnableISAs.map(\.description).joined(separator: ", "))")
             }
             level = isa
         } else {
@@ -88,7 +88,7 @@ public enum NativeKernels {
         (0..<condense_f32_gemm_kernel_count()).compactMap { i in
             guard let k = condense_f32_gemm_kernel_at(i) else { return nil }
             let isa = ISA(k.pointee.isa)
-            return KernelInfo(name: String(cString: k.pointee.name), isa: isa, runnable: isa <= CondenseRuntime.detectedISA)
+            return KernelInfo(name: String(cString: k.pointee.name), isa: isa, runnable: isa.isRunnable)
         }
     }
 }
@@ -99,7 +99,7 @@ extension NativeKernels {
         (0..<condense_sparse_kernel_count()).compactMap { i in
             guard let k = condense_sparse_kernel_at(i) else { return nil }
             let isa = ISA(k.pointee.isa)
-            return KernelInfo(name: String(cString: k.pointee.name), isa: isa, runnable: isa <= CondenseRuntime.detectedISA)
+            return KernelInfo(name: String(cString: k.pointee.name), isa: isa, runnable: isa.isRunnable)
         }
     }
 
@@ -109,7 +109,7 @@ extension NativeKernels {
         return (0..<condense_q8_kernel_count()).compactMap { i in
             guard let k = condense_q8_kernel_at(i) else { return nil }
             let isa = ISA(k.pointee.isa)
-            let ok = isa <= CondenseRuntime.detectedISA && (k.pointee.features & have) == k.pointee.features
+            let ok = isa.isRunnable && (k.pointee.features & have) == k.pointee.features
             return KernelInfo(name: String(cString: k.pointee.name), isa: isa, runnable: ok)
         }
     }
@@ -146,7 +146,7 @@ extension NativeKernels {
     static func info(_ name: UnsafePointer<CChar>, _ isa: condense_isa, _ features: UInt32) -> KernelInfo {
         let level = ISA(isa)
         return KernelInfo(name: String(cString: name), isa: level,
-                          runnable: level <= CondenseRuntime.detectedISA && (condense_cpu_features() & features) == features)
+                          runnable: level.isRunnable && (condense_cpu_features() & features) == features)
     }
 
     /// The sparse kernel that runs a batch of `m` rows.

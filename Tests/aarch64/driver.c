@@ -1,0 +1,120 @@
+/* The kernels' reference tests for AArch64, run under user-mode emulation (Tests/aarch64/run.sh):
+ * every kernel this CPU (model) runs, at every ISA level on its ladder, against plain double
+ * arithmetic or the scalar kernel on odd shapes and tails, at 1 and 2 threads. Prints one line
+ * per failure and ends with "N passed, N failed". Plain C: the Swift layers are not cross-built. */
+#include "condense_kernels.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static int passed, failed;
+
+static void check(int ok, const char *what, const char *kernel, size_t m, size_t n, size_t k, int threads) {
+    if (ok) { passed++; return; }
+    failed++;
+    printf("FAIL %s [%s] m=%zu n=%zu k=%zu threads=%d\n", what, kernel, m, n, k, threads);
+}
+
+static uint32_t rng = 12345;
+static float frand(void) { /* uniform in [-1, 1) */
+    rng = rng * 1664525u + 1013904223u;
+    return (float)((rng >> 8) & 0xFFFFFF) / 8388608.0f - 1.0f;
+}
+static float *frandv(size_t n) { float *p = malloc((n ? n : 1) * sizeof *p); for (size_t i = 0; i < n; i++) p[i] = frand(); return p; }
+
+static double gelu_ref(double x) { return 0.5 * x * (1.0 + erf(x / sqrt(2.0))); }
+static double act_ref(double v, int act) {
+    if (act == CONDENSE_ACT_RELU) return v > 0 ? v : 0;
+    if (act == CONDENSE_ACT_GELU) return gelu_ref(v);
+    return v;
+}
+
+/* max |y − ref| / (1 + |ref|) over the tile. */
+static double max_err(const float *y, size_t ldy, const double *ref, size_t m, size_t n) {
+    double e = 0;
+    for (size_t i = 0; i < m; i++)
+        for (size_t j = 0; j < n; j++) {
+            const double d = fabs((double)y[i * ldy + j] - ref[i * n + j]) / (1.0 + fabs(ref[i * n + j]));
+            if (!(d <= e)) e = d; /* NaN counts as an error */
+        }
+    return e;
+}
+
+/* Y = act(X·Wᵀ + b) in double, W given as a dense function of (row, col). */
+static double *ref_gemm(const float *x, size_t lda, const float *w, size_t m, size_t n, size_t k, const float *bias, int act) {
+    double *r = malloc((m * n ? m * n : 1) * sizeof *r);
+    for (size_t i = 0; i < m; i++)
+        for (size_t j = 0; j < n; j++) {
+            double s = bias ? bias[j] : 0;
+            for (size_t c = 0; c < k; c++) s += (double)x[i * lda + c] * w[j * k + c];
+            r[i * n + j] = act_ref(s, act);
+        }
+    return r;
+}
+
+/* Whether a kernel of this level and features runs here at the active level. */
+static int runs(condense_isa isa, uint32_t features) {
+    return condense_isa_runs_on(isa, condense_isa_active()) && (condense_cpu_features() & features) == features;
+}
+
+static const size_t shapes[][3] = { /* m, n, k: odd shapes and tails, K beyond one cache slice */
+    {1, 1, 1}, {1, 17, 33}, {3, 31, 65}, {7, 16, 64}, {6, 33, 130}, {13, 47, 97}, {25, 70, 300}, {2, 40, 4200},
+};
+#define NSHAPES (sizeof shapes / sizeof shapes[0])
+static const int thread_counts[] = {1, 2};
+
+static condense_isa levels[CONDENSE_ISA_COUNT];
+static int nlevels;
+
+static void test_f32_gemm(void) {
+    for (int ki = 0; ki < condense_f32_gemm_kernel_count(); ki++) {
+        const condense_f32_gemm_kernel *kr = condense_f32_gemm_kernel_at(ki);
+        if (!runs(kr->isa, 0)) continue;
+        for (size_t s = 0; s < NSHAPES; s++)
+            for (int act = 0; act < 3; act++) {
+                const size_t m = shapes[s][0], n = shapes[s][1], k = shapes[s][2], lda = k + 3, ldy = n + 5;
+                float *x = frandv(m * lda), *w = frandv(n * k), *b = frandv(n), *y = frandv(m * ldy);
+                double *ref = ref_gemm(x, lda, w, m, n, k, act == 1 ? NULL : b, act);
+                condense_f32_packed *p = condense_f32_pack(kr, w, n, k, k, act == 1 ? NULL : b);
+                for (int t = 0; t < 2; t++) {
+                    const int st = condense_f32_gemm(p, m, x, lda, y, ldy, act, thread_counts[t]);
+                    check(st == 0 && max_err(y, ldy, ref, m, n) < 1e-4, "f32_gemm", kr->name, m, n, k, thread_counts[t]);
+                }
+                condense_f32_packed_free(p);
+                free(x); free(w); free(b); free(y); free(ref);
+            }
+    }
+    /* The activations by themselves, with tails, against the reference. */
+    for (int l = 0; l < nlevels; l++)
+        for (int act = 1; act < 3; act++)
+            for (size_t n = 1; n < 40; n += 3) {
+                float *y = frandv(n);
+                double ref[40];
+                for (size_t i = 0; i < n; i++) { y[i] *= 6; ref[i] = act_ref(y[i], act); }
+                condense_f32_activation(y, n, act, levels[l]);
+                check(max_err(y, n, ref, 1, n) < 1e-6, "activation", condense_isa_name(levels[l]), 1, n, 0, 1);
+                free(y);
+            }
+}
+
+int main(int argc, char **argv) {
+    (void)argc; (void)argv;
+    if (condense_dispatch_status_get() != CONDENSE_DISPATCH_OK) {
+        /* run.sh expects this for a level above the CPU model's: the same rule as on x86. */
+        printf("unavailable: CONDENSE_ISA=%s refused on a CPU of level %s\n", condense_isa_env_value(),
+               condense_isa_name(condense_isa_detected()));
+        return condense_dispatch_status_get() == CONDENSE_DISPATCH_UNAVAILABLE ? 0 : 1;
+    }
+    /* Every level up to the active one: CONDENSE_ISA lowers what runs, as it does for users. */
+    for (int l = 0; l < CONDENSE_ISA_COUNT; l++)
+        if (condense_isa_runs_on((condense_isa)l, condense_isa_active())) levels[nlevels++] = (condense_isa)l;
+    printf("cpu: detected %s, active %s, levels", condense_isa_name(condense_isa_detected()),
+           condense_isa_name(condense_isa_active()));
+    for (int l = 0; l < nlevels; l++) printf(" %s", condense_isa_name(levels[l]));
+    printf(", features 0x%x\n", condense_cpu_features());
+    test_f32_gemm();
+    printf("%d passed, %d failed\n", passed, failed);
+    return failed ? 1 : 0;
+}

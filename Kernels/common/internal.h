@@ -136,6 +136,16 @@ void condense_q8_quantize_rows__avx512(const float *x, size_t m, size_t k, size_
                                        const float *static_scale, const int32_t *static_zp);
 #endif
 
+#if CONDENSE_ARM64
+void condense_q8_ukernel_4x16__dotprod(int mr, int nv, size_t kq, const uint8_t *a, size_t lda,
+                                       const void *b, const condense_q8_epilogue *ep);
+void condense_q8_ukernel_4x16__i8mm(int mr, int nv, size_t kq, const uint8_t *a, size_t lda,
+                                    const void *b, const condense_q8_epilogue *ep);
+void condense_q8_quantize_rows__neon(const float *x, size_t m, size_t k, size_t lda, uint8_t *xq,
+                                     size_t ldq, size_t k4, float *sx, int32_t *zx,
+                                     const float *static_scale, const int32_t *static_zp);
+#endif
+
 /* int4 dequantize path (q4-gemm/): panel `panel`'s columns [k0, k0 + kc) as f32 (s·q, exact)
  * into buf[kc][nr], the f32 micro-kernel's packed layout. */
 void condense_q4_unpack__scalar(const condense_q4_packed *w, size_t panel, size_t k0, size_t kc, float *buf);

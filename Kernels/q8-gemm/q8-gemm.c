@@ -17,6 +17,10 @@ static const condense_q8_kernel kernels[] = {
     {"q8_gemm_12x32__avx512vnni", CONDENSE_ISA_AVX512, CONDENSE_CPU_AVX512VNNI, 12, 32, 4,
      condense_q8_ukernel_12x32__avx512vnni},
 #endif
+#if CONDENSE_ARM64
+    {"q8_gemm_4x16__dotprod", CONDENSE_ISA_DOTPROD, CONDENSE_CPU_DOTPROD, 4, 16, 4, condense_q8_ukernel_4x16__dotprod},
+    {"q8_gemm_4x16__i8mm", CONDENSE_ISA_I8MM, CONDENSE_CPU_I8MM, 4, 16, 4, condense_q8_ukernel_4x16__i8mm},
+#endif
 };
 
 int condense_q8_kernel_count(void) { return (int)(sizeof kernels / sizeof kernels[0]); }
@@ -126,6 +130,11 @@ void condense_q8_quantize_rows(const float *x, size_t m, size_t k, size_t lda, u
         condense_q8_quantize_rows__avx512(x, m, k, lda, xq, ldq, k4, sx, zx, static_scale, static_zp);
         return;
     }
+#elif CONDENSE_ARM64
+    if (condense_isa_runs_on(isa, condense_isa_detected()) && isa >= CONDENSE_ISA_NEON) {
+        condense_q8_quantize_rows__neon(x, m, k, lda, xq, ldq, k4, sx, zx, static_scale, static_zp);
+        return;
+    }
 #endif
     condense_q8_quantize_rows__scalar(x, m, k, lda, xq, ldq, k4, sx, zx, static_scale, static_zp);
 }
@@ -157,6 +166,7 @@ static void q8_tile(const q8_job *job, size_t tile) {
             const int mr = (int)(mlen - ir < mr_max ? mlen - ir : mr_max);
             const size_t row = m0 + ir;
             condense_q8_epilogue ep = {0};
+            ep.wsum = job->w->wsum + p * nr; /* also raw: the dotprod kernel's x − 128 takes it */
             if (job->acc) {
                 ep.c = job->acc + row * job->ldacc + p * nr;
                 ep.ldc = job->ldacc;
@@ -165,7 +175,6 @@ static void q8_tile(const q8_job *job, size_t tile) {
                 ep.ldy = job->ldy;
                 ep.sx = job->sx + row;
                 ep.zx = job->zx + row;
-                ep.wsum = job->w->wsum + p * nr;
                 ep.sw = job->w->scale + p * nr;
                 ep.bias = job->w->bias ? job->w->bias + p * nr : NULL;
                 ep.act = job->act;

@@ -99,6 +99,71 @@ static void test_f32_gemm(void) {
             }
 }
 
+static int8_t *s8randv(size_t n) { int8_t *p = malloc(n ? n : 1); for (size_t i = 0; i < n; i++) p[i] = (int8_t)(frand() * 127.9f); return p; }
+
+static void test_q8(void) {
+    for (int ki = 0; ki < condense_q8_kernel_count(); ki++) {
+        const condense_q8_kernel *kr = condense_q8_kernel_at(ki);
+        if (!runs(kr->isa, kr->features)) continue;
+        for (size_t s = 0; s < NSHAPES; s++) {
+            const size_t m = shapes[s][0], n = shapes[s][1], k = shapes[s][2], k4 = (k + 3) / 4 * 4, ldq = k4 + 8;
+            int8_t *w = s8randv(n * k);
+            float *sw = frandv(n), *b = frandv(n), *x = frandv(m * k);
+            uint8_t *xq = malloc(m * ldq);
+            for (size_t i = 0; i < m * ldq; i++) xq[i] = (uint8_t)(frand() * 127.9f + 128);
+            for (size_t i = 0; i < m; i++) for (size_t c = k; c < k4; c++) xq[i * ldq + c] = 0;
+            condense_q8_packed *p = condense_q8_pack(kr, w, n, k, k, sw, b);
+            /* Exact int32 dots against int64 arithmetic. */
+            int32_t *acc = malloc(m * n * sizeof *acc);
+            for (int t = 0; t < 2; t++) {
+                memset(acc, 0x55, m * n * sizeof *acc);
+                const int st = condense_q8_gemm_s32(p, m, xq, ldq, acc, n, thread_counts[t]);
+                int ok = st == 0;
+                for (size_t i = 0; i < m && ok; i++)
+                    for (size_t j = 0; j < n && ok; j++) {
+                        int64_t r = 0;
+                        for (size_t c = 0; c < k; c++) r += (int64_t)xq[i * ldq + c] * w[j * k + c];
+                        ok = r == acc[i * n + j];
+                    }
+                check(ok, "q8_gemm_s32", kr->name, m, n, k, thread_counts[t]);
+            }
+            /* The whole layer (quantize, dots, dequantize, bias, GELU) against the scalar kernel's. */
+            condense_q8_packed *ps = condense_q8_pack(condense_q8_kernel_at(0), w, n, k, k, sw, b);
+            float *y = frandv(m * n), *ys = frandv(m * n);
+            condense_q8_gemm(ps, m, x, k, ys, n, CONDENSE_ACT_GELU, 1, NULL, NULL);
+            for (int t = 0; t < 2; t++) {
+                const int st = condense_q8_gemm(p, m, x, k, y, n, CONDENSE_ACT_GELU, thread_counts[t], NULL, NULL);
+                double e = 0;
+                for (size_t i = 0; i < m * n; i++) { double d = fabs(y[i] - ys[i]) / (1 + fabs(ys[i])); if (!(d <= e)) e = d; }
+                check(st == 0 && e < 1e-5, "q8_gemm", kr->name, m, n, k, thread_counts[t]);
+            }
+            condense_q8_packed_free(p); condense_q8_packed_free(ps);
+            free(w); free(sw); free(b); free(x); free(xq); free(acc); free(y); free(ys);
+        }
+    }
+    /* Activation quantization: every level bit-identical to the scalar rule, specials included. */
+    for (int l = 0; l < nlevels; l++)
+        for (size_t k = 1; k < 70; k += 7) {
+            const size_t m = 3, k4 = (k + 3) / 4 * 4;
+            float *x = frandv(m * k);
+            x[0] = NAN; if (k > 2) { x[1] = INFINITY; x[2] = -INFINITY; }
+            if (k > 9) x[k + 9] = 1e30f;
+            uint8_t q0[3 * 72], q1[3 * 72];
+            float s0[3], s1[3]; int32_t z0[3], z1[3];
+            memset(q1, 0xAA, sizeof q1);
+            condense_q8_quantize_rows(x, m, k, k, q0, 72, k4, s0, z0, NULL, NULL, CONDENSE_ISA_SCALAR);
+            condense_q8_quantize_rows(x, m, k, k, q1, 72, k4, s1, z1, NULL, NULL, levels[l]);
+            int ok = memcmp(s0, s1, sizeof s0) == 0 && memcmp(z0, z1, sizeof z0) == 0;
+            for (size_t i = 0; i < m; i++) ok = ok && memcmp(q0 + 72 * i, q1 + 72 * i, k4) == 0;
+            const float st = 0.05f; const int32_t zp = 100;
+            condense_q8_quantize_rows(x, m, k, k, q0, 72, k4, s0, z0, &st, &zp, CONDENSE_ISA_SCALAR);
+            condense_q8_quantize_rows(x, m, k, k, q1, 72, k4, s1, z1, &st, &zp, levels[l]);
+            for (size_t i = 0; i < m; i++) ok = ok && memcmp(q0 + 72 * i, q1 + 72 * i, k4) == 0;
+            check(ok, "q8_quantize_rows", condense_isa_name(levels[l]), m, 0, k, 1);
+            free(x);
+        }
+}
+
 int main(int argc, char **argv) {
     (void)argc; (void)argv;
     if (condense_dispatch_status_get() != CONDENSE_DISPATCH_OK) {
@@ -115,6 +180,7 @@ int main(int argc, char **argv) {
     for (int l = 0; l < nlevels; l++) printf(" %s", condense_isa_name(levels[l]));
     printf(", features 0x%x\n", condense_cpu_features());
     test_f32_gemm();
+    test_q8();
     printf("%d passed, %d failed\n", passed, failed);
     return failed ? 1 : 0;
 }

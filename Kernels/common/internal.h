@@ -109,6 +109,10 @@ void condense_bf16_dot_12x32__avx512bf16(int type, int mr, int nv, size_t kc, co
 void condense_bf16_round_rows__avx512bf16(const float *x, size_t m, size_t k, size_t lda, uint16_t *xb,
                                           size_t kstored);
 #endif
+#if CONDENSE_ARM64
+void condense_half_widen_6x16__neon(int type, int mr, int nv, size_t kc, const void *a, size_t lda,
+                                    const uint16_t *b, float *c, size_t ldc, int flags, const float *bias, int act);
+#endif
 /* f16 bits to f32 and bf16 bits to f32: exact. */
 float condense_f16_to_f32(uint16_t h);
 static inline float condense_bf16_to_f32(uint16_t h) {
@@ -152,6 +156,11 @@ void condense_q4_unpack__scalar(const condense_q4_packed *w, size_t panel, size_
 #if CONDENSE_X86
 void condense_q4_unpack__avx2(const condense_q4_packed *w, size_t panel, size_t k0, size_t kc, float *buf);
 void condense_q4_unpack__avx512(const condense_q4_packed *w, size_t panel, size_t k0, size_t kc, float *buf);
+#endif
+#if CONDENSE_ARM64
+void condense_q4_unpack__neon(const condense_q4_packed *w, size_t panel, size_t k0, size_t kc, float *buf);
+#endif
+#if CONDENSE_X86
 /* Panels [p0, p1) of 16 rows, all m rows of quantized X, with the full epilogue. */
 void condense_q4_integer__avx512vnni(const condense_q4_packed *w, size_t p0, size_t p1, size_t m,
                                      const uint8_t *xq, size_t ldq, const float *sx,

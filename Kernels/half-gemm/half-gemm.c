@@ -20,6 +20,9 @@ static const condense_half_kernel kernels[] = {
     {"bf16_dot_12x32__avx512bf16", CONDENSE_ISA_AVX512, CONDENSE_CPU_AVX512BF16, 1u << CONDENSE_HALF_BF16, 1, 12, 32,
      4096, 96, condense_bf16_dot_12x32__avx512bf16},
 #endif
+#if CONDENSE_ARM64
+    {"half_widen_6x16__neon", CONDENSE_ISA_NEON, 0, BOTH, 0, 6, 16, 4096, 72, condense_half_widen_6x16__neon},
+#endif
 };
 #undef BOTH
 

@@ -22,6 +22,9 @@ static const q4_kernel_impl kernels[] = {
     {{"q4_gemm_dequant_12x32__avx512", CONDENSE_ISA_AVX512, 0, CONDENSE_Q4_DEQUANT}, condense_q4_unpack__avx512, NULL},
     {{"q4_gemm_vnni_4x16__avx512vnni", CONDENSE_ISA_AVX512, CONDENSE_CPU_AVX512VNNI, CONDENSE_Q4_INTEGER}, NULL,
      condense_q4_integer__avx512vnni},
+#elif CONDENSE_ARM64
+    },
+    {{"q4_gemm_dequant_6x16__neon", CONDENSE_ISA_NEON, 0, CONDENSE_Q4_DEQUANT}, condense_q4_unpack__neon},
 #else
     },
 #endif

@@ -164,6 +164,72 @@ static void test_q8(void) {
         }
 }
 
+/* int4 group-wise (dequantize path) at every level: W = s·q exactly, against double. */
+static void test_q4(void) {
+    for (int l = 0; l < nlevels; l++)
+        for (size_t s = 0; s < NSHAPES; s++)
+            for (size_t group = 16; group <= 32; group += 16) {
+                const size_t m = shapes[s][0], n = shapes[s][1], k = shapes[s][2], rb = (k + 1) / 2;
+                const size_t groups = (k + group - 1) / group;
+                uint8_t *nib = malloc(n * rb);
+                float *sc = frandv(n * groups), *w = malloc(n * k * sizeof *w), *b = frandv(n), *x = frandv(m * k);
+                for (size_t i = 0; i < n * rb; i++) nib[i] = (uint8_t)(frand() * 127.9f + 128);
+                for (size_t r = 0; r < n; r++)
+                    for (size_t c = 0; c < k; c++) {
+                        const uint8_t byte = nib[r * rb + c / 2];
+                        const int q = c % 2 == 0 ? (int8_t)(uint8_t)(byte << 4) >> 4 : (int8_t)byte >> 4;
+                        w[r * k + c] = sc[r * groups + c / group] * (float)q;
+                    }
+                double *ref = ref_gemm(x, k, w, m, n, k, b, CONDENSE_ACT_RELU);
+                condense_q4_packed *p = condense_q4_pack(levels[l], CONDENSE_Q4_DEQUANT, nib, sc, n, k, group, b);
+                float *y = frandv(m * n);
+                for (int t = 0; t < 2; t++) {
+                    const int st = p ? condense_q4_gemm(p, m, x, k, y, n, CONDENSE_ACT_RELU, thread_counts[t]) : -1;
+                    check(st == 0 && max_err(y, n, ref, m, n) < 1e-4, "q4_gemm", p ? condense_q4_kernel_name(p) : "pack failed",
+                          m, n, k, thread_counts[t]);
+                }
+                condense_q4_packed_free(p);
+                free(nib); free(sc); free(w); free(b); free(x); free(ref); free(y);
+            }
+}
+
+static uint16_t f32_to_f16_ref(float f) { /* via the library's exact rounding, checked on x86 */
+    uint16_t h;
+    condense_f32_to_f16(&f, &h, 1, CONDENSE_ISA_SCALAR);
+    return h;
+}
+
+/* bf16 and f16 weights: every half kernel this CPU runs, against the widened weights in double. */
+static void test_half(void) {
+    for (int ki = 0; ki < condense_half_kernel_count(); ki++) {
+        const condense_half_kernel *kr = condense_half_kernel_at(ki);
+        if (!runs(kr->isa, kr->features)) continue;
+        for (int type = 0; type < 2; type++) {
+            if (!((kr->types >> type) & 1)) continue;
+            for (size_t s = 0; s < NSHAPES; s++) {
+                const size_t m = shapes[s][0], n = shapes[s][1], k = shapes[s][2];
+                uint16_t *wh = malloc(n * k * sizeof *wh);
+                float *w = malloc(n * k * sizeof *w), *b = frandv(n), *x = frandv(m * k), *y = frandv(m * n);
+                for (size_t i = 0; i < n * k; i++) {
+                    const float v = frand();
+                    wh[i] = type == CONDENSE_HALF_BF16 ? condense_f32_to_bf16(v) : f32_to_f16_ref(v);
+                    w[i] = type == CONDENSE_HALF_BF16 ? condense_gguf_dequantize(CONDENSE_GGUF_BF16, &wh[i], 1, &w[i]), w[i]
+                                                      : condense_f16_to_f32(wh[i]);
+                }
+                double *ref = ref_gemm(x, k, w, m, n, k, b, CONDENSE_ACT_GELU);
+                condense_half_packed *p = condense_half_pack_for(kr, type, wh, n, k, k, b);
+                for (int t = 0; t < 2; t++) {
+                    const int st = p ? condense_half_gemm(p, m, x, k, y, n, CONDENSE_ACT_GELU, thread_counts[t]) : -1;
+                    check(st == 0 && max_err(y, n, ref, m, n) < 1e-4, type ? "f16_gemm" : "bf16_gemm", kr->name, m, n, k,
+                          thread_counts[t]);
+                }
+                condense_half_packed_free(p);
+                free(wh); free(w); free(b); free(x); free(y); free(ref);
+            }
+        }
+    }
+}
+
 int main(int argc, char **argv) {
     (void)argc; (void)argv;
     if (condense_dispatch_status_get() != CONDENSE_DISPATCH_OK) {
@@ -181,6 +247,8 @@ int main(int argc, char **argv) {
     printf(", features 0x%x\n", condense_cpu_features());
     test_f32_gemm();
     test_q8();
+    test_q4();
+    test_half();
     printf("%d passed, %d failed\n", passed, failed);
     return failed ? 1 : 0;
 }

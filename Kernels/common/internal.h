@@ -20,6 +20,8 @@
 #else
 #define CONDENSE_ARM64 0
 #endif
+/* An architecture with hand-written vector kernels (the rest run the portable C). */
+#define CONDENSE_SIMD (CONDENSE_X86 || CONDENSE_ARM64)
 
 #define CONDENSE_INLINE static inline __attribute__((always_inline))
 

@@ -62,6 +62,16 @@ void condense_s24_bucket__avx512(const condense_s24_packed *w, size_t t0, size_t
 void condense_s24_bucket_pack_x__avx512(const float *x, size_t lda, size_t mv, size_t mp, size_t k,
                                         size_t k0, size_t k1, float *xt);
 #endif
+#if CONDENSE_ARM64
+void condense_csr_xt__neon(int lanes, const csr_view *v, size_t n0, size_t n1, const float *xt,
+                           size_t ke, uint32_t *cursor, float *yt, int first);
+void condense_s24_dot__neon(const condense_s24_packed *w, size_t n0, size_t n1, size_t mb,
+                            const float *x, size_t lda, float *y, size_t ldy);
+void condense_s24_bucket__neon(const condense_s24_packed *w, size_t t0, size_t t1, const float *xt,
+                               size_t mv, size_t mp, float *yt, float *y, size_t ldy);
+void condense_s24_bucket_pack_x__neon(const float *x, size_t lda, size_t mv, size_t mp, size_t k,
+                                      size_t k0, size_t k1, float *xt);
+#endif
 
 /* Where a row's entries up to column ke end. 2:4 views hold exactly two entries per group and
  * slices end on group boundaries, so no scan is needed; the last slice takes the padding too. */

@@ -31,6 +31,13 @@ static void s24_dot_avx2(const csr_view *v, const condense_s24_packed *s24, size
     condense_s24_dot__avx2(s24, n0, n1, m, x, lda, y, ldy);
 }
 #endif
+#if CONDENSE_ARM64
+static void s24_dot_neon(const csr_view *v, const condense_s24_packed *s24, size_t n0, size_t n1, size_t m,
+                         const float *x, size_t lda, float *y, size_t ldy) {
+    (void)v;
+    condense_s24_dot__neon(s24, n0, n1, m, x, lda, y, ldy);
+}
+#endif
 
 /* min_m: the xt kernels pay a transpose of X and waste lanes below a full block, so they take
  * over from the dot kernels only at larger batches; wider blocks only once they fill. Measured
@@ -62,6 +69,14 @@ static const sparse_kernel_impl kernels[] = {
     DOT("f32_csr_dot_1x8__avx512", CONDENSE_ISA_AVX512, FMT_CSR, csr_dot_avx512),
     XT("f32_csr_xt_16__avx512", CONDENSE_ISA_AVX512, FMT_CSR, 8, 16, condense_csr_xt__avx512),
     XT("f32_csr_xt_32__avx512", CONDENSE_ISA_AVX512, FMT_CSR, 32, 32, condense_csr_xt__avx512),
+#endif
+#if CONDENSE_ARM64
+    /* Not measured on ARM hardware yet: the AVX2 thresholds, whose vectors (8 rows) match. */
+    DOT("f32_s24_dot_4x2__neon", CONDENSE_ISA_NEON, FMT_S24, s24_dot_neon),
+    XT("f32_csr_xt_8__neon", CONDENSE_ISA_NEON, FMT_CSR, 8, 8, condense_csr_xt__neon),
+    XT("f32_csr_xt_16__neon", CONDENSE_ISA_NEON, FMT_CSR, 16, 16, condense_csr_xt__neon),
+    BUCKET("f32_s24_bucket_32x2__neon", CONDENSE_ISA_NEON, 8, condense_s24_bucket__neon,
+           condense_s24_bucket_pack_x__neon),
 #endif
 };
 #undef DOT
@@ -112,7 +127,7 @@ static void split_rows(const csr_view *v, int nt, int t, size_t *n0, size_t *n1)
     *n1 = bounds[1];
 }
 
-#if CONDENSE_X86
+#if CONDENSE_SIMD
 /* The xt path of one thread: for each block of `lanes` rows of X, transpose it (shared, every
  * thread packs a share of K), then run this thread's rows of W over K in slices that keep the
  * block's slice in L1 when rows are dense enough to amortise resuming every row per slice (about
@@ -185,7 +200,7 @@ typedef struct {
     int status;
 } sparse_ctx;
 
-#if CONDENSE_X86
+#if CONDENSE_SIMD
 static void xt_share(void *ctx, int t, int nt) {
     sparse_ctx *c = ctx;
     const int s = run_xt_thread(c->v, c->kr, c->isa, c->lanes, c->bias, c->m, c->x, c->lda, c->y, c->ldy, c->act, c->xt, nt, t);
@@ -216,7 +231,7 @@ int condense_sparse_run(const csr_view *v, const condense_s24_packed *s24, conde
     const sparse_kernel_impl *kr = condense_sparse_impl_for(format, isa, m);
     if (!kr || !(kr->dot || kr->xt)) return CONDENSE_ERR_INVALID;
     const size_t lanes = kr->info.kind == CONDENSE_SPARSE_XT ? (size_t)kr->info.lanes : 0;
-#if CONDENSE_X86
+#if CONDENSE_SIMD
     if (lanes > 0) {
         /* The calling thread's scratch, shared by the team for this call. */
         float *xt = condense_scratch(CONDENSE_SCRATCH_XT, (v->k ? v->k : 1) * lanes * sizeof(float));

@@ -90,7 +90,7 @@ condense_s24_packed *condense_s24_pack(condense_isa isa, const float *values, co
     }
     if (!condense_copy_bias(&p->bias, bias, n)) goto fail;
     p->groups = groups4;
-    if (isa >= CONDENSE_ISA_AVX512 && condense_isa_detected() >= CONDENSE_ISA_AVX512) {
+    if (CONDENSE_X86 && isa >= CONDENSE_ISA_AVX512 && condense_isa_runs_on(isa, condense_isa_detected())) {
         const size_t panels = (n + 15) / 16;
         p->panel_values = condense_aligned_alloc(panels * groups4 * 32 * sizeof(float) + 64);
         p->panel_pos = condense_aligned_alloc(panels * groups4 * sizeof(uint64_t) + 64);
@@ -113,7 +113,8 @@ condense_s24_packed *condense_s24_pack(condense_isa isa, const float *values, co
             }
         }
     }
-    if (isa >= CONDENSE_ISA_AVX2 && condense_isa_detected() >= CONDENSE_ISA_AVX2 &&
+    /* Every vector level has a bucket kernel (x86 from AVX2, AArch64 from NEON). */
+    if (CONDENSE_SIMD && isa != CONDENSE_ISA_SCALAR && condense_isa_runs_on(isa, condense_isa_detected()) &&
         !pack_buckets(p, values, meta, meta_stride))
         goto fail;
     return p;
@@ -136,7 +137,7 @@ void condense_s24_packed_free(condense_s24_packed *p) {
     free(p);
 }
 
-#if CONDENSE_X86
+#if CONDENSE_SIMD
 typedef struct {
     const condense_s24_packed *w;
     const sparse_kernel_impl *kr;
@@ -186,7 +187,9 @@ static int run_bucket(const condense_s24_packed *w, const sparse_kernel_impl *kr
     }
     return failed ? CONDENSE_ERR_NO_MEMORY : CONDENSE_OK;
 }
+#endif
 
+#if CONDENSE_X86
 typedef struct {
     const condense_s24_packed *w;
     const sparse_kernel_impl *kr;
@@ -207,13 +210,15 @@ static void panel_share(void *ctx, int t, int nt) {
 
 int condense_s24_gemm(const condense_s24_packed *w, size_t m, const float *x, size_t lda,
                       float *y, size_t ldy, int act, int threads) {
-#if CONDENSE_X86
+#if CONDENSE_SIMD
     const sparse_kernel_impl *kr = condense_sparse_impl_for(CONDENSE_SPARSE_FORMAT_S24, w->isa, m);
     if (kr && kr->bucket) {
         if (m == 0 || w->n == 0) return CONDENSE_OK;
         if (!w->bucket_row) return CONDENSE_ERR_INVALID;
         return run_bucket(w, kr, m, x, lda, y, ldy, act, threads);
     }
+#endif
+#if CONDENSE_X86
     if (m > 0 && w->n > 0 && kr && kr->panel && w->panel_values) {
         const long pairs = (long)((w->n + 31) / 32);
         int nt = threads > 0 ? threads : condense_get_num_threads();

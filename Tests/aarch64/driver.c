@@ -230,6 +230,69 @@ static void test_half(void) {
     }
 }
 
+/* 2:4 and CSR at every level, for batches that take each kernel kind (dot below 8 rows, then
+ * xt or bucket, slabs past 32 rows), against the dense reference. */
+static void test_sparse(void) {
+    static const size_t sm[] = {1, 3, 5, 8, 13, 33};
+    static const size_t snk[][2] = {{7, 5}, {40, 64}, {33, 130}, {70, 300}};
+    const int patterns[6] = {0x3, 0x5, 0x9, 0x6, 0xA, 0xC};
+    for (int l = 0; l < nlevels; l++)
+        for (size_t a = 0; a < sizeof sm / sizeof sm[0]; a++)
+            for (size_t b = 0; b < sizeof snk / sizeof snk[0]; b++) {
+                const size_t m = sm[a], n = snk[b][0], k = snk[b][1], k4 = (k + 3) / 4 * 4, ms = k4 / 8 + 1;
+                float *w = calloc(n * k4, sizeof *w), *vals = malloc(n * k4 / 2 * sizeof *vals), *bias = frandv(n);
+                uint8_t *meta = calloc(n * ms, 1);
+                for (size_t r = 0; r < n; r++)
+                    for (size_t g = 0; g < k4 / 4; g++) {
+                        const int pat = patterns[(r * 7 + g * 3 + (size_t)(rng >> 20)) % 6];
+                        rng = rng * 1664525u + 1013904223u;
+                        meta[r * ms + g / 2] |= (uint8_t)(pat << (4 * (g % 2)));
+                        int slot = 0;
+                        for (int i = 0; i < 4; i++)
+                            if ((pat >> i) & 1) {
+                                const float v = 4 * g + (size_t)i < k ? frand() : 0.0f;
+                                vals[r * (k4 / 2) + 2 * g + (size_t)slot++] = v;
+                                w[r * k4 + 4 * g + (size_t)i] = v;
+                            }
+                    }
+                float *wd = malloc(n * k * sizeof *wd); /* W[N,K] dense for the reference */
+                for (size_t r = 0; r < n; r++) for (size_t c = 0; c < k; c++) wd[r * k + c] = w[r * k4 + c];
+                const size_t lda = k + 1;
+                float *x = frandv(m * lda), *y = frandv(m * n);
+                double *ref = ref_gemm(x, lda, wd, m, n, k, bias, CONDENSE_ACT_RELU);
+                condense_s24_packed *p = condense_s24_pack(levels[l], vals, meta, n, k, k4, ms, bias);
+                const condense_sparse_kernel *sk = condense_sparse_kernel_for(CONDENSE_SPARSE_FORMAT_S24, levels[l], m);
+                for (int t = 0; t < 2; t++) {
+                    const int st = p ? condense_s24_gemm(p, m, x, lda, y, n, CONDENSE_ACT_RELU, thread_counts[t]) : -1;
+                    check(st == 0 && max_err(y, n, ref, m, n) < 1e-5, "s24_gemm", sk ? sk->name : "?", m, n, k, thread_counts[t]);
+                }
+                condense_s24_packed_free(p);
+                /* CSR of the same matrix with a third of its non-zeros dropped. */
+                uint32_t *rp = malloc((n + 1) * sizeof *rp);
+                uint16_t *ix = malloc(n * k * sizeof *ix);
+                float *cv = malloc(n * k * sizeof *cv);
+                size_t nnz = 0;
+                for (size_t r = 0; r < n; r++) {
+                    rp[r] = (uint32_t)nnz;
+                    for (size_t c = 0; c < k; c++) {
+                        if (wd[r * k + c] != 0 && (r + c) % 3 == 0) wd[r * k + c] = 0;
+                        if (wd[r * k + c] != 0) { ix[nnz] = (uint16_t)c; cv[nnz++] = wd[r * k + c]; }
+                    }
+                }
+                rp[n] = (uint32_t)nnz;
+                free(ref);
+                ref = ref_gemm(x, lda, wd, m, n, k, NULL, CONDENSE_ACT_GELU);
+                condense_csr_packed *pc = condense_csr_pack(levels[l], rp, ix, 2, cv, n, k, NULL);
+                const condense_sparse_kernel *ck = condense_sparse_kernel_for(CONDENSE_SPARSE_FORMAT_CSR, levels[l], m);
+                for (int t = 0; t < 2; t++) {
+                    const int st = pc ? condense_csr_gemm(pc, m, x, lda, y, n, CONDENSE_ACT_GELU, thread_counts[t]) : -1;
+                    check(st == 0 && max_err(y, n, ref, m, n) < 1e-5, "csr_gemm", ck ? ck->name : "?", m, n, k, thread_counts[t]);
+                }
+                condense_csr_packed_free(pc);
+                free(w); free(vals); free(bias); free(meta); free(wd); free(x); free(y); free(ref); free(rp); free(ix); free(cv);
+            }
+}
+
 int main(int argc, char **argv) {
     (void)argc; (void)argv;
     if (condense_dispatch_status_get() != CONDENSE_DISPATCH_OK) {
@@ -249,6 +312,7 @@ int main(int argc, char **argv) {
     test_q8();
     test_q4();
     test_half();
+    test_sparse();
     printf("%d passed, %d failed\n", passed, failed);
     return failed ? 1 : 0;
 }

@@ -180,6 +180,13 @@ void condense_s24q8_dot__avx512vbmi2(const condense_s24q8_packed *w, size_t n0, 
                                      const uint8_t *xq, size_t ldq, int32_t *acc, size_t ldacc);
 #endif
 
+#if CONDENSE_ARM64
+void condense_s24q8_dot__neon(const condense_s24q8_packed *w, size_t n0, size_t n1, size_t m,
+                              const uint8_t *xq, size_t ldq, int32_t *acc, size_t ldacc);
+void condense_s24q8_dot__dotprod(const condense_s24q8_packed *w, size_t n0, size_t n1, size_t m,
+                                 const uint8_t *xq, size_t ldq, int32_t *acc, size_t ldacc);
+#endif
+
 /* The tile plan the GEMM drivers (f32, int8) share: Y[M, N] cut into row blocks of mc rows and
  * chunks of `ppc` weight panels of nr columns; about four tiles per thread for balance, at most
  * 512 columns a chunk so a tile's slice of Y stays in L2 across K. Tiles are numbered

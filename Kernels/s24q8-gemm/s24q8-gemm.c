@@ -18,6 +18,10 @@ static const s24q8_kernel_impl kernels[] = {
     {{"s24q8_dot_4x4__avx512vbmi2", CONDENSE_ISA_AVX512, CONDENSE_CPU_AVX512VNNI | CONDENSE_CPU_AVX512VBMI2},
      condense_s24q8_dot__avx512vbmi2},
 #endif
+#if CONDENSE_ARM64
+    {{"s24q8_dot_4x1__neon", CONDENSE_ISA_NEON, 0}, condense_s24q8_dot__neon},
+    {{"s24q8_dot_4x1__dotprod", CONDENSE_ISA_DOTPROD, CONDENSE_CPU_DOTPROD}, condense_s24q8_dot__dotprod},
+#endif
 };
 
 int condense_s24q8_kernel_count(void) { return (int)(sizeof kernels / sizeof kernels[0]); }

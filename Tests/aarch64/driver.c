@@ -293,6 +293,53 @@ static void test_sparse(void) {
             }
 }
 
+/* 2:4-int8: the int32 dots are exact and X's quantization is bit-identical across levels, so every
+ * level's layer output must equal the scalar kernel's; the scalar one is checked against the
+ * dequantized weights in double (within the quantization of X). */
+static void test_s24q8(void) {
+    static const size_t sm[] = {1, 2, 5, 9};
+    static const size_t snk[][2] = {{3, 5}, {17, 64}, {33, 200}};
+    const int patterns[6] = {0x3, 0x5, 0x9, 0x6, 0xA, 0xC};
+    for (size_t a = 0; a < sizeof sm / sizeof sm[0]; a++)
+        for (size_t b = 0; b < sizeof snk / sizeof snk[0]; b++) {
+            const size_t m = sm[a], n = snk[b][0], k = snk[b][1], k4 = (k + 3) / 4 * 4, ms = k4 / 8 + 1;
+            int8_t *vals = malloc(n * k4 / 2);
+            uint8_t *meta = calloc(n * ms, 1);
+            float *wd = calloc(n * k, sizeof *wd), *sc = frandv(n), *bias = frandv(n), *x = frandv(m * k);
+            for (size_t r = 0; r < n; r++) {
+                sc[r] = fabsf(sc[r]) * 0.01f + 0.001f;
+                for (size_t g = 0; g < k4 / 4; g++) {
+                    rng = rng * 1664525u + 1013904223u;
+                    const int pat = patterns[(rng >> 16) % 6];
+                    meta[r * ms + g / 2] |= (uint8_t)(pat << (4 * (g % 2)));
+                    int slot = 0;
+                    for (int i = 0; i < 4; i++)
+                        if ((pat >> i) & 1) {
+                            const int8_t q = 4 * g + (size_t)i < k ? (int8_t)(frand() * 127.9f) : 0;
+                            vals[r * (k4 / 2) + 2 * g + (size_t)slot++] = q;
+                            if (4 * g + (size_t)i < k) wd[r * k + 4 * g + (size_t)i] = sc[r] * q;
+                        }
+                }
+            }
+            double *ref = ref_gemm(x, k, wd, m, n, k, bias, CONDENSE_ACT_NONE);
+            condense_s24q8_packed *ps = condense_s24q8_pack(CONDENSE_ISA_SCALAR, vals, meta, n, k, k4, ms, sc, bias);
+            float *ys = frandv(m * n), *y = frandv(m * n);
+            condense_s24q8_gemm(ps, m, x, k, ys, n, CONDENSE_ACT_NONE, 1);
+            check(max_err(ys, n, ref, m, n) < 0.05, "s24q8_gemm vs double", condense_s24q8_kernel_name(ps), m, n, k, 1);
+            for (int l = 0; l < nlevels; l++) {
+                condense_s24q8_packed *p = condense_s24q8_pack(levels[l], vals, meta, n, k, k4, ms, sc, bias);
+                for (int t = 0; t < 2; t++) {
+                    const int st = condense_s24q8_gemm(p, m, x, k, y, n, CONDENSE_ACT_NONE, thread_counts[t]);
+                    check(st == 0 && memcmp(y, ys, m * n * sizeof *y) == 0, "s24q8_gemm vs scalar",
+                          condense_s24q8_kernel_name(p), m, n, k, thread_counts[t]);
+                }
+                condense_s24q8_packed_free(p);
+            }
+            condense_s24q8_packed_free(ps);
+            free(vals); free(meta); free(wd); free(sc); free(bias); free(x); free(ref); free(ys); free(y);
+        }
+}
+
 int main(int argc, char **argv) {
     (void)argc; (void)argv;
     if (condense_dispatch_status_get() != CONDENSE_DISPATCH_OK) {
@@ -313,6 +360,7 @@ int main(int argc, char **argv) {
     test_q4();
     test_half();
     test_sparse();
+    test_s24q8();
     printf("%d passed, %d failed\n", passed, failed);
     return failed ? 1 : 0;
 }

@@ -761,6 +761,172 @@ CONDENSE_TARGET_S24Q4 static void group_s24_avx512(const layout *L, const uint8_
 }
 #endif
 
+
+#if CONDENSE_ARM64
+#include <arm_neon.h>
+/* AArch64: the AVX2 kernel's method on 4-row quarters of the 16-row group. Codes (u8 ≤ 63) and
+ * X (s8) give 4-byte dots per row: SDOT at the dotprod level; at the neon level SMULL to int16
+ * (|63·127|, and Q8_0's |128·127|·2, fit) and pairwise adds. Q8_0's codes are flipped back to s8,
+ * so its dot is Σ q·qx itself and its o·Σqx term is not subtracted. The float steps are the
+ * scalar kernel's, in its order: bit-identical results. */
+CONDENSE_INLINE int32x4_t dot4_neon(int32x4_t acc, int8x16_t w, int8x16_t x) {
+    const int16x8_t lo = vmull_s8(vget_low_s8(w), vget_low_s8(x)), hi = vmull_s8(vget_high_s8(w), vget_high_s8(x));
+    return vaddq_s32(acc, vpaddlq_s16(vpaddq_s16(lo, hi)));
+}
+CONDENSE_INLINE CONDENSE_TARGET_DOTPROD int32x4_t dot4_sdot(int32x4_t acc, int8x16_t w, int8x16_t x) {
+    return vdotq_s32(acc, w, x);
+}
+CONDENSE_INLINE float32x4_t u8x4_f32(const uint8_t *p) {
+    uint32_t v;
+    memcpy(&v, p, 4);
+    return vcvtq_f32_u32(vmovl_u16(vget_low_u16(vmovl_u8(vreinterpret_u8_u32(vdup_n_u32(v))))));
+}
+CONDENSE_INLINE float32x4_t s8x4_f32(const uint8_t *p) {
+    uint32_t v;
+    memcpy(&v, p, 4);
+    return vcvtq_f32_s32(vmovl_s16(vget_low_s16(vmovl_s8(vreinterpret_s8_u32(vdup_n_u32(v))))));
+}
+CONDENSE_INLINE float32x4_t f16x4_f32(const uint8_t *p) { return vcvt_f32_f16(vreinterpret_f16_u8(vld1_u8(p))); }
+CONDENSE_INLINE int8x16_t xquad(const int8_t *xq, int quad) {
+    int32_t v;
+    memcpy(&v, xq + 4 * quad, 4);
+    return vreinterpretq_s8_s32(vdupq_n_s32(v));
+}
+
+#define GGUF_GROUP_NEON(NAME, ATTR, DOT)                                                                       \
+    CONDENSE_INLINE ATTR void NAME##_rows(const int MR, const layout *L, const uint8_t *gw, const qx_rows *x,  \
+                                          size_t i0, float *y, size_t ldy, int valid) {                        \
+        const int q4 = L->chunks == 4, kind = L->kind, q8 = !q4;                                               \
+        const uint8x16_t lo4 = vdupq_n_u8(0x0F), top2 = vdupq_n_u8(0x30), b4 = vdupq_n_u8(0x10);               \
+        const uint8x16_t flip = vdupq_n_u8(0x80);                                                              \
+        float32x4_t acc[2][4], dsb[4], msb[4];                                                                 \
+        for (int ii = 0; ii < MR; ii++)                                                                        \
+            for (int qq = 0; qq < 4; qq++) acc[ii][qq] = vdupq_n_f32(0.0f);                                    \
+        for (int qq = 0; qq < 4; qq++) dsb[qq] = msb[qq] = vdupq_n_f32(0.0f);                                  \
+        for (size_t b = 0; b < x->nb; b++) {                                                                   \
+            const uint8_t *blk = block_at(L, gw, b);                                                           \
+            int32x4_t s0[2][4], s1[2][4];                                                                      \
+            for (int ii = 0; ii < MR; ii++)                                                                    \
+                for (int qq = 0; qq < 4; qq++) s0[ii][qq] = s1[ii][qq] = vdupq_n_s32(0);                       \
+            for (int ch = 0; ch < 4; ch++) {                                                                   \
+                int8x16_t xa[2], xb[2];                                                                        \
+                for (int ii = 0; ii < MR; ii++) {                                                              \
+                    const int8_t *xd = x->q + (i0 + (size_t)ii) * x->k + b * 32;                               \
+                    xa[ii] = xquad(xd, ch);                                                                    \
+                    xb[ii] = xquad(xd, ch + 4);                                                                \
+                }                                                                                              \
+                for (int qq = 0; qq < 4; qq++) {                                                               \
+                    const uint8x16_t v = vld1q_u8(blk + 64 * ch + 16 * qq);                                    \
+                    uint8x16_t lo, hi;                                                                         \
+                    if (q4) {                                                                                  \
+                        lo = vandq_u8(v, lo4);                                                                 \
+                        hi = vshrq_n_u8(v, 4);                                                                 \
+                        if (L->hbits) {                                                                        \
+                            const uint8x16_t h = vld1q_u8(blk + 256 + 16 * qq);                                \
+                            lo = vorrq_u8(lo, vandq_u8(vshlq_u8(h, vdupq_n_s8((int8_t)(4 - ch))), b4));        \
+                            hi = vorrq_u8(hi, vandq_u8(vshlq_u8(h, vdupq_n_s8((int8_t)-ch)), b4));             \
+                        }                                                                                      \
+                        if (kind == KQ6) {                                                                     \
+                            const uint8x16_t h = vld1q_u8(blk + (ch < 2 ? 256 : 320) + 16 * qq);               \
+                            if (ch % 2 == 0) {                                                                 \
+                                lo = vorrq_u8(lo, vandq_u8(h, top2));                                          \
+                                hi = vorrq_u8(hi, vandq_u8(vshlq_n_u8(h, 4), top2));                           \
+                            } else {                                                                           \
+                                lo = vorrq_u8(lo, vandq_u8(vshrq_n_u8(h, 2), top2));                           \
+                                hi = vorrq_u8(hi, vandq_u8(vshlq_n_u8(h, 2), top2));                           \
+                            }                                                                                  \
+                        }                                                                                      \
+                    } else {                                                                                   \
+                        lo = veorq_u8(v, flip);                                                                \
+                        hi = veorq_u8(vld1q_u8(blk + 64 * (ch + 4) + 16 * qq), flip);                          \
+                    }                                                                                          \
+                    for (int ii = 0; ii < MR; ii++) {                                                          \
+                        s0[ii][qq] = DOT(s0[ii][qq], vreinterpretq_s8_u8(lo), xa[ii]);                         \
+                        s1[ii][qq] = DOT(s1[ii][qq], vreinterpretq_s8_u8(hi), xb[ii]);                         \
+                    }                                                                                          \
+                }                                                                                              \
+            }                                                                                                  \
+            float32x4_t sc0[4], sc1[4], mw[4];                                                                 \
+            for (int qq = 0; qq < 4; qq++) {                                                                   \
+                sc1[qq] = mw[qq] = vdupq_n_f32(0.0f);                                                          \
+                if (kind == FLAT) {                                                                            \
+                    const uint8_t *sc = blk + flat_scales(L);                                                  \
+                    sc0[qq] = f16x4_f32(sc + 8 * qq);                                                          \
+                    if (L->has_min) mw[qq] = f16x4_f32(sc + 32 + 8 * qq);                                      \
+                } else {                                                                                       \
+                    if (b % 8 == 0) {                                                                          \
+                        const uint8_t *hdr = header_at(L, gw, b);                                              \
+                        dsb[qq] = f16x4_f32(hdr + 8 * qq);                                                     \
+                        if (kind == KQ4) msb[qq] = f16x4_f32(hdr + 32 + 8 * qq);                               \
+                    }                                                                                          \
+                    if (kind == KQ4) {                                                                         \
+                        sc0[qq] = vmulq_f32(dsb[qq], u8x4_f32(blk + 256 + 4 * qq));                            \
+                        mw[qq] = vmulq_f32(msb[qq], u8x4_f32(blk + 272 + 4 * qq));                             \
+                    } else {                                                                                   \
+                        sc0[qq] = vmulq_f32(dsb[qq], s8x4_f32(blk + 384 + 4 * qq));                            \
+                        sc1[qq] = vmulq_f32(dsb[qq], s8x4_f32(blk + 400 + 4 * qq));                            \
+                    }                                                                                          \
+                }                                                                                              \
+            }                                                                                                  \
+            for (int ii = 0; ii < MR; ii++) {                                                                  \
+                const size_t ib = (i0 + (size_t)ii) * x->nb + b;                                               \
+                const float dx = x->d[ib];                                                                     \
+                for (int qq = 0; qq < 4; qq++) {                                                               \
+                    if (kind == KQ6) {                                                                         \
+                        acc[ii][qq] = vfmaq_f32(acc[ii][qq], vcvtq_f32_s32(vsubq_s32(s0[ii][qq], vdupq_n_s32(x->c[ib]))), \
+                                                vmulq_n_f32(sc0[qq], dx));                                     \
+                        acc[ii][qq] = vfmaq_f32(acc[ii][qq], vcvtq_f32_s32(vsubq_s32(s1[ii][qq], vdupq_n_s32(x->c2[ib]))), \
+                                                vmulq_n_f32(sc1[qq], dx));                                     \
+                        continue;                                                                              \
+                    }                                                                                          \
+                    int32x4_t t = vaddq_s32(s0[ii][qq], s1[ii][qq]);                                           \
+                    if (!q8) t = vsubq_s32(t, vdupq_n_s32(x->c[ib]));                                          \
+                    acc[ii][qq] = vfmaq_f32(acc[ii][qq], vcvtq_f32_s32(t), vmulq_n_f32(sc0[qq], dx));          \
+                    if (kind == KQ4) acc[ii][qq] = vfmsq_f32(acc[ii][qq], mw[qq], vdupq_n_f32(x->s[ib]));      \
+                    else if (L->has_min) acc[ii][qq] = vfmaq_f32(acc[ii][qq], mw[qq], vdupq_n_f32(x->s[ib]));  \
+                }                                                                                              \
+            }                                                                                                  \
+        }                                                                                                      \
+        for (int ii = 0; ii < MR; ii++) {                                                                      \
+            float out[16];                                                                                     \
+            for (int qq = 0; qq < 4; qq++) vst1q_f32(out + 4 * qq, acc[ii][qq]);                               \
+            float *yi = y + (i0 + (size_t)ii) * ldy;                                                           \
+            for (int r = 0; r < valid; r++) yi[r] = out[r];                                                    \
+        }                                                                                                      \
+    }                                                                                                          \
+    ATTR static void NAME(const layout *L, const uint8_t *gw, const qx_rows *x, size_t m0, size_t m1, float *y,  \
+                          size_t ldy, int valid) {                                                             \
+        size_t i = m0;                                                                                         \
+        for (; i + 2 <= m1; i += 2) NAME##_rows(2, L, gw, x, i, y, ldy, valid);                                \
+        if (i < m1) NAME##_rows(1, L, gw, x, i, y, ldy, valid);                                                \
+    }
+GGUF_GROUP_NEON(group_neon, , dot4_neon)
+GGUF_GROUP_NEON(group_dotprod, CONDENSE_TARGET_DOTPROD, dot4_sdot)
+
+/* ggml's q8_0 of one block, the scalar rule: max by maxNum (NaN ignored, as fmaxf), FCVTNS
+ * rounds to nearest even and turns NaN into 0. */
+static void quantize_block_neon(const float *x, int8_t *q, float *d, int32_t *sum) {
+    float32x4_t v[8], a = vdupq_n_f32(0.0f);
+    for (int j = 0; j < 8; j++) {
+        v[j] = vld1q_f32(x + 4 * j);
+        a = vmaxnmq_f32(a, vabsq_f32(v[j]));
+    }
+    const float amax = vmaxnmvq_f32(a);
+    const float id = amax != 0 ? 127.0f / amax : 0.0f;
+    int32x4_t s[2] = {vdupq_n_s32(0), vdupq_n_s32(0)};
+    for (int j = 0; j < 8; j++) {
+        const int32x4_t qi = vcvtnq_s32_f32(vmulq_n_f32(v[j], id));
+        s[j / 4] = vaddq_s32(s[j / 4], qi);
+        const int16x4_t h = vmovn_s32(qi);
+        const int8x8_t b = vmovn_s16(vcombine_s16(h, h));
+        vst1_lane_s32((int32_t *)(void *)(q + 4 * j), vreinterpret_s32_s8(b), 0);
+    }
+    *d = amax / 127.0f;
+    sum[0] = vaddvq_s32(s[0]);
+    sum[1] = vaddvq_s32(s[1]);
+}
+#endif
+
 /* The one registration point: descriptor and code together, one entry per block type and ISA. */
 typedef struct gguf_kernel_impl {
     condense_gguf_kernel info; /* first: its address is the entry's */
@@ -804,6 +970,22 @@ static const gguf_kernel_impl kernels[] = {
       CONDENSE_BLOCK_S24Q4},
      group_s24_avx512, quantize_block_avx512},
 #endif
+#if CONDENSE_ARM64
+    {{"gguf_q8_0_x16__neon", CONDENSE_ISA_NEON, 0, CONDENSE_GGUF_Q8_0}, group_neon, quantize_block_neon},
+    {{"gguf_q4_0_x16__neon", CONDENSE_ISA_NEON, 0, CONDENSE_GGUF_Q4_0}, group_neon, quantize_block_neon},
+    {{"gguf_q4_1_x16__neon", CONDENSE_ISA_NEON, 0, CONDENSE_GGUF_Q4_1}, group_neon, quantize_block_neon},
+    {{"gguf_q5_0_x16__neon", CONDENSE_ISA_NEON, 0, CONDENSE_GGUF_Q5_0}, group_neon, quantize_block_neon},
+    {{"gguf_q5_1_x16__neon", CONDENSE_ISA_NEON, 0, CONDENSE_GGUF_Q5_1}, group_neon, quantize_block_neon},
+    {{"gguf_q4_k_x16__neon", CONDENSE_ISA_NEON, 0, CONDENSE_GGUF_Q4_K}, group_neon, quantize_block_neon},
+    {{"gguf_q6_k_x16__neon", CONDENSE_ISA_NEON, 0, CONDENSE_GGUF_Q6_K}, group_neon, quantize_block_neon},
+    {{"gguf_q8_0_x16__dotprod", CONDENSE_ISA_DOTPROD, CONDENSE_CPU_DOTPROD, CONDENSE_GGUF_Q8_0}, group_dotprod, quantize_block_neon},
+    {{"gguf_q4_0_x16__dotprod", CONDENSE_ISA_DOTPROD, CONDENSE_CPU_DOTPROD, CONDENSE_GGUF_Q4_0}, group_dotprod, quantize_block_neon},
+    {{"gguf_q4_1_x16__dotprod", CONDENSE_ISA_DOTPROD, CONDENSE_CPU_DOTPROD, CONDENSE_GGUF_Q4_1}, group_dotprod, quantize_block_neon},
+    {{"gguf_q5_0_x16__dotprod", CONDENSE_ISA_DOTPROD, CONDENSE_CPU_DOTPROD, CONDENSE_GGUF_Q5_0}, group_dotprod, quantize_block_neon},
+    {{"gguf_q5_1_x16__dotprod", CONDENSE_ISA_DOTPROD, CONDENSE_CPU_DOTPROD, CONDENSE_GGUF_Q5_1}, group_dotprod, quantize_block_neon},
+    {{"gguf_q4_k_x16__dotprod", CONDENSE_ISA_DOTPROD, CONDENSE_CPU_DOTPROD, CONDENSE_GGUF_Q4_K}, group_dotprod, quantize_block_neon},
+    {{"gguf_q6_k_x16__dotprod", CONDENSE_ISA_DOTPROD, CONDENSE_CPU_DOTPROD, CONDENSE_GGUF_Q6_K}, group_dotprod, quantize_block_neon},
+#endif
 };
 
 int condense_gguf_kernel_count(void) { return (int)(sizeof kernels / sizeof kernels[0]); }
@@ -818,7 +1000,9 @@ static const gguf_kernel_impl *kernel_for(uint32_t type, condense_isa isa) {
     const gguf_kernel_impl *best = NULL;
     for (int i = 0; i < condense_gguf_kernel_count(); i++) {
         const gguf_kernel_impl *k = &kernels[i];
-        if (k->info.type != type || k->info.isa > isa || (k->info.features & have) != k->info.features) continue;
+        if (k->info.type != type || k->info.isa > isa || !condense_isa_runs_on(k->info.isa, condense_isa_detected()) ||
+            (k->info.features & have) != k->info.features)
+            continue;
         if (!best || k->info.isa > best->info.isa) best = k;
     }
     return best;

@@ -340,6 +340,60 @@ static void test_s24q8(void) {
         }
 }
 
+/* GGUF block types: random blocks with sane f16 scales, packed, against the dequantized weights in
+ * double (within X's int8 quantization), and every level bit-identical to the scalar kernel. */
+static void put_f16(uint8_t *p) { /* ±[2^-6, 2^-2): well inside f16's normal range */
+    const uint16_t h = (uint16_t)(0x2400 + (rng >> 9) % 0x0C00) | (uint16_t)((rng >> 3) & 1 ? 0x8000 : 0);
+    rng = rng * 1664525u + 1013904223u;
+    p[0] = (uint8_t)h; p[1] = (uint8_t)(h >> 8);
+}
+static void test_gguf(void) {
+    static const struct { uint32_t type; size_t bytes, epb; int f16at[2]; } types[] = {
+        {CONDENSE_GGUF_Q8_0, 34, 32, {0, -1}}, {CONDENSE_GGUF_Q4_0, 18, 32, {0, -1}}, {CONDENSE_GGUF_Q4_1, 20, 32, {0, 2}},
+        {CONDENSE_GGUF_Q5_0, 22, 32, {0, -1}}, {CONDENSE_GGUF_Q5_1, 24, 32, {0, 2}}, {CONDENSE_GGUF_Q4_K, 144, 256, {0, 2}},
+        {CONDENSE_GGUF_Q6_K, 210, 256, {208, -1}},
+    };
+    static const size_t gm[] = {1, 2, 3, 5};
+    static const size_t gn[] = {1, 16, 37};
+    for (size_t ti = 0; ti < sizeof types / sizeof types[0]; ti++)
+        for (size_t a = 0; a < sizeof gm / sizeof gm[0]; a++)
+            for (size_t c = 0; c < sizeof gn / sizeof gn[0]; c++) {
+                const size_t m = gm[a], n = gn[c], k = types[ti].epb == 32 ? 96 : 512, nb = k / types[ti].epb;
+                const size_t rowb = nb * types[ti].bytes;
+                uint8_t *w = malloc(n * rowb);
+                for (size_t i = 0; i < n * rowb; i++) { rng = rng * 1664525u + 1013904223u; w[i] = (uint8_t)(rng >> 24); }
+                for (size_t blk = 0; blk < n * nb; blk++)
+                    for (int f = 0; f < 2; f++)
+                        if (types[ti].f16at[f] >= 0) put_f16(w + blk * types[ti].bytes + types[ti].f16at[f]);
+                float *wd = malloc(n * k * sizeof *wd), *x = frandv(m * k), *ys = frandv(m * n), *y = frandv(m * n);
+                int ok = 1;
+                for (size_t r = 0; r < n; r++) ok = ok && condense_gguf_dequantize(types[ti].type, w + r * rowb, k, wd + r * k) == 0;
+                const size_t psz = condense_gguf_packed_size(types[ti].type, n, k);
+                void *pk = NULL;
+                ok = ok && psz && posix_memalign(&pk, 64, psz) == 0 && condense_gguf_pack(types[ti].type, w, n, k, pk) == 0;
+                double *ref = ref_gemm(x, k, wd, m, n, k, NULL, CONDENSE_ACT_NONE);
+                ok = ok && condense_gguf_gemm(types[ti].type, pk, n, k, m, x, k, ys, n, CONDENSE_ISA_SCALAR, 1) == 0;
+                /* X's int8 rounding moves each term by up to 1/254 of the row's largest |x|:
+                 * measured against Σ|x||w| per output, the error stays below 1 %. */
+                double e = 0;
+                for (size_t i = 0; ok && i < m; i++)
+                    for (size_t j = 0; j < n; j++) {
+                        double mag = 1e-9;
+                        for (size_t q = 0; q < k; q++) mag += fabs((double)x[i * k + q] * wd[j * k + q]);
+                        e = fmax(e, fabs(ys[i * n + j] - ref[i * n + j]) / mag);
+                    }
+                check(ok && e < 0.01, "gguf_gemm vs double", condense_gguf_gemm_kernel_name(types[ti].type, CONDENSE_ISA_SCALAR),
+                      m, n, k, 1);
+                for (int l = 0; ok && l < nlevels; l++)
+                    for (int t = 0; t < 2; t++) {
+                        const int st = condense_gguf_gemm(types[ti].type, pk, n, k, m, x, k, y, n, levels[l], thread_counts[t]);
+                        check(st == 0 && memcmp(y, ys, m * n * sizeof *y) == 0, "gguf_gemm vs scalar",
+                              condense_gguf_gemm_kernel_name(types[ti].type, levels[l]), m, n, k, thread_counts[t]);
+                    }
+                free(pk); free(w); free(wd); free(x); free(ys); free(y); free(ref);
+            }
+}
+
 int main(int argc, char **argv) {
     (void)argc; (void)argv;
     if (condense_dispatch_status_get() != CONDENSE_DISPATCH_OK) {
@@ -361,6 +415,7 @@ int main(int argc, char **argv) {
     test_half();
     test_sparse();
     test_s24q8();
+    test_gguf();
     printf("%d passed, %d failed\n", passed, failed);
     return failed ? 1 : 0;
 }

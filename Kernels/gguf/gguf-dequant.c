@@ -53,6 +53,9 @@ uint16_t condense_f32_to_f16_one(float f) {
     return (uint16_t)(sign | r);
 }
 
+#if CONDENSE_ARM64
+#include <arm_neon.h>
+#endif
 #if CONDENSE_X86
 #include <immintrin.h>
 CONDENSE_TARGET_AVX512 static size_t f32_to_f16_avx512(const float *x, uint16_t *y, size_t n) {
@@ -68,6 +71,11 @@ void condense_f32_to_f16(const float *x, uint16_t *y, size_t n, condense_isa isa
     size_t i = 0;
 #if CONDENSE_X86
     if (isa >= CONDENSE_ISA_AVX512) i = f32_to_f16_avx512(x, y, n);
+#elif CONDENSE_ARM64
+    /* FCVTN rounds to nearest even and quiets a NaN keeping its top payload bits, as F16C and the
+     * scalar rule do (FPCR.DN is off in user space): the same bits, tested NaN included. */
+    if (condense_isa_runs_on(isa, condense_isa_detected()) && isa >= CONDENSE_ISA_NEON)
+        for (; i + 4 <= n; i += 4) vst1_u16(y + i, vreinterpret_u16_f16(vcvt_f16_f32(vld1q_f32(x + i))));
 #endif
     for (; i < n; i++) y[i] = condense_f32_to_f16_one(x[i]);
 }

@@ -394,6 +394,89 @@ static void test_gguf(void) {
             }
 }
 
+/* Softmax attention of one query over n keys, in double. */
+static void attend_ref(const float *q, const float *k, size_t ldk, const float *v, size_t ldv, size_t n, int d, double scale,
+                       double *out) {
+    double *sc = malloc(n * sizeof *sc), mx = -INFINITY, sum = 0;
+    for (size_t j = 0; j < n; j++) {
+        double dot = 0;
+        for (int c = 0; c < d; c++) dot += (double)q[c] * k[j * ldk + (size_t)c];
+        sc[j] = dot * scale;
+        mx = fmax(mx, sc[j]);
+    }
+    for (size_t j = 0; j < n; j++) { sc[j] = exp(sc[j] - mx); sum += sc[j]; }
+    for (int c = 0; c < d; c++) {
+        double o = 0;
+        for (size_t j = 0; j < n; j++) o += sc[j] * v[j * ldv + (size_t)c];
+        out[c] = o / sum;
+    }
+    free(sc);
+}
+
+static void test_attention(void) {
+    static const int dims[] = {4, 6, 12, 16, 64};
+    for (int l = 0; l < nlevels; l++)
+        for (size_t di = 0; di < sizeof dims / sizeof dims[0]; di++) {
+            const int d = dims[di], heads = 2;
+            /* Encoder self-attention over two packed sequences. */
+            const int32_t seq[3] = {0, 5, 22};
+            const size_t rows = 22, ld = 3 * (size_t)heads * (size_t)d, H = (size_t)heads * (size_t)d;
+            float *qkv = frandv(rows * ld), *out = frandv(rows * H);
+            double *ref = malloc(rows * H * sizeof *ref);
+            for (int sI = 0; sI < 2; sI++)
+                for (int h = 0; h < heads; h++)
+                    for (int32_t i = seq[sI]; i < seq[sI + 1]; i++)
+                        attend_ref(qkv + (size_t)i * ld + (size_t)h * d, qkv + (size_t)seq[sI] * ld + H + (size_t)h * d, ld,
+                                   qkv + (size_t)seq[sI] * ld + 2 * H + (size_t)h * d, ld, (size_t)(seq[sI + 1] - seq[sI]), d,
+                                   0.3, ref + (size_t)i * H + (size_t)h * d);
+            for (int t = 0; t < 2; t++) {
+                const int st = condense_f32_attention(qkv, qkv + H, qkv + 2 * H, ld, out, H, seq, 2, heads, d, 0.3f, levels[l],
+                                                      thread_counts[t]);
+                check(st == 0 && max_err(out, H, ref, rows, H) < 1e-5, "f32_attention", condense_isa_name(levels[l]), rows, H,
+                      (size_t)d, thread_counts[t]);
+            }
+            free(qkv); free(out); free(ref);
+            /* Decoder causal attention over an f32 and an f16 cache, grouped-query (6 heads, 2 KV:
+             * groups of 3, so both the 2-head and the 1-head V tiles run). */
+            const int hq = 6, hk = 2;
+            const size_t p0 = 37, tq = 3, nmax = p0 + tq, ldq = (size_t)hq * d, ldkv = (size_t)hk * d + 2;
+            float *q = frandv(tq * ldq), *kc = frandv(nmax * ldkv), *vc = frandv(nmax * ldkv), *o = frandv(tq * ldq);
+            uint16_t *kh = malloc(nmax * ldkv * 2), *vh = malloc(nmax * ldkv * 2);
+            condense_f32_to_f16(kc, kh, nmax * ldkv, CONDENSE_ISA_SCALAR);
+            condense_f32_to_f16(vc, vh, nmax * ldkv, CONDENSE_ISA_SCALAR);
+            for (int f16 = 0; f16 < 2; f16++) {
+                if (f16) /* the reference reads what the f16 cache holds */
+                    for (size_t i = 0; i < nmax * ldkv; i++) { kc[i] = condense_f16_to_f32(kh[i]); vc[i] = condense_f16_to_f32(vh[i]); }
+                double *cr = malloc(tq * ldq * sizeof *cr);
+                for (size_t i = 0; i < tq; i++)
+                    for (int h = 0; h < hq; h++)
+                        attend_ref(q + i * ldq + (size_t)h * d, kc + (size_t)(h / (hq / hk)) * d, ldkv, vc + (size_t)(h / (hq / hk)) * d,
+                                   ldkv, p0 + i + 1, d, 0.25, cr + i * ldq + (size_t)h * d);
+                for (int t = 0; t < 2; t++) {
+                    const int st = condense_causal_attention(q, ldq, f16 ? (const void *)kh : kc, f16 ? (const void *)vh : vc,
+                                                             f16 ? CONDENSE_GGUF_F16 : CONDENSE_GGUF_F32, ldkv, o, ldq, tq, p0, hq,
+                                                             hk, d, 0.25f, levels[l], thread_counts[t]);
+                    check(st == 0 && max_err(o, ldq, cr, tq, ldq) < 1e-5, f16 ? "causal_attention_f16" : "causal_attention_f32",
+                          condense_isa_name(levels[l]), tq, ldq, (size_t)d, thread_counts[t]);
+                }
+                free(cr);
+            }
+            free(q); free(kc); free(vc); free(o); free(kh); free(vh);
+        }
+    /* f32 → f16: every level the scalar rule's bits, specials and tails included. */
+    for (int l = 0; l < nlevels; l++) {
+        float x[37];
+        for (int i = 0; i < 37; i++) x[i] = frand() * 70000.0f;
+        x[3] = NAN; x[4] = -NAN; x[8] = -INFINITY; x[9] = 1e-8f; x[10] = -0.0f; x[21] = 65519.0f; x[22] = 65520.0f;
+        const uint32_t payload = 0x7FA12345u; /* a signalling NaN with a payload: quieted, top bits kept */
+        memcpy(&x[5], &payload, 4);
+        uint16_t a[37], b[37];
+        condense_f32_to_f16(x, a, 37, CONDENSE_ISA_SCALAR);
+        condense_f32_to_f16(x, b, 37, levels[l]);
+        check(memcmp(a, b, sizeof a) == 0, "f32_to_f16", condense_isa_name(levels[l]), 1, 37, 0, 1);
+    }
+}
+
 int main(int argc, char **argv) {
     (void)argc; (void)argv;
     if (condense_dispatch_status_get() != CONDENSE_DISPATCH_OK) {
@@ -416,6 +499,7 @@ int main(int argc, char **argv) {
     test_sparse();
     test_s24q8();
     test_gguf();
+    test_attention();
     printf("%d passed, %d failed\n", passed, failed);
     return failed ? 1 : 0;
 }

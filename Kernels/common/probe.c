@@ -67,6 +67,35 @@ CONDENSE_TARGET_AVX2 static double sum_256(const float *p, size_t n) {
 }
 #endif
 
+#if CONDENSE_ARM64
+#include <arm_neon.h>
+/* 24 independent chains: 4 FMA pipes × 4 cycles of latency (Apple M-series, Neoverse V) and spare. */
+#define NEON_CHAINS 24
+static float fma_loop_neon(long iters) {
+    float32x4_t acc[NEON_CHAINS];
+    for (int i = 0; i < NEON_CHAINS; i++) acc[i] = vdupq_n_f32((float)i);
+    const float32x4_t a = vdupq_n_f32(0.999999f), b = vdupq_n_f32(1e-7f);
+    for (long it = 0; it < iters; it++)
+        for (int i = 0; i < NEON_CHAINS; i++) acc[i] = vfmaq_f32(b, acc[i], a);
+    float32x4_t s = acc[0];
+    for (int i = 1; i < NEON_CHAINS; i++) s = vaddq_f32(s, acc[i]);
+    return vaddvq_f32(s);
+}
+static double sum_neon(const float *p, size_t n) {
+    float32x4_t s0 = vdupq_n_f32(0), s1 = s0, s2 = s0, s3 = s0;
+    size_t i = 0;
+    for (; i + 16 <= n; i += 16) {
+        s0 = vaddq_f32(s0, vld1q_f32(p + i));
+        s1 = vaddq_f32(s1, vld1q_f32(p + i + 4));
+        s2 = vaddq_f32(s2, vld1q_f32(p + i + 8));
+        s3 = vaddq_f32(s3, vld1q_f32(p + i + 12));
+    }
+    double r = vaddvq_f32(vaddq_f32(vaddq_f32(s0, s1), vaddq_f32(s2, s3)));
+    for (; i < n; i++) r += p[i];
+    return r;
+}
+#endif
+
 static double sum_scalar(const float *p, size_t n) {
     double r = 0;
     for (size_t i = 0; i < n; i++) r += p[i];
@@ -84,6 +113,9 @@ static void fma_share(void *ctx, int t, int nt) {
 #if CONDENSE_X86
     if (c->isa >= CONDENSE_ISA_AVX512) sink = fma_loop_512(c->iters);
     else if (c->isa >= CONDENSE_ISA_AVX2) sink = fma_loop_256(c->iters);
+    else
+#elif CONDENSE_ARM64
+    if (c->isa >= CONDENSE_ISA_NEON) sink = fma_loop_neon(c->iters);
     else
 #endif
     {
@@ -111,6 +143,9 @@ static void read_share(void *ctx, int t, int nt) {
     if (c->isa >= CONDENSE_ISA_AVX512) v = sum_512(c->buf + b, e - b);
     else if (c->isa >= CONDENSE_ISA_AVX2) v = sum_256(c->buf + b, e - b);
     else
+#elif CONDENSE_ARM64
+    if (c->isa >= CONDENSE_ISA_NEON) v = sum_neon(c->buf + b, e - b);
+    else
 #endif
         v = sum_scalar(c->buf + b, e - b);
     if (t < 64) c->part[t] = v;
@@ -119,7 +154,7 @@ static void read_share(void *ctx, int t, int nt) {
 
 double condense_probe_fma_gflops(int threads, condense_isa isa) {
     if (threads < 1) threads = condense_get_num_threads();
-    if (isa > condense_isa_detected()) isa = condense_isa_detected();
+    if (!condense_isa_runs_on(isa, condense_isa_detected())) isa = condense_isa_detected();
     /* Best of several short runs: the clock drifts and the host is shared, and the peak is the
      * best the machine can do, not a typical figure. */
     const long iters = 4 * 1000 * 1000;
@@ -130,7 +165,10 @@ double condense_probe_fma_gflops(int threads, condense_isa isa) {
     condense_team_run(threads, fma_share, &c);
     double dt = now_s() - t0;
     for (int i = 0; i < 64; i++) condense_probe_sink += c.part[i];
-    double flops_per_iter = isa >= CONDENSE_ISA_AVX512 ? 16 * 32 : isa >= CONDENSE_ISA_AVX2 ? 12 * 16 : 2;
+    double flops_per_iter = isa >= CONDENSE_ISA_NEON ? 0 : isa >= CONDENSE_ISA_AVX512 ? 16 * 32 : isa >= CONDENSE_ISA_AVX2 ? 12 * 16 : 2;
+#if CONDENSE_ARM64
+    if (isa >= CONDENSE_ISA_NEON) flops_per_iter = NEON_CHAINS * 8;
+#endif
     /* The threads that ran (a busy team runs the probe alone). */
     double g = (double)c.ran * (double)iters * flops_per_iter / dt * 1e-9;
     if (g > best) best = g;

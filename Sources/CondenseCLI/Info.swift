@@ -9,7 +9,8 @@ struct Info: ParsableCommand {
         print("cpu:        \(CondenseRuntime.cpuBrand.isEmpty ? "unknown" : CondenseRuntime.cpuBrand)")
         print("features:   \(CondenseRuntime.cpuFeatures.joined(separator: " "))")
         print("isa:        detected \(CondenseRuntime.detectedISA), active \(CondenseRuntime.activeISA)"
-              + (CondenseRuntime.isaOverride.map { " (CONDENSE_ISA=\($0))" } ?? ""))
+              + (CondenseRuntime.isaOverride.map { " (CONDENSE_ISA=\($0))" } ?? "")
+              + "; levels here: \(CondenseRuntime.runnableISAs.map(\.description).joined(separator: " < "))")
         do { try CondenseRuntime.validateEnvironment() } catch { print("            warning: \(error)") }
         print("threads:    \(CondenseRuntime.threads) of \(CondenseRuntime.processorCount) processors on Condense's thread team; OpenMP \(CondenseRuntime.openMPEnabled ? "linked (thread-count defaults)" : "off (built without the OpenMP trait)")")
         print("")

@@ -500,6 +500,13 @@ int main(int argc, char **argv) {
     test_s24q8();
     test_gguf();
     test_attention();
+    /* The probes run (their figures mean nothing under emulation, but must be positive). The FMA
+     * probe's 28 M vector FMAs take emulated seconds: run.sh asks for it once. */
+    check(condense_probe_read_gbps(1 << 16, 2, 1) > 0, "read probe", condense_isa_name(condense_isa_active()), 0, 0, 0, 2);
+    const char *fp = getenv("CONDENSE_DRIVER_FMA_PROBE");
+    if (fp && *fp)
+        check(condense_probe_fma_gflops(1, condense_isa_active()) > 0, "fma probe", condense_isa_name(condense_isa_active()), 0, 0,
+              0, 1);
     printf("%d passed, %d failed\n", passed, failed);
     return failed ? 1 : 0;
 }

@@ -42,7 +42,9 @@ total_pass=0; total_fail=0
 runs=("cortex-a53:" "neoverse-n1:" "max:" "max:dotprod" "max:neon" "max:scalar" "cortex-a53:dotprod" "max:avx2")
 for r in "${runs[@]}"; do
     cpu=${r%%:*}; isa=${r#*:}
-    log=$(QEMU_LD_PREFIX=/usr/aarch64-linux-gnu CONDENSE_ISA=$isa qemu-aarch64 -cpu "$cpu" "$out/driver" 2>&1) || true
+    probe=; [ "$r" = "max:" ] && probe=1
+    log=$(QEMU_LD_PREFIX=/usr/aarch64-linux-gnu CONDENSE_ISA=$isa CONDENSE_DRIVER_FMA_PROBE=$probe \
+          qemu-aarch64 -cpu "$cpu" "$out/driver" 2>&1) || true
     summary=$(echo "$log" | tail -1)
     if [[ "$summary" =~ ^unavailable ]] && { [ "$isa" = dotprod ] && [ "$cpu" = cortex-a53 ] || [ "$isa" = avx2 ]; }; then
         echo "cpu $cpu CONDENSE_ISA=$isa: refused, as it should be"; total_pass=$((total_pass + 1)); continue

@@ -3,8 +3,12 @@
 // `-fopenmp`) can still be depended on by version tag. See docs/architecture.md.
 import PackageDescription
 
-/// OpenMP is on by default and can be switched off with the `OpenMP` trait for platforms
-/// without libomp (`swift build --disable-default-traits`); the kernels then run single-threaded.
+/// The kernels run on Condense's own pthread team on every platform; libomp only supplies the
+/// thread-count default (`OMP_NUM_THREADS`) where it exists. So `-fopenmp` and the library are
+/// Linux-only (Apple's clang has none) and behind the default `OpenMP` trait, which
+/// `swift build --disable-default-traits` turns off. No architecture flag is passed at all: the
+/// x86 kernels carry per-function `target` attributes and compile to nothing on AArch64, whose
+/// extensions (dotprod, i8mm) get their own attributes; Tests/aarch64/run.sh checks the ARM build.
 let openMPC: [CSetting] = [
     .unsafeFlags(["-fopenmp"], .when(platforms: [.linux], traits: ["OpenMP"])),
 ]

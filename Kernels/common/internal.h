@@ -17,6 +17,7 @@
 /* Baseline AArch64 has Advanced SIMD; the extensions get per-function targets, like x86's. */
 #define CONDENSE_TARGET_DOTPROD __attribute__((target("dotprod")))
 #define CONDENSE_TARGET_I8MM __attribute__((target("dotprod,i8mm")))
+#define CONDENSE_TARGET_BF16 __attribute__((target("bf16")))
 #else
 #define CONDENSE_ARM64 0
 #endif
@@ -114,6 +115,8 @@ void condense_bf16_round_rows__avx512bf16(const float *x, size_t m, size_t k, si
 #if CONDENSE_ARM64
 void condense_half_widen_6x16__neon(int type, int mr, int nv, size_t kc, const void *a, size_t lda,
                                     const uint16_t *b, float *c, size_t ldc, int flags, const float *bias, int act);
+void condense_bf16_dot_6x16__bf16(int type, int mr, int nv, size_t kc, const void *a, size_t lda,
+                                  const uint16_t *b, float *c, size_t ldc, int flags, const float *bias, int act);
 #endif
 /* f16 bits to f32 and bf16 bits to f32: exact. */
 float condense_f16_to_f32(uint16_t h);

@@ -22,6 +22,10 @@ static const condense_half_kernel kernels[] = {
 #endif
 #if CONDENSE_ARM64
     {"half_widen_6x16__neon", CONDENSE_ISA_NEON, 0, BOTH, 0, 6, 16, 4096, 72, condense_half_widen_6x16__neon},
+    /* FEAT_BF16 arrived with FEAT_I8MM (ARMv8.6: Graviton 3, Apple M2, Neoverse V1/N2): the top
+     * rung, so CONDENSE_ISA=neon or dotprod keeps bf16 layers exact. */
+    {"bf16_dot_6x16__bf16", CONDENSE_ISA_I8MM, CONDENSE_CPU_ARM_BF16, 1u << CONDENSE_HALF_BF16, 1, 6, 16, 4096, 72,
+     condense_bf16_dot_6x16__bf16},
 #endif
 };
 #undef BOTH
@@ -144,18 +148,25 @@ int condense_half_gemm(const condense_half_packed *w, size_t m, const float *x, 
     const int nt = threads > 0 ? threads : condense_get_num_threads();
     half_job job = {.w = w, .x = x, .m = m, .lda = lda, .ldy = ldy, .xbytes = sizeof(float), .y = y, .act = act,
                     .plan = condense_plan_tiles(m, w->n, (size_t)kr->mc, (size_t)kr->nr, nt)};
-#if CONDENSE_X86
     if (kr->bf16_activations) {
         size_t bytes;
         if (__builtin_mul_overflow(m, w->kstored * sizeof(uint16_t), &bytes)) return CONDENSE_ERR_INVALID;
         uint16_t *xb = condense_scratch(CONDENSE_SCRATCH_QX, bytes + 64);
         if (!xb) return CONDENSE_ERR_NO_MEMORY;
+#if CONDENSE_X86
         condense_bf16_round_rows__avx512bf16(x, m, w->k, lda, xb, w->kstored);
+#else
+        /* The scalar rounding (the same bits as x86's vcvtneps2bf16): M·K conversions beside
+         * M·N·K multiply-adds. */
+        for (size_t i = 0; i < m; i++) {
+            for (size_t c = 0; c < w->k; c++) xb[i * w->kstored + c] = condense_f32_to_bf16(x[i * lda + c]);
+            for (size_t c = w->k; c < w->kstored; c++) xb[i * w->kstored + c] = 0;
+        }
+#endif
         job.x = xb;
         job.lda = w->kstored;
         job.xbytes = sizeof(uint16_t);
     }
-#endif
     condense_team_run(job.plan.threads, half_share, &job);
     return CONDENSE_OK;
 }

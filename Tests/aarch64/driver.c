@@ -216,7 +216,16 @@ static void test_half(void) {
                     w[i] = type == CONDENSE_HALF_BF16 ? condense_gguf_dequantize(CONDENSE_GGUF_BF16, &wh[i], 1, &w[i]), w[i]
                                                       : condense_f16_to_f32(wh[i]);
                 }
-                double *ref = ref_gemm(x, k, w, m, n, k, b, CONDENSE_ACT_GELU);
+                /* A dot kernel promises X rounded to bf16 (then exact products, f32 sums). */
+                float *xr = malloc(m * k * sizeof *xr);
+                for (size_t i = 0; i < m * k; i++) {
+                    const uint16_t h = condense_f32_to_bf16(x[i]);
+                    const uint32_t u = (uint32_t)h << 16;
+                    memcpy(&xr[i], &u, 4);
+                    if (!kr->bf16_activations) xr[i] = x[i];
+                }
+                double *ref = ref_gemm(xr, k, w, m, n, k, b, CONDENSE_ACT_GELU);
+                free(xr);
                 condense_half_packed *p = condense_half_pack_for(kr, type, wh, n, k, k, b);
                 for (int t = 0; t < 2; t++) {
                     const int st = p ? condense_half_gemm(p, m, x, k, y, n, CONDENSE_ACT_GELU, thread_counts[t]) : -1;

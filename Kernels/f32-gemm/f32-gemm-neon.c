@@ -8,9 +8,13 @@
 
 CONDENSE_INLINE void ukernel_neon(const int MR, int nv, size_t kc, const float *a, size_t lda, const float *b,
                                   float *c, size_t ldc, int flags, const float *bias, int act) {
-    float32x4_t acc[6][4];
+    /* acc2: a second set for odd K steps when MR <= 2, so M = 1 and 2 (GEMV) keep 8 or 16
+     * independent FMA chains in flight instead of 4 or 8 (4 cycles of latency, 2–4 FMA pipes). */
+    float32x4_t acc[6][4], acc2[2][4];
     for (int i = 0; i < MR; i++)
         for (int j = 0; j < 4; j++) acc[i][j] = vdupq_n_f32(0.0f);
+    for (int i = 0; i < 2; i++)
+        for (int j = 0; j < 4; j++) acc2[i][j] = vdupq_n_f32(0.0f);
     size_t k = 0;
     for (; k + 4 <= kc; k += 4) {
         float32x4_t ai[6];
@@ -22,10 +26,11 @@ CONDENSE_INLINE void ukernel_neon(const int MR, int nv, size_t kc, const float *
             const float32x4_t b0 = vld1q_f32(bk + 16 * L), b1 = vld1q_f32(bk + 16 * L + 4); \
             const float32x4_t b2 = vld1q_f32(bk + 16 * L + 8), b3 = vld1q_f32(bk + 16 * L + 12); \
             for (int i = 0; i < MR; i++) {                                       \
-                acc[i][0] = vfmaq_laneq_f32(acc[i][0], b0, ai[i], L);            \
-                acc[i][1] = vfmaq_laneq_f32(acc[i][1], b1, ai[i], L);            \
-                acc[i][2] = vfmaq_laneq_f32(acc[i][2], b2, ai[i], L);            \
-                acc[i][3] = vfmaq_laneq_f32(acc[i][3], b3, ai[i], L);            \
+                float32x4_t *t = MR <= 2 && (L & 1) ? acc2[i] : acc[i];          \
+                t[0] = vfmaq_laneq_f32(t[0], b0, ai[i], L);                      \
+                t[1] = vfmaq_laneq_f32(t[1], b1, ai[i], L);                      \
+                t[2] = vfmaq_laneq_f32(t[2], b2, ai[i], L);                      \
+                t[3] = vfmaq_laneq_f32(t[3], b3, ai[i], L);                      \
             }                                                                    \
         }
         STEP(0) STEP(1) STEP(2) STEP(3)
@@ -42,6 +47,9 @@ CONDENSE_INLINE void ukernel_neon(const int MR, int nv, size_t kc, const float *
             acc[i][3] = vfmaq_n_f32(acc[i][3], b3, ak);
         }
     }
+    if (MR <= 2)
+        for (int i = 0; i < MR; i++)
+            for (int j = 0; j < 4; j++) acc[i][j] = vaddq_f32(acc[i][j], acc2[i][j]);
     for (int i = 0; i < MR; i++) store_row_neon(4, acc[i], nv, c + (size_t)i * ldc, flags, bias, act);
 }
 

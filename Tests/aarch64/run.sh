@@ -9,6 +9,7 @@ need=()
 command -v qemu-aarch64 >/dev/null || need+=(qemu-user)
 [ -e /usr/aarch64-linux-gnu/include/stdio.h ] || need+=(libc6-dev-arm64-cross)
 command -v aarch64-linux-gnu-gcc >/dev/null || need+=(gcc-aarch64-linux-gnu)
+command -v file >/dev/null || need+=(file)
 if [ ${#need[@]} -gt 0 ]; then
     SUDO=; [ "$(id -u)" = 0 ] || SUDO=sudo
     $SUDO apt-get install -y -qq "${need[@]}" >/dev/null
@@ -31,8 +32,13 @@ for f in $srcs; do
 done
 wait
 $CC "${flags[@]}" Tests/aarch64/driver.c "$out"/*.o -lpthread -lm -o "$out/driver"
-# Nothing x86 may leak into the ARM objects.
-if aarch64-linux-gnu-objdump -d "$out"/*.o 2>/dev/null | grep -qiE '\b(vfmadd|vpdpbusd|ymm|zmm)'; then
+# Nothing x86 may leak into the ARM build: every object is AArch64, no x86 kernel symbol is
+# defined, and no x86 register appears in the disassembly.
+file -b "$out"/*.o | grep -qv 'ARM aarch64' && { echo "a kernel object is not AArch64"; exit 1; }
+syms=$(aarch64-linux-gnu-nm --defined-only "$out"/*.o)
+if echo "$syms" | grep -E '__(avx2|avxvnni|avx512)' | head -3 | grep .; then echo "x86 kernels in the aarch64 build"; exit 1; fi
+echo "$syms" | grep -q 'condense_f32_gemm_ukernel_6x16__neon' || { echo "the NEON kernels are missing"; exit 1; }
+if aarch64-linux-gnu-objdump -d "$out"/*.o | grep -qiE '%(xmm|ymm|zmm)|vfmadd|vpdpbusd'; then
     echo "x86 code found in the aarch64 objects"; exit 1
 fi
 total_pass=0; total_fail=0

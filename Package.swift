@@ -16,11 +16,25 @@ let openMPLink: [LinkerSetting] = [
     .linkedLibrary("omp5", .when(platforms: [.linux], traits: ["OpenMP"])),
 ]
 
+/// Swift has no per-function target attribute, but a per-module one: the Swift SIMD kernel is
+/// compiled once per x86 level in a small module of its own, chosen at run time (SIMDBackend).
+/// `#if arch` reads the host building the package; on AArch64 these modules get no flag (NEON is
+/// the baseline there) and the backend never selects them.
+#if arch(x86_64)
+let avx512Swift: [SwiftSetting] = [.unsafeFlags(["-target-cpu", "skylake-avx512"])]
+let avx2Swift: [SwiftSetting] = [.unsafeFlags(["-target-cpu", "haswell"])]
+#else
+let avx512Swift: [SwiftSetting] = []
+let avx2Swift: [SwiftSetting] = []
+#endif
+
 let package = Package(
     name: "Condense",
     products: [
         .library(name: "Condense", targets: ["Condense"]),
         .library(name: "CondenseTraining", targets: ["CondenseTraining"]),
+        // For Swift backend authors: GEMMMicroKernel, SIMDTile and the SwiftGEMM driver.
+        .library(name: "CondenseSIMDKit", targets: ["CondenseSIMDKit"]),
         .library(name: "CondenseCompression", targets: ["CondenseCompression"]),
         .library(name: "CondenseInference", targets: ["CondenseInference"]),
         .library(name: "CondenseServer", targets: ["CondenseServer"]),
@@ -70,9 +84,25 @@ let package = Package(
                 cSettings: [.unsafeFlags(["-O2"])], linkerSettings: [.linkedLibrary("m")]),
         .target(name: "CondenseTemplatePlugin", dependencies: ["CCondensePluginABI"], path: "Plugins/template", publicHeadersPath: ".",
                 cSettings: [.unsafeFlags(["-O2"])]),
+        // The Swift SIMD toolkit (micro-kernel protocol, generic register tile, driver) and the
+        // per-ISA modules that compile the tile for one level each. Free of global state: nothing
+        // in a wide module runs before the run-time ISA check.
+        .target(name: "CondenseSIMDKit", dependencies: ["CCondenseKernels"],
+                swiftSettings: [.swiftLanguageMode(.v6)]),
+        .target(name: "CondenseSIMDBaseline", dependencies: ["CondenseSIMDKit"],
+                swiftSettings: [.swiftLanguageMode(.v6)]),
+        .target(name: "CondenseSIMDAVX2", dependencies: ["CondenseSIMDKit"],
+                swiftSettings: [.swiftLanguageMode(.v6)] + avx2Swift),
+        .target(name: "CondenseSIMDAVX512", dependencies: ["CondenseSIMDKit"],
+                swiftSettings: [.swiftLanguageMode(.v6)] + avx512Swift),
+        // The README's custom Swift backend (not a product): a user's micro-kernel in a module of
+        // its own built for AVX-512, tested and timed like the built-in backends.
+        .target(name: "CondenseExampleBackend",
+                path: "Examples/CustomBackend", swiftSettings: [.swiftLanguageMode(.v6)] + avx512Swift),
         .target(
             name: "Condense",
-            dependencies: ["CCondenseKernels", "CCondensePluginABI"],
+            dependencies: ["CCondenseKernels", "CCondensePluginABI", "CondenseSIMDKit", "CondenseSIMDBaseline",
+                           "CondenseSIMDAVX2", "CondenseSIMDAVX512"],
             swiftSettings: [.swiftLanguageMode(.v6)]
         ),
         // A small training engine (MLPs, forward and backward on the native GEMM, SGD/Adam, QAT's
@@ -118,6 +148,8 @@ let package = Package(
                 "CondenseTraining",
                 "CondenseInference",
                 "CondenseServer",
+                "CondenseExampleBackend",
+                "CondenseSIMDKit",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             resources: [.copy("Resources/mnist"), .copy("Resources/text")],
@@ -125,7 +157,7 @@ let package = Package(
         ),
         .testTarget(
             name: "CondenseTests",
-            dependencies: ["Condense", "CCondenseKernels", "CondenseTestSupport"],
+            dependencies: ["Condense", "CCondenseKernels", "CondenseTestSupport", "CondenseSIMDKit", "CondenseExampleBackend"],
             exclude: ["Fixtures"],
             swiftSettings: [.swiftLanguageMode(.v6)]
         ),

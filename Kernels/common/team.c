@@ -198,3 +198,8 @@ int condense_team_check(int nt, int rounds) {
     if (ran != (nt < 1 ? 1 : nt) && ran != 1) return -1;
     return atomic_load(&c.errors);
 }
+
+void condense_parallel(int nt, void (*fn)(void *ctx, int t, int nt), void *ctx) {
+    if (nt < 1) nt = condense_get_num_threads();
+    condense_team_run(nt, fn, ctx);
+}

@@ -130,6 +130,11 @@ void condense_threads_quiesce(void);
  *  that every thread arrived, and starts a nested job, which must run alone. Returns the number
  *  of violations (0), or −1 if neither the whole team nor the caller alone ran the job. */
 int condense_team_check(int nt, int rounds);
+/** Runs fn(ctx, t, nt) for t = 0…nt − 1 on Condense's persistent thread team (the caller is t = 0;
+ *  nt <= 0: the default thread count) and returns when every call has returned. A nested or
+ *  concurrent call runs fn(ctx, 0, 1) on its caller alone. What Swift backends (CondenseSIMDKit)
+ *  use, so their threads cost what the C kernels' do (about a microsecond, not a dispatch queue's). */
+void condense_parallel(int nt, void (*fn)(void *ctx, int t, int nt), void *ctx);
 
 /* ---- Epilogues --------------------------------------------------------------------------- */
 

@@ -1,4 +1,6 @@
 import ArgumentParser
+import CondenseExampleBackend
+import CondenseSIMDKit
 import CCondenseKernels
 import Condense
 import Foundation
@@ -20,7 +22,7 @@ struct BenchGemm: ParsableCommand {
     var shapes = "768x768,3072x768,768x3072,4096x4096"
     @Option(help: "Square sizes S run as M = N = K = S, comma-separated ('' for none).")
     var square = "1024,2048"
-    @Option(help: "Backends to time, comma-separated (native, simd, reference).")
+    @Option(help: "Backends to time, comma-separated (native, simd, reference; example: the README's custom Swift backend).")
     var backends = "native"
     @OptionGroup var bench: BenchOptions
     @OptionGroup var runtime: RuntimeOptions
@@ -34,7 +36,12 @@ struct BenchGemm: ParsableCommand {
         }
         if !square.isEmpty { for s in try parseInts(square, option: "--square") { cases.append((s, s, s)) } }
         let registry = BackendRegistry.standard()
-        let names = backends.split(separator: ",").map(String.init)
+        var names = backends.split(separator: ",").map(String.init)
+        if let i = names.firstIndex(of: "example") {  // the README's custom backend, registered as "mine"
+            registry.register(SwiftKernelBackend(name: "mine", kernel: TileKernel(name: "f32_gemm_4x32__mine", mr: 4, nr: 32, myTile),
+                                                 isa: .avx512))
+            names[i] = "mine"
+        }
 
         let peak = condense_probe_fma_gflops(Int32(threads), condense_isa_active())
         if !bench.json {

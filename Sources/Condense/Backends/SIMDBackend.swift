@@ -1,114 +1,164 @@
-import Dispatch
+import CCondenseKernels
+import CondenseSIMDAVX2
+import CondenseSIMDAVX512
+import CondenseSIMDBaseline
+import CondenseSIMDKit
 
-/// Pure Swift on `SIMD16<Float>`: the portable path for CPUs without a C kernel for their ISA
-/// (on arm64 the SIMD types lower to NEON). Swift has no per-function ISA choice, so this runs
-/// at the build's baseline (SSE2 on x86-64); the ISA-specific speed lives in the native backend.
+/// Pure Swift on `SIMD` vectors at full width: one generic register tile (``SIMDTile``) compiled
+/// once per ISA level in its own small module with `-target-cpu` (Swift has no per-function
+/// target attribute, but it has a per-module one), and chosen at run time like the C kernels:
+/// AVX-512 (`SIMD16`, zmm), AVX2 (`SIMD8`, ymm), or the baseline (`SIMD4`: NEON on AArch64, SSE
+/// on x86-64). The driver, packing and epilogue are ``SwiftGEMM``'s, which Swift backends share.
+///
+/// ```swift
+/// let simd = SIMDBackend()                 // the widest this CPU and CONDENSE_ISA allow
+/// print(simd.kernels.map(\.name))          // ["f32_gemm_6x32__swiftsimd_avx512", …]
+/// let layer = try simd.prepare(linear)
+/// ```
 public struct SIMDBackend: KernelBackend {
     public let name = "simd"
-    public init() {}
-    public var availability: BackendAvailability { .available }
+    private let level: ISA?
+    private let threads: Int
+
+    /// - Parameters:
+    ///   - isa: Pin a level (`.avx512`, `.avx2`, or `.scalar` for the baseline module); `nil`
+    ///     picks the widest module at or below the active ISA.
+    ///   - threads: Threads per call; 0 uses ``CondenseRuntime/threads``.
+    public init(isa: ISA? = nil, threads: Int = 0) {
+        level = isa
+        self.threads = threads
+    }
+
+    /// The micro-kernel this backend runs here: the widest module the level allows.
+    public var kernel: any GEMMMicroKernel { Self.kernel(for: level ?? CondenseRuntime.activeISA) }
+
+    /// The three tiles. Names and sizes are here, in baseline code; only `run` enters the wide
+    /// modules, after the run-time check.
+    static let baseline = TileKernel(name: baselineName, mr: 6, nr: 8, swiftSIMDTileBaseline)
+    static let avx2 = TileKernel(name: "f32_gemm_6x16__swiftsimd_avx2", mr: 6, nr: 16, swiftSIMDTileAVX2)
+    static let avx512 = TileKernel(name: "f32_gemm_6x32__swiftsimd_avx512", mr: 6, nr: 32, swiftSIMDTileAVX512)
+    #if arch(arm64) || arch(aarch64)
+    static let baselineName = "f32_gemm_6x8__swiftsimd_neon"
+    #else
+    static let baselineName = "f32_gemm_6x8__swiftsimd_base"
+    #endif
+
+    static func kernel(for isa: ISA) -> any GEMMMicroKernel {
+        #if arch(x86_64)
+        if isa == .avx512 && isa.isRunnable { return avx512 }
+        if (isa == .avx2 || isa == .avxvnni || isa == .avx512) && ISA.avx2.isRunnable { return avx2 }
+        #endif
+        return baseline
+    }
+
+    public var availability: BackendAvailability {
+        if let level, !level.isRunnable {
+            return .unavailable(reason: "\(level) requested but this CPU runs \(CondenseRuntime.runnableISAs.map(\.description).joined(separator: ", "))")
+        }
+        return .available
+    }
+
     public func supports(_ format: WeightFormat) -> Bool { format == .dense }
-    public var kernels: [KernelInfo] { [KernelInfo(name: "f32_gemm_4xdot16__swiftsimd", isa: nil, runnable: true)] }
+
+    public var kernels: [KernelInfo] {
+        var all: [(any GEMMMicroKernel, ISA?)] = [(Self.baseline, nil)]
+        #if arch(x86_64)
+        all += [(Self.avx2, .avx2), (Self.avx512, .avx512)]
+        #endif
+        return all.map { KernelInfo(name: $0.0.name, isa: $0.1, runnable: $0.1?.isRunnable ?? true) }
+    }
+
+    public var tuningIdentity: String { "simd/\(kernel.name)/\(threads)" }
 
     public func prepare(_ layer: LinearLayer) throws -> any PreparedLinear {
         guard case let .dense(w) = layer.weights else {
             throw CondenseError.unsupportedFormat(backend: name, format: layer.format.description)
         }
-        return try SIMDLinear(weight: w, bias: layer.bias, activation: layer.activation)
+        if case let .unavailable(reason) = availability { throw CondenseError.invalidISA(value: level?.description ?? "", reason: reason) }
+        return try SwiftKernelLinear(backend: name, kernel: kernel, weights: w, bias: layer.bias,
+                                     activation: layer.activation, threads: threads)
     }
 }
 
-/// Weights stored row-major with K padded to a multiple of 16 (zeros), so every dot product
-/// runs in whole SIMD16 steps; four output rows share each load of x.
-final class SIMDLinear: PreparedLinear, @unchecked Sendable {
-    private let padded: Matrix<Float>  // [N, K16]
-    private let bias: [Float]?
-    private let activation: Activation
-    let backendName = "simd"
-    let kernelName = "f32_gemm_4xdot16__swiftsimd"
+/// A backend around your own ``GEMMMicroKernel``: Condense's packing, tiling, threads and
+/// epilogue (``SwiftGEMM``) do the rest, so a Swift backend is its micro-kernel and one line.
+///
+/// ```swift
+/// let mine = SwiftKernelBackend(name: "mine", kernel: MyTile(),
+///                               available: CondenseRuntime.detectedISA == .avx512)
+/// BackendRegistry.standard().register(mine, first: true)
+/// ```
+public struct SwiftKernelBackend: KernelBackend {
+    public let name: String
+    public let kernel: any GEMMMicroKernel
+    private let isa: ISA?
+    private let available: Bool
+    private let threads: Int
+
+    /// - Parameters:
+    ///   - kernel: Your micro-kernel. If its module is built with `-target-cpu`, pass
+    ///     `available` from a run-time check so it never runs on a CPU without those instructions.
+    ///   - isa: The level it needs, as `condense info` shows it (`nil`: portable).
+    ///   - threads: Threads per call; 0 uses ``CondenseRuntime/threads``.
+    public init(name: String, kernel: any GEMMMicroKernel, isa: ISA? = nil, available: Bool = true, threads: Int = 0) {
+        self.name = name
+        self.kernel = kernel
+        self.isa = isa
+        self.available = available && (isa?.isRunnable ?? true)
+        self.threads = threads
+    }
+
+    public var availability: BackendAvailability {
+        available ? .available : .unavailable(reason: "\(kernel.name) needs \(isa?.description ?? "a CPU feature") this CPU lacks")
+    }
+    public func supports(_ format: WeightFormat) -> Bool { format == .dense }
+    public var kernels: [KernelInfo] { [KernelInfo(name: kernel.name, isa: isa, runnable: available)] }
+    public var tuningIdentity: String { "\(name)/\(kernel.name)/\(threads)" }
+
+    public func prepare(_ layer: LinearLayer) throws -> any PreparedLinear {
+        guard case let .dense(w) = layer.weights else {
+            throw CondenseError.unsupportedFormat(backend: name, format: layer.format.description)
+        }
+        guard available else { throw CondenseError.noBackend("\(name): \(kernel.name) cannot run on this CPU") }
+        return try SwiftKernelLinear(backend: name, kernel: kernel, weights: w, bias: layer.bias,
+                                     activation: layer.activation, threads: threads)
+    }
+}
+
+/// A dense layer packed for a Swift micro-kernel.
+final class SwiftKernelLinear: PreparedLinear, @unchecked Sendable {
+    let backendName: String
+    let kernelName: String
     let inFeatures: Int
     let outFeatures: Int
-    private let k16: Int
+    private let gemm: SwiftGEMM
+    private let threads: Int
 
-    init(weight: Matrix<Float>, bias: [Float]?, activation: Activation) throws {
-        inFeatures = weight.columns
-        outFeatures = weight.rows
-        k16 = (weight.columns + 15) / 16 * 16
-        var p = try Matrix<Float>(rows: weight.rows, columns: k16)
-        let (n, k, k16) = (weight.rows, weight.columns, k16)
-        weight.withUnsafeBufferPointer { src in
-            p.withUnsafeMutableBufferPointer { dst in
-                for r in 0..<n { for c in 0..<k { dst[r * k16 + c] = src[r * k + c] } }
+    init(backend: String, kernel: any GEMMMicroKernel, weights w: Matrix<Float>, bias: [Float]?, activation: Activation,
+         threads: Int) throws {
+        backendName = backend
+        kernelName = kernel.name
+        inFeatures = w.columns
+        outFeatures = w.rows
+        self.threads = threads
+        do {
+            gemm = try w.withUnsafeBufferPointer { p in
+                try SwiftGEMM(kernel: kernel, weights: p.baseAddress!, n: w.rows, k: w.columns, bias: bias,
+                              activation: Int32(activation.c.rawValue))
             }
+        } catch let e as SwiftGEMMError {
+            throw CondenseError.shapeMismatch(e.description)
         }
-        padded = p
-        self.bias = bias
-        self.activation = activation
     }
 
     func apply(_ x: Matrix<Float>, into y: inout Matrix<Float>) throws {
         try checkShapes(x, y)
-        let (m, n, k, k16) = (x.rows, outFeatures, inFeatures, k16)
-        guard m > 0, n > 0 else { return }
-        let chunks = m * n * k >= 1 << 18 ? max(1, min(CondenseRuntime.threads, m)) : 1
-        let rowsPerChunk = (m + chunks - 1) / chunks
+        let (m, k, n) = (x.rows, inFeatures, outFeatures)
         x.withUnsafeBufferPointer { xp in
-            padded.withUnsafeBufferPointer { wp in
-                y.withUnsafeMutableBufferPointer { yp in
-                    nonisolated(unsafe) let xb = xp.baseAddress!
-                    nonisolated(unsafe) let wb = wp.baseAddress!
-                    nonisolated(unsafe) let yb = yp.baseAddress!
-                    DispatchQueue.concurrentPerform(iterations: chunks) { chunk in
-                        let scratch = UnsafeMutablePointer<Float>.allocate(capacity: k16)
-                        defer { scratch.deallocate() }
-                        scratch.initialize(repeating: 0, count: k16)
-                        let r0 = chunk * rowsPerChunk
-                        for i in r0..<min(m, r0 + rowsPerChunk) {
-                            // Copy the row into a zero-padded buffer so the K tail is whole SIMD16 steps.
-                            scratch.update(from: xb + i * k, count: k)
-                            self.row(scratch, wb, yb + i * n)
-                        }
-                    }
-                }
+            y.withUnsafeMutableBufferPointer { yp in
+                guard let xb = xp.baseAddress, let yb = yp.baseAddress else { return }
+                gemm.run(m: m, x: xb, lda: k, y: yb, ldy: n, threads: threads)
             }
         }
-    }
-
-    @inline(__always) private func load(_ p: UnsafePointer<Float>) -> SIMD16<Float> {
-        UnsafeRawPointer(p).loadUnaligned(as: SIMD16<Float>.self)
-    }
-
-    private func row(_ x: UnsafePointer<Float>, _ w: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>) {
-        let (n, k16) = (outFeatures, k16)
-        var j = 0
-        while j + 4 <= n {
-            var a0 = SIMD16<Float>(), a1 = SIMD16<Float>(), a2 = SIMD16<Float>(), a3 = SIMD16<Float>()
-            let (w0, w1, w2, w3) = (w + j * k16, w + (j + 1) * k16, w + (j + 2) * k16, w + (j + 3) * k16)
-            var l = 0
-            while l < k16 {
-                let xv = load(x + l)
-                a0 += xv * load(w0 + l)
-                a1 += xv * load(w1 + l)
-                a2 += xv * load(w2 + l)
-                a3 += xv * load(w3 + l)
-                l += 16
-            }
-            y[j] = finish(a0.sum(), j)
-            y[j + 1] = finish(a1.sum(), j + 1)
-            y[j + 2] = finish(a2.sum(), j + 2)
-            y[j + 3] = finish(a3.sum(), j + 3)
-            j += 4
-        }
-        while j < n {
-            var a = SIMD16<Float>()
-            var l = 0
-            while l < k16 { a += load(x + l) * load(w + j * k16 + l); l += 16 }
-            y[j] = finish(a.sum(), j)
-            j += 1
-        }
-    }
-
-    @inline(__always) private func finish(_ s: Float, _ j: Int) -> Float {
-        activation.apply(bias.map { s + $0[j] } ?? s)
     }
 }

@@ -38,7 +38,10 @@ public final class SwiftGEMM: @unchecked Sendable {
         self.bias = bias
         self.activation = activation
         mc = max(kernel.mr, 72 / kernel.mr * kernel.mr)
-        panels = .allocate(capacity: max(total, 1))
+        // 64-byte aligned: a panel row of 16 floats is then one cache line, not two (a zmm load
+        // across two lines costs two).
+        panels = UnsafeMutableRawPointer.allocate(byteCount: max(total, 1) * MemoryLayout<Float>.stride, alignment: 64)
+            .bindMemory(to: Float.self, capacity: max(total, 1))
         panels.initialize(repeating: 0, count: max(total, 1))
         for p in 0..<count {
             let dst = panels + p * k * nr

@@ -360,14 +360,14 @@ static void test_gguf(void) {
     static const struct { uint32_t type; size_t bytes, epb; int f16at[2]; } types[] = {
         {CONDENSE_GGUF_Q8_0, 34, 32, {0, -1}}, {CONDENSE_GGUF_Q4_0, 18, 32, {0, -1}}, {CONDENSE_GGUF_Q4_1, 20, 32, {0, 2}},
         {CONDENSE_GGUF_Q5_0, 22, 32, {0, -1}}, {CONDENSE_GGUF_Q5_1, 24, 32, {0, 2}}, {CONDENSE_GGUF_Q4_K, 144, 256, {0, 2}},
-        {CONDENSE_GGUF_Q6_K, 210, 256, {208, -1}},
+        {CONDENSE_GGUF_Q6_K, 210, 256, {208, -1}}, {CONDENSE_BLOCK_S24Q4, 26, 64, {0, -1}},
     };
     static const size_t gm[] = {1, 2, 3, 5};
     static const size_t gn[] = {1, 16, 37};
     for (size_t ti = 0; ti < sizeof types / sizeof types[0]; ti++)
         for (size_t a = 0; a < sizeof gm / sizeof gm[0]; a++)
             for (size_t c = 0; c < sizeof gn / sizeof gn[0]; c++) {
-                const size_t m = gm[a], n = gn[c], k = types[ti].epb == 32 ? 96 : 512, nb = k / types[ti].epb;
+                const size_t m = gm[a], n = gn[c], k = types[ti].epb == 32 ? 96 : types[ti].epb == 64 ? 192 : 512, nb = k / types[ti].epb;
                 const size_t rowb = nb * types[ti].bytes;
                 uint8_t *w = malloc(n * rowb);
                 for (size_t i = 0; i < n * rowb; i++) { rng = rng * 1664525u + 1013904223u; w[i] = (uint8_t)(rng >> 24); }
@@ -376,7 +376,30 @@ static void test_gguf(void) {
                         if (types[ti].f16at[f] >= 0) put_f16(w + blk * types[ti].bytes + types[ti].f16at[f]);
                 float *wd = malloc(n * k * sizeof *wd), *x = frandv(m * k), *ys = frandv(m * n), *y = frandv(m * n);
                 int ok = 1;
-                for (size_t r = 0; r < n; r++) ok = ok && condense_gguf_dequantize(types[ti].type, w + r * rowb, k, wd + r * k) == 0;
+                if (types[ti].type == CONDENSE_BLOCK_S24Q4) {
+                    /* Condense's own block (no ggml dequantizer): f16 d, a 2-of-4 keep-mask, 32 codes. */
+                    static const int pats[6] = {0x3, 0x5, 0x9, 0x6, 0xA, 0xC};
+                    for (size_t blk = 0; blk < n * nb; blk++) {
+                        uint8_t *bp = w + blk * 26;
+                        uint64_t mask = 0;
+                        for (int g = 0; g < 16; g++) {
+                            rng = rng * 1664525u + 1013904223u;
+                            mask |= (uint64_t)pats[(rng >> 16) % 6] << (4 * g);
+                        }
+                        memcpy(bp + 2, &mask, 8);
+                        const float d = condense_f16_to_f32((uint16_t)(bp[0] | bp[1] << 8));
+                        int j = 0;
+                        for (int c = 0; c < 64; c++) {
+                            const size_t r = blk / nb, col = (blk % nb) * 64 + (size_t)c;
+                            if (!((mask >> c) & 1)) { wd[r * k + col] = 0; continue; }
+                            const int code = (bp[10 + j / 2] >> (4 * (j % 2))) & 15;
+                            wd[r * k + col] = d * (float)(code - 8);
+                            j++;
+                        }
+                    }
+                } else {
+                    for (size_t r = 0; r < n; r++) ok = ok && condense_gguf_dequantize(types[ti].type, w + r * rowb, k, wd + r * k) == 0;
+                }
                 const size_t psz = condense_gguf_packed_size(types[ti].type, n, k);
                 void *pk = NULL;
                 ok = ok && psz && posix_memalign(&pk, 64, psz) == 0 && condense_gguf_pack(types[ti].type, w, n, k, pk) == 0;

@@ -164,6 +164,10 @@ void condense_q4_unpack__avx512(const condense_q4_packed *w, size_t panel, size_
 #endif
 #if CONDENSE_ARM64
 void condense_q4_unpack__neon(const condense_q4_packed *w, size_t panel, size_t k0, size_t kc, float *buf);
+void condense_q4_integer__dotprod(const condense_q4_packed *w, size_t p0, size_t p1, size_t m, const uint8_t *xq,
+                                  size_t ldq, const float *sx, const int32_t *zx, float *y, size_t ldy, int act);
+void condense_q4_integer__i8mm(const condense_q4_packed *w, size_t p0, size_t p1, size_t m, const uint8_t *xq,
+                               size_t ldq, const float *sx, const int32_t *zx, float *y, size_t ldy, int act);
 #endif
 #if CONDENSE_X86
 /* Panels [p0, p1) of 16 rows, all m rows of quantized X, with the full epilogue. */

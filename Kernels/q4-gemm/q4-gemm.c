@@ -7,7 +7,7 @@
 typedef struct q4_kernel_impl {
     condense_q4_kernel info; /* first: its address is the entry's */
     void (*unpack)(const condense_q4_packed *w, size_t panel, size_t k0, size_t kc, float *buf);
-#if CONDENSE_X86
+#if CONDENSE_SIMD
     void (*integer)(const condense_q4_packed *w, size_t p0, size_t p1, size_t m, const uint8_t *xq, size_t ldq,
                     const float *sx, const int32_t *zx, float *y, size_t ldy, int act);
 #endif
@@ -23,8 +23,12 @@ static const q4_kernel_impl kernels[] = {
     {{"q4_gemm_vnni_4x16__avx512vnni", CONDENSE_ISA_AVX512, CONDENSE_CPU_AVX512VNNI, CONDENSE_Q4_INTEGER}, NULL,
      condense_q4_integer__avx512vnni},
 #elif CONDENSE_ARM64
-    },
-    {{"q4_gemm_dequant_6x16__neon", CONDENSE_ISA_NEON, 0, CONDENSE_Q4_DEQUANT}, condense_q4_unpack__neon},
+     , NULL},
+    {{"q4_gemm_dequant_6x16__neon", CONDENSE_ISA_NEON, 0, CONDENSE_Q4_DEQUANT}, condense_q4_unpack__neon, NULL},
+    {{"q4_gemm_sdot_4x16__dotprod", CONDENSE_ISA_DOTPROD, CONDENSE_CPU_DOTPROD, CONDENSE_Q4_INTEGER}, NULL,
+     condense_q4_integer__dotprod},
+    {{"q4_gemm_usdot_4x16__i8mm", CONDENSE_ISA_I8MM, CONDENSE_CPU_I8MM, CONDENSE_Q4_INTEGER}, NULL,
+     condense_q4_integer__i8mm},
 #else
     },
 #endif
@@ -196,7 +200,7 @@ typedef struct {
     int act;
 } q4_int_ctx;
 
-#if CONDENSE_X86
+#if CONDENSE_SIMD
 static void integer_share(void *ctx, int t, int nt) {
     const q4_int_ctx *c = ctx;
     const size_t p0 = c->panels * (size_t)t / (size_t)nt, p1 = c->panels * (size_t)(t + 1) / (size_t)nt;
@@ -215,7 +219,7 @@ int condense_q4_gemm(const condense_q4_packed *w, size_t m, const float *x, size
         condense_team_run(job.plan.threads, dequant_share, &c);
         return c.status;
     }
-#if CONDENSE_X86
+#if CONDENSE_SIMD
     const size_t ldq = (w->k16 + 63) / 64 * 64;
     const size_t bytes = m * ldq + m * (sizeof(float) + sizeof(int32_t)) + 64;
     uint8_t *xq = condense_scratch(CONDENSE_SCRATCH_QX, bytes);

@@ -189,6 +189,27 @@ static void test_q4(void) {
                           m, n, k, thread_counts[t]);
                 }
                 condense_q4_packed_free(p);
+                /* The integer path where this level has one: X quantized to u8 per row (the scalar
+                 * rule, checked bit-identical above), so the reference is sx·(xq − zx) · W. */
+                const condense_q4_kernel *ik = condense_q4_kernel_for(levels[l], CONDENSE_Q4_INTEGER);
+                if (ik && ik->path == CONDENSE_Q4_INTEGER) {
+                    const size_t k16 = (k + 15) / 16 * 16;
+                    uint8_t *xq = malloc(m * k16);
+                    float *sx = malloc(m * sizeof *sx), *xd = malloc(m * k * sizeof *xd);
+                    int32_t *zx = malloc(m * sizeof *zx);
+                    condense_q8_quantize_rows(x, m, k, k, xq, k16, k16, sx, zx, NULL, NULL, CONDENSE_ISA_SCALAR);
+                    for (size_t i = 0; i < m; i++)
+                        for (size_t c = 0; c < k; c++) xd[i * k + c] = sx[i] * (float)((int)xq[i * k16 + c] - zx[i]);
+                    double *iref = ref_gemm(xd, k, w, m, n, k, b, CONDENSE_ACT_GELU);
+                    condense_q4_packed *pi = condense_q4_pack(levels[l], CONDENSE_Q4_INTEGER, nib, sc, n, k, group, b);
+                    for (int t = 0; t < 2; t++) {
+                        const int st = pi ? condense_q4_gemm(pi, m, x, k, y, n, CONDENSE_ACT_GELU, thread_counts[t]) : -1;
+                        check(st == 0 && pi && strcmp(condense_q4_kernel_name(pi), ik->name) == 0 && max_err(y, n, iref, m, n) < 1e-4,
+                              "q4_gemm integer", ik->name, m, n, k, thread_counts[t]);
+                    }
+                    condense_q4_packed_free(pi);
+                    free(xq); free(sx); free(xd); free(zx); free(iref);
+                }
                 free(nib); free(sc); free(w); free(b); free(x); free(ref); free(y);
             }
 }

@@ -22,9 +22,11 @@ struct Info: ParsableCommand {
             case let .unavailable(reason): avail = "unavailable: \(reason)"
             }
             print("  \(b.name.padding(toLength: 10, withPad: " ", startingAt: 0)) \(avail)")
+            // Pad, never cut: a kernel's name says which code runs.
+            let width = max(30, b.kernels.map(\.name.count).max() ?? 0)
             for k in b.kernels {
                 let isa = k.isa.map { "\($0)" } ?? "portable"
-                print("      \(k.name.padding(toLength: 30, withPad: " ", startingAt: 0)) isa \(isa.padding(toLength: 9, withPad: " ", startingAt: 0)) \(k.runnable ? "runnable" : "not on this CPU")")
+                print("      \(k.name.padding(toLength: width, withPad: " ", startingAt: 0)) isa \(isa.padding(toLength: 9, withPad: " ", startingAt: 0)) \(k.runnable ? "runnable" : "not on this CPU")")
             }
         }
     }

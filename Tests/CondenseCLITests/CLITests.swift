@@ -174,6 +174,12 @@ struct CLIInfoTests {
         for k in ["f32_gemm_4x16__scalar", "f32_csr_dot_1x8__scalar", "q8_gemm_", "q4_gemm_dequant_4x16__scalar", "s24q8_dot_1x1__scalar"] {
             #expect(r.stdout.contains(k), "\(k) missing from condense info")
         }
+        // The Swift SIMD modules, names whole (a 31-character name was once cut to 30), and the ladder.
+        #expect(r.stdout.contains("f32_gemm_6x8__swiftsimd_"))
+        #if arch(x86_64)
+        #expect(r.stdout.contains("f32_gemm_6x32__swiftsimd_avx512 "))
+        #endif
+        #expect(r.stdout.contains("levels here: scalar"))
     }
 }
 

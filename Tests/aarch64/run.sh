@@ -41,6 +41,19 @@ echo "$syms" | grep -q 'condense_f32_gemm_ukernel_6x16__neon' || { echo "the NEO
 if aarch64-linux-gnu-objdump -d "$out"/*.o | grep -qiE '%(xmm|ymm|zmm)|vfmadd|vpdpbusd'; then
     echo "x86 code found in the aarch64 objects"; exit 1
 fi
+# The Apple branch (sysctlbyname detection, no OpenMP) at least compiles: a syntax check for
+# arm64-apple-macos, with the Debian cross libc standing in for the SDK this machine lacks and a
+# two-line <sys/sysctl.h>. Not a build: Apple's own headers are not here.
+stub=$out/apple-stub; mkdir -p "$stub/sys"
+printf '#include <stddef.h>\nint sysctlbyname(const char *, void *, size_t *, void *, size_t);\n' > "$stub/sys/sysctl.h"
+if [[ "$CC" == clang* ]]; then
+    for f in $srcs; do
+        clang --target=arm64-apple-macos13 -fsyntax-only -Wall -Werror -Wno-macro-redefined -D'__nonnull(x)=' \
+            -I"$stub" -isystem /usr/aarch64-linux-gnu/include -IKernels/common -IKernels/include "$f" ||
+            { echo "$f does not compile for arm64-apple-macos"; exit 1; }
+    done
+    echo "arm64-apple-macos: every kernel file compiles (syntax check)"
+fi
 total_pass=0; total_fail=0
 # cortex-a53: Advanced SIMD only; neoverse-n1: + dot product; max: + i8mm, bf16, fp16. Each runs
 # every level it has; CONDENSE_ISA lowers max to each level below, and asking a53 for dotprod

@@ -34,13 +34,16 @@ wait
 $CC "${flags[@]}" Tests/aarch64/driver.c "$out"/*.o -lpthread -lm -o "$out/driver"
 # Nothing x86 may leak into the ARM build: every object is AArch64, no x86 kernel symbol is
 # defined, and no x86 register appears in the disassembly.
-file -b "$out"/*.o | grep -qv 'ARM aarch64' && { echo "a kernel object is not AArch64"; exit 1; }
+# (Captured first, then searched: `cmd | grep -q` under pipefail fails when grep stops early.)
+formats=$(file -b "$out"/*.o)
+other=$(grep -v 'ARM aarch64' <<< "$formats" || true)
+if [ -n "$other" ]; then echo "$other"; echo "a kernel object is not AArch64"; exit 1; fi
 syms=$(aarch64-linux-gnu-nm --defined-only "$out"/*.o)
-if echo "$syms" | grep -E '__(avx2|avxvnni|avx512)' | head -3 | grep .; then echo "x86 kernels in the aarch64 build"; exit 1; fi
-echo "$syms" | grep -q 'condense_f32_gemm_ukernel_6x16__neon' || { echo "the NEON kernels are missing"; exit 1; }
-if aarch64-linux-gnu-objdump -d "$out"/*.o | grep -qiE '%(xmm|ymm|zmm)|vfmadd|vpdpbusd'; then
-    echo "x86 code found in the aarch64 objects"; exit 1
-fi
+if grep -E '__(avx2|avxvnni|avx512)' <<< "$syms"; then echo "x86 kernels in the aarch64 build"; exit 1; fi
+grep -q 'condense_f32_gemm_ukernel_6x16__neon' <<< "$syms" || { echo "the NEON kernels are missing"; exit 1; }
+disasm=$(aarch64-linux-gnu-objdump -d "$out"/*.o)
+x86=$(grep -iE '%(xmm|ymm|zmm)|vfmadd|vpdpbusd' <<< "$disasm" || true)
+if [ -n "$x86" ]; then head -3 <<< "$x86"; echo "x86 code found in the aarch64 objects"; exit 1; fi
 # The Apple branch (sysctlbyname detection, no OpenMP) at least compiles: a syntax check for
 # arm64-apple-macos, with the Debian cross libc standing in for the SDK this machine lacks and a
 # two-line <sys/sysctl.h>. Not a build: Apple's own headers are not here.

@@ -9,6 +9,18 @@ public func myTile(rows: Int, kc: Int, a: UnsafePointer<Float>, lda: Int, b: Uns
     func load(_ p: UnsafePointer<Float>) -> V { UnsafeRawPointer(p).loadUnaligned(as: V.self) }
     func store(_ v: V, _ p: UnsafeMutablePointer<Float>) { UnsafeMutableRawPointer(p).storeBytes(of: v, as: V.self) }
     // Rows past `rows` read row 0 again and are not stored: one loop for every tile height.
+    if rows == 1 {  // one row: even and odd K in separate chains, so the FMA latency is hidden
+        var c0 = V(), c1 = V(), e0 = V(), e1 = V(), k = 0
+        while k + 1 < kc {
+            let x = V(repeating: a[k]), y = V(repeating: a[k + 1]), p = b + 32 * k
+            c0 = c0.addingProduct(x, load(p)); c1 = c1.addingProduct(x, load(p + 16))
+            e0 = e0.addingProduct(y, load(p + 32)); e1 = e1.addingProduct(y, load(p + 48))
+            k += 2
+        }
+        if k < kc { let x = V(repeating: a[k]); c0 = c0.addingProduct(x, load(b + 32 * k)); c1 = c1.addingProduct(x, load(b + 32 * k + 16)) }
+        store(c0 + e0, c); store(c1 + e1, c + 16)
+        return
+    }
     let r1 = a + (rows > 1 ? lda : 0), r2 = a + (rows > 2 ? 2 * lda : 0), r3 = a + (rows > 3 ? 3 * lda : 0)
     var c00 = V(), c01 = V(), c10 = V(), c11 = V(), c20 = V(), c21 = V(), c30 = V(), c31 = V()
     for k in 0..<kc {

@@ -86,8 +86,7 @@ CONDENSE_TARGET_AVX512 static void attention_pair_avx512(const float *q, const f
  * one query as FMAs over keys, the shared vector exp. kt: d × l16 floats, s: l16 floats. */
 static void attention_pair_neon(const float *q, const float *k, const float *v, size_t ld, float *out, size_t ldo,
                                 size_t rows, int d, float scale, float *kt, float *s) {
-    const size_t l4 = (rows + 3) / 4 * 4, l16 = (rows + 15) / 16 * 16;
-    (void)l16;
+    const size_t l4 = (rows + 3) / 4 * 4;
     for (int c = 0; c < d; c++) {
         float *dst = kt + (size_t)c * l4;
         for (size_t j = 0; j < rows; j++) dst[j] = k[j * ld + (size_t)c];
@@ -130,7 +129,7 @@ typedef struct {
     const int32_t *seq_start;
     int heads, head_dim;
     float scale;
-    int use512;
+    int vector;           /* the AVX-512 or NEON pair kernel applies */
     long pairs;
     size_t maxlen;
     int failed;
@@ -152,13 +151,13 @@ static void attn_share(void *ctx, int t, int nt) {
         const size_t col = h * (size_t)c->head_dim;
         if (rows == 0) continue;
 #if CONDENSE_X86
-        if (c->use512) {
+        if (c->vector) {
             attention_pair_avx512(c->q + r0 * ld + col, c->k + r0 * ld + col, c->v + r0 * ld + col, ld, c->out + r0 * ldo + col,
                                   ldo, rows, c->head_dim, c->scale, kt, sc);
             continue;
         }
 #elif CONDENSE_ARM64
-        if (c->use512) { /* here: the NEON path */
+        if (c->vector) {
             attention_pair_neon(c->q + r0 * ld + col, c->k + r0 * ld + col, c->v + r0 * ld + col, ld, c->out + r0 * ldo + col,
                                 ldo, rows, c->head_dim, c->scale, kt, sc);
             continue;
@@ -181,17 +180,15 @@ int condense_f32_attention(const float *q, const float *k, const float *v, size_
         maxlen = l > maxlen ? l : maxlen;
     }
     if (isa > condense_isa_detected()) isa = condense_isa_detected();
-    const int runs = condense_isa_runs_on(isa, condense_isa_detected());
-    /* use512: the vector path of this architecture (AVX-512 with d % 16 == 0, NEON with d % 4 == 0). */
-    const int use512 = runs && ((CONDENSE_X86 && isa >= CONDENSE_ISA_AVX512 && head_dim % 16 == 0) ||
-                                (CONDENSE_ARM64 && isa >= CONDENSE_ISA_NEON && head_dim % 4 == 0));
+    /* The vector path of this architecture: AVX-512 with d % 16 == 0, NEON with d % 4 == 0. */
+    const int vector = condense_isa_runs_on(isa, condense_isa_detected()) &&
+                       ((CONDENSE_X86 && isa >= CONDENSE_ISA_AVX512 && head_dim % 16 == 0) ||
+                        (CONDENSE_ARM64 && isa >= CONDENSE_ISA_NEON && head_dim % 4 == 0));
     const long pairs = (long)(nseq * (size_t)heads);
     const int nt = threads > 0 ? threads : condense_get_num_threads();
-    attn_ctx c = {q, k, v, ld, out, ldo, seq_start, heads, head_dim, scale, use512, pairs, maxlen, 0};
+    attn_ctx c = {q, k, v, ld, out, ldo, seq_start, heads, head_dim, scale, vector, pairs, maxlen, 0};
     condense_team_run(pairs > 1 ? nt : 1, attn_share, &c);
-    const int failed = c.failed;
-    (void)use512;
-    return failed;
+    return c.failed;
 }
 
 typedef struct {
@@ -629,7 +626,7 @@ int condense_causal_attention(const float *q, size_t ldq, const void *kc, const 
     if (isa >= CONDENSE_ISA_AVX512 && hd % 16 == 0) chunk = causal_chunk_avx512;
     else if (isa >= CONDENSE_ISA_AVX2 && hd % 8 == 0 && (condense_cpu_features() & CONDENSE_CPU_F16C)) chunk = causal_chunk_avx2;
 #elif CONDENSE_ARM64
-    if (condense_isa_runs_on(isa, condense_isa_detected()) && isa >= CONDENSE_ISA_NEON && hd % 4 == 0)
+    if (condense_isa_arm_simd(isa) && hd % 4 == 0)
         chunk = causal_chunk_neon;
 #endif
     const int G = heads / kv_heads;

@@ -130,7 +130,7 @@ static condense_isa isa_from_features(uint32_t f) {
     if (!(f & CONDENSE_CPU_NEON)) return CONDENSE_ISA_SCALAR;
     if (!(f & CONDENSE_CPU_DOTPROD)) return CONDENSE_ISA_NEON;
     return (f & CONDENSE_CPU_I8MM) ? CONDENSE_ISA_I8MM : CONDENSE_ISA_DOTPROD;
-#endif
+#else
     const uint32_t v3 = CONDENSE_CPU_AVX2 | CONDENSE_CPU_FMA | CONDENSE_CPU_AVX;
     const uint32_t v4 = CONDENSE_CPU_AVX512F | CONDENSE_CPU_AVX512BW | CONDENSE_CPU_AVX512DQ |
                         CONDENSE_CPU_AVX512VL;
@@ -139,6 +139,7 @@ static condense_isa isa_from_features(uint32_t f) {
      * still accepts CONDENSE_ISA=avxvnni, and the kernels of that level check their feature bit. */
     if ((f & v4) == v4) return CONDENSE_ISA_AVX512;
     return (f & CONDENSE_CPU_AVXVNNI) ? CONDENSE_ISA_AVXVNNI : CONDENSE_ISA_AVX2;
+#endif
 }
 
 condense_dispatch_status condense_isa_resolve(const char *value, condense_isa detected,

@@ -229,6 +229,29 @@ static inline void condense_tile_range(const condense_tile_plan *p, size_t tile,
     *p1 = *p0 + p->ppc < p->panels ? *p0 + p->ppc : p->panels;
 }
 
+/* Whether `isa` picks an AArch64 vector path here: an ARM level this CPU runs. */
+static inline int condense_isa_arm_simd(condense_isa isa) {
+    return isa >= CONDENSE_ISA_NEON && condense_isa_runs_on(isa, condense_isa_detected());
+}
+
+/* The u8 activation rule every quantization path shares, so all give the same bytes: the finite
+ * range [lo, hi] (0 included, ±Inf and NaN skipped) gives the scale and the zero point; a value
+ * quantizes to rint(v / s) + z saturated to 0…255, NaN to z. */
+static inline void condense_q8_range_add(float v, float *lo, float *hi) {
+    *lo = v < *lo && v > -__builtin_inff() ? v : *lo;
+    *hi = v > *hi && v < __builtin_inff() ? v : *hi;
+}
+static inline void condense_q8_range_params(float lo, float hi, float *s, int32_t *z) {
+    *s = hi > lo ? (hi - lo) / 255.0f : 1.0f;
+    const float zf = __builtin_rintf(-lo / *s);
+    *z = zf < 0 ? 0 : zf > 255 ? 255 : (int32_t)zf;
+}
+static inline uint8_t condense_q8_quantize_one(float v, float inv, float zf) {
+    float q = __builtin_rintf(v * inv) + zf;
+    q = q != q ? zf : q; /* NaN → zero point */
+    return (uint8_t)(q < 0 ? 0 : q > 255 ? 255 : q);
+}
+
 /* Whether this CPU runs a kernel of level `isa` needing `features` (beyond the level). */
 static inline int condense_kernel_runnable(condense_isa isa, uint32_t features) {
     return condense_isa_runs_on(isa, condense_isa_detected()) && (condense_cpu_features() & features) == features;

@@ -169,7 +169,7 @@ void condense_f32_activation(float *y, size_t n, int act, condense_isa isa) {
     if (isa >= CONDENSE_ISA_AVX512) { condense_f32_activation__avx512(y, n, act); return; }
     if (isa >= CONDENSE_ISA_AVX2) { condense_f32_activation__avx2(y, n, act); return; }
 #elif CONDENSE_ARM64
-    if (condense_isa_runs_on(isa, condense_isa_detected()) && isa >= CONDENSE_ISA_NEON) {
+    if (condense_isa_arm_simd(isa)) {
         condense_f32_activation__neon(y, n, act);
         return;
     }

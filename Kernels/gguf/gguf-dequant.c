@@ -74,7 +74,7 @@ void condense_f32_to_f16(const float *x, uint16_t *y, size_t n, condense_isa isa
 #elif CONDENSE_ARM64
     /* FCVTN rounds to nearest even and quiets a NaN keeping its top payload bits, as F16C and the
      * scalar rule do (FPCR.DN is off in user space): the same bits, tested NaN included. */
-    if (condense_isa_runs_on(isa, condense_isa_detected()) && isa >= CONDENSE_ISA_NEON)
+    if (condense_isa_arm_simd(isa))
         for (; i + 4 <= n; i += 4) vst1_u16(y + i, vreinterpret_u16_f16(vcvt_f16_f32(vld1q_f32(x + i))));
 #endif
     for (; i < n; i++) y[i] = condense_f32_to_f16_one(x[i]);

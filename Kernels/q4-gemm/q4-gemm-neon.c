@@ -1,9 +1,11 @@
 /* int4 for AArch64: the panel unpack for f32_gemm_6x16__neon (16 rows: byte j holds rows j and
- * j + 8). Nibbles sign-extend with a shift pair in 8-bit lanes, widen twice, convert, scale. */
+ * j + 8; nibbles sign-extend with a shift pair in 8-bit lanes, widen twice, convert, scale), and
+ * the integer path below. */
 #include "internal.h"
 
 #if CONDENSE_ARM64
-#include <arm_neon.h>
+#include <string.h>
+#include "vecmath-neon.h"
 
 void condense_q4_unpack__neon(const condense_q4_packed *w, size_t panel, size_t k0, size_t kc, float *buf) {
     const uint8_t *nb = w->nib + (panel * w->k16 + k0) * 8;
@@ -18,11 +20,6 @@ void condense_q4_unpack__neon(const condense_q4_packed *w, size_t panel, size_t 
         vst1q_f32(d + 12, vmulq_f32(vcvtq_f32_s32(vmovl_s16(vget_high_s16(hi))), vld1q_f32(s + 12)));
     }
 }
-#endif
-
-#if CONDENSE_ARM64
-#include <string.h>
-#include "vecmath-neon.h"
 
 /* The integer path (as q4_gemm_vnni_4x16__avx512vnni, on the same packed blocks): per 8 columns
  * one 64-byte block of 16 rows × 4 bytes, low nibbles the quad of columns 8q…8q+3 (+8), high

@@ -85,10 +85,7 @@ CONDENSE_TARGET_AVX512 static void quantize_row_512(const float *xi, size_t k, u
             lo = _mm512_mask_min_ps(lo, finite, lo, v);
             hi = _mm512_mask_max_ps(hi, finite, hi, v);
         }
-        const float l = _mm512_reduce_min_ps(lo), h = _mm512_reduce_max_ps(hi);
-        s = h > l ? (h - l) / 255.0f : 1.0f;
-        float zf = __builtin_rintf(-l / s);
-        z = zf < 0 ? 0 : zf > 255 ? 255 : (int32_t)zf;
+        condense_q8_range_params(_mm512_reduce_min_ps(lo), _mm512_reduce_max_ps(hi), &s, &z);
     }
     const __m512 inv = _mm512_set1_ps(1.0f / s), zv = _mm512_set1_ps((float)z);
     const __m512 lo255 = _mm512_setzero_ps(), hi255 = _mm512_set1_ps(255.0f);

@@ -180,14 +180,8 @@ void condense_q8_quantize_rows__neon(const float *x, size_t m, size_t k, size_t 
                 hi = vbslq_f32(vandq_u32(finite, vcgtq_f32(v, hi)), v, hi);
             }
             float l = vminvq_f32(lo), h = vmaxvq_f32(hi);
-            for (; c < k; c++) {
-                const float v = xi[c];
-                l = v < l && v > -INFINITY ? v : l;
-                h = v > h && v < INFINITY ? v : h;
-            }
-            s = h > l ? (h - l) / 255.0f : 1.0f;
-            const float zf = rintf(-l / s);
-            z = zf < 0 ? 0 : zf > 255 ? 255 : (int32_t)zf;
+            for (; c < k; c++) condense_q8_range_add(xi[c], &l, &h);
+            condense_q8_range_params(l, h, &s, &z);
         }
         const float inv = 1.0f / s, zf = (float)z;
         const float32x4_t vinv = vdupq_n_f32(inv), vz = vdupq_n_f32(zf);
@@ -204,12 +198,7 @@ void condense_q8_quantize_rows__neon(const float *x, size_t m, size_t k, size_t 
             const uint16x8_t h16 = vcombine_u16(vmovn_u32(u[0]), vmovn_u32(u[1]));
             vst1_u8(qi + c, vmovn_u16(h16));
         }
-        for (; c < k; c++) {
-            float q = rintf(xi[c] * inv) + zf;
-            q = q != q ? zf : q;
-            q = q < 0 ? 0 : q > 255 ? 255 : q;
-            qi[c] = (uint8_t)q;
-        }
+        for (; c < k; c++) qi[c] = condense_q8_quantize_one(xi[c], inv, zf);
         for (c = k; c < k4; c++) qi[c] = 0;
         sx[i] = s;
         zx[i] = z;

@@ -99,22 +99,11 @@ void condense_q8_quantize_rows__scalar(const float *x, size_t m, size_t k, size_
             z = *static_zp;
         } else {
             float lo = 0, hi = 0;
-            for (size_t c = 0; c < k; c++) {
-                const float v = xi[c];
-                lo = v < lo && v > -INFINITY ? v : lo;
-                hi = v > hi && v < INFINITY ? v : hi;
-            }
-            s = hi > lo ? (hi - lo) / 255.0f : 1.0f;
-            float zf = rintf(-lo / s);
-            z = zf < 0 ? 0 : zf > 255 ? 255 : (int32_t)zf;
+            for (size_t c = 0; c < k; c++) condense_q8_range_add(xi[c], &lo, &hi);
+            condense_q8_range_params(lo, hi, &s, &z);
         }
         const float inv = 1.0f / s, zf = (float)z;
-        for (size_t c = 0; c < k; c++) {
-            float q = rintf(xi[c] * inv) + zf;
-            q = q != q ? zf : q; /* NaN → zero point */
-            q = q < 0 ? 0 : q > 255 ? 255 : q;
-            qi[c] = (uint8_t)q;
-        }
+        for (size_t c = 0; c < k; c++) qi[c] = condense_q8_quantize_one(xi[c], inv, zf);
         for (size_t c = k; c < k4; c++) qi[c] = 0;
         sx[i] = s;
         zx[i] = z;
@@ -131,7 +120,7 @@ void condense_q8_quantize_rows(const float *x, size_t m, size_t k, size_t lda, u
         return;
     }
 #elif CONDENSE_ARM64
-    if (condense_isa_runs_on(isa, condense_isa_detected()) && isa >= CONDENSE_ISA_NEON) {
+    if (condense_isa_arm_simd(isa)) {
         condense_q8_quantize_rows__neon(x, m, k, lda, xq, ldq, k4, sx, zx, static_scale, static_zp);
         return;
     }

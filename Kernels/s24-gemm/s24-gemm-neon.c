@@ -51,14 +51,11 @@ CONDENSE_INLINE void s24_dot_rows(const int MB, const condense_s24_packed *w, si
                 acc[i][1] = vfmaq_f32(acc[i][1], v1, vreinterpretq_f32_u8(vqtbl2q_u8(t1, i1)));
             }
         }
-        for (; b < bytes; b++) {
+        for (; b < bytes && b <= full; b++) { /* bytes past `full` are padding: stored values zero */
             const uint8x16_t ib = vld1q_u8(lut[meta[b]]);
             const float32x4_t vb = vld1q_f32(val + 4 * b);
             for (int i = 0; i < MB; i++) {
                 const uint8_t *xi = b < full ? (const uint8_t *)(x + (size_t)i * lda + 8 * b) : (const uint8_t *)tail[i];
-                if (b > full) { /* wholly padding: its stored values are zero */
-                    continue;
-                }
                 const uint8x16x2_t t = {{vld1q_u8(xi), vld1q_u8(xi + 16)}};
                 acc[i][0] = vfmaq_f32(acc[i][0], vb, vreinterpretq_f32_u8(vqtbl2q_u8(t, ib)));
             }

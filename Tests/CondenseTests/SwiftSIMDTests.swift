@@ -115,6 +115,8 @@ import Testing
             #expect(throws: SwiftGEMMError.self) { try SwiftGEMM(kernel: PlainTile(), weights: p.baseAddress!, n: 2, k: 3, bias: [1]) }
             #expect(throws: SwiftGEMMError.self) { try SwiftGEMM(kernel: PlainTile(), weights: p.baseAddress!, n: 2, k: 3, ldw: 2) }
             #expect(throws: SwiftGEMMError.self) { try SwiftGEMM(kernel: PlainTile(), weights: p.baseAddress!, n: Int.max / 2, k: 3) }
+            #expect(throws: SwiftGEMMError.self) { try SwiftGEMM(kernel: PlainTile(), weights: p.baseAddress!, n: -1, k: 3) }
+            #expect(throws: SwiftGEMMError.self) { try SwiftGEMM(kernel: PlainTile(), weights: p.baseAddress!, n: 2, k: -3) }
         }
     }
 }

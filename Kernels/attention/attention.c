@@ -552,9 +552,27 @@ typedef struct {
     size_t ldo, t, p0;
     int heads, kv_heads, hd, G;
     size_t nch, span, items, state;
+    size_t window, ring, lo;   /* sliding window (0: none), ring rows (0: position p in row p), first live position */
     float *partial;
     int failed;
 } causal_ctx;
+
+/* Folds the softmax state (m2, l2, o2) of G heads into (m, l, o): both rescaled to the larger max. */
+static void merge_state(int G, int hd, float *m, float *l, float *o, const float *m2, const float *l2, const float *o2) {
+    for (int g = 0; g < G; g++) {
+        if (l2[g] == 0) continue;
+        if (l[g] == 0) {
+            m[g] = m2[g];
+            l[g] = l2[g];
+            memcpy(o + (size_t)g * (size_t)hd, o2 + (size_t)g * (size_t)hd, (size_t)hd * sizeof(float));
+            continue;
+        }
+        const float mx = m[g] > m2[g] ? m[g] : m2[g], a = expf(m[g] - mx), b = expf(m2[g] - mx);
+        for (int e = 0; e < hd; e++) o[(size_t)g * (size_t)hd + (size_t)e] = a * o[(size_t)g * (size_t)hd + (size_t)e] + b * o2[(size_t)g * (size_t)hd + (size_t)e];
+        l[g] = a * l[g] + b * l2[g];
+        m[g] = mx;
+    }
+}
 
 /* Thread t of nt: a static share of the items, then (chunked) a barrier and a share of the merges. */
 static void causal_share(void *ctx, int tid, int nt) {
@@ -562,23 +580,38 @@ static void causal_share(void *ctx, int tid, int nt) {
     const int G = C->G, hd = C->hd, f16 = C->f16;
     const size_t nch = C->nch, span = C->span, state = C->state, kv_heads = (size_t)C->kv_heads;
     float *partial = C->partial;
-    float *sc = condense_scratch(CONDENSE_SCRATCH_ATTN, ((size_t)G * span + state) * sizeof(float));
+    /* Scores of one chunk, its state, and a second state for a chunk that wraps around the ring. */
+    float *sc = condense_scratch(CONDENSE_SCRATCH_ATTN, ((size_t)G * span + 2 * state) * sizeof(float));
     if (!sc) __atomic_store_n(&C->failed, CONDENSE_ERR_NO_MEMORY, __ATOMIC_RELAXED);
     for (size_t it = C->items * (size_t)tid / (size_t)nt; sc && it < C->items * (size_t)(tid + 1) / (size_t)nt; it++) {
         const size_t c = it % nch, rest = it / nch;
         const size_t kvh = rest % kv_heads, i = rest / kv_heads;
-        const size_t end = C->p0 + i + 1, a = c * span, b = a + span < end ? a + span : end;
+        const size_t end = C->p0 + i + 1, start = C->window && end > C->window ? end - C->window : 0;
+        size_t a = C->lo + c * span;
+        const size_t b = a + span < end ? a + span : end;
+        if (a < start) a = start;
         float *st = partial ? partial + it * state : sc + (size_t)G * span;
         float *m = st, *l = st + G, *o = st + 2 * G;
         const float *qg = C->q + i * C->ldq + kvh * (size_t)G * (size_t)hd;
         const uint8_t *kh = (const uint8_t *)C->kc + kvh * (size_t)hd * (f16 ? 2 : 4);
         const uint8_t *vh = (const uint8_t *)C->vc + kvh * (size_t)hd * (f16 ? 2 : 4);
-        if (a >= b) {   /* a chunk past this row's last position */
+        if (a >= b) {   /* a chunk outside this row's positions */
             for (int g = 0; g < G; g++) { m[g] = -INFINITY; l[g] = 0; }
             memset(o, 0, (size_t)G * (size_t)hd * sizeof(float));
             continue;
         }
-        C->chunk(C->A, qg, kh, vh, a, b, sc, m, l, o);
+        if (!C->ring) {
+            C->chunk(C->A, qg, kh, vh, a, b, sc, m, l, o);
+        } else {
+            /* Position p lives in row p % ring: at most two contiguous runs of rows. */
+            const size_t pa = a % C->ring, n = b - a, first = pa + n <= C->ring ? n : C->ring - pa;
+            C->chunk(C->A, qg, kh, vh, pa, pa + first, sc, m, l, o);
+            if (first < n) {
+                float *s2 = sc + (size_t)G * span + state;
+                C->chunk(C->A, qg, kh, vh, 0, n - first, sc, s2, s2 + G, s2 + 2 * G);
+                merge_state(G, hd, m, l, o, s2, s2 + G, s2 + 2 * G);
+            }
+        }
         if (partial) continue;
         for (int g = 0; g < G; g++) {
             float *dst = C->out + i * C->ldo + (kvh * (size_t)G + (size_t)g) * (size_t)hd;
@@ -616,7 +649,16 @@ static void causal_share(void *ctx, int tid, int nt) {
 int condense_causal_attention(const float *q, size_t ldq, const void *kc, const void *vc, uint32_t kv_type, size_t ldkv,
                               float *out, size_t ldo, size_t t, size_t p0, int heads, int kv_heads, int hd, float scale,
                               condense_isa isa, int threads) {
+    return condense_causal_attention_window(q, ldq, kc, vc, kv_type, ldkv, out, ldo, t, p0, heads, kv_heads, hd, scale, 0, 0,
+                                            isa, threads);
+}
+
+int condense_causal_attention_window(const float *q, size_t ldq, const void *kc, const void *vc, uint32_t kv_type, size_t ldkv,
+                                     float *out, size_t ldo, size_t t, size_t p0, int heads, int kv_heads, int hd, float scale,
+                                     size_t window, size_t ring, condense_isa isa, int threads) {
     if (heads < 1 || kv_heads < 1 || heads % kv_heads || hd < 1) return CONDENSE_ERR_INVALID;
+    /* A ring must hold every position the pass reads: the window of its first row through its last row. */
+    if (ring && (!window || ring < window + t - 1)) return CONDENSE_ERR_INVALID;
     if (kv_type != CONDENSE_GGUF_F32 && kv_type != CONDENSE_GGUF_F16) return CONDENSE_ERR_INVALID;
     if (t == 0) return CONDENSE_OK;
     if (isa > condense_isa_detected()) isa = condense_isa_detected();
@@ -632,19 +674,20 @@ int condense_causal_attention(const float *q, size_t ldq, const void *kc, const 
     const int G = heads / kv_heads;
     const causal_args A = {q, ldq, kc, vc, ldkv * (f16 ? 2 : 4), f16, G, hd, scale};
     int nt = threads > 0 ? threads : condense_get_num_threads();
-    const size_t n_max = p0 + t;
-    if (n_max * (size_t)hd * t * (size_t)heads < 65536) nt = 1;
+    const size_t n_max = p0 + t, lo = window && p0 + 1 > window ? p0 + 1 - window : 0, live = n_max - lo;
+    if (live * (size_t)hd * t * (size_t)heads < 65536) nt = 1;
     /* Chunks only when rows × KV heads cannot feed every thread several items. */
     size_t nch = 1;
-    if (t * (size_t)kv_heads < 4 * (size_t)nt && n_max > ATTN_CHUNK) nch = (n_max + ATTN_CHUNK - 1) / ATTN_CHUNK;
-    const size_t span = nch == 1 ? n_max : ATTN_CHUNK;
+    if (t * (size_t)kv_heads < 4 * (size_t)nt && live > ATTN_CHUNK) nch = (live + ATTN_CHUNK - 1) / ATTN_CHUNK;
+    const size_t span = nch == 1 ? live : ATTN_CHUNK;
     const size_t items = t * (size_t)kv_heads * nch, state = (size_t)G * ((size_t)hd + 2);
     float *partial = NULL;
     if (nch > 1) {
         partial = condense_scratch(CONDENSE_SCRATCH_QX, items * state * sizeof(float));
         if (!partial) return CONDENSE_ERR_NO_MEMORY;
     }
-    causal_ctx cc = {&A, chunk, q, ldq, kc, vc, f16, out, ldo, t, p0, heads, kv_heads, hd, G, nch, span, items, state, partial, 0};
+    causal_ctx cc = {&A, chunk, q, ldq, kc, vc, f16, out, ldo, t, p0, heads, kv_heads, hd, G, nch, span, items, state,
+                     window, ring, lo, partial, 0};
     condense_team_run(nt, causal_share, &cc);
     const int failed = cc.failed;
     return failed;
@@ -657,6 +700,7 @@ typedef struct {
     size_t ldkv, ldo;
     int heads, kv_heads, hd;
     float scale;
+    size_t window, ring;
     condense_isa isa;
     int threads;
     size_t next;
@@ -671,21 +715,29 @@ static void batch_share(void *ctx, int t, int nt) {
         const size_t i = __atomic_fetch_add(&b->next, 1, __ATOMIC_RELAXED);
         if (i >= b->n) return;
         const condense_attention_sequence *s = &b->seqs[i];
-        const int r = condense_causal_attention(s->q, b->ldq, s->kc, s->vc, b->kv_type, b->ldkv, s->out, b->ldo, s->t, s->p0,
-                                                b->heads, b->kv_heads, b->hd, b->scale, b->isa, b->threads);
+        const int r = condense_causal_attention_window(s->q, b->ldq, s->kc, s->vc, b->kv_type, b->ldkv, s->out, b->ldo, s->t,
+                                                       s->p0, b->heads, b->kv_heads, b->hd, b->scale, b->window, b->ring, b->isa,
+                                                       b->threads);
         if (r != CONDENSE_OK) __atomic_store_n(&b->status, r, __ATOMIC_RELAXED);
     }
 }
 
 int condense_causal_attention_batch(const condense_attention_sequence *seqs, size_t n, size_t ldq, uint32_t kv_type, size_t ldkv,
                                     size_t ldo, int heads, int kv_heads, int hd, float scale, condense_isa isa, int threads) {
+    return condense_causal_attention_batch_window(seqs, n, ldq, kv_type, ldkv, ldo, heads, kv_heads, hd, scale, 0, 0, isa, threads);
+}
+
+int condense_causal_attention_batch_window(const condense_attention_sequence *seqs, size_t n, size_t ldq, uint32_t kv_type,
+                                           size_t ldkv, size_t ldo, int heads, int kv_heads, int hd, float scale, size_t window,
+                                           size_t ring, condense_isa isa, int threads) {
     if (n == 0) return CONDENSE_OK;
     if (!seqs) return CONDENSE_ERR_INVALID;
     int nt = threads > 0 ? threads : condense_get_num_threads();
     if (n < 2) nt = 1;
     /* One sequence per thread at a time, each run single-threaded (its own scratch), taken from a
      * shared counter: sequences differ in length. */
-    batch_ctx bc = {seqs, n, ldq, kv_type, ldkv, ldo, heads, kv_heads, hd, scale, isa, nt > 1 ? 1 : threads, 0, CONDENSE_OK};
+    batch_ctx bc = {seqs, n, ldq, kv_type, ldkv, ldo, heads, kv_heads, hd, scale, window, ring, isa, nt > 1 ? 1 : threads, 0,
+                    CONDENSE_OK};
     condense_team_run(nt, batch_share, &bc);
     const int status = bc.status;
     return status;

@@ -596,6 +596,16 @@ int condense_f32_attention(const float *q, const float *k, const float *v, size_
 int condense_causal_attention(const float *q, size_t ldq, const void *kc, const void *vc, uint32_t kv_type, size_t ldkv,
                               float *out, size_t ldo, size_t t, size_t p0, int heads, int kv_heads, int hd, float scale,
                               condense_isa isa, int threads);
+/**
+ * condense_causal_attention with a sliding window and a ring cache. window > 0: query row i
+ * attends only to positions p0 + i + 1 − window … p0 + i (llama.cpp's standard SWA: a query sees
+ * itself and the window − 1 positions before it); 0: every earlier position. ring > 0: position p
+ * is cache row p % ring (a sliding layer's cache holds only the rows its window can read), which
+ * needs window > 0 and ring ≥ window + t − 1; 0: position p is row p. Returns a condense_status.
+ */
+int condense_causal_attention_window(const float *q, size_t ldq, const void *kc, const void *vc, uint32_t kv_type, size_t ldkv,
+                                     float *out, size_t ldo, size_t t, size_t p0, int heads, int kv_heads, int hd, float scale,
+                                     size_t window, size_t ring, condense_isa isa, int threads);
 /** One sequence of a batched attention call: its rows of Q and of the output, its KV cache, its
  *  query rows t and the positions p0 already in its cache. */
 typedef struct condense_attention_sequence {
@@ -608,6 +618,11 @@ typedef struct condense_attention_sequence {
  *  steps: one row each), the sequences spread over the threads. Returns a condense_status. */
 int condense_causal_attention_batch(const condense_attention_sequence *seqs, size_t n, size_t ldq, uint32_t kv_type, size_t ldkv,
                                     size_t ldo, int heads, int kv_heads, int hd, float scale, condense_isa isa, int threads);
+/** condense_causal_attention_batch with condense_causal_attention_window's window and ring, the
+ *  same for every sequence. */
+int condense_causal_attention_batch_window(const condense_attention_sequence *seqs, size_t n, size_t ldq, uint32_t kv_type,
+                                           size_t ldkv, size_t ldo, int heads, int kv_heads, int hd, float scale, size_t window,
+                                           size_t ring, condense_isa isa, int threads);
 /** f32 to IEEE half, round to nearest even (the KV cache's f16 rows); the same bits on every path. */
 void condense_f32_to_f16(const float *x, uint16_t *y, size_t n, condense_isa isa);
 

@@ -7,7 +7,7 @@ struct CondenseCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "condense",
         abstract: "Run compressed neural-network layers fast on CPUs.",
-        subcommands: [Demo.self, Compress.self, Eval.self, Embed.self, Generate.self, Chat.self, PerplexityCommand.self, Serve.self, Info.self, Backends.self, Tune.self, Bench.self]
+        subcommands: [Demo.self, Compress.self, Eval.self, Embed.self, Generate.self, Chat.self, PerplexityCommand.self, Tokenize.self, Serve.self, Info.self, Backends.self, Tune.self, Bench.self]
     )
 }
 

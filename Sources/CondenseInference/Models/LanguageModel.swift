@@ -2,73 +2,11 @@ import CCondenseKernels
 import Condense
 import Foundation
 
-/// The hyperparameters of a Llama-family decoder, read from GGUF metadata (`<arch>.*`).
-public struct DecoderConfig: Sendable, Equatable {
-    /// `llama` (also `mistral`) or `qwen2`.
-    public let architecture: String
-    public let layers: Int
-    public let hidden: Int
-    public let feedForward: Int
-    public let heads: Int
-    public let kvHeads: Int
-    public let headDim: Int
-    public let contextLength: Int
-    public let ropeBase: Float
-    public let rmsEpsilon: Float
-    /// NeoX rotation (pairs i, i + d/2: qwen2) or the normal one (adjacent pairs: llama, whose
-    /// GGUF conversion permutes Q and K for it).
-    public let ropeNeoX: Bool
-    /// Q, K and V projections carry biases (qwen2).
-    public let qkvBias: Bool
-
-    /// - Throws: ``CondenseError/invalidModel(_:)`` naming the key and the value.
-    public init(gguf f: GGUFFile) throws {
-        guard let arch = f.metadata["general.architecture"]?.string else {
-            throw CondenseError.invalidModel("metadata 'general.architecture' is missing")
-        }
-        guard ["llama", "mistral", "qwen2"].contains(arch) else {
-            throw CondenseError.invalidModel("general.architecture '\(arch)' is not supported (llama, mistral, qwen2)")
-        }
-        func int(_ key: String, _ range: ClosedRange<Int>, default d: Int? = nil) throws -> Int {
-            guard let v = f.metadata[arch + "." + key] else {
-                if let d { return d }
-                throw CondenseError.invalidModel("metadata '\(arch).\(key)' is missing")
-            }
-            guard let i = v.int, range.contains(i) else {
-                throw CondenseError.invalidModel("\(arch).\(key) must be an integer in \(range.lowerBound)…\(range.upperBound), got \(v)")
-            }
-            return i
-        }
-        func float(_ key: String, _ ok: (Double) -> Bool, default d: Double) throws -> Float {
-            guard let v = f.metadata[arch + "." + key] else { return Float(d) }
-            guard let x = v.double, x.isFinite, ok(x) else { throw CondenseError.invalidModel("\(arch).\(key) is \(v)") }
-            return Float(x)
-        }
-        architecture = arch
-        layers = try int("block_count", 1...1024)
-        hidden = try int("embedding_length", 1...65_536)
-        feedForward = try int("feed_forward_length", 1...1_048_576)
-        heads = try int("attention.head_count", 1...hidden)
-        kvHeads = try int("attention.head_count_kv", 1...heads, default: heads)
-        guard hidden % heads == 0, heads % kvHeads == 0 else {
-            throw CondenseError.invalidModel("\(arch): \(heads) heads do not divide hidden \(hidden) or are not a multiple of \(kvHeads) KV heads")
-        }
-        headDim = hidden / heads
-        let ropeDims = try int("rope.dimension_count", 2...headDim, default: headDim)
-        guard ropeDims == headDim else {
-            throw CondenseError.invalidModel("\(arch).rope.dimension_count \(ropeDims) ≠ head size \(headDim) (partial rotary is not supported)")
-        }
-        contextLength = try int("context_length", 1...1 << 20, default: 2048)
-        ropeBase = try float("rope.freq_base", { $0 > 1 }, default: 10_000)
-        rmsEpsilon = try float("attention.layer_norm_rms_epsilon", { $0 > 0 && $0 < 1 }, default: 1e-5)
-        ropeNeoX = arch == "qwen2"
-        qkvBias = arch == "qwen2"
-    }
-}
-
-/// A Llama-family decoder (llama, mistral, qwen2) loaded from a GGUF file, with its byte-level BPE
-/// tokenizer. Projections are `LinearLayer`s placed through the registry; sessions share the
-/// weights and each holds its own KV cache.
+/// A decoder LLM loaded from a GGUF file (or a folder written by `condense compress --llm`):
+/// any architecture of ``DecoderArchitecture/all`` (Llama 1–3, Mistral, Qwen 2/2.5/3, Gemma 3,
+/// Phi-3) with the tokenizer its file describes (byte-level BPE or SentencePiece). Projections are
+/// `LinearLayer`s placed through the registry; sessions share the weights and each holds its own
+/// KV cache.
 ///
 /// ```swift
 /// let lm = try LanguageModel(gguf: "SmolLM2-135M-Instruct.Q4_1.gguf")
@@ -79,17 +17,21 @@ public struct DecoderConfig: Sendable, Equatable {
 /// ```
 public final class LanguageModel: Sendable {
     public let config: DecoderConfig
-    public let tokenizer: ByteLevelBPETokenizer
+    public let tokenizer: any Tokenizer
     /// The ISA of the helper kernels (attention): the registry's pinned native level, else the active one.
     public let isa: ISA
     /// `general.name`, or the file name.
     public let name: String
 
-    /// One block's projections. Projections that read the same input are stacked into one
-    /// layer (Q, K, V; gate, up): one kernel call per input instead of three or two.
+    /// One block's weights. Projections that read the same input are stacked into one layer
+    /// (Q, K, V; gate, up): one kernel call per input instead of three or two.
     struct Layer: Sendable {
         let attnNorm: [Float], ffnNorm: [Float]
-        let qkv: any PreparedLinear      // outputs: Q (hidden), K (kv), V (kv)
+        /// Per-head RMSNorm weights of Q and K (headDim each), when the architecture has QK-norm.
+        let qNorm: [Float]?, kNorm: [Float]?
+        /// Norms of the attention and FFN outputs before their residual adds (Gemma 3).
+        let postAttnNorm: [Float]?, postFFNNorm: [Float]?
+        let qkv: any PreparedLinear      // outputs: Q (qDim), K (kvDim), V (kvDim)
         let o: any PreparedLinear
         let gateUp: any PreparedLinear   // outputs: gate (ff), up (ff)
         let down: any PreparedLinear
@@ -101,6 +43,8 @@ public final class LanguageModel: Sendable {
     let outputNorm: [Float]
     let head: any PreparedLinear
     let vocabSize: Int
+    /// Llama 3's RoPE frequency divisors (headDim / 2), when the file has `rope_freqs.weight`.
+    let ropeFrequencyFactors: [Float]?
 
     /// Where each projection runs: the kernel, and the registry's placement for f32 ones.
     public let placements: [(name: String, placement: String)]
@@ -125,70 +69,69 @@ public final class LanguageModel: Sendable {
     /// others, or all with `keepBlocks: false`, are dequantized exactly to f32. Both kinds are
     /// placed through the registry.
     public convenience init(file f: GGUFFile, registry: BackendRegistry = .standard(), fallbackName: String = "model", keepBlocks: Bool = true) throws {
+        var source = GGUFTensorSource(file: f, placer: ProjectionPlacer(registry: registry, isa: registry.helperISA, keepBlocks: keepBlocks))
+        try self.init(metadata: f, source: &source, registry: registry, fallbackName: fallbackName)
+    }
+
+    /// The one loader: the architecture's table walked over a tensor source (the GGUF file or
+    /// the compressed folder), every shape checked.
+    convenience init(metadata f: GGUFFile, source: inout some TensorSource, registry: BackendRegistry, fallbackName: String) throws {
         let c = try DecoderConfig(gguf: f)
-        let level = registry.helperISA
-        let tokenizer = try ByteLevelBPETokenizer(gguf: f)
+        let arch = try DecoderArchitecture.named(c.architecture)
+        let tokenizer = try makeTokenizer(gguf: f)
         let name = f.metadata["general.name"]?.string ?? fallbackName
-        let (d, kvd) = (c.hidden, c.kvHeads * c.headDim)
-        func tensor(_ n: String, _ dims: [Int]) throws -> [Float] {
-            let t = try f.tensor(n)
-            guard t.dims == dims else { throw CondenseError.invalidTensor(name: n, reason: "shape \(t.dims), expected \(dims)") }
-            return try f.dequantized(n)
-        }
-        let embd = try f.tensor("token_embd.weight")
-        guard embd.dims.count == 2, embd.dims[0] == d else {
-            throw CondenseError.invalidTensor(name: "token_embd.weight", reason: "shape \(embd.dims), expected [\(d), vocab]")
-        }
+        let (d, qd, kvd, ff, hd) = (c.hidden, c.qDim, c.kvDim, c.feedForward, c.headDim)
+        let embd = try source.embedding(hidden: d)
         let vocabSize = embd.dims[1]
         try Self.checkEmbedding(embd, hidden: d, tokenizer: tokenizer)
-        var placer = ProjectionPlacer(registry: registry, isa: level, keepBlocks: keepBlocks)
-        func linear(_ names: [String], outs: [Int], inp: Int, bias: Bool = false) throws -> any PreparedLinear {
-            var ts: [GGUFFile.Tensor] = []
-            var bs: [Float] = []
-            for (n, out) in zip(names, outs) {
-                let t = try f.tensor(n + ".weight")
-                guard t.dims == [inp, out] else { throw CondenseError.invalidTensor(name: n + ".weight", reason: "shape \(t.dims), expected \([inp, out])") }
-                ts.append(t)
-                if bias { bs += try tensor(n + ".bias", [out]) }
-            }
-            return try placer.place(names.joined(separator: "+"), ts, bias: bias ? bs : nil)
+        let has = Set(arch.block)
+        for t in ["rope_factors_long.weight", "rope_factors_short.weight"] where source.has(t) {
+            throw CondenseError.invalidTensor(name: t, reason: "LongRoPE scaling (Phi-3 128k) is not supported")
         }
         var ls: [Layer] = []
         for l in 0..<c.layers {
-            let p = "blk.\(l)."
-            ls.append(Layer(attnNorm: try tensor(p + "attn_norm.weight", [d]), ffnNorm: try tensor(p + "ffn_norm.weight", [d]),
-                            qkv: try linear([p + "attn_q", p + "attn_k", p + "attn_v"], outs: [d, kvd, kvd], inp: d, bias: c.qkvBias),
-                            o: try linear([p + "attn_output"], outs: [d], inp: d),
-                            gateUp: try linear([p + "ffn_gate", p + "ffn_up"], outs: [c.feedForward, c.feedForward], inp: d),
-                            down: try linear([p + "ffn_down"], outs: [d], inp: c.feedForward)))
+            func norm(_ t: BlockTensor, _ n: Int) throws -> [Float]? { has.contains(t) ? try source.vector(t.name(l), n) : nil }
+            let qkv = has.contains(.qkv)
+                ? try source.projection([BlockTensor.qkv.stem(l)], outs: [qd + 2 * kvd], inp: d, bias: c.qkvBias)
+                : try source.projection([BlockTensor.q, .k, .v].map { $0.stem(l) }, outs: [qd, kvd, kvd], inp: d, bias: c.qkvBias)
+            let gateUp = has.contains(.gate)
+                ? try source.projection([BlockTensor.gate.stem(l), BlockTensor.up.stem(l)], outs: [ff, ff], inp: d, bias: false)
+                : try source.projection([BlockTensor.up.stem(l)], outs: [2 * ff], inp: d, bias: false)
+            ls.append(Layer(attnNorm: try source.vector(BlockTensor.attnNorm.name(l), d), ffnNorm: try source.vector(BlockTensor.ffnNorm.name(l), d),
+                            qNorm: try norm(.qNorm, hd), kNorm: try norm(.kNorm, hd),
+                            postAttnNorm: try norm(.postAttnNorm, d), postFFNNorm: try norm(.postFFNNorm, d),
+                            qkv: qkv,
+                            o: try source.projection([BlockTensor.output.stem(l)], outs: [d], inp: qd, bias: false),
+                            gateUp: gateUp,
+                            down: try source.projection([BlockTensor.down.stem(l)], outs: [d], inp: ff, bias: false)))
         }
         // A layer in the file beyond block_count would be a different model: refuse it.
-        if let extra = f.tensors.first(where: { $0.name.hasPrefix("blk.\(c.layers).") }) {
-            throw CondenseError.invalidModel("tensor '\(extra.name)' belongs to a layer beyond block_count \(c.layers)")
+        if let extra = source.tensorNames.first(where: { $0.hasPrefix("blk.\(c.layers).") }) {
+            throw CondenseError.invalidModel("tensor '\(extra)' belongs to a layer beyond block_count \(c.layers)")
         }
-        let outputNorm = try tensor("output_norm.weight", [d])
+        let outputNorm = try source.vector(ModelTensor.outputNorm, d)
+        let factors = source.has(ModelTensor.ropeFrequencies) ? try source.vector(ModelTensor.ropeFrequencies, hd / 2) : nil
+        if let bad = factors?.first(where: { !($0.isFinite && $0 > 0) }) {
+            throw CondenseError.invalidTensor(name: ModelTensor.ropeFrequencies, reason: "holds \(bad); every divisor must be finite and > 0")
+        }
         // The output head is tied to the embedding when `output.weight` is absent.
-        let head: any PreparedLinear
-        if f.tensors.contains(where: { $0.name == "output.weight" }) {
-            head = try linear(["output"], outs: [vocabSize], inp: d)
-        } else {
-            head = try placer.place("output (tied to token_embd)", [embd], bias: nil)
-        }
-        self.init(config: c, tokenizer: tokenizer, isa: level, name: name, tokenEmbedding: embd, layers: ls, outputNorm: outputNorm,
-                  head: head, vocabSize: vocabSize, placements: placer.places, weightBytesPerToken: placer.perToken)
+        let head = try source.head(vocab: vocabSize, hidden: d, embedding: embd)
+        self.init(config: c, tokenizer: tokenizer, isa: registry.helperISA, name: name, tokenEmbedding: embd, layers: ls,
+                  outputNorm: outputNorm, head: head, vocabSize: vocabSize, ropeFrequencyFactors: factors,
+                  placements: source.placer.places, weightBytesPerToken: source.placer.perToken)
     }
 
-    init(config: DecoderConfig, tokenizer: ByteLevelBPETokenizer, isa: ISA, name: String, tokenEmbedding: GGUFFile.Tensor,
-         layers: [Layer], outputNorm: [Float], head: any PreparedLinear, vocabSize: Int,
+    init(config: DecoderConfig, tokenizer: any Tokenizer, isa: ISA, name: String, tokenEmbedding: GGUFFile.Tensor,
+         layers: [Layer], outputNorm: [Float], head: any PreparedLinear, vocabSize: Int, ropeFrequencyFactors: [Float]?,
          placements: [(name: String, placement: String)], weightBytesPerToken: Int) {
         (self.config, self.tokenizer, self.isa, self.name, self.tokenEmbedding) = (config, tokenizer, isa, name, tokenEmbedding)
         (self.layers, self.outputNorm, self.head, self.vocabSize) = (layers, outputNorm, head, vocabSize)
-        (self.placements, self.weightBytesPerToken) = (placements, weightBytesPerToken)
+        (self.placements, self.weightBytesPerToken, self.ropeFrequencyFactors) = (placements, weightBytesPerToken, ropeFrequencyFactors)
     }
 
     /// The token embedding is looked up one row at a time, each dequantized whole: a known
     /// type, rows of whole blocks, one row per token of the vocabulary (or more).
-    static func checkEmbedding(_ embd: GGUFFile.Tensor, hidden d: Int, tokenizer: ByteLevelBPETokenizer) throws {
+    static func checkEmbedding(_ embd: GGUFFile.Tensor, hidden d: Int, tokenizer: any Tokenizer) throws {
         guard embd.dims.count == 2, embd.dims[0] == d else {
             throw CondenseError.invalidTensor(name: "token_embd.weight", reason: "shape \(embd.dims), expected [\(d), vocab]")
         }
@@ -207,7 +150,8 @@ public final class LanguageModel: Sendable {
         }
     }
 
-    /// Writes the embedding of token `id` (in range) to `out` (hidden floats).
+    /// Writes the embedding of token `id` (in range) to `out` (hidden floats), scaled as the
+    /// architecture says.
     func embed(_ id: Int32, into out: UnsafeMutablePointer<Float>) throws {
         let t = tokenEmbedding
         let d = config.hidden
@@ -216,12 +160,74 @@ public final class LanguageModel: Sendable {
             condense_gguf_dequantize(t.type.rawValue, p.baseAddress! + Int(id) * rowBytes, d, out)
         }
         try NativeStatus.check(status, kernel: "dequantize token_embd.weight")
+        let s = config.embeddingScale
+        if s != 1 { for j in 0..<d { out[j] *= s } }
     }
 
     /// A session of its own: a KV cache of `contextLength` tokens (at most the model's; 4096 or
     /// the model's if smaller by default) in `kvCache`'s element type.
     public func session(contextLength: Int? = nil, kvCache: KVCacheType = .f16) throws -> DecoderSession {
         try DecoderSession(self, contextLength: contextLength ?? min(config.contextLength, 4096), kvCache: kvCache)
+    }
+}
+
+/// Where a model's tensors come from: a GGUF file or a compressed folder. The loader asks both
+/// by the same ggml names (``BlockTensor``, ``ModelTensor``), so an architecture's table is
+/// written once.
+protocol TensorSource {
+    var placer: ProjectionPlacer { get }
+    var tensorNames: [String] { get }
+    func has(_ name: String) -> Bool
+    /// A norm or bias of `count` floats.
+    func vector(_ name: String, _ count: Int) throws -> [Float]
+    /// The token embedding as ggml blocks, `[hidden, vocab]`.
+    func embedding(hidden: Int) throws -> GGUFFile.Tensor
+    /// Projections that read one input (`names` without `.weight`), their rows stacked in order;
+    /// `bias`: each has `<name>.bias`.
+    mutating func projection(_ names: [String], outs: [Int], inp: Int, bias: Bool) throws -> any PreparedLinear
+    /// `output.weight`, or the embedding when the head is tied.
+    mutating func head(vocab: Int, hidden: Int, embedding: GGUFFile.Tensor) throws -> any PreparedLinear
+}
+
+/// The tensors of a GGUF file.
+struct GGUFTensorSource: TensorSource {
+    let file: GGUFFile
+    var placer: ProjectionPlacer
+    var tensorNames: [String] { file.tensors.map(\.name) }
+
+    init(file: GGUFFile, placer: ProjectionPlacer) { (self.file, self.placer) = (file, placer) }
+
+    func has(_ name: String) -> Bool { file.tensors.contains { $0.name == name } }
+
+    func vector(_ name: String, _ count: Int) throws -> [Float] {
+        let t = try file.tensor(name)
+        guard t.dims == [count] else { throw CondenseError.invalidTensor(name: name, reason: "shape \(t.dims), expected [\(count)]") }
+        return try file.dequantized(name)
+    }
+
+    func embedding(hidden d: Int) throws -> GGUFFile.Tensor {
+        let embd = try file.tensor(ModelTensor.tokenEmbedding)
+        guard embd.dims.count == 2, embd.dims[0] == d else {
+            throw CondenseError.invalidTensor(name: ModelTensor.tokenEmbedding, reason: "shape \(embd.dims), expected [\(d), vocab]")
+        }
+        return embd
+    }
+
+    mutating func projection(_ names: [String], outs: [Int], inp: Int, bias: Bool) throws -> any PreparedLinear {
+        var ts: [GGUFFile.Tensor] = []
+        var bs: [Float] = []
+        for (n, out) in zip(names, outs) {
+            let t = try file.tensor(n + ".weight")
+            guard t.dims == [inp, out] else { throw CondenseError.invalidTensor(name: n + ".weight", reason: "shape \(t.dims), expected \([inp, out])") }
+            ts.append(t)
+            if bias { bs += try vector(n + ".bias", out) }
+        }
+        return try placer.place(names.joined(separator: "+"), ts, bias: bias ? bs : nil)
+    }
+
+    mutating func head(vocab: Int, hidden d: Int, embedding: GGUFFile.Tensor) throws -> any PreparedLinear {
+        if has(ModelTensor.output) { return try projection(["output"], outs: [vocab], inp: d, bias: false) }
+        return try placer.place("output (tied to token_embd)", [embedding], bias: nil)
     }
 }
 

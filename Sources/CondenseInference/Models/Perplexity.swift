@@ -29,7 +29,8 @@ public enum Perplexity {
         guard context >= 4, context <= lm.config.contextLength else {
             throw CondenseError.invalidInput("context must be in 4…\(lm.config.contextLength), got \(context)")
         }
-        let tokens = lm.tokenizer.encode(text, addSpecial: false)
+        // As llama-perplexity tokenizes: BOS (and EOS) as the model says, the text as text.
+        let tokens = lm.tokenizer.encode(text, addSpecial: true, parseSpecial: false)
         let windows = tokens.count / context
         guard windows >= 1, tokens.count >= 2 * context else {
             throw CondenseError.invalidInput("the text has \(tokens.count) tokens; at least \(2 * context) are needed for a context of \(context)")

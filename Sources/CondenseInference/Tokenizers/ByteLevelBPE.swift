@@ -12,7 +12,7 @@ import Foundation
 /// let ids = tok.encode("The capital of France is")   // [504, 3575, 282, 4649, 314]
 /// print(tok.decode(ids))                               // The capital of France is
 /// ```
-public struct ByteLevelBPETokenizer: Sendable {
+public struct ByteLevelBPETokenizer: Tokenizer {
     /// The pre-tokenizers of `tokenizer.ggml.pre` this tokenizer knows (llama.cpp's definitions).
     public enum PreTokenizer: String, Sendable, CaseIterable {
         case gpt2, smollm, llama3, qwen2
@@ -34,21 +34,22 @@ public struct ByteLevelBPETokenizer: Sendable {
 
     public let tokens: [String]
     public let vocabulary: [String: Int32]
-    /// Control and user-defined tokens, matched in text before the pre-tokenizer.
-    public let specialTokens: [String: Int32]
     public let preTokenizer: PreTokenizer
     public let bos: Int32?
     public let eos: Int32?
     public let addBOS: Bool
     public let addEOS: Bool
     let ranks: [String: Int]
-    let specialsByLength: [(String, Int32)]
-    let isSpecial: [Bool]
+    let specials: SpecialTokens
+
+    /// Control and user-defined tokens, matched in text before the pre-tokenizer.
+    public var specialTokens: [String: Int32] { specials.byText }
+    public var endOfGeneration: Set<Int32> { specials.endOfGeneration }
 
     /// - Throws: ``CondenseError/invalidModel(_:)`` for a token listed twice, a merge that is not
     ///   two tokens, an unknown pre-tokenizer, or BOS/EOS ids outside the vocabulary.
     public init(tokens: [String], merges: [String], tokenTypes: [Int32]? = nil, preTokenizer: PreTokenizer,
-                bos: Int32? = nil, eos: Int32? = nil, addBOS: Bool = false, addEOS: Bool = false) throws {
+                bos: Int32? = nil, eos: Int32? = nil, eot: Int32? = nil, addBOS: Bool = false, addEOS: Bool = false) throws {
         guard !tokens.isEmpty, tokens.count <= Int(Int32.max) else { throw CondenseError.invalidModel("a vocabulary of \(tokens.count) tokens") }
         if let tokenTypes, tokenTypes.count != tokens.count {
             throw CondenseError.invalidModel("tokenizer.ggml.token_type has \(tokenTypes.count) entries for \(tokens.count) tokens")
@@ -68,23 +69,14 @@ public struct ByteLevelBPETokenizer: Sendable {
             }
             if ranks[m] == nil { ranks[m] = i }
         }
-        for (name, id) in [("bos", bos), ("eos", eos)] {
+        for (name, id) in [("bos", bos), ("eos", eos), ("eot", eot)] {
             if let id, !(0..<Int32(tokens.count)).contains(id) {
                 throw CondenseError.invalidModel("\(name) token id \(id) is outside the vocabulary of \(tokens.count)")
             }
         }
-        // Control (3) and user-defined (4) tokens are matched as themselves in the text.
-        var specials: [String: Int32] = [:]
-        var flags = [Bool](repeating: false, count: tokens.count)
-        for (i, t) in (tokenTypes ?? []).enumerated() where t == 3 || t == 4 {
-            if !tokens[i].isEmpty { specials[tokens[i]] = Int32(i) }
-            flags[i] = t == 3
-        }
         self.tokens = tokens
         vocabulary = v
-        specialTokens = specials
-        specialsByLength = specials.sorted { $0.key.utf8.count > $1.key.utf8.count }.map { ($0.key, $0.value) }
-        isSpecial = flags
+        specials = SpecialTokens(tokens: tokens, types: tokenTypes, eos: eos, eot: eot)
         self.ranks = ranks
         self.preTokenizer = preTokenizer
         self.bos = bos
@@ -101,13 +93,6 @@ public struct ByteLevelBPETokenizer: Sendable {
         guard model == "gpt2" else {
             throw CondenseError.invalidModel("tokenizer.ggml.model '\(model ?? "?")' is not byte-level BPE ('gpt2')")
         }
-        func strings(_ key: String) throws -> [String] {
-            guard let a = try f.value(key).array else { throw CondenseError.invalidModel("\(key) is not an array") }
-            return try a.map { v in
-                guard let s = v.string else { throw CondenseError.invalidModel("\(key) holds a \(v), not a string") }
-                return s
-            }
-        }
         let preName = f.metadata["tokenizer.ggml.pre"]?.string ?? "gpt2"
         let pre: PreTokenizer
         switch preName {
@@ -118,51 +103,39 @@ public struct ByteLevelBPETokenizer: Sendable {
         default:
             throw CondenseError.invalidModel("tokenizer.ggml.pre '\(preName)' is not supported (\(PreTokenizer.allCases.map(\.rawValue).joined(separator: ", ")))")
         }
-        let types = try f.metadata["tokenizer.ggml.token_type"].map { v -> [Int32] in
-            guard let a = v.array else { throw CondenseError.invalidModel("tokenizer.ggml.token_type is not an array") }
-            return try a.map { x in
-                guard let i = x.int, let t = Int32(exactly: i) else { throw CondenseError.invalidModel("tokenizer.ggml.token_type holds \(x)") }
-                return t
-            }
-        }
-        func id(_ key: String) throws -> Int32? {
-            guard let v = f.metadata[key] else { return nil }
-            guard let i = v.int, let t = Int32(exactly: i) else { throw CondenseError.invalidModel("\(key) is \(v), not a token id") }
-            return t
-        }
-        try self.init(tokens: strings("tokenizer.ggml.tokens"), merges: strings("tokenizer.ggml.merges"), tokenTypes: types,
-                      preTokenizer: pre, bos: id("tokenizer.ggml.bos_token_id"), eos: id("tokenizer.ggml.eos_token_id"),
-                      addBOS: f.metadata["tokenizer.ggml.add_bos_token"]?.bool ?? false,
-                      addEOS: f.metadata["tokenizer.ggml.add_eos_token"]?.bool ?? false)
+        try self.init(tokens: TokenizerMetadata.strings(f, "tokenizer.ggml.tokens"), merges: TokenizerMetadata.strings(f, "tokenizer.ggml.merges"),
+                      tokenTypes: TokenizerMetadata.types(f), preTokenizer: pre,
+                      bos: TokenizerMetadata.id(f, "tokenizer.ggml.bos_token_id"), eos: TokenizerMetadata.id(f, "tokenizer.ggml.eos_token_id"),
+                      eot: TokenizerMetadata.id(f, "tokenizer.ggml.eot_token_id"),
+                      addBOS: TokenizerMetadata.bool(f, "tokenizer.ggml.add_bos_token") ?? false,
+                      addEOS: TokenizerMetadata.bool(f, "tokenizer.ggml.add_eos_token") ?? false)
     }
 
     /// Token ids of `text`; BOS/EOS added as the model says when `addSpecial` is true. Control
-    /// tokens written in the text become their ids.
-    public func encode(_ text: String, addSpecial: Bool = true) -> [Int32] {
+    /// tokens written in the text become their ids when `parseSpecial` is true; user-defined
+    /// tokens always do (as llama.cpp splits them).
+    public func encode(_ text: String, addSpecial: Bool, parseSpecial: Bool) -> [Int32] {
+        encode(parts: [(text, parseSpecial)], addSpecial: addSpecial)
+    }
+
+    public func encode(parts: [(text: String, parseSpecial: Bool)], addSpecial: Bool) -> [Int32] {
         var ids: [Int32] = []
-        if addSpecial, addBOS, let bos { ids.append(bos) }
+        let pieces = specials.split(parts)
+        if addSpecial, addBOS, let bos, pieces.first?.1 != bos { ids.append(bos) }
         let regexes = preTokenizer.compiled
-        for (piece, special) in splitSpecials(text) {
+        for (piece, special) in pieces {
             if let special { ids.append(special); continue }
-            for word in Self.preTokenize(piece, regexes) { ids += bpe(word) }
+            for word in Self.preTokenize(piece[...], regexes) { ids += bpe(word) }
         }
         if addSpecial, addEOS, let eos { ids.append(eos) }
         return ids
-    }
-
-    /// The text of `ids` (invalid UTF-8 from a cut multi-byte character becomes U+FFFD).
-    public func decode(_ ids: [Int32]) -> String {
-        var d = StreamingDecoder(self)
-        var s = ids.map { d.append($0) }.joined()
-        s += d.flush()
-        return s
     }
 
     /// The bytes a token stands for (control tokens: their text).
     public func bytes(of id: Int32) -> [UInt8] {
         guard id >= 0, Int(id) < tokens.count else { return [] }
         let t = tokens[Int(id)]
-        if isSpecial[Int(id)] { return Array(t.utf8) }
+        if specials.isControl[Int(id)] { return Array(t.utf8) }
         var out: [UInt8] = []
         out.reserveCapacity(t.unicodeScalars.count)
         for u in t.unicodeScalars {
@@ -171,62 +144,10 @@ public struct ByteLevelBPETokenizer: Sendable {
         return out
     }
 
-    /// Decodes token by token, emitting only whole UTF-8 characters: a character split across
-    /// tokens appears once its last byte has arrived.
-    public struct StreamingDecoder: Sendable {
-        let tokenizer: ByteLevelBPETokenizer
-        var pending: [UInt8] = []
-        public init(_ tokenizer: ByteLevelBPETokenizer) { self.tokenizer = tokenizer }
-
-        /// The text that token `id` completes.
-        public mutating func append(_ id: Int32) -> String {
-            pending += tokenizer.bytes(of: id)
-            let n = Self.completePrefix(pending)
-            let s = String(decoding: pending[..<n], as: UTF8.self)
-            pending.removeFirst(n)
-            return s
-        }
-
-        /// Whatever is left (an incomplete character becomes U+FFFD).
-        public mutating func flush() -> String {
-            defer { pending.removeAll() }
-            return String(decoding: pending, as: UTF8.self)
-        }
-
-        /// Bytes that form whole characters: up to a trailing, still incomplete, sequence.
-        static func completePrefix(_ b: [UInt8]) -> Int {
-            var i = b.count
-            var back = 0
-            while i > 0, back < 4, b[i - 1] & 0xC0 == 0x80 { i -= 1; back += 1 }
-            guard i > 0 else { return back >= 4 ? b.count : 0 }
-            let lead = b[i - 1]
-            let need = lead >= 0xF0 ? 4 : lead >= 0xE0 ? 3 : lead >= 0xC0 ? 2 : 1
-            return need > back + 1 && lead >= 0xC0 ? i - 1 : b.count
-        }
-    }
+    /// Decodes token by token, emitting only whole UTF-8 characters.
+    public typealias StreamingDecoder = TokenStreamDecoder
 
     // MARK: - Internals
-
-    /// Text cut at control tokens (leftmost, longest first).
-    func splitSpecials(_ text: String) -> [(Substring, Int32?)] {
-        guard !specialsByLength.isEmpty else { return [(text[...], nil)] }
-        var out: [(Substring, Int32?)] = []
-        var start = text.startIndex, i = text.startIndex
-        let u = text.utf8
-        while i < text.endIndex {
-            if let (s, id) = specialsByLength.first(where: { text[i...].utf8.starts(with: $0.0.utf8) }) {
-                if start < i { out.append((text[start..<i], nil)) }
-                let end = u.index(i, offsetBy: s.utf8.count)
-                out.append((text[i..<end], id))
-                i = end
-                start = end
-                continue
-            }
-            i = text.unicodeScalars.index(after: i)
-        }
-        if start < text.endIndex { out.append((text[start...], nil)) }
-        return out
-    }
 
     static func preTokenize(_ text: Substring, _ regexes: [Regex<AnyRegexOutput>]) -> [Substring] {
         var pieces = [text]

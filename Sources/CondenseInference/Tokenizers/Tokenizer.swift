@@ -1,0 +1,192 @@
+import Condense
+import Foundation
+
+/// What a decoder needs of its tokenizer, whatever its kind: byte-level BPE
+/// (``ByteLevelBPETokenizer``, `tokenizer.ggml.model = gpt2`) or SentencePiece
+/// (``SentencePieceTokenizer``, `llama`). ``makeTokenizer(gguf:)`` picks the one a file names.
+///
+/// ```swift
+/// let tok = try makeTokenizer(gguf: GGUFFile(contentsOf: "gemma-3-270m-q4_k_m.gguf"))
+/// let ids = tok.encode("Hello world")                          // [2, 9259, 1902]: BOS first
+/// let plain = tok.encode("<start_of_turn>", parseSpecial: false) // text, never a control token
+/// ```
+public protocol Tokenizer: Sendable {
+    /// Every token's text as stored in the file.
+    var tokens: [String] { get }
+    /// Control, unknown and user-defined tokens, matched in text before the model's own
+    /// splitting (user-defined always, control and unknown only when special tokens are parsed).
+    var specialTokens: [String: Int32] { get }
+    var bos: Int32? { get }
+    var eos: Int32? { get }
+    var addBOS: Bool { get }
+    var addEOS: Bool { get }
+    /// Tokens that end a generation: EOS and the end-of-turn tokens the vocabulary has
+    /// (`<|eot_id|>`, `<|im_end|>`, `<end_of_turn>`, `<|end|>`, …), as llama.cpp collects them.
+    var endOfGeneration: Set<Int32> { get }
+    /// Token ids of `text`. `addSpecial`: BOS/EOS as the model says. `parseSpecial`: control
+    /// tokens written in the text become their ids; false for text a user sent, so that it stays
+    /// text (user-defined tokens are split out either way, as llama.cpp does).
+    func encode(_ text: String, addSpecial: Bool, parseSpecial: Bool) -> [Int32]
+    /// Token ids of text made of parts: control tokens are recognised only in the parts whose
+    /// `parseSpecial` is true (a chat template's markup), never in the others (the messages),
+    /// while the text runs are tokenized across part boundaries as if the parts were one string.
+    /// BOS is not added again when the first part begins with it.
+    func encode(parts: [(text: String, parseSpecial: Bool)], addSpecial: Bool) -> [Int32]
+    /// The bytes a token stands for (control tokens: their text).
+    func bytes(of id: Int32) -> [UInt8]
+}
+
+extension Tokenizer {
+    /// Token ids of `text`, control tokens parsed (a template's or a prompt's own markup).
+    public func encode(_ text: String, addSpecial: Bool = true) -> [Int32] { encode(text, addSpecial: addSpecial, parseSpecial: true) }
+
+    /// Token ids of `text`, with `parseSpecial` (BOS/EOS as the model says).
+    public func encode(_ text: String, parseSpecial: Bool) -> [Int32] { encode(text, addSpecial: true, parseSpecial: parseSpecial) }
+
+    /// The text of `ids` (invalid UTF-8 from a cut multi-byte character becomes U+FFFD).
+    public func decode(_ ids: [Int32]) -> String {
+        var d = TokenStreamDecoder(self)
+        var s = ids.map { d.append($0) }.joined()
+        s += d.flush()
+        return s
+    }
+}
+
+/// The tokenizer a GGUF file describes: `tokenizer.ggml.model` `gpt2` (byte-level BPE) or `llama`
+/// (SentencePiece).
+/// - Throws: ``CondenseError/invalidModel(_:)`` naming the key and the value.
+public func makeTokenizer(gguf f: GGUFFile) throws -> any Tokenizer {
+    let model = try f.value("tokenizer.ggml.model").string
+    switch model {
+    case "gpt2": return try ByteLevelBPETokenizer(gguf: f)
+    case "llama": return try SentencePieceTokenizer(gguf: f)
+    default:
+        throw CondenseError.invalidModel("tokenizer.ggml.model '\(model ?? "?")' is not supported (gpt2: byte-level BPE, llama: SentencePiece)")
+    }
+}
+
+/// Decodes token by token, emitting only whole UTF-8 characters: a character split across
+/// tokens appears once its last byte has arrived.
+public struct TokenStreamDecoder: Sendable {
+    let tokenizer: any Tokenizer
+    var pending: [UInt8] = []
+    public init(_ tokenizer: any Tokenizer) { self.tokenizer = tokenizer }
+
+    /// The text that token `id` completes.
+    public mutating func append(_ id: Int32) -> String {
+        pending += tokenizer.bytes(of: id)
+        let n = Self.completePrefix(pending)
+        let s = String(decoding: pending[..<n], as: UTF8.self)
+        pending.removeFirst(n)
+        return s
+    }
+
+    /// Whatever is left (an incomplete character becomes U+FFFD).
+    public mutating func flush() -> String {
+        defer { pending.removeAll() }
+        return String(decoding: pending, as: UTF8.self)
+    }
+
+    /// Bytes that form whole characters: up to a trailing, still incomplete, sequence.
+    static func completePrefix(_ b: [UInt8]) -> Int {
+        var i = b.count
+        var back = 0
+        while i > 0, back < 4, b[i - 1] & 0xC0 == 0x80 { i -= 1; back += 1 }
+        guard i > 0 else { return back >= 4 ? b.count : 0 }
+        let lead = b[i - 1]
+        let need = lead >= 0xF0 ? 4 : lead >= 0xE0 ? 3 : lead >= 0xC0 ? 2 : 1
+        return need > back + 1 && lead >= 0xC0 ? i - 1 : b.count
+    }
+}
+
+/// What both tokenizers share: the vocabulary's special tokens and llama.cpp's way of cutting
+/// them out of text.
+struct SpecialTokens: Sendable {
+    /// Every special token (control 3, unknown 2, user-defined 4), longest first: llama.cpp
+    /// splits the text at each in turn, all occurrences of one before the next.
+    let ordered: [(text: [UInt8], id: Int32, control: Bool)]
+    let byText: [String: Int32]
+    /// Per id: a control or unknown token (its text is markup, not content).
+    let isControl: [Bool]
+    let endOfGeneration: Set<Int32>
+
+    init(tokens: [String], types: [Int32]?, eos: Int32?, eot: Int32?) {
+        var list: [(text: [UInt8], id: Int32, control: Bool)] = []
+        var byText: [String: Int32] = [:]
+        var control = [Bool](repeating: false, count: tokens.count)
+        for (i, t) in (types ?? []).enumerated() where (t == 2 || t == 3 || t == 4) && !tokens[i].isEmpty {
+            list.append((Array(tokens[i].utf8), Int32(i), t != 4))
+            if byText[tokens[i]] == nil { byText[tokens[i]] = Int32(i) }
+            control[i] = t != 4
+        }
+        // Longest first; equal lengths by id, so the order does not depend on a sort's stability.
+        ordered = list.sorted { $0.text.count != $1.text.count ? $0.text.count > $1.text.count : $0.id < $1.id }
+        self.byText = byText
+        isControl = control
+        var eog = Set<Int32>()
+        if let eos { eog.insert(eos) }
+        if let eot { eog.insert(eot) }
+        // The end-of-turn tokens llama.cpp recognises by text when the file names none.
+        for name in ["<|eot_id|>", "<|im_end|>", "<|end|>", "<end_of_turn>", "<|endoftext|>", "<|eom_id|>", "<EOT>", "<|end_of_text|>", "<|return|>", "<|call|>"] {
+            if let id = byText[name], control[Int(id)] { eog.insert(id) }
+        }
+        endOfGeneration = eog
+    }
+
+    /// `text` cut into pieces of plain text (nil) and special tokens, as llama.cpp's
+    /// `tokenizer_st_partition` does.
+    func split(_ text: String, parseSpecial: Bool) -> [(String, Int32?)] { split([(text, parseSpecial)]) }
+
+    /// Parts cut as ``split(_:parseSpecial:)`` cuts each (control tokens only where the part
+    /// allows them), adjacent text pieces of different parts joined into one run.
+    func split(_ parts: [(text: String, parseSpecial: Bool)]) -> [(String, Int32?)] {
+        enum Fragment { case text(Range<Int>), token(Int32) }
+        var out: [(String, Int32?)] = []
+        var run: [UInt8] = []
+        for part in parts {
+            let bytes = Array(part.text.utf8)
+            var frags: [Fragment] = bytes.isEmpty ? [] : [.text(0..<bytes.count)]
+            for s in ordered where part.parseSpecial || !s.control {
+                var next: [Fragment] = []
+                next.reserveCapacity(frags.count)
+                for f in frags {
+                    guard case var .text(r) = f else { next.append(f); continue }
+                    while let m = Self.find(s.text, in: bytes, r) {
+                        if m > r.lowerBound { next.append(.text(r.lowerBound..<m)) }
+                        next.append(.token(s.id))
+                        r = (m + s.text.count)..<r.upperBound
+                    }
+                    if !r.isEmpty { next.append(.text(r)) }
+                }
+                frags = next
+            }
+            // Every cut is at a special token's edge and a special token's text is whole UTF-8,
+            // so each text piece is whole UTF-8 too.
+            for f in frags {
+                switch f {
+                case let .text(r): run += bytes[r]
+                case let .token(id):
+                    if !run.isEmpty { out.append((String(decoding: run, as: UTF8.self), nil)); run.removeAll() }
+                    out.append(("", id))
+                }
+            }
+        }
+        if !run.isEmpty { out.append((String(decoding: run, as: UTF8.self), nil)) }
+        return out
+    }
+
+    static func find(_ needle: [UInt8], in hay: [UInt8], _ r: Range<Int>) -> Int? {
+        guard let first = needle.first, needle.count <= r.count else { return nil }
+        var i = r.lowerBound
+        let last = r.upperBound - needle.count
+        while i <= last {
+            if hay[i] == first {
+                var k = 1
+                while k < needle.count && hay[i + k] == needle[k] { k += 1 }
+                if k == needle.count { return i }
+            }
+            i += 1
+        }
+        return nil
+    }
+}

@@ -623,6 +623,15 @@ int condense_causal_attention_batch(const condense_attention_sequence *seqs, siz
 int condense_causal_attention_batch_window(const condense_attention_sequence *seqs, size_t n, size_t ldq, uint32_t kv_type,
                                            size_t ldkv, size_t ldo, int heads, int kv_heads, int hd, float scale, size_t window,
                                            size_t ring, condense_isa isa, int threads);
+/** The activations of a gated feed-forward block (condense_glu). */
+enum { CONDENSE_GLU_SILU = 0, CONDENSE_GLU_GELU_TANH = 1 };
+/** out[r][j] = act(gu[r][j]) · gu[r][ff + j] for `rows` rows of [gate | up] (2·ff floats each; out:
+ *  ff floats each), on the thread team. SiLU: x / (1 + e^−x). GELU-tanh: as ggml's CPU backend,
+ *  through its f16 table (the input rounded to f16, the result an f16 value; 0 at or below −10,
+ *  x at or above 10). Returns a condense_status (INVALID for an unknown act). */
+int condense_glu(const float *gu, size_t rows, size_t ff, int act, float *out, condense_isa isa, int threads);
+/** One value of condense_glu's GELU-tanh (for references and tests). */
+float condense_gelu_tanh_f16(float x);
 /** f32 to IEEE half, round to nearest even (the KV cache's f16 rows); the same bits on every path. */
 void condense_f32_to_f16(const float *x, uint16_t *y, size_t n, condense_isa isa);
 

@@ -184,15 +184,18 @@ public final class DecoderSession: @unchecked Sendable {
             let s = hasSliding ? Rotation(positions: ps, headDim: hd, base: c.ropeBaseSliding, scale: 1, factors: nil, neox: c.ropeNeoX) : nil
             return (g, s)
         }
-        var x = try Matrix<Float>(rows: t, columns: d)
+        let pool = ActivationPool.shared
+        var x = try pool.take(t, d)
         try x.withUnsafeMutableBufferPointer { xp in
             for (bi, (_, ids)) in batch.enumerated() {
                 for (i, id) in ids.enumerated() { try model.embed(id, into: xp.baseAddress! + (starts[bi] + i) * d) }
             }
         }
-        var h = try Matrix<Float>(rows: t, columns: d), qkv = try Matrix<Float>(rows: t, columns: wide)
-        var att = try Matrix<Float>(rows: t, columns: qd), o = try Matrix<Float>(rows: t, columns: d)
-        var gu = try Matrix<Float>(rows: t, columns: 2 * ff), g = try Matrix<Float>(rows: t, columns: ff)
+        var h = try pool.take(t, d), qkv = try pool.take(t, wide)
+        var att = try pool.take(t, qd), o = try pool.take(t, d)
+        var gu = try pool.take(t, 2 * ff), g = try pool.take(t, ff)
+        // Back to the pool for the next pass: fresh buffers of megabytes cost page clearing.
+        defer { for m in [x, h, qkv, att, o, gu, g] { pool.give(m) } }
         let isaCode = condense_isa(UInt32(model.isa.rawValue))
         for (l, layer) in model.layers.enumerated() {
             let sliding = c.slidingLayers[l]
@@ -251,7 +254,7 @@ public final class DecoderSession: @unchecked Sendable {
             add(&x, o)
             rmsNorm(x, layer.ffnNorm, c.rmsEpsilon, into: &h)
             try layer.gateUp.apply(h, into: &gu)
-            gatedActivation(gu, c.activation, into: &g)
+            try gatedActivation(gu, c.activation, isa: isaCode, into: &g)
             try layer.down.apply(g, into: &o)
             if let pn = layer.postFFNNorm { rmsNormInPlace(&o, pn, c.rmsEpsilon) }
             add(&x, o)
@@ -467,36 +470,51 @@ public final class DecoderSession: @unchecked Sendable {
         for r in 0..<rows { for h in 0..<heads { normalize(p + r * stride + h * headDim, headDim, w, eps) } }
     }
 
-    /// g = act(gate) · up from the stacked [gate | up] rows.
-    static func gatedActivation(_ gu: Matrix<Float>, _ act: FFNActivation, into g: inout Matrix<Float>) {
+    /// g = act(gate) · up from the stacked [gate | up] rows, in C on the thread team.
+    static func gatedActivation(_ gu: Matrix<Float>, _ act: FFNActivation, isa: condense_isa, into g: inout Matrix<Float>) throws {
         let (ff, rows) = (g.columns, g.rows)
-        gu.withUnsafeBufferPointer { up in g.withUnsafeMutableBufferPointer { gp in
-            for i in 0..<rows {
-                for j in 0..<ff {
-                    let a = up[i * 2 * ff + j], u = up[i * 2 * ff + ff + j]
-                    switch act {
-                    case .silu: gp[i * ff + j] = a / (1 + expf(-a)) * u
-                    case .geluTanh: gp[i * ff + j] = gelu(a) * u
-                    }
-                }
-            }
+        let code = act == .silu ? Int32(CONDENSE_GLU_SILU) : Int32(CONDENSE_GLU_GELU_TANH)
+        let status = gu.withUnsafeBufferPointer { up in g.withUnsafeMutableBufferPointer { gp in
+            condense_glu(up.baseAddress!, rows, ff, code, gp.baseAddress!, isa, 0)
         } }
-    }
-
-    /// GELU, tanh form, ½a(1 + tanh(√(2/π)(a + 0.044715a³))), as ggml's CPU backend computes it:
-    /// through a table over f16 inputs with f16 outputs (0 below −10, a above 10). Matching
-    /// that rounding, rather than exact f32, is what keeps Gemma's perplexity and greedy tokens
-    /// on llama.cpp's.
-    @inline(__always)
-    static func gelu(_ a: Float) -> Float {
-        if a <= -10 { return 0 }
-        if a >= 10 { return a }
-        let x = Float(Float16(a))
-        return Float(Float16(0.5 * x * (1 + tanhf(0.797_884_56 * x * (1 + 0.044_715 * x * x)))))
+        try NativeStatus.check(status, kernel: "gated activation")
     }
 
     static func add(_ x: inout Matrix<Float>, _ y: Matrix<Float>) {
         x.withUnsafeMutableBufferPointer { xp in y.withUnsafeBufferPointer { yp in for i in 0..<xp.count { xp[i] += yp[i] } } }
+    }
+}
+
+/// Activation buffers of forward passes, kept for the next pass of the same shape (decode steps
+/// repeat one shape; a prompt's passes another): a pass of 512 tokens needs tens of megabytes, and
+/// a fresh allocation of that size is zeroed page by page. Bounded; shared by every session.
+final class ActivationPool: @unchecked Sendable {
+    // @unchecked: every access holds the lock.
+    static let shared = ActivationPool()
+    private let lock = NSLock()
+    private var free: [[Int]: [Matrix<Float>]] = [:]
+    private var bytes = 0
+    let limit = 256 << 20
+
+    func take(_ rows: Int, _ columns: Int) throws -> Matrix<Float> {
+        lock.lock()
+        if var list = free[[rows, columns]], let m = list.popLast() {
+            free[[rows, columns]] = list.isEmpty ? nil : list
+            bytes -= rows * columns * 4
+            lock.unlock()
+            return m
+        }
+        lock.unlock()
+        return try Matrix<Float>(rows: rows, columns: columns)
+    }
+
+    func give(_ m: Matrix<Float>) {
+        let size = m.rows * m.columns * 4
+        lock.lock()
+        defer { lock.unlock() }
+        guard bytes + size <= limit, (free[[m.rows, m.columns]]?.count ?? 0) < 4 else { return }
+        free[[m.rows, m.columns], default: []].append(m)
+        bytes += size
     }
 }
 

@@ -514,7 +514,48 @@ static void test_attention(void) {
                 }
                 free(cr);
             }
+            /* A sliding window of 9 over a ring of 12 rows (position p in row p % 12): the pass
+             * wraps around the ring; the reference reads the plain cache's window. */
+            {
+                const size_t win = 9, ring = win + tq, ldr = ldkv;
+                float *kr = malloc(ring * ldr * sizeof *kr), *vr = malloc(ring * ldr * sizeof *vr);
+                for (size_t p = nmax - ring; p < nmax; p++)
+                    for (size_t e = 0; e < ldr; e++) { kr[(p % ring) * ldr + e] = kc[p * ldkv + e]; vr[(p % ring) * ldr + e] = vc[p * ldkv + e]; }
+                double *cr = malloc(tq * ldq * sizeof *cr);
+                for (size_t i = 0; i < tq; i++) {
+                    const size_t end = p0 + i + 1, start = end - win;
+                    for (int h = 0; h < hq; h++)
+                        attend_ref(q + i * ldq + (size_t)h * d, kc + start * ldkv + (size_t)(h / (hq / hk)) * d, ldkv,
+                                   vc + start * ldkv + (size_t)(h / (hq / hk)) * d, ldkv, win, d, 0.25, cr + i * ldq + (size_t)h * d);
+                }
+                for (int t = 0; t < 2; t++) {
+                    const int st = condense_causal_attention_window(q, ldq, kr, vr, CONDENSE_GGUF_F32, ldr, o, ldq,
+                                                                    tq, p0, hq, hk, d, 0.25f, win, ring, levels[l], thread_counts[t]);
+                    check(st == 0 && max_err(o, ldq, cr, tq, ldq) < 1e-5, "causal_attention_window_ring", condense_isa_name(levels[l]), tq,
+                          ldq, (size_t)d, thread_counts[t]);
+                }
+                free(cr); free(kr); free(vr);
+            }
             free(q); free(kc); free(vc); free(o); free(kh); free(vh);
+        }
+    /* The gated activations: SiLU against the formula, GELU-tanh against its table rule. */
+    for (int l = 0; l < nlevels; l++) {
+            const size_t rows = 3, ff = 300;
+            float *gu = frandv(rows * 2 * ff), *o = frandv(rows * ff);
+            for (size_t i = 0; i < rows * 2 * ff; i++) gu[i] *= 12.0f;   /* past ±10 too */
+            for (int act = 0; act < 2; act++)
+                for (int t = 0; t < 2; t++) {
+                    const int st = condense_glu(gu, rows, ff, act, o, levels[l], thread_counts[t]);
+                    int same = st == 0;
+                    for (size_t r = 0; r < rows; r++)
+                        for (size_t j = 0; j < ff; j++) {
+                            const float x = gu[r * 2 * ff + j], u = gu[r * 2 * ff + ff + j];
+                            const float want = (act == 0 ? x / (1.0f + expf(-x)) : condense_gelu_tanh_f16(x)) * u;
+                            same &= o[r * ff + j] == want;
+                        }
+                    check(same, act == 0 ? "glu_silu" : "glu_gelu_tanh", condense_isa_name(levels[l]), rows, ff, 0, thread_counts[t]);
+                }
+            free(gu); free(o);
         }
     /* f32 → f16: every level the scalar rule's bits, specials and tails included. */
     for (int l = 0; l < nlevels; l++) {

@@ -88,7 +88,13 @@ struct BenchGenerate: ParsableCommand {
                 records.append(["backend": m.label, "model": m.lm.name, "test": "pp\(prompt)", "depth": d, "tok_s": pp[i][pp[i].count / 2], "threads": threads])
                 // Bytes read per generated token: the weights, and the KV cache up to the token's
                 // position (on average the depth plus half the generated tokens).
-                let kvBytes = Double(c.layers * 2 * c.kvHeads * c.headDim * (decoder.kvCache == .f16 ? 2 : 4)) * (Double(d) + Double(gen) / 2)
+                // K and V rows read per generated token, averaged over the tg run: every position
+                // for a global layer, at most the window for a sliding one.
+                let rowBytes = Double(2 * c.kvDim * (decoder.kvCache == .f16 ? 2 : 4))
+                let kvBytes = (0..<c.layers).reduce(0.0) { acc, l in
+                    let mean = Double(d) + Double(gen) / 2
+                    return acc + rowBytes * (c.slidingLayers[l] ? min(mean, Double(c.slidingWindow)) : mean)
+                }
                 records.append(["backend": m.label, "model": m.lm.name, "test": "tg\(gen)", "depth": d, "tok_s": tgMed, "threads": threads,
                                 "weight_gb_per_token": wb / 1e9, "weight_gbps": wb * tgMed / 1e9,
                                 "kv_gb_per_token": kvBytes / 1e9, "bytes_gbps": (wb + kvBytes) * tgMed / 1e9, "read_gbps": readGBps,

@@ -198,6 +198,10 @@ private func agreement(_ ours: [Int], _ ref: [Int], margins: [Double], tie: Doub
     func greedyTokensMatchLlamaServer() throws {
         let lm = try LanguageModel(gguf: try #require(installedGemma3))
         #expect(lm.config.slidingWindow == 512 && lm.config.slidingLayers.filter { !$0 }.count == 3 && lm.config.qDim == 1024)
+        // An 8192-token session: 15 sliding layers keep window + maxStep rows, 3 global ones 8192;
+        // K and V of 256 halves each per row.
+        let long = try lm.session(contextLength: 8192)
+        #expect(long.cacheBytes == 2 * (15 * 1024 + 3 * 8192) * 256 * 2, "\(long.cacheBytes)")
         let ref = try json("gemma3-greedy.json")
         let prompts = try #require(ref["prompts"] as? [String]), want = try #require(ref["tokens"] as? [[Int]])
         let margins = try #require(ref["top2_logprob_margins"] as? [[Double]])

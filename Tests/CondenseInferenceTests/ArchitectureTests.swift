@@ -66,6 +66,27 @@ private func agreement(_ ours: [Int], _ ref: [Int], margins: [Double], tie: Doub
         }
     }
 
+    /// Tokenizers of the tiny files equal llama-server's `/tokenize`: SentencePiece with a space
+    /// prefix, Phi-3's special tokens that swallow the whitespace after them, byte-level BPE with
+    /// the `default` and `llama-bpe` (merges ignored for whole-word tokens) pre-tokenizers;
+    /// special tokens parsed and not.
+    @Test(.enabled(if: pythonHasGGUF, "python3 with the gguf package is missing (pip install gguf)"))
+    func tinyTokenizersMatchLlamaServer() throws {
+        let dir = try scratchFolder("tiny-tokenizers")
+        #expect(runPython([scripts.appendingPathComponent("tiny_gguf.py").path, dir]) != nil)
+        let ref = try json("tiny-tokenizers.json")
+        let corpus = try #require(ref["corpus"] as? [String])
+        let ids = try #require(ref["ids"] as? [String: [String: [[Int]]]])
+        #expect(Set(ids.keys) == ["phi3", "llama", "bpe-default", "bpe-llama3"])
+        for (file, modes) in ids.sorted(by: { $0.key < $1.key }) {
+            let tok = try makeTokenizer(gguf: GGUFFile(contentsOf: dir + "/\(file).gguf"))
+            for (i, text) in corpus.enumerated() {
+                #expect(tok.encode(text, addSpecial: true, parseSpecial: true).map(Int.init) == modes["parse_special"]![i], "\(file): \(text.debugDescription)")
+                #expect(tok.encode(text, addSpecial: true, parseSpecial: false).map(Int.init) == modes["plain"]![i], "\(file) plain: \(text.debugDescription)")
+            }
+        }
+    }
+
     /// The architectures' switches, read from the metadata.
     @Test(.enabled(if: pythonHasGGUF, "python3 with the gguf package is missing (pip install gguf)"))
     func configurationsFollowTheArchitecture() throws {

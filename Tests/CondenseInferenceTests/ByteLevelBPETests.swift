@@ -66,7 +66,7 @@ private let bpeFixtures = URL(fileURLWithPath: #filePath).deletingLastPathCompon
             w.add("tokenizer.ggml.merges", .array(.string, []))
             return try GGUFFile(data: w.serialized())
         }
-        #expect(throws: CondenseError.invalidModel("tokenizer.ggml.pre 'mystery' is not supported (gpt2, smollm, llama3, qwen2)")) {
+        #expect(throws: CondenseError.invalidModel("tokenizer.ggml.pre 'mystery' is not supported (gpt2, smollm, llama3, qwen2, default)")) {
             try ByteLevelBPETokenizer(gguf: file("mystery"))
         }
         #expect(throws: CondenseError.invalidModel("tokenizer.ggml.model 'llama' is not byte-level BPE ('gpt2')")) {

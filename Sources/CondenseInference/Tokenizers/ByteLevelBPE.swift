@@ -16,6 +16,12 @@ public struct ByteLevelBPETokenizer: Tokenizer {
     /// The pre-tokenizers of `tokenizer.ggml.pre` this tokenizer knows (llama.cpp's definitions).
     public enum PreTokenizer: String, Sendable, CaseIterable {
         case gpt2, smollm, llama3, qwen2
+        /// llama.cpp's `default`: punctuation runs, the GPT-2 pattern, digit runs, then groups of three digits.
+        case `default`
+
+        /// A whole pre-token that is itself a token is emitted as it is, merges ignored
+        /// (llama.cpp's `ignore_merges`, set for Llama 3's pre-tokenizer).
+        var ignoresMerges: Bool { self == .llama3 }
 
         /// Regexes applied in turn: each splits every piece the previous left (matches and the
         /// text between them both become pieces).
@@ -28,6 +34,8 @@ public struct ByteLevelBPETokenizer: Tokenizer {
                 return [#"(?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"#]
             case .qwen2:
                 return [#"(?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"#]
+            case .default:
+                return [#"[\p{P}\$\+<=>\^~\|]+"#, #"'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)"#, #"\p{N}+"#, "[0-9][0-9][0-9]"]
             }
         }
     }
@@ -49,7 +57,8 @@ public struct ByteLevelBPETokenizer: Tokenizer {
     /// - Throws: ``CondenseError/invalidModel(_:)`` for a token listed twice, a merge that is not
     ///   two tokens, an unknown pre-tokenizer, or BOS/EOS ids outside the vocabulary.
     public init(tokens: [String], merges: [String], tokenTypes: [Int32]? = nil, preTokenizer: PreTokenizer,
-                bos: Int32? = nil, eos: Int32? = nil, eot: Int32? = nil, addBOS: Bool = false, addEOS: Bool = false) throws {
+                bos: Int32? = nil, eos: Int32? = nil, eot: Int32? = nil, addBOS: Bool = false, addEOS: Bool = false,
+                modelName: String? = nil) throws {
         guard !tokens.isEmpty, tokens.count <= Int(Int32.max) else { throw CondenseError.invalidModel("a vocabulary of \(tokens.count) tokens") }
         if let tokenTypes, tokenTypes.count != tokens.count {
             throw CondenseError.invalidModel("tokenizer.ggml.token_type has \(tokenTypes.count) entries for \(tokens.count) tokens")
@@ -76,7 +85,7 @@ public struct ByteLevelBPETokenizer: Tokenizer {
         }
         self.tokens = tokens
         vocabulary = v
-        specials = SpecialTokens(tokens: tokens, types: tokenTypes, eos: eos, eot: eot)
+        specials = SpecialTokens(tokens: tokens, types: tokenTypes, eos: eos, eot: eot, modelName: modelName)
         self.ranks = ranks
         self.preTokenizer = preTokenizer
         self.bos = bos
@@ -96,7 +105,8 @@ public struct ByteLevelBPETokenizer: Tokenizer {
         let preName = f.metadata["tokenizer.ggml.pre"]?.string ?? "gpt2"
         let pre: PreTokenizer
         switch preName {
-        case "default", "gpt2", "gpt-2": pre = .gpt2
+        case "gpt2", "gpt-2": pre = .gpt2
+        case "default": pre = .default
         case "smollm": pre = .smollm
         case "llama3", "llama-v3", "llama-bpe": pre = .llama3
         case "qwen2": pre = .qwen2
@@ -107,8 +117,10 @@ public struct ByteLevelBPETokenizer: Tokenizer {
                       tokenTypes: TokenizerMetadata.types(f), preTokenizer: pre,
                       bos: TokenizerMetadata.id(f, "tokenizer.ggml.bos_token_id"), eos: TokenizerMetadata.id(f, "tokenizer.ggml.eos_token_id"),
                       eot: TokenizerMetadata.id(f, "tokenizer.ggml.eot_token_id"),
-                      addBOS: TokenizerMetadata.bool(f, "tokenizer.ggml.add_bos_token") ?? false,
-                      addEOS: TokenizerMetadata.bool(f, "tokenizer.ggml.add_eos_token") ?? false)
+                      // llama.cpp turns BOS on for Llama 3's pre-tokenizer unless the file says otherwise.
+                      addBOS: TokenizerMetadata.bool(f, "tokenizer.ggml.add_bos_token") ?? (pre == .llama3),
+                      addEOS: TokenizerMetadata.bool(f, "tokenizer.ggml.add_eos_token") ?? false,
+                      modelName: f.metadata["general.name"]?.string)
     }
 
     /// Token ids of `text`; BOS/EOS added as the model says when `addSpecial` is true. Control
@@ -169,6 +181,9 @@ public struct ByteLevelBPETokenizer: Tokenizer {
 
     /// BPE over one pre-token: its bytes as mapped characters, merged by rank.
     func bpe(_ word: Substring) -> [Int32] {
+        if preTokenizer.ignoresMerges, let id = vocabulary[String(String.UnicodeScalarView(word.utf8.map { ByteMap.scalar[Int($0)] }))] {
+            return [id]
+        }
         var symbols = word.utf8.map { String(ByteMap.scalar[Int($0)]) }
         while symbols.count > 1 {
             var best = Int.max, at = -1

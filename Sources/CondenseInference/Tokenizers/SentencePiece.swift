@@ -34,7 +34,7 @@ public struct SentencePieceTokenizer: Tokenizer {
     /// - Throws: ``CondenseError/invalidModel(_:)`` for arrays of different lengths, a token
     ///   listed twice, a non-finite score, or BOS/EOS/UNK ids outside the vocabulary.
     public init(tokens: [String], scores: [Float], tokenTypes: [Int32]?, bos: Int32? = nil, eos: Int32? = nil, unknown: Int32? = nil,
-                eot: Int32? = nil, addBOS: Bool = true, addEOS: Bool = false, addSpacePrefix: Bool = true) throws {
+                eot: Int32? = nil, addBOS: Bool = true, addEOS: Bool = false, addSpacePrefix: Bool = true, modelName: String? = nil) throws {
         guard !tokens.isEmpty, tokens.count <= Int(Int32.max) else { throw CondenseError.invalidModel("a vocabulary of \(tokens.count) tokens") }
         guard scores.count == tokens.count else {
             throw CondenseError.invalidModel("tokenizer.ggml.scores has \(scores.count) entries for \(tokens.count) tokens")
@@ -70,7 +70,7 @@ public struct SentencePieceTokenizer: Tokenizer {
         vocabulary = v
         (self.bos, self.eos, self.unknown) = (bos, eos, unknown)
         (self.addBOS, self.addEOS, self.addSpacePrefix) = (addBOS, addEOS, addSpacePrefix)
-        specials = SpecialTokens(tokens: tokens, types: tokenTypes, eos: eos, eot: eot)
+        specials = SpecialTokens(tokens: tokens, types: tokenTypes, eos: eos, eot: eot, modelName: modelName)
         self.byteValue = byteValue
         self.byteToken = byteToken
     }
@@ -89,7 +89,8 @@ public struct SentencePieceTokenizer: Tokenizer {
                       unknown: TokenizerMetadata.id(f, "tokenizer.ggml.unknown_token_id"), eot: TokenizerMetadata.id(f, "tokenizer.ggml.eot_token_id"),
                       addBOS: try TokenizerMetadata.bool(f, "tokenizer.ggml.add_bos_token") ?? true,
                       addEOS: try TokenizerMetadata.bool(f, "tokenizer.ggml.add_eos_token") ?? false,
-                      addSpacePrefix: try TokenizerMetadata.bool(f, "tokenizer.ggml.add_space_prefix") ?? true)
+                      addSpacePrefix: try TokenizerMetadata.bool(f, "tokenizer.ggml.add_space_prefix") ?? true,
+                      modelName: f.metadata["general.name"]?.string)
     }
 
     public func encode(_ text: String, addSpecial: Bool, parseSpecial: Bool) -> [Int32] {

@@ -109,28 +109,51 @@ struct SpecialTokens: Sendable {
     /// Per id: a control or unknown token (its text is markup, not content).
     let isControl: [Bool]
     let endOfGeneration: Set<Int32>
+    /// Tokens that swallow the whitespace after them (llama.cpp's RSTRIP attribute).
+    let rstrip: Set<Int32>
 
-    init(tokens: [String], types: [Int32]?, eos: Int32?, eot: Int32?) {
+    /// `modelName`: `general.name`; llama.cpp gives Phi-3's special tokens RSTRIP by it.
+    init(tokens: [String], types: [Int32]?, eos: Int32?, eot: Int32?, modelName: String? = nil) {
+        // llama.cpp's end-of-generation tokens by text; each also becomes a control token
+        // whatever its type says (a user-defined `</s>` is then markup, not text).
+        let eogTexts: Set<String> = ["<|eot_id|>", "<|im_end|>", "<|end|>", "<|return|>", "<|call|>", "<|flush|>", "<|calls|>",
+                                     "<end_of_turn>", "<|endoftext|>", "</s>", "<|eom_id|>", "<EOT>", "_<EOT>", "[EOT]", "[EOS]",
+                                     "<|end_of_text|>", "<end_of_utterance>", "<eos>", "<turn|>", "<|tool_response>"]
+        var eog = Set<Int32>()
+        var first: [String: Int32] = [:]
+        for (i, t) in tokens.enumerated() where first[t] == nil { first[t] = Int32(i) }
+        for t in eogTexts { if let id = first[t] { eog.insert(id) } }
+        // Where the vocabulary has <|tool_response> or <|plamo:eos|>, its </s> is a normal token.
+        if let s = first["</s>"], first["<|tool_response>"] != nil || first["<|plamo:eos|>"] != nil { eog.remove(s) }
+        // <|end|> is no end where <|return|> and <|call|> (or <|calls|> and <|flush|>) are.
+        if let e = first["<|end|>"], (first["<|return|>"] != nil && first["<|call|>"] != nil) || (first["<|calls|>"] != nil && first["<|flush|>"] != nil) {
+            eog.remove(e)
+        }
         var list: [(text: [UInt8], id: Int32, control: Bool)] = []
         var byText: [String: Int32] = [:]
         var control = [Bool](repeating: false, count: tokens.count)
-        for (i, t) in (types ?? []).enumerated() where (t == 2 || t == 3 || t == 4) && !tokens[i].isEmpty {
-            list.append((Array(tokens[i].utf8), Int32(i), t != 4))
-            if byText[tokens[i]] == nil { byText[tokens[i]] = Int32(i) }
-            control[i] = t != 4
+        for (i, t) in tokens.enumerated() where !t.isEmpty {
+            let type = types?[i] ?? 1
+            let isControl = type == 2 || type == 3 || eog.contains(Int32(i))
+            guard isControl || type == 4 else { continue }
+            list.append((Array(t.utf8), Int32(i), isControl))
+            if byText[t] == nil { byText[t] = Int32(i) }
+            control[i] = isControl
         }
         // Longest first; equal lengths by id, so the order does not depend on a sort's stability.
         ordered = list.sorted { $0.text.count != $1.text.count ? $0.text.count > $1.text.count : $0.id < $1.id }
         self.byText = byText
         isControl = control
-        var eog = Set<Int32>()
         if let eos { eog.insert(eos) }
         if let eot { eog.insert(eot) }
-        // The end-of-turn tokens llama.cpp recognises by text when the file names none.
-        for name in ["<|eot_id|>", "<|im_end|>", "<|end|>", "<end_of_turn>", "<|endoftext|>", "<|eom_id|>", "<EOT>", "<|end_of_text|>", "<|return|>", "<|call|>"] {
-            if let id = byText[name], control[Int(id)] { eog.insert(id) }
-        }
         endOfGeneration = eog
+        var strip = Set<Int32>()
+        if let name = modelName?.lowercased(), name.contains("phi-3") || name.contains("phi3") {
+            strip = Set(list.map(\.id))
+            if let id = byText["</s>"] ?? tokens.firstIndex(of: "</s>").map(Int32.init) { strip.insert(id) }
+            for keep in ["<unk>", "<s>", "<|endoftext|>"] { if let id = tokens.firstIndex(of: keep) { strip.remove(Int32(id)) } }
+        }
+        rstrip = strip
     }
 
     /// `text` cut into pieces of plain text (nil) and special tokens, as llama.cpp's
@@ -154,7 +177,11 @@ struct SpecialTokens: Sendable {
                     while let m = Self.find(s.text, in: bytes, r) {
                         if m > r.lowerBound { next.append(.text(r.lowerBound..<m)) }
                         next.append(.token(s.id))
-                        r = (m + s.text.count)..<r.upperBound
+                        var rest = m + s.text.count
+                        if rstrip.contains(s.id), rest < r.upperBound {
+                            while rest < r.upperBound, [0x20, 0x09, 0x0A, 0x0B, 0x0C, 0x0D].contains(bytes[rest]) { rest += 1 }
+                        }
+                        r = rest..<r.upperBound
                     }
                     if !r.isEmpty { next.append(.text(r)) }
                 }

@@ -100,6 +100,62 @@ def write(path, arch, blocks, seed, hidden=64, heads=4, kv_heads=2, head_dim=16,
     w.close()
 
 
+def byte_level_vocab():
+    """GPT-2's printable stand-ins for the 256 bytes, as byte-level BPE vocabularies hold them."""
+    bs = list(range(33, 127)) + list(range(161, 173)) + list(range(174, 256))
+    cs, n = bs[:], 0
+    for b in range(256):
+        if b not in bs:
+            bs.append(b)
+            cs.append(256 + n)
+            n += 1
+    return [chr(c) for _, c in sorted(zip(bs, cs))]
+
+
+def write_bpe(path, pre, seed):
+    """A tiny llama with a byte-level BPE vocabulary (`tokenizer.ggml.model = gpt2`) and the
+    pre-tokenizer `pre`: some merges, a few whole words that only `ignore_merges` finds, and
+    control and user-defined tokens."""
+    rng = np.random.default_rng(seed)
+    base = byte_level_vocab()
+    merges = ["Ġ t", "h e", "Ġt he", "i n", "Ġ a", "Ġa n", "Ġan d", "1 2", "12 3", "e r", "o n"]
+    words = ["Ġt", "he", "Ġthe", "in", "Ġa", "Ġan", "Ġand", "12", "123", "er", "on", "Ġhello", "world"]
+    specials = ["<|begin_of_text|>", "<|eot_id|>", "<|im_start|>", "</s>"]
+    tokens = base + words + specials
+    types = [1] * (len(base) + len(words)) + [3, 3, 3, 4]
+    hidden, vocab = 32, len(tokens)
+    w = gguf.GGUFWriter(str(path), "llama")
+    w.add_name("tiny-bpe")
+    w.add_context_length(64)
+    w.add_embedding_length(hidden)
+    w.add_block_count(1)
+    w.add_feed_forward_length(64)
+    w.add_head_count(2)
+    w.add_head_count_kv(2)
+    w.add_layer_norm_rms_eps(1e-6)
+    w.add_tokenizer_model("gpt2")
+    w.add_tokenizer_pre(pre)
+    w.add_token_list(tokens)
+    w.add_token_types(types)
+    w.add_token_merges(merges)
+    w.add_bos_token_id(len(base) + len(words))
+    w.add_eos_token_id(len(base) + len(words) + 1)
+    w.add_add_bos_token(False)
+    def t(name, *shape):
+        w.add_tensor(name, (rng.standard_normal(shape) / np.sqrt(shape[-1])).astype(np.float32))
+    t("token_embd.weight", vocab, hidden)
+    w.add_tensor("output_norm.weight", np.ones(hidden, dtype=np.float32))
+    w.add_tensor("blk.0.attn_norm.weight", np.ones(hidden, dtype=np.float32))
+    w.add_tensor("blk.0.ffn_norm.weight", np.ones(hidden, dtype=np.float32))
+    for n, r, c in [("attn_q", hidden, hidden), ("attn_k", hidden, hidden), ("attn_v", hidden, hidden), ("attn_output", hidden, hidden),
+                    ("ffn_gate", 64, hidden), ("ffn_up", 64, hidden), ("ffn_down", hidden, 64)]:
+        t(f"blk.0.{n}.weight", r, c)
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+
+
 def main():
     out = Path(sys.argv[1])
     out.mkdir(parents=True, exist_ok=True)
@@ -110,6 +166,8 @@ def main():
     # Gemma 3: a window of 8 tokens, every 2nd layer global, so short prompts cross the window.
     write(out / "gemma3.gguf", "gemma3", {"qknorm", "postnorm", "output"}, seed=5, hidden=48, head_dim=16, layers=4,
           extra={"attention.sliding_window": 8, "attention.sliding_window_pattern": 2, "rope.freq_base_swa": 100.0})
+    write_bpe(out / "bpe-default.gguf", "default", seed=6)
+    write_bpe(out / "bpe-llama3.gguf", "llama-bpe", seed=7)
 
 
 if __name__ == "__main__":

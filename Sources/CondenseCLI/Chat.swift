@@ -30,6 +30,9 @@ struct Chat: ParsableCommand {
             template = try ChatTemplate(gguf: file)
         } catch let e as CondenseError { throw e.inFile(model) }
         if template.family == .generic { FileHandle.standardError.write(Data("note: \(model) has no chat template; using a plain 'User:/Assistant:' format\n".utf8)) }
+        if let why = template.fallbackReason {
+            FileHandle.standardError.write(Data("note: \(model)'s chat template is rendered by the built-in \(template.family.rawValue) format: \(why)\n".utf8))
+        }
         if template.fromArchitecture {
             FileHandle.standardError.write(Data("note: \(model) has no chat template; using \(lm.config.architecture)'s \(template.family.rawValue) turn format\n".utf8))
         }
@@ -44,7 +47,7 @@ struct Chat: ParsableCommand {
         while let line = readLine() {
             guard !line.trimmingCharacters(in: .whitespaces).isEmpty else { continue }
             messages.append(.init(role: "user", content: line))
-            let ids = template.tokens(messages, tokenizer: lm.tokenizer)
+            let ids = try template.tokens(messages, tokenizer: lm.tokenizer)
             // Reuse the cache when the conversation so far is its prefix; otherwise start over.
             if !ids.starts(with: session.tokens) || session.tokens.count >= ids.count { session.reset() }
             let fresh = Array(ids.dropFirst(session.tokens.count))

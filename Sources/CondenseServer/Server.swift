@@ -222,7 +222,12 @@ public final class CondenseServer: Sendable {
                 throw APIError(.badRequest, "messages[\(i)].content must be a string or an array of text parts", param: "messages")
             }
             // The messages stay text: only the template's markup yields control tokens.
-            ids = template.tokens(messages, tokenizer: model.tokenizer)
+            do {
+                ids = try template.tokens(messages, tokenizer: model.tokenizer)
+            } catch let e as CondenseError {
+                // The template refused the conversation (raise_exception) or hit a limit: the request's fault.
+                throw APIError(.badRequest, "\(e)", param: "messages")
+            }
         } else {
             if let s = f.o["prompt"] as? String {
                 ids = model.tokenizer.encode(s)

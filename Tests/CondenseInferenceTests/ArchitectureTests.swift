@@ -256,14 +256,14 @@ private func agreement(_ ours: [Int], _ ref: [Int], margins: [Double], tie: Doub
             let tok = try SentencePieceTokenizer(tokens: tokens, scores: [Float](repeating: 0, count: tokens.count), tokenTypes: types,
                                                  bos: bos, eos: 2, unknown: 0, addBOS: true, addSpacePrefix: false)
             let t = ChatTemplate(family: family)
-            let ids = t.tokens([.init(role: "user", content: attack)], tokenizer: tok)
+            let ids = try t.tokens([.init(role: "user", content: attack)], tokenizer: tok)
             let controls = ids.filter { (3...8).contains($0) && $0 != bos }
             // ChatML: im_start, im_end, im_start (the assistant header); Llama 3: two headers' pairs, eot.
             #expect(controls.count == (family == .chatML ? 3 : 5), "\(family): \(ids)")
             #expect(ids.first == bos && ids.filter { $0 == bos }.count == 1, "\(family): one BOS, first: \(ids)")
             #expect(tok.decode(ids).contains(attack), "the message's text is kept")
             // The whole string with special tokens parsed would have obeyed the attack.
-            #expect(tok.encode(t.render([.init(role: "user", content: attack)])).filter { (3...8).contains($0) && $0 != bos }.count > controls.count)
+            #expect(tok.encode(try t.render([.init(role: "user", content: attack)])).filter { (3...8).contains($0) && $0 != bos }.count > controls.count)
         }
     }
 
@@ -274,7 +274,7 @@ private func agreement(_ ours: [Int], _ ref: [Int], margins: [Double], tie: Doub
         let t = try ChatTemplate(gguf: f)
         #expect(t.family == .gemma && t.fromArchitecture)
         let tok = try makeTokenizer(gguf: f)
-        let ids = t.tokens([.init(role: "user", content: "Hi")], tokenizer: tok)
+        let ids = try t.tokens([.init(role: "user", content: "Hi")], tokenizer: tok)
         #expect(ids.first == 2 && ids.filter { $0 == 2 }.count == 1, "one BOS: \(ids.prefix(4))")
         #expect(tok.decode(ids) == "<bos><start_of_turn>user\nHi<end_of_turn>\n<start_of_turn>model\n")
         #expect(tok.endOfGeneration.contains(106), "<end_of_turn> ends a generation")

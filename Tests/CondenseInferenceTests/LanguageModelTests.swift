@@ -136,16 +136,20 @@ import Testing
 
     @Test func familiesAreDetectedFromTheTemplateText() throws {
         let smol = "{% for message in messages %}{% if loop.first and messages[0]['role'] != 'system' %}{{ '<|im_start|>system\nYou are a helpful AI assistant named SmolLM, trained by Hugging Face<|im_end|>\n' }}{% endif %}{{'<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n'}}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
+        // The file's template is rendered; its family still names the end of a turn.
         let t = try ChatTemplate(gguf: file(smol))
-        #expect(t.family == .chatML && t.defaultSystem == "You are a helpful AI assistant named SmolLM, trained by Hugging Face")
-        #expect(t.render([.init(role: "user", content: "Hi!")])
+        #expect(t.family == .file && t.endOfTurn == "<|im_end|>" && t.fallbackReason == nil)
+        #expect(try t.render([.init(role: "user", content: "Hi!")])
                 == "<|im_start|>system\nYou are a helpful AI assistant named SmolLM, trained by Hugging Face<|im_end|>\n<|im_start|>user\nHi!<|im_end|>\n<|im_start|>assistant\n")
-        #expect(t.render([.init(role: "system", content: "Be brief."), .init(role: "user", content: "x")]).hasPrefix("<|im_start|>system\nBe brief.<|im_end|>"))
-        let l3 = try ChatTemplate(gguf: file("{{ '<|start_header_id|>' + message['role'] + '<|end_header_id|>\n\n' }}"))
-        #expect(l3.family == .llama3 && l3.endOfTurn == "<|eot_id|>")
-        #expect(l3.render([.init(role: "user", content: "Hi")]) == "<|begin_of_text|><|start_header_id|>user<|end_header_id|>\n\nHi<|eot_id|><|start_header_id|>assistant<|end_header_id|>\n\n")
+        #expect(try t.render([.init(role: "system", content: "Be brief."), .init(role: "user", content: "x")]).hasPrefix("<|im_start|>system\nBe brief.<|im_end|>"))
+        // A construct the interpreter lacks: the family's built-in format, and the reason kept.
+        let l3 = try ChatTemplate(gguf: file("{% macro h(r) %}<|start_header_id|>{{ r }}<|end_header_id|>{% endmacro %}"))
+        #expect(l3.family == .llama3 && l3.endOfTurn == "<|eot_id|>" && l3.fallbackReason?.contains("'macro'") == true)
+        #expect(try l3.render([.init(role: "user", content: "Hi")]) == "<|begin_of_text|><|start_header_id|>user<|end_header_id|>\n\nHi<|eot_id|><|start_header_id|>assistant<|end_header_id|>\n\n")
         #expect(try ChatTemplate(gguf: file(nil)).family == .generic)
-        #expect(throws: CondenseError.self) { try ChatTemplate(gguf: file("[INST] {{ message }} [/INST]")) }
+        do { _ = try ChatTemplate(gguf: file("{% macro m() %}[INST]{% endmacro %}")); Issue.record("accepted") } catch {
+            #expect("\(error)".contains("'macro'"), "\(error)")
+        }
     }
 
     /// The real model: its template is ChatML with SmolLM's default system message, and a greedy
@@ -155,11 +159,11 @@ import Testing
     func smolLM2Chats() throws {
         let f = try GGUFFile(contentsOf: try #require(installedSmolLM2))
         let t = try ChatTemplate(gguf: f)
-        #expect(t.family == .chatML && t.defaultSystem?.contains("SmolLM") == true)
+        #expect(t.family == .file && t.jinja?.source.contains("SmolLM") == true)
         let lm = try LanguageModel(file: f)
         var o = GenerationOptions(maxTokens: 24)
         o.stop = [t.endOfTurn]
-        let r = try lm.session().generate(t.render([.init(role: "user", content: "What is the capital of Germany?")]), o) { _ in }
+        let r = try lm.session().generate(try t.render([.init(role: "user", content: "What is the capital of Germany?")]), o) { _ in }
         #expect(r.text.contains("Berlin"), "\(r.text)")
     }
 }
@@ -180,7 +184,7 @@ import Testing
         }
         #expect(text.hasPrefix(" Paris") && pieces > 1, "\(text)")
         let chat = try ChatTemplate(gguf: GGUFFile(contentsOf: path))
-        let prompt = chat.render([.init(role: "user", content: "What is the capital of Germany?")])
+        let prompt = try chat.render([.init(role: "user", content: "What is the capital of Germany?")])
         #expect(prompt.hasSuffix("<|im_start|>assistant\n"))
     }
 }

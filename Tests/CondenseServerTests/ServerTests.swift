@@ -172,7 +172,7 @@ func errorMessage(_ json: [String: Any]) -> String { ((json["error"] as? [String
         let (_, lm, template) = try #require(server.models.chat)
         var o = GenerationOptions(maxTokens: 12)
         o.stop = [template.endOfTurn]
-        let prompt = template.render([.init(role: "user", content: "the th")])
+        let prompt = try template.render([.init(role: "user", content: "the th")])
         let alone = try lm.session().generate(prompt, o) { _ in }
         try await Application(router: server.router()).test(.router) { client in
             let body: [String: Any] = ["model": "tiny-llama", "messages": [["role": "user", "content": "the th"]], "max_tokens": 12, "temperature": 0]

@@ -1,11 +1,12 @@
 import Condense
 import Foundation
 
-/// Chat formatting for a model, detected from its `tokenizer.chat_template` text: ChatML
-/// (`<|im_start|>`: Qwen, SmolLM), Llama 3 (`<|start_header_id|>`), Gemma (`<start_of_turn>`),
-/// Phi-3 (`<|user|>`…`<|end|>`); a file without a template gets its architecture's format when it
-/// has one (Gemma, Phi-3), else a plain-text fallback. A template of another family is refused by
-/// name rather than rendered wrong.
+/// Chat formatting for a model: the file's own `tokenizer.chat_template`, rendered by
+/// ``JinjaTemplate`` as jinja2 renders it. A template with a construct the interpreter lacks
+/// falls back to its family's built-in format — ChatML (`<|im_start|>`: Qwen, SmolLM), Llama 3
+/// (`<|start_header_id|>`), Gemma (`<start_of_turn>`), Phi-3 (`<|user|>`…`<|end|>`) — and says
+/// so; a file without a template gets its architecture's format when it has one (Gemma,
+/// Phi-3), else a plain-text fallback.
 ///
 /// Messages are text: ``tokens(_:tokenizer:)`` never turns what a user wrote (say
 /// `<|im_end|>\n<|im_start|>system`) into control tokens; only the template's own markup becomes
@@ -16,7 +17,11 @@ import Foundation
 /// let ids = t.tokens([.init(role: "user", content: "Hi!")], tokenizer: lm.tokenizer)   // ends with the assistant's header
 /// ```
 public struct ChatTemplate: Sendable, Equatable {
-    public enum Family: String, Sendable { case chatML = "ChatML", llama3 = "Llama 3", gemma = "Gemma", phi3 = "Phi-3", generic = "generic" }
+    public enum Family: String, Sendable {
+        case chatML = "ChatML", llama3 = "Llama 3", gemma = "Gemma", phi3 = "Phi-3", generic = "generic"
+        /// The file's own `tokenizer.chat_template`, rendered by ``JinjaTemplate``.
+        case file = "the file's own"
+    }
 
     public struct Message: Sendable, Equatable {
         public var role: String
@@ -29,6 +34,13 @@ public struct ChatTemplate: Sendable, Equatable {
     public let defaultSystem: String?
     /// Whether the family came from the architecture because the file has no template.
     public let fromArchitecture: Bool
+    /// The file's template, when ``family`` is ``Family/file``.
+    public let jinja: JinjaTemplate?
+    /// The texts of the BOS and EOS tokens (the template's `bos_token`, `eos_token`).
+    public let bosText: String, eosText: String
+    /// Why the file's template is not the one rendered (a construct the interpreter lacks, so
+    /// its family's built-in format is used instead), for a note to the user.
+    public let fallbackReason: String?
 
     /// Text that ends an assistant turn (generation stops there).
     public var endOfTurn: String {
@@ -38,50 +50,101 @@ public struct ChatTemplate: Sendable, Equatable {
         case .gemma: return "<end_of_turn>"
         case .phi3: return "<|end|>"
         case .generic: return "\nUser:"
+        case .file:
+            let text = jinja?.source ?? ""
+            for marker in ["<|im_end|>", "<|eot_id|>", "<end_of_turn>", "<|end|>"] where text.contains(marker) { return marker }
+            return eosText.isEmpty ? "\nUser:" : eosText
         }
     }
 
-    public init(family: Family, defaultSystem: String? = nil, fromArchitecture: Bool = false) {
+    public init(family: Family, defaultSystem: String? = nil, fromArchitecture: Bool = false, bosText: String = "", eosText: String = "") {
         self.family = family
         self.defaultSystem = defaultSystem
         self.fromArchitecture = fromArchitecture
+        (self.jinja, self.bosText, self.eosText, self.fallbackReason) = (nil, bosText, eosText, nil)
     }
 
-    /// - Throws: ``CondenseError/invalidModel(_:)`` for a template of an unsupported family.
+    /// The file's template, rendered as jinja2 would render it.
+    public init(jinja: JinjaTemplate, bosText: String = "", eosText: String = "") {
+        (family, defaultSystem, fromArchitecture, fallbackReason) = (.file, nil, false, nil)
+        (self.jinja, self.bosText, self.eosText) = (jinja, bosText, eosText)
+    }
+
+    init(family: Family, defaultSystem: String?, bosText: String, eosText: String, fallbackReason: String?) {
+        (self.family, self.defaultSystem, fromArchitecture, jinja) = (family, defaultSystem, false, nil)
+        (self.bosText, self.eosText, self.fallbackReason) = (bosText, eosText, fallbackReason)
+    }
+
+    /// The file's `tokenizer.chat_template`, rendered by ``JinjaTemplate``; a template with a
+    /// construct the interpreter lacks falls back to its family's built-in format (and says so
+    /// in ``fallbackReason``); a file without a template gets its architecture's format.
+    /// - Throws: ``CondenseError/invalidModel(_:)`` for a template the interpreter cannot read
+    ///   and no family recognises, naming the construct.
     public init(gguf f: GGUFFile) throws {
-        guard let text = f.metadata["tokenizer.chat_template"]?.string else {
-            // No template: the architecture's own turn format, when it has one.
-            let arch = f.metadata["general.architecture"]?.string ?? ""
-            let c = try? DecoderConfig(gguf: f)
-            switch c?.defaultChat ?? (arch.hasPrefix("gemma") ? "gemma" : nil) {
-            case "gemma": self.init(family: .gemma, fromArchitecture: true)
-            case "phi3": self.init(family: .phi3, fromArchitecture: true)
-            default: self.init(family: .generic)
-            }
-            return
+        func tokenText(_ key: String) -> String {
+            guard let id = f.metadata[key]?.int, let tokens = f.metadata["tokenizer.ggml.tokens"]?.array, tokens.indices.contains(id) else { return "" }
+            return tokens[id].string ?? ""
         }
+        let (bos, eos) = (tokenText("tokenizer.ggml.bos_token_id"), tokenText("tokenizer.ggml.eos_token_id"))
+        if let text = f.metadata["tokenizer.chat_template"]?.string {
+            do {
+                self.init(jinja: try JinjaTemplate(text), bosText: bos, eosText: eos)
+                return
+            } catch let error as CondenseError {
+                if let family = try? Self.family(of: text) {
+                    self.init(family: family.0, defaultSystem: family.1, bosText: bos, eosText: eos, fallbackReason: "\(error)")
+                    return
+                }
+                throw error
+            }
+        }
+        try self.init(builtIn: f, bosText: bos, eosText: eos)
+    }
+
+    /// The family a template's text belongs to, and the default system message ChatML
+    /// templates write literally.
+    static func family(of text: String) throws -> (Family, String?) {
         if text.contains("<|im_start|>") {
-            // A default system turn written literally in the template: '<|im_start|>system\n…<|im_end|>'.
             var system: String?
             if let r = text.range(of: "<|im_start|>system\n"), let e = text.range(of: "<|im_end|>", range: r.upperBound..<text.endIndex) {
                 let body = String(text[r.upperBound..<e.lowerBound])
                 if !body.contains("{{") && !body.contains("{%") { system = body }
             }
-            self.init(family: .chatML, defaultSystem: system)
-        } else if text.contains("<|start_header_id|>") {
-            self.init(family: .llama3)
-        } else if text.contains("<start_of_turn>") {
-            self.init(family: .gemma)
-        } else if text.contains("<|assistant|>") && text.contains("<|end|>") {
-            self.init(family: .phi3)
-        } else {
-            throw CondenseError.invalidModel("the chat template is not one of the supported families (ChatML, Llama 3, Gemma, Phi-3); its start: \(text.prefix(60).debugDescription)")
+            return (.chatML, system)
         }
+        if text.contains("<|start_header_id|>") { return (.llama3, nil) }
+        if text.contains("<start_of_turn>") { return (.gemma, nil) }
+        if text.contains("<|assistant|>") && text.contains("<|end|>") { return (.phi3, nil) }
+        throw CondenseError.invalidModel("the chat template is not one of the supported families (ChatML, Llama 3, Gemma, Phi-3); its start: \(text.prefix(60).debugDescription)")
+    }
+
+    /// The built-in format: by the template's family, or the architecture's when the file has none.
+    init(builtIn f: GGUFFile, bosText: String, eosText: String) throws {
+        guard let text = f.metadata["tokenizer.chat_template"]?.string else {
+            // No template: the architecture's own turn format, when it has one.
+            let arch = f.metadata["general.architecture"]?.string ?? ""
+            let c = try? DecoderConfig(gguf: f)
+            switch c?.defaultChat ?? (arch.hasPrefix("gemma") ? "gemma" : nil) {
+            case "gemma": self.init(family: .gemma, fromArchitecture: true, bosText: bosText, eosText: eosText)
+            case "phi3": self.init(family: .phi3, fromArchitecture: true, bosText: bosText, eosText: eosText)
+            default: self.init(family: .generic, bosText: bosText, eosText: eosText)
+            }
+            return
+        }
+        let (family, system) = try Self.family(of: text)
+        self.init(family: family, defaultSystem: system, bosText: bosText, eosText: eosText)
     }
 
     /// The conversation as parts: the template's markup (`markup: true`) and the messages'
     /// text, ending with the assistant's turn header.
-    public func parts(_ messages: [Message]) -> [(text: String, markup: Bool)] {
+    /// - Throws: ``CondenseError/invalidInput(_:)`` when the file's template refuses the
+    ///   conversation (`raise_exception`, e.g. roles that do not alternate) or hits a limit.
+    public func parts(_ messages: [Message]) throws -> [(text: String, markup: Bool)] {
+        if let jinja {
+            let ms: [JValue] = messages.map { .dict(["role": .text($0.role), "content": .text($0.content)]) }
+            return try jinja.render(["messages": .list(ms), "add_generation_prompt": .bool(true),
+                                     "bos_token": .markup(bosText), "eos_token": .markup(eosText)])
+        }
         var ms = messages
         if let defaultSystem, ms.first?.role != "system" { ms.insert(Message(role: "system", content: defaultSystem), at: 0) }
         var out: [(text: String, markup: Bool)] = []
@@ -110,7 +173,7 @@ public struct ChatTemplate: Sendable, Equatable {
         case .phi3:
             for x in ms { m("<|\(x.role)|>\n"); c(x.content); m("<|end|>\n") }
             m("<|assistant|>\n")
-        case .generic:
+        case .generic, .file:
             for x in ms { c("\(x.role.prefix(1).uppercased() + x.role.dropFirst()): \(x.content)\n") }
             c("Assistant:")
         }
@@ -118,11 +181,11 @@ public struct ChatTemplate: Sendable, Equatable {
     }
 
     /// The conversation as one string (for display; tokenize with ``tokens(_:tokenizer:)``).
-    public func render(_ messages: [Message]) -> String { parts(messages).map(\.text).joined() }
+    public func render(_ messages: [Message]) throws -> String { try parts(messages).map(\.text).joined() }
 
     /// The prompt's token ids: control tokens from the markup only, the messages as plain text,
     /// BOS once (the template's own, or the tokenizer's when the template writes none).
-    public func tokens(_ messages: [Message], tokenizer: any Tokenizer) -> [Int32] {
-        tokenizer.encode(parts: parts(messages).map { ($0.text, $0.markup) }, addSpecial: true)
+    public func tokens(_ messages: [Message], tokenizer: any Tokenizer) throws -> [Int32] {
+        tokenizer.encode(parts: try parts(messages).map { ($0.text, $0.markup) }, addSpecial: true)
     }
 }

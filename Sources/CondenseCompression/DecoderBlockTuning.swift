@@ -1,4 +1,6 @@
+import CCondenseKernels
 import Condense
+import CondenseInference
 import CondenseTraining
 import Foundation
 
@@ -24,11 +26,24 @@ public enum DecoderBlockTuning {
         public let ropeBase: Float, eps: Float
         /// Rotation pairs (i, i + d/2) instead of adjacent ones.
         public let neox: Bool
+        /// The rest of the decoder op set (``DecoderConfig``'s switches), for the forward pass of
+        /// any architecture; training (``fit(_:input:sequenceLength:target:epochs:batchSequences:optimizer:channelWeights:seed:)``)
+        /// takes the Llama block only, where these keep their defaults.
+        public var ropeScale: Float = 1
+        public var ropeFactors: [Float]? = nil
+        public var attentionScale: Float? = nil
+        /// Tokens a query sees, itself included; 0: all earlier ones.
+        public var window = 0
+        public var activation: FFNActivation = .silu
 
         public init(hidden: Int, heads: Int, kvHeads: Int, headDim: Int, feedForward: Int, ropeBase: Float, eps: Float, neox: Bool) {
             (self.hidden, self.heads, self.kvHeads, self.headDim, self.feedForward) = (hidden, heads, kvHeads, headDim, feedForward)
             (self.ropeBase, self.eps, self.neox) = (ropeBase, eps, neox)
         }
+
+        /// Q's width (and the attention output's): heads × headDim.
+        public var qDim: Int { heads * headDim }
+        var isLlama: Bool { ropeScale == 1 && ropeFactors == nil && attentionScale == nil && window == 0 && activation == .silu && qDim == hidden }
     }
 
     public struct Block: Sendable {
@@ -37,16 +52,22 @@ public enum DecoderBlockTuning {
         public var q, k, v, o, gate, up, down: BlockTuning.Linear
         /// Whether Q, K and V biases train (qwen2 has them; llama's stay zero).
         public let qkvBias: Bool
+        /// Per-head RMSNorm of Q and K (qwen3, gemma3), and the norms of the attention and FFN
+        /// outputs before their residual adds (gemma3): forward only.
+        public var qNorm: [Float]? = nil, kNorm: [Float]? = nil
+        public var postAttnNorm: [Float]? = nil, postFFNNorm: [Float]? = nil
+        /// Whether ``fit(_:input:sequenceLength:target:epochs:batchSequences:optimizer:channelWeights:seed:)`` can train it.
+        public var trainable: Bool { shape.isLlama && qNorm == nil && kNorm == nil && postAttnNorm == nil && postFFNNorm == nil }
 
         /// - Throws: ``CondenseError/shapeMismatch(_:)`` naming the part whose size does not fit `shape`.
         public init(shape s: Shape, attnNorm: [Float], ffnNorm: [Float], q: BlockTuning.Linear, k: BlockTuning.Linear,
                     v: BlockTuning.Linear, o: BlockTuning.Linear, gate: BlockTuning.Linear, up: BlockTuning.Linear,
                     down: BlockTuning.Linear, qkvBias: Bool = false) throws {
-            let (d, kvd, ff) = (s.hidden, s.kvHeads * s.headDim, s.feedForward)
-            guard s.heads * s.headDim == d, s.heads % s.kvHeads == 0, s.headDim % 2 == 0 else {
+            let (d, kvd, ff, qd) = (s.hidden, s.kvHeads * s.headDim, s.feedForward, s.qDim)
+            guard s.heads % s.kvHeads == 0, s.headDim % 2 == 0 else {
                 throw CondenseError.shapeMismatch("decoder block: \(s.heads) heads × \(s.headDim) for width \(d), \(s.kvHeads) KV heads")
             }
-            for (name, l, n, kk) in [("q", q, d, d), ("k", k, kvd, d), ("v", v, kvd, d), ("o", o, d, d), ("gate", gate, ff, d),
+            for (name, l, n, kk) in [("q", q, qd, d), ("k", k, kvd, d), ("v", v, kvd, d), ("o", o, d, qd), ("gate", gate, ff, d),
                                      ("up", up, ff, d), ("down", down, d, ff)] where l.n != n || l.k != kk {
                 throw CondenseError.shapeMismatch("decoder block \(name): \(l.n)×\(l.k), expected \(n)×\(kk)")
             }
@@ -69,10 +90,23 @@ public enum DecoderBlockTuning {
     /// Rotary angles for positions 0..<t (the same formula as the decoder's).
     static func rotation(_ s: Shape, _ t: Int) -> (cos: [Float], sin: [Float]) {
         let half = s.headDim / 2
-        let freqs = (0..<half).map { powf(s.ropeBase, -2 * Float($0) / Float(s.headDim)) }
+        let freqs = (0..<half).map { powf(s.ropeBase, -2 * Float($0) / Float(s.headDim)) / (s.ropeFactors?[$0] ?? 1) }
         var c = [Float](), sn = [Float]()
-        for p in 0..<t { for f in freqs { c.append(cosf(Float(p) * f)); sn.append(sinf(Float(p) * f)) } }
+        for p in 0..<t { for f in freqs { c.append(cosf(Float(p) * s.ropeScale * f)); sn.append(sinf(Float(p) * s.ropeScale * f)) } }
         return (c, sn)
+    }
+
+    /// RMSNorm of each `hd`-float head of each row, in place (QK-norm).
+    static func headNorm(_ a: inout [Float], heads: Int, hd: Int, _ g: [Float], eps: Float) {
+        for r in 0..<(a.count / (heads * hd)) {
+            for h in 0..<heads {
+                let base = (r * heads + h) * hd
+                var ss: Float = 0
+                for e in 0..<hd { ss += a[base + e] * a[base + e] }
+                let inv = 1 / (ss / Float(hd) + eps).squareRoot()
+                for e in 0..<hd { a[base + e] = a[base + e] * inv * g[e] }
+            }
+        }
     }
 
     /// Rotates (`sign` 1) or un-rotates (−1, the transpose: backward) `heads` heads per row.
@@ -123,7 +157,7 @@ public enum DecoderBlockTuning {
     /// The block on `rows` = sequences × `t` rows of `x`.
     public static func forward(_ b: Block, x: [Float], sequenceLength t: Int) throws -> Pass {
         let s = b.shape
-        let (d, hd, kvd) = (s.hidden, s.headDim, s.kvHeads * s.headDim)
+        let (d, hd, kvd, qd) = (s.hidden, s.headDim, s.kvHeads * s.headDim, s.qDim)
         let rows = x.count / d
         guard x.count == rows * d, t >= 1, rows % t == 0 else {
             throw CondenseError.shapeMismatch("decoder block input of \(x.count) floats: not sequences of \(t) rows of \(d)")
@@ -133,12 +167,15 @@ public enum DecoderBlockTuning {
         p.q = try BlockTuning.linear(b.q, p.h1, rows: rows)
         p.k = try BlockTuning.linear(b.k, p.h1, rows: rows)
         p.v = try BlockTuning.linear(b.v, p.h1, rows: rows)
+        if let qn = b.qNorm { headNorm(&p.q, heads: s.heads, hd: hd, qn, eps: s.eps) }
+        if let kn = b.kNorm { headNorm(&p.k, heads: s.kvHeads, hd: hd, kn, eps: s.eps) }
         let rot = rotation(s, t)
         rotate(&p.q, rows: rows, seqLen: t, heads: s.heads, s, rot, sign: 1)
         rotate(&p.k, rows: rows, seqLen: t, heads: s.kvHeads, s, rot, sign: 1)
-        let group = s.heads / s.kvHeads, scale = 1 / Float(hd).squareRoot(), seqs = rows / t
+        let group = s.heads / s.kvHeads, scale = s.attentionScale ?? 1 / Float(hd).squareRoot(), seqs = rows / t
+        let window = s.window
         p.probs = [Float](repeating: 0, count: seqs * s.heads * t * t)
-        p.ctx = [Float](repeating: 0, count: rows * d)
+        p.ctx = [Float](repeating: 0, count: rows * qd)
         p.q.withUnsafeBufferPointer { qp in p.k.withUnsafeBufferPointer { kp in p.v.withUnsafeBufferPointer { vp in
             p.probs.withUnsafeMutableBufferPointer { pp in p.ctx.withUnsafeMutableBufferPointer { cp in
                 for sq in 0..<seqs {
@@ -146,9 +183,10 @@ public enum DecoderBlockTuning {
                         let g = h / group
                         let prob = pp.baseAddress! + (sq * s.heads + h) * t * t
                         for i in 0..<t {
-                            let qi = qp.baseAddress! + (sq * t + i) * d + h * hd
+                            let qi = qp.baseAddress! + (sq * t + i) * qd + h * hd
+                            let j0 = window > 0 ? max(0, i + 1 - window) : 0
                             var mx = -Float.infinity
-                            for j in 0...i {
+                            for j in j0...i {
                                 let kj = kp.baseAddress! + (sq * t + j) * kvd + g * hd
                                 var dot: Float = 0
                                 for e in 0..<hd { dot += qi[e] * kj[e] }
@@ -156,9 +194,9 @@ public enum DecoderBlockTuning {
                                 mx = max(mx, dot * scale)
                             }
                             var sum: Float = 0
-                            for j in 0...i { let e = expf(prob[i * t + j] - mx); prob[i * t + j] = e; sum += e }
-                            let ci = cp.baseAddress! + (sq * t + i) * d + h * hd
-                            for j in 0...i {
+                            for j in j0...i { let e = expf(prob[i * t + j] - mx); prob[i * t + j] = e; sum += e }
+                            let ci = cp.baseAddress! + (sq * t + i) * qd + h * hd
+                            for j in j0...i {
                                 prob[i * t + j] /= sum
                                 let w = prob[i * t + j]
                                 let vj = vp.baseAddress! + (sq * t + j) * kvd + g * hd
@@ -170,13 +208,18 @@ public enum DecoderBlockTuning {
             } }
         } } }
         p.u = try BlockTuning.linear(b.o, p.ctx, rows: rows)
+        if let pn = b.postAttnNorm { p.u = rmsNorm(p.u, rows: rows, pn, eps: s.eps).y }
         for i in p.u.indices { p.u[i] += x[i] }
         (p.h2, p.inv2) = rmsNorm(p.u, rows: rows, b.ffnNorm, eps: s.eps)
         p.gate = try BlockTuning.linear(b.gate, p.h2, rows: rows)
         p.upv = try BlockTuning.linear(b.up, p.h2, rows: rows)
         p.act = [Float](repeating: 0, count: p.gate.count)
-        for i in p.act.indices { let a = p.gate[i]; p.act[i] = a / (1 + expf(-a)) * p.upv[i] }
+        switch s.activation {
+        case .silu: for i in p.act.indices { let a = p.gate[i]; p.act[i] = a / (1 + expf(-a)) * p.upv[i] }
+        case .geluTanh: for i in p.act.indices { p.act[i] = condense_gelu_tanh_f16(p.gate[i]) * p.upv[i] }
+        }
         p.y = try BlockTuning.linear(b.down, p.act, rows: rows)
+        if let pn = b.postFFNNorm { p.y = rmsNorm(p.y, rows: rows, pn, eps: s.eps).y }
         for i in p.y.indices { p.y[i] += p.u[i] }
         return p
     }
@@ -308,6 +351,9 @@ public enum DecoderBlockTuning {
             throw CondenseError.shapeMismatch("decoder block fit: input \(input.count), target \(target.count) floats, sequences of \(t)×\(d)")
         }
         guard epochs >= 0, batchSequences >= 1 else { throw CondenseError.invalidArgument("epochs \(epochs), batch \(batchSequences)") }
+        guard b.trainable || epochs == 0 else {
+            throw CondenseError.invalidArgument("block recovery trains the Llama block (RMSNorm, SwiGLU, plain attention); this block has QK-norm, post-norms, GELU, a window or a scaled RoPE")
+        }
         let seqs = input.count / seqRows
         if let cw, cw.count != d { throw CondenseError.shapeMismatch("\(cw.count) channel weights for width \(d)") }
         let before = try loss(b, input: input, sequenceLength: t, target: target, channelWeights: cw)

@@ -162,12 +162,14 @@ public enum LLMCompression {
                                 log: (String) -> Void = { _ in }) throws -> Result {
         let start = ContinuousClock.now
         let c = try DecoderConfig(gguf: f)
-        // Block recovery trains the Llama block (DecoderBlockTuning); the other blocks (QK-norm,
-        // post-norms, fused projections, sliding windows) would be compressed against the wrong
-        // computation, so they are refused rather than returned degraded.
         let arch = try DecoderArchitecture.named(c.architecture)
-        guard arch.isLlamaBlock, c.qDim == c.hidden, c.ropeScale == 1, !f.tensors.contains(where: { $0.name == ModelTensor.ropeFrequencies }) else {
-            throw CondenseError.invalidModel("compress --llm does not support general.architecture '\(c.architecture)' yet (supported: llama, mistral, qwen2 without RoPE scaling)")
+        // One-shot compression runs every architecture's block (its forward pass composes the
+        // same op set as the decoder's); recovery trains the Llama block only.
+        if o.recoveryEpochs > 0 {
+            let first = try Self.denseBlock(f, c, layer: 0)
+            guard first.trainable else {
+                throw CondenseError.invalidArgument("recovery (--recovery-*) trains the Llama block only; general.architecture '\(c.architecture)' compresses one-shot (recovery epochs 0)")
+            }
         }
         let d = c.hidden
         guard let t = calibration.first?.count, t >= 1, calibration.allSatisfy({ $0.count == t }) else {
@@ -189,6 +191,7 @@ public enum LLMCompression {
                 }
             }
         }
+        if c.embeddingScale != 1 { for i in xs.indices { xs[i] *= c.embeddingScale } }
         var xd = xs   // the dense model's hidden states
         func vector(_ name: String, _ n: Int) throws -> [Float] { try Self.vector(f, name, n) }
         var parts: [(name: String, part: DecoderFolder.Part)] = []
@@ -272,7 +275,7 @@ public enum LLMCompression {
                     let err = try Self.relativeError(x: xin, rows: rows, dense: a, compressed: b)
                     let name = p + names[m] + ".weight"
                     let (part, format) = try Self.stored(b, final: finals[m], format: reasons[m] == nil ? o.format : nil,
-                                                         source: f.tensor(name), name: name)
+                                                         source: Self.sourceTensor(f, c, layer: l, BlockTensor(rawValue: names[m])!), name: name)
                     chosen[m] = format
                     parts.append((name, part))
                     reports.append(ProjectionReport(name: name, format: format, reason: reasons[m], relativeError: err))
@@ -280,6 +283,9 @@ public enum LLMCompression {
             }
             for name in ["attn_norm", "ffn_norm"] {
                 parts.append((p + name + ".weight", .vector(name == "attn_norm" ? block.attnNorm : block.ffnNorm)))
+            }
+            for (t, v) in [(BlockTensor.qNorm, block.qNorm), (.kNorm, block.kNorm), (.postAttnNorm, block.postAttnNorm), (.postFFNNorm, block.postFFNNorm)] {
+                if let v { parts.append((t.name(l), .vector(v))) }
             }
             if c.qkvBias {
                 parts.append((p + "attn_q.bias", .vector(block.q.bias)))
@@ -293,6 +299,9 @@ public enum LLMCompression {
         }
         let outNorm = try vector("output_norm.weight", d)
         parts.append(("output_norm.weight", .vector(outNorm)))
+        if f.tensors.contains(where: { $0.name == ModelTensor.ropeFrequencies }) {
+            parts.append((ModelTensor.ropeFrequencies, .vector(try vector(ModelTensor.ropeFrequencies, c.headDim / 2))))
+        }
         // The head: on the final hidden states of the compressed model.
         let headName = f.tensors.contains { $0.name == "output.weight" } ? "output.weight" : "token_embd.weight"
         if o.head != .keep || headName == "output.weight" {
@@ -327,23 +336,70 @@ public enum LLMCompression {
     /// Block `l` of the model in `f`, its weights dequantized to f32 (no masks).
     /// - Throws: ``CondenseError/invalidTensor(name:reason:)`` for a missing tensor or a wrong shape.
     public static func denseBlock(_ f: GGUFFile, _ c: DecoderConfig, layer l: Int) throws -> DecoderBlockTuning.Block {
-        let (d, kvd, ff) = (c.hidden, c.kvHeads * c.headDim, c.feedForward)
-        let shape = DecoderBlockTuning.Shape(hidden: d, heads: c.heads, kvHeads: c.kvHeads, headDim: c.headDim, feedForward: ff,
-                                             ropeBase: c.ropeBase, eps: c.rmsEpsilon, neox: c.ropeNeoX)
-        func matrix(_ name: String, _ n: Int, _ k: Int) throws -> BlockTuning.Linear {
-            let tn = try f.tensor(name)
-            guard tn.dims == [k, n] else { throw CondenseError.invalidTensor(name: name, reason: "shape \(tn.dims), expected \([k, n])") }
-            return try BlockTuning.Linear(weight: f.dequantized(name), bias: [Float](repeating: 0, count: n), n: n, k: k)
+        let (d, kvd, ff, qd, hd) = (c.hidden, c.kvDim, c.feedForward, c.qDim, c.headDim)
+        let sliding = c.slidingLayers[l]
+        var shape = DecoderBlockTuning.Shape(hidden: d, heads: c.heads, kvHeads: c.kvHeads, headDim: hd, feedForward: ff,
+                                             ropeBase: sliding ? c.ropeBaseSliding : c.ropeBase, eps: c.rmsEpsilon, neox: c.ropeNeoX)
+        shape.ropeScale = sliding ? 1 : c.ropeScale
+        if !sliding, f.tensors.contains(where: { $0.name == ModelTensor.ropeFrequencies }) {
+            shape.ropeFactors = try vector(f, ModelTensor.ropeFrequencies, hd / 2)
         }
-        let p = "blk.\(l)."
-        var q = try matrix(p + "attn_q.weight", d, d), k = try matrix(p + "attn_k.weight", kvd, d), v = try matrix(p + "attn_v.weight", kvd, d)
+        if c.attentionScale != 1 / Float(hd).squareRoot() { shape.attentionScale = c.attentionScale }
+        shape.window = sliding ? c.slidingWindow : 0
+        shape.activation = c.activation
+        func linear(_ t: BlockTensor, _ n: Int, _ k: Int) throws -> BlockTuning.Linear {
+            let src = try sourceTensor(f, c, layer: l, t)
+            guard src.dims == [k, n] else { throw CondenseError.invalidTensor(name: src.name, reason: "shape \(src.dims), expected \([k, n])") }
+            let w = try GGUFDequantize.floats(src.data, type: src.type, count: n * k, name: src.name)
+            return try BlockTuning.Linear(weight: w, bias: [Float](repeating: 0, count: n), n: n, k: k)
+        }
+        var q = try linear(.q, qd, d), k = try linear(.k, kvd, d), v = try linear(.v, kvd, d)
         if c.qkvBias {
-            q.bias = try vector(f, p + "attn_q.bias", d); k.bias = try vector(f, p + "attn_k.bias", kvd); v.bias = try vector(f, p + "attn_v.bias", kvd)
+            q.bias = try vector(f, BlockTensor.q.name(l, "bias"), qd)
+            k.bias = try vector(f, BlockTensor.k.name(l, "bias"), kvd)
+            v.bias = try vector(f, BlockTensor.v.name(l, "bias"), kvd)
         }
-        return try DecoderBlockTuning.Block(
-            shape: shape, attnNorm: vector(f, p + "attn_norm.weight", d), ffnNorm: vector(f, p + "ffn_norm.weight", d), q: q, k: k, v: v,
-            o: matrix(p + "attn_output.weight", d, d), gate: matrix(p + "ffn_gate.weight", ff, d), up: matrix(p + "ffn_up.weight", ff, d),
-            down: matrix(p + "ffn_down.weight", d, ff), qkvBias: c.qkvBias)
+        var b = try DecoderBlockTuning.Block(
+            shape: shape, attnNorm: vector(f, BlockTensor.attnNorm.name(l), d), ffnNorm: vector(f, BlockTensor.ffnNorm.name(l), d),
+            q: q, k: k, v: v, o: linear(.output, d, qd), gate: linear(.gate, ff, d), up: linear(.up, ff, d),
+            down: linear(.down, d, ff), qkvBias: c.qkvBias)
+        if c.qkNorm {
+            b.qNorm = try vector(f, BlockTensor.qNorm.name(l), hd)
+            b.kNorm = try vector(f, BlockTensor.kNorm.name(l), hd)
+        }
+        if c.postNorms {
+            b.postAttnNorm = try vector(f, BlockTensor.postAttnNorm.name(l), d)
+            b.postFFNNorm = try vector(f, BlockTensor.postFFNNorm.name(l), d)
+        }
+        return b
+    }
+
+    /// The stored tensor of one projection of layer `l`: its own, or its rows of the fused one
+    /// (phi3's `attn_qkv` holds Q, K, V; its `ffn_up` holds gate then up).
+    static func sourceTensor(_ f: GGUFFile, _ c: DecoderConfig, layer l: Int, _ t: BlockTensor) throws -> GGUFFile.Tensor {
+        let own = t.name(l)
+        if f.tensors.contains(where: { $0.name == own }), !(t == .up && !f.tensors.contains(where: { $0.name == BlockTensor.gate.name(l) })) {
+            return try f.tensor(own)
+        }
+        let (fused, offset, rows): (BlockTensor, Int, Int)
+        switch t {
+        case .q: (fused, offset, rows) = (.qkv, 0, c.qDim)
+        case .k: (fused, offset, rows) = (.qkv, c.qDim, c.kvDim)
+        case .v: (fused, offset, rows) = (.qkv, c.qDim + c.kvDim, c.kvDim)
+        case .gate: (fused, offset, rows) = (.up, 0, c.feedForward)
+        case .up: (fused, offset, rows) = (.up, c.feedForward, c.feedForward)
+        default: return try f.tensor(own)
+        }
+        let src = try f.tensor(fused.name(l))
+        guard src.dims.count == 2, src.dims[0] % src.type.blockSize == 0, src.dims[1] >= offset + rows else {
+            throw CondenseError.invalidTensor(name: src.name, reason: "shape \(src.dims) cannot hold rows \(offset)..<\(offset + rows)")
+        }
+        let rowBytes = src.dims[0] / src.type.blockSize * src.type.blockBytes
+        guard src.data.count >= (offset + rows) * rowBytes else {
+            throw CondenseError.invalidTensor(name: src.name, reason: "\(src.data.count) bytes for \(offset + rows) rows of \(rowBytes)")
+        }
+        let start = src.data.startIndex + offset * rowBytes
+        return GGUFFile.Tensor(name: own, dims: [src.dims[0], rows], type: src.type, data: Data(src.data[start..<(start + rows * rowBytes)]))
     }
 
     static func vector(_ f: GGUFFile, _ name: String, _ n: Int) throws -> [Float] {

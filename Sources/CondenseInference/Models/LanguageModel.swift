@@ -91,10 +91,13 @@ public final class LanguageModel: Sendable {
         var ls: [Layer] = []
         for l in 0..<c.layers {
             func norm(_ t: BlockTensor, _ n: Int) throws -> [Float]? { has.contains(t) ? try source.vector(t.name(l), n) : nil }
-            let qkv = has.contains(.qkv)
+            // Fused tensors where the architecture fuses them, unless the source holds them split
+            // (a compressed folder stores each projection on its own).
+            let fusedQKV = has.contains(.qkv) && !source.has(BlockTensor.q.name(l))
+            let qkv = fusedQKV
                 ? try source.projection([BlockTensor.qkv.stem(l)], outs: [qd + 2 * kvd], inp: d, bias: c.qkvBias)
                 : try source.projection([BlockTensor.q, .k, .v].map { $0.stem(l) }, outs: [qd, kvd, kvd], inp: d, bias: c.qkvBias)
-            let gateUp = has.contains(.gate)
+            let gateUp = has.contains(.gate) || source.has(BlockTensor.gate.name(l))
                 ? try source.projection([BlockTensor.gate.stem(l), BlockTensor.up.stem(l)], outs: [ff, ff], inp: d, bias: false)
                 : try source.projection([BlockTensor.up.stem(l)], outs: [2 * ff], inp: d, bias: false)
             ls.append(Layer(attnNorm: try source.vector(BlockTensor.attnNorm.name(l), d), ffnNorm: try source.vector(BlockTensor.ffnNorm.name(l), d),

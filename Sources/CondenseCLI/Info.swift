@@ -1,5 +1,6 @@
 import ArgumentParser
 import Condense
+import CondenseInference
 
 struct Info: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -13,6 +14,7 @@ struct Info: ParsableCommand {
               + "; levels here: \(CondenseRuntime.runnableISAs.map(\.description).joined(separator: " < "))")
         do { try CondenseRuntime.validateEnvironment() } catch { print("            warning: \(error)") }
         print("threads:    \(CondenseRuntime.threads) of \(CondenseRuntime.processorCount) processors on Condense's thread team; OpenMP \(CondenseRuntime.openMPEnabled ? "linked (thread-count defaults)" : "off (built without the OpenMP trait)")")
+        print("decoders:   \(DecoderArchitecture.supportedNames.joined(separator: ", ")) (GGUF general.architecture); tokenizers gpt2 (byte-level BPE), llama (SentencePiece)")
         print("")
         print("backends (priority order):")
         for b in cliRegistry().backends {

@@ -180,6 +180,26 @@ struct CLIInfoTests {
         #expect(r.stdout.contains("f32_gemm_6x32__swiftsimd_avx512 "))
         #endif
         #expect(r.stdout.contains("levels here: scalar"))
+        #expect(r.stdout.contains("decoders:   llama, mistral, qwen2, qwen3, gemma3, phi3"))
+    }
+
+    /// `condense tokenize` prints a model's ids as JSON, special tokens parsed or not, and names
+    /// a file it cannot read.
+    @Test(.enabled(if: pythonHasGGUF, "python3 with the gguf package is missing (pip install gguf)"))
+    func tokenizePrintsIds() throws {
+        let dir = try scratchFolder("cli-tokenize")
+        let script = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .appendingPathComponent("CondenseInferenceTests/Scripts/tiny_gguf.py").path
+        #expect(runPython([script, dir]) != nil)
+        let r = try condense(["tokenize", "--model", dir + "/llama.gguf", "--text", "the cat</s>"])
+        // ▁ th e ▁ c a t, then </s> as EOS (the tiny vocabulary has few merges).
+        #expect(r.status == 0 && r.stdout.trimmingCharacters(in: .whitespacesAndNewlines) == "[270,267,104,270,102,269,2]", "\(r.output)")
+        let plain = try condense(["tokenize", "--model", dir + "/llama.gguf", "--text", "the cat</s>", "--no-parse-special", "--add-special"])
+        #expect(plain.status == 0 && plain.stdout.trimmingCharacters(in: .whitespacesAndNewlines) == "[1,270,267,104,270,102,269,63,50,118,65]", "\(plain.output)")
+        let missing = try condense(["tokenize", "--model", dir + "/none.gguf", "--text", "x"])
+        #expect(missing.status != 0 && missing.stderr.contains(dir + "/none.gguf"), "\(missing.output)")
+        let both = try condense(["tokenize", "--model", dir + "/llama.gguf"])
+        #expect(both.status != 0 && both.stderr.contains("exactly one of --text and --file"), "\(both.output)")
     }
 }
 

@@ -78,6 +78,7 @@ private let conversations: [[ChatTemplate.Message]] = [
         #expect(throws: CondenseError.self) { try JinjaTemplate("{% for i in range(10) %}{% for j in range(200) %}x{% endfor %}{% endfor %}").render([:], limits: small) }
         #expect(throws: CondenseError.self) { try JinjaTemplate("{{ 'x' * 100000 }}").render([:], limits: small) }
         #expect(throws: CondenseError.self) { try JinjaTemplate("{{ " + String(repeating: "(", count: 500) + "1" + String(repeating: ")", count: 500) + " }}") }
+        #expect(throws: CondenseError.self) { try JinjaTemplate(String(repeating: "{% if true %}", count: 5000) + String(repeating: "{% endif %}", count: 5000)) }
         // Environment, files and Python internals are simply not there.
         #expect(try JinjaTemplate("{{ env }}{{ os }}{{ ''.__class__ }}{{ cycler }}").render([:]).map(\.text).joined() == "")
         #expect(throws: CondenseError.invalidInput("the chat template refused the conversation: no")) { try JinjaTemplate("{{ raise_exception('no') }}").render([:]) }

@@ -420,6 +420,10 @@ struct JParser {
 
     /// Nodes until a `{% name %}` in `until` (left unconsumed) or the end.
     mutating func parseBody(until: Set<String>) throws -> [JNode] {
+        // Blocks inside blocks recurse here and in the renderer: bounded like expressions.
+        depth += 1
+        defer { depth -= 1 }
+        guard depth < 200 else { throw JError.syntax("blocks nested too deeply", line: line) }
         var nodes: [JNode] = []
         while true {
             switch peek {

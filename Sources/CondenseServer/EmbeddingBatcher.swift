@@ -56,7 +56,7 @@ public final class EmbeddingBatcher: Worker, @unchecked Sendable {
         }
     }
 
-    override func run() {
+    override public func run() {
         while true {
             cond.lock()
             while queue.isEmpty && !stopped { cond.wait() }

@@ -50,7 +50,7 @@ public final class CondenseServer: Sendable {
     public let options: ServerOptions
     public let metrics: ServerMetrics
     let batcher: EmbeddingBatcher?
-    let scheduler: ChatScheduler?
+    let scheduler: GenerationScheduler?
     let draining = Flag()
 
     public init(models: ServedModels, options: ServerOptions) {
@@ -63,7 +63,7 @@ public final class CondenseServer: Sendable {
                              metrics: metrics)
         }
         scheduler = models.chat.map {
-            ChatScheduler(model: $0.model, maxActive: options.maxConcurrent, maxQueued: options.maxQueued, metrics: metrics)
+            GenerationScheduler(model: $0.model, maxActive: options.maxConcurrent, maxQueued: options.maxQueued, observer: metrics)
         }
     }
 
@@ -272,7 +272,14 @@ public final class CondenseServer: Sendable {
         o.stop = stops
         let stream = try f.bool("stream") ?? false
         let includeUsage = (f.o["stream_options"] as? [String: Any]).flatMap { $0["include_usage"] as? Bool } ?? false
-        let events = try scheduler.submit(ids, o)
+        let events: AsyncStream<GenerationScheduler.Event>
+        do {
+            events = try scheduler.submit(ids, o)
+        } catch GenerationScheduler.Refusal.shuttingDown {
+            throw APIError(.serviceUnavailable, "the server is shutting down")
+        } catch let GenerationScheduler.Refusal.queueFull(n) {
+            throw APIError(.tooManyRequests, "\(n) generation requests are queued (--max-concurrent); retry later", retryAfter: 1)
+        }
         let id = (chat ? "chatcmpl-" : "cmpl-") + UUID().uuidString.replacingOccurrences(of: "-", with: "").lowercased()
         let created = Int(Date().timeIntervalSince1970)
         let object = chat ? "chat.completion" : "text_completion"

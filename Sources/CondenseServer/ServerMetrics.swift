@@ -1,3 +1,4 @@
+import CondenseInference
 import Foundation
 import Metrics
 import Prometheus
@@ -49,3 +50,14 @@ public final class ServerMetrics: Sendable {
         return String(decoding: buffer, as: UTF8.self)
     }
 }
+
+/// The generation engine's reports as the server's metrics.
+extension ServerMetrics: GenerationObserver {
+    public func queueDepth(_ n: Int) { chatQueue.record(n) }
+    public func activeStreams(_ n: Int) { activeStreams.record(n) }
+    public func decodeBatch(_ n: Int) { decodeBatch.record(n) }
+    public func firstToken(after d: Duration) { timeToFirstToken.recordNanoseconds(nanoseconds(d)) }
+    public func generated(_ tokens: Int) { generatedTokens.increment(by: Int64(tokens)) }
+}
+
+func nanoseconds(_ d: Duration) -> Int64 { d.components.seconds * 1_000_000_000 + d.components.attoseconds / 1_000_000_000 }

@@ -311,3 +311,35 @@ private func agreement(_ ours: [Int], _ ref: [Int], margins: [Double], tie: Doub
         #expect(throws: CondenseError.self) { try SentencePieceTokenizer(tokens: ["a"], scores: [0], tokenTypes: nil, bos: 5) }
     }
 }
+
+@Suite struct GenerationSchedulerTests {
+    /// The engine an app or a server drives: streams batched together give each the tokens it
+    /// gets alone; a shut-down engine refuses with a typed reason.
+    @Test func streamsMatchSingleGenerationsAndRefusalsAreTyped() async throws {
+        let lm = try LanguageModel(gguf: makeTinyLlama(in: scratchFolder("scheduler")))
+        var o = GenerationOptions(maxTokens: 6)
+        o.stopAtEOS = false
+        let prompts: [[Int32]] = [[5, 6, 7], [9, 8, 7, 6, 5], [42]]
+        let alone = try prompts.map { try lm.session().generate(tokenIDs: $0, o) { _ in }.text }
+        let scheduler = GenerationScheduler(model: lm, maxActive: 2, maxQueued: 4)
+        let streams = try prompts.map { try scheduler.submit($0, o) }
+        var texts: [String] = []
+        for s in streams {
+            var text = "", done = false
+            for await e in s {
+                switch e {
+                case let .piece(p): text += p
+                case let .done(reason, _, completion): done = reason == "length" && completion == 6
+                case let .failed(why): Issue.record("failed: \(why)")
+                }
+            }
+            #expect(done)
+            texts.append(text)
+        }
+        #expect(texts == alone)
+        let blocker = GenerationScheduler(model: lm, maxActive: 1, maxQueued: 0)
+        blocker.shutdown()
+        #expect(throws: GenerationScheduler.Refusal.shuttingDown) { _ = try blocker.submit([1], o) }
+        scheduler.shutdown()
+    }
+}

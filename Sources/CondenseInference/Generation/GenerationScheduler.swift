@@ -1,7 +1,29 @@
 import Condense
-import CondenseInference
 import Foundation
-import Metrics
+
+/// What a ``GenerationScheduler`` reports as it runs (a server turns these into metrics).
+public protocol GenerationObserver: Sendable {
+    /// Requests waiting for a slot.
+    func queueDepth(_ n: Int)
+    /// Streams holding a slot.
+    func activeStreams(_ n: Int)
+    /// Sessions in one batched pass.
+    func decodeBatch(_ n: Int)
+    /// From submission to a stream's first token.
+    func firstToken(after: Duration)
+    /// Tokens generated in one step.
+    func generated(_ tokens: Int)
+}
+
+/// Observes nothing.
+public struct NoGenerationObserver: GenerationObserver {
+    public init() {}
+    public func queueDepth(_ n: Int) {}
+    public func activeStreams(_ n: Int) {}
+    public func decodeBatch(_ n: Int) {}
+    public func firstToken(after: Duration) {}
+    public func generated(_ tokens: Int) {}
+}
 
 /// Continuous batching for generation: every active stream advances by one token in one batched
 /// pass (``DecoderSession/forward(_:allLogits:)``: the weights are read once per step for all of
@@ -10,12 +32,28 @@ import Metrics
 /// whose consumer goes away (the client disconnected) frees its slot at the next step.
 ///
 /// ```swift
-/// let scheduler = ChatScheduler(model: lm, maxActive: 8, maxQueued: 64, metrics: m)
+/// let scheduler = GenerationScheduler(model: lm, maxActive: 8, maxQueued: 64)
 /// for await event in try scheduler.submit(promptIDs, options) { … }
 /// ```
-public final class ChatScheduler: Worker, @unchecked Sendable {
+///
+/// The engine lives here, in the inference library, so that an app streams from it as a server
+/// does; `condense serve` only translates HTTP into ``submit(_:_:)`` and events into responses.
+public final class GenerationScheduler: Worker, @unchecked Sendable {
     // @unchecked: `waiting`, `stopped` and the cancellation flags are only touched under `cond`;
     // `active` only by the scheduler thread.
+
+    /// Why a request was not queued.
+    public enum Refusal: Error, Equatable, CustomStringConvertible {
+        /// The queue holds this many requests already; retry later.
+        case queueFull(waiting: Int)
+        case shuttingDown
+        public var description: String {
+            switch self {
+            case let .queueFull(n): return "\(n) generation requests are queued; retry later"
+            case .shuttingDown: return "the generation engine is shutting down"
+            }
+        }
+    }
 
     /// What a stream receives.
     public enum Event: Sendable {
@@ -51,33 +89,32 @@ public final class ChatScheduler: Worker, @unchecked Sendable {
     let maxQueued: Int
     /// Prompt tokens prefilled per step, shared by the streams still prefilling.
     let prefillChunk: Int
-    let metrics: ServerMetrics
+    let observer: any GenerationObserver
     private var waiting: [Request] = []
     private var active: [Slot] = []
 
-    public init(model: LanguageModel, maxActive: Int, maxQueued: Int, prefillChunk: Int = 256, metrics: ServerMetrics) {
+    public init(model: LanguageModel, maxActive: Int, maxQueued: Int, prefillChunk: Int = 256,
+                observer: any GenerationObserver = NoGenerationObserver()) {
         self.model = model
         self.maxActive = max(1, maxActive)
         self.maxQueued = max(0, maxQueued)
         self.prefillChunk = max(1, prefillChunk)
-        self.metrics = metrics
+        self.observer = observer
         super.init()
         start(name: "condense-generation")
     }
 
     /// Queues a generation after `ids` (at least one token, within the context).
-    /// - Throws: ``APIError`` 429 when the queue is full, 503 after shutdown.
+    /// - Throws: ``Refusal`` when the queue is full or after shutdown.
     public func submit(_ ids: [Int32], _ options: GenerationOptions) throws -> AsyncStream<Event> {
         let (stream, continuation) = AsyncStream<Event>.makeStream(bufferingPolicy: .unbounded)
         let request = Request(ids: ids, options: options, continuation: continuation)
         cond.lock()
         defer { cond.unlock() }
-        guard !stopped else { throw APIError(.serviceUnavailable, "the server is shutting down") }
-        guard waiting.count < maxQueued + maxActive else {
-            throw APIError(.tooManyRequests, "\(waiting.count) generation requests are queued (--max-concurrent); retry later", retryAfter: 1)
-        }
+        guard !stopped else { throw Refusal.shuttingDown }
+        guard waiting.count < maxQueued + maxActive else { throw Refusal.queueFull(waiting: waiting.count) }
         waiting.append(request)
-        metrics.chatQueue.record(waiting.count)
+        observer.queueDepth(waiting.count)
         continuation.onTermination = { [weak self, weak request] _ in
             guard let self, let request else { return }
             self.cond.lock()
@@ -89,7 +126,7 @@ public final class ChatScheduler: Worker, @unchecked Sendable {
         return stream
     }
 
-    override func run() {
+    override public func run() {
         while true {
             cond.lock()
             while waiting.isEmpty && active.isEmpty && !stopped { cond.wait() }
@@ -102,7 +139,7 @@ public final class ChatScheduler: Worker, @unchecked Sendable {
                 return false
             }
             let gone = Set(active.filter { $0.request.cancelled }.map { ObjectIdentifier($0.request) })
-            metrics.chatQueue.record(waiting.count)
+            observer.queueDepth(waiting.count)
             cond.unlock()
             if !gone.isEmpty {
                 for s in active where gone.contains(ObjectIdentifier(s.request)) { s.request.continuation.finish() }
@@ -119,7 +156,7 @@ public final class ChatScheduler: Worker, @unchecked Sendable {
                     r.continuation.finish()
                 }
             }
-            metrics.activeStreams.record(active.count)
+            observer.activeStreams(active.count)
             guard !active.isEmpty else { continue }
             step()
         }
@@ -142,7 +179,7 @@ public final class ChatScheduler: Worker, @unchecked Sendable {
             }
         }
         guard !batch.isEmpty else { return }
-        metrics.decodeBatch.record(batch.count)
+        observer.decodeBatch(batch.count)
         let logits: [[[Float]]]
         do {
             logits = try DecoderSession.forward(batch)
@@ -164,9 +201,9 @@ public final class ChatScheduler: Worker, @unchecked Sendable {
             let request = active[i].request
             if active[i].firstToken {
                 active[i].firstToken = false
-                metrics.timeToFirstToken.recordNanoseconds(nanoseconds(ContinuousClock.now - request.submitted))
+                observer.firstToken(after: ContinuousClock.now - request.submitted)
             }
-            metrics.generatedTokens.increment(by: Int64(active[i].generation.result.tokens.count - before))
+            observer.generated(active[i].generation.result.tokens.count - before)
             if !piece.isEmpty { request.continuation.yield(.piece(piece)) }
             if let next {
                 active[i].next = next
@@ -181,4 +218,3 @@ public final class ChatScheduler: Worker, @unchecked Sendable {
     }
 }
 
-func nanoseconds(_ d: Duration) -> Int64 { d.components.seconds * 1_000_000_000 + d.components.attoseconds / 1_000_000_000 }

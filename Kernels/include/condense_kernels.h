@@ -630,6 +630,15 @@ enum { CONDENSE_GLU_SILU = 0, CONDENSE_GLU_GELU_TANH = 1 };
  *  through its f16 table (the input rounded to f16, the result an f16 value; 0 at or below −10,
  *  x at or above 10). Returns a condense_status (INVALID for an unknown act). */
 int condense_glu(const float *gu, size_t rows, size_t ff, int act, float *out, condense_isa isa, int threads);
+/** RMSNorm of rows × segs segments of n floats (segment (r, s) at x + r·ldx + s·n; y likewise with
+ *  ldy; y may be x): whole rows with segs = 1, each head of Q or K (QK-norm) with segs = heads.
+ *  The sum of squares in float, in order, no fused multiply-add. Returns a condense_status. */
+int condense_rmsnorm(const float *x, size_t ldx, float *y, size_t ldy, size_t rows, size_t segs, size_t n, const float *w,
+                     float eps, int threads);
+/** Rotary embedding in place of rows × heads heads of hd floats (row stride ld): pairs (i, i + hd/2)
+ *  with neox, else (2i, 2i + 1), rotated by cos_t/sin_t[row][i] (rows × hd/2). Returns a condense_status. */
+int condense_rope(float *x, size_t ld, size_t rows, int heads, int hd, const float *cos_t, const float *sin_t, int neox,
+                  int threads);
 /** One value of condense_glu's GELU-tanh (for references and tests). */
 float condense_gelu_tanh_f16(float x);
 /** f32 to IEEE half, round to nearest even (the KV cache's f16 rows); the same bits on every path. */

@@ -343,3 +343,55 @@ private func agreement(_ ours: [Int], _ ref: [Int], margins: [Double], tie: Doub
         scheduler.shutdown()
     }
 }
+
+@Suite struct DecoderOpsTests {
+    /// RMSNorm (rows, and heads within strided rows) and RoPE in C equal the plain loops bit for
+    /// bit, on 1 and 2 threads, in place and not; bad arguments are refused.
+    @Test func normAndRopeEqualThePlainLoops() {
+        var rng = TestRNG(s: 21)
+        for (rows, segs, n, ld) in [(3, 1, 37, 37), (5, 4, 16, 70), (300, 2, 64, 130)] {
+            let x = (0..<(rows * ld)).map { _ in rng.next() * 3 }, w = (0..<n).map { _ in rng.next() + 1 }
+            var want = x
+            for r in 0..<rows {
+                for s in 0..<segs {
+                    let base = r * ld + s * n
+                    var ss: Float = 0
+                    for j in 0..<n { ss += x[base + j] * x[base + j] }
+                    let inv = 1 / (ss / Float(n) + 1e-6).squareRoot()
+                    for j in 0..<n { want[base + j] = x[base + j] * inv * w[j] }
+                }
+            }
+            for threads: Int32 in [1, 2] {
+                var y = x
+                #expect(condense_rmsnorm(x, ld, &y, ld, rows, segs, n, w, 1e-6, threads) == 0)
+                #expect(y == want, "rows \(rows) segs \(segs) n \(n) threads \(threads)")
+                var inPlace = x
+                inPlace.withUnsafeMutableBufferPointer { p in _ = condense_rmsnorm(p.baseAddress!, ld, p.baseAddress!, ld, rows, segs, n, w, 1e-6, threads) }
+                #expect(inPlace == want)
+            }
+        }
+        for (rows, heads, hd, ld, neox) in [(1, 3, 8, 24, true), (7, 2, 16, 40, false), (600, 4, 64, 256, true)] {
+            let x = (0..<(rows * ld)).map { _ in rng.next() }
+            let cs = (0..<(rows * hd / 2)).map { _ in rng.next() }, sn = (0..<(rows * hd / 2)).map { _ in rng.next() }
+            var want = x
+            for r in 0..<rows {
+                for h in 0..<heads {
+                    for i in 0..<(hd / 2) {
+                        let (a, b) = neox ? (r * ld + h * hd + i, r * ld + h * hd + i + hd / 2) : (r * ld + h * hd + 2 * i, r * ld + h * hd + 2 * i + 1)
+                        let (x0, x1, c, s) = (x[a], x[b], cs[r * hd / 2 + i], sn[r * hd / 2 + i])
+                        want[a] = x0 * c - x1 * s
+                        want[b] = x0 * s + x1 * c
+                    }
+                }
+            }
+            for threads: Int32 in [1, 2] {
+                var y = x
+                #expect(condense_rope(&y, ld, rows, Int32(heads), Int32(hd), cs, sn, neox ? 1 : 0, threads) == 0)
+                #expect(y == want, "rows \(rows) heads \(heads) hd \(hd) neox \(neox) threads \(threads)")
+            }
+        }
+        var y = [Float](repeating: 0, count: 8)
+        #expect(condense_rmsnorm([Float](repeating: 1, count: 8), 4, &y, 8, 1, 1, 8, [Float](repeating: 1, count: 8), 1e-6, 1) == 2)
+        #expect(condense_rope(&y, 8, 1, 1, 7, [0, 0, 0], [0, 0, 0], 0, 1) == 2)
+    }
+}

@@ -437,37 +437,22 @@ public final class DecoderSession: @unchecked Sendable {
         return keep
     }
 
+    /// RMSNorm of every row, in C on the thread team.
     static func rmsNorm(_ x: Matrix<Float>, _ w: [Float], _ eps: Float, into y: inout Matrix<Float>) {
-        let d = x.columns
+        let (d, rows) = (x.columns, x.rows)
         x.withUnsafeBufferPointer { xp in y.withUnsafeMutableBufferPointer { yp in
-            for r in 0..<x.rows {
-                var ss: Float = 0
-                for j in 0..<d { ss += xp[r * d + j] * xp[r * d + j] }
-                let inv = 1 / (ss / Float(d) + eps).squareRoot()
-                for j in 0..<d { yp[r * d + j] = xp[r * d + j] * inv * w[j] }
-            }
+            _ = condense_rmsnorm(xp.baseAddress!, d, yp.baseAddress!, d, rows, 1, d, w, eps, 0)
         } }
     }
 
     static func rmsNormInPlace(_ x: inout Matrix<Float>, _ w: [Float], _ eps: Float) {
-        let d = x.columns
-        x.withUnsafeMutableBufferPointer { xp in
-            for r in 0..<(xp.count / d) { normalize(xp.baseAddress! + r * d, d, w, eps) }
-        }
-    }
-
-    /// RMSNorm of n floats in place, weighted by w.
-    @inline(__always)
-    static func normalize(_ p: UnsafeMutablePointer<Float>, _ n: Int, _ w: [Float], _ eps: Float) {
-        var ss: Float = 0
-        for j in 0..<n { ss += p[j] * p[j] }
-        let inv = 1 / (ss / Float(n) + eps).squareRoot()
-        for j in 0..<n { p[j] = p[j] * inv * w[j] }
+        let (d, rows) = (x.columns, x.rows)
+        x.withUnsafeMutableBufferPointer { xp in _ = condense_rmsnorm(xp.baseAddress!, d, xp.baseAddress!, d, rows, 1, d, w, eps, 0) }
     }
 
     /// QK-norm: each head of each row RMS-normalised over the head dimension.
     static func headNorm(_ p: UnsafeMutablePointer<Float>, rows: Int, stride: Int, heads: Int, headDim: Int, _ w: [Float], _ eps: Float) {
-        for r in 0..<rows { for h in 0..<heads { normalize(p + r * stride + h * headDim, headDim, w, eps) } }
+        _ = condense_rmsnorm(p, stride, p, stride, rows, heads, headDim, w, eps, 0)
     }
 
     /// g = act(gate) · up from the stacked [gate | up] rows, in C on the thread team.
@@ -547,19 +532,9 @@ struct Rotation {
     /// Rotates `heads` heads of each row in place: adjacent pairs (normal) or pairs
     /// (i, i + headDim/2) (NeoX).
     func apply(_ p: UnsafeMutablePointer<Float>, rows: Int, stride: Int, heads: Int) {
-        let hd = 2 * half
+        guard rows > 0, heads > 0 else { return }
         cosines.withUnsafeBufferPointer { cs in sines.withUnsafeBufferPointer { sn in
-            for r in 0..<rows {
-                for h in 0..<heads {
-                    let row = p + r * stride + h * hd
-                    for i in 0..<half {
-                        let (a, b) = neox ? (i, i + half) : (2 * i, 2 * i + 1)
-                        let (x0, x1, c, s) = (row[a], row[b], cs[r * half + i], sn[r * half + i])
-                        row[a] = x0 * c - x1 * s
-                        row[b] = x0 * s + x1 * c
-                    }
-                }
-            }
+            _ = condense_rope(p, stride, rows, Int32(heads), Int32(2 * half), cs.baseAddress!, sn.baseAddress!, neox ? 1 : 0, 0)
         } }
     }
 }

@@ -162,7 +162,6 @@ public enum LLMCompression {
                                 log: (String) -> Void = { _ in }) throws -> Result {
         let start = ContinuousClock.now
         let c = try DecoderConfig(gguf: f)
-        let arch = try DecoderArchitecture.named(c.architecture)
         // One-shot compression runs every architecture's block (its forward pass composes the
         // same op set as the decoder's); recovery trains the Llama block only.
         if o.recoveryEpochs > 0 {
@@ -176,9 +175,9 @@ public enum LLMCompression {
             throw CondenseError.invalidArgument("calibration needs sequences of one length, got lengths \(Set(calibration.map(\.count)).sorted())")
         }
         let rows = try CheckedSize.product(calibration.count, t, of: "calibration rows")
-        let embd = try f.tensor("token_embd.weight")
+        let embd = try f.tensor(ModelTensor.tokenEmbedding)
         guard embd.dims.count == 2, embd.dims[0] == d, d % embd.type.blockSize == 0, GGUFDequantize.supported.contains(embd.type) else {
-            throw CondenseError.invalidTensor(name: "token_embd.weight", reason: "shape \(embd.dims) type \(embd.type)")
+            throw CondenseError.invalidTensor(name: ModelTensor.tokenEmbedding, reason: "shape \(embd.dims) type \(embd.type)")
         }
         let vocab = embd.dims[1], rowBytes = d / embd.type.blockSize * embd.type.blockBytes
         var xs = [Float](repeating: 0, count: rows * d)
@@ -197,14 +196,14 @@ public enum LLMCompression {
         var parts: [(name: String, part: DecoderFolder.Part)] = []
         var reports: [ProjectionReport] = []
         var losses: [(Double, Double)] = []
-        parts.append(("token_embd.weight", .ggml(embd.type, rows: vocab, columns: d, embd.data)))
-        let names = ["attn_q", "attn_k", "attn_v", "attn_output", "ffn_gate", "ffn_up", "ffn_down"]
+        parts.append((ModelTensor.tokenEmbedding, .ggml(embd.type, rows: vocab, columns: d, embd.data)))
+        // The projections in the order of `paths`, by their role in the architecture's table.
+        let roles: [BlockTensor] = [.q, .k, .v, .output, .gate, .up, .down]
         let paths: [WritableKeyPath<DecoderBlockTuning.Block, BlockTuning.Linear>] = [\.q, \.k, \.v, \.o, \.gate, \.up, \.down]
         // Stages: the projections that read one input, and that input.
         let stages: [([Int], (DecoderBlockTuning.Pass) -> [Float])] = [([0, 1, 2], { $0.h1 }), ([3], { $0.ctx }), ([4, 5], { $0.h2 }), ([6], { $0.act })]
 
         for l in 0..<c.layers {
-            let p = "blk.\(l)."
             let dense = try Self.denseBlock(f, c, layer: l)
             let target = try DecoderBlockTuning.forward(dense, x: xd, sequenceLength: t).y
             var block = dense
@@ -223,7 +222,7 @@ public enum LLMCompression {
                     let hf = try Reconstruction.HessianFactor(gram: gram, k: kk, damping: o.damping)
                     for m in members {
                         let lin = block[keyPath: paths[m]]
-                        let tensorName = p + names[m] + ".weight"
+                        let tensorName = roles[m].name(l)
                         if let k = o.keep.first(where: { tensorName.contains($0) }) {
                             reasons[m] = "kept as stored (--keep \(k))"
                             continue
@@ -273,42 +272,41 @@ public enum LLMCompression {
                 for m in members {
                     let (a, b) = (dense[keyPath: paths[m]], block[keyPath: paths[m]])
                     let err = try Self.relativeError(x: xin, rows: rows, dense: a, compressed: b)
-                    let name = p + names[m] + ".weight"
+                    let name = roles[m].name(l)
                     let (part, format) = try Self.stored(b, final: finals[m], format: reasons[m] == nil ? o.format : nil,
-                                                         source: Self.sourceTensor(f, c, layer: l, BlockTensor(rawValue: names[m])!), name: name)
+                                                         source: Self.sourceTensor(f, c, layer: l, roles[m]), name: name)
                     chosen[m] = format
                     parts.append((name, part))
                     reports.append(ProjectionReport(name: name, format: format, reason: reasons[m], relativeError: err))
                 }
             }
-            for name in ["attn_norm", "ffn_norm"] {
-                parts.append((p + name + ".weight", .vector(name == "attn_norm" ? block.attnNorm : block.ffnNorm)))
-            }
+            parts.append((BlockTensor.attnNorm.name(l), .vector(block.attnNorm)))
+            parts.append((BlockTensor.ffnNorm.name(l), .vector(block.ffnNorm)))
             for (t, v) in [(BlockTensor.qNorm, block.qNorm), (.kNorm, block.kNorm), (.postAttnNorm, block.postAttnNorm), (.postFFNNorm, block.postFFNNorm)] {
                 if let v { parts.append((t.name(l), .vector(v))) }
             }
             if c.qkvBias {
-                parts.append((p + "attn_q.bias", .vector(block.q.bias)))
-                parts.append((p + "attn_k.bias", .vector(block.k.bias)))
-                parts.append((p + "attn_v.bias", .vector(block.v.bias)))
+                parts.append((BlockTensor.q.name(l, "bias"), .vector(block.q.bias)))
+                parts.append((BlockTensor.k.name(l, "bias"), .vector(block.k.bias)))
+                parts.append((BlockTensor.v.name(l, "bias"), .vector(block.v.bias)))
             }
             xs = out
             xd = target
             log("block \(l): \(chosen.joined(separator: " ")), output MSE \(String(format: "%.3g", losses.last!.0))"
                 + (o.recoveryEpochs > 0 ? " → \(String(format: "%.3g", losses.last!.1)) after recovery" : ""))
         }
-        let outNorm = try vector("output_norm.weight", d)
-        parts.append(("output_norm.weight", .vector(outNorm)))
+        let outNorm = try vector(ModelTensor.outputNorm, d)
+        parts.append((ModelTensor.outputNorm, .vector(outNorm)))
         if f.tensors.contains(where: { $0.name == ModelTensor.ropeFrequencies }) {
             parts.append((ModelTensor.ropeFrequencies, .vector(try vector(ModelTensor.ropeFrequencies, c.headDim / 2))))
         }
         // The head: on the final hidden states of the compressed model.
-        let headName = f.tensors.contains { $0.name == "output.weight" } ? "output.weight" : "token_embd.weight"
-        if o.head != .keep || headName == "output.weight" {
+        let headName = f.tensors.contains { $0.name == ModelTensor.output } ? ModelTensor.output : ModelTensor.tokenEmbedding
+        if o.head != .keep || headName == ModelTensor.output {
             let src = try f.tensor(headName)
             if o.head == .keep {
-                parts.append(("output.weight", .ggml(src.type, rows: vocab, columns: d, src.data)))
-                reports.append(ProjectionReport(name: "output.weight", format: "ggml:\(src.type)", reason: "--head keep", relativeError: 0))
+                parts.append((ModelTensor.output, .ggml(src.type, rows: vocab, columns: d, src.data)))
+                reports.append(ProjectionReport(name: ModelTensor.output, format: "ggml:\(src.type)", reason: "--head keep", relativeError: 0))
             } else {
                 let (hs, _) = DecoderBlockTuning.rmsNorm(xs, rows: rows, outNorm, eps: c.rmsEpsilon)
                 var gram = [Double](repeating: 0, count: d * d)
@@ -324,8 +322,8 @@ public enum LLMCompression {
                 let part: DecoderFolder.Part = grid == .q4_0
                     ? .ggml(.q4_0, rows: vocab, columns: d, GGMLBlocks.encode(.q4_0, r))
                     : .sparse24Int4(try Sparse24Int4Weights(quantizing: r.weights, scales: r.scales))
-                parts.append(("output.weight", part))
-                reports.append(ProjectionReport(name: "output.weight", format: grid == .q4_0 ? "ggml:q4_0" : "2:4-int4", reason: nil, relativeError: err))
+                parts.append((ModelTensor.output, part))
+                reports.append(ProjectionReport(name: ModelTensor.output, format: grid == .q4_0 ? "ggml:q4_0" : "2:4-int4", reason: nil, relativeError: err))
                 log("head: \(o.head.rawValue), relative error \(String(format: "%.3g", err))")
             }
         }

@@ -123,13 +123,9 @@ public struct ByteLevelBPETokenizer: Tokenizer {
                       modelName: f.metadata["general.name"]?.string)
     }
 
-    /// Token ids of `text`; BOS/EOS added as the model says when `addSpecial` is true. Control
-    /// tokens written in the text become their ids when `parseSpecial` is true; user-defined
-    /// tokens always do (as llama.cpp splits them).
-    public func encode(_ text: String, addSpecial: Bool, parseSpecial: Bool) -> [Int32] {
-        encode(parts: [(text, parseSpecial)], addSpecial: addSpecial)
-    }
-
+    /// Token ids of text parts; BOS/EOS added as the model says when `addSpecial` is true.
+    /// Control tokens written in a part become their ids when its `parseSpecial` is true;
+    /// user-defined tokens always do (as llama.cpp splits them).
     public func encode(parts: [(text: String, parseSpecial: Bool)], addSpecial: Bool) -> [Int32] {
         var ids: [Int32] = []
         let pieces = specials.split(parts)

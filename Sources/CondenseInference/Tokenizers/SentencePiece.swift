@@ -93,10 +93,6 @@ public struct SentencePieceTokenizer: Tokenizer {
                       modelName: f.metadata["general.name"]?.string)
     }
 
-    public func encode(_ text: String, addSpecial: Bool, parseSpecial: Bool) -> [Int32] {
-        encode(parts: [(text, parseSpecial)], addSpecial: addSpecial)
-    }
-
     public func encode(parts: [(text: String, parseSpecial: Bool)], addSpecial: Bool) -> [Int32] {
         var ids: [Int32] = []
         let pieces = specials.split(parts)

@@ -37,6 +37,10 @@ public protocol Tokenizer: Sendable {
 }
 
 extension Tokenizer {
+    public func encode(_ text: String, addSpecial: Bool, parseSpecial: Bool) -> [Int32] {
+        encode(parts: [(text, parseSpecial)], addSpecial: addSpecial)
+    }
+
     /// Token ids of `text`, control tokens parsed (a template's or a prompt's own markup).
     public func encode(_ text: String, addSpecial: Bool = true) -> [Int32] { encode(text, addSpecial: addSpecial, parseSpecial: true) }
 

@@ -255,6 +255,7 @@ typedef struct causal_args {
     int f16;
     int group, hd;
     float scale;
+    float softcap;        /* > 0: scores become softcap·tanh(score/softcap) (Gemma 2); scalar path only */
 } causal_args;
 
 static inline float kv_at(const causal_args *A, const uint8_t *row, int e) {
@@ -275,6 +276,7 @@ static void causal_chunk_scalar(const causal_args *A, const float *qg, const uin
             float dot = 0;
             for (int e = 0; e < hd; e++) dot += qr[e] * kv_at(A, kr, e);
             s[p] = dot * A->scale;
+            if (A->softcap > 0) s[p] = A->softcap * tanhf(s[p] / A->softcap);
             mx = s[p] > mx ? s[p] : mx;
         }
         for (size_t p = 0; p < n; p++) { s[p] = expf(s[p] - mx); sum += s[p]; }
@@ -649,13 +651,13 @@ static void causal_share(void *ctx, int tid, int nt) {
 int condense_causal_attention(const float *q, size_t ldq, const void *kc, const void *vc, uint32_t kv_type, size_t ldkv,
                               float *out, size_t ldo, size_t t, size_t p0, int heads, int kv_heads, int hd, float scale,
                               condense_isa isa, int threads) {
-    return condense_causal_attention_window(q, ldq, kc, vc, kv_type, ldkv, out, ldo, t, p0, heads, kv_heads, hd, scale, 0, 0,
+    return condense_causal_attention_window(q, ldq, kc, vc, kv_type, ldkv, out, ldo, t, p0, heads, kv_heads, hd, scale, 0, 0, 0,
                                             isa, threads);
 }
 
 int condense_causal_attention_window(const float *q, size_t ldq, const void *kc, const void *vc, uint32_t kv_type, size_t ldkv,
                                      float *out, size_t ldo, size_t t, size_t p0, int heads, int kv_heads, int hd, float scale,
-                                     size_t window, size_t ring, condense_isa isa, int threads) {
+                                     float softcap, size_t window, size_t ring, condense_isa isa, int threads) {
     if (heads < 1 || kv_heads < 1 || heads % kv_heads || hd < 1) return CONDENSE_ERR_INVALID;
     /* A ring must hold every position the pass reads: the window of its first row through its last row. */
     if (ring && (!window || ring < window + t - 1)) return CONDENSE_ERR_INVALID;
@@ -663,16 +665,19 @@ int condense_causal_attention_window(const float *q, size_t ldq, const void *kc,
     if (t == 0) return CONDENSE_OK;
     if (isa > condense_isa_detected()) isa = condense_isa_detected();
     const int f16 = kv_type == CONDENSE_GGUF_F16;
+    if (!(softcap >= 0) || softcap != softcap) return CONDENSE_ERR_INVALID;
     causal_chunk_fn chunk = causal_chunk_scalar;
 #if CONDENSE_X86
-    if (isa >= CONDENSE_ISA_AVX512 && hd % 16 == 0) chunk = causal_chunk_avx512;
+    if (softcap > 0) {
+        /* Soft-capped scores (Gemma 2): the portable path. */
+    } else if (isa >= CONDENSE_ISA_AVX512 && hd % 16 == 0) chunk = causal_chunk_avx512;
     else if (isa >= CONDENSE_ISA_AVX2 && hd % 8 == 0 && (condense_cpu_features() & CONDENSE_CPU_F16C)) chunk = causal_chunk_avx2;
 #elif CONDENSE_ARM64
-    if (condense_isa_arm_simd(isa) && hd % 4 == 0)
+    if (softcap == 0 && condense_isa_arm_simd(isa) && hd % 4 == 0)
         chunk = causal_chunk_neon;
 #endif
     const int G = heads / kv_heads;
-    const causal_args A = {q, ldq, kc, vc, ldkv * (f16 ? 2 : 4), f16, G, hd, scale};
+    const causal_args A = {q, ldq, kc, vc, ldkv * (f16 ? 2 : 4), f16, G, hd, scale, softcap};
     int nt = threads > 0 ? threads : condense_get_num_threads();
     const size_t n_max = p0 + t, lo = window && p0 + 1 > window ? p0 + 1 - window : 0, live = n_max - lo;
     if (live * (size_t)hd * t * (size_t)heads < 65536) nt = 1;
@@ -699,7 +704,7 @@ typedef struct {
     uint32_t kv_type;
     size_t ldkv, ldo;
     int heads, kv_heads, hd;
-    float scale;
+    float scale, softcap;
     size_t window, ring;
     condense_isa isa;
     int threads;
@@ -716,27 +721,27 @@ static void batch_share(void *ctx, int t, int nt) {
         if (i >= b->n) return;
         const condense_attention_sequence *s = &b->seqs[i];
         const int r = condense_causal_attention_window(s->q, b->ldq, s->kc, s->vc, b->kv_type, b->ldkv, s->out, b->ldo, s->t,
-                                                       s->p0, b->heads, b->kv_heads, b->hd, b->scale, b->window, b->ring, b->isa,
-                                                       b->threads);
+                                                       s->p0, b->heads, b->kv_heads, b->hd, b->scale, b->softcap, b->window, b->ring,
+                                                       b->isa, b->threads);
         if (r != CONDENSE_OK) __atomic_store_n(&b->status, r, __ATOMIC_RELAXED);
     }
 }
 
 int condense_causal_attention_batch(const condense_attention_sequence *seqs, size_t n, size_t ldq, uint32_t kv_type, size_t ldkv,
                                     size_t ldo, int heads, int kv_heads, int hd, float scale, condense_isa isa, int threads) {
-    return condense_causal_attention_batch_window(seqs, n, ldq, kv_type, ldkv, ldo, heads, kv_heads, hd, scale, 0, 0, isa, threads);
+    return condense_causal_attention_batch_window(seqs, n, ldq, kv_type, ldkv, ldo, heads, kv_heads, hd, scale, 0, 0, 0, isa, threads);
 }
 
 int condense_causal_attention_batch_window(const condense_attention_sequence *seqs, size_t n, size_t ldq, uint32_t kv_type,
-                                           size_t ldkv, size_t ldo, int heads, int kv_heads, int hd, float scale, size_t window,
-                                           size_t ring, condense_isa isa, int threads) {
+                                           size_t ldkv, size_t ldo, int heads, int kv_heads, int hd, float scale, float softcap,
+                                           size_t window, size_t ring, condense_isa isa, int threads) {
     if (n == 0) return CONDENSE_OK;
     if (!seqs) return CONDENSE_ERR_INVALID;
     int nt = threads > 0 ? threads : condense_get_num_threads();
     if (n < 2) nt = 1;
     /* One sequence per thread at a time, each run single-threaded (its own scratch), taken from a
      * shared counter: sequences differ in length. */
-    batch_ctx bc = {seqs, n, ldq, kv_type, ldkv, ldo, heads, kv_heads, hd, scale, window, ring, isa, nt > 1 ? 1 : threads, 0,
+    batch_ctx bc = {seqs, n, ldq, kv_type, ldkv, ldo, heads, kv_heads, hd, scale, softcap, window, ring, isa, nt > 1 ? 1 : threads, 0,
                     CONDENSE_OK};
     condense_team_run(nt, batch_share, &bc);
     const int status = bc.status;

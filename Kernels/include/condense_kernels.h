@@ -597,7 +597,9 @@ int condense_causal_attention(const float *q, size_t ldq, const void *kc, const 
                               float *out, size_t ldo, size_t t, size_t p0, int heads, int kv_heads, int hd, float scale,
                               condense_isa isa, int threads);
 /**
- * condense_causal_attention with a sliding window and a ring cache. window > 0: query row i
+ * condense_causal_attention with logit soft-capping, a sliding window and a ring cache.
+ * softcap > 0: each scaled score s becomes softcap·tanh(s/softcap) before the softmax (Gemma 2;
+ * computed on the portable path); 0: off. window > 0: query row i
  * attends only to positions p0 + i + 1 − window … p0 + i (llama.cpp's standard SWA: a query sees
  * itself and the window − 1 positions before it); 0: every earlier position. ring > 0: position p
  * is cache row p % ring (a sliding layer's cache holds only the rows its window can read), which
@@ -605,7 +607,7 @@ int condense_causal_attention(const float *q, size_t ldq, const void *kc, const 
  */
 int condense_causal_attention_window(const float *q, size_t ldq, const void *kc, const void *vc, uint32_t kv_type, size_t ldkv,
                                      float *out, size_t ldo, size_t t, size_t p0, int heads, int kv_heads, int hd, float scale,
-                                     size_t window, size_t ring, condense_isa isa, int threads);
+                                     float softcap, size_t window, size_t ring, condense_isa isa, int threads);
 /** One sequence of a batched attention call: its rows of Q and of the output, its KV cache, its
  *  query rows t and the positions p0 already in its cache. */
 typedef struct condense_attention_sequence {
@@ -618,11 +620,11 @@ typedef struct condense_attention_sequence {
  *  steps: one row each), the sequences spread over the threads. Returns a condense_status. */
 int condense_causal_attention_batch(const condense_attention_sequence *seqs, size_t n, size_t ldq, uint32_t kv_type, size_t ldkv,
                                     size_t ldo, int heads, int kv_heads, int hd, float scale, condense_isa isa, int threads);
-/** condense_causal_attention_batch with condense_causal_attention_window's window and ring, the
- *  same for every sequence. */
+/** condense_causal_attention_batch with condense_causal_attention_window's softcap, window and
+ *  ring, the same for every sequence. */
 int condense_causal_attention_batch_window(const condense_attention_sequence *seqs, size_t n, size_t ldq, uint32_t kv_type,
-                                           size_t ldkv, size_t ldo, int heads, int kv_heads, int hd, float scale, size_t window,
-                                           size_t ring, condense_isa isa, int threads);
+                                           size_t ldkv, size_t ldo, int heads, int kv_heads, int hd, float scale, float softcap,
+                                           size_t window, size_t ring, condense_isa isa, int threads);
 /** The activations of a gated feed-forward block (condense_glu). */
 enum { CONDENSE_GLU_SILU = 0, CONDENSE_GLU_GELU_TANH = 1 };
 /** out[r][j] = act(gu[r][j]) · gu[r][ff + j] for `rows` rows of [gate | up] (2·ff floats each; out:

@@ -79,7 +79,7 @@ struct Compress: ParsableCommand {
     var pipeline: String?
     @Option(help: "Instead of an MLP: a BERT-family encoder folder (config.json, vocab.txt, model.safetensors), or 'minilm' for the installed all-MiniLM-L6-v2, compressed with --format.")
     var encoder: String?
-    @Option(help: "Instead of an MLP: a GGUF decoder (llama, mistral, qwen2, qwen3, gemma3, phi3), compressed with --format into a folder that generate, chat, perplexity, bench generate and serve load with --model. Recovery (--recovery-epochs) trains the Llama block only.")
+    @Option(help: "Instead of an MLP: a GGUF decoder (llama, mistral, qwen2, qwen3, gemma2, gemma3, phi3), compressed with --format into a folder that generate, chat, perplexity, bench generate and serve load with --model. Recovery (--recovery-epochs) trains the Llama block only.")
     var llm: String?
     @Option(help: "Encoder projection format: bf16, f16, int8, int8-smooth (default), int4-g32, 2:4, 2:4-act, 2:4-int8, 2:4-act-int8, 2:4-recon[-ffn][-int8], 2:4-tuned[-ffn][-int8]. --llm: int4, 2:4, 2:4-int8, 2:4-int4 (default).")
     var format: String?

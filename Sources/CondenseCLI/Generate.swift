@@ -5,7 +5,7 @@ import Foundation
 
 struct Generate: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Continue a prompt with a GGUF language model (llama, mistral, qwen2, qwen3, gemma3, phi3), streaming the continuation to stdout.",
+        abstract: "Continue a prompt with a GGUF language model (llama, mistral, qwen2, qwen3, gemma2, gemma3, phi3), streaming the continuation to stdout.",
         discussion: "The prompt is tokenized as given, control tokens included, no chat template. Sampling defaults are llama.cpp's; --temperature 0 is greedy.")
 
     @Option(help: "The model: a GGUF file, or a folder written by `compress --llm`.")

@@ -32,6 +32,8 @@ public enum DecoderBlockTuning {
         public var ropeScale: Float = 1
         public var ropeFactors: [Float]? = nil
         public var attentionScale: Float? = nil
+        /// Scores become c·tanh(score / c) (Gemma 2); 0: off.
+        public var attentionSoftcap: Float = 0
         /// Tokens a query sees, itself included; 0: all earlier ones.
         public var window = 0
         public var activation: FFNActivation = .silu
@@ -43,7 +45,9 @@ public enum DecoderBlockTuning {
 
         /// Q's width (and the attention output's): heads × headDim.
         public var qDim: Int { heads * headDim }
-        var isLlama: Bool { ropeScale == 1 && ropeFactors == nil && attentionScale == nil && window == 0 && activation == .silu && qDim == hidden }
+        var isLlama: Bool {
+            ropeScale == 1 && ropeFactors == nil && attentionScale == nil && attentionSoftcap == 0 && window == 0 && activation == .silu && qDim == hidden
+        }
     }
 
     public struct Block: Sendable {
@@ -173,7 +177,7 @@ public enum DecoderBlockTuning {
         rotate(&p.q, rows: rows, seqLen: t, heads: s.heads, s, rot, sign: 1)
         rotate(&p.k, rows: rows, seqLen: t, heads: s.kvHeads, s, rot, sign: 1)
         let group = s.heads / s.kvHeads, scale = s.attentionScale ?? 1 / Float(hd).squareRoot(), seqs = rows / t
-        let window = s.window
+        let (window, cap) = (s.window, s.attentionSoftcap)
         p.probs = [Float](repeating: 0, count: seqs * s.heads * t * t)
         p.ctx = [Float](repeating: 0, count: rows * qd)
         p.q.withUnsafeBufferPointer { qp in p.k.withUnsafeBufferPointer { kp in p.v.withUnsafeBufferPointer { vp in
@@ -190,8 +194,10 @@ public enum DecoderBlockTuning {
                                 let kj = kp.baseAddress! + (sq * t + j) * kvd + g * hd
                                 var dot: Float = 0
                                 for e in 0..<hd { dot += qi[e] * kj[e] }
-                                prob[i * t + j] = dot * scale
-                                mx = max(mx, dot * scale)
+                                var score = dot * scale
+                                if cap > 0 { score = cap * tanhf(score / cap) }
+                                prob[i * t + j] = score
+                                mx = max(mx, score)
                             }
                             var sum: Float = 0
                             for j in j0...i { let e = expf(prob[i * t + j] - mx); prob[i * t + j] = e; sum += e }

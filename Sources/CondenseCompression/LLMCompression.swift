@@ -343,6 +343,7 @@ public enum LLMCompression {
             shape.ropeFactors = try vector(f, ModelTensor.ropeFrequencies, hd / 2)
         }
         if c.attentionScale != 1 / Float(hd).squareRoot() { shape.attentionScale = c.attentionScale }
+        shape.attentionSoftcap = c.attentionSoftcap
         shape.window = sliding ? c.slidingWindow : 0
         shape.activation = c.activation
         func linear(_ t: BlockTensor, _ n: Int, _ k: Int) throws -> BlockTuning.Linear {

@@ -180,7 +180,7 @@ struct CLIInfoTests {
         #expect(r.stdout.contains("f32_gemm_6x32__swiftsimd_avx512 "))
         #endif
         #expect(r.stdout.contains("levels here: scalar"))
-        #expect(r.stdout.contains("decoders:   llama, mistral, qwen2, qwen3, gemma3, phi3"))
+        #expect(r.stdout.contains("decoders:   llama, mistral, qwen2, qwen3, gemma2, gemma3, phi3"))
     }
 
     /// `condense tokenize` prints a model's ids as JSON, special tokens parsed or not, and names

@@ -20,7 +20,7 @@ private let script = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
         var rng = TestRNG(s: 8)
         let calibration = (0..<2).map { _ in (0..<24).map { _ in Int32(3 + rng.next(below: 268)) } }
         let prompt: [Int32] = [1, 262, 263, 264, 270, 271, 40, 41]
-        for arch in ["llama", "qwen2", "qwen3", "phi3", "gemma3"] {
+        for arch in ["llama", "qwen2", "qwen3", "phi3", "gemma2", "gemma3"] {
             let path = dir + "/\(arch).gguf"
             let f = try GGUFFile(contentsOf: path)
             let source = try LanguageModel(gguf: path, keepBlocks: false)

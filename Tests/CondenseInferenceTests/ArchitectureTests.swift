@@ -49,7 +49,7 @@ private func agreement(_ ours: [Int], _ ref: [Int], margins: [Double], tie: Doub
         let prompts = try #require(ref["prompts"] as? [[Int]])
         let tokens = try #require(ref["tokens"] as? [String: [[Int]]])
         let margins = try #require(ref["top2_logprob_margins"] as? [String: [[Double]]])
-        #expect(Set(tokens.keys) == ["llama", "qwen2", "qwen3", "phi3", "gemma3"])
+        #expect(Set(tokens.keys) == ["llama", "qwen2", "qwen3", "phi3", "gemma2", "gemma3"])
         for (arch, want) in tokens.sorted(by: { $0.key < $1.key }) {
             let lm = try LanguageModel(gguf: dir + "/\(arch).gguf")
             #expect(lm.config.architecture == arch)
@@ -95,6 +95,9 @@ private func agreement(_ ours: [Int], _ ref: [Int], margins: [Double], tie: Doub
         let g = try DecoderConfig(gguf: GGUFFile(contentsOf: dir + "/gemma3.gguf"))
         #expect(g.qkNorm && g.postNorms && g.activation == .geluTanh && g.embeddingScale == Float(48).squareRoot())
         #expect(g.slidingWindow == 8 && g.slidingLayers == [true, false, true, false] && g.ropeBaseSliding == 100 && g.qDim == 64)
+        let g2 = try DecoderConfig(gguf: GGUFFile(contentsOf: dir + "/gemma2.gguf"))
+        #expect(!g2.qkNorm && g2.postNorms && g2.attentionSoftcap == 2 && g2.finalLogitSoftcap == 10)
+        #expect(g2.slidingWindow == 6 && g2.slidingLayers == [true, false, true, false] && g2.ropeBaseSliding == g2.ropeBase)
         let q = try DecoderConfig(gguf: GGUFFile(contentsOf: dir + "/qwen3.gguf"))
         #expect(q.qkNorm && !q.qkvBias && q.ropeNeoX && q.headDim == 16 && q.qDim == 64 && q.hidden == 48)
         let p = try DecoderConfig(gguf: GGUFFile(contentsOf: dir + "/phi3.gguf"))
@@ -176,9 +179,9 @@ private func agreement(_ ours: [Int], _ ref: [Int], margins: [Double], tie: Doub
                         var out = [Float](repeating: .nan, count: t * dq)
                         let st = useRing
                             ? condense_causal_attention_window(q, dq, kr, vr, UInt32(CONDENSE_GGUF_F32), dkv, &out, dq, t, p0, Int32(heads), Int32(kvHeads),
-                                                               Int32(hd), 0.2, window, ring, condense_isa(UInt32(isa.rawValue)), threads)
+                                                               Int32(hd), 0.2, 0, window, ring, condense_isa(UInt32(isa.rawValue)), threads)
                             : condense_causal_attention_window(q, dq, k, v, UInt32(CONDENSE_GGUF_F32), dkv, &out, dq, t, p0, Int32(heads), Int32(kvHeads),
-                                                               Int32(hd), 0.2, window, 0, condense_isa(UInt32(isa.rawValue)), threads)
+                                                               Int32(hd), 0.2, 0, window, 0, condense_isa(UInt32(isa.rawValue)), threads)
                         #expect(st == 0)
                         let worst = zip(out, want).map { abs(Double($0) - $1) }.max()!
                         #expect(worst < 1e-5, "\(isa) window \(window) t \(t) p0 \(p0) ring \(useRing) threads \(threads): \(worst)")
@@ -186,12 +189,43 @@ private func agreement(_ ours: [Int], _ ref: [Int], margins: [Double], tie: Doub
                 }
             }
         }
+        // Soft-capped scores (Gemma 2): c·tanh(s/c) before the softmax, on every level (the
+        // portable path runs them), with a window; a negative or NaN cap is refused.
+        do {
+            let (t, p0, window, cap) = (3, 20, 9, Float(0.7))
+            let n = p0 + t
+            let q = (0..<(t * dq)).map { _ in rng.next() }, k = (0..<(n * dkv)).map { _ in rng.next() }, v = (0..<(n * dkv)).map { _ in rng.next() }
+            var want = [Double](repeating: 0, count: t * dq)
+            for i in 0..<t {
+                let end = p0 + i + 1, start = max(0, end - window)
+                for h in 0..<heads {
+                    let g = h / (heads / kvHeads)
+                    let s = (start..<end).map { p -> Double in
+                        let raw = (0..<hd).reduce(0.0) { $0 + Double(q[i * dq + h * hd + $1]) * Double(k[p * dkv + g * hd + $1]) } * 0.2
+                        return Double(cap) * tanh(raw / Double(cap))
+                    }
+                    let mx = s.max()!, e = s.map { exp($0 - mx) }, sum = e.reduce(0, +)
+                    for x in 0..<hd { want[i * dq + h * hd + x] = (start..<end).enumerated().reduce(0.0) { $0 + e[$1.0] / sum * Double(v[$1.1 * dkv + g * hd + x]) } }
+                }
+            }
+            for isa in CondenseRuntime.runnableISAs {
+                var out = [Float](repeating: .nan, count: t * dq)
+                #expect(condense_causal_attention_window(q, dq, k, v, UInt32(CONDENSE_GGUF_F32), dkv, &out, dq, t, p0, Int32(heads), Int32(kvHeads),
+                                                         Int32(hd), 0.2, cap, window, 0, condense_isa(UInt32(isa.rawValue)), 2) == 0)
+                #expect(zip(out, want).map { abs(Double($0) - $1) }.max()! < 1e-5, "softcap \(isa)")
+            }
+            var out = [Float](repeating: 0, count: t * dq)
+            #expect(condense_causal_attention_window(q, dq, k, v, UInt32(CONDENSE_GGUF_F32), dkv, &out, dq, t, p0, Int32(heads), Int32(kvHeads),
+                                                     Int32(hd), 0.2, -1, 0, 0, CONDENSE_ISA_SCALAR, 1) == 2)
+            #expect(condense_causal_attention_window(q, dq, k, v, UInt32(CONDENSE_GGUF_F32), dkv, &out, dq, t, p0, Int32(heads), Int32(kvHeads),
+                                                     Int32(hd), 0.2, .nan, 0, 0, CONDENSE_ISA_SCALAR, 1) == 2)
+        }
         // A ring too small for the pass, or a ring without a window, is refused.
         var o = [Float](repeating: 0, count: 32)
         #expect(condense_causal_attention_window([Float](repeating: 0, count: 64), 32, [Float](repeating: 0, count: 32 * 8), [Float](repeating: 0, count: 32 * 8),
-                                                 UInt32(CONDENSE_GGUF_F32), 32, &o, 32, 2, 10, 1, 1, 32, 1, 8, 8, CONDENSE_ISA_SCALAR, 1) == 2)
+                                                 UInt32(CONDENSE_GGUF_F32), 32, &o, 32, 2, 10, 1, 1, 32, 1, 0, 8, 8, CONDENSE_ISA_SCALAR, 1) == 2)
         #expect(condense_causal_attention_window([Float](repeating: 0, count: 32), 32, [Float](repeating: 0, count: 32 * 8), [Float](repeating: 0, count: 32 * 8),
-                                                 UInt32(CONDENSE_GGUF_F32), 32, &o, 32, 1, 3, 1, 1, 32, 1, 0, 8, CONDENSE_ISA_SCALAR, 1) == 2)
+                                                 UInt32(CONDENSE_GGUF_F32), 32, &o, 32, 1, 3, 1, 1, 32, 1, 0, 0, 8, CONDENSE_ISA_SCALAR, 1) == 2)
     }
 }
 

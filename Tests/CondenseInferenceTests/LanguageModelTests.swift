@@ -72,7 +72,7 @@ import Testing
         var w = GGUFWriter()
         for k in f.keys { w.add(k, f.metadata[k]!) }
         w.add("general.architecture", .string("gptneox"))
-        #expect(throws: CondenseError.invalidModel("general.architecture 'gptneox' is not supported (llama, mistral, qwen2, qwen3, gemma3, phi3)")) {
+        #expect(throws: CondenseError.invalidModel("general.architecture 'gptneox' is not supported (llama, mistral, qwen2, qwen3, gemma2, gemma3, phi3)")) {
             try LanguageModel(file: GGUFFile(data: w.serialized()))
         }
         w = GGUFWriter()

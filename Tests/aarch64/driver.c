@@ -530,7 +530,7 @@ static void test_attention(void) {
                 }
                 for (int t = 0; t < 2; t++) {
                     const int st = condense_causal_attention_window(q, ldq, kr, vr, CONDENSE_GGUF_F32, ldr, o, ldq,
-                                                                    tq, p0, hq, hk, d, 0.25f, win, ring, levels[l], thread_counts[t]);
+                                                                    tq, p0, hq, hk, d, 0.25f, 0, win, ring, levels[l], thread_counts[t]);
                     check(st == 0 && max_err(o, ldq, cr, tq, ldq) < 1e-5, "causal_attention_window_ring", condense_isa_name(levels[l]), tq,
                           ldq, (size_t)d, thread_counts[t]);
                 }

@@ -235,7 +235,7 @@ public final class DecoderSession: @unchecked Sendable {
                 if let only = sequences.first, sequences.count == 1 {
                     return condense_causal_attention_window(only.q, wide, only.kc, only.vc, batch[0].session.kvCache.ggmlType, kvd, only.out, qd,
                                                             only.t, only.p0, Int32(c.heads), Int32(c.kvHeads), Int32(hd), c.attentionScale,
-                                                            window, ring, isaCode, 0)
+                                                            c.attentionSoftcap, window, ring, isaCode, 0)
                 }
                 // Sessions may differ in cache type: one call per type.
                 var st: Int32 = 0
@@ -243,7 +243,7 @@ public final class DecoderSession: @unchecked Sendable {
                     let mine = zip(batch, sequences).filter { $0.0.session.kvCache == type }.map(\.1)
                     if mine.isEmpty { continue }
                     let r = condense_causal_attention_batch_window(mine, mine.count, wide, type.ggmlType, kvd, qd, Int32(c.heads), Int32(c.kvHeads),
-                                                                   Int32(hd), c.attentionScale, window, ring, isaCode, 0)
+                                                                   Int32(hd), c.attentionScale, c.attentionSoftcap, window, ring, isaCode, 0)
                     if r != 0 { st = r }
                 }
                 return st

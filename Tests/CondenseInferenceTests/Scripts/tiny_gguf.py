@@ -20,7 +20,7 @@ VOCAB = ["<unk>", "<s>", "</s>"] + [f"<0x{b:02X}>" for b in range(256)] + \
 TYPES = [2, 3, 3] + [6] * 256 + [1] * 12 + [3, 3, 3]
 
 
-def write(path, arch, blocks, seed, hidden=64, heads=4, kv_heads=2, head_dim=16, ff=96, layers=3, extra=None):
+def write(path, arch, blocks, seed, hidden=64, heads=4, kv_heads=2, head_dim=16, ff=96, layers=3, extra=None, embd_scale=0.5):
     rng = np.random.default_rng(seed)
     w = gguf.GGUFWriter(str(path), arch)
     w.add_name(f"tiny-{arch}")
@@ -60,7 +60,7 @@ def write(path, arch, blocks, seed, hidden=64, heads=4, kv_heads=2, head_dim=16,
             a = (around + 0.1 * a).astype(np.float32)
         w.add_tensor(name, a)
 
-    t("token_embd.weight", vocab, hidden, scale=0.5)
+    t("token_embd.weight", vocab, hidden, scale=embd_scale)
     t("output_norm.weight", hidden, around=1.0)
     qd, kvd = heads * head_dim, kv_heads * head_dim
     for l in range(layers):
@@ -166,6 +166,12 @@ def main():
     # Gemma 3: a window of 8 tokens, every 2nd layer global, so short prompts cross the window.
     write(out / "gemma3.gguf", "gemma3", {"qknorm", "postnorm", "output"}, seed=5, hidden=48, head_dim=16, layers=4,
           extra={"attention.sliding_window": 8, "attention.sliding_window_pattern": 2, "rope.freq_base_swa": 100.0})
+    # Gemma 2: every other layer slides through a window of 6; scores capped at 2 (llama.cpp's
+    # default 50 would hardly bite on a tiny model), logits at 10.
+    # Its head is always the embedding (llama.cpp reads no output.weight for gemma2): a small one,
+    # so that the blocks, not the echo of the last token, decide the next.
+    write(out / "gemma2.gguf", "gemma2", {"postnorm"}, seed=10, hidden=48, head_dim=16, layers=4, embd_scale=0.05,
+          extra={"attention.sliding_window": 6, "attn_logit_softcapping": 2.0, "final_logit_softcapping": 10.0})
     write_bpe(out / "bpe-default.gguf", "default", seed=6)
     write_bpe(out / "bpe-llama3.gguf", "llama-bpe", seed=7)
 

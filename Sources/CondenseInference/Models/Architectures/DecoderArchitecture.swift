@@ -75,7 +75,7 @@ public struct DecoderArchitecture: Sendable {
     }
 
     /// Every architecture this runtime runs, in the order `condense info` lists them.
-    public static let all: [DecoderArchitecture] = [.llama, .qwen2, .qwen3, .gemma3, .phi3]
+    public static let all: [DecoderArchitecture] = [.llama, .qwen2, .qwen3, .gemma2, .gemma3, .phi3]
 
     /// The description for `general.architecture` = `name`.
     /// - Throws: ``CondenseError/invalidModel(_:)`` naming the architecture and the supported ones.
@@ -167,6 +167,8 @@ public struct DecoderConfig: Sendable, Equatable {
     public internal(set) var ropeBaseSliding: Float
     /// Logits become c·tanh(logits / c); 0: off.
     public internal(set) var finalLogitSoftcap: Float = 0
+    /// Attention scores become c·tanh(score / c) before the softmax (Gemma 2); 0: off.
+    public internal(set) var attentionSoftcap: Float = 0
     /// The chat format to use when the file carries no `tokenizer.chat_template` (nil: generic).
     public internal(set) var defaultChat: String?
 

@@ -665,17 +665,17 @@ int condense_causal_attention_window(const float *q, size_t ldq, const void *kc,
     if (t == 0) return CONDENSE_OK;
     if (isa > condense_isa_detected()) isa = condense_isa_detected();
     const int f16 = kv_type == CONDENSE_GGUF_F16;
-    if (!(softcap >= 0) || softcap != softcap) return CONDENSE_ERR_INVALID;
+    if (!(softcap >= 0)) return CONDENSE_ERR_INVALID;   /* NaN fails this too */
     causal_chunk_fn chunk = causal_chunk_scalar;
+    /* Soft-capped scores (Gemma 2) take the portable path: the SIMD chunks have no tanh. */
+    if (softcap == 0) {
 #if CONDENSE_X86
-    if (softcap > 0) {
-        /* Soft-capped scores (Gemma 2): the portable path. */
-    } else if (isa >= CONDENSE_ISA_AVX512 && hd % 16 == 0) chunk = causal_chunk_avx512;
-    else if (isa >= CONDENSE_ISA_AVX2 && hd % 8 == 0 && (condense_cpu_features() & CONDENSE_CPU_F16C)) chunk = causal_chunk_avx2;
+        if (isa >= CONDENSE_ISA_AVX512 && hd % 16 == 0) chunk = causal_chunk_avx512;
+        else if (isa >= CONDENSE_ISA_AVX2 && hd % 8 == 0 && (condense_cpu_features() & CONDENSE_CPU_F16C)) chunk = causal_chunk_avx2;
 #elif CONDENSE_ARM64
-    if (softcap == 0 && condense_isa_arm_simd(isa) && hd % 4 == 0)
-        chunk = causal_chunk_neon;
+        if (condense_isa_arm_simd(isa) && hd % 4 == 0) chunk = causal_chunk_neon;
 #endif
+    }
     const int G = heads / kv_heads;
     const causal_args A = {q, ldq, kc, vc, ldkv * (f16 ? 2 : 4), f16, G, hd, scale, softcap};
     int nt = threads > 0 ? threads : condense_get_num_threads();

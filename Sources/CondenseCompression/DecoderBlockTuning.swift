@@ -100,17 +100,11 @@ public enum DecoderBlockTuning {
         return (c, sn)
     }
 
-    /// RMSNorm of each `hd`-float head of each row, in place (QK-norm).
+    /// RMSNorm of each `hd`-float head of each row, in place (QK-norm): the decoder's own kernel.
     static func headNorm(_ a: inout [Float], heads: Int, hd: Int, _ g: [Float], eps: Float) {
-        for r in 0..<(a.count / (heads * hd)) {
-            for h in 0..<heads {
-                let base = (r * heads + h) * hd
-                var ss: Float = 0
-                for e in 0..<hd { ss += a[base + e] * a[base + e] }
-                let inv = 1 / (ss / Float(hd) + eps).squareRoot()
-                for e in 0..<hd { a[base + e] = a[base + e] * inv * g[e] }
-            }
-        }
+        let width = heads * hd
+        guard !a.isEmpty else { return }
+        a.withUnsafeMutableBufferPointer { p in _ = condense_rmsnorm(p.baseAddress!, width, p.baseAddress!, width, p.count / width, heads, hd, g, eps, 0) }
     }
 
     /// Rotates (`sign` 1) or un-rotates (−1, the transpose: backward) `heads` heads per row.

@@ -162,14 +162,6 @@ public enum LLMCompression {
                                 log: (String) -> Void = { _ in }) throws -> Result {
         let start = ContinuousClock.now
         let c = try DecoderConfig(gguf: f)
-        // One-shot compression runs every architecture's block (its forward pass composes the
-        // same op set as the decoder's); recovery trains the Llama block only.
-        if o.recoveryEpochs > 0 {
-            let first = try Self.denseBlock(f, c, layer: 0)
-            guard first.trainable else {
-                throw CondenseError.invalidArgument("recovery (--recovery-*) trains the Llama block only; general.architecture '\(c.architecture)' compresses one-shot (recovery epochs 0)")
-            }
-        }
         let d = c.hidden
         guard let t = calibration.first?.count, t >= 1, calibration.allSatisfy({ $0.count == t }) else {
             throw CondenseError.invalidArgument("calibration needs sequences of one length, got lengths \(Set(calibration.map(\.count)).sorted())")
@@ -205,6 +197,12 @@ public enum LLMCompression {
 
         for l in 0..<c.layers {
             let dense = try Self.denseBlock(f, c, layer: l)
+            // One-shot compression runs every architecture's block (its forward pass composes the
+            // same op set as the decoder's); recovery trains the Llama block only, so another block
+            // is refused at the first layer, before any projection is compressed.
+            guard o.recoveryEpochs == 0 || dense.trainable else {
+                throw CondenseError.invalidArgument("recovery (--recovery-*) trains the Llama block only; general.architecture '\(c.architecture)' compresses one-shot (recovery epochs 0)")
+            }
             let target = try DecoderBlockTuning.forward(dense, x: xd, sequenceLength: t).y
             var block = dense
             var chosen = [String](repeating: "", count: 7), reasons = [String?](repeating: nil, count: 7)

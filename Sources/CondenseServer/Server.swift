@@ -229,13 +229,10 @@ public final class CondenseServer: Sendable {
                 throw APIError(.badRequest, "\(e)", param: "messages")
             }
         } else {
-            if let s = f.o["prompt"] as? String {
-                ids = model.tokenizer.encode(s)
-            } else if let a = f.o["prompt"] as? [Any], a.count == 1, let s = a[0] as? String {
-                ids = model.tokenizer.encode(s)
-            } else {
+            guard let prompt = f.o["prompt"] as? String ?? ((f.o["prompt"] as? [Any]).flatMap { $0.count == 1 ? $0[0] as? String : nil }) else {
                 throw APIError(.badRequest, "'prompt' must be a string (one prompt per request)", param: "prompt")
             }
+            ids = model.tokenizer.encode(prompt)
         }
         if let n = try f.integer("n", 1...128), n != 1 { throw APIError(.badRequest, "'n' must be 1 (one choice per request)", param: "n") }
         let context = model.config.contextLength

@@ -57,22 +57,16 @@ public struct ChatTemplate: Sendable, Equatable {
         }
     }
 
-    public init(family: Family, defaultSystem: String? = nil, fromArchitecture: Bool = false, bosText: String = "", eosText: String = "") {
-        self.family = family
-        self.defaultSystem = defaultSystem
-        self.fromArchitecture = fromArchitecture
-        (self.jinja, self.bosText, self.eosText, self.fallbackReason) = (nil, bosText, eosText, nil)
+    public init(family: Family, defaultSystem: String? = nil, fromArchitecture: Bool = false, bosText: String = "", eosText: String = "",
+                fallbackReason: String? = nil) {
+        (self.family, self.defaultSystem, self.fromArchitecture, jinja) = (family, defaultSystem, fromArchitecture, nil)
+        (self.bosText, self.eosText, self.fallbackReason) = (bosText, eosText, fallbackReason)
     }
 
     /// The file's template, rendered as jinja2 would render it.
     public init(jinja: JinjaTemplate, bosText: String = "", eosText: String = "") {
         (family, defaultSystem, fromArchitecture, fallbackReason) = (.file, nil, false, nil)
         (self.jinja, self.bosText, self.eosText) = (jinja, bosText, eosText)
-    }
-
-    init(family: Family, defaultSystem: String?, bosText: String, eosText: String, fallbackReason: String?) {
-        (self.family, self.defaultSystem, fromArchitecture, jinja) = (family, defaultSystem, false, nil)
-        (self.bosText, self.eosText, self.fallbackReason) = (bosText, eosText, fallbackReason)
     }
 
     /// The file's `tokenizer.chat_template`, rendered by ``JinjaTemplate``; a template with a
@@ -98,7 +92,13 @@ public struct ChatTemplate: Sendable, Equatable {
                 throw error
             }
         }
-        try self.init(builtIn: f, bosText: bos, eosText: eos)
+        // No template: the architecture's own turn format, when it has one.
+        let arch = f.metadata["general.architecture"]?.string ?? ""
+        switch (try? DecoderConfig(gguf: f))?.defaultChat ?? (arch.hasPrefix("gemma") ? "gemma" : nil) {
+        case "gemma": self.init(family: .gemma, fromArchitecture: true, bosText: bos, eosText: eos)
+        case "phi3": self.init(family: .phi3, fromArchitecture: true, bosText: bos, eosText: eos)
+        default: self.init(family: .generic, bosText: bos, eosText: eos)
+        }
     }
 
     /// The family a template's text belongs to, and the default system message ChatML
@@ -116,23 +116,6 @@ public struct ChatTemplate: Sendable, Equatable {
         if text.contains("<start_of_turn>") { return (.gemma, nil) }
         if text.contains("<|assistant|>") && text.contains("<|end|>") { return (.phi3, nil) }
         throw CondenseError.invalidModel("the chat template is not one of the supported families (ChatML, Llama 3, Gemma, Phi-3); its start: \(text.prefix(60).debugDescription)")
-    }
-
-    /// The built-in format: by the template's family, or the architecture's when the file has none.
-    init(builtIn f: GGUFFile, bosText: String, eosText: String) throws {
-        guard let text = f.metadata["tokenizer.chat_template"]?.string else {
-            // No template: the architecture's own turn format, when it has one.
-            let arch = f.metadata["general.architecture"]?.string ?? ""
-            let c = try? DecoderConfig(gguf: f)
-            switch c?.defaultChat ?? (arch.hasPrefix("gemma") ? "gemma" : nil) {
-            case "gemma": self.init(family: .gemma, fromArchitecture: true, bosText: bosText, eosText: eosText)
-            case "phi3": self.init(family: .phi3, fromArchitecture: true, bosText: bosText, eosText: eosText)
-            default: self.init(family: .generic, bosText: bosText, eosText: eosText)
-            }
-            return
-        }
-        let (family, system) = try Self.family(of: text)
-        self.init(family: family, defaultSystem: system, bosText: bosText, eosText: eosText)
     }
 
     /// The conversation as parts: the template's markup (`markup: true`) and the messages'

@@ -86,7 +86,8 @@ public final class DecoderSession: @unchecked Sendable {
         let kvd = model.config.kvDim
         var offsets: [Int] = [], rows: [Int] = [], count = 0
         for l in 0..<model.config.layers {
-            let r = model.ring(layer: l) > 0 ? min(contextLength, model.ring(layer: l)) : contextLength
+            let ring = model.ring(layer: l)
+            let r = ring > 0 ? min(contextLength, ring) : contextLength
             offsets.append(count)
             rows.append(r)
             count = try CheckedSize.sum(count, CheckedSize.product(r, kvd, of: "KV cache"), of: "KV cache")
@@ -354,9 +355,9 @@ public final class DecoderSession: @unchecked Sendable {
     public struct Generation: Sendable {
         public let options: GenerationOptions
         public internal(set) var result: Result
-        let eos: Int32?
         var sampler: Sampler
         var decoder: TokenStreamDecoder
+        /// EOS and the vocabulary's end-of-turn tokens.
         let endOfGeneration: Set<Int32>
         var pending = ""   // text held back while it could be the start of a stop string
         var seen: [Int32]
@@ -367,7 +368,6 @@ public final class DecoderSession: @unchecked Sendable {
             try options.validate()
             self.options = options
             result = Result(promptTokens: ids)
-            eos = model.tokenizer.eos
             sampler = Sampler(options)
             decoder = TokenStreamDecoder(model.tokenizer)
             endOfGeneration = model.tokenizer.endOfGeneration
@@ -380,7 +380,7 @@ public final class DecoderSession: @unchecked Sendable {
         public mutating func accept(_ logits: [Float], contextFull: Bool) -> (piece: String, next: Int32?) {
             guard !finished else { return ("", nil) }
             let next = sampler.sample(logits, seen: seen)
-            if options.stopAtEOS, next == eos || endOfGeneration.contains(next) { return finish("eos", "") }
+            if options.stopAtEOS, endOfGeneration.contains(next) { return finish("eos", "") }
             result.tokens.append(next)
             seen.append(next)
             pending += decoder.append(next)

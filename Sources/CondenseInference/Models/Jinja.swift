@@ -454,7 +454,7 @@ struct JParser {
             while peek == .op(",") { pos += 1; targets.append(try name()) }
             guard isKeyword("in") else { throw JError.syntax("expected 'in'", line: line) }
             pos += 1
-            let iterable = try orExpr(noCondition: true)
+            let iterable = try orExpr()
             var filter: JExpr?
             if isKeyword("if") { pos += 1; filter = try orExpr() }
             if isKeyword("recursive") { throw JError.unsupported("for … recursive", line: at) }
@@ -538,7 +538,7 @@ struct JParser {
         return e
     }
 
-    mutating func orExpr(noCondition: Bool = false) throws -> JExpr {
+    mutating func orExpr() throws -> JExpr {
         var e = try andExpr()
         while isKeyword("or") { pos += 1; e = .binary("or", e, try andExpr()) }
         return e
@@ -714,8 +714,7 @@ struct JParser {
                 pos += 1
                 var negated = false
                 if isKeyword("not") { pos += 1; negated = true }
-                let n: String
-                if isKeyword("none") || isKeyword("true") || isKeyword("false") { n = try name() } else { n = try name() }
+                let n = try name()
                 var args: [JExpr] = []
                 if peek == .op("(") {
                     args = try arguments().0

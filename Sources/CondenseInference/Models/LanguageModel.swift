@@ -82,8 +82,8 @@ public final class LanguageModel: Sendable {
         let name = f.metadata["general.name"]?.string ?? fallbackName
         let (d, qd, kvd, ff, hd) = (c.hidden, c.qDim, c.kvDim, c.feedForward, c.headDim)
         let embd = try source.embedding(hidden: d)
-        let vocabSize = embd.dims[1]
         try Self.checkEmbedding(embd, hidden: d, tokenizer: tokenizer)
+        let vocabSize = embd.dims[1]
         let has = Set(arch.block)
         for t in ["rope_factors_long.weight", "rope_factors_short.weight"] where source.has(t) {
             throw CondenseError.invalidTensor(name: t, reason: "LongRoPE scaling (Phi-3 128k) is not supported")
@@ -208,13 +208,8 @@ struct GGUFTensorSource: TensorSource {
         return try file.dequantized(name)
     }
 
-    func embedding(hidden d: Int) throws -> GGUFFile.Tensor {
-        let embd = try file.tensor(ModelTensor.tokenEmbedding)
-        guard embd.dims.count == 2, embd.dims[0] == d else {
-            throw CondenseError.invalidTensor(name: ModelTensor.tokenEmbedding, reason: "shape \(embd.dims), expected [\(d), vocab]")
-        }
-        return embd
-    }
+    /// As stored; the loader checks its shape (``LanguageModel/checkEmbedding(_:hidden:tokenizer:)``).
+    func embedding(hidden d: Int) throws -> GGUFFile.Tensor { try file.tensor(ModelTensor.tokenEmbedding) }
 
     mutating func projection(_ names: [String], outs: [Int], inp: Int, bias: Bool) throws -> any PreparedLinear {
         var ts: [GGUFFile.Tensor] = []

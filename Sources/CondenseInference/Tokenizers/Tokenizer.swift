@@ -160,12 +160,9 @@ struct SpecialTokens: Sendable {
         rstrip = strip
     }
 
-    /// `text` cut into pieces of plain text (nil) and special tokens, as llama.cpp's
-    /// `tokenizer_st_partition` does.
-    func split(_ text: String, parseSpecial: Bool) -> [(String, Int32?)] { split([(text, parseSpecial)]) }
-
-    /// Parts cut as ``split(_:parseSpecial:)`` cuts each (control tokens only where the part
-    /// allows them), adjacent text pieces of different parts joined into one run.
+    /// Parts cut into pieces of plain text (nil) and special tokens, as llama.cpp's
+    /// `tokenizer_st_partition` cuts text (control tokens only where the part allows them),
+    /// adjacent text pieces of different parts joined into one run.
     func split(_ parts: [(text: String, parseSpecial: Bool)]) -> [(String, Int32?)] {
         enum Fragment { case text(Range<Int>), token(Int32) }
         var out: [(String, Int32?)] = []

@@ -172,6 +172,24 @@ public struct DecoderConfig: Sendable, Equatable {
     /// The chat format to use when the file carries no `tokenizer.chat_template` (nil: generic).
     public internal(set) var defaultChat: String?
 
+    /// What Gemma 2 and 3 share: the embedding scaled by √hidden, post-norms, GELU-tanh, the
+    /// Gemma turn format, and Gemma's query scale for its widest model (`queryScaleLayers` layers:
+    /// 1/√(hidden/heads), query_pre_attn_scalar, instead of 1/√headDim).
+    mutating func gemma(queryScaleLayers: Int) {
+        postNorms = true
+        activation = .geluTanh
+        embeddingScale = Float(hidden).squareRoot()
+        defaultChat = "gemma"
+        if layers == queryScaleLayers { attentionScale = 1 / (Float(hidden) / Float(heads)).squareRoot() }
+    }
+
+    /// Every `pattern`-th layer attends globally, the others through the window (llama.cpp's
+    /// swa pattern: layer l slides when l % pattern < pattern − 1; 0: every layer slides).
+    mutating func slide(window: Int, pattern: Int) {
+        slidingWindow = window
+        slidingLayers = (0..<layers).map { pattern == 0 || $0 % pattern < pattern - 1 }
+    }
+
     /// Q's width: heads × headDim (not always hidden: Gemma 3 270M has 4 × 256 over 640).
     public var qDim: Int { heads * headDim }
     public var kvDim: Int { kvHeads * headDim }

@@ -8,16 +8,11 @@ extension DecoderArchitecture {
     public static let gemma2 = DecoderArchitecture(
         names: ["gemma2"], ropeNeoX: true,
         block: [.attnNorm, .q, .k, .v, .output, .postAttnNorm, .ffnNorm, .gate, .up, .down, .postFFNNorm]) { r, c in
-        c.postNorms = true
-        c.activation = .geluTanh
-        c.embeddingScale = Float(c.hidden).squareRoot()
-        c.defaultChat = "gemma"
-        if c.layers == 46 { c.attentionScale = 1 / (Float(c.hidden) / Float(c.heads)).squareRoot() }
+        c.gemma(queryScaleLayers: 46)   // Gemma 2 27B
         c.attentionSoftcap = try r.float("attn_logit_softcapping", "> 0", { $0 > 0 }, default: 50)
         c.finalLogitSoftcap = try r.float("final_logit_softcapping", "> 0", { $0 > 0 }, default: 30)
-        c.slidingWindow = try r.int("attention.sliding_window", 1...(1 << 24), default: 4096)
-        let pattern = try r.int("attention.sliding_window_pattern", 0...1024, default: 2)
-        c.slidingLayers = (0..<c.layers).map { pattern == 0 || $0 % pattern < pattern - 1 }
+        c.slide(window: try r.int("attention.sliding_window", 1...(1 << 24), default: 4096),
+                pattern: try r.int("attention.sliding_window_pattern", 0...1024, default: 2))
         c.ropeBaseSliding = try r.float("rope.freq_base_swa", "> 1", { $0 > 1 }, default: Double(c.ropeBase))
     }
 }

@@ -10,19 +10,11 @@ extension DecoderArchitecture {
         names: ["gemma3"], ropeNeoX: true,
         block: [.attnNorm, .q, .k, .v, .qNorm, .kNorm, .output, .postAttnNorm, .ffnNorm, .gate, .up, .down, .postFFNNorm]) { r, c in
         c.qkNorm = true
-        c.postNorms = true
-        c.activation = .geluTanh
-        c.embeddingScale = Float(c.hidden).squareRoot()
-        c.defaultChat = "gemma"
-        // Gemma 3 27B scales by 1/√(hidden/heads) (query_pre_attn_scalar); the others by 1/√headDim.
-        if c.layers == 62 { c.attentionScale = 1 / (Float(c.hidden) / Float(c.heads)).squareRoot() }
+        c.gemma(queryScaleLayers: 62)   // Gemma 3 27B
         c.finalLogitSoftcap = try r.float("final_logit_softcapping", "> 0", { $0 > 0 }, default: 0)
         let window = try r.int("attention.sliding_window", 0...(1 << 24), default: 0)
         if window > 0 {
-            c.slidingWindow = window
-            let pattern = try r.int("attention.sliding_window_pattern", 0...1024, default: 6)
-            // Layer l slides unless it is the last of each group of `pattern` (0: every layer slides).
-            c.slidingLayers = (0..<c.layers).map { pattern == 0 || $0 % pattern < pattern - 1 }
+            c.slide(window: window, pattern: try r.int("attention.sliding_window_pattern", 0...1024, default: 6))
             c.ropeBaseSliding = try r.float("rope.freq_base_swa", "> 1", { $0 > 1 }, default: 10_000)
         }
     }

@@ -198,6 +198,12 @@ struct CLIInfoTests {
         #expect(plain.status == 0 && plain.stdout.trimmingCharacters(in: .whitespacesAndNewlines) == "[1,270,267,104,270,102,269,63,50,118,65]", "\(plain.output)")
         let missing = try condense(["tokenize", "--model", dir + "/none.gguf", "--text", "x"])
         #expect(missing.status != 0 && missing.stderr.contains(dir + "/none.gguf"), "\(missing.output)")
+        try Data("not json\r\n".utf8).write(to: URL(fileURLWithPath: dir + "/lines.txt"))
+        let notJSON = try condense(["tokenize", "--model", dir + "/llama.gguf", "--file", dir + "/lines.txt", "--lines"])
+        #expect(notJSON.status != 0 && notJSON.stderr.contains(dir + "/lines.txt") && notJSON.stderr.contains("JSON array"), "\(notJSON.output)")
+        try Data([0x74, 0xFF, 0x68]).write(to: URL(fileURLWithPath: dir + "/bad.txt"))
+        let badUTF8 = try condense(["tokenize", "--model", dir + "/llama.gguf", "--file", dir + "/bad.txt"])
+        #expect(badUTF8.status != 0 && badUTF8.stderr.contains("not UTF-8"), "\(badUTF8.output)")
         let both = try condense(["tokenize", "--model", dir + "/llama.gguf"])
         #expect(both.status != 0 && both.stderr.contains("exactly one of --text and --file"), "\(both.output)")
     }

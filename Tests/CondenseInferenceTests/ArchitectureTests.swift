@@ -127,6 +127,40 @@ private func agreement(_ ours: [Int], _ ref: [Int], margins: [Double], tie: Doub
         }
     }
 
+    /// Hostile metadata and tensors of the new architectures are errors naming the key or tensor
+    /// and the value seen: a negative window, a zero head size, an unknown RoPE scaling, a negative
+    /// soft-cap, K and V of different sizes, a RoPE divisor of zero, a QK-norm of the wrong size.
+    @Test(.enabled(if: pythonHasGGUF, "python3 with the gguf package is missing (pip install gguf)"))
+    func hostileArchitectureMetadataIsNamed() throws {
+        let dir = try scratchFolder("tiny-architectures-metadata")
+        #expect(runPython([scripts.appendingPathComponent("tiny_gguf.py").path, dir]) != nil)
+        func variant(_ file: String, set: [String: GGUFFile.Value] = [:], tensor: (name: String, dims: [Int], floats: [Float])? = nil) throws -> String {
+            let f = try GGUFFile(contentsOf: dir + "/\(file).gguf")
+            var w = GGUFWriter()
+            for k in f.keys where k != "general.alignment" && set[k] == nil { w.add(k, f.metadata[k]!) }
+            for (k, v) in set { w.add(k, v) }
+            for t in f.tensors where t.name != tensor?.name { try w.addTensor(t.name, dims: t.dims, type: t.type, bytes: t.data) }
+            if let tensor { try w.addTensor(tensor.name, dims: tensor.dims, floats: tensor.floats) }
+            let out = dir + "/\(file)-\(UUID().uuidString).gguf"
+            try w.write(to: out)
+            return out
+        }
+        let cases: [(String, String)] = [
+            (try variant("gemma3", set: ["gemma3.attention.sliding_window": .int32(-1)]), "gemma3.attention.sliding_window"),
+            (try variant("gemma3", set: ["gemma3.attention.key_length": .uint32(0)]), "gemma3.attention.key_length"),
+            (try variant("gemma3", set: ["gemma3.rope.scaling.type": .string("yarn")]), "'yarn'"),
+            (try variant("gemma3", set: ["gemma3.attention.value_length": .uint32(8)]), "value_length 8"),
+            (try variant("gemma2", set: ["gemma2.attn_logit_softcapping": .float32(-5)]), "gemma2.attn_logit_softcapping"),
+            (try variant("llama", tensor: ("rope_freqs.weight", [8], [1, 1, 0, 1, 1, 1, 1, 1])), "rope_freqs.weight"),
+            (try variant("qwen3", tensor: ("blk.1.attn_q_norm.weight", [15], [Float](repeating: 1, count: 15))), "blk.1.attn_q_norm.weight"),
+        ]
+        for (path, needle) in cases {
+            do { _ = try LanguageModel(gguf: path); Issue.record("\(needle): loaded") } catch {
+                #expect("\(error)".contains(needle) && "\(error)".contains(path), "\(needle): \(error)")
+            }
+        }
+    }
+
     /// A prompt longer than one pass (DecoderSession.maxStep) runs in passes, and a sliding
     /// layer's ring cache wraps: the logits equal those of the same tokens fed in pieces.
     @Test(.enabled(if: pythonHasGGUF, "python3 with the gguf package is missing (pip install gguf)"))

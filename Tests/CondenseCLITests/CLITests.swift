@@ -296,19 +296,73 @@ struct CLIGenerateTests {
         // Calibration from text.
         let t = try condense(["compress", "--llm", model, "--format", "2:4", "--calibration", dir + "/t.txt", "--calibration-sequences", "2",
                               "--sequence-length", "16", "-o", dir + "/tiny-text"])
-        #expect(t.status == 0 && t.stdout.contains("tokens of " + dir + "/t.txt"), "\(t.output)")
+        #expect(t.status == 0 && t.stdout.contains("tokens of 1 file(s)"), "\(t.output)")
         try "\r\n\r\n".write(toFile: dir + "/empty.txt", atomically: true, encoding: .utf8)
+        try FileManager.default.createDirectory(atPath: dir + "/taken", withIntermediateDirectories: true)
+        try "mine".write(toFile: dir + "/taken/notes.txt", atomically: true, encoding: .utf8)
         for (args, message) in [(["--format", "3:4"], "--format for --llm must be one of int4, 2:4, 2:4-int8, 2:4-int4, got '3:4'"),
-                                (["--head", "int2"], "--head must be one of keep, int4, 2:4-int4, got 'int2'"),
+                                (["--format", "2:4-int4", "--head", "int2"], "--head must be one of keep, int4, 2:4-int4, got 'int2'"),
                                 (["--method", "magic"], "--method must be sparsegpt or wanda, got 'magic'"),
                                 (["--sequence-length", "4"], "--sequence-length >= 8"),
-                                (["--recovery-epochs=-1"], "--recovery-epochs must be >= 0, got -1"),
-                                (["--calibration", dir + "/empty.txt"], "--calibration \(dir)/empty.txt: fewer than 128 tokens of text")] {
+                                (["--format", "int4", "--recovery-epochs=-1"], "--recovery-epochs must be >= 0, got -1"),
+                                (["--format", "int4", "--calibration", dir + "/empty.txt"], "--calibration \(dir)/empty.txt: 4 tokens, 32 × 128 are needed (--calibration-sequences, --sequence-length)"),
+                                (["--calibration", dir + "/nowhere"], "nowhere"),
+                                // The budget's options.
+                                (["--max-ppl-increase", "10"], "--max-ppl-increase must be a percentage above 0 (e.g. 10%), got '10'"),
+                                (["--max-ppl-increase=-5%"], "--max-ppl-increase must be a percentage above 0 (e.g. 10%), got '-5%'"),
+                                (["--max-ppl-increase", "nan%"], "--max-ppl-increase must be a percentage above 0 (e.g. 10%), got 'nan%'"),
+                                (["--target-speedup", "0.5"], "--target-speedup must be a speed-up above 1 (e.g. 1.3), got 0.5"),
+                                (["--max-ppl-increase", "5%", "--target-speedup", "1.2"], "give --max-ppl-increase or --target-speedup, not both"),
+                                (["--format", "int4", "--max-ppl-increase", "5%"], "--format fixes every projection's format"),
+                                (["--candidates", "int4,int3"], "--candidates: 'int3' is not one of int8, int4, 2:4-int8, 2:4-int4"),
+                                (["--head", "int4"], "--head with a budget must be keep"),
+                                (["--recovery-epochs", "1"], "--recovery-epochs applies to --format only"),
+                                (["--validation-sequences", "0"], "--validation-sequences must be >= 1, got 0"),
+                                (["-o", dir + "/taken"], "holds 'notes.txt', which this command does not write")] {
             let r = try condense(["compress", "--llm", model, "-o", dir + "/x"] + args)
-            #expect(r.status != 0 && r.stderr.contains(message), "\(r.output)")
+            #expect(r.status != 0 && r.stderr.contains(message), "\(args): \(r.output)")
         }
+        #expect(!FileManager.default.fileExists(atPath: dir + "/x"), "a refused run wrote its folder")
+        #expect((try? String(contentsOfFile: dir + "/taken/notes.txt", encoding: .utf8)) == "mine")
+        let m = try condense(["compress", "--max-ppl-increase", "5%", "--model", model, "--pipeline", "train=1", "-o", dir + "/m.safetensors"])
+        #expect(m.status != 0 && m.stderr.contains("--max-ppl-increase applies to --llm only"), "\(m.output)")
         let same = try condense(["compress", "--llm", model, "-o", model])
         #expect(same.status != 0 && FileManager.default.fileExists(atPath: model) && (try? GGUFFile(contentsOf: model)) != nil, "\(same.output)")
+    }
+
+    /// The default `compress --llm` compresses to a perplexity budget: it prints the measured
+    /// perplexity, bytes (the head's apart) and speed against the source, writes them and the
+    /// choice into the folder's report with report.html, and the folder runs; calibration from
+    /// a folder of text files; a budget nothing fits is refused with the best figure, and
+    /// nothing is written.
+    @Test func compressLLMToABudget() throws {
+        let dir = try scratchFolder("clibudget")
+        let model = try makeTinyLlama(in: dir)
+        let out = dir + "/tiny-budget"
+        let c = try condense(["compress", "--llm", model, "--calibration-sequences", "2", "--validation-sequences", "2", "--sequence-length", "16", "-o", out])
+        #expect(c.status == 0 && c.stdout.contains("validation perplexity") && c.stdout.contains("(head ")
+                && c.stdout.contains("generation:") && c.stdout.contains("report.html"), "\(c.output)")
+        let report = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: out + "/config.json"))) as? [String: Any]
+        let goal = report?["goal"] as? [String: Any], ppl = report?["perplexity"] as? [String: Any]
+        #expect(goal?["max_ppl_increase"] as? Double == 0.10 && report?["met"] as? Bool == true)
+        let ratio = ppl?["ratio"] as? Double ?? .infinity
+        #expect(ratio <= 1.10 + 1e-9 && (report?["choice"] as? [String: Any])?.isEmpty == false, "\(String(describing: report))")
+        let html = try String(contentsOfFile: out + "/report.html", encoding: .utf8)
+        #expect(html.contains("<svg") && html.contains("of which the head") && html.contains("Sensitivity"))
+        let g = try condense(["generate", "--model", out, "--prompt", "the th", "--max-tokens", "4", "--temperature", "0", "--json"])
+        #expect(g.status == 0 && g.stdout.contains("\"tokens\""), "\(g.output)")
+        // A folder of text as calibration; the speed target.
+        try FileManager.default.createDirectory(atPath: dir + "/corpus/sub", withIntermediateDirectories: true)
+        try String(repeating: "the then ", count: 2).write(toFile: dir + "/corpus/a.txt", atomically: true, encoding: .utf8)
+        try String(repeating: "other thing there ", count: 20).write(toFile: dir + "/corpus/sub/b.md", atomically: true, encoding: .utf8)
+        let t = try condense(["compress", "--llm", model, "--calibration", dir + "/corpus", "--calibration-sequences", "2", "--validation-sequences", "2",
+                              "--sequence-length", "16", "--max-ppl-increase", "50%", "-o", dir + "/tiny-text"])
+        #expect(t.status == 0 && t.stdout.contains("tokens of 2 file(s)"), "\(t.output)")
+        let n = try condense(["compress", "--llm", model, "--calibration-sequences", "2", "--validation-sequences", "2", "--sequence-length", "16",
+                              "--target-speedup", "19", "-o", dir + "/none"])
+        #expect(n.status != 0 && n.stderr.contains("a speed-up of 19.00× is out of reach") && n.stderr.contains("best measured")
+                && n.stderr.contains("Nothing was written"), "\(n.output)")
+        #expect(!FileManager.default.fileExists(atPath: dir + "/none/model.safetensors"))
     }
 
     /// bench generate refuses what it cannot measure: empty tests, a depth beyond the context.

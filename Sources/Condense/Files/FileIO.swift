@@ -123,7 +123,7 @@ public enum FileOutput {
 
     /// A folder output (a model folder): not an input folder, not the folder of an input file,
     /// and writable or creatable.
-    public static func checkFolder(_ folder: String, inputs: [String], option: String) throws {
+    public static func checkFolder(_ folder: String, inputs: [String], option: String, owned: Set<String>? = nil) throws {
         // Writing a folder replaces the files in it: refuse the input folder itself and any
         // folder that directly holds an input file.
         if let i = inputs.first(where: { same(folder, $0) || same(folder, URL(fileURLWithPath: $0).standardizedFileURL.deletingLastPathComponent().path) }) {
@@ -133,6 +133,10 @@ public enum FileOutput {
         if FileManager.default.fileExists(atPath: folder, isDirectory: &isDir) {
             guard isDir.boolValue else { throw CondenseError.invalidArgument("\(option) \(folder) exists and is not a directory") }
             guard access(folder, W_OK) == 0 else { throw CondenseError.invalidArgument("\(option) \(folder) is not writable") }
+            // A folder that holds files this command does not write belongs to someone else.
+            if let owned, let other = (try? FileManager.default.contentsOfDirectory(atPath: folder))?.sorted().first(where: { !owned.contains($0) }) {
+                throw CondenseError.invalidArgument("\(option) \(folder) holds '\(other)', which this command does not write: give an empty or new folder")
+            }
         } else {
             let parent = URL(fileURLWithPath: folder).standardizedFileURL.deletingLastPathComponent().path
             guard access(parent, W_OK) == 0 else { throw CondenseError.invalidArgument("\(option) \(folder): folder \(parent) does not exist or is not writable") }

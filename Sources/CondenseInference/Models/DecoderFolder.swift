@@ -176,44 +176,47 @@ struct FolderTensorSource: TensorSource {
         return GGUFFile.Tensor(name: name, dims: [d, ew], type: etype, data: edata)
     }
 
-    private func tensor(_ label: String, _ type: GGUFFile.TensorType, rows: Int, columns: Int, _ data: Data) -> GGUFFile.Tensor {
-        GGUFFile.Tensor(name: label, dims: [columns, rows], type: type, data: data)
-    }
-
-    /// One stored part on its own.
-    private mutating func prepare(_ label: String, _ p: DecoderFolder.Part, bias: [Float]?) throws -> any PreparedLinear {
-        switch p {
-        case let .ggml(type, rows, columns, data): return try placer.place(label, [tensor(label, type, rows: rows, columns: columns, data)], bias: bias)
-        case let .sparse24Int4(w): return try placer.place(label, [w], bias: bias)
-        case let .linear(l): return try placer.place(label, l, bias: bias)
-        case .vector: throw CondenseError.invalidTensor(name: label, reason: "a vector where a matrix belongs")
-        }
-    }
-
-    /// Parts with one input, their rows stacked: one kernel call when they are all 2:4-int4, or
-    /// ggml blocks stacked as in a GGUF file; else side by side.
+    /// Parts with one input, their rows stacked (``ProjectionPlacer/place(_:parts:outs:bias:)``).
     mutating func projection(_ names: [String], outs: [Int], inp: Int, bias hasBias: Bool) throws -> any PreparedLinear {
         let parts = try zip(names, outs).map { try DecoderFolder.part(st, $0 + ".weight", rows: $1, columns: inp) }
         let bias = hasBias ? try zip(names, outs).flatMap { try vector($0 + ".bias", $1) } : nil
-        let label = names.joined(separator: "+")
-        let s24 = parts.compactMap { if case let .sparse24Int4(w) = $0 { return w } else { return nil } }
-        if s24.count == parts.count { return try placer.place(label, s24, bias: bias) }
-        let blocks = zip(names, parts).compactMap { n, p -> GGUFFile.Tensor? in
-            if case let .ggml(type, rows, columns, data) = p { return tensor(n + ".weight", type, rows: rows, columns: columns, data) }
-            return nil
-        }
-        if blocks.count == parts.count { return try placer.place(label, blocks, bias: bias) }
-        var start = 0
-        var placed: [any PreparedLinear] = []
-        for ((n, out), p) in zip(zip(names, outs), parts) {
-            placed.append(try prepare(n, p, bias: bias.map { Array($0[start..<(start + out)]) }))
-            start += out
-        }
-        return SideBySide(parts: placed)
+        return try placer.place(names, parts: parts, outs: outs, bias: bias)
     }
 
     mutating func head(vocab: Int, hidden d: Int, embedding e: GGUFFile.Tensor) throws -> any PreparedLinear {
         if has(ModelTensor.output) { return try projection(["output"], outs: [vocab], inp: d, bias: false) }
-        return try prepare("output (tied to token_embd)", .ggml(e.type, rows: vocab, columns: d, e.data), bias: nil)
+        return try placer.place(["output (tied to token_embd)"], parts: [.ggml(e.type, rows: vocab, columns: d, e.data)], outs: [vocab], bias: nil)
+    }
+}
+
+extension ProjectionPlacer {
+    /// Stored parts with one input (`names` without `.weight`), their rows stacked: one kernel
+    /// call when they are all 2:4-int4, or ggml blocks stacked as in a GGUF file; else each on
+    /// its own, side by side.
+    mutating func place(_ names: [String], parts: [DecoderFolder.Part], outs: [Int], bias: [Float]?) throws -> any PreparedLinear {
+        let label = names.joined(separator: "+")
+        func tensor(_ label: String, _ type: GGUFFile.TensorType, rows: Int, columns: Int, _ data: Data) -> GGUFFile.Tensor {
+            GGUFFile.Tensor(name: label, dims: [columns, rows], type: type, data: data)
+        }
+        let s24 = parts.compactMap { if case let .sparse24Int4(w) = $0 { return w } else { return nil } }
+        if s24.count == parts.count { return try place(label, s24, bias: bias) }
+        let blocks = zip(names, parts).compactMap { n, p -> GGUFFile.Tensor? in
+            if case let .ggml(type, rows, columns, data) = p { return tensor(n + ".weight", type, rows: rows, columns: columns, data) }
+            return nil
+        }
+        if blocks.count == parts.count { return try place(label, blocks, bias: bias) }
+        var start = 0
+        var placed: [any PreparedLinear] = []
+        for ((n, out), p) in zip(zip(names, outs), parts) {
+            let b = bias.map { Array($0[start..<(start + out)]) }
+            switch p {
+            case let .ggml(type, rows, columns, data): placed.append(try place(n, [tensor(n, type, rows: rows, columns: columns, data)], bias: b))
+            case let .sparse24Int4(w): placed.append(try place(n, [w], bias: b))
+            case let .linear(l): placed.append(try place(n, l, bias: b))
+            case .vector: throw CondenseError.invalidTensor(name: n, reason: "a vector where a matrix belongs")
+            }
+            start += out
+        }
+        return SideBySide(parts: placed)
     }
 }

@@ -35,6 +35,8 @@ public final class LanguageModel: Sendable {
         let o: any PreparedLinear
         let gateUp: any PreparedLinear   // outputs: gate (ff), up (ff)
         let down: any PreparedLinear
+        /// Bytes its projections read per generated token.
+        let bytesPerToken: Int
     }
 
     /// The token embedding as stored; each looked-up row is dequantized exactly when used.
@@ -51,6 +53,9 @@ public final class LanguageModel: Sendable {
     /// Bytes of projection and head weights read for one generated token (M = 1), in the
     /// formats they run in.
     public let weightBytesPerToken: Int
+    /// Of ``weightBytesPerToken``, the output head's (tied to the embedding or not): reported
+    /// apart, since a small model's head can be a third of what a token reads.
+    public let headBytesPerToken: Int
 
     /// Loads and validates `path`: metadata, every tensor's shape, the tokenizer.
     /// - Throws: ``CondenseError`` naming the file and the key or tensor.
@@ -84,30 +89,11 @@ public final class LanguageModel: Sendable {
         let embd = try source.embedding(hidden: d)
         try Self.checkEmbedding(embd, hidden: d, tokenizer: tokenizer)
         let vocabSize = embd.dims[1]
-        let has = Set(arch.block)
         for t in ["rope_factors_long.weight", "rope_factors_short.weight"] where source.has(t) {
             throw CondenseError.invalidTensor(name: t, reason: "LongRoPE scaling (Phi-3 128k) is not supported")
         }
         var ls: [Layer] = []
-        for l in 0..<c.layers {
-            func norm(_ t: BlockTensor, _ n: Int) throws -> [Float]? { has.contains(t) ? try source.vector(t.name(l), n) : nil }
-            // Fused tensors where the architecture fuses them, unless the source holds them split
-            // (a compressed folder stores each projection on its own).
-            let fusedQKV = has.contains(.qkv) && !source.has(BlockTensor.q.name(l))
-            let qkv = fusedQKV
-                ? try source.projection([BlockTensor.qkv.stem(l)], outs: [qd + 2 * kvd], inp: d, bias: c.qkvBias)
-                : try source.projection([BlockTensor.q, .k, .v].map { $0.stem(l) }, outs: [qd, kvd, kvd], inp: d, bias: c.qkvBias)
-            let gateUp = has.contains(.gate) || source.has(BlockTensor.gate.name(l))
-                ? try source.projection([BlockTensor.gate.stem(l), BlockTensor.up.stem(l)], outs: [ff, ff], inp: d, bias: false)
-                : try source.projection([BlockTensor.up.stem(l)], outs: [2 * ff], inp: d, bias: false)
-            ls.append(Layer(attnNorm: try source.vector(BlockTensor.attnNorm.name(l), d), ffnNorm: try source.vector(BlockTensor.ffnNorm.name(l), d),
-                            qNorm: try norm(.qNorm, hd), kNorm: try norm(.kNorm, hd),
-                            postAttnNorm: try norm(.postAttnNorm, d), postFFNNorm: try norm(.postFFNNorm, d),
-                            qkv: qkv,
-                            o: try source.projection([BlockTensor.output.stem(l)], outs: [d], inp: qd, bias: false),
-                            gateUp: gateUp,
-                            down: try source.projection([BlockTensor.down.stem(l)], outs: [d], inp: ff, bias: false)))
-        }
+        for l in 0..<c.layers { ls.append(try Self.layer(l, c, has: Set(arch.block), source: &source)) }
         // A layer in the file beyond block_count would be a different model: refuse it.
         if let extra = source.tensorNames.first(where: { $0.hasPrefix("blk.\(c.layers).") }) {
             throw CondenseError.invalidModel("tensor '\(extra)' belongs to a layer beyond block_count \(c.layers)")
@@ -118,18 +104,43 @@ public final class LanguageModel: Sendable {
             throw CondenseError.invalidTensor(name: ModelTensor.ropeFrequencies, reason: "holds \(bad); every divisor must be finite and > 0")
         }
         // The output head is tied to the embedding when `output.weight` is absent.
+        let before = source.placer.perToken
         let head = try source.head(vocab: vocabSize, hidden: d, embedding: embd)
         self.init(config: c, tokenizer: tokenizer, isa: registry.helperISA, name: name, tokenEmbedding: embd, layers: ls,
                   outputNorm: outputNorm, head: head, vocabSize: vocabSize, ropeFrequencyFactors: factors,
-                  placements: source.placer.places, weightBytesPerToken: source.placer.perToken)
+                  placements: source.placer.places, weightBytesPerToken: source.placer.perToken,
+                  headBytesPerToken: source.placer.perToken - before)
+    }
+
+    /// Block `l` from `source`: its norms and its projections, stacked by input.
+    static func layer(_ l: Int, _ c: DecoderConfig, has: Set<BlockTensor>, source: inout some TensorSource) throws -> Layer {
+        let (d, qd, kvd, ff, hd) = (c.hidden, c.qDim, c.kvDim, c.feedForward, c.headDim)
+        func norm(_ t: BlockTensor, _ n: Int) throws -> [Float]? { has.contains(t) ? try source.vector(t.name(l), n) : nil }
+        let before = source.placer.perToken
+        // Fused tensors where the architecture fuses them, unless the source holds them split
+        // (a compressed folder stores each projection on its own).
+        let fusedQKV = has.contains(.qkv) && !source.has(BlockTensor.q.name(l))
+        let qkv = fusedQKV
+            ? try source.projection([BlockTensor.qkv.stem(l)], outs: [qd + 2 * kvd], inp: d, bias: c.qkvBias)
+            : try source.projection([BlockTensor.q, .k, .v].map { $0.stem(l) }, outs: [qd, kvd, kvd], inp: d, bias: c.qkvBias)
+        let gateUp = has.contains(.gate) || source.has(BlockTensor.gate.name(l))
+            ? try source.projection([BlockTensor.gate.stem(l), BlockTensor.up.stem(l)], outs: [ff, ff], inp: d, bias: false)
+            : try source.projection([BlockTensor.up.stem(l)], outs: [2 * ff], inp: d, bias: false)
+        let o = try source.projection([BlockTensor.output.stem(l)], outs: [d], inp: qd, bias: false)
+        let down = try source.projection([BlockTensor.down.stem(l)], outs: [d], inp: ff, bias: false)
+        return Layer(attnNorm: try source.vector(BlockTensor.attnNorm.name(l), d), ffnNorm: try source.vector(BlockTensor.ffnNorm.name(l), d),
+                     qNorm: try norm(.qNorm, hd), kNorm: try norm(.kNorm, hd),
+                     postAttnNorm: try norm(.postAttnNorm, d), postFFNNorm: try norm(.postFFNNorm, d),
+                     qkv: qkv, o: o, gateUp: gateUp, down: down, bytesPerToken: source.placer.perToken - before)
     }
 
     init(config: DecoderConfig, tokenizer: any Tokenizer, isa: ISA, name: String, tokenEmbedding: GGUFFile.Tensor,
          layers: [Layer], outputNorm: [Float], head: any PreparedLinear, vocabSize: Int, ropeFrequencyFactors: [Float]?,
-         placements: [(name: String, placement: String)], weightBytesPerToken: Int) {
+         placements: [(name: String, placement: String)], weightBytesPerToken: Int, headBytesPerToken: Int) {
         (self.config, self.tokenizer, self.isa, self.name, self.tokenEmbedding) = (config, tokenizer, isa, name, tokenEmbedding)
         (self.layers, self.outputNorm, self.head, self.vocabSize) = (layers, outputNorm, head, vocabSize)
         (self.placements, self.weightBytesPerToken, self.ropeFrequencyFactors) = (placements, weightBytesPerToken, ropeFrequencyFactors)
+        self.headBytesPerToken = headBytesPerToken
     }
 
     /// The token embedding is looked up one row at a time, each dequantized whole: a known

@@ -97,6 +97,12 @@ struct Compress: ParsableCommand {
     var candidates: String?
     @Option(help: "--llm with a budget: sequences after the calibration ones that measure each candidate and check the result.")
     var validationSequences = 6
+    @Option(help: "--llm: end-to-end recovery: tokens of distillation on the source model's logits (Llama-shaped blocks), from the --calibration text (streamed file by file, cycled) or text the model generates; checkpoints in the output folder.")
+    var recoveryTokens = 0
+    @Option(help: "--llm recovery: the distillation's softmax temperature.")
+    var distillTemperature: Float = 1
+    @Flag(help: "--llm recovery: continue from the output folder's checkpoint.safetensors (same model, options and text).")
+    var resume = false
     @Option(help: "--llm: calibration sequences (windows of --calibration text, else text the model generates).")
     var calibrationSequences = 32
     @Option(help: "--llm: tokens per calibration sequence.")
@@ -113,6 +119,9 @@ struct Compress: ParsableCommand {
             throw ValidationError("--calibration-sequences must be >= 1 and --sequence-length >= 8, got \(calibrationSequences), \(sequenceLength)")
         }
         guard batchSize >= 1 else { throw ValidationError("--batch-size must be >= 1, got \(batchSize)") }
+        guard recoveryTokens >= 0 else { throw ValidationError("--recovery-tokens must be >= 0, got \(recoveryTokens)") }
+        guard distillTemperature.isFinite, distillTemperature > 0 else { throw ValidationError("--distill-temperature must be finite and > 0, got \(distillTemperature)") }
+        if resume, recoveryTokens == 0 { throw ValidationError("--resume continues a recovery: give --recovery-tokens") }
         guard validationSequences >= 1 else { throw ValidationError("--validation-sequences must be >= 1, got \(validationSequences)") }
         if llm == nil, let given = [("--max-ppl-increase", maxPplIncrease != nil), ("--target-speedup", targetSpeedup != nil),
                                     ("--candidates", candidates != nil)].first(where: { $0.1 }) {
@@ -153,7 +162,60 @@ struct Compress: ParsableCommand {
 
 extension Compress {
     /// The files `compress --llm` writes into its folder.
-    static let llmFolderFiles: Set<String> = [DecoderFolder.metadataFile, DecoderFolder.weightsFile, DecoderFolder.reportFile, "report.html"]
+    static let llmFolderFiles: Set<String> = [DecoderFolder.metadataFile, DecoderFolder.weightsFile, DecoderFolder.reportFile, "report.html",
+                                              checkpointFile]
+    static let checkpointFile = "checkpoint.safetensors"
+
+    /// End-to-end recovery of `parts` (``LLMDistillation``): streamed text, a progress bar,
+    /// checkpoints in the output folder. Returns the parts rounded back to their formats.
+    func recover(_ gguf: GGUFFile, _ lm: LanguageModel, parts: [(name: String, part: DecoderFolder.Part)], calibration: [[Int32]],
+                 validation: [[Int32]]) throws -> (parts: [(name: String, part: DecoderFolder.Part)], report: [String: Any]) {
+        var student = try LLMDistillation.student(gguf, parts: parts)
+        let t = calibration[0].count
+        let skip = validation.count * t
+        let next: () throws -> [Int32]?
+        var source: String
+        if compression.calibration.isEmpty {
+            var i = 0
+            // Text the model writes, from seeds and prompts past those of calibration and validation.
+            next = {
+                i += 1
+                return try LLMCompression.selfGenerated(lm, sequences: 1, length: t, seed: 10_000, first: calibrationSequences + validationSequences + i)[0]
+            }
+            source = "text the model generates"
+        } else {
+            let stream = TokenStream(files: try compression.calibrationFiles(), tokenizer: lm.tokenizer, length: t, skip: skip)
+            next = { try stream.next() }
+            source = "--calibration text after its first \(skip) tokens (validation), cycled"
+        }
+        var o = LLMDistillation.Options(tokens: recoveryTokens)
+        o.learningRate = compression.recoveryLearningRate ?? 1e-4
+        o.temperature = distillTemperature
+        o.checkpoint = URL(fileURLWithPath: output).appendingPathComponent(Self.checkpointFile).path
+        o.resume = resume
+        if resume, !FileManager.default.fileExists(atPath: o.checkpoint!) {
+            throw ValidationError("--resume: there is no checkpoint at \(o.checkpoint!)")
+        }
+        try FileOutput.createFolder(output)
+        let bar = ProgressBar("recovery")
+        print("recovery: \(recoveryTokens) tokens of \(source), distillation at T = \(distillTemperature), Adam at \(o.learningRate)")
+        var lastLine = 0
+        let r = try LLMDistillation.distill(&student, file: gguf, teacher: lm, sequences: next, validation: validation, options: o) { p in
+            let rate = Double(p.tokens - (resume ? 0 : 0)) / max(p.seconds, 1e-9)
+            let eta = Double(p.total - p.tokens) / max(rate, 1e-9)
+            let detail = String(format: "%d/%d tokens, %.0f tok/s, ETA %.0f s, KL %.4f", p.tokens, p.total, rate, eta, p.kl)
+                + (p.validationPerplexity.map { String(format: ", validation perplexity %.3f", $0) } ?? "")
+            bar.update(Double(p.tokens) / Double(p.total), detail)
+            if p.tokens - lastLine >= o.validateEvery || p.tokens >= p.total { lastLine = p.tokens; FileHandle.standardError.write(Data(("\n" + detail + "\n").utf8)) }
+        }
+        bar.finish()
+        print(String(format: "recovery: %d tokens in %.0f s (%.1f tok/s on %d threads); validation perplexity ", r.tokens - r.resumedAt, r.seconds, r.tokensPerSecond,
+                     CondenseRuntime.threads) + r.curve.map { String(format: "%.3f", $0.perplexity) }.joined(separator: " → ") + "")
+        let encoded = try LLMDistillation.encode(student, like: parts)
+        return (encoded, ["tokens": r.tokens, "resumed_at": r.resumedAt, "seconds": r.seconds, "tokens_per_second": r.tokensPerSecond,
+                          "temperature": Double(distillTemperature), "learning_rate": Double(o.learningRate), "text": source,
+                          "curve": r.curve.map { ["tokens": $0.tokens, "validation_perplexity": $0.perplexity] }])
+    }
 
     /// The budget the options ask for; nil when --format fixes one format for every projection.
     func budgetGoal() throws -> LLMBudget.Goal? {
@@ -227,9 +289,23 @@ extension Compress {
         let gguf = try GGUFFile(contentsOf: path)
         let lm = try LanguageModel(file: gguf, registry: cliRegistry(), fallbackName: URL(fileURLWithPath: path).lastPathComponent)
         let started = Date()
-        let (calib, calibSource) = try llmSequences(lm, count: calibrationSequences)
+        let (all, calibSource) = try llmSequences(lm, count: calibrationSequences + (recoveryTokens > 0 ? validationSequences : 0),
+                                                  options: recoveryTokens > 0 ? "--calibration-sequences + --validation-sequences" : "--calibration-sequences")
+        let validation = Array(all.prefix(recoveryTokens > 0 ? validationSequences : 0)), calib = Array(all.suffix(calibrationSequences))
         let r = try LLMCompression.compress(gguf, calibration: calib, options: o) { print($0) }
+        var parts = r.parts
         var report = r.report
+        if recoveryTokens > 0 {
+            let before = try LLMBudget.perplexity(Self.inMemory(gguf, parts), validation)
+            let rec = try recover(gguf, lm, parts: parts, calibration: calib, validation: validation)
+            parts = rec.parts
+            var rr = rec.report
+            let after = try LLMBudget.perplexity(Self.inMemory(gguf, parts), validation)
+            let src = try LLMBudget.perplexity(lm, validation)
+            rr["validation_perplexity"] = ["source": src, "one_shot": before, "recovered": after]
+            report["recovery"] = rr
+            print(String(format: "validation perplexity: source %.3f, one-shot %.3f (%.2f×), recovered %.3f (%.2f×)", src, before, before / src, after, after / src))
+        }
         report["format"] = f.rawValue
         report["head"] = o.head.rawValue
         report["method"] = m.rawValue
@@ -237,7 +313,7 @@ extension Compress {
         report["recovery_epochs"] = o.recoveryEpochs
         report["source"] = URL(fileURLWithPath: path).lastPathComponent
         report["calibration"] = calibSource
-        try DecoderFolder.write(to: output, metadata: gguf, tensors: r.parts, report: report)
+        try DecoderFolder.write(to: output, metadata: gguf, tensors: parts, report: report)
         let other = r.projections.filter { $0.reason != nil }
         for p in other { print("  \(p.name) stayed \(p.format): \(p.reason!)") }
         let back = try LanguageModel(contentsOf: output, registry: cliRegistry())
@@ -247,10 +323,17 @@ extension Compress {
               + String(format: "%.1f s", Date().timeIntervalSince(started)))
     }
 
+    /// A model from compressed parts without writing them (for measuring).
+    static func inMemory(_ gguf: GGUFFile, _ parts: [(name: String, part: DecoderFolder.Part)], registry: BackendRegistry = cliRegistry()) throws -> LanguageModel {
+        let base = try LanguageModel(file: gguf, registry: registry)
+        return try base.replacing(Dictionary(parts.map { ($0.name, $0.part) }, uniquingKeysWith: { a, _ in a })
+            .filter { $0.key.hasPrefix("blk.") || $0.key == ModelTensor.output }, file: gguf, registry: registry)
+    }
+
     /// The budget path (``LLMBudget``).
     func compressLLM(_ path: String, goal: LLMBudget.Goal, keep: [String]) throws {
         if let given = [("--recovery-epochs", compression.recoveryEpochs != nil), ("--method", method != "sparsegpt")].first(where: { $0.1 }) {
-            throw ValidationError("\(given.0) applies to --format only; a budget (--max-ppl-increase, --target-speedup) compresses one-shot with SparseGPT")
+            throw ValidationError("\(given.0) applies to --format only; a budget (--max-ppl-increase, --target-speedup) chooses with SparseGPT and recovers with --recovery-tokens")
         }
         var o = LLMBudget.Options(goal: goal)
         o.keep = keep
@@ -276,8 +359,9 @@ extension Compress {
         let started = Date()
         let (seqs, calibSource) = try llmSequences(lm, count: calibrationSequences + validationSequences,
                                                     options: "--calibration-sequences + --validation-sequences")
-        let r = try LLMBudget.compress(gguf, calibration: Array(seqs.prefix(calibrationSequences)), validation: Array(seqs.suffix(validationSequences)),
-                                       options: o, registry: registry) { print($0) }
+        // Validation first: a recovery's text stream starts after it.
+        let (validation, calib) = (Array(seqs.prefix(validationSequences)), Array(seqs.suffix(calibrationSequences)))
+        let r = try LLMBudget.compress(gguf, calibration: calib, validation: validation, options: o, registry: registry) { print($0) }
         let ratio = r.perplexity / r.sourcePerplexity
         guard r.met else {
             throw ValidationError((r.message ?? "the budget cannot be met")
@@ -285,11 +369,25 @@ extension Compress {
                                            r.speedup, ratio))
         }
         var report = r.report
+        var parts = r.parts
+        if recoveryTokens > 0 {
+            let rec = try recover(gguf, lm, parts: parts, calibration: calib, validation: validation)
+            parts = rec.parts
+            var rr = rec.report
+            let recovered = try Self.inMemory(gguf, parts, registry: registry)
+            let after = try LLMBudget.perplexity(recovered, validation)
+            let sp = try LLMBudget.generationSpeed([lm, recovered], tokens: 64, repetitions: 3)
+            rr["validation_perplexity"] = ["source": r.sourcePerplexity, "chosen": r.perplexity, "recovered": after]
+            rr["generation_tok_s"] = ["source": sp[0], "recovered": sp[1], "speedup": sp[1] / sp[0]]
+            report["recovery"] = rr
+            print(String(format: "after recovery: validation perplexity %.3f (%.3f× the source's; %.3f× before), generation %.2f× the source's (same run)",
+                         after, after / r.sourcePerplexity, ratio, sp[1] / sp[0]))
+        }
         report["format"] = "budget"
         report["source"] = URL(fileURLWithPath: path).lastPathComponent
         report["calibration"] = calibSource
         report["keep"] = keep
-        try DecoderFolder.write(to: output, metadata: gguf, tensors: r.parts, report: report)
+        try DecoderFolder.write(to: output, metadata: gguf, tensors: parts, report: report)
         let html = BudgetReport(result: r, source: URL(fileURLWithPath: path).lastPathComponent).html()
         try FileOutput.write(Data(html.utf8), to: URL(fileURLWithPath: output).appendingPathComponent("report.html").path)
         let back = try LanguageModel(contentsOf: output, registry: registry)
@@ -375,5 +473,42 @@ struct Eval: ParsableCommand {
             print(String(format: "  [%.3f, %.3f)  %5d  %.3f  %.3f", b.lower, b.upper, b.count, b.confidence, b.accuracy))
         }
         print("peak process memory: \(e.peakProcessBytes / (1024 * 1024)) MiB")
+    }
+}
+
+/// Sequences of `length` tokens from text files read one at a time (never the whole corpus in
+/// memory), cycling to the first file after the last; the first `skip` tokens of the corpus
+/// (the validation text) are left out on every cycle.
+final class TokenStream {
+    let files: [String]
+    let tokenizer: any Tokenizer
+    let length: Int, skip: Int
+    private var index = 0
+    private var buffer: [Int32] = []
+    private var toSkip: Int
+    private var emptyCycle = true
+
+    init(files: [String], tokenizer: any Tokenizer, length: Int, skip: Int) {
+        (self.files, self.tokenizer, self.length, self.skip, toSkip) = (files, tokenizer, length, skip, skip)
+    }
+
+    /// The next sequence; nil when a whole cycle of the files held too few tokens.
+    func next() throws -> [Int32]? {
+        while buffer.count < length {
+            if index == files.count {
+                if emptyCycle { return nil }
+                (index, toSkip, emptyCycle) = (0, skip, true)
+                buffer.removeAll()
+            }
+            var ids = tokenizer.encode(try FileInput.text(files[index]), addSpecial: false)
+            index += 1
+            let drop = min(toSkip, ids.count)
+            ids.removeFirst(drop)
+            toSkip -= drop
+            buffer += ids
+        }
+        emptyCycle = false
+        defer { buffer.removeFirst(length) }
+        return Array(buffer.prefix(length))
     }
 }

@@ -204,6 +204,12 @@ public enum LLMBudget {
         return (nll / Double(n), kl / Double(n))
     }
 
+    /// Perplexity of `lm` on `seqs` (every next token), as the budget measures it.
+    public static func perplexity(_ lm: LanguageModel, _ seqs: [[Int32]]) throws -> Double {
+        var ref = Reference()
+        return exp(try evaluate(lm, seqs, reference: &ref, topK: 1).nll)
+    }
+
     /// Generation tokens per second of each model (one token at a time after a one-token
     /// prompt), repetitions interleaved, median.
     public static func generationSpeed(_ models: [LanguageModel], tokens: Int, repetitions: Int) throws -> [Double] {

@@ -1,3 +1,5 @@
+import Condense
+
 /// How parameters move along their gradients.
 public enum Optimizer: Sendable, Equatable {
     /// SGD with (heavy-ball) momentum: `v ← μ·v + g`, `θ ← θ − lr·v`.
@@ -30,6 +32,19 @@ public struct OptimizerState: Sendable {
     public init(shapes: [Int]) {
         m = shapes.map { [Float](repeating: 0, count: $0) }
         v = m
+    }
+
+    /// Adam's first and second moments (SGD's velocity in `first`), per slot: what a
+    /// checkpoint saves so that training resumes where it stopped.
+    public var moments: (first: [[Float]], second: [[Float]]) { (m, v) }
+
+    /// A state restored from ``moments`` and ``step``.
+    /// - Throws: ``CondenseError/shapeMismatch(_:)`` when the slots' sizes differ from `shapes`.
+    public init(shapes: [Int], first: [[Float]], second: [[Float]], step: Int) throws {
+        guard first.map(\.count) == shapes, second.map(\.count) == shapes, step >= 0 else {
+            throw CondenseError.shapeMismatch("optimizer state of \(first.map(\.count)) / \(second.map(\.count)) for slots \(shapes), step \(step)")
+        }
+        (m, v, self.step) = (first, second, step)
     }
 
     /// Updates `params[i]` with `grads[i]`, at `scale` × the base learning rate (decay schedules).

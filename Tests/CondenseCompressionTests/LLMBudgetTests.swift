@@ -114,3 +114,73 @@ private let script = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
     }
 }
 
+
+@Suite struct LLMDistillationTests {
+    /// End-to-end distillation lowers the student's perplexity on the text it trains on; a run
+    /// stopped at a checkpoint and resumed ends with the same weights as one run straight
+    /// through; rounding back keeps every 2:4 mask and loads as a model close to the student;
+    /// a block the trainer does not have is refused.
+    @Test func distillationTrainsResumesAndRoundsBack() throws {
+        let dir = try scratchFolder("distill")
+        let path = try makeTinyLlama(in: dir, kQuants: true)
+        let f = try GGUFFile(contentsOf: path)
+        let lm = try LanguageModel(file: f)
+        var rng = TestRNG(s: 11)
+        let seqs = (0..<4).map { _ in (0..<16).map { _ in Int32(3 + rng.next(below: 250)) } }
+        let one = try LLMCompression.compress(f, calibration: seqs, options: .init(format: .sparse24Int4, head: .keep))
+        func run(_ tokens: Int, checkpoint: String?, resume: Bool) throws -> (LLMDistillation.Student, LLMDistillation.Result) {
+            var s = try LLMDistillation.student(f, parts: one.parts)
+            var i = 0
+            var o = LLMDistillation.Options(tokens: tokens)
+            (o.learningRate, o.batchSequences, o.checkpoint, o.resume, o.checkpointEvery) = (1e-3, 2, checkpoint, resume, 32)
+            let r = try LLMDistillation.distill(&s, file: f, teacher: lm, sequences: { i += 1; return seqs[(i - 1) % seqs.count] },
+                                                validation: seqs, options: o)
+            return (s, r)
+        }
+        let (s1, r1) = try run(256, checkpoint: nil, resume: false)
+        #expect(r1.curve.last!.perplexity < 0.9 * r1.curve.first!.perplexity, "\(r1.curve)")
+        #expect(s1.trains.allSatisfy { $0.allSatisfy { $0 } })
+        // Stopped at 128 tokens, resumed to 256: the same weights as straight through.
+        let ck = dir + "/ck.safetensors"
+        _ = try run(128, checkpoint: ck, resume: false)
+        let (s2, r2) = try run(256, checkpoint: ck, resume: true)
+        #expect(r2.resumedAt == 128)
+        for (a, b) in zip(s1.blocks, s2.blocks) {
+            for (x, y) in zip(a.linears, b.linears) { #expect(x.weight == y.weight) }
+            #expect(a.attnNorm == b.attnNorm && a.ffnNorm == b.ffnNorm)
+        }
+        // Another model's checkpoint is refused, naming the file.
+        let other = try makeTinyLlama(in: dir + "/o", kQuants: true, seed: 9)
+        var so = try LLMDistillation.student(GGUFFile(contentsOf: other), parts: one.parts)
+        var oo = LLMDistillation.Options(tokens: 64)
+        (oo.checkpoint, oo.resume) = (ck, true)
+        #expect(throws: CondenseError.self) {
+            try LLMDistillation.distill(&so, file: GGUFFile(contentsOf: other), teacher: lm, sequences: { seqs[0] }, validation: seqs, options: oo)
+        }
+        // Rounded back: 2:4-int4 again, every mask kept, the model near the student.
+        let parts = try LLMDistillation.encode(s1, like: one.parts)
+        for ((n, p), (_, q)) in zip(parts, one.parts) {
+            if case let .sparse24Int4(w) = q {
+                guard case let .sparse24Int4(v) = p else { Issue.record("\(n) is not 2:4-int4 after rounding back"); continue }
+                let (keep, b) = (w.keepMask, v.dequantized().elements)
+                #expect(zip(keep, b).allSatisfy { $0 || $1 == 0 }, "\(n): a pruned weight came back")
+            }
+        }
+        let back = try LanguageModel(file: f).replacing(Dictionary(parts.map { ($0.name, $0.part) }, uniquingKeysWith: { a, _ in a })
+            .filter { $0.key.hasPrefix("blk.") }, file: f, registry: .standard())
+        let (ps, pb) = (try LLMDistillation.perplexity(s1, file: f, seqs), try LLMBudget.perplexity(back, seqs))
+        #expect(abs(log(pb / ps)) < 0.1, "student \(ps), rounded back \(pb)")   // the runtime quantizes activations; the trainer does not
+        #expect(pb < r1.curve.first!.perplexity, "rounded back \(pb) against one-shot \(r1.curve.first!.perplexity)")
+    }
+
+    @Test(.enabled(if: pythonHasGGUF, "python3 with the gguf package is missing (pip install gguf)"))
+    func blocksTheTrainerLacksAreRefused() throws {
+        let dir = try scratchFolder("distill-arch")
+        #expect(runPython([script.path, dir]) != nil)
+        let f = try GGUFFile(contentsOf: dir + "/gemma3.gguf")
+        var rng = TestRNG(s: 2)
+        let seqs = (0..<2).map { _ in (0..<16).map { _ in Int32(3 + rng.next(below: 260)) } }
+        let one = try LLMCompression.compress(f, calibration: seqs, options: .init(format: .int4))
+        #expect(throws: CondenseError.self) { try LLMDistillation.student(f, parts: one.parts) }
+    }
+}

@@ -89,6 +89,20 @@ public struct Sparse24Int4Weights: Sendable, Equatable {
         (rows, columns, blocks) = (n, k, out)
     }
 
+    /// Per row and column, whether the weight is kept (exactly 2 of every 4; a kept weight may
+    /// still round to 0).
+    public var keepMask: [Bool] {
+        let per = columns / 64
+        var m = [Bool](repeating: false, count: rows * columns)
+        for r in 0..<rows {
+            for b in 0..<per {
+                let o = (r * per + b) * Self.blockBytes
+                for c in 0..<64 where blocks[o + 2 + c / 8] >> (c % 8) & 1 == 1 { m[r * columns + b * 64 + c] = true }
+            }
+        }
+        return m
+    }
+
     /// The weights as f32 (`d·q` where kept, 0 elsewhere).
     public func dequantized() -> Matrix<Float> {
         let per = columns / 64

@@ -44,7 +44,7 @@ public final class LanguageModel: Sendable {
     let layers: [Layer]
     let outputNorm: [Float]
     let head: any PreparedLinear
-    let vocabSize: Int
+    package let vocabSize: Int
     /// Llama 3's RoPE frequency divisors (headDim / 2), when the file has `rope_freqs.weight`.
     let ropeFrequencyFactors: [Float]?
 

@@ -96,7 +96,7 @@ struct BenchGenerate: ParsableCommand {
                     return acc + rowBytes * (c.slidingLayers[l] ? min(mean, Double(c.slidingWindow)) : mean)
                 }
                 records.append(["backend": m.label, "model": m.lm.name, "test": "tg\(gen)", "depth": d, "tok_s": tgMed, "threads": threads,
-                                "weight_gb_per_token": wb / 1e9, "weight_gbps": wb * tgMed / 1e9,
+                                "weight_gb_per_token": wb / 1e9, "head_gb_per_token": Double(m.lm.headBytesPerToken) / 1e9, "weight_gbps": wb * tgMed / 1e9,
                                 "kv_gb_per_token": kvBytes / 1e9, "bytes_gbps": (wb + kvBytes) * tgMed / 1e9, "read_gbps": readGBps,
                                 "kv_cache": decoder.kvCache.rawValue])
             }
@@ -112,7 +112,7 @@ struct BenchGenerate: ParsableCommand {
             print(try jsonString(records))
             return
         }
-        print("\(lm.name): \(c.architecture), \(c.layers) layers, hidden \(c.hidden); \(threads) thread(s); weights read per generated token \(fmt(weightBytes / 1e6, 0)) MB; \(decoder.kvCache.rawValue) KV cache")
+        print("\(lm.name): \(c.architecture), \(c.layers) layers, hidden \(c.hidden); \(threads) thread(s); weights read per generated token \(fmt(weightBytes / 1e6, 0)) MB (the head \(fmt(Double(lm.headBytesPerToken) / 1e6, 0)) MB)\(base.map { "; the baseline's \(fmt(Double($0.weightBytesPerToken) / 1e6, 0)) MB (the head \(fmt(Double($0.headBytesPerToken) / 1e6, 0)) MB)" } ?? ""); \(decoder.kvCache.rawValue) KV cache")
         for r in records {
             var line = "\(pad(r["backend"] as! String, 12)) \(pad(r["test"] as! String, 7)) depth \(pad("\(r["depth"]!)", 5, right: true)): \(pad(fmt(r["tok_s"] as! Double, 1), 8, right: true)) tok/s"
             if let g = r["bytes_gbps"] as? Double, let bw = r["read_gbps"] as? Double {

@@ -193,15 +193,12 @@ extension Compress {
         o.temperature = distillTemperature
         o.checkpoint = URL(fileURLWithPath: output).appendingPathComponent(Self.checkpointFile).path
         o.resume = resume
-        if resume, !FileManager.default.fileExists(atPath: o.checkpoint!) {
-            throw ValidationError("--resume: there is no checkpoint at \(o.checkpoint!)")
-        }
         try FileOutput.createFolder(output)
         let bar = ProgressBar("recovery")
         print("recovery: \(recoveryTokens) tokens of \(source), distillation at T = \(distillTemperature), Adam at \(o.learningRate)")
         var lastLine = 0
         let r = try LLMDistillation.distill(&student, file: gguf, teacher: lm, sequences: next, validation: validation, options: o) { p in
-            let rate = Double(p.tokens - (resume ? 0 : 0)) / max(p.seconds, 1e-9)
+            let rate = Double(p.tokens - p.resumedAt) / max(p.seconds, 1e-9)
             let eta = Double(p.total - p.tokens) / max(rate, 1e-9)
             let detail = String(format: "%d/%d tokens, %.0f tok/s, ETA %.0f s, KL %.4f", p.tokens, p.total, rate, eta, p.kl)
                 + (p.validationPerplexity.map { String(format: ", validation perplexity %.3f", $0) } ?? "")
@@ -268,6 +265,8 @@ extension Compress {
         guard let m = LLMCompression.Method(rawValue: method) else { throw ValidationError("--method must be sparsegpt or wanda, got '\(method)'") }
         let keepList = (keep ?? "").split(separator: ",").map { String($0).trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
         try FileOutput.checkFolder(output, inputs: [path] + compression.calibrationFiles(), option: "-o", owned: Self.llmFolderFiles)
+        let checkpoint = URL(fileURLWithPath: output).appendingPathComponent(Self.checkpointFile).path
+        if resume, !FileManager.default.fileExists(atPath: checkpoint) { throw ValidationError("--resume: there is no checkpoint at \(checkpoint)") }
         if let goal { return try compressLLM(path, goal: goal, keep: keepList) }
         let formatName = format ?? "2:4-int4"
         guard let f = LLMCompression.Format(rawValue: formatName) else {

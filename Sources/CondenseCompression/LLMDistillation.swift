@@ -36,12 +36,17 @@ public enum LLMDistillation {
         public var checkpoint: String?
         /// Continue from `checkpoint` when it exists.
         public var resume = false
+        /// End this run after this many tokens (checkpointed), the schedule still spanning
+        /// `tokens`: a run stopped and resumed ends as one run straight through.
+        public var stopAfter: Int?
 
         public init(tokens: Int) { self.tokens = tokens }
     }
 
     public struct Progress: Sendable {
         public let tokens: Int, total: Int
+        /// Where this run started (a resumed run's checkpoint).
+        public let resumedAt: Int
         public let seconds: Double
         /// Mean KL of the last steps (nats per token, at T).
         public let kl: Double
@@ -312,7 +317,7 @@ public enum LLMDistillation {
         var curve: [(Int, Double)] = [(done, try perplexity(s, file: f, validation))]
         var recent: [Double] = []
         var lastValidation = done, lastCheckpoint = done
-        while done < o.tokens {
+        while done < min(o.tokens, o.stopAfter ?? .max) {
             var batch: [[Int32]] = []
             while batch.count < o.batchSequences, let q = try next() {
                 if t == 0 { t = q.count }
@@ -378,17 +383,18 @@ public enum LLMDistillation {
             recent.append(kl / Double(rows))
             if recent.count > 16 { recent.removeFirst() }
             var vp: Double?
-            if done - lastValidation >= o.validateEvery || done >= o.tokens {
+            let last = done >= min(o.tokens, o.stopAfter ?? .max)
+            if done - lastValidation >= o.validateEvery || last {
                 vp = try perplexity(s, file: f, validation)
                 curve.append((done, vp!))
                 lastValidation = done
             }
-            if let path = o.checkpoint, done - lastCheckpoint >= o.checkpointEvery || done >= o.tokens {
+            if let path = o.checkpoint, done - lastCheckpoint >= o.checkpointEvery || last {
                 try save(path, s, states, tokens: done, file: f)
                 lastCheckpoint = done
             }
             let el = ContinuousClock.now - start
-            progress(Progress(tokens: done, total: o.tokens, seconds: Double(el.components.seconds) + Double(el.components.attoseconds) * 1e-18,
+            progress(Progress(tokens: done, total: o.tokens, resumedAt: resumedAt, seconds: Double(el.components.seconds) + Double(el.components.attoseconds) * 1e-18,
                               kl: recent.reduce(0, +) / Double(recent.count), validationPerplexity: vp ?? curve.last?.1))
         }
         let el = ContinuousClock.now - start

@@ -318,6 +318,11 @@ struct CLIGenerateTests {
                                 (["--head", "int4"], "--head with a budget must be keep"),
                                 (["--recovery-epochs", "1"], "--recovery-epochs applies to --format only"),
                                 (["--validation-sequences", "0"], "--validation-sequences must be >= 1, got 0"),
+                                (["--recovery-tokens=-1"], "--recovery-tokens must be >= 0, got -1"),
+                                (["--recovery-tokens", "64", "--distill-temperature", "0"], "--distill-temperature must be finite and > 0, got 0.0"),
+                                (["--resume"], "--resume continues a recovery: give --recovery-tokens"),
+                                (["--format", "2:4", "--recovery-tokens", "64", "--resume", "--sequence-length", "16", "--calibration-sequences", "2"],
+                                 "--resume: there is no checkpoint at"),
                                 (["-o", dir + "/taken"], "holds 'notes.txt', which this command does not write")] {
             let r = try condense(["compress", "--llm", model, "-o", dir + "/x"] + args)
             #expect(r.status != 0 && r.stderr.contains(message), "\(args): \(r.output)")
@@ -351,6 +356,19 @@ struct CLIGenerateTests {
         #expect(html.contains("<svg") && html.contains("of which the head") && html.contains("Sensitivity"))
         let g = try condense(["generate", "--model", out, "--prompt", "the th", "--max-tokens", "4", "--temperature", "0", "--json"])
         #expect(g.status == 0 && g.stdout.contains("\"tokens\""), "\(g.output)")
+        // The budget's choice recovered end to end; then a format recovered, stopped and resumed.
+        let rb = try condense(["compress", "--llm", model, "--calibration-sequences", "2", "--validation-sequences", "2", "--sequence-length", "16",
+                               "--recovery-tokens", "64", "-o", dir + "/tiny-budget-r"])
+        #expect(rb.status == 0 && rb.stdout.contains("after recovery: validation perplexity"), "\(rb.output)")
+        let rf = try condense(["compress", "--llm", model, "--format", "2:4", "--calibration-sequences", "2", "--validation-sequences", "2",
+                               "--sequence-length", "16", "--recovery-tokens", "64", "-o", dir + "/tiny-24r"])
+        #expect(rf.status == 0 && rf.stdout.contains("recovered") && FileManager.default.fileExists(atPath: dir + "/tiny-24r/checkpoint.safetensors"), "\(rf.output)")
+        let rr = try condense(["compress", "--llm", model, "--format", "2:4", "--calibration-sequences", "2", "--validation-sequences", "2",
+                               "--sequence-length", "16", "--recovery-tokens", "128", "--resume", "-o", dir + "/tiny-24r"])
+        #expect(rr.status == 0 && rr.stdout.contains("recovery: 64 tokens in"), "\(rr.output)")
+        let rep = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: dir + "/tiny-24r/config.json"))) as? [String: Any]
+        let rec = rep?["recovery"] as? [String: Any]
+        #expect(rec?["tokens"] as? Int == 128 && rec?["resumed_at"] as? Int == 64, "\(String(describing: rec))")
         // A folder of text as calibration; the speed target.
         try FileManager.default.createDirectory(atPath: dir + "/corpus/sub", withIntermediateDirectories: true)
         try String(repeating: "the then ", count: 2).write(toFile: dir + "/corpus/a.txt", atomically: true, encoding: .utf8)

@@ -128,11 +128,11 @@ private let script = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
         var rng = TestRNG(s: 11)
         let seqs = (0..<4).map { _ in (0..<16).map { _ in Int32(3 + rng.next(below: 250)) } }
         let one = try LLMCompression.compress(f, calibration: seqs, options: .init(format: .sparse24Int4, head: .keep))
-        func run(_ tokens: Int, checkpoint: String?, resume: Bool) throws -> (LLMDistillation.Student, LLMDistillation.Result) {
+        func run(_ tokens: Int, checkpoint: String?, resume: Bool, stopAfter: Int? = nil) throws -> (LLMDistillation.Student, LLMDistillation.Result) {
             var s = try LLMDistillation.student(f, parts: one.parts)
             var i = 0
             var o = LLMDistillation.Options(tokens: tokens)
-            (o.learningRate, o.batchSequences, o.checkpoint, o.resume, o.checkpointEvery) = (1e-3, 2, checkpoint, resume, 32)
+            (o.learningRate, o.batchSequences, o.checkpoint, o.resume, o.checkpointEvery, o.stopAfter) = (1e-2, 2, checkpoint, resume, 32, stopAfter)
             let r = try LLMDistillation.distill(&s, file: f, teacher: lm, sequences: { i += 1; return seqs[(i - 1) % seqs.count] },
                                                 validation: seqs, options: o)
             return (s, r)
@@ -142,7 +142,7 @@ private let script = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
         #expect(s1.trains.allSatisfy { $0.allSatisfy { $0 } })
         // Stopped at 128 tokens, resumed to 256: the same weights as straight through.
         let ck = dir + "/ck.safetensors"
-        _ = try run(128, checkpoint: ck, resume: false)
+        _ = try run(256, checkpoint: ck, resume: false, stopAfter: 128)
         let (s2, r2) = try run(256, checkpoint: ck, resume: true)
         #expect(r2.resumedAt == 128)
         for (a, b) in zip(s1.blocks, s2.blocks) {

@@ -71,6 +71,8 @@ struct Compress: ParsableCommand {
         Stages, comma-separated: train=E, distill=512x512:E[:T], prune=2:4[:magnitude|activation|taylor], prune=90%[:score],
         gradual=90%:E, shrink=0.5, finetune=E[:distill], quantize=int8|int4-g32, qat=int8:E[:distill].
         Example: condense compress --model condense-demo/teacher.safetensors --pipeline prune=2:4:activation,finetune=2,qat=int8:1 -o m.safetensors
+        A GGUF decoder, to a quality budget (default 10 %) or a speed-up, optionally distilled end to end:
+        condense compress --llm F.gguf [--max-ppl-increase 10% | --target-speedup 1.3 | --format 2:4-int4] [--recovery-tokens N] -o DIR
         """)
 
     @Option(help: "The trained model (safetensors, as `condense demo` or MLP.save writes it).")

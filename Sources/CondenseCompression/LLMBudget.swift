@@ -270,6 +270,16 @@ public enum LLMBudget {
         }
     }
 
+    /// `incs` without the steps whose KL alone exceeds `budget`, and the later steps of their projections.
+    static func withinBudget(_ incs: [Increment], _ budget: Double) -> [Increment] {
+        var dropped = Set<String>()
+        return incs.filter { i in
+            if dropped.contains(i.name) { return false }
+            if i.kl > budget { dropped.insert(i.name); return false }
+            return true
+        }
+    }
+
     /// Compresses `f` to the goal: candidates on `calibration`, sensitivities and the check on
     /// `validation` (sequences of one length, at least 2 tokens).
     /// - Throws: ``CondenseError`` for a model the decoder does not read or calibration or
@@ -403,8 +413,10 @@ public enum LLMBudget {
             log("\(name): " + sens.filter { $0.name == name }.map { "\($0.candidate.rawValue) KL \(String(format: "%.2e", $0.kl))" }.joined(separator: ", "))
         }
 
-        // 3. Choice.
-        let incs = increments(sens)
+        // 3. Order. A step whose KL alone exceeds a perplexity budget never fits: it leaves the
+        // order with the steps after it on the same projection, so the search goes past it.
+        var incs = increments(sens)
+        if case let .maxPerplexityIncrease(p) = o.goal { incs = withinBudget(incs, log1p(p)) }
         func state(_ prefix: [Increment]) -> [String: Candidate] {
             var s: [String: Candidate] = [:]
             for i in prefix { s[i.name] = i.to }

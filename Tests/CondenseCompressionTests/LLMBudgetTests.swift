@@ -23,6 +23,12 @@ private let script = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
         ])
         #expect(incs.map { "\($0.name):\($0.to.rawValue)" } == ["b:int4", "a:int4", "a:2:4-int4", "b:2:4-int8"])
         #expect(incs[2].from == .int4 && incs[2].saved == 30 && abs(incs[2].kl - 0.8) < 1e-12)
+        // A perplexity budget of 0.5 nats: a's 0.8-nat step and b's 4.9-nat one leave the order.
+        #expect(LLMBudget.withinBudget(incs, 0.5).map { "\($0.name):\($0.to.rawValue)" } == ["b:int4", "a:int4"])
+        // A step over budget takes the later steps of its projection with it, not other projections'.
+        let chain = LLMBudget.increments([s("x", .int4, 10, 0.9), s("x", .sparse24Int4, 5, 1.0), s("y", .int4, 50, 2.0)])
+        #expect(LLMBudget.withinBudget(chain, 0.8).isEmpty)
+        #expect(LLMBudget.withinBudget(chain, 0.95).map(\.name) == ["x", "x"])
     }
 
     /// A variant with a block's projections replaced by their stored forms is the source, to

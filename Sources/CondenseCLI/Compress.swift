@@ -297,11 +297,11 @@ extension Compress {
         var parts = r.parts
         var report = r.report
         if recoveryTokens > 0 {
-            let before = try LLMBudget.perplexity(Self.inMemory(gguf, parts), validation)
+            let before = try LLMBudget.perplexity(Self.inMemory(lm, gguf, parts), validation)
             let rec = try recover(gguf, lm, parts: parts, calibration: calib, validation: validation)
             parts = rec.parts
             var rr = rec.report
-            let after = try LLMBudget.perplexity(Self.inMemory(gguf, parts), validation)
+            let after = try LLMBudget.perplexity(Self.inMemory(lm, gguf, parts), validation)
             let src = try LLMBudget.perplexity(lm, validation)
             rr["validation_perplexity"] = ["source": src, "one_shot": before, "recovered": after]
             report["recovery"] = rr
@@ -324,10 +324,10 @@ extension Compress {
               + String(format: "%.1f s", Date().timeIntervalSince(started)))
     }
 
-    /// A model from compressed parts without writing them (for measuring).
-    static func inMemory(_ gguf: GGUFFile, _ parts: [(name: String, part: DecoderFolder.Part)], registry: BackendRegistry = cliRegistry()) throws -> LanguageModel {
-        let base = try LanguageModel(file: gguf, registry: registry)
-        return try base.replacing(Dictionary(parts.map { ($0.name, $0.part) }, uniquingKeysWith: { a, _ in a })
+    /// `base` (loaded from `gguf`) with compressed parts in place, without writing them (for measuring).
+    static func inMemory(_ base: LanguageModel, _ gguf: GGUFFile, _ parts: [(name: String, part: DecoderFolder.Part)],
+                         registry: BackendRegistry = cliRegistry()) throws -> LanguageModel {
+        try base.replacing(Dictionary(parts.map { ($0.name, $0.part) }, uniquingKeysWith: { a, _ in a })
             .filter { $0.key.hasPrefix("blk.") || $0.key == ModelTensor.output }, file: gguf, registry: registry)
     }
 
@@ -375,7 +375,7 @@ extension Compress {
             let rec = try recover(gguf, lm, parts: parts, calibration: calib, validation: validation)
             parts = rec.parts
             var rr = rec.report
-            let recovered = try Self.inMemory(gguf, parts, registry: registry)
+            let recovered = try Self.inMemory(lm, gguf, parts, registry: registry)
             let after = try LLMBudget.perplexity(recovered, validation)
             let sp = try LLMBudget.generationSpeed([lm, recovered], tokens: 64, repetitions: 3)
             rr["validation_perplexity"] = ["source": r.sourcePerplexity, "chosen": r.perplexity, "recovered": after]

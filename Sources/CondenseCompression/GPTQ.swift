@@ -206,6 +206,15 @@ extension Reconstruction {
         let u: [Double]
         let dead: [Bool]
 
+        /// The factor of XᵀX for inputs `x` (`rows` × `k`).
+        /// - Throws: ``CondenseError`` when `x` is not `rows` × `k` or the damped Hessian is not positive definite.
+        public init(inputs x: [Float], rows: Int, k: Int, damping: Double = 0.01) throws {
+            guard x.count == rows * k else { throw CondenseError.shapeMismatch("\(x.count) inputs for \(rows)×\(k)") }
+            var gram = [Double](repeating: 0, count: k * k)
+            try x.withUnsafeBufferPointer { try Reconstruction.accumulateGram($0.baseAddress!, rows: rows, k: k, into: &gram) }
+            try self.init(gram: gram, k: k, damping: damping)
+        }
+
         /// - Throws: ``CondenseError/invalidArgument(_:)`` when the damped Hessian is not positive definite.
         public init(gram: [Double], k: Int, damping: Double = 0.01) throws {
             guard gram.count == k * k else { throw CondenseError.shapeMismatch("Gram matrix has \(gram.count) entries, needs \(k)×\(k)") }

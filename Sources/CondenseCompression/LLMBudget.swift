@@ -308,15 +308,13 @@ public enum LLMBudget {
         var xs = try LLMCompression.embed(f, c, calibration)
 
         // 1. Candidates on the source's inputs.
-        let roles: [BlockTensor] = [.q, .k, .v, .output, .gate, .up, .down]
-        let paths: [KeyPath<DecoderBlockTuning.Block, BlockTuning.Linear>] = [\.q, \.k, \.v, \.o, \.gate, \.up, \.down]
-        let stages: [([Int], (DecoderBlockTuning.Pass) -> [Float])] = [([0, 1, 2], { $0.h1 }), ([3], { $0.ctx }), ([4, 5], { $0.h2 }), ([6], { $0.act })]
+        let (roles, paths, stages) = (LLMCompression.roles, LLMCompression.paths, LLMCompression.stages)
         var stored: [String: DecoderFolder.Part] = [:]          // every projection as the source stores it (split)
         var sourceBytes: [String: Int] = [:]
         var candidates: [String: [Candidate: (part: DecoderFolder.Part, bytes: Int, error: Double)]] = [:]
         var layerOf: [String: Int] = [:]
         func compressCandidates(_ name: String, _ dense: BlockTuning.Linear, _ hf: Reconstruction.HessianFactor, input: [Float],
-                                rows: Int, source: Int, allowed: [Candidate]) throws {
+                                source: Int, allowed: [Candidate]) throws {
             let w = try Matrix(rows: dense.n, columns: dense.k, elements: dense.weight)
             for cand in allowed {
                 guard let est = cand.bytes(n: dense.n, k: dense.k), est < source else { continue }
@@ -350,10 +348,7 @@ public enum LLMBudget {
             let pass = try DecoderBlockTuning.forward(dense, x: xs, sequenceLength: t)
             for (members, input) in stages {
                 let xin = input(pass)
-                let kk = dense[keyPath: paths[members[0]]].k
-                var gram = [Double](repeating: 0, count: kk * kk)
-                try xin.withUnsafeBufferPointer { try Reconstruction.accumulateGram($0.baseAddress!, rows: rows, k: kk, into: &gram) }
-                let hf = try Reconstruction.HessianFactor(gram: gram, k: kk, damping: o.damping)
+                let hf = try Reconstruction.HessianFactor(inputs: xin, rows: rows, k: dense[keyPath: paths[members[0]]].k, damping: o.damping)
                 for m in members {
                     let name = roles[m].name(l)
                     let src = try LLMCompression.sourceTensor(f, c, layer: l, roles[m])
@@ -362,7 +357,7 @@ public enum LLMBudget {
                     sourceBytes[name] = Self.runBytes(src)
                     layerOf[name] = l
                     let allowed = o.keep.contains(where: { name.contains($0) }) ? [] : o.candidates
-                    try compressCandidates(name, lin, hf, input: xin, rows: rows, source: sourceBytes[name]!, allowed: allowed)
+                    try compressCandidates(name, lin, hf, input: xin, source: sourceBytes[name]!, allowed: allowed)
                 }
             }
             xs = pass.y
@@ -377,13 +372,11 @@ public enum LLMBudget {
         sourceBytes[ModelTensor.output] = base.headBytesPerToken
         if !o.headCandidates.isEmpty, !o.keep.contains(where: { ModelTensor.output.contains($0) }) {
             let (hs, _) = DecoderBlockTuning.rmsNorm(xs, rows: rows, try LLMCompression.vector(f, ModelTensor.outputNorm, d), eps: c.rmsEpsilon)
-            var gram = [Double](repeating: 0, count: d * d)
-            try hs.withUnsafeBufferPointer { try Reconstruction.accumulateGram($0.baseAddress!, rows: rows, k: d, into: &gram) }
-            let hf = try Reconstruction.HessianFactor(gram: gram, k: d, damping: o.damping)
+            let hf = try Reconstruction.HessianFactor(inputs: hs, rows: rows, k: d, damping: o.damping)
             let nv = headSrc.dims[1]
             let w = try f.dequantized(headName)
             let lin = try BlockTuning.Linear(weight: w, bias: [Float](repeating: 0, count: nv), n: nv, k: d)
-            try compressCandidates(ModelTensor.output, lin, hf, input: hs, rows: rows, source: base.headBytesPerToken, allowed: o.headCandidates)
+            try compressCandidates(ModelTensor.output, lin, hf, input: hs, source: base.headBytesPerToken, allowed: o.headCandidates)
             log("head: candidates " + (candidates[ModelTensor.output].map { $0.keys.map(\.rawValue).sorted().joined(separator: "/") } ?? "-"))
         }
 
@@ -426,11 +419,14 @@ public enum LLMBudget {
         // prefixes, searched by halving (a perturbation of the source's kernels moves the KL by
         // ~10⁻³ per projection whatever its format, so KL sums overstate what many steps cost).
         var measured: [Int: (model: LanguageModel, nll: Double)] = [0: (base, src.nll)]
+        /// The source with the formats in `s`, and its mean NLL on the validation text.
+        func variant(_ s: [String: Candidate]) throws -> (model: LanguageModel, nll: Double) {
+            let m = try base.replacing(overlay(s), file: f, registry: registry)
+            return (m, try evaluate(m, validation, reference: &ref, topK: o.topK).nll)
+        }
         func prefix(_ k: Int) throws -> (model: LanguageModel, nll: Double) {
             if let m = measured[k] { return m }
-            let s = state(Array(incs.prefix(k)))
-            let m = try base.replacing(overlay(s), file: f, registry: registry)
-            let r = (m, try evaluate(m, validation, reference: &ref, topK: o.topK).nll)
+            let r = try variant(state(Array(incs.prefix(k))))
             measured[k] = r
             return r
         }
@@ -493,11 +489,8 @@ public enum LLMBudget {
 
         // Attribution: the head's change alone, the projections' alone.
         let headChoice = choice.filter { $0.key == ModelTensor.output }, projChoice = choice.filter { $0.key != ModelTensor.output }
-        func measure(_ s: [String: Candidate]) throws -> Double {
-            try evaluate(base.replacing(overlay(s), file: f, registry: registry), validation, reference: &ref, topK: o.topK).nll
-        }
-        let headOnly = headChoice.isEmpty ? src.nll : try measure(headChoice)
-        let projOnly = projChoice.isEmpty ? src.nll : try measure(projChoice)
+        let headOnly = headChoice.isEmpty ? src.nll : try variant(headChoice).nll
+        let projOnly = projChoice.isEmpty ? src.nll : try variant(projChoice).nll
 
         // The trade-off: models along the whole choice order (those the search measured, and
         // evenly spaced ones), each timed against the source.

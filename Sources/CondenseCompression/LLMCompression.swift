@@ -176,11 +176,7 @@ public enum LLMCompression {
         var reports: [ProjectionReport] = []
         var losses: [(Double, Double)] = []
         parts.append((ModelTensor.tokenEmbedding, .ggml(embd.type, rows: vocab, columns: d, embd.data)))
-        // The projections in the order of `paths`, by their role in the architecture's table.
-        let roles: [BlockTensor] = [.q, .k, .v, .output, .gate, .up, .down]
-        let paths: [WritableKeyPath<DecoderBlockTuning.Block, BlockTuning.Linear>] = [\.q, \.k, \.v, \.o, \.gate, \.up, \.down]
-        // Stages: the projections that read one input, and that input.
-        let stages: [([Int], (DecoderBlockTuning.Pass) -> [Float])] = [([0, 1, 2], { $0.h1 }), ([3], { $0.ctx }), ([4, 5], { $0.h2 }), ([6], { $0.act })]
+        let (roles, paths, stages) = (Self.roles, Self.paths, Self.stages)
 
         for l in 0..<c.layers {
             let dense = try Self.denseBlock(f, c, layer: l)
@@ -202,7 +198,7 @@ public enum LLMCompression {
                     let pa = try DecoderBlockTuning.forward(block, x: xs, sequenceLength: t)
                     let xin = input(pa)
                     let kk = block[keyPath: paths[members[0]]].k
-                    var gram = [Double](repeating: 0, count: kk * kk)
+                    var gram = [Double](repeating: 0, count: kk * kk)   // Wanda's column norms read it too
                     try xin.withUnsafeBufferPointer { try Reconstruction.accumulateGram($0.baseAddress!, rows: rows, k: kk, into: &gram) }
                     let hf = try Reconstruction.HessianFactor(gram: gram, k: kk, damping: o.damping)
                     for m in members {
@@ -294,9 +290,7 @@ public enum LLMCompression {
                 reports.append(ProjectionReport(name: ModelTensor.output, format: "ggml:\(src.type)", reason: "--head keep", relativeError: 0))
             } else {
                 let (hs, _) = DecoderBlockTuning.rmsNorm(xs, rows: rows, outNorm, eps: c.rmsEpsilon)
-                var gram = [Double](repeating: 0, count: d * d)
-                try hs.withUnsafeBufferPointer { try Reconstruction.accumulateGram($0.baseAddress!, rows: rows, k: d, into: &gram) }
-                let hf = try Reconstruction.HessianFactor(gram: gram, k: d, damping: o.damping)
+                let hf = try Reconstruction.HessianFactor(inputs: hs, rows: rows, k: d, damping: o.damping)
                 let w = try Matrix(rows: vocab, columns: d, elements: f.dequantized(headName))
                 let grid: WeightGrid = o.head == .int4 ? .q4_0 : .s24q4
                 guard d % grid.group == 0 else { throw CondenseError.invalidArgument("the head's K = \(d) is not a multiple of \(grid.group) for \(o.head.rawValue)") }
@@ -314,6 +308,15 @@ public enum LLMCompression {
         }
         return Result(parts: parts, projections: reports, blockLoss: losses,
                       seconds: Double((ContinuousClock.now - start).components.seconds))
+    }
+
+    /// A block's projections in the order it uses them: by their role in the architecture's
+    /// table, and by their place in ``DecoderBlockTuning/Block``.
+    static let roles: [BlockTensor] = [.q, .k, .v, .output, .gate, .up, .down]
+    static var paths: [WritableKeyPath<DecoderBlockTuning.Block, BlockTuning.Linear>] { [\.q, \.k, \.v, \.o, \.gate, \.up, \.down] }
+    /// The projections (indices into ``roles``) that read one input, and that input in a pass.
+    static var stages: [([Int], (DecoderBlockTuning.Pass) -> [Float])] {
+        [([0, 1, 2], { $0.h1 }), ([3], { $0.ctx }), ([4, 5], { $0.h2 }), ([6], { $0.act })]
     }
 
     /// The scaled token embeddings of `sequences`, one row of `hidden` per token.

@@ -92,7 +92,7 @@ public enum LLMDistillation {
         }
     }
 
-    static var paths: [WritableKeyPath<DecoderBlockTuning.Block, BlockTuning.Linear>] { [\.q, \.k, \.v, \.o, \.gate, \.up, \.down] }
+    static var paths: [WritableKeyPath<DecoderBlockTuning.Block, BlockTuning.Linear>] { LLMCompression.paths }
 
     /// A 4- or 8-bit grid with its scales fixed (read from the compressed part): training sees the
     /// weights rounded to it and moves the f32 weights behind them (straight-through), so
@@ -171,7 +171,7 @@ public enum LLMDistillation {
         }
     }
 
-    static let roles: [BlockTensor] = [.q, .k, .v, .output, .gate, .up, .down]
+    static var roles: [BlockTensor] { LLMCompression.roles }
 
     /// A projection's weights in f32 and, for 2:4 formats, its mask (exactly two of every four).
     static func floats(_ p: DecoderFolder.Part, _ name: String) throws -> (w: [Float], mask: [Bool]?) {
@@ -244,6 +244,12 @@ public enum LLMDistillation {
         b.linears.flatMap { [$0.weight, $0.bias] } + [b.attnNorm, b.ffnNorm]
     }
 
+    /// Whether optimizer slot `i` (``params(_:)`` order) of block `l` trains: a compressed
+    /// projection's weights, its bias where the block has Q/K/V biases, and the norms.
+    static func trainsSlot(_ s: Student, _ l: Int, _ i: Int) -> Bool {
+        i >= 14 || (s.trains[l][i / 2] && (i % 2 == 0 || (s.blocks[l].qkvBias && i / 2 < 3)))
+    }
+
     static func setParams(_ b: inout DecoderBlockTuning.Block, _ p: [[Float]]) throws {
         for (i, path) in paths.enumerated() {
             let l = b[keyPath: path]
@@ -255,7 +261,7 @@ public enum LLMDistillation {
     /// The student's logits for whole sequences of length `t` (rows × vocab), and what the
     /// backward pass needs.
     static func forward(_ s: Student, _ blocks: [DecoderBlockTuning.Block], _ f: GGUFFile, _ seqs: [[Int32]], keep: Bool)
-        throws -> (logits: [Float], inputs: [[Float]], passes: [DecoderBlockTuning.Pass], last: [Float], inv: [Float], normed: [Float]) {
+        throws -> (logits: [Float], inputs: [[Float]], passes: [DecoderBlockTuning.Pass], last: [Float], inv: [Float]) {
         let t = seqs[0].count
         var x = try LLMCompression.embed(f, s.config, seqs)
         var inputs: [[Float]] = [], passes: [DecoderBlockTuning.Pass] = []
@@ -266,7 +272,7 @@ public enum LLMDistillation {
         }
         let rows = seqs.count * t
         let (h, inv) = DecoderBlockTuning.rmsNorm(x, rows: rows, s.outputNorm, eps: s.config.rmsEpsilon)
-        return (try BlockTuning.linear(s.head, h, rows: rows), inputs, passes, x, inv, h)
+        return (try BlockTuning.linear(s.head, h, rows: rows), inputs, passes, x, inv)
     }
 
     /// Perplexity of the student (its weights rounded to their grids) on `seqs` (every next token).
@@ -302,8 +308,8 @@ public enum LLMDistillation {
         let start = ContinuousClock.now
         let vocab = s.head.n, T = o.temperature
         let opt = Optimizer.adam(learningRate: o.learningRate)
-        var states = s.blocks.enumerated().map { l, b in
-            OptimizerState(shapes: params(b).enumerated().map { i, p in i < 14 && !s.trains[l][i / 2] ? 0 : (i < 14 && i % 2 == 1 && !b.qkvBias ? 0 : p.count) })
+        var states = s.blocks.indices.map { l in
+            OptimizerState(shapes: params(s.blocks[l]).enumerated().map { i, p in trainsSlot(s, l, i) ? p.count : 0 })
         }
         var done = 0
         if o.resume, let path = o.checkpoint, FileManager.default.fileExists(atPath: path) {
@@ -362,20 +368,18 @@ public enum LLMDistillation {
             fw.logits = []
             let dh = try BlockTuning.inputGradient(dl, s.head, rows: rows)
             var dx = DecoderBlockTuning.rmsNormBackward(dh, x: fw.last, inv: fw.inv, s.outputNorm).dx
+            // Cosine decay to a tenth of the learning rate over the token budget.
+            let lrScale = Float(0.1 + 0.45 * (1 + cos(Double.pi * Double(min(done, o.tokens)) / Double(o.tokens))))
             for l in stride(from: s.blocks.count - 1, through: 0, by: -1) {
                 var g = try DecoderBlockTuning.backward(rounded[l], x: fw.inputs[l], sequenceLength: t, pass: fw.passes[l], dy: dx, input: l > 0)
                 fw.passes[l] = DecoderBlockTuning.Pass()
                 states[l].step += 1
-                var ps = params(s.blocks[l])
-                // Cosine decay to a tenth of the learning rate over the token budget.
-                let lrScale = Float(0.1 + 0.45 * (1 + cos(Double.pi * Double(min(done, o.tokens)) / Double(o.tokens))))
-                for i in 0..<7 where s.trains[l][i] {
-                    if let mask = s.blocks[l].linears[i].mask { for j in mask.indices where !mask[j] { g.weights[i][j] = 0 } }
-                    states[l].apply(opt, params: &ps[2 * i], grads: g.weights[i], slot: 2 * i, scale: lrScale)
-                    if s.blocks[l].qkvBias, i < 3 { states[l].apply(opt, params: &ps[2 * i + 1], grads: g.biases[i], slot: 2 * i + 1, scale: lrScale) }
+                for (i, lin) in s.blocks[l].linears.enumerated() {
+                    if let mask = lin.mask { for j in mask.indices where !mask[j] { g.weights[i][j] = 0 } }
                 }
-                states[l].apply(opt, params: &ps[14], grads: g.attnNorm, slot: 14, scale: lrScale)
-                states[l].apply(opt, params: &ps[15], grads: g.ffnNorm, slot: 15, scale: lrScale)
+                let grads = g.weights.indices.flatMap { [g.weights[$0], g.biases[$0]] } + [g.attnNorm, g.ffnNorm]
+                var ps = params(s.blocks[l])
+                for i in ps.indices where trainsSlot(s, l, i) { states[l].apply(opt, params: &ps[i], grads: grads[i], slot: i, scale: lrScale) }
                 try setParams(&s.blocks[l], ps)
                 if l > 0 { dx = g.input! }
             }

@@ -93,7 +93,8 @@ public final class LanguageModel: Sendable {
             throw CondenseError.invalidTensor(name: t, reason: "LongRoPE scaling (Phi-3 128k) is not supported")
         }
         var ls: [Layer] = []
-        for l in 0..<c.layers { ls.append(try Self.layer(l, c, has: Set(arch.block), source: &source)) }
+        let has = Set(arch.block)
+        for l in 0..<c.layers { ls.append(try Self.layer(l, c, has: has, source: &source)) }
         // A layer in the file beyond block_count would be a different model: refuse it.
         if let extra = source.tensorNames.first(where: { $0.hasPrefix("blk.\(c.layers).") }) {
             throw CondenseError.invalidModel("tensor '\(extra)' belongs to a layer beyond block_count \(c.layers)")

@@ -76,8 +76,9 @@ extension LanguageModel {
                                          parts: parts)
         var ls = layers
         var bytes = weightBytesPerToken
+        let has = Set(arch.block)
         for l in touched.sorted() {
-            ls[l] = try Self.layer(l, c, has: Set(arch.block), source: &source)
+            ls[l] = try Self.layer(l, c, has: has, source: &source)
             bytes += ls[l].bytesPerToken - layers[l].bytesPerToken
         }
         var h = head, hb = headBytesPerToken

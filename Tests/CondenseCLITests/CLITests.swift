@@ -369,6 +369,16 @@ struct CLIGenerateTests {
         let rep = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: dir + "/tiny-24r/config.json"))) as? [String: Any]
         let rec = rep?["recovery"] as? [String: Any]
         #expect(rec?["tokens"] as? Int == 128 && rec?["resumed_at"] as? Int == 64, "\(String(describing: rec))")
+        // A damaged checkpoint is an error naming it; calibration text that is not UTF-8 names its file.
+        try Data(repeating: 0xFF, count: 40).write(to: URL(fileURLWithPath: dir + "/tiny-24r/checkpoint.safetensors"))
+        let bad = try condense(["compress", "--llm", model, "--format", "2:4", "--calibration-sequences", "2", "--validation-sequences", "2",
+                                "--sequence-length", "16", "--recovery-tokens", "256", "--resume", "-o", dir + "/tiny-24r"])
+        #expect(bad.status != 0 && bad.stderr.contains("checkpoint.safetensors"), "\(bad.output)")
+        try FileManager.default.createDirectory(atPath: dir + "/latin1", withIntermediateDirectories: true)
+        try Data([0x63, 0x61, 0x66, 0xE9, 0x20, 0xFF, 0xFE]).write(to: URL(fileURLWithPath: dir + "/latin1/x.txt"))
+        let enc = try condense(["compress", "--llm", model, "--calibration", dir + "/latin1", "--calibration-sequences", "2", "--validation-sequences", "2",
+                                "--sequence-length", "16", "-o", dir + "/tiny-latin1"])
+        #expect(enc.status != 0 && enc.stderr.contains("x.txt"), "\(enc.output)")
         // A folder of text as calibration; the speed target.
         try FileManager.default.createDirectory(atPath: dir + "/corpus/sub", withIntermediateDirectories: true)
         try String(repeating: "the then ", count: 2).write(toFile: dir + "/corpus/a.txt", atomically: true, encoding: .utf8)

@@ -8,7 +8,7 @@ import Foundation
 struct Bench: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Benchmark the kernels (medians of several samples; peers measured in the same run).",
-        subcommands: [BenchGemm.self, BenchSparse.self, BenchQuant.self, BenchDispatch.self, BenchEmbed.self, BenchGenerate.self])
+        subcommands: [BenchGemm.self, BenchSparse.self, BenchQuant.self, BenchDispatch.self, BenchEmbed.self, BenchGenerate.self, BenchBlocks.self])
 }
 
 struct BenchGemm: ParsableCommand {

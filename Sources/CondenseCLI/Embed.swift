@@ -107,6 +107,10 @@ struct EncoderCompressionOptions: ParsableArguments {
     var recoveryLayerEpochs = 0
     @Option(help: "2:4-tuned: finally, passes training all layers jointly on the dense model's last hidden states.")
     var recoveryStackEpochs = 0
+    @Option(help: "2:4-tuned: finally, passes training all layers jointly on the sentence embedding (cosine to the dense model's).")
+    var recoveryEmbeddingEpochs = 0
+    @Option(help: "2:4-tuned: Adam's learning rate for the joint passes (default: a third of --recovery-learning-rate).")
+    var recoveryJointLearningRate: Float?
 
     /// The --calibration files, folders expanded (their regular files, recursively, in name
     /// order, hidden ones left out).
@@ -145,6 +149,12 @@ struct EncoderCompressionOptions: ParsableArguments {
                                     layerEpochs: recoveryLayerEpochs)
         guard recoveryStackEpochs >= 0 else { throw ValidationError("--recovery-stack-epochs must be >= 0, got \(recoveryStackEpochs)") }
         r.stackEpochs = recoveryStackEpochs
+        guard recoveryEmbeddingEpochs >= 0 else { throw ValidationError("--recovery-embedding-epochs must be >= 0, got \(recoveryEmbeddingEpochs)") }
+        r.embeddingEpochs = recoveryEmbeddingEpochs
+        if let lr = recoveryJointLearningRate {
+            guard lr.isFinite, lr > 0 else { throw ValidationError("--recovery-joint-learning-rate must be finite and > 0, got \(lr)") }
+            r.jointLearningRate = lr
+        }
         return r
     }
 

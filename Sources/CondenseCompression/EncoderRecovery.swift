@@ -45,6 +45,12 @@ public struct EncoderRecovery {
     /// Finally: passes of training every layer jointly on the dense model's last hidden states
     /// (end-to-end hidden-state distillation); 0 skips it.
     public var stackEpochs = 0
+    /// Finally: passes of training every layer jointly on the sentence embedding itself (the
+    /// cosine of the mean-pooled last hidden states to the dense model's), after `stackEpochs`;
+    /// 0 skips it.
+    public var embeddingEpochs = 0
+    /// Adam's learning rate for the joint passes (nil: a third of `learningRate`).
+    public var jointLearningRate: Float?
     public var seed: UInt64 = 7
     /// Called with a line per step (block errors before and after), e.g. to print progress.
     public var progress: ((String) -> Void)?
@@ -187,12 +193,15 @@ public struct EncoderRecovery {
                 try Self.write(whole, into: &current.layers[l])
             }
         }
-        if stackEpochs > 0 {
+        for (epochs, objective) in [(stackEpochs, BlockTuning.Objective.hiddenStates), (embeddingEpochs, .pooledEmbedding)] where epochs > 0 {
             var stack = try current.layers.map { try trainable($0, heads: teacher.config.numAttentionHeads, eps: eps) }
             // The embeddings are not pruned: the dense model's first-layer input is the pruned one's too.
             let fit = try BlockTuning.fit(&stack, input: targets["layer.0.qkv"]!, lengths: seqs.map(\.count), target: targets["final"]!,
-                                          epochs: stackEpochs, optimizer: .adam(learningRate: learningRate / 3), seed: seed &+ 1000)
-            progress?("all layers jointly: mse \(String(format: "%.5f", fit.before)) → \(String(format: "%.5f", fit.after))")
+                                          epochs: epochs, optimizer: .adam(learningRate: jointLearningRate ?? learningRate / 3),
+                                          objective: objective, seed: seed &+ 1000)
+            progress?(objective == .hiddenStates
+                      ? "all layers jointly: mse \(String(format: "%.5f", fit.before)) → \(String(format: "%.5f", fit.after))"
+                      : "all layers jointly on the sentence embedding: 1 − cosine \(String(format: "%.5f", fit.before)) → \(String(format: "%.5f", fit.after))")
             for (l, w) in stack.enumerated() { try Self.write(w, into: &current.layers[l]) }
         }
         return current

@@ -64,11 +64,51 @@ extension BlockTuning {
         return passes
     }
 
-    /// Gradients of the mean squared error at the last layer's output, for every layer.
-    static func stackGradients(_ stack: [EncoderLayer], x: [Float], lengths: [Int], target: [Float]) throws -> [LayerGradients] {
+    /// What a stack is fitted to.
+    public enum Objective: Sendable {
+        /// The mean squared error of every token's last hidden state (per element).
+        case hiddenStates
+        /// 1 − cosine between each sequence's mean-pooled last hidden states and the target's,
+        /// averaged over sequences: the sentence embedding a mean-pooling encoder returns (its
+        /// L2 normalisation does not change the cosine), so training minimises what users measure.
+        case pooledEmbedding
+    }
+
+    /// The objective's loss (summed over the batch, not yet averaged) and its gradient at `y`
+    /// (already divided by what averages the summed loss: elements, or sequences).
+    static func objective(_ o: Objective, y: [Float], target: [Float], lengths: [Int], h: Int) -> (loss: Double, dy: [Float]) {
+        switch o {
+        case .hiddenStates:
+            let s = 2 / Float(y.count)
+            var loss = 0.0
+            let dy = (0..<y.count).map { i -> Float in
+                let d = Double(y[i] - target[i])
+                loss += d * d
+                return s * Float(d)
+            }
+            return (loss, dy)
+        case .pooledEmbedding:
+            var dy = [Float](repeating: 0, count: y.count), loss = 0.0, o = 0
+            for n in lengths {
+                var p = [Double](repeating: 0, count: h), t = p
+                for r in o..<(o + n) { for c in 0..<h { p[c] += Double(y[r * h + c]); t[c] += Double(target[r * h + c]) } }
+                let pn = max(p.reduce(0) { $0 + $1 * $1 }.squareRoot(), 1e-12), tn = max(t.reduce(0) { $0 + $1 * $1 }.squareRoot(), 1e-12)
+                let cos = zip(p, t).reduce(0) { $0 + $1.0 * $1.1 } / (pn * tn)
+                loss += 1 - cos
+                // d(1 − cos)/dp = −(t̂ − cos·p̂)/|p|; p is a sum over n rows (the mean's 1/n cancels in the cosine).
+                let g = (0..<h).map { c in Float(-(t[c] / tn - cos * p[c] / pn) / pn / Double(lengths.count)) }
+                for r in o..<(o + n) { for c in 0..<h { dy[r * h + c] = g[c] } }
+                o += n
+            }
+            return (loss, dy)
+        }
+    }
+
+    /// Gradients of `objective` at the last layer's output, for every layer.
+    static func stackGradients(_ stack: [EncoderLayer], x: [Float], lengths: [Int], target: [Float],
+                               objective o: Objective = .hiddenStates) throws -> [LayerGradients] {
         let passes = try stackForward(stack, x: x, lengths: lengths)
-        let s = 2 / Float(target.count)
-        var dy = (0..<target.count).map { s * (passes.last!.y[$0] - target[$0]) }
+        var dy = objective(o, y: passes.last!.y, target: target, lengths: lengths, h: stack[0].hidden).dy
         var grads = [LayerGradients](repeating: LayerGradients(), count: stack.count)
         for li in stride(from: stack.count - 1, through: 0, by: -1) {
             let (g, dx) = try layerBackward(stack[li], x: li == 0 ? x : passes[li - 1].y, lengths: lengths, pass: passes[li],
@@ -223,12 +263,19 @@ extension BlockTuning {
     }
 
     /// Fits a stack of layers jointly (the output of each feeding the next) so that the last
-    /// one's output for `input` approaches `target`: end-to-end hidden-state distillation, where
-    /// the layer-by-layer fits see one layer at a time. Same conventions as the one-layer `fit`.
+    /// one's output for `input` approaches `target`: end-to-end distillation of the hidden states
+    /// or, with `objective: .pooledEmbedding`, of the pooled sentence embedding, where the
+    /// layer-by-layer fits see one layer at a time. Same conventions as the one-layer `fit`;
+    /// returns the objective's loss (per element, or per sequence) before and after.
+    ///
+    /// ```swift
+    /// let (before, after) = try BlockTuning.fit(&layers, input: x, lengths: tokensPerSentence, target: y,
+    ///                                           epochs: 2, objective: .pooledEmbedding)
+    /// ```
     /// - Throws: ``CondenseError/shapeMismatch(_:)`` as the one-layer `fit`, or for an empty stack.
     public static func fit(_ layers: inout [EncoderLayer], input: Matrix<Float>, lengths: [Int], target: Matrix<Float>,
                            epochs: Int, batchRows: Int = 256, optimizer: Optimizer = .adam(learningRate: 1e-4),
-                           seed: UInt64 = 1) throws -> (before: Double, after: Double) {
+                           objective: Objective = .hiddenStates, seed: UInt64 = 1) throws -> (before: Double, after: Double) {
         guard let first = layers.first else { throw CondenseError.shapeMismatch("an empty stack of layers") }
         let h = first.hidden
         guard layers.allSatisfy({ $0.hidden == h }), input.columns == h, target.columns == h, input.rows == target.rows,
@@ -249,12 +296,11 @@ extension BlockTuning {
         func lossAll(_ stack: [EncoderLayer]) throws -> Double {
             var total = 0.0
             for b in batches {
-                let r = rowsOf(b)
-                let y = try stackForward(stack, x: gather(input, r), lengths: b.map { lengths[$0] }).last!.y
-                let t = gather(target, r)
-                for i in y.indices { let d = Double(y[i] - t[i]); total += d * d }
+                let r = rowsOf(b), ls = b.map { lengths[$0] }
+                let y = try stackForward(stack, x: gather(input, r), lengths: ls).last!.y
+                total += Self.objective(objective, y: y, target: gather(target, r), lengths: ls, h: h).loss
             }
-            return total / Double(input.rows * h)
+            return total / Double(objective == .hiddenStates ? input.rows * h : lengths.count)
         }
         let before = try lossAll(layers)
         var state = OptimizerState(shapes: layers.flatMap { l in l.linears.flatMap { [$0.weight.count, $0.bias.count] } + [h, h, h, h] })
@@ -264,7 +310,8 @@ extension BlockTuning {
             for i in stride(from: order.count - 1, to: 0, by: -1) { order.swapAt(i, rng.below(i + 1)) }
             for bi in order {
                 let b = batches[bi], r = rowsOf(b)
-                let grads = try stackGradients(layers, x: gather(input, r), lengths: b.map { lengths[$0] }, target: gather(target, r))
+                let grads = try stackGradients(layers, x: gather(input, r), lengths: b.map { lengths[$0] }, target: gather(target, r),
+                                               objective: objective)
                 state.step += 1
                 for li in layers.indices {
                     var g = grads[li]

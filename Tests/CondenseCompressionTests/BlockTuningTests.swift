@@ -156,6 +156,55 @@ import Testing
         #expect(checked >= 3)
     }
 
+    /// The pooled-embedding objective: its gradient, through two layers, matches central
+    /// differences of a loss written out here (mean pooling, L2 normalisation, 1 − cosine), and
+    /// a fit on it raises the cosine of every sequence's pooled output to the target's.
+    @Test func pooledEmbeddingObjectiveMatchesFiniteDifferencesAndFits() throws {
+        let stack = [try Self.encoderLayer(seed: 50), try Self.encoderLayer(seed: 51)]
+        let lengths = [2, 4, 1]
+        let x = try Self.matrix(7, 8, seed: 52), t = try Self.matrix(7, 8, seed: 53)
+        let xs = x.withUnsafeBufferPointer(Array.init), ts = t.withUnsafeBufferPointer(Array.init)
+        func cosines(_ y: [Float]) -> [Double] {
+            var out: [Double] = [], o = 0
+            for n in lengths {
+                func pooled(_ v: [Float]) -> [Double] {
+                    let m = (0..<8).map { c in (o..<(o + n)).reduce(0.0) { $0 + Double(v[$1 * 8 + c]) } / Double(n) }
+                    let norm = m.reduce(0) { $0 + $1 * $1 }.squareRoot()
+                    return m.map { $0 / norm }
+                }
+                out.append(zip(pooled(y), pooled(ts)).reduce(0) { $0 + $1.0 * $1.1 })
+                o += n
+            }
+            return out
+        }
+        func loss(_ s: [BlockTuning.EncoderLayer]) -> Double {
+            let c = cosines(try! BlockTuning.stackForward(s, x: xs, lengths: lengths).last!.y)
+            return c.reduce(0) { $0 + 1 - $1 } / Double(c.count)
+        }
+        let g = try BlockTuning.stackGradients(stack, x: xs, lengths: lengths, target: ts, objective: .pooledEmbedding)
+        var checked = 0
+        func check(_ analytic: Float, _ name: String, _ bump: (inout [BlockTuning.EncoderLayer], Float) -> Void) {
+            if Self.expectGradient(stack, analytic, name, loss: loss, bump: bump) { checked += 1 }
+        }
+        for j in [0, 3, 8 * 8 + 1, 16 * 8 + 4, 20 * 8 + 7] where stack[0].qkv.mask![j] {
+            check(g[0].weights[0][j], "layer 0 qkv \(j)") { $0[0].qkv.weight[j] += $1 }
+        }
+        for j in [0, 5, 13] where stack[1].output.mask![j] {
+            check(g[1].weights[3][j], "layer 1 output \(j)") { $0[1].output.weight[j] += $1 }
+        }
+        check(g[1].norms[2][1], "layer 1 γ₂") { $0[1].gamma2[1] += $1 }
+        check(g[1].norms[3][6], "layer 1 β₂") { $0[1].beta2[6] += $1 }
+        #expect(checked >= 3)
+        var fitted = stack
+        let (before, after) = try BlockTuning.fit(&fitted, input: x, lengths: lengths, target: t, epochs: 60, batchRows: 4,
+                                                  optimizer: .adam(learningRate: 1e-2), objective: .pooledEmbedding)
+        #expect(abs(before - loss(stack)) < 1e-6, "\(before) vs \(loss(stack))")
+        #expect(abs(after - loss(fitted)) < 1e-6 && after < 0.5 * before, "\(before) → \(after)")
+        for (l, keep) in zip(fitted[0].linears, stack[0].linears) {
+            for (w, m) in zip(l.weight, keep.mask!) where !m { #expect(w == 0) }
+        }
+    }
+
     /// Expects `analytic` to match the central difference of `loss` when `bump` moves one
     /// parameter of `base` by ±0.01; returns whether that gradient is large enough to mean
     /// something (two zeros agreeing prove nothing).

@@ -155,3 +155,39 @@ import Testing
         #expect(BackendRegistry.sliceRows(n: 4096, k: 4096) == 256 && BackendRegistry.sliceRows(n: 768, k: 768) == 768)
     }
 }
+
+/// Two forms of one layer, each run at the row counts where it was measured faster.
+@Suite struct RowSplitTests {
+    /// A layer that writes `value` everywhere, taking `delay` per call.
+    struct Constant: PreparedLinear {
+        let value: Float, delay: UInt32
+        var backendName: String { "test" }
+        var kernelName: String { "constant \(value)" }
+        var inFeatures: Int { 8 }
+        var outFeatures: Int { 3 }
+        func apply(_ x: Matrix<Float>, into y: inout Matrix<Float>) throws {
+            if delay > 0 { usleep(delay) }
+            y.withUnsafeMutableBufferPointer { p in for i in p.indices { p[i] = value } }
+        }
+    }
+
+    @Test func eachFormRunsOnItsSideOfTheCrossover() throws {
+        let split = try RowSplitLinear(small: Constant(value: 1, delay: 0), large: Constant(value: 2, delay: 0), crossover: 16)
+        for (m, want) in [(1, Float(1)), (15, 1), (16, 2), (300, 2)] {
+            let y = try split.apply(Matrix(rows: m, columns: 8))
+            #expect(y.elements.allSatisfy { $0 == want }, "\(m) rows")
+            #expect(split.kernelName(forBatch: m) == "constant \(want)")
+        }
+        #expect(throws: CondenseError.self) { try RowSplitLinear(small: Constant(value: 1, delay: 0), large: Constant(value: 2, delay: 0), crossover: 1) }
+    }
+
+    /// The measurement picks the faster form: a large form that is always slower is never used;
+    /// one that is always faster runs from the smallest measured row count.
+    @Test func theCrossoverIsMeasured() throws {
+        let fast = Constant(value: 1, delay: 0), slow = Constant(value: 2, delay: 2000)
+        #expect(try RowSplitLinear.crossover(fast, slow, samples: 3) == nil)
+        #expect(try RowSplitLinear.crossover(slow, fast, samples: 3) == RowSplitLinear.measuredRows[0])
+        // Faster, but not by the margin the second form's memory must buy.
+        #expect(try RowSplitLinear.crossover(slow, Constant(value: 3, delay: 1900), samples: 3, margin: 1.5) == nil)
+    }
+}

@@ -12,6 +12,21 @@ import Testing
         return try Sparse24Int4Weights(quantizing: rng.matrix(n, k))
     }
 
+    /// The same weights as Q4_0 blocks: dequantized by ggml's rule they are the 2:4-int4 weights
+    /// exactly, and the dense Q4_0 kernel gives the 2:4 kernel's output (both quantize X per 32).
+    @Test func asQ4_0BlocksTheWeightsAreExactlyTheSame() throws {
+        let w = try Self.weights(19, 192, seed: 8)
+        let data = w.q4_0Blocks()
+        #expect(data.count == 19 * 192 / 32 * 18)
+        let back = try GGUFDequantize.floats(data, type: .q4_0, count: 19 * 192, name: "q4_0")
+        #expect(back == w.dequantized().elements)
+        var rng = TestRNG(9)
+        let x = rng.matrix(7, 192)
+        let t = GGUFFile.Tensor(name: "w", dims: [192, 19], type: .q4_0, data: data)
+        let a = try GGUFBlockLinear(w).apply(x), b = try GGUFBlockLinear(t).apply(x)
+        for (u, v) in zip(a.elements, b.elements) { #expect(abs(u - v) <= 1e-4 * max(1, abs(u)), "\(u) vs \(v)") }
+    }
+
     @Test func quantizingKeepsTwoOfFourOnAGridOf16() throws {
         var rng = TestRNG(3)
         let w = rng.matrix(5, 128)

@@ -247,6 +247,8 @@ struct ProjectionPlacer {
     let registry: BackendRegistry
     let isa: ISA
     let keepBlocks: Bool
+    /// Whether 2:4-int4 layers also get a dense Q4_0 form for the row counts where it is faster.
+    var splitRows = true
     private(set) var places: [(name: String, placement: String)] = []
     private(set) var perToken = 0
 
@@ -306,11 +308,24 @@ struct ProjectionPlacer {
         return p
     }
 
-    /// 2:4-int4 matrices of one input, their rows stacked: one kernel call.
+    /// 2:4-int4 matrices of one input, their rows stacked: one kernel call. The same weights
+    /// are also packed as dense Q4_0 (exactly equal) and run from the row count where that
+    /// measured faster on this machine (prompts, batched decoding); a decode step's single row
+    /// stays on the 2:4 kernel, which reads 26 bytes per 64 weights instead of 36.
     mutating func place(_ label: String, _ ws: [Sparse24Int4Weights], bias: [Float]?) throws -> any PreparedLinear {
         let b = try GGUFBlockLinear(stacking: ws, bias: bias, isa: isa)
-        places.append((label, "2:4-int4 blocks → native/\(b.kernelName)"))
         perToken += ws.reduce(0) { $0 + $1.blocks.count }
+        if splitRows {
+            let q = try GGUFBlockLinear(stacking: ws.map { w in
+                GGUFFile.Tensor(name: label + " as Q4_0", dims: [w.columns, w.rows], type: .q4_0, data: w.q4_0Blocks())
+            }, bias: bias, isa: isa)
+            let key = "2:4-int4|q4_0|\(b.outFeatures)x\(b.inFeatures)|\(isa)|\(CondenseRuntime.threads)"
+            if let at = try RowSplitLinear.crossover(b, q, key: key) {
+                places.append((label, "2:4-int4 blocks → native/\(b.kernelName) below \(at) rows, the same weights as Q4_0 → native/\(q.kernelName) from \(at)"))
+                return try RowSplitLinear(small: b, large: q, crossover: at)
+            }
+        }
+        places.append((label, "2:4-int4 blocks → native/\(b.kernelName)"))
         return b
     }
 

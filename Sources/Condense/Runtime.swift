@@ -1,4 +1,5 @@
 import CCondenseKernels
+import Foundation
 
 /// Instruction-set levels of the C kernels, lowest first.
 public enum ISA: Int, CaseIterable, Comparable, Sendable, CustomStringConvertible {
@@ -72,6 +73,31 @@ public enum CondenseRuntime {
             (Int(CONDENSE_CPU_ARM_BF16), "bf16"), (Int(CONDENSE_CPU_FP16), "fp16"),
         ]
         return names.filter { bits & UInt32($0.0) != 0 }.map(\.1)
+    }
+
+    /// Data and unified cache sizes in bytes per level (1 = L1d, 2, 3) of the CPU this process
+    /// starts on, as the OS reports them (Linux sysfs); empty where it reports none. Benchmark
+    /// records carry them, since the same ISA on another core (another L2 or L3) gives other
+    /// figures.
+    ///
+    /// ```swift
+    /// let l3 = CondenseRuntime.cacheSizes[3]   // e.g. 33554432
+    /// ```
+    public static var cacheSizes: [Int: Int] {
+        var out: [Int: Int] = [:]
+        let base = "/sys/devices/system/cpu/cpu0/cache"
+        guard let entries = try? FileManager.default.contentsOfDirectory(atPath: base) else { return out }
+        for e in entries where e.hasPrefix("index") {
+            func read(_ f: String) -> String? {
+                (try? String(contentsOfFile: "\(base)/\(e)/\(f)", encoding: .utf8))?.trimmingCharacters(in: .whitespacesAndNewlines)
+            }
+            guard let level = read("level").flatMap(Int.init), let type = read("type"), type != "Instruction",
+                  var size = read("size") else { continue }
+            var scale = 1
+            if size.hasSuffix("K") { scale = 1024; size.removeLast() } else if size.hasSuffix("M") { scale = 1 << 20; size.removeLast() }
+            if let v = Int(size), v > 0, v <= Int.max / scale { out[level] = v * scale }
+        }
+        return out
     }
 
     /// The highest ISA this CPU and OS support.

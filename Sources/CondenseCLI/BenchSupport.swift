@@ -1,4 +1,5 @@
 import ArgumentParser
+import CCondenseKernels
 import Condense
 import Dispatch
 import Foundation
@@ -101,8 +102,29 @@ func pad(_ s: String, _ width: Int, right: Bool = false) -> String {
 
 func fmt(_ v: Double, _ digits: Int = 1) -> String { String(format: "%.\(digits)f", v) }
 
-/// A JSON value for the benchmark records, written with sorted keys so diffs stay readable.
+/// The machine a figure came from, measured in this process: CPU model, the ISA level that ran,
+/// threads used of the processors present, cache sizes, and the read bandwidth of a buffer
+/// four times the L3 (at least 256 MiB) with those threads. Figures from two machines, or two
+/// runs on one shared host, compare only with this beside them.
+enum MachineRecord {
+    // Immutable once computed; [String: Any] is not Sendable only because of Any.
+    nonisolated(unsafe) static let value: [String: Any] = {
+        let caches = CondenseRuntime.cacheSizes
+        let probeBytes = max(256 << 20, 4 * (caches[3] ?? 0))
+        var r: [String: Any] = [
+            "cpu": CondenseRuntime.cpuBrand.isEmpty ? "unknown" : CondenseRuntime.cpuBrand,
+            "isa": "\(CondenseRuntime.activeISA)", "threads": CondenseRuntime.threads, "processors": CondenseRuntime.processorCount,
+            "read_probe_gbps": condense_probe_read_gbps(probeBytes, Int32(CondenseRuntime.threads), 3), "read_probe_bytes": probeBytes,
+        ]
+        for (level, bytes) in caches { r["l\(level)_bytes"] = bytes }
+        return r
+    }()
+}
+
+/// A JSON value for the benchmark records, written with sorted keys so diffs stay readable;
+/// every record gets the ``MachineRecord`` it was measured on under "machine".
 func jsonString(_ records: [[String: Any]]) throws -> String {
+    let records = records.map { r in r.merging(["machine": MachineRecord.value]) { old, _ in old } }
     let data = try JSONSerialization.data(withJSONObject: records, options: [.prettyPrinted, .sortedKeys])
     return String(decoding: data, as: UTF8.self)
 }

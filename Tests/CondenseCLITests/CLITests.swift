@@ -183,6 +183,30 @@ struct CLIInfoTests {
         #expect(r.stdout.contains("decoders:   llama, mistral, qwen2, qwen3, gemma2, gemma3, phi3"))
     }
 
+    /// `condense info --json` is one object a bug report can carry: the machine (CPU, ISA levels,
+    /// threads, caches, read probe) and every backend's kernels; a benchmark's `--json` records
+    /// carry the same machine block.
+    @Test func infoJSONAndBenchmarkRecordsNameTheMachine() throws {
+        let r = try condense(["info", "--json"], env: ["CONDENSE_NUM_THREADS": "1"])
+        let info = try #require(try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any], "\(r.output)")
+        let machine = try #require(info["machine"] as? [String: Any])
+        #expect(machine["threads"] as? Int == 1)
+        #expect((machine["cpu"] as? String)?.isEmpty == false)
+        #expect((machine["isa_levels"] as? [String])?.first == "scalar")
+        #expect((machine["read_probe_gbps"] as? Double ?? 0) > 0)
+        let kernels = (info["backends"] as? [[String: Any]] ?? []).flatMap { ($0["kernels"] as? [[String: Any]]) ?? [] }
+        #expect(kernels.contains { $0["name"] as? String == "f32_gemm_4x16__scalar" })
+        let b = try condense(["bench", "quant", "--m", "1", "--shapes", "16x64", "--reps", "1", "--min-sample", "0", "--json"],
+                             env: ["CONDENSE_NUM_THREADS": "1"])
+        let records = try #require(try JSONSerialization.jsonObject(with: Data(b.stdout.utf8)) as? [[String: Any]], "\(b.output)")
+        #expect(!records.isEmpty)
+        for rec in records {
+            let m = try #require(rec["machine"] as? [String: Any])
+            #expect(m["cpu"] as? String == machine["cpu"] as? String && m["isa"] as? String == machine["isa"] as? String)
+            #expect(m["threads"] as? Int == 1 && (m["read_probe_gbps"] as? Double ?? 0) > 0)
+        }
+    }
+
     /// `condense tokenize` prints a model's ids as JSON, special tokens parsed or not, and names
     /// a file it cannot read.
     @Test(.enabled(if: pythonHasGGUF, "python3 with the gguf package is missing (pip install gguf)"))

@@ -187,6 +187,94 @@ static void q6_k(const uint8_t *b, size_t blocks, float *y) {
     }
 }
 
+/* Q2_K: 16 bytes of 4-bit scale | 4-bit min per 16 values, 64 bytes of 2-bit codes, d, dmin. */
+static void q2_k(const uint8_t *b, size_t blocks, float *y) {
+    for (size_t i = 0; i < blocks; i++, b += 84) {
+        const float d = h2f(b + 80), min = h2f(b + 82);
+        const uint8_t *sc = b, *q = b + 16;
+        int is = 0;
+        for (int n = 0; n < 256; n += 128, q += 32)
+            for (int shift = 0; shift < 8; shift += 2)
+                for (int half = 0; half < 2; half++, is++) {
+                    const float dl = d * (float)(sc[is] & 0xF), ml = min * (float)(sc[is] >> 4);
+                    for (int l = 0; l < 16; l++) *y++ = dl * (float)((q[16 * half + l] >> shift) & 3) - ml;
+                }
+    }
+}
+
+/* Q3_K: 32 bytes of high bits, 64 of 2-bit codes, 12 of 6-bit scales (biased by 32) per 16
+ * values, d. A value is d·(s − 32)·(q − 4·(1 − h)). */
+static void q3_k(const uint8_t *b, size_t blocks, float *y) {
+    for (size_t i = 0; i < blocks; i++, b += 110) {
+        const float d = h2f(b + 108);
+        const uint8_t *hm = b, *q = b + 32, *sc = b + 96;
+        int is = 0, bit = 0;
+        for (int n = 0; n < 256; n += 128, q += 32)
+            for (int shift = 0; shift < 8; shift += 2, bit++)
+                for (int half = 0; half < 2; half++, is++) {
+                    const int s = ((sc[is % 8] >> (4 * (is / 8))) & 0xF) | (((sc[8 + is % 4] >> (2 * (is / 4))) & 3) << 4);
+                    const float dl = d * (float)(s - 32);
+                    for (int l = 0; l < 16; l++) {
+                        const int e = 16 * half + l;
+                        *y++ = dl * (float)((int)((q[e] >> shift) & 3) - ((hm[e] >> bit) & 1 ? 0 : 4));
+                    }
+                }
+    }
+}
+
+/* Q5_K: Q4_K's d, dmin and 6-bit scales and mins, 32 bytes of fifth bits (bit j: sub-block j),
+ * 128 bytes of nibbles. */
+static void q5_k(const uint8_t *b, size_t blocks, float *y) {
+    for (size_t i = 0; i < blocks; i++, b += 176) {
+        const float d = h2f(b), min = h2f(b + 2);
+        const uint8_t *scales = b + 4, *qh = b + 16, *q = b + 48;
+        for (int j = 0; j < 8; j++) {
+            uint8_t sc, m;
+            scale_min_k4(j, scales, &sc, &m);
+            const float dl = d * sc, ml = min * m;
+            for (int l = 0; l < 32; l++) {
+                const int v = (j % 2 ? q[32 * (j / 2) + l] >> 4 : q[32 * (j / 2) + l] & 0xF) | (((qh[l] >> j) & 1) << 4);
+                *y++ = dl * (float)v - ml;
+            }
+        }
+    }
+}
+
+/* IQ4_NL's 16 levels (int8), and MXFP4's (E2M1 values doubled; its scale is halved). */
+static const int8_t condense_iq4nl_values[16] = {-127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113};
+static const int8_t mxfp4_values[16] = {0, 1, 2, 3, 4, 6, 8, 12, 0, -1, -2, -3, -4, -6, -8, -12};
+
+/* 32 values from 16 bytes of 4-bit indices into `levels` (low nibbles first), times d. */
+static void lut32(const uint8_t *qs, const int8_t *levels, float d, float *y) {
+    for (int j = 0; j < 16; j++) {
+        y[j] = d * (float)levels[qs[j] & 0xF];
+        y[j + 16] = d * (float)levels[qs[j] >> 4];
+    }
+}
+
+/* IQ4_XS: d, 2 high bits and 4 low bits of a 6-bit scale (biased by 32) per 32 values, 128
+ * bytes of IQ4_NL indices. */
+static void iq4_xs(const uint8_t *b, size_t blocks, float *y) {
+    for (size_t i = 0; i < blocks; i++, b += 136, y += 256) {
+        const float d = h2f(b);
+        const unsigned sh = rd16(b + 2);
+        for (int ib = 0; ib < 8; ib++) {
+            const int ls = ((b[4 + ib / 2] >> (4 * (ib % 2))) & 0xF) | (((sh >> (2 * ib)) & 3) << 4);
+            lut32(b + 8 + 16 * ib, condense_iq4nl_values, d * (float)(ls - 32), y + 32 * ib);
+        }
+    }
+}
+
+/* MXFP4: an E8M0 exponent (2^(e−128), the halved scale), 16 bytes of E2M1 indices. */
+static void mxfp4(const uint8_t *b, size_t blocks, float *y) {
+    for (size_t i = 0; i < blocks; i++, b += 17, y += 32) {
+        const uint32_t bits = b[0] < 2 ? 0x00200000u << b[0] : (uint32_t)(b[0] - 1) << 23;
+        float d;
+        memcpy(&d, &bits, 4);
+        lut32(b + 1, mxfp4_values, d, y);
+    }
+}
+
 int condense_gguf_dequantize(uint32_t type, const void *src, size_t n, float *y) {
     const uint8_t *b = src;
     switch (type) {
@@ -209,6 +297,15 @@ int condense_gguf_dequantize(uint32_t type, const void *src, size_t n, float *y)
     case CONDENSE_GGUF_Q5_1: if (n % 32) return CONDENSE_ERR_INVALID; q5(b, n / 32, y, 1); return CONDENSE_OK;
     case CONDENSE_GGUF_Q4_K: if (n % 256) return CONDENSE_ERR_INVALID; q4_k(b, n / 256, y); return CONDENSE_OK;
     case CONDENSE_GGUF_Q6_K: if (n % 256) return CONDENSE_ERR_INVALID; q6_k(b, n / 256, y); return CONDENSE_OK;
+    case CONDENSE_GGUF_Q2_K: if (n % 256) return CONDENSE_ERR_INVALID; q2_k(b, n / 256, y); return CONDENSE_OK;
+    case CONDENSE_GGUF_Q3_K: if (n % 256) return CONDENSE_ERR_INVALID; q3_k(b, n / 256, y); return CONDENSE_OK;
+    case CONDENSE_GGUF_Q5_K: if (n % 256) return CONDENSE_ERR_INVALID; q5_k(b, n / 256, y); return CONDENSE_OK;
+    case CONDENSE_GGUF_IQ4_XS: if (n % 256) return CONDENSE_ERR_INVALID; iq4_xs(b, n / 256, y); return CONDENSE_OK;
+    case CONDENSE_GGUF_IQ4_NL:
+        if (n % 32) return CONDENSE_ERR_INVALID;
+        for (size_t i = 0; i < n / 32; i++) lut32(b + 18 * i + 2, condense_iq4nl_values, h2f(b + 18 * i), y + 32 * i);
+        return CONDENSE_OK;
+    case CONDENSE_GGUF_MXFP4: if (n % 32) return CONDENSE_ERR_INVALID; mxfp4(b, n / 32, y); return CONDENSE_OK;
     default: return CONDENSE_ERR_INVALID;
     }
 }

@@ -1,4 +1,4 @@
-/* Y[M,N] = X[M,K] · Wᵀ with W in ggml blocks (Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q4_K, Q6_K), computed the way ggml's CPU
+/* Y[M,N] = X[M,K] · Wᵀ with W in ggml blocks (Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q4_K, Q5_K, Q6_K, IQ4_NL), computed the way ggml's CPU
  * backend does: each row of X is quantized per block of 32 to int8 with an f16 scale (ggml's q8_0;
  * q8_1's d·Σq for Q4_1), and each block's dot is an exact integer dot scaled once:
  *     y += dw·dx·(Σ qw·qx − o·Σ qx)   (+ mw·sx for Q4_1, Q5_1),
@@ -19,8 +19,11 @@
  *     Q6_K: 4 low bits as Q4's nibbles, the 2 high bits in two more 64-byte vectors placed so one
  *           shift and mask puts them in bits 4–5; a signed scale per 16:
  *           y += D·sc_lo·dx·(Σ_lo q·qx − 32·Σ_lo qx) + D·sc_hi·dx·(Σ_hi …)
+ *     Q5_K: Q4_K with Q5_0's vector of fifth bits before the scales and mins.
  * so that every type runs at its stored size (Q4_K 4.625 bits per weight against 4.5 stored,
- * Q6_K exactly its 6.5625). Rows beyond N are zero (scale 0).
+ * Q6_K exactly its 6.5625). IQ4_NL is Q4_0's layout whose 4-bit codes index 16 int8 levels: a
+ * table lookup (vpshufb, TBL) turns the nibbles into level + 128, after which it runs as Q8_0's
+ * codes do (o = 128). Rows beyond N are zero (scale 0).
  * Scalar and AVX-512 VNNI kernels, bit-identical: integer sums are exact and the float steps
  * are the same fused multiply-adds in the same order. Threads over groups of rows. */
 #include "internal.h"
@@ -45,7 +48,12 @@ typedef struct layout {
     size_t hdr, kb;     /* K-quants: header bytes per group-super-block, bytes per group-block */
     int hbits;          /* Q5_0/Q5_1: a vector of fifth bits after the nibbles */
     size_t qh_off;      /* offset of the 32 fifth bits in a stored block */
+    int lut;            /* IQ4_NL: codes index iq4nl_levels (stored +128) */
+    size_t sc_off;      /* K-quants: offset of the per-block scales (then mins) in a group-block */
 } layout;
+
+/* IQ4_NL's 16 levels + 128 (unsigned, as vpdpbusd wants), for every lane of a table lookup. */
+static const uint8_t iq4nl_u8[16] = {1, 24, 45, 63, 79, 93, 106, 118, 129, 141, 153, 166, 181, 197, 217, 241};
 
 enum { FLAT = 0, KQ4 = 1, KQ6 = 2, S24 = 3 };
 
@@ -68,8 +76,10 @@ static int layout_of(uint32_t type, layout *L) {
     case CONDENSE_GGUF_Q4_1: *L = (layout){FLAT, 4, 1, 0, 20, 4, 0, 0, 0, 0, 0}; break;
     case CONDENSE_GGUF_Q5_0: *L = (layout){FLAT, 4, 0, 16, 22, 6, 0, 0, 0, 1, 2}; break;
     case CONDENSE_GGUF_Q5_1: *L = (layout){FLAT, 4, 1, 0, 24, 8, 0, 0, 0, 1, 4}; break;
-    case CONDENSE_GGUF_Q4_K: *L = (layout){KQ4, 4, 1, 0, 144, 0, 0, 64, 256 + 32, 0, 0}; break;
-    case CONDENSE_GGUF_Q6_K: *L = (layout){KQ6, 4, 0, 32, 210, 0, 0, 32, 256 + 128 + 32, 0, 0}; break;
+    case CONDENSE_GGUF_IQ4_NL: *L = (layout){FLAT, 4, 0, 128, 18, 2, 0, 0, 0, 0, 0, 1, 0}; break;
+    case CONDENSE_GGUF_Q4_K: *L = (layout){KQ4, 4, 1, 0, 144, 0, 0, 64, 256 + 32, 0, 0, 0, 256}; break;
+    case CONDENSE_GGUF_Q5_K: *L = (layout){KQ4, 4, 1, 0, 176, 0, 0, 64, 256 + 64 + 32, 1, 0, 0, 320}; break;
+    case CONDENSE_GGUF_Q6_K: *L = (layout){KQ6, 4, 0, 32, 210, 0, 0, 32, 256 + 128 + 32, 0, 0, 0, 384}; break;
     case CONDENSE_BLOCK_S24Q4: *L = (layout){S24, 4, 0, 8, 26, 10, 0, 0, 0, 0, 0}; L->gb = S24_GB; return 1;
     default: return 0;
     }
@@ -144,6 +154,27 @@ static void put_nibbles(uint8_t *o, int r, const uint8_t *code) {
         for (int t = 0; t < 4; t++) o[c * 64 + r * 4 + t] = (uint8_t)((code[4 * c + t] & 0xF) | (code[16 + 4 * c + t] & 0xF) << 4);
 }
 
+/* The fifth bits of 32 codes (0…31) into the vector after the chunks, as Q5_0's are packed: bit c
+ * of byte 4r+t is element 4c+t's (c < 4) or 16+4(c−4)+t's. */
+static void put_fifth_bits(uint8_t *h, int r, const uint8_t *code) {
+    for (int t = 0; t < 4; t++) {
+        uint8_t v = 0;
+        for (int c = 0; c < 8; c++) v |= (uint8_t)(((code[c < 4 ? 4 * c + t : 16 + 4 * (c - 4) + t] >> 4) & 1) << c);
+        h[r * 4 + t] = v;
+    }
+}
+
+/* The 256 codes of a Q5_K super-block (0…31) with its scales and mins: Q4_K's, plus the fifth
+ * bits (bit j of byte l: element l of sub-block j). */
+static void q5k_codes(const uint8_t *blk, uint8_t *code, uint8_t *sc, uint8_t *mn) {
+    uint8_t nib[144];
+    memcpy(nib, blk, 16);               /* d, dmin, scales: where Q4_K has them */
+    memcpy(nib + 16, blk + 48, 128);    /* the nibbles */
+    q4k_codes(nib, code, sc, mn);
+    for (int j = 0; j < 8; j++)
+        for (int l = 0; l < 32; l++) code[32 * j + l] |= (uint8_t)(((blk[16 + l] >> j) & 1) << 4);
+}
+
 int condense_gguf_pack(uint32_t type, const void *w, size_t n, size_t k, void *dst) {
     layout L;
     if (!layout_of(type, &L) || !condense_gguf_packed_size(type, n, k)) return CONDENSE_ERR_INVALID;
@@ -206,7 +237,8 @@ int condense_gguf_pack(uint32_t type, const void *w, size_t n, size_t k, void *d
                 uint8_t *h = go + sb * (L.hdr + 8 * L.kb);
                 uint8_t code[256], sc[8], mn[8];
                 if (L.kind == KQ4) {
-                    q4k_codes(blk, code, sc, mn);
+                    if (L.hbits) q5k_codes(blk, code, sc, mn);
+                    else q4k_codes(blk, code, sc, mn);
                     memcpy(h + 2 * r, blk, 2);           /* d */
                     memcpy(h + 32 + 2 * r, blk + 2, 2);  /* dmin */
                 } else {
@@ -217,9 +249,10 @@ int condense_gguf_pack(uint32_t type, const void *w, size_t n, size_t k, void *d
                     uint8_t *o = h + L.hdr + (size_t)j * L.kb;
                     const uint8_t *cj = code + 32 * j;
                     put_nibbles(o, (int)r, cj);
+                    if (L.hbits) put_fifth_bits(o + 256, (int)r, cj);
                     if (L.kind == KQ4) {
-                        o[256 + r] = sc[j];
-                        o[272 + r] = mn[j];
+                        o[L.sc_off + r] = sc[j];
+                        o[L.sc_off + 16 + r] = mn[j];
                     } else {
                         for (int e = 0; e < 32; e++) {
                             const int ch = e / 4, t = e % 4;
@@ -322,6 +355,7 @@ static void group_scalar(const layout *L, const uint8_t *gw, const qx_rows *x, s
                         const uint8_t v = blk[ch * 64 + r * 4 + t];
                         if (!q4) { half[ch / 4] += v * xq[4 * ch + t]; continue; }
                         int lo = v & 15, hi = v >> 4;
+                        if (L->lut) lo = iq4nl_u8[lo], hi = iq4nl_u8[hi];
                         if (L->kind == KQ6) {
                             lo |= (blk[256 + (ch / 2 % 2) * 64 + r * 4 + t] >> q6_hshift[ch] & 3) << 4;
                             hi |= (blk[256 + ((ch + 4) / 2 % 2) * 64 + r * 4 + t] >> q6_hshift[ch + 4] & 3) << 4;
@@ -336,8 +370,8 @@ static void group_scalar(const layout *L, const uint8_t *gw, const qx_rows *x, s
                     acc[r] = fmaf((float)(half[0] + half[1] - x->c[ib]), f16_at(sc + 2 * r) * dx, acc[r]);
                     if (L->has_min) acc[r] = fmaf(f16_at(sc + 32 + 2 * r), x->s[ib], acc[r]);
                 } else if (L->kind == KQ4) {
-                    acc[r] = fmaf((float)(half[0] + half[1]), f16_at(hdr + 2 * r) * (float)blk[256 + r] * dx, acc[r]);
-                    acc[r] = fmaf(-(f16_at(hdr + 32 + 2 * r) * (float)blk[272 + r]), x->s[ib], acc[r]);
+                    acc[r] = fmaf((float)(half[0] + half[1]), f16_at(hdr + 2 * r) * (float)blk[L->sc_off + r] * dx, acc[r]);
+                    acc[r] = fmaf(-(f16_at(hdr + 32 + 2 * r) * (float)blk[L->sc_off + 16 + r]), x->s[ib], acc[r]);
                 } else {
                     const float d = f16_at(hdr + 2 * r);
                     acc[r] = fmaf((float)(half[0] - x->c[ib]), d * (float)(int8_t)blk[384 + r] * dx, acc[r]);
@@ -425,6 +459,10 @@ CONDENSE_INLINE CONDENSE_TARGET_GGUF512 void group_rows_avx512(const int MR, con
                 w[6] = _mm512_or_si512(w[6], _mm512_and_si512(_mm512_srli_epi16(h, 2), b4));
                 w[7] = _mm512_or_si512(w[7], _mm512_and_si512(_mm512_srli_epi16(h, 3), b4));
             }
+            if (L->lut) {   /* IQ4_NL: levels + 128 */
+                const __m512i t = _mm512_broadcast_i32x4(_mm_loadu_si128((const __m128i *)iq4nl_u8));
+                for (int j = 0; j < 8; j++) w[j] = _mm512_shuffle_epi8(t, w[j]);
+            }
             if (kind == KQ6) {   /* high bits into bits 4–5 (see q6_hshift) */
                 const __m512i h0 = _mm512_loadu_si512(blk + 256), h1 = _mm512_loadu_si512(blk + 320);
                 w[0] = _mm512_or_si512(w[0], _mm512_and_si512(h0, top2));
@@ -452,8 +490,8 @@ CONDENSE_INLINE CONDENSE_TARGET_GGUF512 void group_rows_avx512(const int MR, con
                 if (kind == KQ4) msb = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(hdr + 32)));
             }
             if (kind == KQ4) {
-                sc0 = _mm512_mul_ps(dsb, _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(blk + 256)))));
-                mw = _mm512_mul_ps(msb, _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(blk + 272)))));
+                sc0 = _mm512_mul_ps(dsb, _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(blk + L->sc_off)))));
+                mw = _mm512_mul_ps(msb, _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(blk + L->sc_off + 16)))));
             } else {
                 sc0 = _mm512_mul_ps(dsb, _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)(blk + 384)))));
                 sc1 = _mm512_mul_ps(dsb, _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)(blk + 400)))));
@@ -515,9 +553,10 @@ CONDENSE_INLINE CONDENSE_TARGET_GGUF256 __m256i dot4_u8s8(__m256i w, __m256i x) 
 CONDENSE_INLINE CONDENSE_TARGET_GGUF256 void group_half_avx2(const int MR, const layout *L, const uint8_t *gw,
                                                             const qx_rows *x, size_t i0, int half, float *y,
                                                             size_t ldy, int valid) {
-    const int q4 = L->chunks == 4, kind = L->kind, q8 = !q4;
+    const int q4 = L->chunks == 4, kind = L->kind, q8 = !q4 || L->lut;   /* q8: signed codes, |q| × sign(x, q) */
     const __m256i lo4 = _mm256_set1_epi8(0x0F), top2 = _mm256_set1_epi8(0x30), b4 = _mm256_set1_epi8(0x10);
     const __m256i flip = _mm256_set1_epi8((char)0x80);
+    const __m256i lut = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)iq4nl_u8));
     __m256 acc[4];
     for (int ii = 0; ii < MR; ii++) acc[ii] = _mm256_setzero_ps();
     __m256 dsb = _mm256_setzero_ps(), msb = _mm256_setzero_ps();
@@ -534,6 +573,10 @@ CONDENSE_INLINE CONDENSE_TARGET_GGUF256 void group_half_avx2(const int MR, const
             if (q4) {
                 lo = _mm256_and_si256(v, lo4);
                 hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), lo4);
+                if (L->lut) {   /* IQ4_NL: the levels themselves (s8), as Q8_0's flipped codes */
+                    lo = _mm256_xor_si256(_mm256_shuffle_epi8(lut, lo), flip);
+                    hi = _mm256_xor_si256(_mm256_shuffle_epi8(lut, hi), flip);
+                }
                 if (L->hbits) {   /* fifth bits: bit ch of each byte for the low nibbles, ch + 4 for the high */
                     const __m128i sl = _mm_cvtsi32_si128(4 - ch), sr = _mm_cvtsi32_si128(ch);
                     lo = _mm256_or_si256(lo, _mm256_and_si256(_mm256_sll_epi16(h0, sl), b4));
@@ -577,8 +620,8 @@ CONDENSE_INLINE CONDENSE_TARGET_GGUF256 void group_half_avx2(const int MR, const
                 if (kind == KQ4) msb = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(hdr + 32 + 16 * half)));
             }
             if (kind == KQ4) {
-                sc0 = _mm256_mul_ps(dsb, _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(blk + 256 + 8 * half)))));
-                mw = _mm256_mul_ps(msb, _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(blk + 272 + 8 * half)))));
+                sc0 = _mm256_mul_ps(dsb, _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(blk + L->sc_off + 8 * half)))));
+                mw = _mm256_mul_ps(msb, _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(blk + L->sc_off + 16 + 8 * half)))));
             } else {
                 sc0 = _mm256_mul_ps(dsb, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)(blk + 384 + 8 * half)))));
                 sc1 = _mm256_mul_ps(dsb, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)(blk + 400 + 8 * half)))));
@@ -797,9 +840,9 @@ CONDENSE_INLINE int8x16_t xquad(const int8_t *xq, int quad) {
 #define GGUF_GROUP_NEON(NAME, ATTR, DOT)                                                                       \
     CONDENSE_INLINE ATTR void NAME##_rows(const int MR, const layout *L, const uint8_t *gw, const qx_rows *x,  \
                                           size_t i0, float *y, size_t ldy, int valid) {                        \
-        const int q4 = L->chunks == 4, kind = L->kind, q8 = !q4;                                               \
+        const int q4 = L->chunks == 4, kind = L->kind, q8 = !q4 || L->lut;                                     \
         const uint8x16_t lo4 = vdupq_n_u8(0x0F), top2 = vdupq_n_u8(0x30), b4 = vdupq_n_u8(0x10);               \
-        const uint8x16_t flip = vdupq_n_u8(0x80);                                                              \
+        const uint8x16_t flip = vdupq_n_u8(0x80), lut = vld1q_u8(iq4nl_u8);                                    \
         float32x4_t acc[2][4], dsb[4], msb[4];                                                                 \
         for (int ii = 0; ii < MR; ii++)                                                                        \
             for (int qq = 0; qq < 4; qq++) acc[ii][qq] = vdupq_n_f32(0.0f);                                    \
@@ -822,6 +865,10 @@ CONDENSE_INLINE int8x16_t xquad(const int8_t *xq, int quad) {
                     if (q4) {                                                                                  \
                         lo = vandq_u8(v, lo4);                                                                 \
                         hi = vshrq_n_u8(v, 4);                                                                 \
+                        if (L->lut) { /* IQ4_NL: the levels themselves (s8) */                                 \
+                            lo = veorq_u8(vqtbl1q_u8(lut, lo), flip);                                          \
+                            hi = veorq_u8(vqtbl1q_u8(lut, hi), flip);                                          \
+                        }                                                                                      \
                         if (L->hbits) {                                                                        \
                             const uint8x16_t h = vld1q_u8(blk + 256 + 16 * qq);                                \
                             lo = vorrq_u8(lo, vandq_u8(vshlq_u8(h, vdupq_n_s8((int8_t)(4 - ch))), b4));        \
@@ -861,8 +908,8 @@ CONDENSE_INLINE int8x16_t xquad(const int8_t *xq, int quad) {
                         if (kind == KQ4) msb[qq] = f16x4_f32(hdr + 32 + 8 * qq);                               \
                     }                                                                                          \
                     if (kind == KQ4) {                                                                         \
-                        sc0[qq] = vmulq_f32(dsb[qq], u8x4_f32(blk + 256 + 4 * qq));                            \
-                        mw[qq] = vmulq_f32(msb[qq], u8x4_f32(blk + 272 + 4 * qq));                             \
+                        sc0[qq] = vmulq_f32(dsb[qq], u8x4_f32(blk + L->sc_off + 4 * qq));                      \
+                        mw[qq] = vmulq_f32(msb[qq], u8x4_f32(blk + L->sc_off + 16 + 4 * qq));                  \
                     } else {                                                                                   \
                         sc0[qq] = vmulq_f32(dsb[qq], s8x4_f32(blk + 384 + 4 * qq));                            \
                         sc1[qq] = vmulq_f32(dsb[qq], s8x4_f32(blk + 400 + 4 * qq));                            \
@@ -1017,6 +1064,8 @@ static const gguf_kernel_impl kernels[] = {
     {{"gguf_q5_1_x16__scalar", CONDENSE_ISA_SCALAR, 0, CONDENSE_GGUF_Q5_1}, group_scalar, quantize_block_scalar},
     {{"gguf_q4_k_x16__scalar", CONDENSE_ISA_SCALAR, 0, CONDENSE_GGUF_Q4_K}, group_scalar, quantize_block_scalar},
     {{"gguf_q6_k_x16__scalar", CONDENSE_ISA_SCALAR, 0, CONDENSE_GGUF_Q6_K}, group_scalar, quantize_block_scalar},
+    {{"gguf_q5_k_x16__scalar", CONDENSE_ISA_SCALAR, 0, CONDENSE_GGUF_Q5_K}, group_scalar, quantize_block_scalar},
+    {{"gguf_iq4_nl_x16__scalar", CONDENSE_ISA_SCALAR, 0, CONDENSE_GGUF_IQ4_NL}, group_scalar, quantize_block_scalar},
     {{"s24q4_x16__scalar", CONDENSE_ISA_SCALAR, 0, CONDENSE_BLOCK_S24Q4}, group_s24_scalar, quantize_block_scalar},
 #if CONDENSE_X86
     {{"gguf_q8_0_x16__avx2", CONDENSE_ISA_AVX2, CONDENSE_CPU_F16C, CONDENSE_GGUF_Q8_0}, group_avx2, quantize_block_scalar},
@@ -1026,6 +1075,8 @@ static const gguf_kernel_impl kernels[] = {
     {{"gguf_q5_1_x16__avx2", CONDENSE_ISA_AVX2, CONDENSE_CPU_F16C, CONDENSE_GGUF_Q5_1}, group_avx2, quantize_block_scalar},
     {{"gguf_q4_k_x16__avx2", CONDENSE_ISA_AVX2, CONDENSE_CPU_F16C, CONDENSE_GGUF_Q4_K}, group_avx2, quantize_block_scalar},
     {{"gguf_q6_k_x16__avx2", CONDENSE_ISA_AVX2, CONDENSE_CPU_F16C, CONDENSE_GGUF_Q6_K}, group_avx2, quantize_block_scalar},
+    {{"gguf_q5_k_x16__avx2", CONDENSE_ISA_AVX2, CONDENSE_CPU_F16C, CONDENSE_GGUF_Q5_K}, group_avx2, quantize_block_scalar},
+    {{"gguf_iq4_nl_x16__avx2", CONDENSE_ISA_AVX2, CONDENSE_CPU_F16C, CONDENSE_GGUF_IQ4_NL}, group_avx2, quantize_block_scalar},
     {{"s24q4_x16__avx2", CONDENSE_ISA_AVX2, CONDENSE_CPU_F16C, CONDENSE_BLOCK_S24Q4}, group_s24_avx2, quantize_block_scalar},
     {{"gguf_q8_0_x16__avx512vnni", CONDENSE_ISA_AVX512, CONDENSE_CPU_AVX512VNNI | CONDENSE_CPU_F16C, CONDENSE_GGUF_Q8_0},
      group_avx512, quantize_block_avx512},
@@ -1041,6 +1092,10 @@ static const gguf_kernel_impl kernels[] = {
      group_avx512, quantize_block_avx512},
     {{"gguf_q6_k_x16__avx512vnni", CONDENSE_ISA_AVX512, CONDENSE_CPU_AVX512VNNI | CONDENSE_CPU_F16C, CONDENSE_GGUF_Q6_K},
      group_avx512, quantize_block_avx512},
+    {{"gguf_q5_k_x16__avx512vnni", CONDENSE_ISA_AVX512, CONDENSE_CPU_AVX512VNNI | CONDENSE_CPU_F16C, CONDENSE_GGUF_Q5_K},
+     group_avx512, quantize_block_avx512},
+    {{"gguf_iq4_nl_x16__avx512vnni", CONDENSE_ISA_AVX512, CONDENSE_CPU_AVX512VNNI | CONDENSE_CPU_F16C, CONDENSE_GGUF_IQ4_NL},
+     group_avx512, quantize_block_avx512},
     {{"s24q4_x16__avx512vbmi2", CONDENSE_ISA_AVX512, CONDENSE_CPU_AVX512VNNI | CONDENSE_CPU_AVX512VBMI2 | CONDENSE_CPU_F16C,
       CONDENSE_BLOCK_S24Q4},
      group_s24_avx512, quantize_block_avx512},
@@ -1053,6 +1108,8 @@ static const gguf_kernel_impl kernels[] = {
     {{"gguf_q5_1_x16__neon", CONDENSE_ISA_NEON, 0, CONDENSE_GGUF_Q5_1}, group_neon, quantize_block_neon},
     {{"gguf_q4_k_x16__neon", CONDENSE_ISA_NEON, 0, CONDENSE_GGUF_Q4_K}, group_neon, quantize_block_neon},
     {{"gguf_q6_k_x16__neon", CONDENSE_ISA_NEON, 0, CONDENSE_GGUF_Q6_K}, group_neon, quantize_block_neon},
+    {{"gguf_q5_k_x16__neon", CONDENSE_ISA_NEON, 0, CONDENSE_GGUF_Q5_K}, group_neon, quantize_block_neon},
+    {{"gguf_iq4_nl_x16__neon", CONDENSE_ISA_NEON, 0, CONDENSE_GGUF_IQ4_NL}, group_neon, quantize_block_neon},
     {{"s24q4_x16__neon", CONDENSE_ISA_NEON, 0, CONDENSE_BLOCK_S24Q4}, group_s24_neon, quantize_block_neon},
     {{"gguf_q8_0_x16__dotprod", CONDENSE_ISA_DOTPROD, CONDENSE_CPU_DOTPROD, CONDENSE_GGUF_Q8_0}, group_dotprod, quantize_block_neon},
     {{"gguf_q4_0_x16__dotprod", CONDENSE_ISA_DOTPROD, CONDENSE_CPU_DOTPROD, CONDENSE_GGUF_Q4_0}, group_dotprod, quantize_block_neon},
@@ -1061,6 +1118,8 @@ static const gguf_kernel_impl kernels[] = {
     {{"gguf_q5_1_x16__dotprod", CONDENSE_ISA_DOTPROD, CONDENSE_CPU_DOTPROD, CONDENSE_GGUF_Q5_1}, group_dotprod, quantize_block_neon},
     {{"gguf_q4_k_x16__dotprod", CONDENSE_ISA_DOTPROD, CONDENSE_CPU_DOTPROD, CONDENSE_GGUF_Q4_K}, group_dotprod, quantize_block_neon},
     {{"gguf_q6_k_x16__dotprod", CONDENSE_ISA_DOTPROD, CONDENSE_CPU_DOTPROD, CONDENSE_GGUF_Q6_K}, group_dotprod, quantize_block_neon},
+    {{"gguf_q5_k_x16__dotprod", CONDENSE_ISA_DOTPROD, CONDENSE_CPU_DOTPROD, CONDENSE_GGUF_Q5_K}, group_dotprod, quantize_block_neon},
+    {{"gguf_iq4_nl_x16__dotprod", CONDENSE_ISA_DOTPROD, CONDENSE_CPU_DOTPROD, CONDENSE_GGUF_IQ4_NL}, group_dotprod, quantize_block_neon},
     {{"s24q4_x16__dotprod", CONDENSE_ISA_DOTPROD, CONDENSE_CPU_DOTPROD, CONDENSE_BLOCK_S24Q4}, group_s24_dotprod, quantize_block_neon},
 #endif
 };

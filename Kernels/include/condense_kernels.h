@@ -525,7 +525,9 @@ const char *condense_s24q8_kernel_name(const condense_s24q8_packed *w);
 enum {
     CONDENSE_GGUF_F32 = 0, CONDENSE_GGUF_F16 = 1, CONDENSE_GGUF_Q4_0 = 2, CONDENSE_GGUF_Q4_1 = 3,
     CONDENSE_GGUF_Q5_0 = 6, CONDENSE_GGUF_Q5_1 = 7,
-    CONDENSE_GGUF_Q8_0 = 8, CONDENSE_GGUF_Q4_K = 12, CONDENSE_GGUF_Q6_K = 14, CONDENSE_GGUF_BF16 = 30,
+    CONDENSE_GGUF_Q8_0 = 8, CONDENSE_GGUF_Q2_K = 10, CONDENSE_GGUF_Q3_K = 11, CONDENSE_GGUF_Q4_K = 12,
+    CONDENSE_GGUF_Q5_K = 13, CONDENSE_GGUF_Q6_K = 14, CONDENSE_GGUF_IQ4_NL = 20, CONDENSE_GGUF_IQ4_XS = 23,
+    CONDENSE_GGUF_BF16 = 30, CONDENSE_GGUF_MXFP4 = 39,
     /* Condense's own block, outside ggml's numbering: 2:4 with signed 4-bit values and one f16
      * scale per 64 columns (3.25 bits per weight). A row is K/64 blocks of 26 bytes:
      * f16 d · u64 keep-mask (bit c: column c kept, exactly 2 of every 4) · 16 bytes holding kept

@@ -46,7 +46,8 @@ private func sampleWriter() throws -> GGUFWriter {
         struct Case: Decodable { let type: String; let ggml_type: UInt32; let count: Int; let bytes: String; let f32_bits: [UInt32] }
         struct File: Decodable { let cases: [Case] }
         let file = try JSONDecoder().decode(File.self, from: Data(contentsOf: ggufFixtures.appendingPathComponent("dequant-reference.json")))
-        #expect(Set(file.cases.map(\.type)) == ["Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q8_0", "Q4_K", "Q6_K", "F16", "BF16"])
+        #expect(Set(file.cases.map(\.type)) == ["Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q8_0", "Q2_K", "Q3_K", "Q4_K", "Q5_K", "Q6_K", "IQ4_NL", "IQ4_XS", "MXFP4",
+                                                 "F16", "BF16"])
         for c in file.cases {
             let type = try #require(GGUFFile.TensorType(rawValue: c.ggml_type))
             let y = try GGUFDequantize.floats(Data(base64Encoded: c.bytes)!, type: type, count: c.count, name: c.type)
@@ -201,6 +202,7 @@ private func sampleWriter() throws -> GGUFWriter {
         for _ in 0..<(rows * k / type.blockSize) {
             switch type {
             case .q4_K: half(); half(); bytes(12 + 128)            // d, dmin, 6-bit scales and mins, nibbles
+            case .q5_K: half(); half(); bytes(12 + 32 + 128)       // Q4_K's, with 32 bytes of fifth bits
             case .q6_K: bytes(128 + 64 + 16); half()               // low nibbles, high pairs, int8 scales, d
             default:
                 half()
@@ -224,8 +226,8 @@ private func sampleWriter() throws -> GGUFWriter {
             switch type {
             case .q4_1: return f16((r * nb + b) * 20 + 2)
             case .q5_1: return f16((r * nb + b) * 24 + 2)
-            case .q4_K:
-                let o = (r * nb + b) / 8 * 144, j = b % 8, q = Array(raw[(o + 4)..<(o + 16)])
+            case .q4_K, .q5_K:
+                let o = (r * nb + b) / 8 * type.blockBytes, j = b % 8, q = Array(raw[(o + 4)..<(o + 16)])
                 let m = j < 4 ? q[j + 4] & 63 : (q[j + 4] >> 4) | ((q[j] >> 6) << 4)
                 return -Double(Float(f16(o + 2)) * Float(m))
             default: return 0
@@ -261,7 +263,7 @@ private func sampleWriter() throws -> GGUFWriter {
     /// The block kernels against ``reference``, on every ISA path, 1 and 2 threads, odd N
     /// (partial groups of 16) and M (every tail of the 4-row tile), K from one block to many; and
     /// every path gives the same bits (integer dots are exact, the float steps are the same).
-    @Test(arguments: [GGUFFile.TensorType.q8_0, .q4_0, .q4_1, .q5_0, .q5_1, .q4_K, .q6_K])
+    @Test(arguments: [GGUFFile.TensorType.q8_0, .q4_0, .q4_1, .q5_0, .q5_1, .q4_K, .q5_K, .q6_K, .iq4_nl])
     func blockDotsMatchTheQuantizedReference(_ type: GGUFFile.TensorType) throws {
         let shapes = type.blockSize == 256 ? [(1, 256), (7, 512), (33, 768), (5, 1536), (48, 256)]
                                            : [(1, 32), (7, 96), (33, 576), (5, 1536), (48, 64)]

@@ -73,14 +73,15 @@ public struct GGUFFile: Sendable {
     public enum TensorType: UInt32, Sendable, CaseIterable, CustomStringConvertible {
         case f32 = 0, f16 = 1, q4_0 = 2, q4_1 = 3, q5_0 = 6, q5_1 = 7, q8_0 = 8, q8_1 = 9
         case q2_K = 10, q3_K = 11, q4_K = 12, q5_K = 13, q6_K = 14, q8_K = 15
-        case i8 = 24, i16 = 25, i32 = 26, i64 = 27, f64 = 28, bf16 = 30
+        case iq4_nl = 20, iq4_xs = 23
+        case i8 = 24, i16 = 25, i32 = 26, i64 = 27, f64 = 28, bf16 = 30, mxfp4 = 39
 
         /// Elements per block.
         public var blockSize: Int {
             switch self {
             case .f32, .f16, .bf16, .i8, .i16, .i32, .i64, .f64: return 1
-            case .q4_0, .q4_1, .q5_0, .q5_1, .q8_0, .q8_1: return 32
-            case .q2_K, .q3_K, .q4_K, .q5_K, .q6_K, .q8_K: return 256
+            case .q4_0, .q4_1, .q5_0, .q5_1, .q8_0, .q8_1, .iq4_nl, .mxfp4: return 32
+            case .q2_K, .q3_K, .q4_K, .q5_K, .q6_K, .q8_K, .iq4_xs: return 256
             }
         }
 
@@ -103,6 +104,9 @@ public struct GGUFFile: Sendable {
             case .q5_K: return 176
             case .q6_K: return 210
             case .q8_K: return 292
+            case .iq4_nl: return 18
+            case .iq4_xs: return 136
+            case .mxfp4: return 17
             }
         }
 
@@ -123,6 +127,9 @@ public struct GGUFFile: Sendable {
             case .q5_K: return "Q5_K"
             case .q6_K: return "Q6_K"
             case .q8_K: return "Q8_K"
+            case .iq4_nl: return "IQ4_NL"
+            case .iq4_xs: return "IQ4_XS"
+            case .mxfp4: return "MXFP4"
             case .i8: return "I8"
             case .i16: return "I16"
             case .i32: return "I32"

@@ -4,14 +4,15 @@ import Foundation
 /// ggml's block types to f32 through the C dequantizers (bit-exact to ggml's definitions).
 public enum GGUFDequantize {
     /// Types with a dequantizer.
-    public static let supported: Set<GGUFFile.TensorType> = [.f32, .f16, .bf16, .q4_0, .q4_1, .q5_0, .q5_1, .q8_0, .q4_K, .q6_K]
+    public static let supported: Set<GGUFFile.TensorType> = [.f32, .f16, .bf16, .q4_0, .q4_1, .q5_0, .q5_1, .q8_0, .q2_K, .q3_K, .q4_K, .q5_K,
+                                                             .q6_K, .iq4_nl, .iq4_xs, .mxfp4]
 
     /// `count` elements of `type` stored in `data` as f32.
     /// - Throws: ``CondenseError/invalidTensor(name:reason:)`` for an unsupported type, a count that
     ///   is not whole blocks, or too few bytes.
     public static func floats(_ data: Data, type: GGUFFile.TensorType, count: Int, name: String) throws -> [Float] {
         guard supported.contains(type) else {
-            throw CondenseError.invalidTensor(name: name, reason: "\(type) tensors are not supported (F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q4_K, Q6_K are)")
+            throw CondenseError.invalidTensor(name: name, reason: "\(type) tensors are not supported (\(supported.map(\.description).sorted().joined(separator: ", ")) are)")
         }
         guard count >= 0, count % type.blockSize == 0 else {
             throw CondenseError.invalidTensor(name: name, reason: "\(count) elements are not whole \(type) blocks")

@@ -43,6 +43,25 @@ def blocks(qtype, count):
     elif qtype == T.Q6_K:
         b = rng.integers(0, 256, (count, 210), dtype=np.uint8)
         b[:, 208:210] = halves(count, -0.1, 0.1).view(np.uint8).reshape(count, 2)
+    elif qtype == T.Q2_K:
+        b = rng.integers(0, 256, (count, 84), dtype=np.uint8)
+        b[:, 80:84] = halves(2 * count, 0, 0.1).view(np.uint8).reshape(count, 4)
+    elif qtype == T.Q3_K:
+        b = rng.integers(0, 256, (count, 110), dtype=np.uint8)
+        b[:, 108:110] = halves(count, -0.1, 0.1).view(np.uint8).reshape(count, 2)
+    elif qtype == T.Q5_K:
+        b = rng.integers(0, 256, (count, 176), dtype=np.uint8)
+        b[:, 0:4] = halves(2 * count, 0, 0.1).view(np.uint8).reshape(count, 4)
+    elif qtype == T.IQ4_NL:
+        b = rng.integers(0, 256, (count, 18), dtype=np.uint8)
+        b[:, 0:2] = halves(count, -0.05, 0.05).view(np.uint8).reshape(count, 2)
+    elif qtype == T.IQ4_XS:
+        b = rng.integers(0, 256, (count, 136), dtype=np.uint8)
+        b[:, 0:2] = halves(count, -0.01, 0.01).view(np.uint8).reshape(count, 2)
+    elif qtype == T.MXFP4:
+        b = rng.integers(0, 256, (count, 17), dtype=np.uint8)
+        b[:, 0] = rng.integers(0, 255, count, dtype=np.uint8)  # every exponent but 255 (NaN)
+        b[0, 0], b[1, 0] = 0, 1  # the two subnormal scales
     elif qtype == T.F16:
         # Normals, subnormals, zeros, infinities: every class.
         v = np.concatenate([halves(count * 8), np.array([0, -0.0, 6e-8, -6e-8, 1e-5, np.inf, -np.inf, 65504], np.float16)])
@@ -51,13 +70,14 @@ def blocks(qtype, count):
         v = rng.integers(0, 1 << 16, count * 8, dtype=np.uint16)
         v = v[(v & 0x7F80) != 0x7F80]  # no NaN (compared as bits) or Inf
         return v.view(np.uint8), len(v)
-    return b.reshape(-1), count * (32 if qtype in (T.Q4_0, T.Q4_1, T.Q5_0, T.Q5_1, T.Q8_0) else 256)
+    return b.reshape(-1), count * (32 if qtype in (T.Q4_0, T.Q4_1, T.Q5_0, T.Q5_1, T.Q8_0, T.IQ4_NL, T.MXFP4) else 256)
 
 
 cases = []
 for name, qtype in [("Q4_0", T.Q4_0), ("Q4_1", T.Q4_1), ("Q5_0", T.Q5_0), ("Q5_1", T.Q5_1), ("Q8_0", T.Q8_0), ("Q4_K", T.Q4_K), ("Q6_K", T.Q6_K),
-                    ("F16", T.F16), ("BF16", T.BF16)]:
-    raw, n = blocks(qtype, 3)
+                    ("Q2_K", T.Q2_K), ("Q3_K", T.Q3_K), ("Q5_K", T.Q5_K), ("IQ4_NL", T.IQ4_NL), ("IQ4_XS", T.IQ4_XS),
+                    ("MXFP4", T.MXFP4), ("F16", T.F16), ("BF16", T.BF16)]:
+    raw, n = blocks(qtype, 3 if qtype != T.MXFP4 else 8)
     ref = dequantize(raw, qtype).astype(np.float32).reshape(-1)
     assert ref.size == n, (name, ref.size, n)
     cases.append({"type": name, "ggml_type": int(qtype), "count": n,

@@ -1,4 +1,4 @@
-/* Y[M,N] = X[M,K] · Wᵀ with W in ggml blocks (Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q4_K, Q5_K, Q6_K, IQ4_NL), computed the way ggml's CPU
+/* Y[M,N] = X[M,K] · Wᵀ with W in ggml blocks (Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q3_K, Q4_K, Q5_K, Q6_K, IQ4_NL, IQ4_XS), computed the way ggml's CPU
  * backend does: each row of X is quantized per block of 32 to int8 with an f16 scale (ggml's q8_0;
  * q8_1's d·Σq for Q4_1), and each block's dot is an exact integer dot scaled once:
  *     y += dw·dx·(Σ qw·qx − o·Σ qx)   (+ mw·sx for Q4_1, Q5_1),
@@ -20,6 +20,11 @@
  *           shift and mask puts them in bits 4–5; a signed scale per 16:
  *           y += D·sc_lo·dx·(Σ_lo q·qx − 32·Σ_lo qx) + D·sc_hi·dx·(Σ_hi …)
  *     Q5_K: Q4_K with Q5_0's vector of fifth bits before the scales and mins.
+ *     Q3_K: Q6_K's layout exactly, code = q − 4 + 32 (28…35) and its 6-bit scale − 32 as the
+ *           signed scale per 16: no kernel of its own, at Q6_K's bytes (6.56 bits per weight
+ *           read against 3.44 stored).
+ *     IQ4_XS (KIQ): a super-block's d, per block of 32 the IQ4_NL nibbles and a signed scale
+ *           (6-bit − 32): y += D·sc·dx·(Σ (level+128)·qx − 128·Σ qx).
  * so that every type runs at its stored size (Q4_K 4.625 bits per weight against 4.5 stored,
  * Q6_K exactly its 6.5625). IQ4_NL is Q4_0's layout whose 4-bit codes index 16 int8 levels: a
  * table lookup (vpshufb, TBL) turns the nibbles into level + 128, after which it runs as Q8_0's
@@ -38,7 +43,7 @@
 #define GROUP 16
 
 typedef struct layout {
-    int kind;           /* FLAT (blocks of 32), KQ4 (Q4_K) or KQ6 (Q6_K) */
+    int kind;           /* FLAT (blocks of 32), KQ4 (Q4_K, Q5_K), KQ6 (Q6_K, Q3_K) or KIQ (IQ4_XS) */
     int chunks;         /* 64-byte chunks of quants per group-block */
     int has_min;        /* Q4_1 */
     int offset;         /* o: the unsigned code of a zero weight */
@@ -55,7 +60,7 @@ typedef struct layout {
 /* IQ4_NL's 16 levels + 128 (unsigned, as vpdpbusd wants), for every lane of a table lookup. */
 static const uint8_t iq4nl_u8[16] = {1, 24, 45, 63, 79, 93, 106, 118, 129, 141, 153, 166, 181, 197, 217, 241};
 
-enum { FLAT = 0, KQ4 = 1, KQ6 = 2, S24 = 3 };
+enum { FLAT = 0, KQ4 = 1, KQ6 = 2, S24 = 3, KIQ = 4 };
 
 /* S24Q4 (Condense's own block, not ggml's): per 64 columns of a row, 2 kept of every 4, each a
  * signed 4-bit value with one f16 scale, 3.25 bits per weight. Stored row block (26 bytes):
@@ -80,6 +85,8 @@ static int layout_of(uint32_t type, layout *L) {
     case CONDENSE_GGUF_Q4_K: *L = (layout){KQ4, 4, 1, 0, 144, 0, 0, 64, 256 + 32, 0, 0, 0, 256}; break;
     case CONDENSE_GGUF_Q5_K: *L = (layout){KQ4, 4, 1, 0, 176, 0, 0, 64, 256 + 64 + 32, 1, 0, 0, 320}; break;
     case CONDENSE_GGUF_Q6_K: *L = (layout){KQ6, 4, 0, 32, 210, 0, 0, 32, 256 + 128 + 32, 0, 0, 0, 384}; break;
+    case CONDENSE_GGUF_Q3_K: *L = (layout){KQ6, 4, 0, 32, 110, 0, 0, 32, 256 + 128 + 32, 0, 0, 0, 384}; break;
+    case CONDENSE_GGUF_IQ4_XS: *L = (layout){KIQ, 4, 0, 128, 136, 0, 0, 32, 256 + 16, 0, 0, 1, 256}; break;
     case CONDENSE_BLOCK_S24Q4: *L = (layout){S24, 4, 0, 8, 26, 10, 0, 0, 0, 0, 0}; L->gb = S24_GB; return 1;
     default: return 0;
     }
@@ -140,6 +147,30 @@ static void q6k_codes(const uint8_t *blk, uint8_t *code) {
             c[l + 32] = (uint8_t)((ql[l + 32] & 0xF) | (((qh[l] >> 2) & 3) << 4));
             c[l + 64] = (uint8_t)((ql[l] >> 4) | (((qh[l] >> 4) & 3) << 4));
             c[l + 96] = (uint8_t)((ql[l + 32] >> 4) | (((qh[l] >> 6) & 3) << 4));
+        }
+    }
+}
+
+/* Q3_K as Q6_K: the 256 codes q − 4 + 32 and the 16 signed scales (6-bit − 32), in ggml's order. */
+static void q3k_codes(const uint8_t *blk, uint8_t *code, int8_t *scale) {
+    const uint8_t *hm = blk, *q = blk + 32, *sc = blk + 96;
+    for (int s = 0; s < 16; s++)
+        scale[s] = (int8_t)((((sc[s % 8] >> (4 * (s / 8))) & 0xF) | (((sc[8 + s % 4] >> (2 * (s / 4))) & 3) << 4)) - 32);
+    for (int e = 0; e < 256; e++) {
+        const int n = e / 128, shift = 2 * (e % 128 / 32), l = e % 32;
+        const int v = (q[32 * n + l] >> shift) & 3, h = (hm[l] >> (4 * n + shift / 2)) & 1;
+        code[e] = (uint8_t)(v - (h ? 0 : 4) + 32);
+    }
+}
+
+/* IQ4_XS: the 256 level indices (nibbles, ggml's order) and 8 signed scales (6-bit − 32). */
+static void iq4xs_codes(const uint8_t *blk, uint8_t *code, int8_t *scale) {
+    const unsigned sh = (unsigned)blk[2] | (unsigned)blk[3] << 8;
+    for (int ib = 0; ib < 8; ib++) {
+        scale[ib] = (int8_t)((((blk[4 + ib / 2] >> (4 * (ib % 2))) & 0xF) | (((sh >> (2 * ib)) & 3) << 4)) - 32);
+        for (int j = 0; j < 16; j++) {
+            code[32 * ib + j] = blk[8 + 16 * ib + j] & 0xF;
+            code[32 * ib + 16 + j] = blk[8 + 16 * ib + j] >> 4;
         }
     }
 }
@@ -236,13 +267,21 @@ int condense_gguf_pack(uint32_t type, const void *w, size_t n, size_t k, void *d
                 const uint8_t *blk = row + sb * L.src_block;
                 uint8_t *h = go + sb * (L.hdr + 8 * L.kb);
                 uint8_t code[256], sc[8], mn[8];
+                int8_t ssc[16];   /* signed scales: Q6_K's and Q3_K's per 16, IQ4_XS's per 32 */
                 if (L.kind == KQ4) {
                     if (L.hbits) q5k_codes(blk, code, sc, mn);
                     else q4k_codes(blk, code, sc, mn);
                     memcpy(h + 2 * r, blk, 2);           /* d */
                     memcpy(h + 32 + 2 * r, blk + 2, 2);  /* dmin */
+                } else if (L.kind == KIQ) {
+                    iq4xs_codes(blk, code, ssc);
+                    memcpy(h + 2 * r, blk, 2);           /* d */
+                } else if (type == CONDENSE_GGUF_Q3_K) {
+                    q3k_codes(blk, code, ssc);
+                    memcpy(h + 2 * r, blk + 108, 2);     /* d */
                 } else {
                     q6k_codes(blk, code);
+                    memcpy(ssc, blk + 192, 16);
                     memcpy(h + 2 * r, blk + 208, 2);     /* d */
                 }
                 for (int j = 0; j < 8; j++) {
@@ -253,13 +292,15 @@ int condense_gguf_pack(uint32_t type, const void *w, size_t n, size_t k, void *d
                     if (L.kind == KQ4) {
                         o[L.sc_off + r] = sc[j];
                         o[L.sc_off + 16 + r] = mn[j];
+                    } else if (L.kind == KIQ) {
+                        o[L.sc_off + r] = (uint8_t)ssc[j];
                     } else {
                         for (int e = 0; e < 32; e++) {
                             const int ch = e / 4, t = e % 4;
                             o[256 + (ch / 2 % 2) * 64 + r * 4 + t] |= (uint8_t)((cj[e] >> 4) << q6_hshift[ch]);
                         }
-                        o[384 + r] = blk[192 + 2 * j];        /* the scale of elements 0…15 */
-                        o[400 + r] = blk[192 + 2 * j + 1];    /* and of 16…31 */
+                        o[384 + r] = (uint8_t)ssc[2 * j];        /* the scale of elements 0…15 */
+                        o[400 + r] = (uint8_t)ssc[2 * j + 1];    /* and of 16…31 */
                     }
                 }
             }
@@ -369,6 +410,8 @@ static void group_scalar(const layout *L, const uint8_t *gw, const qx_rows *x, s
                 if (L->kind == FLAT) {
                     acc[r] = fmaf((float)(half[0] + half[1] - x->c[ib]), f16_at(sc + 2 * r) * dx, acc[r]);
                     if (L->has_min) acc[r] = fmaf(f16_at(sc + 32 + 2 * r), x->s[ib], acc[r]);
+                } else if (L->kind == KIQ) {
+                    acc[r] = fmaf((float)(half[0] + half[1] - x->c[ib]), f16_at(hdr + 2 * r) * (float)(int8_t)blk[L->sc_off + r] * dx, acc[r]);
                 } else if (L->kind == KQ4) {
                     acc[r] = fmaf((float)(half[0] + half[1]), f16_at(hdr + 2 * r) * (float)blk[L->sc_off + r] * dx, acc[r]);
                     acc[r] = fmaf(-(f16_at(hdr + 32 + 2 * r) * (float)blk[L->sc_off + 16 + r]), x->s[ib], acc[r]);
@@ -492,6 +535,8 @@ CONDENSE_INLINE CONDENSE_TARGET_GGUF512 void group_rows_avx512(const int MR, con
             if (kind == KQ4) {
                 sc0 = _mm512_mul_ps(dsb, _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(blk + L->sc_off)))));
                 mw = _mm512_mul_ps(msb, _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(blk + L->sc_off + 16)))));
+            } else if (kind == KIQ) {
+                sc0 = _mm512_mul_ps(dsb, _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)(blk + L->sc_off)))));
             } else {
                 sc0 = _mm512_mul_ps(dsb, _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)(blk + 384)))));
                 sc1 = _mm512_mul_ps(dsb, _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)(blk + 400)))));
@@ -622,6 +667,8 @@ CONDENSE_INLINE CONDENSE_TARGET_GGUF256 void group_half_avx2(const int MR, const
             if (kind == KQ4) {
                 sc0 = _mm256_mul_ps(dsb, _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(blk + L->sc_off + 8 * half)))));
                 mw = _mm256_mul_ps(msb, _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(blk + L->sc_off + 16 + 8 * half)))));
+            } else if (kind == KIQ) {
+                sc0 = _mm256_mul_ps(dsb, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)(blk + L->sc_off + 8 * half)))));
             } else {
                 sc0 = _mm256_mul_ps(dsb, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)(blk + 384 + 8 * half)))));
                 sc1 = _mm256_mul_ps(dsb, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)(blk + 400 + 8 * half)))));
@@ -910,6 +957,8 @@ CONDENSE_INLINE int8x16_t xquad(const int8_t *xq, int quad) {
                     if (kind == KQ4) {                                                                         \
                         sc0[qq] = vmulq_f32(dsb[qq], u8x4_f32(blk + L->sc_off + 4 * qq));                      \
                         mw[qq] = vmulq_f32(msb[qq], u8x4_f32(blk + L->sc_off + 16 + 4 * qq));                  \
+                    } else if (kind == KIQ) {                                                                  \
+                        sc0[qq] = vmulq_f32(dsb[qq], s8x4_f32(blk + L->sc_off + 4 * qq));                      \
                     } else {                                                                                   \
                         sc0[qq] = vmulq_f32(dsb[qq], s8x4_f32(blk + 384 + 4 * qq));                            \
                         sc1[qq] = vmulq_f32(dsb[qq], s8x4_f32(blk + 400 + 4 * qq));                            \
@@ -1066,6 +1115,8 @@ static const gguf_kernel_impl kernels[] = {
     {{"gguf_q6_k_x16__scalar", CONDENSE_ISA_SCALAR, 0, CONDENSE_GGUF_Q6_K}, group_scalar, quantize_block_scalar},
     {{"gguf_q5_k_x16__scalar", CONDENSE_ISA_SCALAR, 0, CONDENSE_GGUF_Q5_K}, group_scalar, quantize_block_scalar},
     {{"gguf_iq4_nl_x16__scalar", CONDENSE_ISA_SCALAR, 0, CONDENSE_GGUF_IQ4_NL}, group_scalar, quantize_block_scalar},
+    {{"gguf_q3_k_x16__scalar", CONDENSE_ISA_SCALAR, 0, CONDENSE_GGUF_Q3_K}, group_scalar, quantize_block_scalar},
+    {{"gguf_iq4_xs_x16__scalar", CONDENSE_ISA_SCALAR, 0, CONDENSE_GGUF_IQ4_XS}, group_scalar, quantize_block_scalar},
     {{"s24q4_x16__scalar", CONDENSE_ISA_SCALAR, 0, CONDENSE_BLOCK_S24Q4}, group_s24_scalar, quantize_block_scalar},
 #if CONDENSE_X86
     {{"gguf_q8_0_x16__avx2", CONDENSE_ISA_AVX2, CONDENSE_CPU_F16C, CONDENSE_GGUF_Q8_0}, group_avx2, quantize_block_scalar},
@@ -1077,6 +1128,8 @@ static const gguf_kernel_impl kernels[] = {
     {{"gguf_q6_k_x16__avx2", CONDENSE_ISA_AVX2, CONDENSE_CPU_F16C, CONDENSE_GGUF_Q6_K}, group_avx2, quantize_block_scalar},
     {{"gguf_q5_k_x16__avx2", CONDENSE_ISA_AVX2, CONDENSE_CPU_F16C, CONDENSE_GGUF_Q5_K}, group_avx2, quantize_block_scalar},
     {{"gguf_iq4_nl_x16__avx2", CONDENSE_ISA_AVX2, CONDENSE_CPU_F16C, CONDENSE_GGUF_IQ4_NL}, group_avx2, quantize_block_scalar},
+    {{"gguf_q3_k_x16__avx2", CONDENSE_ISA_AVX2, CONDENSE_CPU_F16C, CONDENSE_GGUF_Q3_K}, group_avx2, quantize_block_scalar},
+    {{"gguf_iq4_xs_x16__avx2", CONDENSE_ISA_AVX2, CONDENSE_CPU_F16C, CONDENSE_GGUF_IQ4_XS}, group_avx2, quantize_block_scalar},
     {{"s24q4_x16__avx2", CONDENSE_ISA_AVX2, CONDENSE_CPU_F16C, CONDENSE_BLOCK_S24Q4}, group_s24_avx2, quantize_block_scalar},
     {{"gguf_q8_0_x16__avx512vnni", CONDENSE_ISA_AVX512, CONDENSE_CPU_AVX512VNNI | CONDENSE_CPU_F16C, CONDENSE_GGUF_Q8_0},
      group_avx512, quantize_block_avx512},
@@ -1096,6 +1149,10 @@ static const gguf_kernel_impl kernels[] = {
      group_avx512, quantize_block_avx512},
     {{"gguf_iq4_nl_x16__avx512vnni", CONDENSE_ISA_AVX512, CONDENSE_CPU_AVX512VNNI | CONDENSE_CPU_F16C, CONDENSE_GGUF_IQ4_NL},
      group_avx512, quantize_block_avx512},
+    {{"gguf_q3_k_x16__avx512vnni", CONDENSE_ISA_AVX512, CONDENSE_CPU_AVX512VNNI | CONDENSE_CPU_F16C, CONDENSE_GGUF_Q3_K},
+     group_avx512, quantize_block_avx512},
+    {{"gguf_iq4_xs_x16__avx512vnni", CONDENSE_ISA_AVX512, CONDENSE_CPU_AVX512VNNI | CONDENSE_CPU_F16C, CONDENSE_GGUF_IQ4_XS},
+     group_avx512, quantize_block_avx512},
     {{"s24q4_x16__avx512vbmi2", CONDENSE_ISA_AVX512, CONDENSE_CPU_AVX512VNNI | CONDENSE_CPU_AVX512VBMI2 | CONDENSE_CPU_F16C,
       CONDENSE_BLOCK_S24Q4},
      group_s24_avx512, quantize_block_avx512},
@@ -1110,6 +1167,8 @@ static const gguf_kernel_impl kernels[] = {
     {{"gguf_q6_k_x16__neon", CONDENSE_ISA_NEON, 0, CONDENSE_GGUF_Q6_K}, group_neon, quantize_block_neon},
     {{"gguf_q5_k_x16__neon", CONDENSE_ISA_NEON, 0, CONDENSE_GGUF_Q5_K}, group_neon, quantize_block_neon},
     {{"gguf_iq4_nl_x16__neon", CONDENSE_ISA_NEON, 0, CONDENSE_GGUF_IQ4_NL}, group_neon, quantize_block_neon},
+    {{"gguf_q3_k_x16__neon", CONDENSE_ISA_NEON, 0, CONDENSE_GGUF_Q3_K}, group_neon, quantize_block_neon},
+    {{"gguf_iq4_xs_x16__neon", CONDENSE_ISA_NEON, 0, CONDENSE_GGUF_IQ4_XS}, group_neon, quantize_block_neon},
     {{"s24q4_x16__neon", CONDENSE_ISA_NEON, 0, CONDENSE_BLOCK_S24Q4}, group_s24_neon, quantize_block_neon},
     {{"gguf_q8_0_x16__dotprod", CONDENSE_ISA_DOTPROD, CONDENSE_CPU_DOTPROD, CONDENSE_GGUF_Q8_0}, group_dotprod, quantize_block_neon},
     {{"gguf_q4_0_x16__dotprod", CONDENSE_ISA_DOTPROD, CONDENSE_CPU_DOTPROD, CONDENSE_GGUF_Q4_0}, group_dotprod, quantize_block_neon},
@@ -1120,6 +1179,8 @@ static const gguf_kernel_impl kernels[] = {
     {{"gguf_q6_k_x16__dotprod", CONDENSE_ISA_DOTPROD, CONDENSE_CPU_DOTPROD, CONDENSE_GGUF_Q6_K}, group_dotprod, quantize_block_neon},
     {{"gguf_q5_k_x16__dotprod", CONDENSE_ISA_DOTPROD, CONDENSE_CPU_DOTPROD, CONDENSE_GGUF_Q5_K}, group_dotprod, quantize_block_neon},
     {{"gguf_iq4_nl_x16__dotprod", CONDENSE_ISA_DOTPROD, CONDENSE_CPU_DOTPROD, CONDENSE_GGUF_IQ4_NL}, group_dotprod, quantize_block_neon},
+    {{"gguf_q3_k_x16__dotprod", CONDENSE_ISA_DOTPROD, CONDENSE_CPU_DOTPROD, CONDENSE_GGUF_Q3_K}, group_dotprod, quantize_block_neon},
+    {{"gguf_iq4_xs_x16__dotprod", CONDENSE_ISA_DOTPROD, CONDENSE_CPU_DOTPROD, CONDENSE_GGUF_IQ4_XS}, group_dotprod, quantize_block_neon},
     {{"s24q4_x16__dotprod", CONDENSE_ISA_DOTPROD, CONDENSE_CPU_DOTPROD, CONDENSE_BLOCK_S24Q4}, group_s24_dotprod, quantize_block_neon},
 #endif
 };

@@ -1,0 +1,214 @@
+/* GGUF block kernels on AVX2 (vpmaddubsw), and the 2:4-int4 kernel without vpexpandb. */
+#include "gguf-internal.h"
+
+#if CONDENSE_X86
+#include <immintrin.h>
+#include <string.h>
+
+/* AVX2 (no VNNI): one half of a group (8 rows, one ymm of dwords per chunk) per pass, MR ≤ 4
+ * rows of X. u8 codes × s8 X with vpmaddubsw then vpmaddwd against ones: the int16 pair sums
+ * cannot saturate for 4-, 5- and 6-bit codes (63·127·2 < 32767). Q8_0's stored codes are
+ * q + 128, which would: they are flipped back to s8 and multiplied as |q| × sign(x, q) (at most
+ * 128·127·2), and the dot is then Σ q·qx itself, so its o·Σqx term is not subtracted. The float
+ * steps are the scalar kernel's, in its order: the results are bit-identical. */
+#define CONDENSE_TARGET_GGUF256 __attribute__((target("avx2,fma,f16c")))
+CONDENSE_INLINE CONDENSE_TARGET_GGUF256 __m256i dot4_u8s8(__m256i w, __m256i x) {
+    return _mm256_madd_epi16(_mm256_maddubs_epi16(w, x), _mm256_set1_epi16(1));
+}
+CONDENSE_INLINE CONDENSE_TARGET_GGUF256 void group_half_avx2(const int MR, const layout *L, const uint8_t *gw,
+                                                            const qx_rows *x, size_t i0, int half, float *y,
+                                                            size_t ldy, int valid) {
+    const int q4 = L->chunks == 4, kind = L->kind, q8 = !q4 || L->lut;   /* q8: signed codes, |q| × sign(x, q) */
+    const __m256i lo4 = _mm256_set1_epi8(0x0F), top2 = _mm256_set1_epi8(0x30), b4 = _mm256_set1_epi8(0x10);
+    const __m256i flip = _mm256_set1_epi8((char)0x80);
+    const __m256i lut = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)iq4nl_u8));
+    __m256 acc[4];
+    for (int ii = 0; ii < MR; ii++) acc[ii] = _mm256_setzero_ps();
+    __m256 dsb = _mm256_setzero_ps(), msb = _mm256_setzero_ps();
+    for (size_t b = 0; b < x->nb; b++) {
+        const uint8_t *blk = block_at(L, gw, b);
+        __m256i s0[4], s1[4];
+        for (int ii = 0; ii < MR; ii++) s0[ii] = s1[ii] = _mm256_setzero_si256();
+        __m256i h0 = _mm256_setzero_si256(), h1 = _mm256_setzero_si256();
+        if (q4 && (L->hbits || kind == KQ6)) h0 = _mm256_loadu_si256((const __m256i *)(blk + 256 + 32 * half));
+        if (kind == KQ6) h1 = _mm256_loadu_si256((const __m256i *)(blk + 320 + 32 * half));
+        for (int ch = 0; ch < 4; ch++) {
+            const __m256i v = _mm256_loadu_si256((const __m256i *)(blk + 64 * ch + 32 * half));
+            __m256i lo, hi;
+            if (q4) {
+                lo = _mm256_and_si256(v, lo4);
+                hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), lo4);
+                if (L->lut) {   /* IQ4_NL: the levels themselves (s8), as Q8_0's flipped codes */
+                    lo = _mm256_xor_si256(_mm256_shuffle_epi8(lut, lo), flip);
+                    hi = _mm256_xor_si256(_mm256_shuffle_epi8(lut, hi), flip);
+                }
+                if (L->hbits) {   /* fifth bits: bit ch of each byte for the low nibbles, ch + 4 for the high */
+                    const __m128i sl = _mm_cvtsi32_si128(4 - ch), sr = _mm_cvtsi32_si128(ch);
+                    lo = _mm256_or_si256(lo, _mm256_and_si256(_mm256_sll_epi16(h0, sl), b4));
+                    hi = _mm256_or_si256(hi, _mm256_and_si256(_mm256_srl_epi16(h0, sr), b4));
+                }
+                if (kind == KQ6) {   /* high bits into bits 4–5 (see q6_hshift) */
+                    const __m256i h = ch < 2 ? h0 : h1;
+                    if (ch % 2 == 0) {
+                        lo = _mm256_or_si256(lo, _mm256_and_si256(h, top2));
+                        hi = _mm256_or_si256(hi, _mm256_and_si256(_mm256_slli_epi16(h, 4), top2));
+                    } else {
+                        lo = _mm256_or_si256(lo, _mm256_and_si256(_mm256_srli_epi16(h, 2), top2));
+                        hi = _mm256_or_si256(hi, _mm256_and_si256(_mm256_slli_epi16(h, 2), top2));
+                    }
+                }
+            } else {
+                lo = _mm256_xor_si256(v, flip);
+                hi = _mm256_xor_si256(_mm256_loadu_si256((const __m256i *)(blk + 64 * (ch + 4) + 32 * half)), flip);
+            }
+            for (int ii = 0; ii < MR; ii++) {
+                const int32_t *xd = (const int32_t *)(const void *)(x->q + (i0 + (size_t)ii) * x->k + b * 32);
+                const __m256i xa = _mm256_set1_epi32(xd[ch]), xb = _mm256_set1_epi32(xd[ch + 4]);
+                if (q8) {
+                    s0[ii] = _mm256_add_epi32(s0[ii], dot4_u8s8(_mm256_abs_epi8(lo), _mm256_sign_epi8(xa, lo)));
+                    s1[ii] = _mm256_add_epi32(s1[ii], dot4_u8s8(_mm256_abs_epi8(hi), _mm256_sign_epi8(xb, hi)));
+                } else {
+                    s0[ii] = _mm256_add_epi32(s0[ii], dot4_u8s8(lo, xa));
+                    s1[ii] = _mm256_add_epi32(s1[ii], dot4_u8s8(hi, xb));
+                }
+            }
+        }
+        __m256 sc0, sc1 = _mm256_setzero_ps(), mw = _mm256_setzero_ps();
+        if (kind == FLAT) {
+            const uint8_t *sc = blk + flat_scales(L);
+            sc0 = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(sc + 16 * half)));
+            if (L->has_min) mw = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(sc + 32 + 16 * half)));
+        } else {
+            if (b % 8 == 0) {
+                const uint8_t *hdr = header_at(L, gw, b);
+                dsb = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(hdr + 16 * half)));
+                if (kind == KQ4) msb = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(hdr + 32 + 16 * half)));
+            }
+            if (kind == KQ4) {
+                sc0 = _mm256_mul_ps(dsb, _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(blk + L->sc_off + 8 * half)))));
+                mw = _mm256_mul_ps(msb, _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(blk + L->sc_off + 16 + 8 * half)))));
+            } else if (kind == KIQ) {
+                sc0 = _mm256_mul_ps(dsb, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)(blk + L->sc_off + 8 * half)))));
+            } else {
+                sc0 = _mm256_mul_ps(dsb, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)(blk + 384 + 8 * half)))));
+                sc1 = _mm256_mul_ps(dsb, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)(blk + 400 + 8 * half)))));
+            }
+        }
+        for (int ii = 0; ii < MR; ii++) {
+            const size_t ib = (i0 + (size_t)ii) * x->nb + b;
+            const __m256 dx = _mm256_set1_ps(x->d[ib]);
+            if (kind == KQ6) {
+                acc[ii] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_sub_epi32(s0[ii], _mm256_set1_epi32(x->c[ib]))), _mm256_mul_ps(sc0, dx), acc[ii]);
+                acc[ii] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_sub_epi32(s1[ii], _mm256_set1_epi32(x->c2[ib]))), _mm256_mul_ps(sc1, dx), acc[ii]);
+                continue;
+            }
+            __m256i t = _mm256_add_epi32(s0[ii], s1[ii]);
+            if (!q8) t = _mm256_sub_epi32(t, _mm256_set1_epi32(x->c[ib]));
+            acc[ii] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(t), _mm256_mul_ps(sc0, dx), acc[ii]);
+            if (kind == KQ4) acc[ii] = _mm256_fnmadd_ps(mw, _mm256_set1_ps(x->s[ib]), acc[ii]);
+            else if (L->has_min) acc[ii] = _mm256_fmadd_ps(mw, _mm256_set1_ps(x->s[ib]), acc[ii]);
+        }
+    }
+    const int lanes = valid - 8 * half;
+    for (int ii = 0; ii < MR; ii++) {
+        float out[8];
+        _mm256_storeu_ps(out, acc[ii]);
+        float *yi = y + (i0 + (size_t)ii) * ldy + 8 * half;
+        for (int r = 0; r < 8 && r < lanes; r++) yi[r] = out[r];
+    }
+}
+
+CONDENSE_TARGET_GGUF256 void condense_gguf_group_avx2(const layout *L, const uint8_t *gw, const qx_rows *x, size_t m0,
+                                               size_t m1, float *y, size_t ldy, int valid) {
+    for (int half = 0; half < 2 && 8 * half < valid; half++) {
+        size_t i = m0;
+        for (; i + 4 <= m1; i += 4) group_half_avx2(4, L, gw, x, i, half, y, ldy, valid);
+        switch (m1 - i) {
+        case 3: group_half_avx2(3, L, gw, x, i, half, y, ldy, valid); break;
+        case 2: group_half_avx2(2, L, gw, x, i, half, y, ldy, valid); break;
+        case 1: group_half_avx2(1, L, gw, x, i, half, y, ldy, valid); break;
+        default: break;
+        }
+    }
+}
+
+/* S24Q4 on AVX2 (no vpexpandb): per step and half group (8 rows × 4 columns), the 16 kept codes
+ * become signed q = code − 8 and one pshufb places them; its control comes from the rows' 4-bit
+ * masks through two 8-entry vpermd tables (one per high bit of the nibble) plus each row's slot
+ * base 2r, and a pruned column's index has bit 7 set, so it reads 0. The dot is Σ q·qx itself
+ * (sign trick, |q| ≤ 8), which is Σ code·qx − 8·Σ qx exactly: bit-identical to the other paths. */
+static const int32_t s24_ctl[16] = {
+    /* nibble → 4 bytes: byte t = slot of column t (0 or 1) or 0x80 if pruned; only the 6
+     * two-bit nibbles occur (the packer checks), the others read as all pruned. */
+    (int32_t)0x80808080, (int32_t)0x80808080, (int32_t)0x80808080, (int32_t)0x80800100,
+    (int32_t)0x80808080, (int32_t)0x80018000, (int32_t)0x80010080, (int32_t)0x80808080,
+    (int32_t)0x80808080, (int32_t)0x01808000, (int32_t)0x01800080, (int32_t)0x80808080,
+    (int32_t)0x01008080, (int32_t)0x80808080, (int32_t)0x80808080, (int32_t)0x80808080,
+};
+CONDENSE_INLINE CONDENSE_TARGET_GGUF256 void s24_half_avx2(const int MR, const uint8_t *gw, const qx_rows *x,
+                                                          size_t i0, int rh, float *y, size_t ldy, int valid) {
+    const __m256i lo_tab = _mm256_loadu_si256((const __m256i *)s24_ctl), hi_tab = _mm256_loadu_si256((const __m256i *)(s24_ctl + 8));
+    const __m256i shifts = _mm256_setr_epi32(0, 4, 8, 12, 16, 20, 24, 28);
+    /* Row r's slot base 2r (r within its 128-bit lane's 4 rows reads bytes 2r…2r+1 of the broadcast codes). */
+    const __m256i base = _mm256_setr_epi32(0x00000000, 0x02020202, 0x04040404, 0x06060606,
+                                           0x08080808, 0x0A0A0A0A, 0x0C0C0C0C, 0x0E0E0E0E);
+    const __m256i f15 = _mm256_set1_epi32(15), eight_i = _mm256_set1_epi32(8);
+    const __m128i lo4 = _mm_set1_epi8(0x0F), eight = _mm_set1_epi8(8);
+    __m256 acc[4];
+    for (int ii = 0; ii < MR; ii++) acc[ii] = _mm256_setzero_ps();
+    for (size_t b = 0; b < x->nb / 2; b++) {
+        const uint8_t *blk = gw + b * S24_GB;
+        _mm_prefetch((const char *)(blk + S24_PREFETCH * S24_GB), _MM_HINT_T0);
+        const __m256 sc = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(blk + 384 + 16 * rh)));
+        for (int h = 0; h < 2; h++) {
+            __m256i s[4];
+            for (int ii = 0; ii < MR; ii++) s[ii] = _mm256_setzero_si256();
+            for (int st = 8 * h; st < 8 * h + 8; st++) {
+                uint64_t m64;
+                memcpy(&m64, blk + 256 + 8 * st, 8);
+                const __m256i nib = _mm256_and_si256(_mm256_srlv_epi32(_mm256_set1_epi32((int)(uint32_t)(m64 >> (32 * rh))), shifts), f15);
+                const __m256i hi_sel = _mm256_cmpgt_epi32(nib, _mm256_set1_epi32(7));
+                const __m256i ctl = _mm256_add_epi8(_mm256_blendv_epi8(_mm256_permutevar8x32_epi32(lo_tab, nib),
+                                                                       _mm256_permutevar8x32_epi32(hi_tab, _mm256_sub_epi32(nib, eight_i)), hi_sel),
+                                                    base);
+                __m128i codes = _mm_loadu_si128((const __m128i *)(blk + 32 * (st / 2) + 16 * rh));
+                if (st % 2) codes = _mm_srli_epi16(codes, 4);
+                const __m128i q = _mm_sub_epi8(_mm_and_si128(codes, lo4), eight);
+                const __m256i w = _mm256_shuffle_epi8(_mm256_broadcastsi128_si256(q), ctl);
+                const __m256i aw = _mm256_abs_epi8(w);
+                for (int ii = 0; ii < MR; ii++) {
+                    const int32_t *xd = (const int32_t *)(const void *)(x->q + (i0 + (size_t)ii) * x->k + 64 * b + 32 * (size_t)h);
+                    const __m256i xv = _mm256_set1_epi32(xd[st % 8]);
+                    s[ii] = _mm256_add_epi32(s[ii], dot4_u8s8(aw, _mm256_sign_epi8(xv, w)));
+                }
+            }
+            for (int ii = 0; ii < MR; ii++) {
+                const size_t ib = (i0 + (size_t)ii) * x->nb + 2 * b + (size_t)h;
+                acc[ii] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s[ii]), _mm256_mul_ps(sc, _mm256_set1_ps(x->d[ib])), acc[ii]);
+            }
+        }
+    }
+    const int lanes = valid - 8 * rh;
+    for (int ii = 0; ii < MR; ii++) {
+        float out[8];
+        _mm256_storeu_ps(out, acc[ii]);
+        float *yi = y + (i0 + (size_t)ii) * ldy + 8 * rh;
+        for (int r = 0; r < 8 && r < lanes; r++) yi[r] = out[r];
+    }
+}
+
+CONDENSE_TARGET_GGUF256 void condense_gguf_group_s24_avx2(const layout *L, const uint8_t *gw, const qx_rows *x, size_t m0,
+                                                   size_t m1, float *y, size_t ldy, int valid) {
+    (void)L;
+    for (int rh = 0; rh < 2 && 8 * rh < valid; rh++) {
+        size_t i = m0;
+        for (; i + 4 <= m1; i += 4) s24_half_avx2(4, gw, x, i, rh, y, ldy, valid);
+        switch (m1 - i) {
+        case 3: s24_half_avx2(3, gw, x, i, rh, y, ldy, valid); break;
+        case 2: s24_half_avx2(2, gw, x, i, rh, y, ldy, valid); break;
+        case 1: s24_half_avx2(1, gw, x, i, rh, y, ldy, valid); break;
+        default: break;
+        }
+    }
+}
+#endif

@@ -10,116 +10,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "condense_kernels.h"
-#include "internal.h"
-#include "vecmath-avx512.h"
-#include "vecmath-avx2.h"
-#include "vecmath-neon.h"
+#include "attention-internal.h"
 
-static void attention_pair_scalar(const float *q, const float *k, const float *v, size_t ld, float *out,
-                                  size_t ldo, size_t rows, int d, float scale, float *s) {
-    for (size_t i = 0; i < rows; i++) {
-        float mx = -INFINITY;
-        for (size_t j = 0; j < rows; j++) {
-            float dot = 0;
-            for (int c = 0; c < d; c++) dot += q[i * ld + (size_t)c] * k[j * ld + (size_t)c];
-            s[j] = dot * scale;
-            mx = s[j] > mx ? s[j] : mx;
-        }
-        float sum = 0;
-        for (size_t j = 0; j < rows; j++) { s[j] = expf(s[j] - mx); sum += s[j]; }
-        const float inv = 1.0f / sum;
-        float *o = out + i * ldo;
-        for (int c = 0; c < d; c++) o[c] = 0;
-        for (size_t j = 0; j < rows; j++) {
-            const float p = s[j] * inv;
-            for (int c = 0; c < d; c++) o[c] += p * v[j * ld + (size_t)c];
-        }
-    }
-}
-
-#if CONDENSE_X86
-/* d a multiple of 16. kt: d × l16 floats, s: l16 floats (64-byte aligned). */
-CONDENSE_TARGET_AVX512 static void attention_pair_avx512(const float *q, const float *k, const float *v, size_t ld,
-                                                         float *out, size_t ldo, size_t rows, int d, float scale,
-                                                         float *kt, float *s) {
-    const size_t l16 = (rows + 15) / 16 * 16;
-    for (int c = 0; c < d; c++) {
-        float *dst = kt + (size_t)c * l16;
-        for (size_t j = 0; j < rows; j++) dst[j] = k[j * ld + (size_t)c];
-        for (size_t j = rows; j < l16; j++) dst[j] = 0;
-    }
-    const __mmask16 tail = (__mmask16)((rows % 16) ? (1u << (rows % 16)) - 1 : 0xFFFF);
-    for (size_t i = 0; i < rows; i++) {
-        const float *qi = q + i * ld;
-        __m512 vmax = _mm512_set1_ps(-INFINITY);
-        for (size_t j = 0; j < l16; j += 16) {
-            __m512 acc = _mm512_setzero_ps();
-            for (int c = 0; c < d; c++) acc = _mm512_fmadd_ps(_mm512_set1_ps(qi[c]), _mm512_load_ps(kt + (size_t)c * l16 + j), acc);
-            acc = _mm512_mul_ps(acc, _mm512_set1_ps(scale));
-            const __mmask16 m = j + 16 <= rows ? 0xFFFF : tail;
-            _mm512_store_ps(s + j, acc);
-            vmax = _mm512_mask_max_ps(vmax, m, vmax, acc);
-        }
-        const float mx = _mm512_reduce_max_ps(vmax);
-        __m512 vsum = _mm512_setzero_ps();
-        for (size_t j = 0; j < l16; j += 16) {
-            const __mmask16 m = j + 16 <= rows ? 0xFFFF : tail;
-            __m512 e = exp_nonpos_512(_mm512_sub_ps(_mm512_load_ps(s + j), _mm512_set1_ps(mx)));
-            e = _mm512_maskz_mov_ps(m, e);
-            _mm512_store_ps(s + j, e);
-            vsum = _mm512_add_ps(vsum, e);
-        }
-        const float inv = 1.0f / _mm512_reduce_add_ps(vsum);
-        float *o = out + i * ldo;
-        for (int c = 0; c < d; c += 16) {
-            __m512 acc = _mm512_setzero_ps();
-            for (size_t j = 0; j < rows; j++) acc = _mm512_fmadd_ps(_mm512_set1_ps(s[j]), _mm512_loadu_ps(v + j * ld + (size_t)c), acc);
-            _mm512_storeu_ps(o + c, _mm512_mul_ps(acc, _mm512_set1_ps(inv)));
-        }
-    }
-}
-#endif
-
-#if CONDENSE_ARM64
-/* The AVX-512 pair's method in 4 lanes, d a multiple of 4: K transposed once per pair, scores of
- * one query as FMAs over keys, the shared vector exp. kt: d × l16 floats, s: l16 floats. */
-static void attention_pair_neon(const float *q, const float *k, const float *v, size_t ld, float *out, size_t ldo,
-                                size_t rows, int d, float scale, float *kt, float *s) {
-    const size_t l4 = (rows + 3) / 4 * 4;
-    for (int c = 0; c < d; c++) {
-        float *dst = kt + (size_t)c * l4;
-        for (size_t j = 0; j < rows; j++) dst[j] = k[j * ld + (size_t)c];
-        for (size_t j = rows; j < l4; j++) dst[j] = 0;
-    }
-    for (size_t i = 0; i < rows; i++) {
-        const float *qi = q + i * ld;
-        float mx = -INFINITY;
-        for (size_t j = 0; j < l4; j += 4) {
-            float32x4_t acc = vdupq_n_f32(0.0f);
-            for (int c = 0; c < d; c++) acc = vfmaq_n_f32(acc, vld1q_f32(kt + (size_t)c * l4 + j), qi[c]);
-            vst1q_f32(s + j, vmulq_n_f32(acc, scale));
-        }
-        for (size_t j = 0; j < rows; j++) mx = s[j] > mx ? s[j] : mx;
-        float32x4_t vsum = vdupq_n_f32(0.0f);
-        size_t j = 0;
-        for (; j + 4 <= rows; j += 4) {
-            const float32x4_t e = exp_nonpos_neon(vsubq_f32(vld1q_f32(s + j), vdupq_n_f32(mx)));
-            vst1q_f32(s + j, e);
-            vsum = vaddq_f32(vsum, e);
-        }
-        float sum = vaddvq_f32(vsum);
-        for (; j < rows; j++) { s[j] = expf(s[j] - mx); sum += s[j]; }
-        const float inv = 1.0f / sum;
-        float *o = out + i * ldo;
-        for (int c = 0; c < d; c += 4) {
-            float32x4_t acc = vdupq_n_f32(0.0f);
-            for (size_t r = 0; r < rows; r++) acc = vfmaq_n_f32(acc, vld1q_f32(v + r * ld + (size_t)c), s[r]);
-            vst1q_f32(o + c, vmulq_n_f32(acc, inv));
-        }
-    }
-}
-#endif
 
 typedef struct {
     const float *q, *k, *v;
@@ -152,18 +44,18 @@ static void attn_share(void *ctx, int t, int nt) {
         if (rows == 0) continue;
 #if CONDENSE_X86
         if (c->vector) {
-            attention_pair_avx512(c->q + r0 * ld + col, c->k + r0 * ld + col, c->v + r0 * ld + col, ld, c->out + r0 * ldo + col,
+            condense_attention_pair_avx512(c->q + r0 * ld + col, c->k + r0 * ld + col, c->v + r0 * ld + col, ld, c->out + r0 * ldo + col,
                                   ldo, rows, c->head_dim, c->scale, kt, sc);
             continue;
         }
 #elif CONDENSE_ARM64
         if (c->vector) {
-            attention_pair_neon(c->q + r0 * ld + col, c->k + r0 * ld + col, c->v + r0 * ld + col, ld, c->out + r0 * ldo + col,
+            condense_attention_pair_neon(c->q + r0 * ld + col, c->k + r0 * ld + col, c->v + r0 * ld + col, ld, c->out + r0 * ldo + col,
                                 ldo, rows, c->head_dim, c->scale, kt, sc);
             continue;
         }
 #endif
-        attention_pair_scalar(c->q + r0 * ld + col, c->k + r0 * ld + col, c->v + r0 * ld + col, ld, c->out + r0 * ldo + col, ldo,
+        condense_attention_pair_scalar(c->q + r0 * ld + col, c->k + r0 * ld + col, c->v + r0 * ld + col, ld, c->out + r0 * ldo + col, ldo,
                               rows, c->head_dim, c->scale, sc);
     }
     free(kt);
@@ -247,301 +139,8 @@ void condense_f32_scale_columns(const float *x, size_t rows, size_t n, size_t ld
 
 #define ATTN_CHUNK 256
 
-typedef struct causal_args {
-    const float *q;
-    size_t ldq;
-    const uint8_t *kc, *vc;
-    size_t row_bytes;     /* bytes per cache row (ldkv elements) */
-    int f16;
-    int group, hd;
-    float scale;
-    float softcap;        /* > 0: scores become softcap·tanh(score/softcap) (Gemma 2); scalar path only */
-} causal_args;
-
-static inline float kv_at(const causal_args *A, const uint8_t *row, int e) {
-    return A->f16 ? condense_f16_to_f32(((const uint16_t *)(const void *)row)[e]) : ((const float *)(const void *)row)[e];
-}
-
-/* Positions [a, b) of one KV head (kh, vh: its first element in row 0) for the group's query
- * heads (qg: the first one's q): m[g] = max score, l[g] = Σ e^(s − m), o[g] = Σ e^(s − m)·v. */
-static void causal_chunk_scalar(const causal_args *A, const float *qg, const uint8_t *kh, const uint8_t *vh, size_t a,
-                                size_t b, float *sc, float *m, float *l, float *o) {
-    const size_t n = b - a;
-    const int hd = A->hd;
-    for (int g = 0; g < A->group; g++) {
-        const float *qr = qg + (size_t)g * (size_t)hd;
-        float *s = sc + (size_t)g * n, mx = -INFINITY, sum = 0;
-        for (size_t p = 0; p < n; p++) {
-            const uint8_t *kr = kh + (a + p) * A->row_bytes;
-            float dot = 0;
-            for (int e = 0; e < hd; e++) dot += qr[e] * kv_at(A, kr, e);
-            s[p] = dot * A->scale;
-            if (A->softcap > 0) s[p] = A->softcap * tanhf(s[p] / A->softcap);
-            mx = s[p] > mx ? s[p] : mx;
-        }
-        for (size_t p = 0; p < n; p++) { s[p] = expf(s[p] - mx); sum += s[p]; }
-        float *og = o + (size_t)g * (size_t)hd;
-        for (int e = 0; e < hd; e++) og[e] = 0;
-        for (size_t p = 0; p < n; p++) {
-            const uint8_t *vr = vh + (a + p) * A->row_bytes;
-            for (int e = 0; e < hd; e++) og[e] += s[p] * kv_at(A, vr, e);
-        }
-        m[g] = mx;
-        l[g] = sum;
-    }
-}
-
-#if CONDENSE_X86
-CONDENSE_INLINE CONDENSE_TARGET_AVX512 __m512 kv_load_512(int f16, const uint8_t *row, int e) {
-    return f16 ? _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(const void *)(row + 2 * (size_t)e)))
-               : _mm512_loadu_ps((const float *)(const void *)row + e);
-}
-
-/* r[j] = Σ lanes of a[j], j = 0…15: a transpose-and-add tree, about 3 instructions per vector
- * instead of a full horizontal sum each. */
-CONDENSE_INLINE CONDENSE_TARGET_AVX512 __m512 hsum16_512(const __m512 *a) {
-    __m512 s2[8], s4[4];
-    for (int j = 0; j < 8; j++)   /* per 128-bit block: [a0+a2, b0+b2, a1+a3, b1+b3] of a = a[2j], b = a[2j+1] */
-        s2[j] = _mm512_add_ps(_mm512_unpacklo_ps(a[2 * j], a[2 * j + 1]), _mm512_unpackhi_ps(a[2 * j], a[2 * j + 1]));
-    for (int j = 0; j < 4; j++)   /* per block: the block sums of a[4j…4j+3] */
-        s4[j] = _mm512_add_ps(_mm512_shuffle_ps(s2[2 * j], s2[2 * j + 1], 0x44), _mm512_shuffle_ps(s2[2 * j], s2[2 * j + 1], 0xEE));
-    const __m512 x01 = _mm512_add_ps(_mm512_shuffle_f32x4(s4[0], s4[1], 0x88), _mm512_shuffle_f32x4(s4[0], s4[1], 0xDD));
-    const __m512 x23 = _mm512_add_ps(_mm512_shuffle_f32x4(s4[2], s4[3], 0x88), _mm512_shuffle_f32x4(s4[2], s4[3], 0xDD));
-    return _mm512_add_ps(_mm512_shuffle_f32x4(x01, x23, 0x88), _mm512_shuffle_f32x4(x01, x23, 0xDD));
-}
-
-/* Σ_p w[g][p]·v[p] for NG heads and NV vectors of 16 columns, accumulators in registers. */
-CONDENSE_INLINE CONDENSE_TARGET_AVX512 void pv_tile_512(const int NG, const int NV, int f16, const uint8_t *vh,
-                                                        size_t row_bytes, size_t a, size_t n, const float *w, int e0,
-                                                        float *o, int hd) {
-    __m512 acc[4][4];
-    for (int g = 0; g < NG; g++)
-        for (int j = 0; j < NV; j++) acc[g][j] = _mm512_setzero_ps();
-    for (size_t p = 0; p < n; p++) {
-        const uint8_t *vr = vh + (a + p) * row_bytes;
-        __m512 v[4];
-        for (int j = 0; j < NV; j++) v[j] = kv_load_512(f16, vr, e0 + 16 * j);
-        for (int g = 0; g < NG; g++) {
-            const __m512 wg = _mm512_set1_ps(w[(size_t)g * n + p]);
-            for (int j = 0; j < NV; j++) acc[g][j] = _mm512_fmadd_ps(wg, v[j], acc[g][j]);
-        }
-    }
-    for (int g = 0; g < NG; g++)
-        for (int j = 0; j < NV; j++) _mm512_storeu_ps(o + (size_t)g * (size_t)hd + e0 + 16 * j, acc[g][j]);
-}
-
-/* The same with hd % 16 == 0: scores 16 positions at a time (FMAs over the head dimension, one
- * transpose-and-add for the 16 sums), the shared vector exp, and V accumulated for up to 4 heads
- * × 64 columns in registers per pass over the rows. */
-CONDENSE_TARGET_AVX512 static void causal_chunk_avx512(const causal_args *A, const float *qg, const uint8_t *kh,
-                                                       const uint8_t *vh, size_t a, size_t b, float *sc, float *m,
-                                                       float *l, float *o) {
-    const size_t n = b - a;
-    const int hd = A->hd, G = A->group, f16 = A->f16;
-    const __m512 vscale = _mm512_set1_ps(A->scale);
-    for (int g = 0; g < G; g++) {
-        const float *qr = qg + (size_t)g * (size_t)hd;
-        float *s = sc + (size_t)g * n;
-        size_t p = 0;
-        for (; p + 16 <= n; p += 16) {
-            __m512 acc[16];
-            for (int j = 0; j < 16; j++) {
-                const uint8_t *kr = kh + (a + p + (size_t)j) * A->row_bytes;
-                acc[j] = _mm512_mul_ps(_mm512_loadu_ps(qr), kv_load_512(f16, kr, 0));
-                for (int e = 16; e < hd; e += 16) acc[j] = _mm512_fmadd_ps(_mm512_loadu_ps(qr + e), kv_load_512(f16, kr, e), acc[j]);
-            }
-            _mm512_storeu_ps(s + p, _mm512_mul_ps(hsum16_512(acc), vscale));
-        }
-        for (; p < n; p++) {
-            const uint8_t *kr = kh + (a + p) * A->row_bytes;
-            __m512 acc = _mm512_mul_ps(_mm512_loadu_ps(qr), kv_load_512(f16, kr, 0));
-            for (int e = 16; e < hd; e += 16) acc = _mm512_fmadd_ps(_mm512_loadu_ps(qr + e), kv_load_512(f16, kr, e), acc);
-            s[p] = _mm512_reduce_add_ps(acc) * A->scale;
-        }
-        __m512 vmx = _mm512_set1_ps(-INFINITY);
-        for (p = 0; p < n; p += 16) {
-            const __mmask16 k = n - p >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (n - p)) - 1);
-            vmx = _mm512_mask_max_ps(vmx, k, vmx, _mm512_maskz_loadu_ps(k, s + p));
-        }
-        const float mx = _mm512_reduce_max_ps(vmx);
-        const __m512 vm = _mm512_set1_ps(mx);
-        __m512 vsum = _mm512_setzero_ps();
-        for (p = 0; p < n; p += 16) {
-            const __mmask16 k = n - p >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (n - p)) - 1);
-            const __m512 e = _mm512_maskz_mov_ps(k, exp_nonpos_512(_mm512_sub_ps(_mm512_maskz_loadu_ps(k, s + p), vm)));
-            _mm512_mask_storeu_ps(s + p, k, e);
-            vsum = _mm512_add_ps(vsum, e);
-        }
-        m[g] = mx;
-        l[g] = _mm512_reduce_add_ps(vsum);
-    }
-    for (int e0 = 0; e0 < hd; e0 += 64) {
-        const int nv = hd - e0 >= 64 ? 4 : (hd - e0) / 16;
-        for (int g0 = 0; g0 < G; g0 += 4) {
-            const int ng = G - g0 >= 4 ? 4 : G - g0;
-            const float *w = sc + (size_t)g0 * n;
-            float *og = o + (size_t)g0 * (size_t)hd;
-#define CONDENSE_PV(NG, NV) case (NG) * 8 + (NV): pv_tile_512(NG, NV, f16, vh, A->row_bytes, a, n, w, e0, og, hd); break;
-            switch (ng * 8 + nv) {
-                CONDENSE_PV(1, 1) CONDENSE_PV(1, 2) CONDENSE_PV(1, 3) CONDENSE_PV(1, 4)
-                CONDENSE_PV(2, 1) CONDENSE_PV(2, 2) CONDENSE_PV(2, 3) CONDENSE_PV(2, 4)
-                CONDENSE_PV(3, 1) CONDENSE_PV(3, 2) CONDENSE_PV(3, 3) CONDENSE_PV(3, 4)
-                CONDENSE_PV(4, 1) CONDENSE_PV(4, 2) CONDENSE_PV(4, 3) CONDENSE_PV(4, 4)
-            default: break;
-            }
-#undef CONDENSE_PV
-        }
-    }
-}
-/* AVX2 + F16C, hd % 8 == 0: the AVX-512 kernel's plan on 8 lanes. Scores: FMAs over the head
- * dimension and one horizontal sum per position; the vector exp; V accumulated for up to 2 heads
- * × 32 columns in the 16 ymm registers per pass over the rows. */
-CONDENSE_INLINE CONDENSE_TARGET_AVX2 __m256 kv_load_256(int f16, const uint8_t *row, int e) {
-    return f16 ? _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(const void *)(row + 2 * (size_t)e)))
-               : _mm256_loadu_ps((const float *)(const void *)row + e);
-}
-
-CONDENSE_INLINE CONDENSE_TARGET_AVX2 float hsum_256(__m256 v) {
-    __m128 x = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-    x = _mm_add_ps(x, _mm_movehl_ps(x, x));
-    x = _mm_add_ss(x, _mm_movehdup_ps(x));
-    return _mm_cvtss_f32(x);
-}
-
-CONDENSE_INLINE CONDENSE_TARGET_AVX2 void pv_tile_256(const int NG, const int NV, int f16, const uint8_t *vh,
-                                                      size_t row_bytes, size_t a, size_t n, const float *w, int e0,
-                                                      float *o, int hd) {
-    __m256 acc[2][4];
-    for (int g = 0; g < NG; g++)
-        for (int j = 0; j < NV; j++) acc[g][j] = _mm256_setzero_ps();
-    for (size_t p = 0; p < n; p++) {
-        const uint8_t *vr = vh + (a + p) * row_bytes;
-        __m256 v[4];
-        for (int j = 0; j < NV; j++) v[j] = kv_load_256(f16, vr, e0 + 8 * j);
-        for (int g = 0; g < NG; g++) {
-            const __m256 wg = _mm256_broadcast_ss(w + (size_t)g * n + p);
-            for (int j = 0; j < NV; j++) acc[g][j] = _mm256_fmadd_ps(wg, v[j], acc[g][j]);
-        }
-    }
-    for (int g = 0; g < NG; g++)
-        for (int j = 0; j < NV; j++) _mm256_storeu_ps(o + (size_t)g * (size_t)hd + e0 + 8 * j, acc[g][j]);
-}
-
-CONDENSE_TARGET_AVX2 static void causal_chunk_avx2(const causal_args *A, const float *qg, const uint8_t *kh,
-                                                   const uint8_t *vh, size_t a, size_t b, float *sc, float *m,
-                                                   float *l, float *o) {
-    const size_t n = b - a;
-    const int hd = A->hd, G = A->group, f16 = A->f16;
-    for (int g = 0; g < G; g++) {
-        const float *qr = qg + (size_t)g * (size_t)hd;
-        float *s = sc + (size_t)g * n, mx = -INFINITY;
-        for (size_t p = 0; p < n; p++) {
-            const uint8_t *kr = kh + (a + p) * A->row_bytes;
-            __m256 acc = _mm256_mul_ps(_mm256_loadu_ps(qr), kv_load_256(f16, kr, 0));
-            for (int e = 8; e < hd; e += 8) acc = _mm256_fmadd_ps(_mm256_loadu_ps(qr + e), kv_load_256(f16, kr, e), acc);
-            s[p] = hsum_256(acc) * A->scale;
-            mx = s[p] > mx ? s[p] : mx;
-        }
-        const __m256 vm = _mm256_set1_ps(mx);
-        __m256 vsum = _mm256_setzero_ps();
-        size_t p = 0;
-        for (; p + 8 <= n; p += 8) {
-            const __m256 e = exp_nonpos_256(_mm256_sub_ps(_mm256_loadu_ps(s + p), vm));
-            _mm256_storeu_ps(s + p, e);
-            vsum = _mm256_add_ps(vsum, e);
-        }
-        float sum = hsum_256(vsum);
-        for (; p < n; p++) { s[p] = expf(s[p] - mx); sum += s[p]; }
-        m[g] = mx;
-        l[g] = sum;
-    }
-    for (int e0 = 0; e0 < hd; e0 += 32) {
-        const int nv = hd - e0 >= 32 ? 4 : (hd - e0) / 8;
-        for (int g0 = 0; g0 < G; g0 += 2) {
-            const int ng = G - g0 >= 2 ? 2 : 1;
-            const float *w = sc + (size_t)g0 * n;
-            float *og = o + (size_t)g0 * (size_t)hd;
-#define CONDENSE_PV(NG, NV) case (NG) * 8 + (NV): pv_tile_256(NG, NV, f16, vh, A->row_bytes, a, n, w, e0, og, hd); break;
-            switch (ng * 8 + nv) {
-                CONDENSE_PV(1, 1) CONDENSE_PV(1, 2) CONDENSE_PV(1, 3) CONDENSE_PV(1, 4)
-                CONDENSE_PV(2, 1) CONDENSE_PV(2, 2) CONDENSE_PV(2, 3) CONDENSE_PV(2, 4)
-            default: break;
-            }
-#undef CONDENSE_PV
-        }
-    }
-}
-#endif
-
-#if CONDENSE_ARM64
-CONDENSE_INLINE float32x4_t kv_load_neon(int f16, const uint8_t *row, int e) {
-    return f16 ? vcvt_f32_f16(vreinterpret_f16_u8(vld1_u8(row + 2 * (size_t)e)))
-               : vld1q_f32((const float *)(const void *)row + e);
-}
-
-CONDENSE_INLINE void pv_tile_neon(const int NG, const int NV, int f16, const uint8_t *vh, size_t row_bytes, size_t a,
-                                  size_t n, const float *w, int e0, float *o, int hd) {
-    float32x4_t acc[2][8];
-    for (int g = 0; g < NG; g++)
-        for (int j = 0; j < NV; j++) acc[g][j] = vdupq_n_f32(0.0f);
-    for (size_t p = 0; p < n; p++) {
-        const uint8_t *vr = vh + (a + p) * row_bytes;
-        float32x4_t v[8];
-        for (int j = 0; j < NV; j++) v[j] = kv_load_neon(f16, vr, e0 + 4 * j);
-        for (int g = 0; g < NG; g++) {
-            const float wg = w[(size_t)g * n + p];
-            for (int j = 0; j < NV; j++) acc[g][j] = vfmaq_n_f32(acc[g][j], v[j], wg);
-        }
-    }
-    for (int g = 0; g < NG; g++)
-        for (int j = 0; j < NV; j++) vst1q_f32(o + (size_t)g * (size_t)hd + e0 + 4 * j, acc[g][j]);
-}
-
-/* The AVX2 chunk in 4 lanes (hd % 4 == 0): scores by FMAs over the head dimension, the shared
- * vector exp, V accumulated for 2 heads × 32 columns in registers per pass over the positions. */
-static void causal_chunk_neon(const causal_args *A, const float *qg, const uint8_t *kh, const uint8_t *vh, size_t a,
-                              size_t b, float *sc, float *m, float *l, float *o) {
-    const size_t n = b - a;
-    const int hd = A->hd, G = A->group, f16 = A->f16;
-    for (int g = 0; g < G; g++) {
-        const float *qr = qg + (size_t)g * (size_t)hd;
-        float *s = sc + (size_t)g * n, mx = -INFINITY;
-        for (size_t p = 0; p < n; p++) {
-            const uint8_t *kr = kh + (a + p) * A->row_bytes;
-            float32x4_t acc = vmulq_f32(vld1q_f32(qr), kv_load_neon(f16, kr, 0));
-            for (int e = 4; e < hd; e += 4) acc = vfmaq_f32(acc, vld1q_f32(qr + e), kv_load_neon(f16, kr, e));
-            s[p] = vaddvq_f32(acc) * A->scale;
-            mx = s[p] > mx ? s[p] : mx;
-        }
-        const float32x4_t vm = vdupq_n_f32(mx);
-        float32x4_t vsum = vdupq_n_f32(0.0f);
-        size_t p = 0;
-        for (; p + 4 <= n; p += 4) {
-            const float32x4_t e = exp_nonpos_neon(vsubq_f32(vld1q_f32(s + p), vm));
-            vst1q_f32(s + p, e);
-            vsum = vaddq_f32(vsum, e);
-        }
-        float sum = vaddvq_f32(vsum);
-        for (; p < n; p++) { s[p] = expf(s[p] - mx); sum += s[p]; }
-        m[g] = mx;
-        l[g] = sum;
-    }
-    for (int e0 = 0; e0 < hd; e0 += 32) {
-        const int nv = hd - e0 >= 32 ? 8 : (hd - e0) / 4;
-        for (int g0 = 0; g0 < G; g0 += 2) {
-            const int ng = G - g0 >= 2 ? 2 : 1;
-            const float *w = sc + (size_t)g0 * n;
-            float *og = o + (size_t)g0 * (size_t)hd;
-            if (ng == 2) pv_tile_neon(2, nv, f16, vh, A->row_bytes, a, n, w, e0, og, hd);
-            else pv_tile_neon(1, nv, f16, vh, A->row_bytes, a, n, w, e0, og, hd);
-        }
-    }
-}
-#endif
 
 
-typedef void (*causal_chunk_fn)(const causal_args *, const float *, const uint8_t *, const uint8_t *, size_t, size_t,
-                                float *, float *, float *, float *);
 
 typedef struct {
     const causal_args *A;
@@ -666,14 +265,14 @@ int condense_causal_attention_window(const float *q, size_t ldq, const void *kc,
     if (isa > condense_isa_detected()) isa = condense_isa_detected();
     const int f16 = kv_type == CONDENSE_GGUF_F16;
     if (!(softcap >= 0)) return CONDENSE_ERR_INVALID;   /* NaN fails this too */
-    causal_chunk_fn chunk = causal_chunk_scalar;
+    causal_chunk_fn chunk = condense_causal_chunk_scalar;
     /* Soft-capped scores (Gemma 2) take the portable path: the SIMD chunks have no tanh. */
     if (softcap == 0) {
 #if CONDENSE_X86
-        if (isa >= CONDENSE_ISA_AVX512 && hd % 16 == 0) chunk = causal_chunk_avx512;
-        else if (isa >= CONDENSE_ISA_AVX2 && hd % 8 == 0 && (condense_cpu_features() & CONDENSE_CPU_F16C)) chunk = causal_chunk_avx2;
+        if (isa >= CONDENSE_ISA_AVX512 && hd % 16 == 0) chunk = condense_causal_chunk_avx512;
+        else if (isa >= CONDENSE_ISA_AVX2 && hd % 8 == 0 && (condense_cpu_features() & CONDENSE_CPU_F16C)) chunk = condense_causal_chunk_avx2;
 #elif CONDENSE_ARM64
-        if (condense_isa_arm_simd(isa) && hd % 4 == 0) chunk = causal_chunk_neon;
+        if (condense_isa_arm_simd(isa) && hd % 4 == 0) chunk = condense_causal_chunk_neon;
 #endif
     }
     const int G = heads / kv_heads;

@@ -39,7 +39,11 @@ struct BenchGenerate: ParsableCommand {
         let c = lm.config
         // Weights read per generated token: every projection and the head, in the format each runs in.
         let weightBytes = Double(lm.weightBytesPerToken)
-        let readGBps = condense_probe_read_gbps(Int(min(max(weightBytes, Double(base?.weightBytesPerToken ?? 0)), 512e6)), Int32(threads), 3)
+        // The read probe runs right after every timed generation, on a buffer as large as the
+        // weights read per token: the host's bandwidth swings from one minute to the next
+        // (43–85 GB/s within three interleaved rounds on 2026-12-05), so a share of it means
+        // something only against the probe of the same moment.
+        let probeBytes = Int(min(max(weightBytes, Double(base?.weightBytesPerToken ?? 0)), 512e6))
         var rng = SystemRandomNumberGenerator()
         let specials = Set(lm.tokenizer.specialTokens.values)
         func randomTokens(_ n: Int) -> [Int32] {
@@ -61,7 +65,7 @@ struct BenchGenerate: ParsableCommand {
                 throw ValidationError("depth \(d) + \(max(prompt, gen)) tokens exceed the model's context of \(lm.config.contextLength)")
             }
             let ctx = d + max(prompt, gen)
-            var pp = [[Double]](repeating: [], count: models.count), tg = pp
+            var pp = [[Double]](repeating: [], count: models.count), tg = pp, probe = pp
             for _ in 0..<bench.reps {
                 for (i, m) in models.enumerated() {
                     let s = try m.lm.session(contextLength: ctx, kvCache: decoder.kvCache)
@@ -79,9 +83,13 @@ struct BenchGenerate: ParsableCommand {
                         next = Int32(logits.indices.max { logits[$0] < logits[$1] }!)
                     }
                     tg[i].append(Double(gen) / seconds(ContinuousClock.now - t1))
+                    probe[i].append(condense_probe_read_gbps(probeBytes, Int32(threads), 2))
                 }
             }
             for (i, m) in models.enumerated() {
+                // Each repetition's speed against the probe taken right after it; the median of those shares.
+                let shares = zip(tg[i], probe[i]).map { $0 / $1 }.sorted()
+                let probes = probe[i].sorted()
                 pp[i].sort(); tg[i].sort()
                 let tgMed = tg[i][tg[i].count / 2]
                 let wb = Double(m.lm.weightBytesPerToken)
@@ -97,7 +105,9 @@ struct BenchGenerate: ParsableCommand {
                 }
                 records.append(["backend": m.label, "model": m.lm.name, "test": "tg\(gen)", "depth": d, "tok_s": tgMed, "threads": threads,
                                 "weight_gb_per_token": wb / 1e9, "head_gb_per_token": Double(m.lm.headBytesPerToken) / 1e9, "weight_gbps": wb * tgMed / 1e9,
-                                "kv_gb_per_token": kvBytes / 1e9, "bytes_gbps": (wb + kvBytes) * tgMed / 1e9, "read_gbps": readGBps,
+                                "kv_gb_per_token": kvBytes / 1e9, "bytes_gbps": (wb + kvBytes) * tgMed / 1e9, "read_gbps": probes[probes.count / 2],
+                                "read_gbps_min": probes.first!, "read_gbps_max": probes.last!,
+                                "pct_read_probe": 100 * (wb + kvBytes) / 1e9 * shares[shares.count / 2],
                                 "kv_cache": decoder.kvCache.rawValue])
             }
         }
@@ -115,8 +125,9 @@ struct BenchGenerate: ParsableCommand {
         print("\(lm.name): \(c.architecture), \(c.layers) layers, hidden \(c.hidden); \(threads) thread(s); weights read per generated token \(fmt(weightBytes / 1e6, 0)) MB (the head \(fmt(Double(lm.headBytesPerToken) / 1e6, 0)) MB)\(base.map { "; the baseline's \(fmt(Double($0.weightBytesPerToken) / 1e6, 0)) MB (the head \(fmt(Double($0.headBytesPerToken) / 1e6, 0)) MB)" } ?? ""); \(decoder.kvCache.rawValue) KV cache")
         for r in records {
             var line = "\(pad(r["backend"] as! String, 12)) \(pad(r["test"] as! String, 7)) depth \(pad("\(r["depth"]!)", 5, right: true)): \(pad(fmt(r["tok_s"] as! Double, 1), 8, right: true)) tok/s"
-            if let g = r["bytes_gbps"] as? Double, let bw = r["read_gbps"] as? Double {
-                line += "   \(fmt(g, 1)) GB/s of weights and KV cache, \(fmt(100 * g / bw, 0)) % of the \(fmt(bw, 1)) GB/s read probe"
+            if let g = r["bytes_gbps"] as? Double, let pct = r["pct_read_probe"] as? Double, let lo = r["read_gbps_min"] as? Double,
+               let hi = r["read_gbps_max"] as? Double {
+                line += "   \(fmt(g, 1)) GB/s of weights and KV cache, \(fmt(pct, 0)) % of the read probe taken after each run (\(fmt(lo, 0))–\(fmt(hi, 0)) GB/s)"
             }
             if r["backend"] as? String == "baseline", let other = r["tok_s"] as? Double,
                let ours = records.first(where: { $0["backend"] as? String == "condense" && $0["test"] as? String == r["test"] as? String

@@ -265,7 +265,16 @@ public final class CondenseServer: Sendable {
                 throw APIError(.badRequest, "'stop' takes at most 16 non-empty strings of at most 256 characters", param: "stop")
             }
         }
-        if chat { stops.append(template.endOfTurn) }
+        // vLLM's fields for load tests of equal work: generate past the end tokens, or not before a minimum.
+        let ignoreEOS = try f.bool("ignore_eos") ?? false
+        o.stopAtEOS = !ignoreEOS
+        if let m = try f.integer("min_tokens", 0...Int(Int32.max)) {
+            guard m <= o.maxTokens else {
+                throw APIError(.badRequest, "'min_tokens' (\(m)) exceeds max_tokens (\(o.maxTokens))", param: "min_tokens")
+            }
+            o.minTokens = m
+        }
+        if chat && !ignoreEOS { stops.append(template.endOfTurn) }
         o.stop = stops
         let stream = try f.bool("stream") ?? false
         let includeUsage = (f.o["stream_options"] as? [String: Any]).flatMap { $0["include_usage"] as? Bool } ?? false

@@ -206,6 +206,36 @@ func errorMessage(_ json: [String: Any]) -> String { ((json["error"] as? [String
         }
     }
 
+    /// vLLM's fields for equal-work load tests: `ignore_eos` generates exactly `max_tokens`
+    /// (the end-of-turn text included), `min_tokens` holds off the end tokens and stop strings.
+    @Test func ignoreEOSAndMinTokens() async throws {
+        let server = try makeServer()
+        defer { server.shutdown() }
+        let (_, lm, _) = try #require(server.models.chat)
+        // A stop string that the greedy text hits at once: without min_tokens nothing comes out.
+        let free = try lm.session().generate("the th", GenerationOptions(maxTokens: 12)) { _ in }
+        let first = try #require(free.text.first.map(String.init))
+        var o = GenerationOptions(maxTokens: 12)
+        o.stop = [first]
+        #expect(try lm.session().generate("the th", o) { _ in }.text.isEmpty)
+        o.minTokens = 6
+        let held = try lm.session().generate("the th", o) { _ in }
+        #expect(held.tokens.count >= 6 && held.text.hasPrefix(first), "\(held.tokens.count) tokens: '\(held.text)'")
+        o.minTokens = 13
+        #expect(throws: CondenseError.self) { try lm.session().generate("the th", o) { _ in } }
+        try await Application(router: server.router()).test(.router) { client in
+            for body: [String: Any] in [["messages": [["role": "user", "content": "the th"]], "max_tokens": 12, "temperature": 0, "ignore_eos": true],
+                                        ["messages": [["role": "user", "content": "the th"]], "max_tokens": 12, "temperature": 0, "min_tokens": 12]] {
+                let r = try await post(client, "/v1/chat/completions", body)
+                #expect(r.status == 200, "\(r.raw)")
+                #expect((r.json["usage"] as? [String: Any])?["completion_tokens"] as? Int == 12, "\(body): \(r.raw)")
+                #expect((r.json["choices"] as? [[String: Any]])?.first?["finish_reason"] as? String == "length")
+            }
+            let c = try await post(client, "/v1/completions", ["prompt": "the th", "max_tokens": 9, "temperature": 0, "stop": [first], "min_tokens": 5])
+            #expect(((c.json["usage"] as? [String: Any])?["completion_tokens"] as? Int ?? 0) >= 5, "\(c.raw)")
+        }
+    }
+
     /// Concurrent greedy requests, batched into shared steps, each answer equal to the same
     /// request served alone: no output crosses into another response.
     @Test func concurrentStreamsEqualEachAlone() async throws {
@@ -246,6 +276,8 @@ func errorMessage(_ json: [String: Any]) -> String { ((json["error"] as? [String
         (#"{"messages": [{"role": "user", "content": "x"}], "seed": 9223372036854775807}"#, "'seed' must be an integer in"),
         (#"{"messages": [{"role": "user", "content": "x"}], "max_tokens": 2.5}"#, "'max_tokens' must be an integer"),
         (#"{"messages": [{"role": "user", "content": "x"}], "top_p": 0}"#, "'top_p' must be in (0, 1]"),
+        (#"{"messages": [{"role": "user", "content": "x"}], "max_tokens": 4, "min_tokens": 5}"#, "'min_tokens' (5) exceeds max_tokens (4)"),
+        (#"{"messages": [{"role": "user", "content": "x"}], "ignore_eos": "yes"}"#, "'ignore_eos' must be"),
         (#"{"messages": [{"role": "user", "content": "x"}], "model": "tiny-bert"}"#, "'tiny-bert' is not a chat model"),
         ("{\"messages\": [{\"role\": \"user\", \"content\": \"" + String(repeating: "x ", count: 100) + "\"}]}", "the model's context is 64"),
     ])

@@ -25,6 +25,9 @@ public struct GenerationOptions: Sendable, Equatable {
     public var stop: [String] = []
     /// Ends at the model's end-of-sequence token.
     public var stopAtEOS = true
+    /// Neither end-of-sequence nor a stop string ends the generation before this many tokens
+    /// (vLLM's `min_tokens`: the end tokens cannot be sampled until then).
+    public var minTokens = 0
 
     public init(maxTokens: Int = 128) { self.maxTokens = maxTokens }
 
@@ -37,6 +40,9 @@ public struct GenerationOptions: Sendable, Equatable {
         guard minP.isFinite, minP >= 0, minP <= 1 else { throw CondenseError.invalidArgument("min-p must be in [0, 1], got \(minP)") }
         guard repeatPenalty.isFinite, repeatPenalty > 0 else { throw CondenseError.invalidArgument("repeat penalty must be > 0, got \(repeatPenalty)") }
         guard stop.allSatisfy({ !$0.isEmpty }) else { throw CondenseError.invalidArgument("a stop string is empty") }
+        guard minTokens >= 0, minTokens <= maxTokens else {
+            throw CondenseError.invalidArgument("min tokens must be in 0…\(maxTokens) (the max tokens), got \(minTokens)")
+        }
     }
 }
 
@@ -379,11 +385,30 @@ public final class DecoderSession: @unchecked Sendable {
         /// token to feed, or nil when the generation has ended (``Result/finishReason``).
         public mutating func accept(_ logits: [Float], contextFull: Bool) -> (piece: String, next: Int32?) {
             guard !finished else { return ("", nil) }
-            let next = sampler.sample(logits, seen: seen)
+            let early = result.tokens.count < options.minTokens
+            var next: Int32
+            if early, options.stopAtEOS, !endOfGeneration.isEmpty {
+                var masked = logits
+                for t in endOfGeneration where Int(t) < masked.count && t >= 0 { masked[Int(t)] = -.infinity }
+                next = sampler.sample(masked, seen: seen)
+            } else {
+                next = sampler.sample(logits, seen: seen)
+            }
             if options.stopAtEOS, endOfGeneration.contains(next) { return finish("eos", "") }
             result.tokens.append(next)
             seen.append(next)
             pending += decoder.append(next)
+            if result.tokens.count < options.minTokens {
+                // Stop strings do not apply yet: nothing is held back for them.
+                let out = pending
+                pending = ""
+                result.text += out
+                if contextFull {
+                    let (rest, _) = finish("length", "")
+                    return (out + rest, nil)
+                }
+                return (out, next)
+            }
             if let cut = DecoderSession.stopCut(pending, options.stop) {
                 let out = String(pending[..<cut])
                 pending = ""

@@ -3,11 +3,14 @@
 same load on llama.cpp's llama-server (Benchmarks/peers/build_llama_cpp.sh) for chat.
 
   python3 Benchmarks/serve_load.py --chat-model M.gguf --embedding-model DIR [--peers]
-      [--chat-concurrency 1,8,32] [--embed-concurrency 1,8,64] [--requests 64] [--max-tokens 64]
+      [--chat-concurrency 1,8,32] [--embed-concurrency 1,8,64] [--requests 64] [--max-tokens 64] [--reps 2]
 
 Per test and concurrency: requests sent, responses checked (status, shape, and for greedy chat
 that every response to the same prompt is the same text), throughput, p50/p99 latency, time to
-first token (streaming chat). Embeddings are compared with `condense embed` run offline on the
+first token and inter-token latency p50/p99 (streaming chat). Chat forces equal work: every
+answer is exactly --max-tokens long on both servers (`ignore_eos`, which both accept; each
+record shows its token total beside the total equal work implies), unless --natural-length;
+with --peers the two servers alternate per level and repetition. Embeddings are compared with `condense embed` run offline on the
 same sentences (the server's overhead). The client retries a request whose pooled connection the
 server had closed (llama-server closes idle keep-alive connections), as the openai client does by
 default. Prints one JSON record per line; both servers run with
@@ -63,18 +66,25 @@ async def drive(port, concurrency, requests, one):
     return wall
 
 
-async def chat_load(port, model, concurrency, requests, max_tokens):
-    results = []
+async def chat_load(port, model, concurrency, requests, max_tokens, equal_length):
+    results, gaps = [], []
+    # Equal work: both servers generate exactly max_tokens per answer (vLLM's and llama-server's
+    # ignore_eos), so neither looks faster by stopping early.
+    extra = {"ignore_eos": True} if equal_length else {}
 
     async def one(client, i):
         t0 = time.perf_counter()
-        first, text, tokens = None, "", 0
+        first, last, text, tokens = None, None, "", 0
         stream = await client.chat.completions.create(model=model, messages=[{"role": "user", "content": PROMPTS[i % len(PROMPTS)]}],
                                                       max_tokens=max_tokens, temperature=0, stream=True,
-                                                      stream_options={"include_usage": True})
+                                                      stream_options={"include_usage": True}, extra_body=extra)
         async for chunk in stream:
             if chunk.choices and chunk.choices[0].delta and chunk.choices[0].delta.content:
-                first = first or time.perf_counter()
+                now = time.perf_counter()
+                first = first or now
+                if last is not None:
+                    gaps.append(now - last)
+                last = now
                 text += chunk.choices[0].delta.content
             if chunk.usage:
                 tokens = chunk.usage.completion_tokens
@@ -89,8 +99,10 @@ async def chat_load(port, model, concurrency, requests, max_tokens):
     lat = [r[1] for r in results]
     ttft = [r[2] for r in results]
     return {"sent": requests, "checked": len(results), "consistent": consistent, "tokens": sum(r[3] for r in results),
+            "tokens_if_equal": requests * max_tokens if equal_length else None,
             "tok_s": sum(r[3] for r in results) / wall, "p50_s": pct(lat, 50), "p99_s": pct(lat, 99),
-            "ttft_p50_s": pct(ttft, 50), "ttft_p99_s": pct(ttft, 99), "wall_s": wall}
+            "ttft_p50_s": pct(ttft, 50), "ttft_p99_s": pct(ttft, 99),
+            "itl_p50_s": pct(gaps, 50) if gaps else None, "itl_p99_s": pct(gaps, 99) if gaps else None, "wall_s": wall}
 
 
 async def embed_load(port, model, concurrency, requests):
@@ -119,7 +131,10 @@ def main():
     ap.add_argument("--requests", type=int, default=64)
     ap.add_argument("--max-tokens", type=int, default=64)
     ap.add_argument("--peers", action="store_true")
+    ap.add_argument("--reps", type=int, default=1, help="chat: repetitions per level, the two servers interleaved")
+    ap.add_argument("--natural-length", action="store_true", help="chat: let answers stop at EOS (unequal work)")
     a = ap.parse_args()
+    equal = not a.natural_length
     env = dict(os.environ, CONDENSE_NUM_THREADS="2")
     port = free_port()
     cmd = [a.condense, "serve", "--port", str(port), "--max-concurrent", str(max(int(c) for c in a.chat_concurrency.split(",")))]
@@ -144,31 +159,35 @@ def main():
                 r = asyncio.run(embed_load(port, "embed", c, max(a.requests, 4 * c)))
                 print(json.dumps({"backend": "condense serve", "test": "embeddings", "concurrency": c, **r}), flush=True)
         if a.chat_model:
+            root = os.environ.get("CONDENSE_LLAMA_CPP_DIR", os.path.expanduser("~/.cache/condense/llama.cpp"))
+            exe = os.path.join(root, "bin", "llama-server")
+            peers = a.peers and os.path.exists(exe)
+            if a.peers and not peers:
+                print("llama-server not built (bash Benchmarks/peers/build_llama_cpp.sh); peer skipped", file=sys.stderr)
+            # Per level and repetition: Condense, then llama-server (Condense's server idles meanwhile),
+            # so drift in the host's speed falls on both alike.
             for c in map(int, a.chat_concurrency.split(",")):
-                r = asyncio.run(chat_load(port, "chat", c, max(a.requests, 2 * c), a.max_tokens))
-                print(json.dumps({"backend": "condense serve", "test": "chat stream", "concurrency": c, **r}), flush=True)
+                n = max(a.requests, 2 * c)
+                for rep in range(a.reps):
+                    r = asyncio.run(chat_load(port, "chat", c, n, a.max_tokens, equal))
+                    print(json.dumps({"backend": "condense serve", "test": "chat stream", "concurrency": c, "rep": rep, **r}), flush=True)
+                    if not peers:
+                        continue
+                    pport = free_port()
+                    peer = subprocess.Popen([exe, "-m", a.chat_model, "-t", "2", "-tb", "2", "--port", str(pport), "-np", str(c),
+                                             "-c", str(512 * c), "--no-webui"], env=dict(env, LD_LIBRARY_PATH=os.path.join(root, "bin")),
+                                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                    try:
+                        wait_ready(pport)
+                        r = asyncio.run(chat_load(pport, "chat", c, n, a.max_tokens, equal))
+                        print(json.dumps({"backend": "llama-server", "test": "chat stream", "concurrency": c, "rep": rep, **r}), flush=True)
+                    finally:
+                        peer.terminate()
+                        peer.wait(timeout=60)
     finally:
         server.terminate()
         server.wait(timeout=60)
         print(json.dumps({"backend": "condense serve", "test": "SIGTERM exit status", "status": server.returncode}), flush=True)
-    if a.peers and a.chat_model:
-        root = os.environ.get("CONDENSE_LLAMA_CPP_DIR", os.path.expanduser("~/.cache/condense/llama.cpp"))
-        exe = os.path.join(root, "bin", "llama-server")
-        if not os.path.exists(exe):
-            print("llama-server not built (bash Benchmarks/peers/build_llama_cpp.sh); peer skipped", file=sys.stderr)
-            return
-        for c in map(int, a.chat_concurrency.split(",")):
-            port = free_port()
-            peer = subprocess.Popen([exe, "-m", a.chat_model, "-t", "2", "-tb", "2", "--port", str(port), "-np", str(c), "-c", str(512 * c),
-                                     "--no-webui"], env=dict(env, LD_LIBRARY_PATH=os.path.join(root, "bin")),
-                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-            try:
-                wait_ready(port)
-                r = asyncio.run(chat_load(port, "chat", c, max(a.requests, 2 * c), a.max_tokens))
-                print(json.dumps({"backend": "llama-server", "test": "chat stream", "concurrency": c, **r}), flush=True)
-            finally:
-                peer.terminate()
-                peer.wait(timeout=60)
 
 
 if __name__ == "__main__":

@@ -20,6 +20,11 @@ struct Chat: ParsableCommand {
     @OptionGroup var decoder: DecoderOptions
     @OptionGroup var runtime: RuntimeOptions
 
+    func validate() throws {
+        guard maxTokens >= 1 else { throw ValidationError("--max-tokens must be >= 1 (tokens per reply), got \(maxTokens)") }
+        guard temperature.isFinite, temperature >= 0 else { throw ValidationError("--temperature must be >= 0, got \(temperature)") }
+    }
+
     func run() throws {
         try runtime.apply()
         let file = try GGUFFile(contentsOf: DecoderFolder.metadataPath(model))

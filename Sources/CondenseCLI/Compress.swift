@@ -267,6 +267,14 @@ extension Compress {
         guard let m = LLMCompression.Method(rawValue: method) else { throw ValidationError("--method must be sparsegpt or wanda, got '\(method)'") }
         let keepList = (keep ?? "").split(separator: ",").map { String($0).trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
         try FileOutput.checkFolder(output, inputs: [path] + compression.calibrationFiles(), option: "-o", owned: Self.llmFolderFiles)
+        if !keepList.isEmpty {
+            // A name that keeps nothing is a typo the user would only notice in the result.
+            let names = try GGUFFile(contentsOf: path).tensors.filter { $0.name.hasPrefix("blk.") && $0.dims.count == 2 }.map(\.name)
+            let roles = Set(names.compactMap { $0.split(separator: ".").dropFirst(2).first.map(String.init) }).sorted()
+            for k in keepList where !names.contains(where: { $0.contains(k) }) {
+                throw ValidationError("--keep '\(k)' matches no projection of \(path); its projections are blk.N.<role>.weight with roles \(roles.joined(separator: ", "))")
+            }
+        }
         let checkpoint = URL(fileURLWithPath: output).appendingPathComponent(Self.checkpointFile).path
         if resume, !FileManager.default.fileExists(atPath: checkpoint) { throw ValidationError("--resume: there is no checkpoint at \(checkpoint)") }
         if let goal { return try compressLLM(path, goal: goal, keep: keepList) }

@@ -55,6 +55,9 @@ struct Generate: ParsableCommand {
     func run() throws {
         try runtime.apply()
         let lm = try LanguageModel(contentsOf: model, registry: cliRegistry())
+        if let ctx, ctx > lm.config.contextLength {
+            FileHandle.standardError.write(Data("note: --ctx \(ctx) is above \(lm.name)'s trained context; using \(lm.config.contextLength)\n".utf8))
+        }
         let session = try lm.session(contextLength: ctx.map { min($0, lm.config.contextLength) }, kvCache: decoder.kvCache)
         let out = FileHandle.standardOutput
         let r = try session.generate(prompt, options) { piece in

@@ -281,6 +281,20 @@ struct CLIGenerateTests {
         #expect(streamed.status == 0 && streamed.stdout.hasPrefix(obj?["text"] as? String ?? "?"))
     }
 
+    /// Values a user can get wrong without a crash still get told: a reply of no tokens, a
+    /// context above the model's (clamped, with a line saying so), a --keep that keeps nothing.
+    @Test func outOfRangeValuesAreNamed() throws {
+        let dir = try scratchFolder("clirange")
+        let model = try makeTinyLlama(in: dir)
+        let chat = try condense(["chat", "--model", model, "--max-tokens", "0"])
+        #expect(chat.status != 0 && chat.stderr.contains("--max-tokens must be >= 1 (tokens per reply), got 0"), "\(chat.output)")
+        let g = try condense(["generate", "--model", model, "--prompt", "the", "--max-tokens", "2", "--ctx", "100000000", "--temperature", "0"])
+        #expect(g.status == 0 && g.stderr.contains("--ctx 100000000 is above") && g.stderr.contains("using 64"), "\(g.output)")
+        let k = try condense(["compress", "--llm", model, "--format", "int4", "--keep", "attn_q,atn_k", "-o", dir + "/out"])
+        #expect(k.status != 0 && k.stderr.contains("--keep 'atn_k' matches no projection") && k.stderr.contains("attn_k"), "\(k.output)")
+        #expect(!FileManager.default.fileExists(atPath: dir + "/out/model.safetensors"))
+    }
+
     @Test(arguments: [
         (["--model", "/nonexistent.gguf", "--prompt", "a"], "cannot read /nonexistent.gguf: no such file"),
         (["--model", "MODEL", "--prompt", "a", "--temperature=-1"], "temperature must be >= 0"),

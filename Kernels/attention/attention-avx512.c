@@ -46,9 +46,21 @@ CONDENSE_TARGET_AVX512 void condense_attention_pair_avx512(const float *q, const
     }
 }
 
-CONDENSE_INLINE CONDENSE_TARGET_AVX512 __m512 kv_load_512(int f16, const uint8_t *row, int e) {
-    return f16 ? _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(const void *)(row + 2 * (size_t)e)))
-               : _mm512_loadu_ps((const float *)(const void *)row + e);
+/* 16 elements e… (e % 16 == 0) of a cache row of type t (KV_*), as floats. */
+CONDENSE_INLINE CONDENSE_TARGET_AVX512 __m512 kv_load_512(int t, const uint8_t *row, int e) {
+    if (t == KV_F16) return _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(const void *)(row + 2 * (size_t)e)));
+    if (t == KV_F32) return _mm512_loadu_ps((const float *)(const void *)row + e);
+    const uint8_t *blk = row + (size_t)(e / 32) * (t == KV_Q8_0 ? 34 : 18);
+    const __m512 d = _mm512_set1_ps(condense_f16_to_f32((uint16_t)(blk[0] | blk[1] << 8)));
+    __m512i q;
+    if (t == KV_Q8_0) {
+        q = _mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)(const void *)(blk + 2 + e % 32)));
+    } else {
+        __m128i b = _mm_loadu_si128((const __m128i *)(const void *)(blk + 2));
+        if (e % 32) b = _mm_srli_epi16(b, 4);
+        q = _mm512_sub_epi32(_mm512_cvtepu8_epi32(_mm_and_si128(b, _mm_set1_epi8(15))), _mm512_set1_epi32(8));
+    }
+    return _mm512_mul_ps(_mm512_cvtepi32_ps(q), d);
 }
 
 /* r[j] = Σ lanes of a[j], j = 0…15: a transpose-and-add tree, about 3 instructions per vector
@@ -65,7 +77,7 @@ CONDENSE_INLINE CONDENSE_TARGET_AVX512 __m512 hsum16_512(const __m512 *a) {
 }
 
 /* Σ_p w[g][p]·v[p] for NG heads and NV vectors of 16 columns, accumulators in registers. */
-CONDENSE_INLINE CONDENSE_TARGET_AVX512 void pv_tile_512(const int NG, const int NV, int f16, const uint8_t *vh,
+CONDENSE_INLINE CONDENSE_TARGET_AVX512 void pv_tile_512(const int NG, const int NV, int vt, const uint8_t *vh,
                                                         size_t row_bytes, size_t a, size_t n, const float *w, int e0,
                                                         float *o, int hd) {
     __m512 acc[4][4];
@@ -74,7 +86,7 @@ CONDENSE_INLINE CONDENSE_TARGET_AVX512 void pv_tile_512(const int NG, const int 
     for (size_t p = 0; p < n; p++) {
         const uint8_t *vr = vh + (a + p) * row_bytes;
         __m512 v[4];
-        for (int j = 0; j < NV; j++) v[j] = kv_load_512(f16, vr, e0 + 16 * j);
+        for (int j = 0; j < NV; j++) v[j] = kv_load_512(vt, vr, e0 + 16 * j);
         for (int g = 0; g < NG; g++) {
             const __m512 wg = _mm512_set1_ps(w[(size_t)g * n + p]);
             for (int j = 0; j < NV; j++) acc[g][j] = _mm512_fmadd_ps(wg, v[j], acc[g][j]);
@@ -91,7 +103,7 @@ CONDENSE_TARGET_AVX512 void condense_causal_chunk_avx512(const causal_args *A, c
                                                        const uint8_t *vh, size_t a, size_t b, float *sc, float *m,
                                                        float *l, float *o) {
     const size_t n = b - a;
-    const int hd = A->hd, G = A->group, f16 = A->f16;
+    const int hd = A->hd, G = A->group, kt = A->kt, vt = A->vt;
     const __m512 vscale = _mm512_set1_ps(A->scale);
     for (int g = 0; g < G; g++) {
         const float *qr = qg + (size_t)g * (size_t)hd;
@@ -100,16 +112,16 @@ CONDENSE_TARGET_AVX512 void condense_causal_chunk_avx512(const causal_args *A, c
         for (; p + 16 <= n; p += 16) {
             __m512 acc[16];
             for (int j = 0; j < 16; j++) {
-                const uint8_t *kr = kh + (a + p + (size_t)j) * A->row_bytes;
-                acc[j] = _mm512_mul_ps(_mm512_loadu_ps(qr), kv_load_512(f16, kr, 0));
-                for (int e = 16; e < hd; e += 16) acc[j] = _mm512_fmadd_ps(_mm512_loadu_ps(qr + e), kv_load_512(f16, kr, e), acc[j]);
+                const uint8_t *kr = kh + (a + p + (size_t)j) * A->k_row_bytes;
+                acc[j] = _mm512_mul_ps(_mm512_loadu_ps(qr), kv_load_512(kt, kr, 0));
+                for (int e = 16; e < hd; e += 16) acc[j] = _mm512_fmadd_ps(_mm512_loadu_ps(qr + e), kv_load_512(kt, kr, e), acc[j]);
             }
             _mm512_storeu_ps(s + p, _mm512_mul_ps(hsum16_512(acc), vscale));
         }
         for (; p < n; p++) {
-            const uint8_t *kr = kh + (a + p) * A->row_bytes;
-            __m512 acc = _mm512_mul_ps(_mm512_loadu_ps(qr), kv_load_512(f16, kr, 0));
-            for (int e = 16; e < hd; e += 16) acc = _mm512_fmadd_ps(_mm512_loadu_ps(qr + e), kv_load_512(f16, kr, e), acc);
+            const uint8_t *kr = kh + (a + p) * A->k_row_bytes;
+            __m512 acc = _mm512_mul_ps(_mm512_loadu_ps(qr), kv_load_512(kt, kr, 0));
+            for (int e = 16; e < hd; e += 16) acc = _mm512_fmadd_ps(_mm512_loadu_ps(qr + e), kv_load_512(kt, kr, e), acc);
             s[p] = _mm512_reduce_add_ps(acc) * A->scale;
         }
         __m512 vmx = _mm512_set1_ps(-INFINITY);
@@ -135,7 +147,7 @@ CONDENSE_TARGET_AVX512 void condense_causal_chunk_avx512(const causal_args *A, c
             const int ng = G - g0 >= 4 ? 4 : G - g0;
             const float *w = sc + (size_t)g0 * n;
             float *og = o + (size_t)g0 * (size_t)hd;
-#define CONDENSE_PV(NG, NV) case (NG) * 8 + (NV): pv_tile_512(NG, NV, f16, vh, A->row_bytes, a, n, w, e0, og, hd); break;
+#define CONDENSE_PV(NG, NV) case (NG) * 8 + (NV): pv_tile_512(NG, NV, vt, vh, A->v_row_bytes, a, n, w, e0, og, hd); break;
             switch (ng * 8 + nv) {
                 CONDENSE_PV(1, 1) CONDENSE_PV(1, 2) CONDENSE_PV(1, 3) CONDENSE_PV(1, 4)
                 CONDENSE_PV(2, 1) CONDENSE_PV(2, 2) CONDENSE_PV(2, 3) CONDENSE_PV(2, 4)

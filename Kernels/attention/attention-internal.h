@@ -7,19 +7,35 @@
 #include "condense_kernels.h"
 #include "internal.h"
 
+/* A cache's element type: floats, IEEE halves, or ggml's Q8_0 / Q4_0 blocks of 32 along the row
+ * (a head's hd elements, a multiple of 32, are whole blocks). */
+enum { KV_F32 = 0, KV_F16 = 1, KV_Q8_0 = 2, KV_Q4_0 = 3 };
+
+/* Bytes of n elements of type t (n a multiple of 32 for the block types). */
+static inline size_t kv_bytes(int t, size_t n) {
+    return t == KV_F32 ? 4 * n : t == KV_F16 ? 2 * n : t == KV_Q8_0 ? n / 32 * 34 : n / 32 * 18;
+}
+
 typedef struct causal_args {
     const float *q;
     size_t ldq;
     const uint8_t *kc, *vc;
-    size_t row_bytes;     /* bytes per cache row (ldkv elements) */
-    int f16;
+    size_t k_row_bytes, v_row_bytes;   /* bytes per cache row (ldkv elements) */
+    int kt, vt;                        /* KV_* of the key and the value cache */
     int group, hd;
     float scale;
     float softcap;        /* > 0: scores become softcap·tanh(score/softcap) (Gemma 2); scalar path only */
 } causal_args;
 
-static inline float kv_at(const causal_args *A, const uint8_t *row, int e) {
-    return A->f16 ? condense_f16_to_f32(((const uint16_t *)(const void *)row)[e]) : ((const float *)(const void *)row)[e];
+/* Element e of a cache row of type t, as ggml dequantizes it. */
+static inline float kv_at(int t, const uint8_t *row, int e) {
+    if (t == KV_F32) return ((const float *)(const void *)row)[e];
+    if (t == KV_F16) return condense_f16_to_f32(((const uint16_t *)(const void *)row)[e]);
+    const uint8_t *blk = row + (size_t)(e / 32) * (t == KV_Q8_0 ? 34 : 18);
+    const float d = condense_f16_to_f32((uint16_t)(blk[0] | blk[1] << 8));
+    if (t == KV_Q8_0) return (float)(int8_t)blk[2 + e % 32] * d;
+    const uint8_t b = blk[2 + e % 16];
+    return (float)((e % 32 < 16 ? b & 15 : b >> 4) - 8) * d;
 }
 
 /* Positions [a, b) of one KV head for the group's query heads; see causal_chunk_scalar. */

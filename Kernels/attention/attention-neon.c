@@ -43,12 +43,21 @@ void condense_attention_pair_neon(const float *q, const float *k, const float *v
     }
 }
 
-CONDENSE_INLINE float32x4_t kv_load_neon(int f16, const uint8_t *row, int e) {
-    return f16 ? vcvt_f32_f16(vreinterpret_f16_u8(vld1_u8(row + 2 * (size_t)e)))
-               : vld1q_f32((const float *)(const void *)row + e);
+/* 4 elements e… (e % 4 == 0) of a cache row of type t (KV_*), as floats. */
+CONDENSE_INLINE float32x4_t kv_load_neon(int t, const uint8_t *row, int e) {
+    if (t == KV_F16) return vcvt_f32_f16(vreinterpret_f16_u8(vld1_u8(row + 2 * (size_t)e)));
+    if (t == KV_F32) return vld1q_f32((const float *)(const void *)row + e);
+    const uint8_t *blk = row + (size_t)(e / 32) * (t == KV_Q8_0 ? 34 : 18);
+    const float d = condense_f16_to_f32((uint16_t)(blk[0] | blk[1] << 8));
+    int32_t v[4];
+    for (int j = 0; j < 4; j++) {
+        const int c = e % 32 + j;
+        v[j] = t == KV_Q8_0 ? (int8_t)blk[2 + c] : (c < 16 ? blk[2 + c] & 15 : blk[2 + c - 16] >> 4) - 8;
+    }
+    return vmulq_n_f32(vcvtq_f32_s32(vld1q_s32(v)), d);
 }
 
-CONDENSE_INLINE void pv_tile_neon(const int NG, const int NV, int f16, const uint8_t *vh, size_t row_bytes, size_t a,
+CONDENSE_INLINE void pv_tile_neon(const int NG, const int NV, int vt, const uint8_t *vh, size_t row_bytes, size_t a,
                                   size_t n, const float *w, int e0, float *o, int hd) {
     float32x4_t acc[2][8];
     for (int g = 0; g < NG; g++)
@@ -56,7 +65,7 @@ CONDENSE_INLINE void pv_tile_neon(const int NG, const int NV, int f16, const uin
     for (size_t p = 0; p < n; p++) {
         const uint8_t *vr = vh + (a + p) * row_bytes;
         float32x4_t v[8];
-        for (int j = 0; j < NV; j++) v[j] = kv_load_neon(f16, vr, e0 + 4 * j);
+        for (int j = 0; j < NV; j++) v[j] = kv_load_neon(vt, vr, e0 + 4 * j);
         for (int g = 0; g < NG; g++) {
             const float wg = w[(size_t)g * n + p];
             for (int j = 0; j < NV; j++) acc[g][j] = vfmaq_n_f32(acc[g][j], v[j], wg);
@@ -71,14 +80,14 @@ CONDENSE_INLINE void pv_tile_neon(const int NG, const int NV, int f16, const uin
 void condense_causal_chunk_neon(const causal_args *A, const float *qg, const uint8_t *kh, const uint8_t *vh, size_t a,
                               size_t b, float *sc, float *m, float *l, float *o) {
     const size_t n = b - a;
-    const int hd = A->hd, G = A->group, f16 = A->f16;
+    const int hd = A->hd, G = A->group, kt = A->kt, vt = A->vt;
     for (int g = 0; g < G; g++) {
         const float *qr = qg + (size_t)g * (size_t)hd;
         float *s = sc + (size_t)g * n, mx = -INFINITY;
         for (size_t p = 0; p < n; p++) {
-            const uint8_t *kr = kh + (a + p) * A->row_bytes;
-            float32x4_t acc = vmulq_f32(vld1q_f32(qr), kv_load_neon(f16, kr, 0));
-            for (int e = 4; e < hd; e += 4) acc = vfmaq_f32(acc, vld1q_f32(qr + e), kv_load_neon(f16, kr, e));
+            const uint8_t *kr = kh + (a + p) * A->k_row_bytes;
+            float32x4_t acc = vmulq_f32(vld1q_f32(qr), kv_load_neon(kt, kr, 0));
+            for (int e = 4; e < hd; e += 4) acc = vfmaq_f32(acc, vld1q_f32(qr + e), kv_load_neon(kt, kr, e));
             s[p] = vaddvq_f32(acc) * A->scale;
             mx = s[p] > mx ? s[p] : mx;
         }
@@ -101,8 +110,8 @@ void condense_causal_chunk_neon(const causal_args *A, const float *qg, const uin
             const int ng = G - g0 >= 2 ? 2 : 1;
             const float *w = sc + (size_t)g0 * n;
             float *og = o + (size_t)g0 * (size_t)hd;
-            if (ng == 2) pv_tile_neon(2, nv, f16, vh, A->row_bytes, a, n, w, e0, og, hd);
-            else pv_tile_neon(1, nv, f16, vh, A->row_bytes, a, n, w, e0, og, hd);
+            if (ng == 2) pv_tile_neon(2, nv, vt, vh, A->v_row_bytes, a, n, w, e0, og, hd);
+            else pv_tile_neon(1, nv, vt, vh, A->v_row_bytes, a, n, w, e0, og, hd);
         }
     }
 }

@@ -36,9 +36,9 @@ void condense_causal_chunk_scalar(const causal_args *A, const float *qg, const u
         const float *qr = qg + (size_t)g * (size_t)hd;
         float *s = sc + (size_t)g * n, mx = -INFINITY, sum = 0;
         for (size_t p = 0; p < n; p++) {
-            const uint8_t *kr = kh + (a + p) * A->row_bytes;
+            const uint8_t *kr = kh + (a + p) * A->k_row_bytes;
             float dot = 0;
-            for (int e = 0; e < hd; e++) dot += qr[e] * kv_at(A, kr, e);
+            for (int e = 0; e < hd; e++) dot += qr[e] * kv_at(A->kt, kr, e);
             s[p] = dot * A->scale;
             if (A->softcap > 0) s[p] = A->softcap * tanhf(s[p] / A->softcap);
             mx = s[p] > mx ? s[p] : mx;
@@ -47,8 +47,8 @@ void condense_causal_chunk_scalar(const causal_args *A, const float *qg, const u
         float *og = o + (size_t)g * (size_t)hd;
         for (int e = 0; e < hd; e++) og[e] = 0;
         for (size_t p = 0; p < n; p++) {
-            const uint8_t *vr = vh + (a + p) * A->row_bytes;
-            for (int e = 0; e < hd; e++) og[e] += s[p] * kv_at(A, vr, e);
+            const uint8_t *vr = vh + (a + p) * A->v_row_bytes;
+            for (int e = 0; e < hd; e++) og[e] += s[p] * kv_at(A->vt, vr, e);
         }
         m[g] = mx;
         l[g] = sum;

@@ -148,7 +148,7 @@ typedef struct {
     const float *q;
     size_t ldq;
     const void *kc, *vc;
-    int f16;
+    int kt, vt;
     float *out;
     size_t ldo, t, p0;
     int heads, kv_heads, hd, G;
@@ -178,7 +178,7 @@ static void merge_state(int G, int hd, float *m, float *l, float *o, const float
 /* Thread t of nt: a static share of the items, then (chunked) a barrier and a share of the merges. */
 static void causal_share(void *ctx, int tid, int nt) {
     causal_ctx *C = ctx;
-    const int G = C->G, hd = C->hd, f16 = C->f16;
+    const int G = C->G, hd = C->hd;
     const size_t nch = C->nch, span = C->span, state = C->state, kv_heads = (size_t)C->kv_heads;
     float *partial = C->partial;
     /* Scores of one chunk, its state, and a second state for a chunk that wraps around the ring. */
@@ -194,8 +194,8 @@ static void causal_share(void *ctx, int tid, int nt) {
         float *st = partial ? partial + it * state : sc + (size_t)G * span;
         float *m = st, *l = st + G, *o = st + 2 * G;
         const float *qg = C->q + i * C->ldq + kvh * (size_t)G * (size_t)hd;
-        const uint8_t *kh = (const uint8_t *)C->kc + kvh * (size_t)hd * (f16 ? 2 : 4);
-        const uint8_t *vh = (const uint8_t *)C->vc + kvh * (size_t)hd * (f16 ? 2 : 4);
+        const uint8_t *kh = (const uint8_t *)C->kc + kv_bytes(C->kt, kvh * (size_t)hd);
+        const uint8_t *vh = (const uint8_t *)C->vc + kv_bytes(C->vt, kvh * (size_t)hd);
         if (a >= b) {   /* a chunk outside this row's positions */
             for (int g = 0; g < G; g++) { m[g] = -INFINITY; l[g] = 0; }
             memset(o, 0, (size_t)G * (size_t)hd * sizeof(float));
@@ -247,6 +247,17 @@ static void causal_share(void *ctx, int tid, int nt) {
     }
 }
 
+/* KV_* of a ggml type, or −1 for one the caches do not hold. */
+static int kv_code(uint32_t g) {
+    switch (g) {
+    case CONDENSE_GGUF_F32: return KV_F32;
+    case CONDENSE_GGUF_F16: return KV_F16;
+    case CONDENSE_GGUF_Q8_0: return KV_Q8_0;
+    case CONDENSE_GGUF_Q4_0: return KV_Q4_0;
+    default: return -1;
+    }
+}
+
 int condense_causal_attention(const float *q, size_t ldq, const void *kc, const void *vc, uint32_t kv_type, size_t ldkv,
                               float *out, size_t ldo, size_t t, size_t p0, int heads, int kv_heads, int hd, float scale,
                               condense_isa isa, int threads) {
@@ -260,10 +271,14 @@ int condense_causal_attention_window(const float *q, size_t ldq, const void *kc,
     if (heads < 1 || kv_heads < 1 || heads % kv_heads || hd < 1) return CONDENSE_ERR_INVALID;
     /* A ring must hold every position the pass reads: the window of its first row through its last row. */
     if (ring && (!window || ring < window + t - 1)) return CONDENSE_ERR_INVALID;
-    if (kv_type != CONDENSE_GGUF_F32 && kv_type != CONDENSE_GGUF_F16) return CONDENSE_ERR_INVALID;
+    /* kv_type: the key cache's ggml type, and in the high 16 bits the value cache's + 1 (0: the same). */
+    const uint32_t kg = kv_type & 0xFFFF, vg = kv_type >> 16 ? (kv_type >> 16) - 1 : kg;
+    const int kt = kv_code(kg), vt = kv_code(vg);
+    if (kt < 0 || vt < 0) return CONDENSE_ERR_INVALID;
+    /* Blocks of 32 along a row: every head must be whole blocks. */
+    if ((kt >= KV_Q8_0 || vt >= KV_Q8_0) && (hd % 32 || ldkv % 32)) return CONDENSE_ERR_INVALID;
     if (t == 0) return CONDENSE_OK;
     if (isa > condense_isa_detected()) isa = condense_isa_detected();
-    const int f16 = kv_type == CONDENSE_GGUF_F16;
     if (!(softcap >= 0)) return CONDENSE_ERR_INVALID;   /* NaN fails this too */
     causal_chunk_fn chunk = condense_causal_chunk_scalar;
     /* Soft-capped scores (Gemma 2) take the portable path: the SIMD chunks have no tanh. */
@@ -276,7 +291,7 @@ int condense_causal_attention_window(const float *q, size_t ldq, const void *kc,
 #endif
     }
     const int G = heads / kv_heads;
-    const causal_args A = {q, ldq, kc, vc, ldkv * (f16 ? 2 : 4), f16, G, hd, scale, softcap};
+    const causal_args A = {q, ldq, kc, vc, kv_bytes(kt, ldkv), kv_bytes(vt, ldkv), kt, vt, G, hd, scale, softcap};
     int nt = threads > 0 ? threads : condense_get_num_threads();
     const size_t n_max = p0 + t, lo = window && p0 + 1 > window ? p0 + 1 - window : 0, live = n_max - lo;
     if (live * (size_t)hd * t * (size_t)heads < 65536) nt = 1;
@@ -290,7 +305,7 @@ int condense_causal_attention_window(const float *q, size_t ldq, const void *kc,
         partial = condense_scratch(CONDENSE_SCRATCH_QX, items * state * sizeof(float));
         if (!partial) return CONDENSE_ERR_NO_MEMORY;
     }
-    causal_ctx cc = {&A, chunk, q, ldq, kc, vc, f16, out, ldo, t, p0, heads, kv_heads, hd, G, nch, span, items, state,
+    causal_ctx cc = {&A, chunk, q, ldq, kc, vc, kt, vt, out, ldo, t, p0, heads, kv_heads, hd, G, nch, span, items, state,
                      window, ring, lo, partial, 0};
     condense_team_run(nt, causal_share, &cc);
     const int failed = cc.failed;

@@ -4,6 +4,7 @@
  * ggml's order with contraction off, so results are bit-exact to the definition. */
 #include "internal.h"
 
+#include <math.h>
 #include <string.h>
 
 #pragma clang fp contract(off)
@@ -272,6 +273,42 @@ static void mxfp4(const uint8_t *b, size_t blocks, float *y) {
         float d;
         memcpy(&d, &bits, 4);
         lut32(b + 1, mxfp4_values, d, y);
+    }
+}
+
+/* ggml's reference quantizers, for KV cache rows: Q8_0 d = amax/127, q = round(x/d) (half away
+ * from zero, as roundf); Q4_0 d = (the value of largest magnitude)/−8, q = min(15, trunc(x/d + 8.5)). */
+void condense_quantize_row_q8_0(const float *x, void *out, size_t n) {
+    uint8_t *y = out;
+    for (size_t b = 0; b < n / 32; b++, x += 32, y += 34) {
+        float amax = 0;
+        for (int j = 0; j < 32; j++) amax = fmaxf(amax, fabsf(x[j]));
+        const float d = amax / 127.0f, id = d != 0 ? 1.0f / d : 0.0f;
+        const uint16_t h = condense_f32_to_f16_one(d);
+        y[0] = (uint8_t)h;
+        y[1] = (uint8_t)(h >> 8);
+        for (int j = 0; j < 32; j++) {
+            const float r = roundf(x[j] * id);
+            y[2 + j] = (uint8_t)(int8_t)(r == r ? (int)r : 0);   /* NaN: 0, not undefined behaviour */
+        }
+    }
+}
+
+void condense_quantize_row_q4_0(const float *x, void *out, size_t n) {
+    uint8_t *y = out;
+    for (size_t b = 0; b < n / 32; b++, x += 32, y += 18) {
+        float amax = 0, max = 0;
+        for (int j = 0; j < 32; j++)
+            if (amax < fabsf(x[j])) { amax = fabsf(x[j]); max = x[j]; }
+        const float d = max / -8.0f, id = d != 0 ? 1.0f / d : 0.0f;
+        const uint16_t h = condense_f32_to_f16_one(d);
+        y[0] = (uint8_t)h;
+        y[1] = (uint8_t)(h >> 8);
+        for (int j = 0; j < 16; j++) {
+            const float fa = x[j] * id + 8.5f, fc = x[16 + j] * id + 8.5f;
+            const int8_t a = (int8_t)(fa == fa ? (int)fa : 8), c = (int8_t)(fc == fc ? (int)fc : 8);
+            y[2 + j] = (uint8_t)((a < 15 ? a : 15) | (c < 15 ? c : 15) << 4);
+        }
     }
 }
 

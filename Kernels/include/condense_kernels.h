@@ -591,10 +591,17 @@ int condense_f32_attention(const float *q, const float *k, const float *v, size_
  * Causal attention of a decoder over its KV cache: query row i (position p0 + i) of head h attends
  * to cache rows 0…p0 + i of KV head h / (heads / kv_heads) (grouped-query attention). q rows hold
  * heads·hd floats (stride ldq); the caches hold kv_heads·hd elements per row (stride ldkv) of
- * kv_type: CONDENSE_GGUF_F32 (floats) or CONDENSE_GGUF_F16 (IEEE halves); out is like q (stride
+ * kv_type: CONDENSE_GGUF_F32 (floats), CONDENSE_GGUF_F16 (IEEE halves), CONDENSE_GGUF_Q8_0 or
+ * CONDENSE_GGUF_Q4_0 (ggml's blocks of 32 along the row; hd and ldkv multiples of 32) for both
+ * caches, or CONDENSE_KV_TYPES(k, v) for different key and value types; out is like q (stride
  * ldo). Parallel over (row, KV head) with the heads of a group together, and over chunks of
  * positions when there are few rows; the AVX-512 path needs hd % 16 == 0. Returns a condense_status.
  */
+#define CONDENSE_KV_TYPES(k, v) ((uint32_t)(k) | ((uint32_t)(v) + 1u) << 16)
+/** Rows of n floats into ggml's Q8_0 / Q4_0 blocks (n a multiple of 32), as ggml's reference
+ *  quantizers round (quantize_row_q8_0_ref, quantize_row_q4_0_ref): for quantized KV caches. */
+void condense_quantize_row_q8_0(const float *x, void *y, size_t n);
+void condense_quantize_row_q4_0(const float *x, void *y, size_t n);
 int condense_causal_attention(const float *q, size_t ldq, const void *kc, const void *vc, uint32_t kv_type, size_t ldkv,
                               float *out, size_t ldo, size_t t, size_t p0, int heads, int kv_heads, int hd, float scale,
                               condense_isa isa, int threads);

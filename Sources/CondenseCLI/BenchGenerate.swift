@@ -68,13 +68,13 @@ struct BenchGenerate: ParsableCommand {
             var pp = [[Double]](repeating: [], count: models.count), tg = pp, probe = pp
             for _ in 0..<bench.reps {
                 for (i, m) in models.enumerated() {
-                    let s = try m.lm.session(contextLength: ctx, kvCache: decoder.kvCache)
+                    let s = try m.lm.session(contextLength: ctx, kvCache: decoder.keys, valueCache: decoder.values)
                     if d > 0 { _ = try s.forward(randomTokens(d)) }
                     let p = randomTokens(prompt)
                     let t0 = ContinuousClock.now
                     _ = try s.forward(p)
                     pp[i].append(Double(prompt) / seconds(ContinuousClock.now - t0))
-                    let g = try m.lm.session(contextLength: ctx, kvCache: decoder.kvCache)
+                    let g = try m.lm.session(contextLength: ctx, kvCache: decoder.keys, valueCache: decoder.values)
                     if d > 0 { _ = try g.forward(randomTokens(d)) }
                     var next = randomTokens(1)[0]
                     let t1 = ContinuousClock.now
@@ -98,7 +98,7 @@ struct BenchGenerate: ParsableCommand {
                 // position (on average the depth plus half the generated tokens).
                 // K and V rows read per generated token, averaged over the tg run: every position
                 // for a global layer, at most the window for a sliding one.
-                let rowBytes = Double(2 * c.kvDim * (decoder.kvCache == .f16 ? 2 : 4))
+                let rowBytes = Double(decoder.keys.rowBytes(c.kvDim) + decoder.values.rowBytes(c.kvDim))
                 let kvBytes = (0..<c.layers).reduce(0.0) { acc, l in
                     let mean = Double(d) + Double(gen) / 2
                     return acc + rowBytes * (c.slidingLayers[l] ? min(mean, Double(c.slidingWindow)) : mean)
@@ -108,7 +108,7 @@ struct BenchGenerate: ParsableCommand {
                                 "kv_gb_per_token": kvBytes / 1e9, "bytes_gbps": (wb + kvBytes) * tgMed / 1e9, "read_gbps": probes[probes.count / 2],
                                 "read_gbps_min": probes.first!, "read_gbps_max": probes.last!,
                                 "pct_read_probe": 100 * (wb + kvBytes) / 1e9 * shares[shares.count / 2],
-                                "kv_cache": decoder.kvCache.rawValue])
+                                "kv_cache": decoder.keys.rawValue, "kv_cache_v": decoder.values.rawValue])
             }
         }
         if bench.peers {
@@ -122,7 +122,7 @@ struct BenchGenerate: ParsableCommand {
             print(try jsonString(records))
             return
         }
-        print("\(lm.name): \(c.architecture), \(c.layers) layers, hidden \(c.hidden); \(threads) thread(s); weights read per generated token \(fmt(weightBytes / 1e6, 0)) MB (the head \(fmt(Double(lm.headBytesPerToken) / 1e6, 0)) MB)\(base.map { "; the baseline's \(fmt(Double($0.weightBytesPerToken) / 1e6, 0)) MB (the head \(fmt(Double($0.headBytesPerToken) / 1e6, 0)) MB)" } ?? ""); \(decoder.kvCache.rawValue) KV cache")
+        print("\(lm.name): \(c.architecture), \(c.layers) layers, hidden \(c.hidden); \(threads) thread(s); weights read per generated token \(fmt(weightBytes / 1e6, 0)) MB (the head \(fmt(Double(lm.headBytesPerToken) / 1e6, 0)) MB)\(base.map { "; the baseline's \(fmt(Double($0.weightBytesPerToken) / 1e6, 0)) MB (the head \(fmt(Double($0.headBytesPerToken) / 1e6, 0)) MB)" } ?? ""); \(decoder.label) KV cache")
         for r in records {
             var line = "\(pad(r["backend"] as! String, 12)) \(pad(r["test"] as! String, 7)) depth \(pad("\(r["depth"]!)", 5, right: true)): \(pad(fmt(r["tok_s"] as! Double, 1), 8, right: true)) tok/s"
             if let g = r["bytes_gbps"] as? Double, let pct = r["pct_read_probe"] as? Double, let lo = r["read_gbps_min"] as? Double,

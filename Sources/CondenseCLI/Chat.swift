@@ -41,7 +41,7 @@ struct Chat: ParsableCommand {
         if template.fromArchitecture {
             FileHandle.standardError.write(Data("note: \(model) has no chat template; using \(lm.config.architecture)'s \(template.family.rawValue) turn format\n".utf8))
         }
-        let session = try lm.session(kvCache: decoder.kvCache)
+        let session = try lm.session(kvCache: decoder.keys, valueCache: decoder.values)
         var messages: [ChatTemplate.Message] = system.map { [.init(role: "system", content: $0)] } ?? []
         var options = GenerationOptions(maxTokens: maxTokens)
         options.temperature = temperature

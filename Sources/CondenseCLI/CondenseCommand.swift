@@ -16,8 +16,19 @@ extension KVCacheType: ExpressibleByArgument {}
 
 /// Options of the commands that run a language model.
 struct DecoderOptions: ParsableArguments {
-    @Option(help: "KV cache element type: f16 (llama.cpp's default; half the bytes attention reads) or f32.")
+    @Option(help: "KV cache element type of keys and values: f16 (llama.cpp's default; half the bytes attention reads), f32, q8_0 or q4_0 (ggml's blocks; heads of a multiple of 32).")
     var kvCache: KVCacheType = .f16
+    @Option(name: [.customLong("ctk", withSingleDash: true), .customLong("cache-type-k")], help: "The key cache's type alone (llama.cpp's -ctk).")
+    var cacheTypeK: KVCacheType?
+    @Option(name: [.customLong("ctv", withSingleDash: true), .customLong("cache-type-v")], help: "The value cache's type alone (llama.cpp's -ctv).")
+    var cacheTypeV: KVCacheType?
+
+    /// The key cache's type.
+    var keys: KVCacheType { cacheTypeK ?? kvCache }
+    /// The value cache's type.
+    var values: KVCacheType { cacheTypeV ?? kvCache }
+    /// How a report names the pair.
+    var label: String { keys == values ? keys.rawValue : "K \(keys.rawValue), V \(values.rawValue)" }
 }
 
 struct RuntimeOptions: ParsableArguments {

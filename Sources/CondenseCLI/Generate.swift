@@ -58,7 +58,7 @@ struct Generate: ParsableCommand {
         if let ctx, ctx > lm.config.contextLength {
             FileHandle.standardError.write(Data("note: --ctx \(ctx) is above \(lm.name)'s trained context; using \(lm.config.contextLength)\n".utf8))
         }
-        let session = try lm.session(contextLength: ctx.map { min($0, lm.config.contextLength) }, kvCache: decoder.kvCache)
+        let session = try lm.session(contextLength: ctx.map { min($0, lm.config.contextLength) }, kvCache: decoder.keys, valueCache: decoder.values)
         let out = FileHandle.standardOutput
         let r = try session.generate(prompt, options) { piece in
             if !json { out.write(Data(piece.utf8)) }

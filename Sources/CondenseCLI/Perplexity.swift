@@ -30,7 +30,7 @@ struct PerplexityCommand: ParsableCommand {
         let text = try FileInput.text(input)
         let lm = try LanguageModel(contentsOf: model, registry: cliRegistry())
         let started = Date()
-        let r = try Perplexity.measure(lm, text: text, context: ctx, kvCache: decoder.kvCache) { done, total, ppl in
+        let r = try Perplexity.measure(lm, text: text, context: ctx, kvCache: decoder.keys, valueCache: decoder.values) { done, total, ppl in
             if !json { FileHandle.standardError.write(Data(String(format: "[%d/%d] %.4f\n", done, total, ppl).utf8)) }
         }
         if json {

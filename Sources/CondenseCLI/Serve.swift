@@ -28,6 +28,7 @@ struct Serve: AsyncParsableCommand {
     var maxConcurrent = 8
     @Option(help: "A file holding the API key that /v1/ requests must send as 'Authorization: Bearer KEY'.")
     var apiKeyFile: String?
+    @OptionGroup var decoder: DecoderOptions
     @OptionGroup var runtime: RuntimeOptions
 
     func validate() throws {
@@ -50,6 +51,7 @@ struct Serve: AsyncParsableCommand {
         options.maxBatchTokens = maxBatchTokens
         options.maxConcurrent = maxConcurrent
         options.maxQueued = 8 * maxConcurrent
+        (options.kvCache, options.valueCache) = (decoder.keys, decoder.values)
         if let apiKeyFile {
             let key = try FileInput.text(apiKeyFile).trimmingCharacters(in: .whitespacesAndNewlines)
             guard !key.isEmpty, !key.contains(where: { $0.isNewline }) else { throw ValidationError("\(apiKeyFile): the API key must be one non-empty line") }
@@ -68,6 +70,8 @@ struct Serve: AsyncParsableCommand {
             let file = try GGUFFile(contentsOf: DecoderFolder.metadataPath(path))
             do {
                 let lm = try LanguageModel(contentsOf: path, registry: cliRegistry())
+                // A cache type the model cannot hold is an error now, not a failed request later.
+                _ = try lm.session(contextLength: 1, kvCache: decoder.keys, valueCache: decoder.values)
                 models.chat = (chatModelName ?? lm.name, lm, try ChatTemplate(gguf: file))
             } catch let e as CondenseError { throw e.inFile(path) }
         }

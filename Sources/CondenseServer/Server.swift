@@ -17,6 +17,9 @@ public struct ServerOptions: Sendable {
     public var maxConcurrent = 8
     /// Requests waiting beyond the active ones before 429.
     public var maxQueued = 64
+    /// The chat sessions' key and value cache types (llama-server's `-ctk`, `-ctv`).
+    public var kvCache: KVCacheType = .f16
+    public var valueCache: KVCacheType?
     /// When set, every `/v1/` request needs `Authorization: Bearer <key>`.
     public var apiKey: String?
     /// Request bodies larger than this get 413.
@@ -63,7 +66,8 @@ public final class CondenseServer: Sendable {
                              metrics: metrics)
         }
         scheduler = models.chat.map {
-            GenerationScheduler(model: $0.model, maxActive: options.maxConcurrent, maxQueued: options.maxQueued, observer: metrics)
+            GenerationScheduler(model: $0.model, maxActive: options.maxConcurrent, maxQueued: options.maxQueued,
+                                kvCache: options.kvCache, valueCache: options.valueCache, observer: metrics)
         }
     }
 

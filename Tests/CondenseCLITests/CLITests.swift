@@ -293,6 +293,13 @@ struct CLIGenerateTests {
         let k = try condense(["compress", "--llm", model, "--format", "int4", "--keep", "attn_q,atn_k", "-o", dir + "/out"])
         #expect(k.status != 0 && k.stderr.contains("--keep 'atn_k' matches no projection") && k.stderr.contains("attn_k"), "\(k.output)")
         #expect(!FileManager.default.fileExists(atPath: dir + "/out/model.safetensors"))
+        // Block caches need heads of a multiple of 32 (the tiny model's are 8), named as llama.cpp names them.
+        for args in [["--kv-cache", "q8_0"], ["-ctk", "f16", "-ctv", "q4_0"]] {
+            let q = try condense(["generate", "--model", model, "--prompt", "the", "--max-tokens", "2"] + args)
+            #expect(q.status != 0 && q.stderr.contains("KV cache stores blocks of 32 per head") && q.stderr.contains("head dimension is 8"), "\(q.output)")
+        }
+        let ok = try condense(["generate", "--model", model, "--prompt", "the", "--max-tokens", "2", "-ctk", "f32", "-ctv", "f16", "--temperature", "0"])
+        #expect(ok.status == 0, "\(ok.output)")
     }
 
     @Test(arguments: [

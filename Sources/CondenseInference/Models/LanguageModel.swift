@@ -181,8 +181,8 @@ public final class LanguageModel: Sendable {
 
     /// A session of its own: a KV cache of `contextLength` tokens (at most the model's; 4096 or
     /// the model's if smaller by default) in `kvCache`'s element type.
-    public func session(contextLength: Int? = nil, kvCache: KVCacheType = .f16) throws -> DecoderSession {
-        try DecoderSession(self, contextLength: contextLength ?? min(config.contextLength, 4096), kvCache: kvCache)
+    public func session(contextLength: Int? = nil, kvCache: KVCacheType = .f16, valueCache: KVCacheType? = nil) throws -> DecoderSession {
+        try DecoderSession(self, contextLength: contextLength ?? min(config.contextLength, 4096), kvCache: kvCache, valueCache: valueCache)
     }
 }
 

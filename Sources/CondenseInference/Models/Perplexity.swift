@@ -25,7 +25,8 @@ public enum Perplexity {
 
     /// - Throws: ``CondenseError/invalidInput(_:)`` when the text has fewer than `2 × context`
     ///   tokens (llama-perplexity's minimum) or `context` is outside 4…the model's context.
-    public static func measure(_ lm: LanguageModel, text: String, context: Int, kvCache: KVCacheType = .f16, progress: ((Int, Int, Double) -> Void)? = nil) throws -> Result {
+    public static func measure(_ lm: LanguageModel, text: String, context: Int, kvCache: KVCacheType = .f16, valueCache: KVCacheType? = nil,
+                               progress: ((Int, Int, Double) -> Void)? = nil) throws -> Result {
         guard context >= 4, context <= lm.config.contextLength else {
             throw CondenseError.invalidInput("context must be in 4…\(lm.config.contextLength), got \(context)")
         }
@@ -35,7 +36,7 @@ public enum Perplexity {
         guard windows >= 1, tokens.count >= 2 * context else {
             throw CondenseError.invalidInput("the text has \(tokens.count) tokens; at least \(2 * context) are needed for a context of \(context)")
         }
-        let session = try lm.session(contextLength: context, kvCache: kvCache)
+        let session = try lm.session(contextLength: context, kvCache: kvCache, valueCache: valueCache)
         var nll = 0.0, scored = 0
         var top1: [Int32] = []
         for w in 0..<windows {

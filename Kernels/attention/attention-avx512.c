@@ -51,7 +51,7 @@ CONDENSE_INLINE CONDENSE_TARGET_AVX512 __m512 kv_load_512(int t, const uint8_t *
     if (t == KV_F16) return _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(const void *)(row + 2 * (size_t)e)));
     if (t == KV_F32) return _mm512_loadu_ps((const float *)(const void *)row + e);
     const uint8_t *blk = row + (size_t)(e / 32) * (t == KV_Q8_0 ? 34 : 18);
-    const __m512 d = _mm512_set1_ps(condense_f16_to_f32((uint16_t)(blk[0] | blk[1] << 8)));
+    const __m512 d = _mm512_set1_ps(_mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(blk[0] | blk[1] << 8))));
     __m512i q;
     if (t == KV_Q8_0) {
         q = _mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)(const void *)(blk + 2 + e % 32)));

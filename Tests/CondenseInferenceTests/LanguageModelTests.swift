@@ -255,6 +255,22 @@ import Testing
 }
 
 @Suite struct CausalAttentionKernelTests {
+    /// Causal grouped-query attention in Double over plain f32 caches: the reference.
+    static func plainAttention(q: [Float], k: [Float], v: [Float], heads: Int, kvHeads: Int, hd: Int, t: Int, p0: Int,
+                               scale: Float) -> [Double] {
+        let (dq, dkv) = (heads * hd, kvHeads * hd)
+        var want = [Double](repeating: 0, count: t * dq)
+        for i in 0..<t {
+            for h in 0..<heads {
+                let g = h / (heads / kvHeads)
+                let s = (0...(p0 + i)).map { p in (0..<hd).reduce(0.0) { $0 + Double(q[i * dq + h * hd + $1]) * Double(k[p * dkv + g * hd + $1]) } * Double(scale) }
+                let mx = s.max()!, e = s.map { exp($0 - mx) }, sum = e.reduce(0, +)
+                for x in 0..<hd { want[i * dq + h * hd + x] = (0...(p0 + i)).reduce(0.0) { $0 + e[$1] / sum * Double(v[$1 * dkv + g * hd + x]) } }
+            }
+        }
+        return want
+    }
+
     /// The decoder attention kernel against plain loops on every ISA path, f32 and f16 caches:
     /// GQA groups of 1–5 heads, a prefix already in the cache (long enough for the chunked,
     /// merged path at 1 and 2 threads), several query rows, head sizes on and off the AVX-512 path
@@ -271,15 +287,7 @@ import Testing
                 let f16 = kvType == UInt32(CONDENSE_GGUF_F16)
                 // The reference reads what the cache holds: the halves' values for an f16 cache.
                 let (k, v) = f16 ? (k32.map { Float(Float16($0)) }, v32.map { Float(Float16($0)) }) : (k32, v32)
-                var want = [Double](repeating: 0, count: t * dq)
-                for i in 0..<t {
-                    for h in 0..<heads {
-                        let g = h / (heads / kvHeads)
-                        let s = (0...(p0 + i)).map { p in (0..<hd).reduce(0.0) { $0 + Double(q[i * dq + h * hd + $1]) * Double(k[p * dkv + g * hd + $1]) } * Double(scale) }
-                        let mx = s.max()!, e = s.map { exp($0 - mx) }, sum = e.reduce(0, +)
-                        for x in 0..<hd { want[i * dq + h * hd + x] = (0...(p0 + i)).reduce(0.0) { $0 + e[$1] / sum * Double(v[$1 * dkv + g * hd + x]) } }
-                    }
-                }
+                let want = Self.plainAttention(q: q, k: k, v: v, heads: heads, kvHeads: kvHeads, hd: hd, t: t, p0: p0, scale: scale)
                 var kh = [UInt16](repeating: 0, count: n * dkv), vh = kh
                 condense_f32_to_f16(k32, &kh, n * dkv, CONDENSE_ISA_SCALAR)
                 condense_f32_to_f16(v32, &vh, n * dkv, CONDENSE_ISA_SCALAR)
@@ -319,15 +327,7 @@ import Testing
             }
             for (kt, vt) in [(GGUFFile.TensorType.q8_0, GGUFFile.TensorType.q8_0), (.q4_0, .q4_0), (.q8_0, .q4_0)] {
                 let (kb, k) = try blocks(k32, kt), (vb, v) = try blocks(v32, vt)
-                var want = [Double](repeating: 0, count: t * dq)
-                for i in 0..<t {
-                    for h in 0..<heads {
-                        let g = h / (heads / kvHeads)
-                        let s = (0...(p0 + i)).map { p in (0..<hd).reduce(0.0) { $0 + Double(q[i * dq + h * hd + $1]) * Double(k[p * dkv + g * hd + $1]) } * Double(scale) }
-                        let mx = s.max()!, e = s.map { exp($0 - mx) }, sum = e.reduce(0, +)
-                        for x in 0..<hd { want[i * dq + h * hd + x] = (0...(p0 + i)).reduce(0.0) { $0 + e[$1] / sum * Double(v[$1 * dkv + g * hd + x]) } }
-                    }
-                }
+                let want = Self.plainAttention(q: q, k: k, v: v, heads: heads, kvHeads: kvHeads, hd: hd, t: t, p0: p0, scale: scale)
                 let type = kt == vt ? kt.rawValue : kt.rawValue | (vt.rawValue + 1) << 16
                 for isa in CondenseRuntime.runnableISAs {
                     for threads: Int32 in [1, 2] {

@@ -164,8 +164,8 @@ struct Compress: ParsableCommand {
 
 extension Compress {
     /// The files `compress --llm` writes into its folder.
-    static let llmFolderFiles: Set<String> = [DecoderFolder.metadataFile, DecoderFolder.weightsFile, DecoderFolder.reportFile, "report.html",
-                                              checkpointFile]
+    static let llmFolderFiles: Set<String> = [DecoderFolder.metadataFile, DecoderFolder.weightsFile, DecoderFolder.reportFile,
+                                              DecoderFolder.legacyReportFile, "report.html", checkpointFile]
     static let checkpointFile = "checkpoint.safetensors"
 
     /// End-to-end recovery of `parts` (``LLMDistillation``): streamed text, a progress bar,

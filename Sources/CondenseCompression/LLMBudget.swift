@@ -126,7 +126,7 @@ public enum LLMBudget {
 
         public var speedup: Double { speed / sourceSpeed }
 
-        /// For the folder's report (`config.json`).
+        /// For the folder's report (`compression-report.json`).
         public var report: [String: Any] {
             var goalDict: [String: Any] = [:]
             switch goal {

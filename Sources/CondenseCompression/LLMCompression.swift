@@ -100,7 +100,7 @@ public enum LLMCompression {
         /// recovery (equal without recovery).
         public let blockLoss: [(before: Double, after: Double)]
         public let seconds: Double
-        /// For `config.json`.
+        /// For the folder's `compression-report.json`.
         public var report: [String: Any] {
             [
                 "projections": projections.map { p -> [String: Any] in

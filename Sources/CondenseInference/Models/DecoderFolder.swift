@@ -23,7 +23,12 @@ import Foundation
 public enum DecoderFolder {
     public static let metadataFile = "metadata.gguf"
     public static let weightsFile = "model.safetensors"
-    public static let reportFile = "config.json"
+    /// The compression report: what each projection became and the measured figures. Not
+    /// `config.json`, which Hugging Face-style loaders take for a model configuration.
+    public static let reportFile = "compression-report.json"
+    /// The report's name in folders written before 2026-12-05: still loadable (the loader reads
+    /// neither), replaced when a folder is written again.
+    public static let legacyReportFile = "config.json"
 
     /// One stored tensor.
     public enum Part: Sendable {
@@ -78,6 +83,8 @@ public enum DecoderFolder {
         _ = try st.write(to: path(weightsFile))
         let json = try JSONSerialization.data(withJSONObject: report, options: [.prettyPrinted, .sortedKeys])
         try FileOutput.write(json + Data("\n".utf8), to: path(reportFile))
+        // An older run's report under its old name would contradict this one.
+        if FileManager.default.fileExists(atPath: path(legacyReportFile)) { try? FileManager.default.removeItem(atPath: path(legacyReportFile)) }
     }
 
     /// Reads a stored projection, checked against the shape the model expects.

@@ -7,12 +7,16 @@ struct CondenseCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "condense",
         abstract: "Run compressed neural-network layers fast on CPUs.",
+        version: condenseVersion,
         subcommands: [Demo.self, Compress.self, Eval.self, Embed.self, Generate.self, Chat.self, PerplexityCommand.self, Tokenize.self, Serve.self, Info.self, Backends.self, Tune.self, Bench.self]
     )
 }
 
 /// Options every command that runs kernels shares.
 extension KVCacheType: ExpressibleByArgument {}
+
+/// The release this build is (CHANGELOG.md lists what each one changed).
+let condenseVersion = "0.3.0"
 
 /// Options of the commands that run a language model.
 struct DecoderOptions: ParsableArguments {

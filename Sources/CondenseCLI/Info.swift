@@ -29,7 +29,8 @@ struct Info: ParsableCommand {
             return r
         }
         let plugins = (ProcessInfo.processInfo.environment["CONDENSE_PLUGIN_PATH"] ?? "").split(separator: ":").map(String.init)
-        return ["machine": machine, "backends": backends, "plugin_path": plugins, "decoders": DecoderArchitecture.supportedNames]
+        return ["version": condenseVersion, "machine": machine, "backends": backends, "plugin_path": plugins,
+                "decoders": DecoderArchitecture.supportedNames]
     }
 
     func run() throws {

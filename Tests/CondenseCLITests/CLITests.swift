@@ -189,6 +189,11 @@ struct CLIInfoTests {
     @Test func infoJSONAndBenchmarkRecordsNameTheMachine() throws {
         let r = try condense(["info", "--json"], env: ["CONDENSE_NUM_THREADS": "1"])
         let info = try #require(try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any], "\(r.output)")
+        let version = try condense(["--version"]).stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+        #expect(!version.isEmpty && info["version"] as? String == version, "\(version)")
+        let changelog = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+            .appendingPathComponent("CHANGELOG.md")
+        #expect(try String(contentsOf: changelog, encoding: .utf8).contains("## \(version) "), "CHANGELOG.md has no entry for \(version)")
         let machine = try #require(info["machine"] as? [String: Any])
         #expect(machine["threads"] as? Int == 1)
         #expect((machine["cpu"] as? String)?.isEmpty == false)

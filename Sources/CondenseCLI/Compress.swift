@@ -66,13 +66,18 @@ func parsePipeline(_ text: String) throws -> [PipelineStage] {
 
 struct Compress: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Run a compression pipeline on a trained f32 MLP (a safetensors file, e.g. the demo's teacher) and write the compressed model.",
+        abstract: "Compress a model and write it: a GGUF language model (--llm), a BERT-family encoder (--encoder) or a trained MLP (--model with --pipeline).",
         discussion: """
-        Stages, comma-separated: train=E, distill=512x512:E[:T], prune=2:4[:magnitude|activation|taylor], prune=90%[:score],
+        A GGUF decoder (--llm), to a quality budget (default: at most 10 % more perplexity) or a speed-up, optionally distilled end to end; writes a folder that generate, chat, perplexity, bench generate and serve load:
+          condense compress --llm F.gguf [--max-ppl-increase 10% | --target-speedup 1.3 | --format 2:4-int4] [--recovery-tokens N] -o DIR
+
+        A sentence encoder (--encoder DIR or minilm), every projection in one --format, the cosine to the f32 encoder printed:
+          condense compress --encoder minilm --format 2:4-tuned -o minilm-24
+
+        An MLP (--model, a safetensors file as `condense demo` writes it) through a pipeline of stages, comma-separated:
+        train=E, distill=512x512:E[:T], prune=2:4[:magnitude|activation|taylor], prune=90%[:score],
         gradual=90%:E, shrink=0.5, finetune=E[:distill], quantize=int8|int4-g32, qat=int8:E[:distill].
-        Example: condense compress --model condense-demo/teacher.safetensors --pipeline prune=2:4:activation,finetune=2,qat=int8:1 -o m.safetensors
-        A GGUF decoder, to a quality budget (default 10 %) or a speed-up, optionally distilled end to end:
-        condense compress --llm F.gguf [--max-ppl-increase 10% | --target-speedup 1.3 | --format 2:4-int4] [--recovery-tokens N] -o DIR
+          condense compress --model condense-demo/teacher.safetensors --pipeline prune=2:4:activation,finetune=2,qat=int8:1 -o m.safetensors
         """)
 
     @Option(help: "The trained model (safetensors, as `condense demo` or MLP.save writes it).")

@@ -73,7 +73,7 @@ CONDENSE_INLINE CONDENSE_TARGET_GGUF256 void group_half_avx2(const int MR, const
                 }
             }
         }
-        __m256 sc0, sc1 = _mm256_setzero_ps(), mw = _mm256_setzero_ps();
+        __m256 sc0, sc1 = _mm256_setzero_ps(), mw = _mm256_setzero_ps(), mw1 = _mm256_setzero_ps();
         if (kind == FLAT) {
             const uint8_t *sc = blk + flat_scales(L);
             sc0 = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(sc + 16 * half)));
@@ -82,13 +82,19 @@ CONDENSE_INLINE CONDENSE_TARGET_GGUF256 void group_half_avx2(const int MR, const
             if (b % 8 == 0) {
                 const uint8_t *hdr = header_at(L, gw, b);
                 dsb = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(hdr + 16 * half)));
-                if (kind == KQ4) msb = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(hdr + 32 + 16 * half)));
+                if (kind == KQ4 || kind == KQ2) msb = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(hdr + 32 + 16 * half)));
             }
             if (kind == KQ4) {
                 sc0 = _mm256_mul_ps(dsb, _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(blk + L->sc_off + 8 * half)))));
                 mw = _mm256_mul_ps(msb, _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(blk + L->sc_off + 16 + 8 * half)))));
             } else if (kind == KIQ) {
                 sc0 = _mm256_mul_ps(dsb, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)(blk + L->sc_off + 8 * half)))));
+            } else if (kind == KQ2) {
+                const uint8_t *sp = blk + L->sc_off + 8 * half;
+                sc0 = _mm256_mul_ps(dsb, _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)sp))));
+                sc1 = _mm256_mul_ps(dsb, _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(sp + 16)))));
+                mw = _mm256_mul_ps(msb, _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(sp + 32)))));
+                mw1 = _mm256_mul_ps(msb, _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(sp + 48)))));
             } else {
                 sc0 = _mm256_mul_ps(dsb, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)(blk + 384 + 8 * half)))));
                 sc1 = _mm256_mul_ps(dsb, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)(blk + 400 + 8 * half)))));
@@ -97,6 +103,13 @@ CONDENSE_INLINE CONDENSE_TARGET_GGUF256 void group_half_avx2(const int MR, const
         for (int ii = 0; ii < MR; ii++) {
             const size_t ib = (i0 + (size_t)ii) * x->nb + b;
             const __m256 dx = _mm256_set1_ps(x->d[ib]);
+            if (kind == KQ2) {
+                acc[ii] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s0[ii]), _mm256_mul_ps(sc0, dx), acc[ii]);
+                acc[ii] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s1[ii]), _mm256_mul_ps(sc1, dx), acc[ii]);
+                acc[ii] = _mm256_fnmadd_ps(_mm256_mul_ps(mw, dx), _mm256_set1_ps((float)x->c[ib]), acc[ii]);
+                acc[ii] = _mm256_fnmadd_ps(_mm256_mul_ps(mw1, dx), _mm256_set1_ps((float)x->c2[ib]), acc[ii]);
+                continue;
+            }
             if (kind == KQ6) {
                 acc[ii] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_sub_epi32(s0[ii], _mm256_set1_epi32(x->c[ib]))), _mm256_mul_ps(sc0, dx), acc[ii]);
                 acc[ii] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_sub_epi32(s1[ii], _mm256_set1_epi32(x->c2[ib]))), _mm256_mul_ps(sc1, dx), acc[ii]);

@@ -80,7 +80,7 @@ CONDENSE_INLINE CONDENSE_TARGET_GGUF512 void group_rows_avx512(const int MR, con
             for (int ch = 0; ch < 8; ch++) w[ch] = _mm512_loadu_si512(blk + 64 * ch);
         }
         /* Per-row scales of this block: s0 (elements 0…15, or all), s1 (16…31) and the min. */
-        __m512 sc0, sc1 = _mm512_setzero_ps(), mw = _mm512_setzero_ps();
+        __m512 sc0, sc1 = _mm512_setzero_ps(), mw = _mm512_setzero_ps(), mw1 = _mm512_setzero_ps();
         if (kind == FLAT) {
             const uint8_t *sc = blk + flat_scales(L);
             sc0 = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)sc));
@@ -89,13 +89,18 @@ CONDENSE_INLINE CONDENSE_TARGET_GGUF512 void group_rows_avx512(const int MR, con
             if (b % 8 == 0) {
                 const uint8_t *hdr = header_at(L, gw, b);
                 dsb = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)hdr));
-                if (kind == KQ4) msb = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(hdr + 32)));
+                if (kind == KQ4 || kind == KQ2) msb = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(hdr + 32)));
             }
             if (kind == KQ4) {
                 sc0 = _mm512_mul_ps(dsb, _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(blk + L->sc_off)))));
                 mw = _mm512_mul_ps(msb, _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(blk + L->sc_off + 16)))));
             } else if (kind == KIQ) {
                 sc0 = _mm512_mul_ps(dsb, _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)(blk + L->sc_off)))));
+            } else if (kind == KQ2) {
+                sc0 = _mm512_mul_ps(dsb, _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(blk + L->sc_off)))));
+                sc1 = _mm512_mul_ps(dsb, _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(blk + L->sc_off + 16)))));
+                mw = _mm512_mul_ps(msb, _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(blk + L->sc_off + 32)))));
+                mw1 = _mm512_mul_ps(msb, _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(blk + L->sc_off + 48)))));
             } else {
                 sc0 = _mm512_mul_ps(dsb, _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)(blk + 384)))));
                 sc1 = _mm512_mul_ps(dsb, _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)(blk + 400)))));
@@ -112,6 +117,13 @@ CONDENSE_INLINE CONDENSE_TARGET_GGUF512 void group_rows_avx512(const int MR, con
                 s1 = _mm512_dpbusd_epi32(s1, w[ch + 4], _mm512_set1_epi32(xd[ch + 4]));
             }
             const __m512 dx = _mm512_set1_ps(x->d[ib]);
+            if (kind == KQ2) {
+                acc[ii] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s0), _mm512_mul_ps(sc0, dx), acc[ii]);
+                acc[ii] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s1), _mm512_mul_ps(sc1, dx), acc[ii]);
+                acc[ii] = _mm512_fnmadd_ps(_mm512_mul_ps(mw, dx), _mm512_set1_ps((float)x->c[ib]), acc[ii]);
+                acc[ii] = _mm512_fnmadd_ps(_mm512_mul_ps(mw1, dx), _mm512_set1_ps((float)x->c2[ib]), acc[ii]);
+                continue;
+            }
             if (kind == KQ6) {
                 acc[ii] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(s0, _mm512_set1_epi32(x->c[ib]))), _mm512_mul_ps(sc0, dx), acc[ii]);
                 acc[ii] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(s1, _mm512_set1_epi32(x->c2[ib]))), _mm512_mul_ps(sc1, dx), acc[ii]);

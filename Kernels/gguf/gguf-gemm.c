@@ -1,4 +1,4 @@
-/* Y[M,N] = X[M,K] · Wᵀ with W in ggml blocks (Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q3_K, Q4_K, Q5_K, Q6_K, IQ4_NL, IQ4_XS), computed the way ggml's CPU
+/* Y[M,N] = X[M,K] · Wᵀ with W in ggml blocks (Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K, IQ4_NL, IQ4_XS), computed the way ggml's CPU
  * backend does: each row of X is quantized per block of 32 to int8 with an f16 scale (ggml's q8_0;
  * q8_1's d·Σq for Q4_1), and each block's dot is an exact integer dot scaled once:
  *     y += dw·dx·(Σ qw·qx − o·Σ qx)   (+ mw·sx for Q4_1, Q5_1),
@@ -25,6 +25,9 @@
  *           read against 3.44 stored).
  *     IQ4_XS (KIQ): a super-block's d, per block of 32 the IQ4_NL nibbles and a signed scale
  *           (6-bit − 32): y += D·sc·dx·(Σ (level+128)·qx − 128·Σ qx).
+ *     Q2_K (KQ2): d and dmin, per block of 32 the 2-bit codes as nibbles and a 4-bit scale and
+ *           min for each half: y += D·sc_h·dx·Σ_h q·qx − Dmin·m_h·dx·Σ_h qx, h = elements 0…15,
+ *           16…31 (5.25 bits per weight read against 2.625 stored).
  * so that every type runs at its stored size (Q4_K 4.625 bits per weight against 4.5 stored,
  * Q6_K exactly its 6.5625). IQ4_NL is Q4_0's layout whose 4-bit codes index 16 int8 levels: a
  * table lookup (vpshufb, TBL) turns the nibbles into level + 128, after which it runs as Q8_0's
@@ -50,6 +53,7 @@ static int layout_of(uint32_t type, layout *L) {
     case CONDENSE_GGUF_Q6_K: *L = (layout){KQ6, 4, 0, 32, 210, 0, 0, 32, 256 + 128 + 32, 0, 0, 0, 384}; break;
     case CONDENSE_GGUF_Q3_K: *L = (layout){KQ6, 4, 0, 32, 110, 0, 0, 32, 256 + 128 + 32, 0, 0, 0, 384}; break;
     case CONDENSE_GGUF_IQ4_XS: *L = (layout){KIQ, 4, 0, 128, 136, 0, 0, 32, 256 + 16, 0, 0, 1, 256}; break;
+    case CONDENSE_GGUF_Q2_K: *L = (layout){KQ2, 4, 0, 1, 84, 0, 0, 64, 256 + 64, 0, 0, 0, 256}; break;
     case CONDENSE_BLOCK_S24Q4: *L = (layout){S24, 4, 0, 8, 26, 10, 0, 0, 0, 0, 0}; L->gb = S24_GB; return 1;
     default: return 0;
     }
@@ -111,6 +115,13 @@ static void q3k_codes(const uint8_t *blk, uint8_t *code, int8_t *scale) {
         const int v = (q[32 * n + l] >> shift) & 3, h = (hm[l] >> (4 * n + shift / 2)) & 1;
         code[e] = (uint8_t)(v - (h ? 0 : 4) + 32);
     }
+}
+
+/* Q2_K: the 256 codes (0…3) in ggml's order, the 16 scales and mins (4 bits each). */
+static void q2k_codes(const uint8_t *blk, uint8_t *code, uint8_t *sc, uint8_t *mn) {
+    const uint8_t *q = blk + 16;
+    for (int s = 0; s < 16; s++) { sc[s] = blk[s] & 15; mn[s] = blk[s] >> 4; }
+    for (int e = 0; e < 256; e++) code[e] = (uint8_t)((q[32 * (e / 128) + e % 32] >> (2 * (e % 128 / 32))) & 3);
 }
 
 /* IQ4_XS: the 256 level indices (nibbles, ggml's order) and 8 signed scales (6-bit − 32). */
@@ -213,7 +224,7 @@ int condense_gguf_pack(uint32_t type, const void *w, size_t n, size_t k, void *d
             for (size_t sb = 0; sb < nb / 8; sb++) {
                 const uint8_t *blk = row + sb * L.src_block;
                 uint8_t *h = go + sb * (L.hdr + 8 * L.kb);
-                uint8_t code[256], sc[8], mn[8];
+                uint8_t code[256], sc[16], mn[16];
                 int8_t ssc[16];   /* signed scales: Q6_K's and Q3_K's per 16, IQ4_XS's per 32 */
                 if (L.kind == KQ4) {
                     if (L.hbits) q5k_codes(blk, code, sc, mn);
@@ -223,6 +234,10 @@ int condense_gguf_pack(uint32_t type, const void *w, size_t n, size_t k, void *d
                 } else if (L.kind == KIQ) {
                     iq4xs_codes(blk, code, ssc);
                     memcpy(h + 2 * r, blk, 2);           /* d */
+                } else if (L.kind == KQ2) {
+                    q2k_codes(blk, code, sc, mn);
+                    memcpy(h + 2 * r, blk + 80, 2);      /* d */
+                    memcpy(h + 32 + 2 * r, blk + 82, 2); /* dmin */
                 } else if (type == CONDENSE_GGUF_Q3_K) {
                     q3k_codes(blk, code, ssc);
                     memcpy(h + 2 * r, blk + 108, 2);     /* d */
@@ -241,6 +256,11 @@ int condense_gguf_pack(uint32_t type, const void *w, size_t n, size_t k, void *d
                         o[L.sc_off + 16 + r] = mn[j];
                     } else if (L.kind == KIQ) {
                         o[L.sc_off + r] = (uint8_t)ssc[j];
+                    } else if (L.kind == KQ2) {   /* scales of the two halves, then their mins */
+                        o[L.sc_off + r] = sc[2 * j];
+                        o[L.sc_off + 16 + r] = sc[2 * j + 1];
+                        o[L.sc_off + 32 + r] = mn[2 * j];
+                        o[L.sc_off + 48 + r] = mn[2 * j + 1];
                     } else {
                         for (int e = 0; e < 32; e++) {
                             const int ch = e / 4, t = e % 4;
@@ -269,7 +289,7 @@ static void quantize_rows(quantize_block_fn qb, const layout *L, const float *x,
             int32_t sum[2];
             qb(x + i * lda + b * 32, q + i * k + b * 32, &dd, sum);
             d[i * nb + b] = f16_round(dd);
-            c[i * nb + b] = L->offset * (L->kind == KQ6 ? sum[0] : sum[0] + sum[1]);
+            c[i * nb + b] = L->offset * (L->kind == KQ6 || L->kind == KQ2 ? sum[0] : sum[0] + sum[1]);
             c2[i * nb + b] = L->offset * sum[1];
             if (s) s[i * nb + b] = f16_round(dd * (float)(sum[0] + sum[1]));
         }
@@ -294,6 +314,7 @@ static const gguf_kernel_impl kernels[] = {
     {{"gguf_iq4_nl_x16__scalar", CONDENSE_ISA_SCALAR, 0, CONDENSE_GGUF_IQ4_NL}, condense_gguf_group_scalar, condense_gguf_quantize_block_scalar},
     {{"gguf_q3_k_x16__scalar", CONDENSE_ISA_SCALAR, 0, CONDENSE_GGUF_Q3_K}, condense_gguf_group_scalar, condense_gguf_quantize_block_scalar},
     {{"gguf_iq4_xs_x16__scalar", CONDENSE_ISA_SCALAR, 0, CONDENSE_GGUF_IQ4_XS}, condense_gguf_group_scalar, condense_gguf_quantize_block_scalar},
+    {{"gguf_q2_k_x16__scalar", CONDENSE_ISA_SCALAR, 0, CONDENSE_GGUF_Q2_K}, condense_gguf_group_scalar, condense_gguf_quantize_block_scalar},
     {{"s24q4_x16__scalar", CONDENSE_ISA_SCALAR, 0, CONDENSE_BLOCK_S24Q4}, condense_gguf_group_s24_scalar, condense_gguf_quantize_block_scalar},
 #if CONDENSE_X86
     {{"gguf_q8_0_x16__avx2", CONDENSE_ISA_AVX2, CONDENSE_CPU_F16C, CONDENSE_GGUF_Q8_0}, condense_gguf_group_avx2, condense_gguf_quantize_block_scalar},
@@ -307,6 +328,7 @@ static const gguf_kernel_impl kernels[] = {
     {{"gguf_iq4_nl_x16__avx2", CONDENSE_ISA_AVX2, CONDENSE_CPU_F16C, CONDENSE_GGUF_IQ4_NL}, condense_gguf_group_avx2, condense_gguf_quantize_block_scalar},
     {{"gguf_q3_k_x16__avx2", CONDENSE_ISA_AVX2, CONDENSE_CPU_F16C, CONDENSE_GGUF_Q3_K}, condense_gguf_group_avx2, condense_gguf_quantize_block_scalar},
     {{"gguf_iq4_xs_x16__avx2", CONDENSE_ISA_AVX2, CONDENSE_CPU_F16C, CONDENSE_GGUF_IQ4_XS}, condense_gguf_group_avx2, condense_gguf_quantize_block_scalar},
+    {{"gguf_q2_k_x16__avx2", CONDENSE_ISA_AVX2, CONDENSE_CPU_F16C, CONDENSE_GGUF_Q2_K}, condense_gguf_group_avx2, condense_gguf_quantize_block_scalar},
     {{"s24q4_x16__avx2", CONDENSE_ISA_AVX2, CONDENSE_CPU_F16C, CONDENSE_BLOCK_S24Q4}, condense_gguf_group_s24_avx2, condense_gguf_quantize_block_scalar},
     {{"gguf_q8_0_x16__avx512vnni", CONDENSE_ISA_AVX512, CONDENSE_CPU_AVX512VNNI | CONDENSE_CPU_F16C, CONDENSE_GGUF_Q8_0},
      condense_gguf_group_avx512, condense_gguf_quantize_block_avx512},
@@ -330,6 +352,8 @@ static const gguf_kernel_impl kernels[] = {
      condense_gguf_group_avx512, condense_gguf_quantize_block_avx512},
     {{"gguf_iq4_xs_x16__avx512vnni", CONDENSE_ISA_AVX512, CONDENSE_CPU_AVX512VNNI | CONDENSE_CPU_F16C, CONDENSE_GGUF_IQ4_XS},
      condense_gguf_group_avx512, condense_gguf_quantize_block_avx512},
+    {{"gguf_q2_k_x16__avx512vnni", CONDENSE_ISA_AVX512, CONDENSE_CPU_AVX512VNNI | CONDENSE_CPU_F16C, CONDENSE_GGUF_Q2_K},
+     condense_gguf_group_avx512, condense_gguf_quantize_block_avx512},
     {{"s24q4_x16__avx512vbmi2", CONDENSE_ISA_AVX512, CONDENSE_CPU_AVX512VNNI | CONDENSE_CPU_AVX512VBMI2 | CONDENSE_CPU_F16C,
       CONDENSE_BLOCK_S24Q4},
      condense_gguf_group_s24_avx512, condense_gguf_quantize_block_avx512},
@@ -346,6 +370,7 @@ static const gguf_kernel_impl kernels[] = {
     {{"gguf_iq4_nl_x16__neon", CONDENSE_ISA_NEON, 0, CONDENSE_GGUF_IQ4_NL}, condense_gguf_group_neon, condense_gguf_quantize_block_neon},
     {{"gguf_q3_k_x16__neon", CONDENSE_ISA_NEON, 0, CONDENSE_GGUF_Q3_K}, condense_gguf_group_neon, condense_gguf_quantize_block_neon},
     {{"gguf_iq4_xs_x16__neon", CONDENSE_ISA_NEON, 0, CONDENSE_GGUF_IQ4_XS}, condense_gguf_group_neon, condense_gguf_quantize_block_neon},
+    {{"gguf_q2_k_x16__neon", CONDENSE_ISA_NEON, 0, CONDENSE_GGUF_Q2_K}, condense_gguf_group_neon, condense_gguf_quantize_block_neon},
     {{"s24q4_x16__neon", CONDENSE_ISA_NEON, 0, CONDENSE_BLOCK_S24Q4}, condense_gguf_group_s24_neon, condense_gguf_quantize_block_neon},
     {{"gguf_q8_0_x16__dotprod", CONDENSE_ISA_DOTPROD, CONDENSE_CPU_DOTPROD, CONDENSE_GGUF_Q8_0}, condense_gguf_group_dotprod, condense_gguf_quantize_block_neon},
     {{"gguf_q4_0_x16__dotprod", CONDENSE_ISA_DOTPROD, CONDENSE_CPU_DOTPROD, CONDENSE_GGUF_Q4_0}, condense_gguf_group_dotprod, condense_gguf_quantize_block_neon},
@@ -358,6 +383,7 @@ static const gguf_kernel_impl kernels[] = {
     {{"gguf_iq4_nl_x16__dotprod", CONDENSE_ISA_DOTPROD, CONDENSE_CPU_DOTPROD, CONDENSE_GGUF_IQ4_NL}, condense_gguf_group_dotprod, condense_gguf_quantize_block_neon},
     {{"gguf_q3_k_x16__dotprod", CONDENSE_ISA_DOTPROD, CONDENSE_CPU_DOTPROD, CONDENSE_GGUF_Q3_K}, condense_gguf_group_dotprod, condense_gguf_quantize_block_neon},
     {{"gguf_iq4_xs_x16__dotprod", CONDENSE_ISA_DOTPROD, CONDENSE_CPU_DOTPROD, CONDENSE_GGUF_IQ4_XS}, condense_gguf_group_dotprod, condense_gguf_quantize_block_neon},
+    {{"gguf_q2_k_x16__dotprod", CONDENSE_ISA_DOTPROD, CONDENSE_CPU_DOTPROD, CONDENSE_GGUF_Q2_K}, condense_gguf_group_dotprod, condense_gguf_quantize_block_neon},
     {{"s24q4_x16__dotprod", CONDENSE_ISA_DOTPROD, CONDENSE_CPU_DOTPROD, CONDENSE_BLOCK_S24Q4}, condense_gguf_group_s24_dotprod, condense_gguf_quantize_block_neon},
 #endif
 };

@@ -10,7 +10,7 @@
 #define GROUP 16
 
 typedef struct layout {
-    int kind;           /* FLAT (blocks of 32), KQ4 (Q4_K, Q5_K), KQ6 (Q6_K, Q3_K) or KIQ (IQ4_XS) */
+    int kind;           /* FLAT (blocks of 32), KQ4 (Q4_K, Q5_K), KQ6 (Q6_K, Q3_K), KIQ (IQ4_XS) or KQ2 (Q2_K) */
     int chunks;         /* 64-byte chunks of quants per group-block */
     int has_min;        /* Q4_1 */
     int offset;         /* o: the unsigned code of a zero weight */
@@ -27,7 +27,7 @@ typedef struct layout {
 /* IQ4_NL's 16 levels + 128 (unsigned, as vpdpbusd wants), for every lane of a table lookup. */
 static const uint8_t iq4nl_u8[16] = {1, 24, 45, 63, 79, 93, 106, 118, 129, 141, 153, 166, 181, 197, 217, 241};
 
-enum { FLAT = 0, KQ4 = 1, KQ6 = 2, S24 = 3, KIQ = 4 };
+enum { FLAT = 0, KQ4 = 1, KQ6 = 2, S24 = 3, KIQ = 4, KQ2 = 5 };
 
 /* S24Q4 (Condense's own block, not ggml's): per 64 columns of a row, 2 kept of every 4, each a
  * signed 4-bit value with one f16 scale, 3.25 bits per weight. Stored row block (26 bytes):

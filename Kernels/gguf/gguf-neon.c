@@ -92,9 +92,9 @@ CONDENSE_INLINE int8x16_t xquad(const int8_t *xq, int quad) {
                     }                                                                                          \
                 }                                                                                              \
             }                                                                                                  \
-            float32x4_t sc0[4], sc1[4], mw[4];                                                                 \
+            float32x4_t sc0[4], sc1[4], mw[4], mw1[4];                                                         \
             for (int qq = 0; qq < 4; qq++) {                                                                   \
-                sc1[qq] = mw[qq] = vdupq_n_f32(0.0f);                                                          \
+                sc1[qq] = mw[qq] = mw1[qq] = vdupq_n_f32(0.0f);                                                \
                 if (kind == FLAT) {                                                                            \
                     const uint8_t *sc = blk + flat_scales(L);                                                  \
                     sc0[qq] = f16x4_f32(sc + 8 * qq);                                                          \
@@ -103,13 +103,18 @@ CONDENSE_INLINE int8x16_t xquad(const int8_t *xq, int quad) {
                     if (b % 8 == 0) {                                                                          \
                         const uint8_t *hdr = header_at(L, gw, b);                                              \
                         dsb[qq] = f16x4_f32(hdr + 8 * qq);                                                     \
-                        if (kind == KQ4) msb[qq] = f16x4_f32(hdr + 32 + 8 * qq);                               \
+                        if (kind == KQ4 || kind == KQ2) msb[qq] = f16x4_f32(hdr + 32 + 8 * qq);                \
                     }                                                                                          \
                     if (kind == KQ4) {                                                                         \
                         sc0[qq] = vmulq_f32(dsb[qq], u8x4_f32(blk + L->sc_off + 4 * qq));                      \
                         mw[qq] = vmulq_f32(msb[qq], u8x4_f32(blk + L->sc_off + 16 + 4 * qq));                  \
                     } else if (kind == KIQ) {                                                                  \
                         sc0[qq] = vmulq_f32(dsb[qq], s8x4_f32(blk + L->sc_off + 4 * qq));                      \
+                    } else if (kind == KQ2) {                                                                  \
+                        sc0[qq] = vmulq_f32(dsb[qq], u8x4_f32(blk + L->sc_off + 4 * qq));                      \
+                        sc1[qq] = vmulq_f32(dsb[qq], u8x4_f32(blk + L->sc_off + 16 + 4 * qq));                 \
+                        mw[qq] = vmulq_f32(msb[qq], u8x4_f32(blk + L->sc_off + 32 + 4 * qq));                  \
+                        mw1[qq] = vmulq_f32(msb[qq], u8x4_f32(blk + L->sc_off + 48 + 4 * qq));                 \
                     } else {                                                                                   \
                         sc0[qq] = vmulq_f32(dsb[qq], s8x4_f32(blk + 384 + 4 * qq));                            \
                         sc1[qq] = vmulq_f32(dsb[qq], s8x4_f32(blk + 400 + 4 * qq));                            \
@@ -120,6 +125,13 @@ CONDENSE_INLINE int8x16_t xquad(const int8_t *xq, int quad) {
                 const size_t ib = (i0 + (size_t)ii) * x->nb + b;                                               \
                 const float dx = x->d[ib];                                                                     \
                 for (int qq = 0; qq < 4; qq++) {                                                               \
+                    if (kind == KQ2) {                                                                         \
+                        acc[ii][qq] = vfmaq_f32(acc[ii][qq], vcvtq_f32_s32(s0[ii][qq]), vmulq_n_f32(sc0[qq], dx));   \
+                        acc[ii][qq] = vfmaq_f32(acc[ii][qq], vcvtq_f32_s32(s1[ii][qq]), vmulq_n_f32(sc1[qq], dx));   \
+                        acc[ii][qq] = vfmsq_f32(acc[ii][qq], vmulq_n_f32(mw[qq], dx), vdupq_n_f32((float)x->c[ib]));  \
+                        acc[ii][qq] = vfmsq_f32(acc[ii][qq], vmulq_n_f32(mw1[qq], dx), vdupq_n_f32((float)x->c2[ib])); \
+                        continue;                                                                              \
+                    }                                                                                          \
                     if (kind == KQ6) {                                                                         \
                         acc[ii][qq] = vfmaq_f32(acc[ii][qq], vcvtq_f32_s32(vsubq_s32(s0[ii][qq], vdupq_n_s32(x->c[ib]))), \
                                                 vmulq_n_f32(sc0[qq], dx));                                     \

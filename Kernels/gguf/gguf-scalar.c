@@ -50,6 +50,13 @@ void condense_gguf_group_scalar(const layout *L, const uint8_t *gw, const qx_row
                 if (L->kind == FLAT) {
                     acc[r] = fmaf((float)(half[0] + half[1] - x->c[ib]), f16_at(sc + 2 * r) * dx, acc[r]);
                     if (L->has_min) acc[r] = fmaf(f16_at(sc + 32 + 2 * r), x->s[ib], acc[r]);
+                } else if (L->kind == KQ2) {
+                    const float d = f16_at(hdr + 2 * r), dm = f16_at(hdr + 32 + 2 * r);
+                    const uint8_t *sc = blk + L->sc_off;
+                    acc[r] = fmaf((float)half[0], d * (float)sc[r] * dx, acc[r]);
+                    acc[r] = fmaf((float)half[1], d * (float)sc[16 + r] * dx, acc[r]);
+                    acc[r] = fmaf(-(dm * (float)sc[32 + r] * dx), (float)x->c[ib], acc[r]);
+                    acc[r] = fmaf(-(dm * (float)sc[48 + r] * dx), (float)x->c2[ib], acc[r]);
                 } else if (L->kind == KIQ) {
                     acc[r] = fmaf((float)(half[0] + half[1] - x->c[ib]), f16_at(hdr + 2 * r) * (float)(int8_t)blk[L->sc_off + r] * dx, acc[r]);
                 } else if (L->kind == KQ4) {

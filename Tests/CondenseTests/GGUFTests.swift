@@ -221,6 +221,7 @@ private func sampleWriter() throws -> GGUFWriter {
             case .q5_K: half(); half(); bytes(12 + 32 + 128)       // Q4_K's, with 32 bytes of fifth bits
             case .q6_K: bytes(128 + 64 + 16); half()               // low nibbles, high pairs, int8 scales, d
             case .q3_K: bytes(32 + 64 + 12); half()                // high bits, 2-bit codes, 6-bit scales, d
+            case .q2_K: bytes(16 + 64); half(); half()             // 4-bit scales and mins, 2-bit codes, d, dmin
             case .iq4_xs: half(); bytes(2 + 4 + 128)               // d, scales' high and low bits, level indices
             default:
                 half()
@@ -281,7 +282,7 @@ private func sampleWriter() throws -> GGUFWriter {
     /// The block kernels against ``reference``, on every ISA path, 1 and 2 threads, odd N
     /// (partial groups of 16) and M (every tail of the 4-row tile), K from one block to many; and
     /// every path gives the same bits (integer dots are exact, the float steps are the same).
-    @Test(arguments: [GGUFFile.TensorType.q8_0, .q4_0, .q4_1, .q5_0, .q5_1, .q3_K, .q4_K, .q5_K, .q6_K, .iq4_nl, .iq4_xs])
+    @Test(arguments: [GGUFFile.TensorType.q8_0, .q4_0, .q4_1, .q5_0, .q5_1, .q2_K, .q3_K, .q4_K, .q5_K, .q6_K, .iq4_nl, .iq4_xs])
     func blockDotsMatchTheQuantizedReference(_ type: GGUFFile.TensorType) throws {
         let shapes = type.blockSize == 256 ? [(1, 256), (7, 512), (33, 768), (5, 1536), (48, 256)]
                                            : [(1, 32), (7, 96), (33, 576), (5, 1536), (48, 64)]

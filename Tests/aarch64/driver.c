@@ -384,6 +384,7 @@ static void test_gguf(void) {
         {CONDENSE_GGUF_Q6_K, 210, 256, {208, -1}}, {CONDENSE_BLOCK_S24Q4, 26, 64, {0, -1}},
         {CONDENSE_GGUF_Q5_K, 176, 256, {0, 2}}, {CONDENSE_GGUF_IQ4_NL, 18, 32, {0, -1}},
         {CONDENSE_GGUF_Q3_K, 110, 256, {108, -1}}, {CONDENSE_GGUF_IQ4_XS, 136, 256, {0, -1}},
+        {CONDENSE_GGUF_Q2_K, 84, 256, {80, 82}},
     };
     static const size_t gm[] = {1, 2, 3, 5};
     static const size_t gn[] = {1, 16, 37};

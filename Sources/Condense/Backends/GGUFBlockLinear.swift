@@ -32,7 +32,8 @@ public final class GGUFBlockLinear: PreparedLinear, @unchecked Sendable {
     public let outFeatures: Int
 
     /// The block types this layer runs.
-    public static let supported: Set<GGUFFile.TensorType> = [.q8_0, .q4_0, .q4_1, .q5_0, .q5_1, .q3_K, .q4_K, .q5_K, .q6_K, .iq4_nl, .iq4_xs]
+    public static let supported: Set<GGUFFile.TensorType> = [.q8_0, .q4_0, .q4_1, .q5_0, .q5_1, .q2_K, .q3_K, .q4_K, .q5_K, .q6_K,
+                                                                 .iq4_nl, .iq4_xs]
 
     /// One tensor.
     /// - Throws: ``CondenseError/invalidTensor(name:reason:)`` for another type or shape, a bias

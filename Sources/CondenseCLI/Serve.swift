@@ -12,11 +12,13 @@ struct Serve: AsyncParsableCommand {
 
     @Option(help: "A sentence-encoder folder (config.json, vocab.txt, model.safetensors), e.g. all-MiniLM-L6-v2.")
     var embeddingModel: String?
-    @Option(help: "A GGUF language model (or a folder written by `compress --llm`) for chat and completions.")
-    var chatModel: String?
+    @Option(help: "A GGUF language model (or a folder written by `compress --llm`) for chat and completions; repeatable (a request's 'model' chooses, the first by default).")
+    var chatModel: [String] = []
+    @Option(help: "The id of a chat model in requests and /v1/models, in the order of --chat-model (repeatable; default: the GGUF's general.name, else its file name).")
+    var alias: [String] = []
     @Option(help: "The id of the embedding model in requests and /v1/models (default: its folder's name, or the parent's for a folder named 'model').")
     var embeddingModelName: String?
-    @Option(help: "The id of the chat model (default: the GGUF's general.name, else its file name).")
+    @Option(help: "The id of the first chat model (as --alias).")
     var chatModelName: String?
     @Option(help: "Address to bind.")
     var host = "127.0.0.1"
@@ -32,7 +34,11 @@ struct Serve: AsyncParsableCommand {
     @OptionGroup var runtime: RuntimeOptions
 
     func validate() throws {
-        guard embeddingModel != nil || chatModel != nil else { throw ValidationError("give --embedding-model, --chat-model or both") }
+        guard embeddingModel != nil || !chatModel.isEmpty else { throw ValidationError("give --embedding-model, --chat-model or both") }
+        guard alias.count <= chatModel.count else {
+            throw ValidationError("\(alias.count) --alias for \(chatModel.count) --chat-model: each alias names the chat model in the same place")
+        }
+        guard chatModelName == nil || alias.isEmpty else { throw ValidationError("give --chat-model-name or --alias, not both") }
         guard maxBatchTokens >= 1 else { throw ValidationError("--max-batch-tokens must be >= 1, got \(maxBatchTokens)") }
         guard maxConcurrent >= 1 else { throw ValidationError("--max-concurrent must be >= 1, got \(maxConcurrent)") }
         if let port { guard (1...65535).contains(port) else { throw ValidationError("--port must be in 1…65535, got \(port)") } }
@@ -66,20 +72,22 @@ struct Serve: AsyncParsableCommand {
             let folder = url.lastPathComponent == "model" ? url.deletingLastPathComponent().lastPathComponent : url.lastPathComponent
             models.embedding = (embeddingModelName ?? folder, session)
         }
-        if let path = chatModel {
+        let names = chatModelName.map { [$0] } ?? alias
+        for (i, path) in chatModel.enumerated() {
             let file = try GGUFFile(contentsOf: DecoderFolder.metadataPath(path))
             do {
                 let lm = try LanguageModel(contentsOf: path, registry: cliRegistry())
                 // A cache type the model cannot hold is an error now, not a failed request later.
                 _ = try lm.session(contextLength: 1, kvCache: decoder.keys, valueCache: decoder.values)
-                models.chat = (chatModelName ?? lm.name, lm, try ChatTemplate(gguf: file))
+                models.chats.append((i < names.count ? names[i] : lm.name, lm, try ChatTemplate(gguf: file)))
             } catch let e as CondenseError { throw e.inFile(path) }
         }
-        if let e = models.embedding?.name, let c = models.chat?.name, e == c {
-            throw ValidationError("both models are named '\(e)'; set --embedding-model-name or --chat-model-name")
+        var seen = Set<String>()
+        for name in models.names where !seen.insert(name).inserted {
+            throw ValidationError("two models are named '\(name)'; name them with --alias (chat) or --embedding-model-name")
         }
         let server = CondenseServer(models: models, options: options)
-        FileHandle.standardError.write(Data("condense serve on http://\(options.host):\(options.port) — \([models.embedding?.name, models.chat?.name].compactMap { $0 }.joined(separator: ", "))\n".utf8))
+        FileHandle.standardError.write(Data("condense serve on http://\(options.host):\(options.port) — \(models.names.joined(separator: ", "))\n".utf8))
         try await server.application().runService(gracefulShutdownSignals: [.sigterm, .sigint])
         server.shutdown()
     }

@@ -29,13 +29,22 @@ public struct ServerOptions: Sendable {
 
 /// The served models.
 public struct ServedModels: Sendable {
+    public typealias Chat = (name: String, model: LanguageModel, template: ChatTemplate)
     public var embedding: (name: String, session: InferenceSession)?
-    public var chat: (name: String, model: LanguageModel, template: ChatTemplate)?
-    public init(embedding: (name: String, session: InferenceSession)? = nil,
-                chat: (name: String, model: LanguageModel, template: ChatTemplate)? = nil) {
+    /// The chat models, chosen by a request's `model` (the first when it names none). Names are
+    /// unique; a later model of an already served name is left out.
+    public var chats: [Chat] = []
+    /// The first chat model (the default).
+    public var chat: Chat? {
+        get { chats.first }
+        set { if let newValue { if chats.isEmpty { chats = [newValue] } else { chats[0] = newValue } } else { chats.removeAll() } }
+    }
+    public init(embedding: (name: String, session: InferenceSession)? = nil, chat: Chat? = nil) {
         self.embedding = embedding
         self.chat = chat
     }
+    /// Every served model's name, embedding first.
+    public var names: [String] { (embedding.map { [$0.name] } ?? []) + chats.map(\.name) }
 }
 
 /// An OpenAI-compatible HTTP server for embeddings and chat (Hummingbird 2): `/v1/embeddings`,
@@ -53,7 +62,8 @@ public final class CondenseServer: Sendable {
     public let options: ServerOptions
     public let metrics: ServerMetrics
     let batcher: EmbeddingBatcher?
-    let scheduler: GenerationScheduler?
+    /// One generation engine per chat model, by name.
+    let schedulers: [String: GenerationScheduler]
     let draining = Flag()
 
     public init(models: ServedModels, options: ServerOptions) {
@@ -65,16 +75,18 @@ public final class CondenseServer: Sendable {
             EmbeddingBatcher(session: $0.session, maxBatchTokens: options.maxBatchTokens, maxQueued: options.maxQueued + options.maxConcurrent,
                              metrics: metrics)
         }
-        scheduler = models.chat.map {
-            GenerationScheduler(model: $0.model, maxActive: options.maxConcurrent, maxQueued: options.maxQueued,
-                                kvCache: options.kvCache, valueCache: options.valueCache, observer: metrics)
+        var schedulers: [String: GenerationScheduler] = [:]
+        for c in models.chats where schedulers[c.name] == nil {
+            schedulers[c.name] = GenerationScheduler(model: c.model, maxActive: options.maxConcurrent, maxQueued: options.maxQueued,
+                                                     kvCache: options.kvCache, valueCache: options.valueCache, observer: metrics)
         }
+        self.schedulers = schedulers
     }
 
     /// Stops the compute threads once their work is done.
     public func shutdown() {
         batcher?.shutdown()
-        scheduler?.shutdown()
+        for s in schedulers.values { s.shutdown() }
     }
 
     /// The Hummingbird application: the router, bound to the options' host and port.
@@ -100,7 +112,9 @@ public final class CondenseServer: Sendable {
         router.get("/v1/models") { [self] _, _ in
             var data: [[String: Any]] = []
             if let e = models.embedding { data.append(["id": e.name, "object": "model", "created": 0, "owned_by": "condense", "type": "embedding"]) }
-            if let c = models.chat { data.append(["id": c.name, "object": "model", "created": 0, "owned_by": "condense", "type": "chat"]) }
+            for c in models.chats where schedulers[c.name] != nil && !data.contains(where: { $0["id"] as? String == c.name }) {
+                data.append(["id": c.name, "object": "model", "created": 0, "owned_by": "condense", "type": "chat"])
+            }
             return JSON.response(["object": "list", "data": data])
         }
         router.post("/v1/embeddings") { [self] request, _ in try await embeddings(try await body(request)) }
@@ -123,18 +137,29 @@ public final class CondenseServer: Sendable {
     }
 
     /// Checks the request's `model` against the served ones.
-    func checkModel(_ f: Fields, want: String?, other: String?, kind: String) throws {
+    func checkModel(_ f: Fields, want: String?, others: [String], kind: String) throws {
         guard let m = try f.string("model") else { return }
         guard let want else { throw APIError(.notFound, "no \(kind) model is served", param: "model") }
         if m == want { return }
-        if m == other { throw APIError(.badRequest, "'\(m)' is not a \(kind) model; the \(kind) model is '\(want)'", param: "model") }
-        throw APIError(.notFound, "model '\(m)' not found; served: \([want, other].compactMap { $0 }.joined(separator: ", "))", param: "model")
+        if others.contains(m) { throw APIError(.badRequest, "'\(m)' is not a \(kind) model; the \(kind) model is '\(want)'", param: "model") }
+        throw APIError(.notFound, "model '\(m)' not found; served: \(models.names.joined(separator: ", "))", param: "model")
+    }
+
+    /// The chat model a request names (the first served when it names none).
+    func chatModel(_ f: Fields) throws -> (chat: ServedModels.Chat, scheduler: GenerationScheduler) {
+        guard let first = models.chats.first, let s = schedulers[first.name] else { throw APIError(.notFound, "no chat model is served", param: "model") }
+        guard let m = try f.string("model") else { return (first, s) }
+        if let c = models.chats.first(where: { $0.name == m }), let s = schedulers[m] { return (c, s) }
+        if m == models.embedding?.name {
+            throw APIError(.badRequest, "'\(m)' is not a chat model; the chat models are \(models.chats.map { "'\($0.name)'" }.joined(separator: ", "))", param: "model")
+        }
+        throw APIError(.notFound, "model '\(m)' not found; served: \(models.names.joined(separator: ", "))", param: "model")
     }
 
     // MARK: - Embeddings
 
     func embeddings(_ f: Fields) async throws -> Response {
-        try checkModel(f, want: models.embedding?.name, other: models.chat?.name, kind: "embedding")
+        try checkModel(f, want: models.embedding?.name, others: models.chats.map(\.name), kind: "embedding")
         guard let (name, session) = models.embedding, let batcher else { throw APIError(.notFound, "no embedding model is served") }
         let tokenizer = session.model.tokenizer, maxLength = session.model.maxLength
         guard let input = f.o["input"], !(input is NSNull) else { throw APIError(.badRequest, "'input' is required", param: "input") }
@@ -201,8 +226,7 @@ public final class CondenseServer: Sendable {
     // MARK: - Chat and completions
 
     func generation(_ f: Fields, chat: Bool) async throws -> Response {
-        try checkModel(f, want: models.chat?.name, other: models.embedding?.name, kind: "chat")
-        guard let (name, model, template) = models.chat, let scheduler else { throw APIError(.notFound, "no chat model is served") }
+        let ((name, model, template), scheduler) = try chatModel(f)
         let ids: [Int32]
         if chat {
             guard let raw = f.o["messages"] as? [Any], !raw.isEmpty else {

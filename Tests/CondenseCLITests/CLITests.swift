@@ -305,6 +305,11 @@ struct CLIGenerateTests {
         }
         let ok = try condense(["generate", "--model", model, "--prompt", "the", "--max-tokens", "2", "-ctk", "f32", "-ctv", "f16", "--temperature", "0"])
         #expect(ok.status == 0, "\(ok.output)")
+        // serve: an alias per chat model at most, and no two models of one name.
+        let aliases = try condense(["serve", "--chat-model", model, "--alias", "a", "--alias", "b"])
+        #expect(aliases.status != 0 && aliases.stderr.contains("2 --alias for 1 --chat-model"), "\(aliases.output)")
+        let twice = try condense(["serve", "--chat-model", model, "--chat-model", model, "--port", "1"])
+        #expect(twice.status != 0 && twice.stderr.contains("two models are named"), "\(twice.output)")
     }
 
     @Test(arguments: [

@@ -236,6 +236,36 @@ func errorMessage(_ json: [String: Any]) -> String { ((json["error"] as? [String
         }
     }
 
+    /// Several chat models on one server: /v1/models lists them, a request's `model` picks one
+    /// (each answers as its own session would), none picks the first, an unknown one is a 404
+    /// listing what is served.
+    @Test func severalChatModelsChosenByName() async throws {
+        let dir = try scratchFolder("server-two")
+        let a = try makeTinyLlama(in: dir + "/a", tiedOutput: false), b = try makeTinyLlama(in: dir + "/b", arch: "qwen2")
+        let (la, lb) = (try LanguageModel(gguf: a), try LanguageModel(gguf: b))
+        var models = ServedModels(chat: ("first", la, try ChatTemplate(gguf: GGUFFile(contentsOf: a))))
+        models.chats.append(("second", lb, try ChatTemplate(gguf: GGUFFile(contentsOf: b))))
+        let server = CondenseServer(models: models, options: ServerOptions())
+        defer { server.shutdown() }
+        var o = GenerationOptions(maxTokens: 6)
+        o.stopAtEOS = true
+        let alone = try [la, lb].map { try $0.session().generate("the th", o) { _ in }.text }
+        #expect(alone[0] != alone[1], "the two tiny models answer alike; the test would not tell them apart")
+        try await Application(router: server.router()).test(.router) { client in
+            let list = try await client.execute(uri: "/v1/models", method: .get) { r in String(buffer: r.body) }
+            #expect(list.contains("\"first\"") && list.contains("\"second\""), "\(list)")
+            for (model, want) in [("first", alone[0]), ("second", alone[1]), (nil, alone[0])] {
+                var body: [String: Any] = ["prompt": "the th", "max_tokens": 6, "temperature": 0]
+                if let model { body["model"] = model }
+                let r = try await post(client, "/v1/completions", body)
+                #expect((r.json["choices"] as? [[String: Any]])?.first?["text"] as? String == want, "\(model ?? "default"): \(r.raw)")
+                #expect(r.json["model"] as? String == model ?? "first")
+            }
+            let unknown = try await post(client, "/v1/completions", ["prompt": "x", "model": "third"])
+            #expect(unknown.status == 404 && errorMessage(unknown.json).contains("served: first, second"), "\(unknown.raw)")
+        }
+    }
+
     /// Concurrent greedy requests, batched into shared steps, each answer equal to the same
     /// request served alone: no output crosses into another response.
     @Test func concurrentStreamsEqualEachAlone() async throws {

@@ -96,6 +96,35 @@ CONDENSE_INLINE CONDENSE_TARGET_AVX512 void pv_tile_512(const int NG, const int 
         for (int j = 0; j < NV; j++) _mm512_storeu_ps(o + (size_t)g * (size_t)hd + e0 + 16 * j, acc[g][j]);
 }
 
+/* q · k for one cache row, the lanes still to be summed. Block types take a block of 32 at a time
+ * and apply its scale once to the block's partial dot instead of to every element. */
+CONDENSE_INLINE CONDENSE_TARGET_AVX512 __m512 krow_dot_512(int t, const float *qr, const uint8_t *kr, int hd) {
+    if (t == KV_F32 || t == KV_F16) {
+        __m512 acc = _mm512_mul_ps(_mm512_loadu_ps(qr), kv_load_512(t, kr, 0));
+        for (int e = 16; e < hd; e += 16) acc = _mm512_fmadd_ps(_mm512_loadu_ps(qr + e), kv_load_512(t, kr, e), acc);
+        return acc;
+    }
+    const size_t bb = t == KV_Q8_0 ? 34 : 18;
+    __m512 acc = _mm512_setzero_ps();
+    for (int e = 0; e < hd; e += 32) {
+        const uint8_t *blk = kr + (size_t)(e / 32) * bb;
+        const __m512 d = _mm512_set1_ps(_mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(blk[0] | blk[1] << 8))));
+        __m512i k0, k1;
+        if (t == KV_Q8_0) {
+            k0 = _mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)(const void *)(blk + 2)));
+            k1 = _mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)(const void *)(blk + 18)));
+        } else {
+            const __m128i b = _mm_loadu_si128((const __m128i *)(const void *)(blk + 2)), m = _mm_set1_epi8(15);
+            k0 = _mm512_sub_epi32(_mm512_cvtepu8_epi32(_mm_and_si128(b, m)), _mm512_set1_epi32(8));
+            k1 = _mm512_sub_epi32(_mm512_cvtepu8_epi32(_mm_and_si128(_mm_srli_epi16(b, 4), m)), _mm512_set1_epi32(8));
+        }
+        __m512 part = _mm512_mul_ps(_mm512_loadu_ps(qr + e), _mm512_cvtepi32_ps(k0));
+        part = _mm512_fmadd_ps(_mm512_loadu_ps(qr + e + 16), _mm512_cvtepi32_ps(k1), part);
+        acc = _mm512_fmadd_ps(part, d, acc);
+    }
+    return acc;
+}
+
 /* The same with hd % 16 == 0: scores 16 positions at a time (FMAs over the head dimension, one
  * transpose-and-add for the 16 sums), the shared vector exp, and V accumulated for up to 4 heads
  * × 64 columns in registers per pass over the rows. */
@@ -112,17 +141,12 @@ CONDENSE_TARGET_AVX512 void condense_causal_chunk_avx512(const causal_args *A, c
         for (; p + 16 <= n; p += 16) {
             __m512 acc[16];
             for (int j = 0; j < 16; j++) {
-                const uint8_t *kr = kh + (a + p + (size_t)j) * A->k_row_bytes;
-                acc[j] = _mm512_mul_ps(_mm512_loadu_ps(qr), kv_load_512(kt, kr, 0));
-                for (int e = 16; e < hd; e += 16) acc[j] = _mm512_fmadd_ps(_mm512_loadu_ps(qr + e), kv_load_512(kt, kr, e), acc[j]);
+                acc[j] = krow_dot_512(kt, qr, kh + (a + p + (size_t)j) * A->k_row_bytes, hd);
             }
             _mm512_storeu_ps(s + p, _mm512_mul_ps(hsum16_512(acc), vscale));
         }
         for (; p < n; p++) {
-            const uint8_t *kr = kh + (a + p) * A->k_row_bytes;
-            __m512 acc = _mm512_mul_ps(_mm512_loadu_ps(qr), kv_load_512(kt, kr, 0));
-            for (int e = 16; e < hd; e += 16) acc = _mm512_fmadd_ps(_mm512_loadu_ps(qr + e), kv_load_512(kt, kr, e), acc);
-            s[p] = _mm512_reduce_add_ps(acc) * A->scale;
+            s[p] = _mm512_reduce_add_ps(krow_dot_512(kt, qr, kh + (a + p) * A->k_row_bytes, hd)) * A->scale;
         }
         __m512 vmx = _mm512_set1_ps(-INFINITY);
         for (p = 0; p < n; p += 16) {

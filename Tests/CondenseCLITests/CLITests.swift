@@ -545,7 +545,7 @@ struct CLIServeOptionTests {
         (["--chat-model", "MODEL", "--api-key-file", "TWOLINES"], [:], "the API key must be one non-empty line"),
         (["--chat-model", "/nonexistent.gguf"], [:], "/nonexistent.gguf"),
         (["--chat-model", "MODEL", "--chat-model-name", "x", "--embedding-model", "BERT", "--embedding-model-name", "x"], [:],
-         "both models are named 'x'"),
+         "two models are named 'x'"),
     ])
     func badServeOptionsAreErrors(args: [String], env: [String: String], message: String) throws {
         let dir = try scratchFolder("cliserve")

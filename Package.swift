@@ -176,6 +176,7 @@ let package = Package(
         .testTarget(
             name: "CondenseInferenceTests",
             dependencies: ["CondenseInference", "Condense", "CondenseCompression", "CondenseTestSupport"],
+            exclude: ["Scripts"],   // run by python3 from their path, not bundled
             resources: [.copy("Fixtures")],
             swiftSettings: [.swiftLanguageMode(.v6)]
         ),
@@ -183,6 +184,7 @@ let package = Package(
         .testTarget(
             name: "CondenseCLITests",
             dependencies: ["CondenseCLI", "Condense", "CondenseTestSupport"],
+            exclude: ["Scripts"],
             swiftSettings: [.swiftLanguageMode(.v6)]
         ),
         .testTarget(

@@ -85,7 +85,7 @@ public final class LanguageModel: Sendable {
         let arch = try DecoderArchitecture.named(c.architecture)
         let tokenizer = try makeTokenizer(gguf: f)
         let name = f.metadata["general.name"]?.string ?? fallbackName
-        let (d, qd, kvd, ff, hd) = (c.hidden, c.qDim, c.kvDim, c.feedForward, c.headDim)
+        let (d, hd) = (c.hidden, c.headDim)
         let embd = try source.embedding(hidden: d)
         try Self.checkEmbedding(embd, hidden: d, tokenizer: tokenizer)
         let vocabSize = embd.dims[1]

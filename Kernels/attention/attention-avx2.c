@@ -25,6 +25,36 @@ CONDENSE_INLINE CONDENSE_TARGET_AVX2 __m256 kv_load_256(int t, const uint8_t *ro
     return _mm256_mul_ps(_mm256_cvtepi32_ps(q), d);
 }
 
+/* q · k for one cache row, the lanes still to be summed; block types a block of 32 at a time,
+ * their scale applied once to the block's partial dot (as the AVX-512 kernel does). */
+CONDENSE_INLINE CONDENSE_TARGET_AVX2 __m256 krow_dot_256(int t, const float *qr, const uint8_t *kr, int hd) {
+    if (t == KV_F32 || t == KV_F16) {
+        __m256 acc = _mm256_mul_ps(_mm256_loadu_ps(qr), kv_load_256(t, kr, 0));
+        for (int e = 8; e < hd; e += 8) acc = _mm256_fmadd_ps(_mm256_loadu_ps(qr + e), kv_load_256(t, kr, e), acc);
+        return acc;
+    }
+    const size_t bb = t == KV_Q8_0 ? 34 : 18;
+    __m256 acc = _mm256_setzero_ps();
+    for (int e = 0; e < hd; e += 32) {
+        const uint8_t *blk = kr + (size_t)(e / 32) * bb;
+        const __m256 d = _mm256_set1_ps(_mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(blk[0] | blk[1] << 8))));
+        __m256 part = _mm256_setzero_ps();
+        for (int j = 0; j < 4; j++) {
+            __m256i k;
+            if (t == KV_Q8_0) {
+                k = _mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)(const void *)(blk + 2 + 8 * j)));
+            } else {
+                __m128i b = _mm_loadl_epi64((const __m128i *)(const void *)(blk + 2 + 8 * (j % 2)));
+                if (j >= 2) b = _mm_srli_epi16(b, 4);
+                k = _mm256_sub_epi32(_mm256_cvtepu8_epi32(_mm_and_si128(b, _mm_set1_epi8(15))), _mm256_set1_epi32(8));
+            }
+            part = _mm256_fmadd_ps(_mm256_loadu_ps(qr + e + 8 * j), _mm256_cvtepi32_ps(k), part);
+        }
+        acc = _mm256_fmadd_ps(part, d, acc);
+    }
+    return acc;
+}
+
 CONDENSE_INLINE CONDENSE_TARGET_AVX2 float hsum_256(__m256 v) {
     __m128 x = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
     x = _mm_add_ps(x, _mm_movehl_ps(x, x));
@@ -60,10 +90,7 @@ CONDENSE_TARGET_AVX2 void condense_causal_chunk_avx2(const causal_args *A, const
         const float *qr = qg + (size_t)g * (size_t)hd;
         float *s = sc + (size_t)g * n, mx = -INFINITY;
         for (size_t p = 0; p < n; p++) {
-            const uint8_t *kr = kh + (a + p) * A->k_row_bytes;
-            __m256 acc = _mm256_mul_ps(_mm256_loadu_ps(qr), kv_load_256(kt, kr, 0));
-            for (int e = 8; e < hd; e += 8) acc = _mm256_fmadd_ps(_mm256_loadu_ps(qr + e), kv_load_256(kt, kr, e), acc);
-            s[p] = hsum_256(acc) * A->scale;
+            s[p] = hsum_256(krow_dot_256(kt, qr, kh + (a + p) * A->k_row_bytes, hd)) * A->scale;
             mx = s[p] > mx ? s[p] : mx;
         }
         const __m256 vm = _mm256_set1_ps(mx);

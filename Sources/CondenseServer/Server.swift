@@ -47,6 +47,14 @@ public struct ServedModels: Sendable {
     public var names: [String] { (embedding.map { [$0.name] } ?? []) + chats.map(\.name) }
 }
 
+/// The served routes: one list for the router and the metrics' labels.
+enum Route: String, CaseIterable {
+    case health = "/health", ready = "/ready", metrics = "/metrics", models = "/v1/models", embeddings = "/v1/embeddings"
+    case chatCompletions = "/v1/chat/completions", completions = "/v1/completions"
+
+    var path: RouterPath { RouterPath(rawValue) }
+}
+
 /// An OpenAI-compatible HTTP server for embeddings and chat (Hummingbird 2): `/v1/embeddings`,
 /// `/v1/chat/completions`, `/v1/completions` (with server-sent events), `/v1/models`, `/health`,
 /// `/ready` and `/metrics`. Embeddings are batched dynamically, generation continuously.
@@ -102,14 +110,14 @@ public final class CondenseServer: Sendable {
     public func router() -> Router<BasicRequestContext> {
         let router = Router()
         router.add(middleware: Guard(server: self))
-        router.get("/health") { _, _ in JSON.response(["status": "ok"]) }
-        router.get("/ready") { [self] _, _ in
+        router.get(Route.health.path) { _, _ in JSON.response(["status": "ok"]) }
+        router.get(Route.ready.path) { [self] _, _ in
             draining.value ? JSON.response(["status": "draining"], status: .serviceUnavailable) : JSON.response(["status": "ready"])
         }
-        router.get("/metrics") { [self] _, _ in
+        router.get(Route.metrics.path) { [self] _, _ in
             Response(status: .ok, headers: [.contentType: "text/plain; version=0.0.4"], body: .init(byteBuffer: ByteBuffer(string: metrics.text())))
         }
-        router.get("/v1/models") { [self] _, _ in
+        router.get(Route.models.path) { [self] _, _ in
             var data: [[String: Any]] = []
             if let e = models.embedding { data.append(["id": e.name, "object": "model", "created": 0, "owned_by": "condense", "type": "embedding"]) }
             for c in models.chats where schedulers[c.name] != nil && !data.contains(where: { $0["id"] as? String == c.name }) {
@@ -117,9 +125,9 @@ public final class CondenseServer: Sendable {
             }
             return JSON.response(["object": "list", "data": data])
         }
-        router.post("/v1/embeddings") { [self] request, _ in try await embeddings(try await body(request)) }
-        router.post("/v1/chat/completions") { [self] request, _ in try await generation(try await body(request), chat: true) }
-        router.post("/v1/completions") { [self] request, _ in try await generation(try await body(request), chat: false) }
+        router.post(Route.embeddings.path) { [self] request, _ in try await embeddings(try await body(request)) }
+        router.post(Route.chatCompletions.path) { [self] request, _ in try await generation(try await body(request), chat: true) }
+        router.post(Route.completions.path) { [self] request, _ in try await generation(try await body(request), chat: false) }
         return router
     }
 
@@ -394,7 +402,7 @@ struct Guard: RouterMiddleware {
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
         let start = ContinuousClock.now
         let path = request.uri.path
-        let route = ["/health", "/ready", "/metrics", "/v1/models", "/v1/embeddings", "/v1/chat/completions", "/v1/completions"].contains(path) ? path : "other"
+        let route = Route(rawValue: path)?.rawValue ?? "other"   // the metrics' label: a served route or "other"
         let response: Response
         do {
             if path.hasPrefix("/v1/") {

@@ -32,6 +32,8 @@ struct Generate: ParsableCommand {
     var ctx: Int?
     @Flag(help: "Print {prompt_tokens, tokens, text, timings} as JSON instead of streaming.")
     var json = false
+    @Flag(help: "Print where each projection runs (kernel, and the row counts of a split) to stderr.")
+    var placement = false
     @OptionGroup var decoder: DecoderOptions
     @OptionGroup var runtime: RuntimeOptions
 
@@ -55,6 +57,7 @@ struct Generate: ParsableCommand {
     func run() throws {
         try runtime.apply()
         let lm = try LanguageModel(contentsOf: model, registry: cliRegistry())
+        if placement { for p in lm.placements { FileHandle.standardError.write(Data("\(p.name): \(p.placement)\n".utf8)) } }
         if let ctx, ctx > lm.config.contextLength {
             FileHandle.standardError.write(Data("note: --ctx \(ctx) is above \(lm.name)'s trained context; using \(lm.config.contextLength)\n".utf8))
         }

@@ -284,6 +284,8 @@ struct CLIGenerateTests {
         #expect(((obj?["timings"] as? [String: Any])?["gen_tok_s"] as? Double) != nil)
         let streamed = try condense(Array(args.dropLast()))
         #expect(streamed.status == 0 && streamed.stdout.hasPrefix(obj?["text"] as? String ?? "?"))
+        let placed = try condense(args + ["--placement"])
+        #expect(placed.status == 0 && placed.stderr.contains("blk.0.ffn_down: ") && placed.stderr.contains("blk.1.attn_q"), "\(placed.stderr)")
     }
 
     /// Values a user can get wrong without a crash still get told: a reply of no tokens, a

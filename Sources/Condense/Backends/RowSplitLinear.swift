@@ -39,8 +39,10 @@ public struct RowSplitLinear: PreparedLinear {
         try (x.rows < crossover ? small : large).apply(x, into: &y)
     }
 
-    /// Row counts the crossover is measured at.
-    public static let measuredRows = [2, 4, 8, 16, 32, 64, 128, 256]
+    /// Row counts the crossover is measured at: batched decoding's range and a short prompt's.
+    /// Larger counts are left to the trend (the wider kernel only gains with rows), which bounds
+    /// the time a large model's load spends measuring.
+    public static let measuredRows = [2, 4, 8, 16, 32, 64]
 
     /// Crossovers already measured in this process, by the caller's key (same kernels and shape
     /// give the same answer: a model's layers share a handful of shapes).
@@ -55,7 +57,7 @@ public struct RowSplitLinear: PreparedLinear {
     /// process. Row counts below 2 are not measured: there one hot layer timed in cache says
     /// nothing about a decode step, which streams every layer's weights from memory, and the
     /// smaller form wins on bytes.
-    public static func crossover(_ small: any PreparedLinear, _ large: any PreparedLinear, samples: Int = 5,
+    public static func crossover(_ small: any PreparedLinear, _ large: any PreparedLinear, samples: Int = 3,
                                  margin: Double = 1.1, key: String? = nil) throws -> Int? {
         if let key, let known = measured.withLock({ $0[key] }) { return known }
         var rng = UInt64(0x9E37_79B9_7F4A_7C15)

@@ -1,6 +1,6 @@
 import Condense
 import CondenseInference
-import CondenseServer
+@testable import CondenseServer
 import CondenseTestSupport
 import Foundation
 import HTTPTypes
@@ -233,6 +233,23 @@ func errorMessage(_ json: [String: Any]) -> String { ((json["error"] as? [String
             }
             let c = try await post(client, "/v1/completions", ["prompt": "the th", "max_tokens": 9, "temperature": 0, "stop": [first], "min_tokens": 5])
             #expect(((c.json["usage"] as? [String: Any])?["completion_tokens"] as? Int ?? 0) >= 5, "\(c.raw)")
+        }
+    }
+
+    /// The server's sessions use the KV cache types it was given (llama-server's -ctk/-ctv):
+    /// an answer equals the same generation in a session of those types.
+    @Test func sessionsUseTheConfiguredCacheTypes() async throws {
+        let server = try makeServer { ($0.kvCache, $0.valueCache) = (.f32, .f16) }
+        defer { server.shutdown() }
+        let (_, lm, _) = try #require(server.models.chat)
+        var o = GenerationOptions(maxTokens: 8)
+        o.stopAtEOS = true
+        let alone = try lm.session(kvCache: .f32, valueCache: .f16).generate("the th", o) { _ in }
+        let engine = try #require(server.schedulers["tiny-llama"])
+        #expect(engine.kvCache == .f32 && engine.valueCache == .f16)
+        try await Application(router: server.router()).test(.router) { client in
+            let r = try await post(client, "/v1/completions", ["prompt": "the th", "max_tokens": 8, "temperature": 0])
+            #expect((r.json["choices"] as? [[String: Any]])?.first?["text"] as? String == alone.text, "\(r.raw)")
         }
     }
 

@@ -93,8 +93,10 @@ public final class GenerationScheduler: Worker, @unchecked Sendable {
     private var waiting: [Request] = []
     private var active: [Slot] = []
 
-    /// The sessions' key and value cache types.
-    let kvCache: KVCacheType, valueCache: KVCacheType?
+    /// The sessions' key cache type.
+    public let kvCache: KVCacheType
+    /// The sessions' value cache type (nil: the key cache's).
+    public let valueCache: KVCacheType?
 
     public init(model: LanguageModel, maxActive: Int, maxQueued: Int, prefillChunk: Int = 256,
                 kvCache: KVCacheType = .f16, valueCache: KVCacheType? = nil,

@@ -84,7 +84,7 @@ struct BenchBlocks: ParsableCommand {
                 let t24 = try time { l in try s24[l].apply(x, into: &y) }
                 let tq = try time { l in try q40[l].apply(x, into: &y) }
                 records.append(["op": "blocks", "model": URL(fileURLWithPath: gguf).lastPathComponent, "projection": role,
-                                "m": m, "n": shape.0, "k": shape.1, "threads": threads, "cpu": CondenseRuntime.cpuBrand,
+                                "m": m, "n": shape.0, "k": shape.1, "threads": threads,
                                 "source_type": sourceType, "source_median_s": ts, "s24q4_median_s": t24, "q4_0_median_s": tq,
                                 "s24q4_speedup": ts / t24, "q4_0_speedup": ts / tq, "layers": used])
                 if !bench.json {

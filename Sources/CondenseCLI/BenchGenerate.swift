@@ -156,9 +156,8 @@ struct BenchGenerate: ParsableCommand {
         p.executableURL = URL(fileURLWithPath: exe)
         // Its best settings: flash attention off and on (the faster kept per test; a quantized V
         // cache needs it on), and the same cache types as ours.
-        let quantizedV = decoder.values != .f16 && decoder.values != .f32
         p.arguments = ["-m", model, "-p", "\(prompt)", "-n", "\(gen)", "-t", "\(threads)", "-r", "\(bench.reps)",
-                       "-d", depths.map(String.init).joined(separator: ","), "-fa", quantizedV ? "1" : "0,1",
+                       "-d", depths.map(String.init).joined(separator: ","), "-fa", decoder.values.isBlocks ? "1" : "0,1",
                        "-ctk", decoder.keys.rawValue, "-ctv", decoder.values.rawValue, "-o", "json"]
         var env = ProcessInfo.processInfo.environment
         env["LD_LIBRARY_PATH"] = dir + "/bin" + (env["LD_LIBRARY_PATH"].map { ":" + $0 } ?? "")

@@ -189,5 +189,10 @@ import Testing
         #expect(try RowSplitLinear.crossover(slow, fast, samples: 3) == RowSplitLinear.measuredRows[0])
         // Faster, but not by the margin the second form's memory must buy.
         #expect(try RowSplitLinear.crossover(slow, Constant(value: 3, delay: 1900), samples: 3, margin: 1.5) == nil)
+        // Remembered by key: a measured "no split" is told apart from "not measured yet".
+        let key = "row-split-test-\(UInt64.random(in: 0...UInt64.max))"
+        #expect(RowSplitLinear.remembered(key) == nil)
+        #expect(try RowSplitLinear.crossover(fast, slow, samples: 3, key: key) == nil)
+        #expect(RowSplitLinear.remembered(key) == .some(nil))
     }
 }

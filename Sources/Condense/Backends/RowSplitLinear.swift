@@ -48,6 +48,10 @@ public struct RowSplitLinear: PreparedLinear {
     /// give the same answer: a model's layers share a handful of shapes).
     private static let measured = Mutex<[String: Int?]>([:])
 
+    /// The crossover remembered for `key`: nil when none was measured yet, `.some(nil)` when the
+    /// measurement found no split, so a caller can skip building the second form.
+    public static func remembered(_ key: String) -> Int?? { measured.withLock { $0[key] } }
+
     /// The smallest of ``measuredRows`` from which `large` takes at most `1/margin` of `small`'s
     /// time at every measured row count (medians of `samples` timings on the same input), or nil
     /// when no such row count exists. The margin is what holding the second form must buy: it

@@ -114,12 +114,14 @@ public struct Sparse24Int4Weights: Sendable, Equatable {
     public func q4_0Blocks() -> Data {
         let per = columns / 64
         var out = Data(count: rows * per * 36)
+        var codes = [UInt8](repeating: 8, count: 64)   // one block's 64 codes, pruned ones 8
         out.withUnsafeMutableBytes { raw in
             let o = raw.bindMemory(to: UInt8.self)
             for r in 0..<rows {
                 for b in 0..<per {
                     let src = (r * per + b) * Self.blockBytes
-                    var codes = [UInt8](repeating: 8, count: 64), j = 0
+                    for c in 0..<64 { codes[c] = 8 }
+                    var j = 0
                     for c in 0..<64 where blocks[src + 2 + c / 8] >> (c % 8) & 1 == 1 {
                         codes[c] = blocks[src + 10 + j / 2] >> (4 * (j % 2)) & 15
                         j += 1

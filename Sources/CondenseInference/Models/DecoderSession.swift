@@ -67,7 +67,8 @@ public enum KVCacheType: String, Sendable, CaseIterable {
         case .q4_0: return n / 32 * 18
         }
     }
-    var isBlocks: Bool { self == .q8_0 || self == .q4_0 }
+    /// Whether rows are ggml blocks of 32 (q8_0, q4_0) rather than one value per element.
+    public var isBlocks: Bool { self == .q8_0 || self == .q4_0 }
     var ggmlType: UInt32 {
         switch self {
         case .f32: return UInt32(CONDENSE_GGUF_F32)

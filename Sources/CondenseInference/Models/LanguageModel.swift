@@ -315,11 +315,12 @@ struct ProjectionPlacer {
     mutating func place(_ label: String, _ ws: [Sparse24Int4Weights], bias: [Float]?) throws -> any PreparedLinear {
         let b = try GGUFBlockLinear(stacking: ws, bias: bias, isa: isa)
         perToken += ws.reduce(0) { $0 + $1.blocks.count }
-        if splitRows {
+        let key = "2:4-int4|q4_0|\(b.outFeatures)x\(b.inFeatures)|\(isa)|\(CondenseRuntime.threads)"
+        // A shape already measured without a split needs no second copy packed to find that out.
+        if splitRows, RowSplitLinear.remembered(key) != .some(nil) {
             let q = try GGUFBlockLinear(stacking: ws.map { w in
                 GGUFFile.Tensor(name: label + " as Q4_0", dims: [w.columns, w.rows], type: .q4_0, data: w.q4_0Blocks())
             }, bias: bias, isa: isa)
-            let key = "2:4-int4|q4_0|\(b.outFeatures)x\(b.inFeatures)|\(isa)|\(CondenseRuntime.threads)"
             if let at = try RowSplitLinear.crossover(b, q, key: key) {
                 places.append((label, "2:4-int4 blocks → native/\(b.kernelName) below \(at) rows, the same weights as Q4_0 → native/\(q.kernelName) from \(at)"))
                 return try RowSplitLinear(small: b, large: q, crossover: at)

@@ -144,17 +144,20 @@ struct EncoderCompressionOptions: ParsableArguments {
     }
 
 
+    /// Before any work: the joint passes' options (the block options are checked by
+    /// ``EncoderRecovery``'s initializer, whose defaults depend on the target).
+    func validate() throws {
+        guard recoveryStackEpochs >= 0 else { throw ValidationError("--recovery-stack-epochs must be >= 0, got \(recoveryStackEpochs)") }
+        guard recoveryEmbeddingEpochs >= 0 else { throw ValidationError("--recovery-embedding-epochs must be >= 0, got \(recoveryEmbeddingEpochs)") }
+        if let lr = recoveryJointLearningRate, !(lr.isFinite && lr > 0) {
+            throw ValidationError("--recovery-joint-learning-rate must be finite and > 0, got \(lr)")
+        }
+    }
+
     func recovery() throws -> EncoderRecovery {
         var r = try EncoderRecovery(epochs: recoveryEpochs ?? 12, learningRate: recoveryLearningRate ?? 3e-4, variants: recoveryVariants,
                                     layerEpochs: recoveryLayerEpochs)
-        guard recoveryStackEpochs >= 0 else { throw ValidationError("--recovery-stack-epochs must be >= 0, got \(recoveryStackEpochs)") }
-        r.stackEpochs = recoveryStackEpochs
-        guard recoveryEmbeddingEpochs >= 0 else { throw ValidationError("--recovery-embedding-epochs must be >= 0, got \(recoveryEmbeddingEpochs)") }
-        r.embeddingEpochs = recoveryEmbeddingEpochs
-        if let lr = recoveryJointLearningRate {
-            guard lr.isFinite, lr > 0 else { throw ValidationError("--recovery-joint-learning-rate must be finite and > 0, got \(lr)") }
-            r.jointLearningRate = lr
-        }
+        (r.stackEpochs, r.embeddingEpochs, r.jointLearningRate) = (recoveryStackEpochs, recoveryEmbeddingEpochs, recoveryJointLearningRate)
         return r
     }
 

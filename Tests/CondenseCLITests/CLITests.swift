@@ -140,6 +140,12 @@ struct CLIOptionTests {
         (["bench", "quant", "--m", "1", "--shapes", "32x32", "--rotate", "0"], [:], "--rotate must be in 1…4096, got 0"),
         (["bench", "embed", "--batches", "0", "--formats", "fp32"], [:], "--batches: '0' is not an integer in 1…"),
         (["compress", "--model", "m.safetensors", "--pipeline", "gradual=50%:0", "-o", "o"], [:], "gradual pruning needs at least 1 epoch, got 0"),
+        (["embed", "--input", "x", "--output", "y", "--recovery-embedding-epochs=-1"], [:], "--recovery-embedding-epochs must be >= 0, got -1"),
+        (["embed", "--input", "x", "--output", "y", "--recovery-stack-epochs=-2"], [:], "--recovery-stack-epochs must be >= 0, got -2"),
+        (["compress", "--encoder", "/nonexistent", "-o", "o", "--recovery-joint-learning-rate", "nan"], [:], "--recovery-joint-learning-rate must be finite and > 0, got nan"),
+        (["compress", "--encoder", "/nonexistent", "-o", "o", "--recovery-joint-learning-rate", "0"], [:], "--recovery-joint-learning-rate must be finite and > 0, got 0"),
+        (["bench", "blocks", "--gguf", "/nonexistent.gguf", "--layers=-1"], [:], "--layers must be >= 0, got -1"),
+        (["bench", "blocks", "--gguf", "/nonexistent.gguf"], [:], "/nonexistent.gguf"),
     ] as [([String], [String: String], String)])
     func badOptionsAreErrors(args: [String], env: [String: String], message: String) throws {
         let r = try condense(args, env: env)

@@ -325,6 +325,7 @@ func errorMessage(_ json: [String: Any]) -> String { ((json["error"] as? [String
         (#"{"messages": [{"role": "user", "content": "x"}], "top_p": 0}"#, "'top_p' must be in (0, 1]"),
         (#"{"messages": [{"role": "user", "content": "x"}], "max_tokens": 4, "min_tokens": 5}"#, "'min_tokens' (5) exceeds max_tokens (4)"),
         (#"{"messages": [{"role": "user", "content": "x"}], "ignore_eos": "yes"}"#, "'ignore_eos' must be"),
+        (#"{"messages": [{"role": "user", "content": "x"}], "min_tokens": -1}"#, "'min_tokens' must be"),
         (#"{"messages": [{"role": "user", "content": "x"}], "model": "tiny-bert"}"#, "'tiny-bert' is not a chat model"),
         ("{\"messages\": [{\"role\": \"user\", \"content\": \"" + String(repeating: "x ", count: 100) + "\"}]}", "the model's context is 64"),
     ])

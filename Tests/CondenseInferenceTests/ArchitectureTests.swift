@@ -462,4 +462,49 @@ private func agreement(_ ours: [Int], _ ref: [Int], margins: [Double], tie: Doub
         #expect(condense_rmsnorm([Float](repeating: 1, count: 8), 4, &y, 8, 1, 1, 8, [Float](repeating: 1, count: 8), 1e-6, 1) == 2)
         #expect(condense_rope(&y, 8, 1, 1, 7, [0, 0, 0], [0, 0, 0], 0, 1) == 2)
     }
+
+    /// SwiGLU on every ISA level this CPU runs, 1 and 2 threads, widths with vector tails, inputs
+    /// far past the exp's range: the scalar path is x / (1 + e^−x) · u bit for bit, the vector
+    /// paths within 1e-6 relative (their exp's error); GELU-tanh keeps the table rule exactly.
+    @Test func gatedActivationOnEveryLevel() {
+        var rng = TestRNG(s: 5)
+        let levels = (0..<Int(CONDENSE_ISA_COUNT.rawValue)).map { condense_isa(UInt32($0)) }
+            .filter { condense_isa_runs_on($0, condense_isa_detected()) != 0 }
+        #expect(levels.count >= 2 || condense_isa_detected() == CONDENSE_ISA_SCALAR)
+        for (rows, ff) in [(1, 1), (1, 37), (3, 300), (9, 2000)] {
+            var gu = (0..<(rows * 2 * ff)).map { _ in rng.next() * 24 }
+            if gu.count > 8 { gu[0] = 95; gu[1] = -95; gu[2] = 0; gu[3] = -0.0; gu[4] = 1e-30; gu[5] = -200 }
+            for level in levels {
+                for threads: Int32 in [1, 2] {
+                    var out = [Float](repeating: .nan, count: rows * ff)
+                    #expect(condense_glu(gu, rows, ff, Int32(CONDENSE_GLU_SILU), &out, level, threads) == 0)
+                    var worst: Float = 0, scalarMismatches = 0, nonFinite = 0, geluMismatches = 0
+                    for r in 0..<rows {
+                        for j in 0..<ff {
+                            let (x, u) = (gu[r * 2 * ff + j], gu[r * 2 * ff + ff + j])
+                            let want = x / (1 + expf(-x)) * u, got = out[r * ff + j]
+                            if level == CONDENSE_ISA_SCALAR {
+                                if got != want { scalarMismatches += 1 }
+                            } else {
+                                worst = max(worst, abs(got - want) / (abs(want) + 1e-20))   // below e^−87 the vector exp stops at e^−87
+                                if !got.isFinite { nonFinite += 1 }
+                            }
+                        }
+                    }
+                    #expect(worst <= 1e-6, "level \(level.rawValue) rows \(rows) ff \(ff) threads \(threads): \(worst)")
+                    #expect(condense_glu(gu, rows, ff, Int32(CONDENSE_GLU_GELU_TANH), &out, level, threads) == 0)
+                    for r in 0..<rows {
+                        for j in 0..<ff {
+                            let (x, u) = (gu[r * 2 * ff + j], gu[r * 2 * ff + ff + j])
+                            if out[r * ff + j] != condense_gelu_tanh_f16(x) * u { geluMismatches += 1 }
+                        }
+                    }
+                    #expect(scalarMismatches == 0 && nonFinite == 0 && geluMismatches == 0,
+                            "level \(level.rawValue): \(scalarMismatches) scalar, \(nonFinite) non-finite, \(geluMismatches) GELU")
+                }
+            }
+        }
+        var out = [Float](repeating: 0, count: 4)
+        #expect(condense_glu([Float](repeating: 1, count: 8), 1, 4, 7, &out, CONDENSE_ISA_SCALAR, 1) == 2)
+    }
 }

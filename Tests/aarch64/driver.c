@@ -566,7 +566,8 @@ static void test_attention(void) {
             }
             free(q); free(kc); free(vc); free(o); free(kh); free(vh);
         }
-    /* The gated activations: SiLU against the formula, GELU-tanh against its table rule. */
+    /* The gated activations: SiLU against the formula (the scalar path bit for bit, the vector
+     * paths' exp within 2e-7 relative), GELU-tanh against its table rule. */
     for (int l = 0; l < nlevels; l++) {
             const size_t rows = 3, ff = 300;
             float *gu = frandv(rows * 2 * ff), *o = frandv(rows * ff);
@@ -579,7 +580,10 @@ static void test_attention(void) {
                         for (size_t j = 0; j < ff; j++) {
                             const float x = gu[r * 2 * ff + j], u = gu[r * 2 * ff + ff + j];
                             const float want = (act == 0 ? x / (1.0f + expf(-x)) : condense_gelu_tanh_f16(x)) * u;
-                            same &= o[r * ff + j] == want;
+                            if (act == 0 && levels[l] != CONDENSE_ISA_SCALAR)
+                                same &= fabsf(o[r * ff + j] - want) <= 1e-6f * fabsf(want) + 1e-30f;
+                            else
+                                same &= o[r * ff + j] == want;
                         }
                     check(same, act == 0 ? "glu_silu" : "glu_gelu_tanh", condense_isa_name(levels[l]), rows, ff, 0, thread_counts[t]);
                 }

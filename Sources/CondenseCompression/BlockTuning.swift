@@ -26,7 +26,7 @@ public enum BlockTuning {
         /// `true` where the weight may move; nil: every weight trains.
         public let mask: [Bool]?
 
-        /// - Throws: ``CondenseError/shapeMismatch(_:)`` when the counts do not match `n × k`.
+        /// - Throws: `CondenseError/shapeMismatch(_:)` when the counts do not match `n × k`.
         public init(weight: [Float], bias: [Float], n: Int, k: Int, mask: [Bool]? = nil) throws {
             guard weight.count == n * k, bias.count == n, mask.map({ $0.count == n * k }) ?? true else {
                 throw CondenseError.shapeMismatch("block linear \(n)×\(k): \(weight.count) weights, \(bias.count) biases, \(mask?.count ?? n * k) mask entries")
@@ -50,7 +50,7 @@ public enum BlockTuning {
         public var beta: [Float]
         public let eps: Float
 
-        /// - Throws: ``CondenseError/invalidArgument(_:)`` unless there are one or two linears
+        /// - Throws: `CondenseError/invalidArgument(_:)` unless there are one or two linears
         ///   that chain (`linears[1].k == linears[0].n`) and the norm has `linears.last.n` entries.
         public init(linears: [Linear], gamma: [Float], beta: [Float], eps: Float) throws {
             guard (1...2).contains(linears.count) else {
@@ -71,8 +71,8 @@ public enum BlockTuning {
 
     /// Fits `block` so that `LayerNorm(residual + f(input))` approaches `target`, row by row.
     /// Returns the mean squared error per element before and after.
-    /// - Throws: ``CondenseError/shapeMismatch(_:)`` when the matrices do not have the same rows
-    ///   or the block's widths; ``CondenseError/invalidArgument(_:)`` for epochs < 0 or a batch < 1.
+    /// - Throws: `CondenseError/shapeMismatch(_:)` when the matrices do not have the same rows
+    ///   or the block's widths; `CondenseError/invalidArgument(_:)` for epochs < 0 or a batch < 1.
     public static func fit(_ block: inout Block, input: Matrix<Float>, residual: Matrix<Float>, target: Matrix<Float>,
                            epochs: Int, batchRows: Int = 256, optimizer: Optimizer = .adam(learningRate: 1e-4),
                            seed: UInt64 = 1) throws -> (before: Double, after: Double) {

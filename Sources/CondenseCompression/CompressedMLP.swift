@@ -2,7 +2,7 @@ import Condense
 import CondenseTraining
 import Foundation
 
-/// An MLP ready for inference: each layer a ``LinearLayer`` in its own format (dense, 2:4, CSR,
+/// An MLP ready for inference: each layer a `LinearLayer` in its own format (dense, 2:4, CSR,
 /// int8, int4, 2:4-int8), stored in a safetensors file that keeps every format's real bytes.
 ///
 /// ```swift
@@ -14,7 +14,7 @@ import Foundation
 public struct CompressedMLP: Sendable {
     public let layers: [LinearLayer]
 
-    /// - Throws: ``CondenseError/invalidModel(_:)`` when consecutive layers do not chain.
+    /// - Throws: `CondenseError/invalidModel(_:)` when consecutive layers do not chain.
     public init(layers: [LinearLayer]) throws {
         guard !layers.isEmpty else { throw CondenseError.invalidModel("a model needs at least one layer") }
         for i in 1..<layers.count where layers[i].inFeatures != layers[i - 1].outFeatures {
@@ -111,9 +111,9 @@ extension CompressedMLP {
     public var serializedBytes: Int { get throws { try safetensors().serialized().count } }
 
     /// Loads a model file written by ``save(to:)`` (or an f32 MLP saved by Condense).
-    /// - Throws: ``CondenseError`` for a malformed file, ``CondenseError/invalidModel(_:)``
+    /// - Throws: `CondenseError` for a malformed file, `CondenseError/invalidModel(_:)`
     ///   naming the layer for missing or inconsistent parts. Nothing is half-loaded.
-    /// - Throws: ``CondenseError`` naming the file (``CondenseError/inFile(path:error:)``).
+    /// - Throws: `CondenseError` naming the file (`CondenseError/inFile(path:error:)`).
     public init(contentsOf path: String) throws {
         let f = try SafeTensors(contentsOf: path)
         do { try self.init(safetensors: f) } catch let e as CondenseError { throw e.inFile(path) }

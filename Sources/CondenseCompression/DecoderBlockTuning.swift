@@ -26,7 +26,7 @@ public enum DecoderBlockTuning {
         public let ropeBase: Float, eps: Float
         /// Rotation pairs (i, i + d/2) instead of adjacent ones.
         public let neox: Bool
-        /// The rest of the decoder op set (``DecoderConfig``'s switches), for the forward pass of
+        /// The rest of the decoder op set (`DecoderConfig`'s switches), for the forward pass of
         /// any architecture; training (``fit(_:input:sequenceLength:target:epochs:batchSequences:optimizer:channelWeights:seed:)``)
         /// takes the Llama block only, where these keep their defaults.
         public var ropeScale: Float = 1
@@ -63,7 +63,7 @@ public enum DecoderBlockTuning {
         /// Whether ``fit(_:input:sequenceLength:target:epochs:batchSequences:optimizer:channelWeights:seed:)`` can train it.
         public var trainable: Bool { shape.isLlama && qNorm == nil && kNorm == nil && postAttnNorm == nil && postFFNNorm == nil }
 
-        /// - Throws: ``CondenseError/shapeMismatch(_:)`` naming the part whose size does not fit `shape`.
+        /// - Throws: `CondenseError/shapeMismatch(_:)` naming the part whose size does not fit `shape`.
         public init(shape s: Shape, attnNorm: [Float], ffnNorm: [Float], q: BlockTuning.Linear, k: BlockTuning.Linear,
                     v: BlockTuning.Linear, o: BlockTuning.Linear, gate: BlockTuning.Linear, up: BlockTuning.Linear,
                     down: BlockTuning.Linear, qkvBias: Bool = false) throws {
@@ -341,7 +341,7 @@ public enum DecoderBlockTuning {
 
     /// Fits the block: mini-batches of `batchSequences` whole sequences, shuffled each epoch.
     /// Returns the loss over all of `input` before and after.
-    /// - Throws: ``CondenseError/shapeMismatch(_:)`` when input and target are not whole sequences of the block's width.
+    /// - Throws: `CondenseError/shapeMismatch(_:)` when input and target are not whole sequences of the block's width.
     public static func fit(_ b: inout Block, input: [Float], sequenceLength t: Int, target: [Float], epochs: Int,
                            batchSequences: Int = 4, optimizer: Optimizer = .adam(learningRate: 1e-4), channelWeights cw: [Float]? = nil,
                            seed: UInt64 = 1) throws

@@ -55,7 +55,7 @@ public struct EncoderRecovery {
     /// Called with a line per step (block errors before and after), e.g. to print progress.
     public var progress: ((String) -> Void)?
 
-    /// - Throws: ``CondenseError/invalidArgument(_:)`` for epochs or variants < 0, or a learning
+    /// - Throws: `CondenseError/invalidArgument(_:)` for epochs or variants < 0, or a learning
     ///   rate that is not finite and > 0.
     /// The defaults are the settings measured on all-MiniLM-L6-v2 (docs/performance.md).
     public init(scope: Scope = .all, epochs: Int = 12, learningRate: Float = 3e-4, variants: Int = 1600, layerEpochs: Int = 0) throws {
@@ -132,7 +132,7 @@ public struct EncoderRecovery {
     }
 
     /// The encoder with the scope's projections pruned 2:4 and every block recovered.
-    /// - Throws: ``CondenseError/invalidArgument(_:)`` without calibration sentences, or for a
+    /// - Throws: `CondenseError/invalidArgument(_:)` without calibration sentences, or for a
     ///   SmoothQuant-smoothed encoder (its weights are scaled against inputs the trainer does
     ///   not see; recover first, then smooth).
     public func run(_ teacher: SentenceEncoder, calibration text: [String]) throws -> SentenceEncoder {

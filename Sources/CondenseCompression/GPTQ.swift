@@ -5,7 +5,7 @@ import Foundation
 /// A 4-bit grid for ``Reconstruction/compress(_:gram:prune24:mask:grid:damping:blockSize:)``:
 /// how a group of weights along K becomes codes 0…15.
 public enum WeightGrid: String, Sendable, CaseIterable {
-    /// 2:4 with signed codes and one f16 scale per 64 columns (``Sparse24Int4Weights``).
+    /// 2:4 with signed codes and one f16 scale per 64 columns (`Sparse24Int4Weights`).
     case s24q4
     /// ggml's Q4_0: one f16 scale per 32, `d = v/−8` (v the value of largest magnitude), w = d·(c − 8).
     case q4_0
@@ -45,8 +45,8 @@ extension Reconstruction {
     /// let c = try Reconstruction.compress(w, gram: xtx, prune24: true, grid: .s24q4)
     /// let layer = try GGUFBlockLinear(Sparse24Int4Weights(quantizing: c.weights, scales: c.scales))
     /// ```
-    /// - Throws: ``CondenseError/shapeMismatch(_:)`` for a Gram matrix or mask of the wrong size,
-    ///   ``CondenseError/invalidArgument(_:)`` for K not a multiple of the group (or of 4 with
+    /// - Throws: `CondenseError/shapeMismatch(_:)` for a Gram matrix or mask of the wrong size,
+    ///   `CondenseError/invalidArgument(_:)` for K not a multiple of the group (or of 4 with
     ///   pruning), a mask that is not 2:4 with `prune24`, or a Hessian that is not positive definite.
     public static func compress(_ w: Matrix<Float>, gram: [Double], prune24: Bool, mask fixed: [Bool]? = nil,
                                 grid: WeightGrid?, damping: Double = 0.01, blockSize: Int = 128) throws -> ReconstructedWeights {
@@ -207,7 +207,7 @@ extension Reconstruction {
         let dead: [Bool]
 
         /// The factor of XᵀX for inputs `x` (`rows` × `k`).
-        /// - Throws: ``CondenseError`` when `x` is not `rows` × `k` or the damped Hessian is not positive definite.
+        /// - Throws: `CondenseError` when `x` is not `rows` × `k` or the damped Hessian is not positive definite.
         public init(inputs x: [Float], rows: Int, k: Int, damping: Double = 0.01) throws {
             guard x.count == rows * k else { throw CondenseError.shapeMismatch("\(x.count) inputs for \(rows)×\(k)") }
             var gram = [Double](repeating: 0, count: k * k)
@@ -215,7 +215,7 @@ extension Reconstruction {
             try self.init(gram: gram, k: k, damping: damping)
         }
 
-        /// - Throws: ``CondenseError/invalidArgument(_:)`` when the damped Hessian is not positive definite.
+        /// - Throws: `CondenseError/invalidArgument(_:)` when the damped Hessian is not positive definite.
         public init(gram: [Double], k: Int, damping: Double = 0.01) throws {
             guard gram.count == k * k else { throw CondenseError.shapeMismatch("Gram matrix has \(gram.count) entries, needs \(k)×\(k)") }
             var dead = [Bool](repeating: false, count: k)

@@ -282,7 +282,7 @@ public enum LLMBudget {
 
     /// Compresses `f` to the goal: candidates on `calibration`, sensitivities and the check on
     /// `validation` (sequences of one length, at least 2 tokens).
-    /// - Throws: ``CondenseError`` for a model the decoder does not read or calibration or
+    /// - Throws: `CondenseError` for a model the decoder does not read or calibration or
     ///   validation sequences that are empty, of different lengths or outside the vocabulary.
     public static func compress(_ f: GGUFFile, calibration: [[Int32]], validation: [[Int32]], options o: Options,
                                 registry: BackendRegistry = .standard(), log: (String) -> Void = { _ in }) throws -> Result {

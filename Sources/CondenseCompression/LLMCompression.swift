@@ -31,7 +31,7 @@ public enum LLMCompression {
         case sparse24 = "2:4"
         /// 2:4 with int8 values (per-row scales).
         case sparse24Int8 = "2:4-int8"
-        /// 2:4 with signed 4-bit values, one scale per 64 columns (``Sparse24Int4Weights``).
+        /// 2:4 with signed 4-bit values, one scale per 64 columns (`Sparse24Int4Weights`).
         case sparse24Int4 = "2:4-int4"
 
         var prunes: Bool { self != .int4 }
@@ -156,7 +156,7 @@ public enum LLMCompression {
     }
 
     /// Compresses every projection of the model in `f`.
-    /// - Throws: ``CondenseError`` for a model the decoder does not read, calibration sequences
+    /// - Throws: `CondenseError` for a model the decoder does not read, calibration sequences
     ///   that are empty, of different lengths or with ids outside the vocabulary.
     public static func compress(_ f: GGUFFile, calibration: [[Int32]], options o: Options,
                                 log: (String) -> Void = { _ in }) throws -> Result {
@@ -348,7 +348,7 @@ public enum LLMCompression {
     }
 
     /// Block `l` of the model in `f`, its weights dequantized to f32 (no masks).
-    /// - Throws: ``CondenseError/invalidTensor(name:reason:)`` for a missing tensor or a wrong shape.
+    /// - Throws: `CondenseError/invalidTensor(name:reason:)` for a missing tensor or a wrong shape.
     public static func denseBlock(_ f: GGUFFile, _ c: DecoderConfig, layer l: Int) throws -> DecoderBlockTuning.Block {
         let (d, kvd, ff, qd, hd) = (c.hidden, c.kvDim, c.feedForward, c.qDim, c.headDim)
         let sliding = c.slidingLayers[l]

@@ -9,7 +9,7 @@ import Foundation
 /// 8-bit grid trains through its rounding (straight-through, the compressed part's scales
 /// fixed), so writing it back loses nothing.
 ///
-/// The teacher is the source as it runs (``LanguageModel``); the student's passes are
+/// The teacher is the source as it runs (`LanguageModel`); the student's passes are
 /// ``DecoderBlockTuning``'s (Llama blocks: RMSNorm, rotary attention with grouped KV heads,
 /// SwiGLU).
 ///
@@ -201,7 +201,7 @@ public enum LLMDistillation {
 
     /// The student from a compressed model's parts (the folder's tensors): projections that
     /// differ from the source's stored ones train; the head (as compressed) is frozen.
-    /// - Throws: ``CondenseError`` for a block that does not train (QK-norm, post-norms, GELU,
+    /// - Throws: `CondenseError` for a block that does not train (QK-norm, post-norms, GELU,
     ///   sliding windows, scaled RoPE: the trainer's passes are the Llama block's), or a part missing.
     public static func student(_ f: GGUFFile, parts: [(name: String, part: DecoderFolder.Part)]) throws -> Student {
         let c = try DecoderConfig(gguf: f)
@@ -295,7 +295,7 @@ public enum LLMDistillation {
     }
 
     /// Trains `s` on sequences from `next` (nil: the text ran out) until `options.tokens`.
-    /// - Throws: ``CondenseError`` for sequences of another length than the first, ids outside
+    /// - Throws: `CondenseError` for sequences of another length than the first, ids outside
     ///   the vocabulary, a checkpoint of another model or options, or a failed write.
     public static func distill(_ s: inout Student, file f: GGUFFile, teacher: LanguageModel, sequences next: () throws -> [Int32]?,
                                validation: [[Int32]], options o: Options, progress: (Progress) -> Void = { _ in }) throws -> Result {

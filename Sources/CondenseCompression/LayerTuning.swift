@@ -22,7 +22,7 @@ extension BlockTuning {
         public let heads: Int
         public let eps: Float
 
-        /// - Throws: ``CondenseError/invalidArgument(_:)`` when the shapes do not make a layer of
+        /// - Throws: `CondenseError/invalidArgument(_:)` when the shapes do not make a layer of
         ///   hidden size H = `attentionOutput.n` with `heads` dividing it.
         public init(qkv: Linear, attentionOutput: Linear, intermediate: Linear, output: Linear,
                     attentionNorm: (gamma: [Float], beta: [Float]), outputNorm: (gamma: [Float], beta: [Float]),
@@ -48,7 +48,7 @@ extension BlockTuning {
     /// tokens of each sequence, in the order their rows are packed; mini-batches are whole
     /// sequences of about `batchRows` tokens. Returns the mean squared error per element before
     /// and after.
-    /// - Throws: ``CondenseError/shapeMismatch(_:)`` when the rows, widths or lengths disagree.
+    /// - Throws: `CondenseError/shapeMismatch(_:)` when the rows, widths or lengths disagree.
     public static func fit(_ layer: inout EncoderLayer, input: Matrix<Float>, lengths: [Int], target: Matrix<Float>,
                            epochs: Int, batchRows: Int = 256, optimizer: Optimizer = .adam(learningRate: 1e-4),
                            seed: UInt64 = 1) throws -> (before: Double, after: Double) {
@@ -272,7 +272,7 @@ extension BlockTuning {
     /// let (before, after) = try BlockTuning.fit(&layers, input: x, lengths: tokensPerSentence, target: y,
     ///                                           epochs: 2, objective: .pooledEmbedding)
     /// ```
-    /// - Throws: ``CondenseError/shapeMismatch(_:)`` as the one-layer `fit`, or for an empty stack.
+    /// - Throws: `CondenseError/shapeMismatch(_:)` as the one-layer `fit`, or for an empty stack.
     public static func fit(_ layers: inout [EncoderLayer], input: Matrix<Float>, lengths: [Int], target: Matrix<Float>,
                            epochs: Int, batchRows: Int = 256, optimizer: Optimizer = .adam(learningRate: 1e-4),
                            objective: Objective = .hiddenStates, seed: UInt64 = 1) throws -> (before: Double, after: Double) {

@@ -36,7 +36,7 @@ public struct PruningMask: Sendable, Equatable {
     public var sparsity: Double { keep.isEmpty ? 0 : Double(keep.lazy.filter { !$0 }.count) / Double(keep.count) }
 
     /// The weights with every pruned element set to zero.
-    /// - Throws: ``CondenseError/shapeMismatch(_:)`` when the shapes differ.
+    /// - Throws: `CondenseError/shapeMismatch(_:)` when the shapes differ.
     public func apply(to w: Matrix<Float>) throws -> Matrix<Float> {
         guard w.rows == rows, w.columns == columns else {
             throw CondenseError.shapeMismatch("mask is \(rows)×\(columns) but the weight is \(w.rows)×\(w.columns)")
@@ -77,7 +77,7 @@ public enum Pruning {
 
     /// Prunes exactly `round(sparsity · N · K)` weights, those of lowest score (ties broken by
     /// position, so the result is deterministic).
-    /// - Throws: ``CondenseError/invalidArgument(_:)`` for a sparsity outside [0, 1].
+    /// - Throws: `CondenseError/invalidArgument(_:)` for a sparsity outside [0, 1].
     public static func unstructured(_ w: Matrix<Float>, sparsity: Double, score: PruningScore = .magnitude) throws -> PruningMask {
         try check(sparsity: sparsity)
         let s = try score.scores(w)
@@ -106,7 +106,7 @@ public enum Pruning {
     /// N:M semi-structured pruning along K: in every group of `m` consecutive weights of a row,
     /// keep the `n` of largest score. The last group of a row may be partial (K not a multiple of
     /// m): it keeps at most `n` of its elements, as if K were padded with zeros.
-    /// - Throws: ``CondenseError/invalidArgument(_:)`` unless `1 <= n <= m`.
+    /// - Throws: `CondenseError/invalidArgument(_:)` unless `1 <= n <= m`.
     public static func semiStructured(_ w: Matrix<Float>, n: Int = 2, m: Int = 4, score: PruningScore = .magnitude) throws -> PruningMask {
         guard m >= 1, n >= 1, n <= m else {
             throw CondenseError.invalidArgument("N:M pruning needs 1 <= N <= M, got \(n):\(m)")
@@ -136,7 +136,7 @@ public enum Pruning {
 
     /// Structured pruning that really shrinks: removes whole output neurons (rows of W) of
     /// smallest L1 or L2 norm, keeping `keep` of them.
-    /// - Throws: ``CondenseError/invalidArgument(_:)`` unless `1 <= keep <= N`; a bias of the wrong length.
+    /// - Throws: `CondenseError/invalidArgument(_:)` unless `1 <= keep <= N`; a bias of the wrong length.
     public static func neurons(_ w: Matrix<Float>, bias: [Float]? = nil, keep: Int, norm: NeuronNorm = .l2) throws -> NeuronPruning {
         guard keep >= 1, keep <= w.rows else {
             throw CondenseError.invalidArgument("neuron pruning must keep 1…\(w.rows) rows, got \(keep)")
@@ -154,7 +154,7 @@ public enum Pruning {
     }
 
     /// The next layer with only the input columns that survived neuron pruning of the layer before.
-    /// - Throws: ``CondenseError/invalidArgument(_:)`` for an index outside `0..<next.columns`.
+    /// - Throws: `CondenseError/invalidArgument(_:)` for an index outside `0..<next.columns`.
     public static func keepInputs(_ kept: [Int], of next: Matrix<Float>) throws -> Matrix<Float> {
         if let bad = kept.first(where: { $0 < 0 || $0 >= next.columns }) {
             throw CondenseError.invalidArgument("kept index \(bad) is outside the next layer's \(next.columns) inputs")

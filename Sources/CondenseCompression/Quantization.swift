@@ -11,7 +11,7 @@ public enum QuantBits: Int, Sendable, Codable {
     case int8 = 8
     case int4 = 4
 
-    /// - Throws: ``CondenseError/invalidArgument(_:)`` for anything but 4 or 8.
+    /// - Throws: `CondenseError/invalidArgument(_:)` for anything but 4 or 8.
     public init(checking bits: Int) throws {
         guard let b = QuantBits(rawValue: bits) else {
             throw CondenseError.invalidArgument("quantization supports 8 or 4 bits, got \(bits)")
@@ -160,10 +160,15 @@ public struct QuantizationError: Sendable {
 public enum Quantizer {
     /// Quantizes a weight matrix.
     /// - Parameters:
+    ///   - w: The weights, `[N, K]` (output rows, input columns).
+    ///   - bits: int8 or int4.
+    ///   - mode: Symmetric (zero point 0) or asymmetric.
+    ///   - granularity: One scale per tensor, per output row, or per group of K.
+    ///   - observer: How each range is found (min/max or a percentile).
     ///   - ignoreZeros: Compute ranges from the non-zero elements only (the default), so a pruned
     ///     matrix's scales fit the weights that remain. Zeros still map to exactly zero: zero
     ///     points are integers and every range is widened to contain 0.
-    /// - Throws: ``CondenseError/invalidArgument(_:)`` for a group size < 1, a percentile outside
+    /// - Throws: `CondenseError/invalidArgument(_:)` for a group size < 1, a percentile outside
     ///   (0, 100], a momentum outside [0, 1].
     public static func quantize(_ w: Matrix<Float>, bits: QuantBits, mode: QuantMode = .symmetric,
                                 granularity: QuantGranularity = .perChannel, observer: RangeObserver = .minMax,
@@ -312,8 +317,8 @@ public struct ActivationObserver: Sendable {
 }
 
 extension QuantizedMatrix {
-    /// These int8 values in the runtime's ``Int8Weights`` format, for the integer kernels.
-    /// - Throws: ``CondenseError/invalidArgument(_:)`` unless the matrix is int8, symmetric, and
+    /// These int8 values in the runtime's `Int8Weights` format, for the integer kernels.
+    /// - Throws: `CondenseError/invalidArgument(_:)` unless the matrix is int8, symmetric, and
     ///   per-tensor or per-channel (the kernels take one scale per output channel).
     public func int8Weights(staticActivation: Int8Weights.StaticActivation? = nil) throws -> Int8Weights {
         guard bits == .int8, mode == .symmetric else {
@@ -331,8 +336,8 @@ extension QuantizedMatrix {
 }
 
 extension QuantizedMatrix {
-    /// These int4 values in the runtime's ``Int4Weights`` format (packed two per byte).
-    /// - Throws: ``CondenseError/invalidArgument(_:)`` unless the matrix is symmetric int4.
+    /// These int4 values in the runtime's `Int4Weights` format (packed two per byte).
+    /// - Throws: `CondenseError/invalidArgument(_:)` unless the matrix is symmetric int4.
     public func int4Weights(path: Int4Weights.Path = .integer) throws -> Int4Weights {
         guard bits == .int4, mode == .symmetric else {
             throw CondenseError.invalidArgument("int4 kernels need symmetric int4 weights, got \(mode) int\(bits.rawValue)")

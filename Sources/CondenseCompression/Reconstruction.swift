@@ -9,11 +9,15 @@ import Condense
 public enum Reconstruction {
     /// Prunes `w` (`[N, K]`) to N:M along K with error compensation.
     /// - Parameters:
+    ///   - w: The weights, `[N, K]`.
     ///   - gram: XᵀX, `K × K` row-major, summed over calibration rows.
+    ///   - keep: Weights kept in each group of `m` along K (the N of N:M).
+    ///   - m: The group size along K.
+    ///   - blockSize: Columns compensated together (the lazy-batch width).
     ///   - damping: added to the diagonal as a fraction of its mean (numerical stability when
     ///     there are fewer calibration rows than K).
-    /// - Throws: ``CondenseError/shapeMismatch(_:)`` for a Gram matrix of the wrong size,
-    ///   ``CondenseError/invalidArgument(_:)`` for a bad N:M or a Hessian that is not positive definite.
+    /// - Throws: `CondenseError/shapeMismatch(_:)` for a Gram matrix of the wrong size,
+    ///   `CondenseError/invalidArgument(_:)` for a bad N:M or a Hessian that is not positive definite.
     public static func pruneNM(_ w: Matrix<Float>, gram: [Double], n keep: Int = 2, m: Int = 4, damping: Double = 0.01,
                                blockSize: Int = 128) throws -> Matrix<Float> {
         let (rows, k) = (w.rows, w.columns)

@@ -14,7 +14,7 @@ public struct CubicSparsitySchedule: Sendable, Equatable {
     public let initial: Double, final: Double
     public let startStep: Int, endStep: Int, frequency: Int
 
-    /// - Throws: ``CondenseError/invalidArgument(_:)`` for sparsities outside [0, 1), a final below
+    /// - Throws: `CondenseError/invalidArgument(_:)` for sparsities outside [0, 1), a final below
     ///   the initial, an empty step range, or a frequency below 1.
     public init(initial: Double = 0, final: Double, startStep: Int, endStep: Int, frequency: Int = 1) throws {
         guard (0..<1).contains(initial), (0..<1).contains(final), final >= initial else {
@@ -79,7 +79,7 @@ public enum ModelPruningScore: Sendable, Equatable, CustomStringConvertible {
 extension Pruning {
     /// Masks for every layer of `model` with `pattern`, ranked by `score`. `calibration` (rows of
     /// inputs with labels) is needed by the activation-aware and Taylor scores.
-    /// - Throws: ``CondenseError/invalidArgument(_:)`` for a sparsity outside [0, 1] or missing
+    /// - Throws: `CondenseError/invalidArgument(_:)` for a sparsity outside [0, 1] or missing
     ///   calibration data; the pruning functions' errors for impossible N:M.
     public static func masks(for model: MLP, pattern: SparsityPattern, score: ModelPruningScore,
                              calibration: Dataset? = nil) throws -> WeightMasks {

@@ -23,7 +23,7 @@ public struct BertConfig: Sendable, Codable, Equatable {
 
 extension BertConfig {
     /// Reads and validates `config.json`.
-    /// - Throws: ``CondenseError`` naming the file and the field: missing, of the wrong type,
+    /// - Throws: `CondenseError` naming the file and the field: missing, of the wrong type,
     ///   duplicated, or out of range.
     public init(contentsOf path: String) throws {
         let data = try FileInput.mapped(path)
@@ -49,7 +49,7 @@ extension BertConfig {
 
     /// Every value in range: sizes positive and bounded (a layer count of 10⁹ must not reach an
     /// allocation), heads dividing the hidden size, a finite positive LayerNorm epsilon.
-    /// - Throws: ``CondenseError/invalidModel(_:)`` naming the field and the value seen.
+    /// - Throws: `CondenseError/invalidModel(_:)` naming the field and the value seen.
     public func validate() throws {
         func check(_ name: String, _ v: Int, _ range: ClosedRange<Int>) throws {
             guard range.contains(v) else { throw CondenseError.invalidModel("\(name) must be in \(range.lowerBound)…\(range.upperBound), got \(v)") }
@@ -74,7 +74,7 @@ extension BertConfig {
 /// A BERT-family sentence encoder (e.g. sentence-transformers/all-MiniLM-L6-v2): token, position
 /// and type embeddings, `numHiddenLayers` encoder layers (fused QKV projection, multi-head
 /// self-attention, LayerNorm, GELU feed-forward), mean pooling over the tokens and L2
-/// normalisation. Every projection is a ``LinearLayer`` in any format, so a compressed encoder is
+/// normalisation. Every projection is a `LinearLayer` in any format, so a compressed encoder is
 /// the same type with converted layers. Run it through an ``InferenceSession``.
 public struct SentenceEncoder: Sendable {
     public struct Layer: Sendable {
@@ -112,7 +112,7 @@ public struct SentenceEncoder: Sendable {
 
     /// Loads `config.json`, `vocab.txt` and `model.safetensors` from a folder (a Hugging Face
     /// model folder; `sentence_bert_config.json`'s max_seq_length when present, else 256).
-    /// - Throws: ``CondenseError/invalidModel(_:)`` or ``CondenseError`` naming the file or
+    /// - Throws: `CondenseError/invalidModel(_:)` or `CondenseError` naming the file or
     ///   tensor; nothing is half-loaded.
     public init(directory: String) throws {
         let dir = URL(fileURLWithPath: directory)
@@ -419,10 +419,10 @@ public final class InferenceSession: Sendable {
     }
 
     /// Embeddings of already tokenized sentences (each with its [CLS] … [SEP]).
-    /// - Throws: ``CondenseError/invalidInput(_:)`` for an empty sequence, a sequence longer than
+    /// - Throws: `CondenseError/invalidInput(_:)` for an empty sequence, a sequence longer than
     ///   the positions, or an id outside the vocabulary.
-    /// - Throws: ``CondenseError/invalidInput(_:)`` for ids outside the vocabulary or lengths
-    ///   outside 1…maxLength, and ``CondenseError/invalidModel(_:)`` when an embedding is not
+    /// - Throws: `CondenseError/invalidInput(_:)` for ids outside the vocabulary or lengths
+    ///   outside 1…maxLength, and `CondenseError/invalidModel(_:)` when an embedding is not
     ///   finite (NaN or Inf in the weights): a NaN embedding is never returned as an answer.
     public func embed(tokenIDs seqs: [[Int32]]) throws -> [[Float]] {
         let out = try forward(seqs, observe: nil)

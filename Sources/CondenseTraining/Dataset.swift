@@ -12,7 +12,7 @@ public struct Dataset: Sendable {
     public let y: [Int32]
     public var count: Int { y.count }
 
-    /// - Throws: ``CondenseError/invalidData(_:)`` when sizes disagree or a label is outside 0..<classes.
+    /// - Throws: `CondenseError/invalidData(_:)` when sizes disagree or a label is outside 0..<classes.
     public init(features: Int, classes: Int, x: [Float], y: [Int32]) throws {
         guard features >= 1, classes >= 2 else {
             throw CondenseError.invalidData("need features >= 1 and classes >= 2, got \(features) and \(classes)")
@@ -57,7 +57,7 @@ public struct Dataset: Sendable {
 /// The MNIST files (IDX format, LeCun et al.): images scaled to [0, 1].
 public enum MNIST {
     /// Loads an IDX image file (magic 2051) and label file (magic 2049), uncompressed.
-    /// - Throws: ``CondenseError/invalidData(_:)`` naming the file: a wrong magic (gzip data is
+    /// - Throws: `CondenseError/invalidData(_:)` naming the file: a wrong magic (gzip data is
     ///   recognised and named), a truncated file, or counts that disagree.
     public static func load(images: String, labels: String) throws -> Dataset {
         let img = try read(images)

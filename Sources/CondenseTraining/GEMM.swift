@@ -13,7 +13,7 @@ import Condense
 /// ```
 ///
 /// Each takes the ISA to run (`nil`: the active one), so a pinned ISA reaches training too, and
-/// throws ``CondenseError/outOfMemory(bytes:)`` when a pack cannot be allocated.
+/// throws `CondenseError/outOfMemory(bytes:)` when a pack cannot be allocated.
 public enum TrainGEMM {
     static func kernel(_ isa: ISA?) -> UnsafePointer<condense_f32_gemm_kernel> {
         let level = CondenseRuntime.clamped(isa ?? CondenseRuntime.activeISA)

@@ -16,7 +16,7 @@ public struct DenseLayer: Sendable, Equatable {
     public var inFeatures: Int { weight.columns }
     public var outFeatures: Int { weight.rows }
 
-    /// - Throws: ``CondenseError/invalidModel(_:)`` when the bias length is not the output count.
+    /// - Throws: `CondenseError/invalidModel(_:)` when the bias length is not the output count.
     public init(weight: Matrix<Float>, bias: [Float], activation: Activation) throws {
         guard bias.count == weight.rows else {
             throw CondenseError.invalidModel("bias has \(bias.count) values for \(weight.rows) outputs")
@@ -40,7 +40,7 @@ public struct MLP: Sendable, Equatable {
 
     /// Layers of the given sizes (`[in, hidden…, out]`), initialised He-uniform
     /// (U(±√(6/fan_in))) from `seed`, biases zero.
-    /// - Throws: ``CondenseError/invalidModel(_:)`` for fewer than two sizes or a size below 1.
+    /// - Throws: `CondenseError/invalidModel(_:)` for fewer than two sizes or a size below 1.
     public init(sizes: [Int], hidden: Activation = .relu, seed: UInt64) throws {
         guard sizes.count >= 2, sizes.allSatisfy({ $0 >= 1 }) else {
             throw CondenseError.invalidModel("an MLP needs at least two sizes, all >= 1; got \(sizes)")
@@ -55,7 +55,7 @@ public struct MLP: Sendable, Equatable {
         }
     }
 
-    /// - Throws: ``CondenseError/invalidModel(_:)`` when consecutive layers do not chain.
+    /// - Throws: `CondenseError/invalidModel(_:)` when consecutive layers do not chain.
     public init(layers: [DenseLayer]) throws {
         guard !layers.isEmpty else { throw CondenseError.invalidModel("an MLP needs at least one layer") }
         for i in 1..<layers.count where layers[i].inFeatures != layers[i - 1].outFeatures {
@@ -72,7 +72,7 @@ public struct MLP: Sendable, Equatable {
     public var parameterCount: Int { layers.reduce(0) { $0 + $1.weight.count + $1.bias.count } }
 
     /// The logits for `x` (`[rows, inFeatures]`) in f32, on the native GEMM.
-    /// - Throws: ``CondenseError/shapeMismatch(_:)`` for a wrong column count.
+    /// - Throws: `CondenseError/shapeMismatch(_:)` for a wrong column count.
     public func logits(_ x: Matrix<Float>, fakeQuant: FakeQuantization? = nil) throws -> Matrix<Float> {
         guard x.columns == inFeatures else {
             throw CondenseError.shapeMismatch("input has \(x.columns) columns, the model takes \(inFeatures)")
@@ -87,7 +87,7 @@ public struct MLP: Sendable, Equatable {
 /// weights symmetric per output channel (`s = max|w|/127`, round half to even, clamp ±127);
 /// activations, optionally, asymmetric u8 per row as the int8 kernels quantize them at run time
 /// (`s = (max(0, max x) − min(0, min x))/255`, `z = rint(−lo/s)`). int4 weights use symmetric
-/// groups along K (`s = max|w|/7`, clamp −8…7), as ``Int4Weights`` does. Gradients pass straight
+/// groups along K (`s = max|w|/7`, clamp −8…7), as `Int4Weights` does. Gradients pass straight
 /// through (STE); min–max ranges never clip, so the STE is exact outside rounding.
 public struct FakeQuantization: Sendable, Equatable {
     public enum Weights: Sendable, Equatable {

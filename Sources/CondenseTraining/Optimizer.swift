@@ -39,7 +39,7 @@ public struct OptimizerState: Sendable {
     public var moments: (first: [[Float]], second: [[Float]]) { (m, v) }
 
     /// A state restored from ``moments`` and ``step``.
-    /// - Throws: ``CondenseError/shapeMismatch(_:)`` when the slots' sizes differ from `shapes`.
+    /// - Throws: `CondenseError/shapeMismatch(_:)` when the slots' sizes differ from `shapes`.
     public init(shapes: [Int], first: [[Float]], second: [[Float]], step: Int) throws {
         guard first.map(\.count) == shapes, second.map(\.count) == shapes, step >= 0 else {
             throw CondenseError.shapeMismatch("optimizer state of \(first.map(\.count)) / \(second.map(\.count)) for slots \(shapes), step \(step)")

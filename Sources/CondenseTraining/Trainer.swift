@@ -44,7 +44,7 @@ public struct Distillation: Sendable {
     public var beta: Float
     public var features: FeatureMatching?
 
-    /// - Throws: ``CondenseError/invalidArgument(_:)`` for T ≤ 0 or negative weights.
+    /// - Throws: `CondenseError/invalidArgument(_:)` for T ≤ 0 or negative weights.
     public init(teacher: MLP, temperature: Float = 4, alpha: Float = 0.5, beta: Float = 0.5, features: FeatureMatching? = nil) throws {
         guard temperature > 0, temperature.isFinite else { throw CondenseError.invalidArgument("temperature must be > 0, got \(temperature)") }
         guard alpha >= 0, beta >= 0 else { throw CondenseError.invalidArgument("alpha and beta must be >= 0, got \(alpha), \(beta)") }
@@ -100,13 +100,17 @@ public enum Trainer {
     /// Trains `model` in place.
     ///
     /// - Parameters:
+    ///   - model: the network, trained in place.
+    ///   - data: the training examples.
+    ///   - options: epochs, batch size, optimizer, learning-rate schedule, seed.
     ///   - masks: kept weights per layer; masked weights are zeroed after each step. `onStep` may
     ///     replace them (gradual pruning).
     ///   - fakeQuant: quantization-aware training (``FakeQuantization``).
     ///   - distillation: a teacher to learn from; its projection (if any) trains too.
     ///   - onStep: called with (step, total steps, model, gradients) before each optimizer step;
     ///     return new masks to install them.
-    /// - Throws: ``CondenseError`` for mismatched data, teacher or masks, or a non-finite loss.
+    ///   - progress: called after each step with the running loss and the steps done.
+    /// - Throws: `CondenseError` for mismatched data, teacher or masks, or a non-finite loss.
     @discardableResult
     public static func train(_ model: inout MLP, on data: Dataset, options: TrainingOptions,
                              masks: inout WeightMasks, fakeQuant: FakeQuantization? = nil,

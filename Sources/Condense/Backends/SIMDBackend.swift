@@ -4,11 +4,11 @@ import CondenseSIMDAVX512
 import CondenseSIMDBaseline
 import CondenseSIMDKit
 
-/// Pure Swift on `SIMD` vectors at full width: one generic register tile (``SIMDTile``) compiled
+/// Pure Swift on `SIMD` vectors at full width: one generic register tile (`SIMDTile`) compiled
 /// once per ISA level in its own small module with `-target-cpu` (Swift has no per-function
 /// target attribute, but it has a per-module one), and chosen at run time like the C kernels:
 /// AVX-512 (`SIMD16`, zmm), AVX2 (`SIMD8`, ymm), or the baseline (`SIMD4`: NEON on AArch64, SSE
-/// on x86-64). The driver, packing and epilogue are ``SwiftGEMM``'s, which Swift backends share.
+/// on x86-64). The driver, packing and epilogue are `SwiftGEMM`'s, which Swift backends share.
 ///
 /// ```swift
 /// let simd = SIMDBackend()                 // the widest this CPU and CONDENSE_ISA allow
@@ -80,8 +80,8 @@ public struct SIMDBackend: KernelBackend {
     }
 }
 
-/// A backend around your own ``GEMMMicroKernel``: Condense's packing, tiling, threads and
-/// epilogue (``SwiftGEMM``) do the rest, so a Swift backend is its micro-kernel and one line.
+/// A backend around your own `GEMMMicroKernel`: Condense's packing, tiling, threads and
+/// epilogue (`SwiftGEMM`) do the rest, so a Swift backend is its micro-kernel and one line.
 ///
 /// ```swift
 /// let mine = SwiftKernelBackend(name: "mine", kernel: MyTile(),
@@ -96,9 +96,11 @@ public struct SwiftKernelBackend: KernelBackend {
     private let threads: Int
 
     /// - Parameters:
+    ///   - name: The backend's name in placements and `condense backends`.
     ///   - kernel: Your micro-kernel. If its module is built with `-target-cpu`, pass
     ///     `available` from a run-time check so it never runs on a CPU without those instructions.
     ///   - isa: The level it needs, as `condense info` shows it (`nil`: portable).
+    ///   - available: Whether the kernel can run on this machine (`false`: never offered).
     ///   - threads: Threads per call; 0 uses ``CondenseRuntime/threads``.
     public init(name: String, kernel: any GEMMMicroKernel, isa: ISA? = nil, available: Bool = true, threads: Int = 0) {
         self.name = name

@@ -26,7 +26,7 @@ public struct NoGenerationObserver: GenerationObserver {
 }
 
 /// Continuous batching for generation: every active stream advances by one token in one batched
-/// pass (``DecoderSession/forward(_:allLogits:)``: the weights are read once per step for all of
+/// pass (`DecoderSession/forward(_:allLogits:)`: the weights are read once per step for all of
 /// them); new requests join at step boundaries with a KV cache of their own, and long prompts are
 /// prefilled in chunks inside the same steps so that running streams keep flowing. A stream
 /// whose consumer goes away (the client disconnected) frees its slot at the next step.

@@ -72,7 +72,7 @@ public struct ChatTemplate: Sendable, Equatable {
     /// The file's `tokenizer.chat_template`, rendered by ``JinjaTemplate``; a template with a
     /// construct the interpreter lacks falls back to its family's built-in format (and says so
     /// in ``fallbackReason``); a file without a template gets its architecture's format.
-    /// - Throws: ``CondenseError/invalidModel(_:)`` for a template the interpreter cannot read
+    /// - Throws: `CondenseError/invalidModel(_:)` for a template the interpreter cannot read
     ///   and no family recognises, naming the construct.
     public init(gguf f: GGUFFile) throws {
         func tokenText(_ key: String) -> String {
@@ -120,7 +120,7 @@ public struct ChatTemplate: Sendable, Equatable {
 
     /// The conversation as parts: the template's markup (`markup: true`) and the messages'
     /// text, ending with the assistant's turn header.
-    /// - Throws: ``CondenseError/invalidInput(_:)`` when the file's template refuses the
+    /// - Throws: `CondenseError/invalidInput(_:)` when the file's template refuses the
     ///   conversation (`raise_exception`, e.g. roles that do not alternate) or hits a limit.
     public func parts(_ messages: [Message]) throws -> [(text: String, markup: Bool)] {
         if let jinja {

@@ -10,9 +10,9 @@ import Foundation
 /// - `model.safetensors`: the norms (F32, ggml's names), the token embedding and every
 ///   projection under its ggml name (`blk.0.attn_q.weight`, …, `output.weight` unless the head
 ///   is tied), each with metadata `<name>.format` and `<name>.shape` ("N,K"):
-///   `ggml:<type>` (ggml blocks, U8 `[N, bytes per row]`), `2:4-int4` (``Sparse24Int4Weights``
-///   blocks, U8 `[N, K/64·26]`), or a ``LinearLayer`` format (`2:4`, `2:4-int8`, `dense`: the
-///   parts of ``SafeTensors/add(_:prefix:)`` under `<name>.`).
+///   `ggml:<type>` (ggml blocks, U8 `[N, bytes per row]`), `2:4-int4` (`Sparse24Int4Weights`
+///   blocks, U8 `[N, K/64·26]`), or a `LinearLayer` format (`2:4`, `2:4-int8`, `dense`: the
+///   parts of `SafeTensors/add(_:prefix:)` under `<name>.`).
 /// - `config.json`: what was done, for people (format, calibration, each projection's format
 ///   and why it has it); not read back.
 ///
@@ -54,7 +54,7 @@ public enum DecoderFolder {
 
     /// Writes the folder (created if needed): the metadata of `source` (tensors left out) plus
     /// `condense.compression`, the parts, and `report` as JSON.
-    /// - Throws: ``CondenseError`` naming the file that could not be written.
+    /// - Throws: `CondenseError` naming the file that could not be written.
     public static func write(to dir: String, metadata source: GGUFFile, tensors parts: [(name: String, part: Part)],
                              report: [String: Any]) throws {
         try FileOutput.createFolder(dir)
@@ -135,7 +135,7 @@ extension LanguageModel {
     /// ```swift
     /// let lm = try LanguageModel(contentsOf: "smol-24")     // or "SmolLM2-135M-Instruct.Q4_1.gguf"
     /// ```
-    /// - Throws: ``CondenseError`` naming the file and the tensor or key.
+    /// - Throws: `CondenseError` naming the file and the tensor or key.
     public convenience init(contentsOf path: String, registry: BackendRegistry = .standard()) throws {
         if DecoderFolder.isFolder(path) { try self.init(folder: path, registry: registry) } else { try self.init(gguf: path, registry: registry) }
     }

@@ -31,7 +31,7 @@ public struct GenerationOptions: Sendable, Equatable {
 
     public init(maxTokens: Int = 128) { self.maxTokens = maxTokens }
 
-    /// - Throws: ``CondenseError/invalidArgument(_:)`` naming the option and the value.
+    /// - Throws: `CondenseError/invalidArgument(_:)` naming the option and the value.
     public func validate() throws {
         guard maxTokens >= 0 else { throw CondenseError.invalidArgument("max tokens must be >= 0, got \(maxTokens)") }
         guard temperature.isFinite, temperature >= 0 else { throw CondenseError.invalidArgument("temperature must be >= 0, got \(temperature)") }
@@ -166,7 +166,7 @@ public final class DecoderSession: @unchecked Sendable {
 
     /// Runs `ids` through the model after the tokens already seen and returns the logits of the
     /// last one (or of every one when `allLogits`): rows of `vocab` floats.
-    /// - Throws: ``CondenseError/invalidInput(_:)`` for an id outside the vocabulary or a context
+    /// - Throws: `CondenseError/invalidInput(_:)` for an id outside the vocabulary or a context
     ///   that would overflow.
     public func forward(_ ids: [Int32], allLogits: Bool = false) throws -> [[Float]] {
         guard !ids.isEmpty else { return [] }
@@ -181,7 +181,7 @@ public final class DecoderSession: @unchecked Sendable {
     /// ```swift
     /// let logits = try DecoderSession.forward([(a, [next1]), (b, [next2])])   // one step of two streams
     /// ```
-    /// - Throws: ``CondenseError/invalidInput(_:)`` for sessions of different models, a session
+    /// - Throws: `CondenseError/invalidInput(_:)` for sessions of different models, a session
     ///   named twice, no tokens, an id outside the vocabulary or a context that would overflow;
     ///   nothing is changed then.
     public static func forward(_ batch: [(session: DecoderSession, ids: [Int32])], allLogits: Bool = false) throws -> [[[Float]]] {
@@ -387,7 +387,7 @@ public final class DecoderSession: @unchecked Sendable {
 
     /// The state of one generation, a token at a time: sampling, stops, EOS, the length limit and
     /// the text streamed so far. ``generate(tokenIDs:_:emit:)`` drives one; a server drives many,
-    /// one per stream, from batched steps (``forward(_:allLogits:)``).
+    /// one per stream, from batched steps (`forward(_:allLogits:)`).
     ///
     /// ```swift
     /// var g = try DecoderSession.Generation(lm, prompt: ids, options)
@@ -407,7 +407,7 @@ public final class DecoderSession: @unchecked Sendable {
         var seen: [Int32]
         public private(set) var finished = false
 
-        /// - Throws: ``CondenseError/invalidArgument(_:)`` for invalid options.
+        /// - Throws: `CondenseError/invalidArgument(_:)` for invalid options.
         public init(_ model: LanguageModel, prompt ids: [Int32], _ options: GenerationOptions) throws {
             try options.validate()
             self.options = options

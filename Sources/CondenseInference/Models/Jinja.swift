@@ -25,7 +25,7 @@ public struct JinjaTemplate: Sendable, Equatable {
 
     public static func == (a: JinjaTemplate, b: JinjaTemplate) -> Bool { a.source == b.source }
 
-    /// - Throws: ``CondenseError/invalidModel(_:)`` naming the unsupported construct or the
+    /// - Throws: `CondenseError/invalidModel(_:)` naming the unsupported construct or the
     ///   syntax error and its line.
     public init(_ source: String) throws {
         self.source = source
@@ -44,7 +44,7 @@ public struct JinjaTemplate: Sendable, Equatable {
 
     /// Renders with `context`; the output as runs of markup (from the template) and text (from
     /// strings the context marked as text).
-    /// - Throws: ``CondenseError/invalidInput(_:)`` for `raise_exception`, a limit reached, or an
+    /// - Throws: `CondenseError/invalidInput(_:)` for `raise_exception`, a limit reached, or an
     ///   operation on values of the wrong kind.
     public func render(_ context: [String: JValue], limits: Limits = Limits()) throws -> [(text: String, markup: Bool)] {
         try Self.wrap {

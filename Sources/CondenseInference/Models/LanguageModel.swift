@@ -58,7 +58,7 @@ public final class LanguageModel: Sendable {
     public let headBytesPerToken: Int
 
     /// Loads and validates `path`: metadata, every tensor's shape, the tokenizer.
-    /// - Throws: ``CondenseError`` naming the file and the key or tensor.
+    /// - Throws: `CondenseError` naming the file and the key or tensor.
     public convenience init(gguf path: String, registry: BackendRegistry = .standard(), keepBlocks: Bool = true) throws {
         let f = try GGUFFile(contentsOf: path)
         do {
@@ -69,8 +69,8 @@ public final class LanguageModel: Sendable {
     }
 
     /// A model from a parsed file. `keepBlocks`: projections stored as Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q4_K or Q6_K run on
-    /// their blocks (``GGUFBlockLinear``: read at their stored size, activations quantized per
-    /// block as llama.cpp does); F16 and BF16 projections stay 16-bit (``HalfPrecisionMatrix``); the
+    /// their blocks (`GGUFBlockLinear`: read at their stored size, activations quantized per
+    /// block as llama.cpp does); F16 and BF16 projections stay 16-bit (`HalfPrecisionMatrix`); the
     /// others, or all with `keepBlocks: false`, are dequantized exactly to f32. Both kinds are
     /// placed through the registry.
     public convenience init(file f: GGUFFile, registry: BackendRegistry = .standard(), fallbackName: String = "model", keepBlocks: Bool = true) throws {

@@ -23,7 +23,7 @@ public enum Perplexity {
         public let top1: [Int32]
     }
 
-    /// - Throws: ``CondenseError/invalidInput(_:)`` when the text has fewer than `2 × context`
+    /// - Throws: `CondenseError/invalidInput(_:)` when the text has fewer than `2 × context`
     ///   tokens (llama-perplexity's minimum) or `context` is outside 4…the model's context.
     public static func measure(_ lm: LanguageModel, text: String, context: Int, kvCache: KVCacheType = .f16, valueCache: KVCacheType? = nil,
                                progress: ((Int, Int, Double) -> Void)? = nil) throws -> Result {

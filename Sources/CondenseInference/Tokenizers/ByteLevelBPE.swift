@@ -54,7 +54,7 @@ public struct ByteLevelBPETokenizer: Tokenizer {
     public var specialTokens: [String: Int32] { specials.byText }
     public var endOfGeneration: Set<Int32> { specials.endOfGeneration }
 
-    /// - Throws: ``CondenseError/invalidModel(_:)`` for a token listed twice, a merge that is not
+    /// - Throws: `CondenseError/invalidModel(_:)` for a token listed twice, a merge that is not
     ///   two tokens, an unknown pre-tokenizer, or BOS/EOS ids outside the vocabulary.
     public init(tokens: [String], merges: [String], tokenTypes: [Int32]? = nil, preTokenizer: PreTokenizer,
                 bos: Int32? = nil, eos: Int32? = nil, eot: Int32? = nil, addBOS: Bool = false, addEOS: Bool = false,
@@ -95,7 +95,7 @@ public struct ByteLevelBPETokenizer: Tokenizer {
     }
 
     /// The tokenizer a GGUF file describes (`tokenizer.ggml.*`).
-    /// - Throws: ``CondenseError/invalidModel(_:)`` naming the key: a model other than `gpt2`, a
+    /// - Throws: `CondenseError/invalidModel(_:)` naming the key: a model other than `gpt2`, a
     ///   pre-tokenizer this tokenizer does not know, missing or mistyped arrays.
     public init(gguf f: GGUFFile) throws {
         let model = try f.value("tokenizer.ggml.model").string

@@ -31,7 +31,7 @@ public struct SentencePieceTokenizer: Tokenizer {
     public var specialTokens: [String: Int32] { specials.byText }
     public var endOfGeneration: Set<Int32> { specials.endOfGeneration }
 
-    /// - Throws: ``CondenseError/invalidModel(_:)`` for arrays of different lengths, a token
+    /// - Throws: `CondenseError/invalidModel(_:)` for arrays of different lengths, a token
     ///   listed twice, a non-finite score, or BOS/EOS/UNK ids outside the vocabulary.
     public init(tokens: [String], scores: [Float], tokenTypes: [Int32]?, bos: Int32? = nil, eos: Int32? = nil, unknown: Int32? = nil,
                 eot: Int32? = nil, addBOS: Bool = true, addEOS: Bool = false, addSpacePrefix: Bool = true, modelName: String? = nil) throws {
@@ -76,7 +76,7 @@ public struct SentencePieceTokenizer: Tokenizer {
     }
 
     /// The tokenizer a GGUF file describes (`tokenizer.ggml.*`).
-    /// - Throws: ``CondenseError/invalidModel(_:)`` naming the key.
+    /// - Throws: `CondenseError/invalidModel(_:)` naming the key.
     public init(gguf f: GGUFFile) throws {
         let model = try f.value("tokenizer.ggml.model").string
         guard model == "llama" else {

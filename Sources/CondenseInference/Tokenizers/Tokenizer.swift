@@ -58,7 +58,7 @@ extension Tokenizer {
 
 /// The tokenizer a GGUF file describes: `tokenizer.ggml.model` `gpt2` (byte-level BPE) or `llama`
 /// (SentencePiece).
-/// - Throws: ``CondenseError/invalidModel(_:)`` naming the key and the value.
+/// - Throws: `CondenseError/invalidModel(_:)` naming the key and the value.
 public func makeTokenizer(gguf f: GGUFFile) throws -> any Tokenizer {
     let model = try f.value("tokenizer.ggml.model").string
     switch model {

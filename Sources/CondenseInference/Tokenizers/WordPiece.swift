@@ -17,7 +17,7 @@ public struct WordPieceTokenizer: Sendable {
     /// Words longer than this become [UNK] (BERT's rule).
     public let maxWordCharacters = 100
 
-    /// - Throws: ``CondenseError/invalidModel(_:)`` when the file cannot be read or lacks
+    /// - Throws: `CondenseError/invalidModel(_:)` when the file cannot be read or lacks
     ///   [CLS], [SEP], [UNK] or [PAD].
     public init(vocabulary path: String, lowercase: Bool = true) throws {
         let text = try FileInput.text(path)
@@ -26,7 +26,7 @@ public struct WordPieceTokenizer: Sendable {
         } catch let e as CondenseError { throw e.inFile(path) }
     }
 
-    /// - Throws: ``CondenseError/invalidModel(_:)`` for a token listed twice (its ids would shift
+    /// - Throws: `CondenseError/invalidModel(_:)` for a token listed twice (its ids would shift
     ///   every later token), naming both lines, or a missing special token.
     public init(tokens: [String], lowercase: Bool = true) throws {
         guard tokens.count <= Int(Int32.max) else { throw CondenseError.invalidModel("vocabulary of \(tokens.count) tokens is too large") }

@@ -64,7 +64,7 @@ public struct DecoderArchitecture: Sendable {
     public let names: [String]
     /// NeoX rotation (pairs i, i + d/2) rather than adjacent pairs.
     public let ropeNeoX: Bool
-    /// The tensors every block has (optional ones, like biases, are read by ``configure``'s flags).
+    /// The tensors every block has (optional ones, like biases, are read by `configure`'s flags).
     public let block: [BlockTensor]
     /// Reads what this architecture has beyond the common keys and sets its switches.
     let configure: @Sendable (HyperparameterReader, inout DecoderConfig) throws -> Void
@@ -78,7 +78,7 @@ public struct DecoderArchitecture: Sendable {
     public static let all: [DecoderArchitecture] = [.llama, .qwen2, .qwen3, .gemma2, .gemma3, .phi3]
 
     /// The description for `general.architecture` = `name`.
-    /// - Throws: ``CondenseError/invalidModel(_:)`` naming the architecture and the supported ones.
+    /// - Throws: `CondenseError/invalidModel(_:)` naming the architecture and the supported ones.
     public static func named(_ name: String) throws -> DecoderArchitecture {
         guard let a = all.first(where: { $0.names.contains(name) }) else {
             throw CondenseError.invalidModel("general.architecture '\(name)' is not supported (\(supportedNames.joined(separator: ", ")))")
@@ -194,7 +194,7 @@ public struct DecoderConfig: Sendable, Equatable {
     public var qDim: Int { heads * headDim }
     public var kvDim: Int { kvHeads * headDim }
 
-    /// - Throws: ``CondenseError/invalidModel(_:)`` naming the key and the value.
+    /// - Throws: `CondenseError/invalidModel(_:)` naming the key and the value.
     public init(gguf f: GGUFFile) throws {
         guard let arch = f.metadata["general.architecture"]?.string else {
             throw CondenseError.invalidModel("metadata 'general.architecture' is missing")

@@ -184,7 +184,9 @@ static void causal_share(void *ctx, int tid, int nt) {
     /* Scores of one chunk, its state, and a second state for a chunk that wraps around the ring. */
     float *sc = condense_scratch(CONDENSE_SCRATCH_ATTN, ((size_t)G * span + 2 * state) * sizeof(float));
     if (!sc) __atomic_store_n(&C->failed, CONDENSE_ERR_NO_MEMORY, __ATOMIC_RELAXED);
-    for (size_t it = C->items * (size_t)tid / (size_t)nt; sc && it < C->items * (size_t)(tid + 1) / (size_t)nt; it++) {
+    /* Items dealt round-robin: row i attends to p0 + i + 1 positions, so contiguous shares of a
+     * prompt's rows would give the last thread most of the work (3/4 of it on 2 threads). */
+    for (size_t it = (size_t)tid; sc && it < C->items; it += (size_t)nt) {
         const size_t c = it % nch, rest = it / nch;
         const size_t kvh = rest % kv_heads, i = rest / kv_heads;
         const size_t end = C->p0 + i + 1, start = C->window && end > C->window ? end - C->window : 0;

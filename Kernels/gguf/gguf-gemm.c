@@ -429,7 +429,10 @@ typedef struct {
 /* Thread t of nt quantizes its share of the rows of X, the team meets, then runs its groups. */
 static void gguf_share(void *ctx, int t, int nt) {
     const gguf_ctx *g = ctx;
-    const size_t i0 = g->m * (size_t)t / (size_t)nt, i1 = g->m * (size_t)(t + 1) / (size_t)nt;
+    /* Shares counted from the last thread, so that a single row (token generation) is quantized
+     * by the caller, already running, not by a worker still waking up while the caller waits. */
+    const int s = nt - 1 - t;
+    const size_t i0 = g->m * (size_t)s / (size_t)nt, i1 = g->m * (size_t)(s + 1) / (size_t)nt;
     if (i1 > i0)
         quantize_rows(g->kr->quantize, g->L, g->x + i0 * g->lda, g->lda, i1 - i0, g->k, g->q + i0 * g->k, g->d + i0 * g->nb,
                       g->c + i0 * g->nb, g->c2 + i0 * g->nb, g->s ? g->s + i0 * g->nb : NULL);

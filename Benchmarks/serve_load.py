@@ -4,6 +4,7 @@ same load on llama.cpp's llama-server (Benchmarks/peers/build_llama_cpp.sh) for 
 
   python3 Benchmarks/serve_load.py --chat-model M.gguf --embedding-model DIR [--peers]
       [--chat-concurrency 1,8,32] [--embed-concurrency 1,8,64] [--requests 64] [--max-tokens 64] [--reps 2]
+      [--system-prompt-tokens 1000]
 
 Per test and concurrency: requests sent, responses checked (status, shape, and for greedy chat
 that every response to the same prompt is the same text), throughput, p50/p99 latency, time to
@@ -66,7 +67,16 @@ async def drive(port, concurrency, requests, one):
     return wall
 
 
-async def chat_load(port, model, concurrency, requests, max_tokens, equal_length):
+def system_prompt(tokens):
+    """About `tokens` tokens of plain text (sentences of the embedding set, ~1.3 tokens a word)."""
+    words, out, i = int(tokens / 1.3), [], 0
+    while sum(len(x.split()) for x in out) < words:
+        out.append(SENTENCES[i % len(SENTENCES)])
+        i += 1
+    return "You answer questions. Background you may use:\n" + " ".join(out)
+
+
+async def chat_load(port, model, concurrency, requests, max_tokens, equal_length, system=None):
     results, gaps = [], []
     # Equal work: both servers generate exactly max_tokens per answer (vLLM's and llama-server's
     # ignore_eos), so neither looks faster by stopping early.
@@ -75,7 +85,8 @@ async def chat_load(port, model, concurrency, requests, max_tokens, equal_length
     async def one(client, i):
         t0 = time.perf_counter()
         first, last, text, tokens = None, None, "", 0
-        stream = await client.chat.completions.create(model=model, messages=[{"role": "user", "content": PROMPTS[i % len(PROMPTS)]}],
+        messages = ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": PROMPTS[i % len(PROMPTS)]}]
+        stream = await client.chat.completions.create(model=model, messages=messages,
                                                       max_tokens=max_tokens, temperature=0, stream=True,
                                                       stream_options={"include_usage": True}, extra_body=extra)
         async for chunk in stream:
@@ -98,10 +109,14 @@ async def chat_load(port, model, concurrency, requests, max_tokens, equal_length
     consistent = all(len(v) == 1 for v in by_prompt.values())
     lat = [r[1] for r in results]
     ttft = [r[2] for r in results]
+    first = [r[2] for r in results if r[0] == 0]
     return {"sent": requests, "checked": len(results), "consistent": consistent, "tokens": sum(r[3] for r in results),
             "tokens_if_equal": requests * max_tokens if equal_length else None,
             "tok_s": sum(r[3] for r in results) / wall, "p50_s": pct(lat, 50), "p99_s": pct(lat, 99),
             "ttft_p50_s": pct(ttft, 50), "ttft_p99_s": pct(ttft, 99),
+            # A shared system prompt: the first request computes it, the later ones may reuse it.
+            "ttft_first_s": first[0] if first else None,
+            "ttft_rest_p50_s": pct([r[2] for r in results if r[0] != 0], 50) if len(results) > 1 else None,
             "itl_p50_s": pct(gaps, 50) if gaps else None, "itl_p99_s": pct(gaps, 99) if gaps else None, "wall_s": wall}
 
 
@@ -133,13 +148,17 @@ def main():
     ap.add_argument("--peers", action="store_true")
     ap.add_argument("--reps", type=int, default=1, help="chat: repetitions per level, the two servers interleaved")
     ap.add_argument("--natural-length", action="store_true", help="chat: let answers stop at EOS (unequal work)")
+    ap.add_argument("--system-prompt-tokens", type=int, default=0,
+                    help="chat: a shared system prompt of about this many tokens in every request (prefix caching; llama-server's prompt cache is on by default)")
+    ap.add_argument("--no-prefix-cache", action="store_true", help="condense serve --prefix-cache-mb 0 (what the cache buys)")
     a = ap.parse_args()
     equal = not a.natural_length
+    system = system_prompt(a.system_prompt_tokens) if a.system_prompt_tokens > 0 else None
     env = dict(os.environ, CONDENSE_NUM_THREADS="2")
     port = free_port()
     cmd = [a.condense, "serve", "--port", str(port), "--max-concurrent", str(max(int(c) for c in a.chat_concurrency.split(",")))]
     if a.chat_model:
-        cmd += ["--chat-model", a.chat_model, "--chat-model-name", "chat"]
+        cmd += ["--chat-model", a.chat_model, "--chat-model-name", "chat"] + (["--prefix-cache-mb", "0"] if a.no_prefix_cache else [])
     if a.embedding_model:
         cmd += ["--embedding-model", a.embedding_model, "--embedding-model-name", "embed"]
     server = subprocess.Popen(cmd, env=env, stderr=subprocess.DEVNULL)
@@ -169,17 +188,17 @@ def main():
             for c in map(int, a.chat_concurrency.split(",")):
                 n = max(a.requests, 2 * c)
                 for rep in range(a.reps):
-                    r = asyncio.run(chat_load(port, "chat", c, n, a.max_tokens, equal))
+                    r = asyncio.run(chat_load(port, "chat", c, n, a.max_tokens, equal, system))
                     print(json.dumps({"backend": "condense serve", "test": "chat stream", "concurrency": c, "rep": rep, **r}), flush=True)
                     if not peers:
                         continue
                     pport = free_port()
                     peer = subprocess.Popen([exe, "-m", a.chat_model, "-t", "2", "-tb", "2", "--port", str(pport), "-np", str(c),
-                                             "-c", str(512 * c), "--no-webui"], env=dict(env, LD_LIBRARY_PATH=os.path.join(root, "bin")),
+                                             "-c", str(max(512, 2 * a.system_prompt_tokens + 2 * a.max_tokens + 128) * c), "--no-webui"], env=dict(env, LD_LIBRARY_PATH=os.path.join(root, "bin")),
                                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
                     try:
                         wait_ready(pport)
-                        r = asyncio.run(chat_load(pport, "chat", c, n, a.max_tokens, equal))
+                        r = asyncio.run(chat_load(pport, "chat", c, n, a.max_tokens, equal, system))
                         print(json.dumps({"backend": "llama-server", "test": "chat stream", "concurrency": c, "rep": rep, **r}), flush=True)
                     finally:
                         peer.terminate()

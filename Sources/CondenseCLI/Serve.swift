@@ -28,6 +28,8 @@ struct Serve: AsyncParsableCommand {
     var maxBatchTokens = 8192
     @Option(help: "Generation streams decoding at once; as many again wait, then requests get 429.")
     var maxConcurrent = 8
+    @Option(help: "MB of prompt prefixes kept per chat model for requests that start with the same tokens (a system prompt, a conversation so far); 0 turns the prefix cache off.")
+    var prefixCacheMb = 256
     @Option(help: "A file holding the API key that /v1/ requests must send as 'Authorization: Bearer KEY'.")
     var apiKeyFile: String?
     @OptionGroup var decoder: DecoderOptions
@@ -41,6 +43,7 @@ struct Serve: AsyncParsableCommand {
         guard chatModelName == nil || alias.isEmpty else { throw ValidationError("give --chat-model-name or --alias, not both") }
         guard maxBatchTokens >= 1 else { throw ValidationError("--max-batch-tokens must be >= 1, got \(maxBatchTokens)") }
         guard maxConcurrent >= 1 else { throw ValidationError("--max-concurrent must be >= 1, got \(maxConcurrent)") }
+        guard prefixCacheMb >= 0, prefixCacheMb <= 1 << 20 else { throw ValidationError("--prefix-cache-mb must be in 0…1048576, got \(prefixCacheMb)") }
         if let port { guard (1...65535).contains(port) else { throw ValidationError("--port must be in 1…65535, got \(port)") } }
     }
 
@@ -57,6 +60,7 @@ struct Serve: AsyncParsableCommand {
         options.maxBatchTokens = maxBatchTokens
         options.maxConcurrent = maxConcurrent
         options.maxQueued = 8 * maxConcurrent
+        options.prefixCacheBytes = prefixCacheMb << 20
         (options.kvCache, options.valueCache) = (decoder.keys, decoder.values)
         if let apiKeyFile {
             let key = try FileInput.text(apiKeyFile).trimmingCharacters(in: .whitespacesAndNewlines)

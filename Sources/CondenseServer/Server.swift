@@ -24,6 +24,8 @@ public struct ServerOptions: Sendable {
     public var apiKey: String?
     /// Request bodies larger than this get 413.
     public var maxBodyBytes = 4 << 20
+    /// Per chat model, the bytes of prompt prefixes kept for reuse (``PrefixCache``; 0: none).
+    public var prefixCacheBytes = 256 << 20
     public init() {}
 }
 
@@ -86,7 +88,8 @@ public final class CondenseServer: Sendable {
         var schedulers: [String: GenerationScheduler] = [:]
         for c in models.chats where schedulers[c.name] == nil {
             schedulers[c.name] = GenerationScheduler(model: c.model, maxActive: options.maxConcurrent, maxQueued: options.maxQueued,
-                                                     kvCache: options.kvCache, valueCache: options.valueCache, observer: metrics)
+                                                     kvCache: options.kvCache, valueCache: options.valueCache,
+                                                     prefixCacheBytes: options.prefixCacheBytes, observer: metrics)
         }
         self.schedulers = schedulers
     }
@@ -326,17 +329,21 @@ public final class CondenseServer: Sendable {
         let created = Int(Date().timeIntervalSince1970)
         let object = chat ? "chat.completion" : "text_completion"
         func reason(_ r: String) -> String { r == "length" ? "length" : "stop" }
+        // OpenAI's usage, with the prompt tokens served from the prefix cache.
+        func usage(_ p: Int, _ c: Int, _ cached: Int) -> [String: Any] {
+            ["prompt_tokens": p, "completion_tokens": c, "total_tokens": p + c, "prompt_tokens_details": ["cached_tokens": cached]]
+        }
         if !stream {
             var text = ""
             for await e in events {
                 switch e {
                 case let .piece(p): text += p
                 case let .failed(m): throw APIError(.internalServerError, m)
-                case let .done(r, p, c):
+                case let .done(r, p, c, cached):
                     let choice: [String: Any] = chat ? ["index": 0, "message": ["role": "assistant", "content": text], "finish_reason": reason(r), "logprobs": NSNull()]
                                                      : ["index": 0, "text": text, "finish_reason": reason(r), "logprobs": NSNull()]
                     return JSON.response(["id": id, "object": object, "created": created, "model": name, "choices": [choice],
-                                          "usage": ["prompt_tokens": p, "completion_tokens": c, "total_tokens": p + c]])
+                                          "usage": usage(p, c, cached)])
                 }
             }
             throw APIError(.internalServerError, "the generation ended without an answer")
@@ -359,11 +366,11 @@ public final class CondenseServer: Sendable {
                                               : ["index": 0, "text": p, "finish_reason": NSNull()]]))
                     case let .failed(m):
                         out.yield(event(["error": ["message": m, "type": "server_error"]]))
-                    case let .done(r, p, c):
+                    case let .done(r, p, c, cached):
                         out.yield(chunk([chat ? ["index": 0, "delta": [String: Any](), "finish_reason": reason(r)]
                                               : ["index": 0, "text": "", "finish_reason": reason(r)]]))
                         // The usage chunk: no choices, as OpenAI sends it.
-                        if includeUsage { out.yield(chunk([], usage: ["prompt_tokens": p, "completion_tokens": c, "total_tokens": p + c])) }
+                        if includeUsage { out.yield(chunk([], usage: usage(p, c, cached))) }
                     }
                 }
                 out.yield(ByteBuffer(string: "data: [DONE]\n\n"))

@@ -17,6 +17,9 @@ public final class ServerMetrics: Sendable {
     let decodeBatch: Metrics.Recorder
     let generatedTokens: Metrics.Counter
     let timeToFirstToken: Metrics.Timer
+    let prefixLookups: Metrics.Counter
+    let prefixHits: Metrics.Counter
+    let prefixHitTokens: Metrics.Counter
 
     public init() {
         let registry = PrometheusCollectorRegistry()
@@ -34,6 +37,9 @@ public final class ServerMetrics: Sendable {
         decodeBatch = Metrics.Recorder(label: "condense_decode_batch_size", dimensions: [], aggregate: true, factory: f)
         generatedTokens = Metrics.Counter(label: "condense_generated_tokens_total", dimensions: [], factory: f)
         timeToFirstToken = Metrics.Timer(label: "condense_time_to_first_token_seconds", dimensions: [], factory: f)
+        prefixLookups = Metrics.Counter(label: "condense_prefix_cache_lookups_total", dimensions: [], factory: f)
+        prefixHits = Metrics.Counter(label: "condense_prefix_cache_hits_total", dimensions: [], factory: f)
+        prefixHitTokens = Metrics.Counter(label: "condense_prefix_cache_hit_tokens_total", dimensions: [], factory: f)
     }
 
     /// One answered request: counted by route and status, timed by route.
@@ -58,6 +64,10 @@ extension ServerMetrics: GenerationObserver {
     public func decodeBatch(_ n: Int) { decodeBatch.record(n) }
     public func firstToken(after d: Duration) { timeToFirstToken.recordNanoseconds(nanoseconds(d)) }
     public func generated(_ tokens: Int) { generatedTokens.increment(by: Int64(tokens)) }
+    public func prefixLookup(hitTokens: Int) {
+        prefixLookups.increment()
+        if hitTokens > 0 { prefixHits.increment(); prefixHitTokens.increment(by: Int64(hitTokens)) }
+    }
 }
 
 func nanoseconds(_ d: Duration) -> Int64 { d.components.seconds * 1_000_000_000 + d.components.attoseconds / 1_000_000_000 }

@@ -397,7 +397,7 @@ private func agreement(_ ours: [Int], _ ref: [Int], margins: [Double], tie: Doub
             for await e in s {
                 switch e {
                 case let .piece(p): text += p
-                case let .done(reason, _, completion): done = reason == "length" && completion == 6
+                case let .done(reason, _, completion, _): done = reason == "length" && completion == 6
                 case let .failed(why): Issue.record("failed: \(why)")
                 }
             }

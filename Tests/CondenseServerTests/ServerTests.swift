@@ -236,6 +236,32 @@ func errorMessage(_ json: [String: Any]) -> String { ((json["error"] as? [String
         }
     }
 
+    /// Requests that start with the same text reuse its KV rows: the second reports them as
+    /// OpenAI does (`usage.prompt_tokens_details.cached_tokens`), answers as the first would
+    /// without a cache, and /metrics counts the hit; with the cache off nothing is reused.
+    @Test func sharedPrefixesAreCachedAndReported() async throws {
+        let shared = String(repeating: "abcdefg ", count: 5)   // 40 bytes, no merges: 40 tokens after BOS
+        for budget in [64 << 20, 0] {
+            let server = try makeServer { $0.prefixCacheBytes = budget }
+            defer { server.shutdown() }
+            let (_, lm, _) = try #require(server.models.chat)
+            try await Application(router: server.router()).test(.router) { client in
+                var cached: [Int] = []
+                for tail in ["xy", "zw"] {
+                    let alone = try lm.session().generate(shared + tail, GenerationOptions(maxTokens: 4)) { _ in }
+                    let r = try await post(client, "/v1/completions", ["prompt": shared + tail, "max_tokens": 4, "temperature": 0])
+                    #expect((r.json["choices"] as? [[String: Any]])?.first?["text"] as? String == alone.text, "\(r.raw)")
+                    let usage = try #require(r.json["usage"] as? [String: Any])
+                    cached.append(try #require((usage["prompt_tokens_details"] as? [String: Any])?["cached_tokens"] as? Int))
+                }
+                #expect(cached == (budget > 0 ? [0, 41] : [0, 0]), "BOS + 40 shared tokens")
+                let metrics = try await client.execute(uri: "/metrics", method: .get) { String(buffer: $0.body) }
+                #expect(metrics.contains("condense_prefix_cache_hits_total \(budget > 0 ? 1 : 0)"), "\(metrics)")
+                #expect(metrics.contains("condense_prefix_cache_lookups_total 2"))
+            }
+        }
+    }
+
     /// The server's sessions use the KV cache types it was given (llama-server's -ctk/-ctv):
     /// an answer equals the same generation in a session of those types.
     @Test func sessionsUseTheConfiguredCacheTypes() async throws {

@@ -11,6 +11,9 @@ public protocol GenerationObserver: Sendable {
     func decodeBatch(_ n: Int)
     /// From submission to a stream's first token.
     func firstToken(after: Duration)
+    /// A request was admitted; `hitTokens` of its prompt came from the prefix cache (0: a miss
+    /// or no cache).
+    func prefixLookup(hitTokens: Int)
     /// Tokens generated in one step.
     func generated(_ tokens: Int)
 }
@@ -22,6 +25,7 @@ public struct NoGenerationObserver: GenerationObserver {
     public func activeStreams(_ n: Int) {}
     public func decodeBatch(_ n: Int) {}
     public func firstToken(after: Duration) {}
+    public func prefixLookup(hitTokens: Int) {}
     public func generated(_ tokens: Int) {}
 }
 
@@ -58,7 +62,8 @@ public final class GenerationScheduler: Worker, @unchecked Sendable {
     /// What a stream receives.
     public enum Event: Sendable {
         case piece(String)
-        case done(finishReason: String, promptTokens: Int, completionTokens: Int)
+        /// `cachedTokens`: how many of the prompt's tokens came from the prefix cache.
+        case done(finishReason: String, promptTokens: Int, completionTokens: Int, cachedTokens: Int)
         case failed(String)
     }
 
@@ -82,6 +87,7 @@ public final class GenerationScheduler: Worker, @unchecked Sendable {
         var prompt: ArraySlice<Int32>   // not yet prefilled
         var next: Int32?
         var firstToken = true
+        var cached = 0                  // prompt tokens restored from the prefix cache
     }
 
     public let model: LanguageModel
@@ -91,6 +97,8 @@ public final class GenerationScheduler: Worker, @unchecked Sendable {
     let prefillChunk: Int
     let observer: any GenerationObserver
     private var waiting: [Request] = []
+    /// Prompt prefixes kept for reuse (nil: off); only the scheduler's thread touches it.
+    let prefixes: PrefixCache?
     private var active: [Slot] = []
 
     /// The sessions' key cache type.
@@ -98,9 +106,12 @@ public final class GenerationScheduler: Worker, @unchecked Sendable {
     /// The sessions' value cache type (nil: the key cache's).
     public let valueCache: KVCacheType?
 
+    /// - Parameter prefixCacheBytes: the budget of the ``PrefixCache`` that keeps prompts'
+    ///   KV rows for later requests that start with the same tokens (0: none).
     public init(model: LanguageModel, maxActive: Int, maxQueued: Int, prefillChunk: Int = 256,
-                kvCache: KVCacheType = .f16, valueCache: KVCacheType? = nil,
+                kvCache: KVCacheType = .f16, valueCache: KVCacheType? = nil, prefixCacheBytes: Int = 0,
                 observer: any GenerationObserver = NoGenerationObserver()) {
+        self.prefixes = prefixCacheBytes > 0 ? PrefixCache(budgetBytes: prefixCacheBytes) : nil
         self.model = model
         (self.kvCache, self.valueCache) = (kvCache, valueCache)
         self.maxActive = max(1, maxActive)
@@ -157,7 +168,10 @@ public final class GenerationScheduler: Worker, @unchecked Sendable {
                     let ctx = min(model.config.contextLength, r.ids.count + max(r.options.maxTokens, 1))
                     let session = try model.session(contextLength: ctx, kvCache: kvCache, valueCache: valueCache)
                     let g = try DecoderSession.Generation(model, prompt: r.ids, r.options)
-                    active.append(Slot(request: r, session: session, generation: g, prompt: r.ids[...], next: nil))
+                    var cached = 0
+                    if let (prefix, n) = prefixes?.lookup(r.ids), (try? session.restore(prefix, tokens: n)) != nil { cached = n }
+                    observer.prefixLookup(hitTokens: cached)
+                    active.append(Slot(request: r, session: session, generation: g, prompt: r.ids[cached...], next: nil, cached: cached))
                 } catch {
                     r.continuation.yield(.failed("\(error)"))
                     r.continuation.finish()
@@ -209,6 +223,8 @@ public final class GenerationScheduler: Worker, @unchecked Sendable {
             if active[i].firstToken {
                 active[i].firstToken = false
                 observer.firstToken(after: ContinuousClock.now - request.submitted)
+                // The prompt is in the cache now: keep its rows for requests that start the same way.
+                if let prefixes, s.tokens.count - active[i].cached >= prefixes.minTokens { prefixes.insert(s.prefixSnapshot()) }
             }
             observer.generated(active[i].generation.result.tokens.count - before)
             if !piece.isEmpty { request.continuation.yield(.piece(piece)) }
@@ -216,7 +232,8 @@ public final class GenerationScheduler: Worker, @unchecked Sendable {
                 active[i].next = next
             } else {
                 let r = active[i].generation.result
-                request.continuation.yield(.done(finishReason: r.finishReason, promptTokens: r.promptTokens.count, completionTokens: r.tokens.count))
+                request.continuation.yield(.done(finishReason: r.finishReason, promptTokens: r.promptTokens.count, completionTokens: r.tokens.count,
+                                                 cachedTokens: active[i].cached))
                 request.continuation.finish()
                 finished.insert(i)
             }

@@ -164,6 +164,9 @@ public final class DecoderSession: @unchecked Sendable {
     /// Forgets the conversation (the cache is kept allocated).
     public func reset() { tokens.removeAll() }
 
+    /// The tokens whose rows a restored prefix put in the cache.
+    func setTokens(_ t: [Int32]) { tokens = t }
+
     /// Runs `ids` through the model after the tokens already seen and returns the logits of the
     /// last one (or of every one when `allLogits`): rows of `vocab` floats.
     /// - Throws: `CondenseError/invalidInput(_:)` for an id outside the vocabulary or a context

@@ -30,6 +30,8 @@ struct Serve: AsyncParsableCommand {
     var maxConcurrent = 8
     @Option(help: "MB of prompt prefixes kept per chat model for requests that start with the same tokens (a system prompt, a conversation so far); 0 turns the prefix cache off.")
     var prefixCacheMb = 256
+    @Option(help: "MB of KV cache all chat sessions of a model may hold together; a request waits in the queue until its cache (prompt + max_tokens) fits (default: half the machine's memory).")
+    var kvCacheMb: Int?
     @Option(help: "A file holding the API key that /v1/ requests must send as 'Authorization: Bearer KEY'.")
     var apiKeyFile: String?
     @OptionGroup var decoder: DecoderOptions
@@ -44,6 +46,7 @@ struct Serve: AsyncParsableCommand {
         guard maxBatchTokens >= 1 else { throw ValidationError("--max-batch-tokens must be >= 1, got \(maxBatchTokens)") }
         guard maxConcurrent >= 1 else { throw ValidationError("--max-concurrent must be >= 1, got \(maxConcurrent)") }
         guard prefixCacheMb >= 0, prefixCacheMb <= 1 << 20 else { throw ValidationError("--prefix-cache-mb must be in 0…1048576, got \(prefixCacheMb)") }
+        if let kvCacheMb { guard kvCacheMb >= 1, kvCacheMb <= 1 << 30 else { throw ValidationError("--kv-cache-mb must be in 1…1073741824, got \(kvCacheMb)") } }
         if let port { guard (1...65535).contains(port) else { throw ValidationError("--port must be in 1…65535, got \(port)") } }
     }
 
@@ -61,6 +64,9 @@ struct Serve: AsyncParsableCommand {
         options.maxConcurrent = maxConcurrent
         options.maxQueued = 8 * maxConcurrent
         options.prefixCacheBytes = prefixCacheMb << 20
+        // Half the machine's memory by default: the weights, the prefix cache and the process
+        // itself share the rest.
+        options.kvCacheBytes = kvCacheMb.map { $0 << 20 } ?? Int(ProcessInfo.processInfo.physicalMemory / 2)
         (options.kvCache, options.valueCache) = (decoder.keys, decoder.values)
         if let apiKeyFile {
             let key = try FileInput.text(apiKeyFile).trimmingCharacters(in: .whitespacesAndNewlines)

@@ -26,6 +26,9 @@ public struct ServerOptions: Sendable {
     public var maxBodyBytes = 4 << 20
     /// Per chat model, the bytes of prompt prefixes kept for reuse (``PrefixCache``; 0: none).
     public var prefixCacheBytes = 256 << 20
+    /// Per chat model, the most bytes its sessions' KV caches hold together (0: no bound): a
+    /// request waits until its cache fits; one whose cache alone exceeds this gets 400.
+    public var kvCacheBytes = 0
     public init() {}
 }
 
@@ -89,7 +92,8 @@ public final class CondenseServer: Sendable {
         for c in models.chats where schedulers[c.name] == nil {
             schedulers[c.name] = GenerationScheduler(model: c.model, maxActive: options.maxConcurrent, maxQueued: options.maxQueued,
                                                      kvCache: options.kvCache, valueCache: options.valueCache,
-                                                     prefixCacheBytes: options.prefixCacheBytes, observer: metrics)
+                                                     prefixCacheBytes: options.prefixCacheBytes, kvBudgetBytes: options.kvCacheBytes,
+                                                     observer: metrics)
         }
         self.schedulers = schedulers
     }
@@ -324,6 +328,8 @@ public final class CondenseServer: Sendable {
             throw APIError(.serviceUnavailable, "the server is shutting down")
         } catch let GenerationScheduler.Refusal.queueFull(n) {
             throw APIError(.tooManyRequests, "\(n) generation requests are queued (--max-concurrent); retry later", retryAfter: 1)
+        } catch let refusal as GenerationScheduler.Refusal {
+            throw APIError(.badRequest, refusal.description, param: "max_tokens")
         }
         let id = (chat ? "chatcmpl-" : "cmpl-") + UUID().uuidString.replacingOccurrences(of: "-", with: "").lowercased()
         let created = Int(Date().timeIntervalSince1970)

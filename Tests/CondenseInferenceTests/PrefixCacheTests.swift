@@ -112,4 +112,32 @@ import Testing
         }
         #expect(cached == [0, 40])
     }
+
+    /// A KV budget admits requests while their caches fit together and queues the rest in
+    /// order; every answer is the one the request gets alone; a request whose cache alone is
+    /// larger than the budget is refused at once, typed.
+    @Test func kvBudgetQueuesAndRefuses() async throws {
+        let lm = try LanguageModel(gguf: makeTinyLlama(in: scratchFolder("kv-budget")))
+        var o = GenerationOptions(maxTokens: 10)
+        o.stopAtEOS = false
+        let prompts: [[Int32]] = (0..<6).map { i in (0..<5).map { Int32(($0 * 31 + i * 7) % 256) } }
+        let one = lm.cacheBytes(contextLength: 15)
+        #expect(one == (try lm.session(contextLength: 15).cacheBytes))
+        let alone = try prompts.map { try lm.session().generate(tokenIDs: $0, o) { _ in }.text }
+        let scheduler = GenerationScheduler(model: lm, maxActive: 4, maxQueued: 8, kvBudgetBytes: one + one / 2)   // room for one at a time
+        defer { scheduler.shutdown() }
+        let streams = try prompts.map { try scheduler.submit($0, o) }
+        var texts: [String] = []
+        for s in streams {
+            var text = ""
+            for await e in s { if case let .piece(p) = e { text += p } else if case let .failed(why) = e { Issue.record("\(why)") } }
+            texts.append(text)
+        }
+        #expect(texts == alone)
+        var big = o
+        big.maxTokens = 40
+        #expect(throws: GenerationScheduler.Refusal.tooLarge(cacheBytes: lm.cacheBytes(contextLength: 45), budgetBytes: one + one / 2)) {
+            _ = try scheduler.submit(prompts[0], big)
+        }
+    }
 }

@@ -262,6 +262,39 @@ func errorMessage(_ json: [String: Any]) -> String { ((json["error"] as? [String
         }
     }
 
+    /// Memory pressure: a KV bound far below what 64 concurrent streams ask for. Every request
+    /// ends in an answer equal to the request's alone or a 429 with Retry-After, the server
+    /// keeps serving, and a request that could never fit is a 400 naming max_tokens.
+    @Test func kvBoundUnderPressure() async throws {
+        let server = try makeServer { o in
+            o.maxConcurrent = 8
+            o.maxQueued = 16
+            o.kvCacheBytes = 3 * 128 * 16   // three sessions of 16 positions (2 layers × 64 B of K and V per position)
+        }
+        defer { server.shutdown() }
+        let (_, lm, _) = try #require(server.models.chat)
+        let alone = try lm.session().generate("the th", GenerationOptions(maxTokens: 12)) { _ in }
+        try await Application(router: server.router()).test(.router) { client in
+            let results = try await withThrowingTaskGroup(of: (Int, String?, String?).self) { group in
+                for _ in 0..<64 {
+                    group.addTask {
+                        let r = try await post(client, "/v1/completions", ["prompt": "the th", "max_tokens": 12, "temperature": 0])
+                        return (r.status, (r.json["choices"] as? [[String: Any]])?.first?["text"] as? String, r.headers[.retryAfter])
+                    }
+                }
+                var all: [(Int, String?, String?)] = []
+                for try await x in group { all.append(x) }
+                return all
+            }
+            #expect(results.allSatisfy { ($0.0 == 200 && $0.1 == alone.text) || ($0.0 == 429 && $0.2 != nil) }, "\(results.map(\.0))")
+            #expect(results.contains { $0.0 == 200 } && results.contains { $0.0 == 429 })
+            let big = try await post(client, "/v1/completions", ["prompt": "the th", "max_tokens": 50, "temperature": 0])
+            #expect(big.status == 400 && (big.json["error"] as? [String: Any])?["param"] as? String == "max_tokens", "\(big.raw)")
+            let after = try await post(client, "/v1/completions", ["prompt": "the th", "max_tokens": 12, "temperature": 0])
+            #expect(after.status == 200, "\(after.raw)")
+        }
+    }
+
     /// The server's sessions use the KV cache types it was given (llama-server's -ctk/-ctv):
     /// an answer equals the same generation in a session of those types.
     @Test func sessionsUseTheConfiguredCacheTypes() async throws {

@@ -51,10 +51,15 @@ public final class GenerationScheduler: Worker, @unchecked Sendable {
         /// The queue holds this many requests already; retry later.
         case queueFull(waiting: Int)
         case shuttingDown
+        /// The request's KV cache alone (prompt + max tokens) needs more bytes than all sessions
+        /// together may hold: it can never run.
+        case tooLarge(cacheBytes: Int, budgetBytes: Int)
         public var description: String {
             switch self {
             case let .queueFull(n): return "\(n) generation requests are queued; retry later"
             case .shuttingDown: return "the generation engine is shutting down"
+            case let .tooLarge(need, budget):
+                return "the request's KV cache needs \(need >> 20) MiB (prompt + max_tokens) and all sessions together may hold \(budget >> 20) MiB; ask for fewer tokens"
             }
         }
     }
@@ -83,6 +88,7 @@ public final class GenerationScheduler: Worker, @unchecked Sendable {
     struct Slot {
         let request: Request
         let session: DecoderSession
+        var cacheBytes: Int { session.cacheBytes }
         var generation: DecoderSession.Generation
         var prompt: ArraySlice<Int32>   // not yet prefilled
         var next: Int32?
@@ -99,6 +105,8 @@ public final class GenerationScheduler: Worker, @unchecked Sendable {
     private var waiting: [Request] = []
     /// Prompt prefixes kept for reuse (nil: off); only the scheduler's thread touches it.
     let prefixes: PrefixCache?
+    /// The most bytes all active sessions' KV caches may hold together (0: no bound).
+    public let kvBudgetBytes: Int
     private var active: [Slot] = []
 
     /// The sessions' key cache type.
@@ -106,12 +114,16 @@ public final class GenerationScheduler: Worker, @unchecked Sendable {
     /// The sessions' value cache type (nil: the key cache's).
     public let valueCache: KVCacheType?
 
-    /// - Parameter prefixCacheBytes: the budget of the ``PrefixCache`` that keeps prompts'
-    ///   KV rows for later requests that start with the same tokens (0: none).
+    /// - Parameters:
+    ///   - prefixCacheBytes: the budget of the ``PrefixCache`` that keeps prompts' KV rows for
+    ///     later requests that start with the same tokens (0: none).
+    ///   - kvBudgetBytes: the most bytes all active sessions' KV caches hold together (0: no
+    ///     bound): a request waits in the queue until its cache fits.
     public init(model: LanguageModel, maxActive: Int, maxQueued: Int, prefillChunk: Int = 256,
                 kvCache: KVCacheType = .f16, valueCache: KVCacheType? = nil, prefixCacheBytes: Int = 0,
-                observer: any GenerationObserver = NoGenerationObserver()) {
+                kvBudgetBytes: Int = 0, observer: any GenerationObserver = NoGenerationObserver()) {
         self.prefixes = prefixCacheBytes > 0 ? PrefixCache(budgetBytes: prefixCacheBytes) : nil
+        self.kvBudgetBytes = max(0, kvBudgetBytes)
         self.model = model
         (self.kvCache, self.valueCache) = (kvCache, valueCache)
         self.maxActive = max(1, maxActive)
@@ -123,8 +135,13 @@ public final class GenerationScheduler: Worker, @unchecked Sendable {
     }
 
     /// Queues a generation after `ids` (at least one token, within the context).
-    /// - Throws: ``Refusal`` when the queue is full or after shutdown.
+    /// - Throws: ``Refusal`` when the queue is full, after shutdown, or when the request's cache
+    ///   alone exceeds the KV budget.
     public func submit(_ ids: [Int32], _ options: GenerationOptions) throws -> AsyncStream<Event> {
+        if kvBudgetBytes > 0 {
+            let need = cacheBytes(ids, options)
+            guard need <= kvBudgetBytes else { throw Refusal.tooLarge(cacheBytes: need, budgetBytes: kvBudgetBytes) }
+        }
         let (stream, continuation) = AsyncStream<Event>.makeStream(bufferingPolicy: .unbounded)
         let request = Request(ids: ids, options: options, continuation: continuation)
         cond.lock()
@@ -144,6 +161,14 @@ public final class GenerationScheduler: Worker, @unchecked Sendable {
         return stream
     }
 
+    /// The context a request's session gets, and its cache's bytes.
+    private func context(_ ids: [Int32], _ o: GenerationOptions) -> Int {
+        min(model.config.contextLength, ids.count + max(o.maxTokens, 1))
+    }
+    private func cacheBytes(_ ids: [Int32], _ o: GenerationOptions) -> Int {
+        model.cacheBytes(contextLength: context(ids, o), kvCache: kvCache, valueCache: valueCache)
+    }
+
     override public func run() {
         while true {
             cond.lock()
@@ -151,10 +176,19 @@ public final class GenerationScheduler: Worker, @unchecked Sendable {
             if waiting.isEmpty && active.isEmpty && stopped { cond.unlock(); return }
             // Admit new requests at this step boundary; drop the streams nobody reads any more.
             var admitted: [Request] = []
+            // In order of arrival, while a slot is free and (with a KV budget) the cache fits; the
+            // first that does not fit waits at the head, so no later one overtakes it for ever.
+            var reserved = active.reduce(0) { $0 + $1.cacheBytes }, blocked = false
             waiting.removeAll { r in
                 if r.cancelled { r.continuation.finish(); return true }
-                if active.count + admitted.count < maxActive { admitted.append(r); return true }
-                return false
+                guard !blocked, active.count + admitted.count < maxActive else { return false }
+                if kvBudgetBytes > 0 {
+                    let need = cacheBytes(r.ids, r.options)
+                    guard reserved + need <= kvBudgetBytes else { blocked = true; return false }
+                    reserved += need
+                }
+                admitted.append(r)
+                return true
             }
             let gone = Set(active.filter { $0.request.cancelled }.map { ObjectIdentifier($0.request) })
             observer.queueDepth(waiting.count)
@@ -165,8 +199,7 @@ public final class GenerationScheduler: Worker, @unchecked Sendable {
             }
             for r in admitted {
                 do {
-                    let ctx = min(model.config.contextLength, r.ids.count + max(r.options.maxTokens, 1))
-                    let session = try model.session(contextLength: ctx, kvCache: kvCache, valueCache: valueCache)
+                    let session = try model.session(contextLength: context(r.ids, r.options), kvCache: kvCache, valueCache: valueCache)
                     let g = try DecoderSession.Generation(model, prompt: r.ids, r.options)
                     var cached = 0
                     if let (prefix, n) = prefixes?.lookup(r.ids), (try? session.restore(prefix, tokens: n)) != nil { cached = n }

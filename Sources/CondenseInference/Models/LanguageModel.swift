@@ -184,6 +184,20 @@ public final class LanguageModel: Sendable {
     public func session(contextLength: Int? = nil, kvCache: KVCacheType = .f16, valueCache: KVCacheType? = nil) throws -> DecoderSession {
         try DecoderSession(self, contextLength: contextLength ?? min(config.contextLength, 4096), kvCache: kvCache, valueCache: valueCache)
     }
+
+    /// Bytes of the KV cache a session of this context and these types allocates (as
+    /// ``DecoderSession/cacheBytes``), computed without allocating: what admission control
+    /// counts. Saturates at `Int.max` instead of overflowing.
+    public func cacheBytes(contextLength: Int, kvCache: KVCacheType = .f16, valueCache: KVCacheType? = nil) -> Int {
+        let kvd = config.kvDim, row = kvCache.rowBytes(kvd) + (valueCache ?? kvCache).rowBytes(kvd)
+        var rows = 0
+        for l in 0..<config.layers {
+            let ring = ring(layer: l)
+            rows = rows.addingReportingOverflow(ring > 0 ? min(contextLength, ring) : contextLength).partialValue
+        }
+        let (b, o) = max(0, rows).multipliedReportingOverflow(by: row)
+        return o ? Int.max : b
+    }
 }
 
 /// Where a model's tensors come from: a GGUF file or a compressed folder. The loader asks both

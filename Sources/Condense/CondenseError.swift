@@ -112,4 +112,5 @@ extension CondenseError {
 }
 
 @available(*, deprecated, renamed: "CondenseError", message: "one error type: CondenseError")
+/// The errors of the safetensors reader (an alias kept for source compatibility).
 public typealias SafeTensorsError = CondenseError

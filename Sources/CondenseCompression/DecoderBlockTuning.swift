@@ -50,6 +50,7 @@ public enum DecoderBlockTuning {
         }
     }
 
+    /// One decoder block's weights and norms as the tuner trains them.
     public struct Block: Sendable {
         public let shape: Shape
         public var attnNorm: [Float], ffnNorm: [Float]

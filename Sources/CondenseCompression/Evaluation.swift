@@ -53,6 +53,8 @@ public struct Evaluation: Sendable, Codable {
     }
 }
 
+/// Measures a model against a test set and a reference: accuracy, NLL, calibration, agreement
+/// and latency through the runtime (``Evaluation``).
 public enum Evaluator {
     /// Measures `model` on `data`: quality from the logits of the prepared model (the kernels
     /// that would serve it), size from its serialized file, latency p50/p95 at each batch size.

@@ -29,6 +29,7 @@ import Foundation
 /// try DecoderFolder.write(to: "smol-10pct", metadata: gguf, tensors: r.parts, report: r.report)
 /// ```
 public enum LLMBudget {
+    /// What the search aims for: a perplexity budget or a speed-up.
     public enum Goal: Sendable, Equatable {
         /// Validation perplexity at most (1 + this) times the source's.
         case maxPerplexityIncrease(Double)
@@ -59,6 +60,7 @@ public enum LLMBudget {
         }
     }
 
+    /// The goal and how the search measures: candidates, tensors kept, KL's top-k, speed samples.
     public struct Options: Sendable {
         public var goal: Goal
         /// The formats projections may take (each only where it reads fewer bytes than stored).
@@ -101,6 +103,8 @@ public enum LLMBudget {
         public let chosen: Bool
     }
 
+    /// The chosen compression: the parts to write, what was measured along the way, and whether
+    /// the goal was met.
     public struct Result: Sendable {
         /// Every tensor of the folder, in order.
         public let parts: [(name: String, part: DecoderFolder.Part)]

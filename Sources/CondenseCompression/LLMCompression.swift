@@ -24,6 +24,7 @@ import Foundation
 /// try DecoderFolder.write(to: "smol-24", metadata: gguf, tensors: r.parts, report: r.report)
 /// ```
 public enum LLMCompression {
+    /// The format every projection is written in by `--format`.
     public enum Format: String, Sendable, CaseIterable {
         /// 4-bit with scale and minimum per 32 (ggml's Q4_1 blocks), GPTQ.
         case int4
@@ -57,6 +58,7 @@ public enum LLMCompression {
         case wanda
     }
 
+    /// The one-shot format, the head's treatment and the reconstruction's settings.
     public struct Options: Sendable {
         public var format: Format
         public var head: HeadFormat
@@ -93,6 +95,7 @@ public enum LLMCompression {
         public let relativeError: Double
     }
 
+    /// The compressed parts of a one-shot run with what each projection's reconstruction cost.
     public struct Result: Sendable {
         public let parts: [(name: String, part: DecoderFolder.Part)]
         public let projections: [ProjectionReport]

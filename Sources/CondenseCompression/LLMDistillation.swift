@@ -21,6 +21,7 @@ import Foundation
 /// let parts = try LLMDistillation.encode(s, like: compressed.parts)
 /// ```
 public enum LLMDistillation {
+    /// How recovery trains: tokens, temperature, learning rate, batch and checkpoints.
     public struct Options: Sendable {
         /// Training tokens (whole sequences; the last batch may end past it).
         public var tokens: Int
@@ -43,6 +44,7 @@ public enum LLMDistillation {
         public init(tokens: Int) { self.tokens = tokens }
     }
 
+    /// A report during recovery: tokens done, speed, loss and (at checkpoints) validation perplexity.
     public struct Progress: Sendable {
         public let tokens: Int, total: Int
         /// Where this run started (a resumed run's checkpoint).
@@ -54,6 +56,7 @@ public enum LLMDistillation {
         public let validationPerplexity: Double?
     }
 
+    /// What a recovery run did: the trained parts, tokens seen, losses and validation perplexity.
     public struct Result: Sendable {
         public let tokens: Int
         /// Where a resumed run started.

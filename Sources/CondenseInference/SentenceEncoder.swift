@@ -77,6 +77,7 @@ extension BertConfig {
 /// normalisation. Every projection is a `LinearLayer` in any format, so a compressed encoder is
 /// the same type with converted layers. Run it through an ``InferenceSession``.
 public struct SentenceEncoder: Sendable {
+    /// One encoder block's weights: attention and feed-forward projections with their norms.
     public struct Layer: Sendable {
         /// Q, K and V projections stacked: `[3H, H]`.
         public var qkv: LinearLayer

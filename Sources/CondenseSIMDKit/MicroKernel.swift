@@ -38,6 +38,7 @@ public protocol GEMMMicroKernel: Sendable {
 /// let k = TileKernel(name: "f32_gemm_6x32__mine", mr: 6, nr: 32, myTile)   // myTile: the wide module's
 /// ```
 public struct TileKernel: GEMMMicroKernel {
+    /// The tile function: `C[rows × nr] = A[rows × kc] · B[kc × nr]` from one packed panel of B.
     public typealias Body = @Sendable (_ rows: Int, _ kc: Int, _ a: UnsafePointer<Float>, _ lda: Int,
                                        _ b: UnsafePointer<Float>, _ c: UnsafeMutablePointer<Float>, _ ldc: Int) -> Void
     public let name: String

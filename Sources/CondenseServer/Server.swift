@@ -24,7 +24,7 @@ public struct ServerOptions: Sendable {
     public var apiKey: String?
     /// Request bodies larger than this get 413.
     public var maxBodyBytes = 4 << 20
-    /// Per chat model, the bytes of prompt prefixes kept for reuse (``PrefixCache``; 0: none).
+    /// Per chat model, the bytes of prompt prefixes kept for reuse (`PrefixCache`; 0: none).
     public var prefixCacheBytes = 256 << 20
     /// Per chat model, the most bytes its sessions' KV caches hold together (0: no bound): a
     /// request waits until its cache fits; one whose cache alone exceeds this gets 400.
@@ -34,6 +34,8 @@ public struct ServerOptions: Sendable {
 
 /// The served models.
 public struct ServedModels: Sendable {
+    /// A served chat model: its id in requests, the model, and the chat template that renders its
+    /// conversations.
     public typealias Chat = (name: String, model: LanguageModel, template: ChatTemplate)
     public var embedding: (name: String, session: InferenceSession)?
     /// The chat models, chosen by a request's `model` (the first when it names none). Names are

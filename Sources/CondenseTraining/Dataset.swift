@@ -2,6 +2,7 @@ import Condense
 import Foundation
 
 @available(*, deprecated, renamed: "CondenseError", message: "one error type: CondenseError")
+/// The errors of the training module (an alias kept for source compatibility).
 public typealias TrainingError = CondenseError
 
 /// Labelled examples: `count` rows of `features` floats and one class per row.

@@ -90,6 +90,7 @@ public struct MLP: Sendable, Equatable {
 /// groups along K (`s = max|w|/7`, clamp −8…7), as `Int4Weights` does. Gradients pass straight
 /// through (STE); min–max ranges never clip, so the STE is exact outside rounding.
 public struct FakeQuantization: Sendable, Equatable {
+    /// The grid weights are rounded to in training: int8 per channel or int4 in groups.
     public enum Weights: Sendable, Equatable {
         case int8
         case int4(group: Int)

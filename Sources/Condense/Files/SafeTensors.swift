@@ -17,6 +17,7 @@ import Foundation
 /// let w: [Float] = try back.floats("w")
 /// ```
 public struct SafeTensors: Sendable {
+    /// An element type as the header names it (`F32`, `F16`, `BF16`, `I8`, `U8`, …).
     public enum DType: String, Sendable, CaseIterable {
         case f32 = "F32", f16 = "F16", bf16 = "BF16", f64 = "F64"
         case i8 = "I8", u8 = "U8", i16 = "I16", u16 = "U16", i32 = "I32", u32 = "U32", i64 = "I64", u64 = "U64"
@@ -32,6 +33,7 @@ public struct SafeTensors: Sendable {
         }
     }
 
+    /// One tensor's entry in the header: its element type, shape and byte range in the data.
     public struct Tensor: Sendable {
         public let dtype: DType
         public let shape: [Int]

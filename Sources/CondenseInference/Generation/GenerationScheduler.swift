@@ -115,6 +115,13 @@ public final class GenerationScheduler: Worker, @unchecked Sendable {
     public let valueCache: KVCacheType?
 
     /// - Parameters:
+    ///   - model: the model every request runs on.
+    ///   - maxActive: streams decoding at once (one batched step advances them all).
+    ///   - maxQueued: requests waiting beyond the active ones before ``Refusal/queueFull(waiting:)``.
+    ///   - prefillChunk: prompt tokens prefilled per step (with the decoding streams' tokens).
+    ///   - kvCache: the sessions' key cache type.
+    ///   - valueCache: the sessions' value cache type (the key cache's when nil).
+    ///   - observer: receives queue depths, batch sizes, first-token times and prefix-cache hits.
     ///   - prefixCacheBytes: the budget of the ``PrefixCache`` that keeps prompts' KV rows for
     ///     later requests that start with the same tokens (0: none).
     ///   - kvBudgetBytes: the most bytes all active sessions' KV caches hold together (0: no

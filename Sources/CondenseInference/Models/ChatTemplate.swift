@@ -17,12 +17,15 @@ import Foundation
 /// let ids = t.tokens([.init(role: "user", content: "Hi!")], tokenizer: lm.tokenizer)   // ends with the assistant's header
 /// ```
 public struct ChatTemplate: Sendable, Equatable {
+    /// The built-in chat formats used when a file's template is missing or uses a construct the
+    /// interpreter lacks.
     public enum Family: String, Sendable {
         case chatML = "ChatML", llama3 = "Llama 3", gemma = "Gemma", phi3 = "Phi-3", generic = "generic"
         /// The file's own `tokenizer.chat_template`, rendered by ``JinjaTemplate``.
         case file = "the file's own"
     }
 
+    /// One turn of a conversation: its role (`system`, `user`, `assistant`) and its text.
     public struct Message: Sendable, Equatable {
         public var role: String
         public var content: String

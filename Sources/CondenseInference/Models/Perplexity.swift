@@ -11,6 +11,7 @@ import Foundation
 /// print(r.perplexity, r.scored)
 /// ```
 public enum Perplexity {
+    /// A perplexity and how it was measured (tokens scored, windows).
     public struct Result: Sendable, Equatable {
         public let perplexity: Double
         /// Tokens in the text.

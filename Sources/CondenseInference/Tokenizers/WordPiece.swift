@@ -153,4 +153,5 @@ public struct WordPieceTokenizer: Sendable {
 }
 
 @available(*, deprecated, renamed: "CondenseError", message: "one error type: CondenseError")
+/// The errors of the inference module (an alias kept for source compatibility).
 public typealias InferenceError = CondenseError

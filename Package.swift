@@ -167,7 +167,7 @@ let package = Package(
         // Helpers shared by the test targets (not a product).
         .target(
             name: "CondenseTestSupport",
-            dependencies: ["CondenseTraining", "Condense"],
+            dependencies: ["CondenseTraining", "Condense", "CondenseInference"],
             path: "Tests/CondenseTestSupport",
             swiftSettings: [.swiftLanguageMode(.v6)]
         ),

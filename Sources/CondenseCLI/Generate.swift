@@ -30,6 +30,10 @@ struct Generate: ParsableCommand {
     var stop: [String] = []
     @Option(help: "KV cache length in tokens (default: the model's, at most 4096).")
     var ctx: Int?
+    @Option(help: "Constrain the output to a JSON value of this JSON Schema (inline JSON, as llama.cpp's --json-schema; '{}' for any value).")
+    var jsonSchema: String?
+    @Option(help: "The same, read from a file.")
+    var jsonSchemaFile: String?
     @Flag(help: "Print {prompt_tokens, tokens, text, timings} as JSON instead of streaming.")
     var json = false
     @Flag(help: "Print where each projection runs (kernel, and the row counts of a split) to stderr.")
@@ -46,12 +50,28 @@ struct Generate: ParsableCommand {
         o.repeatPenalty = repeatPenalty
         o.seed = seed ?? UInt64.random(in: 0...UInt64.max)
         o.stop = stop
+        o.json = try? grammar()
         return o
+    }
+
+    /// The grammar of --json-schema or --json-schema-file (nil without either).
+    func grammar() throws -> JSONGrammar? {
+        let text: String
+        if let jsonSchema { text = jsonSchema } else if let jsonSchemaFile {
+            text = try FileInput.text(jsonSchemaFile)
+        } else { return nil }
+        let option = jsonSchema != nil ? "--json-schema" : "--json-schema-file"
+        guard let object = try? JSONSerialization.jsonObject(with: Data(text.utf8)) else {
+            throw ValidationError("\(option) is not JSON: \(text.prefix(80))")
+        }
+        do { return JSONGrammar(try JSONSchema(object)) } catch let e as CondenseError { throw ValidationError("\(option): \(e.description)") }
     }
 
     func validate() throws {
         do { try options.validate() } catch let e as CondenseError { throw ValidationError(e.description) }
         if let ctx, ctx < 1 { throw ValidationError("--ctx must be >= 1, got \(ctx)") }
+        guard jsonSchema == nil || jsonSchemaFile == nil else { throw ValidationError("give --json-schema or --json-schema-file, not both") }
+        _ = try grammar()
     }
 
     func run() throws {

@@ -310,6 +310,28 @@ public final class CondenseServer: Sendable {
                 throw APIError(.badRequest, "'stop' takes at most 16 non-empty strings of at most 256 characters", param: "stop")
             }
         }
+        // Structured output (OpenAI's response_format): constrained sampling keeps the answer a
+        // JSON value of the schema; `json_object` asks for any object.
+        if let rf = f.o["response_format"], !(rf is NSNull) {
+            guard let r = rf as? [String: Any], let type = r["type"] as? String else {
+                throw APIError(.badRequest, "'response_format' must be an object with a string 'type'", param: "response_format")
+            }
+            switch type {
+            case "text": break
+            case "json_object": o.json = JSONGrammar(.object(properties: [:], order: [], required: [], additional: true))
+            case "json_schema":
+                guard let js = r["json_schema"] as? [String: Any], let schema = js["schema"] else {
+                    throw APIError(.badRequest, "'response_format.json_schema.schema' is required for type json_schema", param: "response_format.json_schema")
+                }
+                do {
+                    o.json = JSONGrammar(try JSONSchema(schema, path: "response_format.json_schema.schema"))
+                } catch let e as CondenseError {
+                    throw APIError(.badRequest, "\(e)", param: "response_format.json_schema.schema")
+                }
+            default:
+                throw APIError(.badRequest, "'response_format.type' must be text, json_object or json_schema, got '\(type)'", param: "response_format.type")
+            }
+        }
         // vLLM's fields for load tests of equal work: generate past the end tokens, or not before a minimum.
         let ignoreEOS = try f.bool("ignore_eos") ?? false
         o.stopAtEOS = !ignoreEOS

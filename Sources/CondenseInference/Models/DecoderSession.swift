@@ -28,6 +28,9 @@ public struct GenerationOptions: Sendable, Equatable {
     /// Neither end-of-sequence nor a stop string ends the generation before this many tokens
     /// (vLLM's `min_tokens`: the end tokens cannot be sampled until then).
     public var minTokens = 0
+    /// Constrained output: only tokens that continue a JSON value of this grammar's schema are
+    /// sampled, and the generation ends when the value is complete (OpenAI's `response_format`).
+    public var json: JSONGrammar?
 
     public init(maxTokens: Int = 128) { self.maxTokens = maxTokens }
 
@@ -409,6 +412,11 @@ public final class DecoderSession: @unchecked Sendable {
         var pending = ""   // text held back while it could be the start of a stop string
         var seen: [Int32]
         public private(set) var finished = false
+        /// Constrained output: the JSON read so far, the tokenizer that spells the candidates,
+        /// and the control tokens that never appear inside a value.
+        var grammar: JSONGrammar?
+        let tokenizer: any Tokenizer
+        let control: Set<Int32>
 
         /// - Throws: `CondenseError/invalidArgument(_:)` for invalid options.
         public init(_ model: LanguageModel, prompt ids: [Int32], _ options: GenerationOptions) throws {
@@ -418,6 +426,10 @@ public final class DecoderSession: @unchecked Sendable {
             sampler = Sampler(options)
             decoder = TokenStreamDecoder(model.tokenizer)
             endOfGeneration = model.tokenizer.endOfGeneration
+            tokenizer = model.tokenizer
+            grammar = options.json
+            control = options.json == nil ? [] : Set(model.tokenizer.specialTokens.values).union(model.tokenizer.endOfGeneration)
+                .union([model.tokenizer.bos, model.tokenizer.eos].compactMap { $0 })
             seen = ids
             if options.maxTokens == 0 { finished = true }
         }
@@ -428,14 +440,21 @@ public final class DecoderSession: @unchecked Sendable {
             guard !finished else { return ("", nil) }
             let early = result.tokens.count < options.minTokens
             var next: Int32
-            if early, options.stopAtEOS, !endOfGeneration.isEmpty {
+            if let g = grammar {
+                if g.isComplete { return finish("stop", "") }
+                guard let (id, after) = constrained(logits, g) else { return finish("stop", "") }
+                // An end token where the value may end (a root number): the answer is complete.
+                guard let after else { return finish("stop", "") }
+                grammar = after
+                next = id
+            } else if early, options.stopAtEOS, !endOfGeneration.isEmpty {
                 var masked = logits
                 for t in endOfGeneration where Int(t) < masked.count && t >= 0 { masked[Int(t)] = -.infinity }
                 next = sampler.sample(masked, seen: seen)
             } else {
                 next = sampler.sample(logits, seen: seen)
             }
-            if options.stopAtEOS, endOfGeneration.contains(next) { return finish("eos", "") }
+            if grammar == nil, options.stopAtEOS, endOfGeneration.contains(next) { return finish("eos", "") }
             result.tokens.append(next)
             seen.append(next)
             pending += decoder.append(next)
@@ -469,6 +488,49 @@ public final class DecoderSession: @unchecked Sendable {
             }
             result.text += out
             return (out, next)
+        }
+
+        /// The next token under the JSON grammar and the grammar after it (nil after an end
+        /// token, allowed only where the value may end), sampled as the options say among the
+        /// tokens that keep the value valid: the 256 most likely are checked first, the whole
+        /// vocabulary only when none of them fits. Nil when no token can continue.
+        mutating func constrained(_ logits: [Float], _ g: JSONGrammar) -> (Int32, JSONGrammar?)? {
+            let greedy = options.temperature == 0 && options.repeatPenalty == 1
+            var valid: [Int32: JSONGrammar?] = [:]
+            func check(_ id: Int32) -> Bool {
+                if control.contains(id) {
+                    guard g.canEnd, endOfGeneration.contains(id) else { return false }
+                    valid[id] = .some(nil)
+                    return true
+                }
+                guard let after = g.accepting(tokenizer.bytes(of: id)) else { return false }
+                valid[id] = after
+                return true
+            }
+            for id in Self.top(logits, 256) where check(id) && greedy { break }
+            if valid.isEmpty { for id in 0..<Int32(logits.count) { _ = check(id) } }
+            guard !valid.isEmpty else { return nil }
+            var masked = [Float](repeating: -.infinity, count: logits.count)
+            for id in valid.keys { masked[Int(id)] = logits[Int(id)] }
+            let next = sampler.sample(masked, seen: seen)
+            guard let after = valid[next] else { return nil }
+            return (next, after)
+        }
+
+        /// The ids of the `k` largest logits, largest first (ties: lower id first): one pass that
+        /// keeps a sorted buffer, cheaper than sorting the whole vocabulary per token.
+        static func top(_ l: [Float], _ k: Int) -> [Int32] {
+            var top: [Int32] = []
+            top.reserveCapacity(k + 1)
+            for i in l.indices {
+                let v = l[i]
+                if top.count == k, let last = top.last, !(v > l[Int(last)]) { continue }
+                var at = top.count
+                while at > 0 && v > l[Int(top[at - 1])] { at -= 1 }
+                top.insert(Int32(i), at: at)
+                if top.count > k { top.removeLast() }
+            }
+            return top
         }
 
         /// Ends the generation: what was held back is flushed.

@@ -279,7 +279,6 @@ public final class CondenseServer: Sendable {
             }
             ids = model.tokenizer.encode(prompt)
         }
-        if let n = try f.integer("n", 1...128), n != 1 { throw APIError(.badRequest, "'n' must be 1 (one choice per request)", param: "n") }
         let context = model.config.contextLength
         guard !ids.isEmpty else { throw APIError(.badRequest, "the prompt has no tokens", param: chat ? "messages" : "prompt") }
         guard ids.count < context else {
@@ -345,13 +344,29 @@ public final class CondenseServer: Sendable {
         o.stop = stops
         let stream = try f.bool("stream") ?? false
         let includeUsage = (f.o["stream_options"] as? [String: Any]).flatMap { $0["include_usage"] as? Bool } ?? false
-        let events: AsyncStream<GenerationScheduler.Event>
+        // n choices: n streams of the same prompt (seeds seed, seed + 1, …), each its own session.
+        let n = try f.integer("n", 1...16) ?? 1
+        // Log-probabilities: chat's logprobs + top_logprobs, or the legacy completions' logprobs: k.
+        if chat {
+            if try f.bool("logprobs") == true {
+                o.logprobs = try f.integer("top_logprobs", 0...20) ?? 0
+            } else if let t = f.o["top_logprobs"], !(t is NSNull) {
+                throw APIError(.badRequest, "'top_logprobs' needs 'logprobs': true", param: "top_logprobs")
+            }
+        } else if let k = try f.integer("logprobs", 0...5) {
+            o.logprobs = k
+        }
+        var streams: [AsyncStream<GenerationScheduler.Event>] = []
         do {
-            events = try scheduler.submit(ids, o)
+            for i in 0..<n {
+                var oi = o
+                oi.seed = o.seed &+ UInt64(i)
+                streams.append(try scheduler.submit(ids, oi))
+            }
         } catch GenerationScheduler.Refusal.shuttingDown {
             throw APIError(.serviceUnavailable, "the server is shutting down")
-        } catch let GenerationScheduler.Refusal.queueFull(n) {
-            throw APIError(.tooManyRequests, "\(n) generation requests are queued (--max-concurrent); retry later", retryAfter: 1)
+        } catch let GenerationScheduler.Refusal.queueFull(q) {
+            throw APIError(.tooManyRequests, "\(q) generation requests are queued (--max-concurrent); retry later", retryAfter: 1)
         } catch let refusal as GenerationScheduler.Refusal {
             throw APIError(.badRequest, refusal.description, param: "max_tokens")
         }
@@ -363,22 +378,49 @@ public final class CondenseServer: Sendable {
         func usage(_ p: Int, _ c: Int, _ cached: Int) -> [String: Any] {
             ["prompt_tokens": p, "completion_tokens": c, "total_tokens": p + c, "prompt_tokens_details": ["cached_tokens": cached]]
         }
-        if !stream {
-            var text = ""
-            for await e in events {
-                switch e {
-                case let .piece(p): text += p
-                case let .failed(m): throw APIError(.internalServerError, m)
-                case let .done(r, p, c, cached):
-                    let choice: [String: Any] = chat ? ["index": 0, "message": ["role": "assistant", "content": text], "finish_reason": reason(r), "logprobs": NSNull()]
-                                                     : ["index": 0, "text": text, "finish_reason": reason(r), "logprobs": NSNull()]
-                    return JSON.response(["id": id, "object": object, "created": created, "model": name, "choices": [choice],
-                                          "usage": usage(p, c, cached)])
-                }
+        let tokenizer = model.tokenizer
+        // OpenAI's shapes: chat's {"content": [{token, logprob, bytes, top_logprobs}]}, the legacy
+        // completions' {tokens, token_logprobs, top_logprobs, text_offset}.
+        func logprobs(_ entries: [DecoderSession.TokenLogprob], offset: Int) -> Any {
+            func token(_ t: Int32) -> (String, [UInt8]) { let b = tokenizer.bytes(of: t); return (String(decoding: b, as: UTF8.self), b) }
+            if chat {
+                return ["content": entries.map { e -> [String: Any] in
+                    let (t, b) = token(e.id)
+                    return ["token": t, "logprob": e.logprob, "bytes": b,
+                            "top_logprobs": e.top.map { a -> [String: Any] in let (at, ab) = token(a.id); return ["token": at, "logprob": a.logprob, "bytes": ab] }]
+                }]
             }
-            throw APIError(.internalServerError, "the generation ended without an answer")
+            var offsets: [Int] = [], at = offset
+            for e in entries { offsets.append(at); at += token(e.id).0.count }
+            return ["tokens": entries.map { token($0.id).0 }, "token_logprobs": entries.map(\.logprob),
+                    "top_logprobs": entries.map { e in Dictionary(e.top.map { (token($0.id).0, $0.logprob) }, uniquingKeysWith: max) },
+                    "text_offset": offsets]
         }
-        // Server-sent events: a chunk per piece, the finish reason, optionally usage, then [DONE].
+        let wantLogprobs = o.logprobs != nil
+        if !stream {
+            var choices: [[String: Any]] = [], completion = 0, prompt = ids.count, cached = 0
+            for (i, events) in streams.enumerated() {
+                var text = "", entries: [DecoderSession.TokenLogprob] = [], finished = false
+                for await e in events {
+                    switch e {
+                    case let .piece(p): text += p
+                    case let .logprobs(l): entries += l
+                    case let .failed(m): throw APIError(.internalServerError, m)
+                    case let .done(r, p, c, k):
+                        let lp: Any = wantLogprobs ? logprobs(entries, offset: 0) : NSNull()
+                        choices.append(chat ? ["index": i, "message": ["role": "assistant", "content": text], "finish_reason": reason(r), "logprobs": lp]
+                                            : ["index": i, "text": text, "finish_reason": reason(r), "logprobs": lp])
+                        (prompt, completion, finished) = (p, completion + c, true)
+                        if i == 0 { cached = k }
+                    }
+                }
+                guard finished else { throw APIError(.internalServerError, "the generation ended without an answer") }
+            }
+            return JSON.response(["id": id, "object": object, "created": created, "model": name, "choices": choices,
+                                  "usage": usage(prompt, completion, cached)])
+        }
+        // Server-sent events: a chunk per piece (choices interleaved by index), each choice's
+        // finish reason, optionally usage, then [DONE].
         let chunkObject = chat ? "chat.completion.chunk" : "text_completion"
         func event(_ o: Any) -> ByteBuffer { ByteBuffer(bytes: Array("data: ".utf8) + JSON.encode(o) + Array("\n\n".utf8)) }
         func chunk(_ choices: [Any], usage: Any = NSNull()) -> ByteBuffer {
@@ -386,23 +428,41 @@ public final class CondenseServer: Sendable {
             if includeUsage { o["usage"] = usage }
             return event(o)
         }
+        let promptCount = ids.count, choiceStreams = streams
         let body = AsyncStream<ByteBuffer> { out in
             let task = Task {
-                if chat { out.yield(chunk([["index": 0, "delta": ["role": "assistant", "content": ""], "finish_reason": NSNull()]])) }
-                for await e in events {
-                    switch e {
-                    case let .piece(p):
-                        out.yield(chunk([chat ? ["index": 0, "delta": ["content": p], "finish_reason": NSNull()]
-                                              : ["index": 0, "text": p, "finish_reason": NSNull()]]))
-                    case let .failed(m):
-                        out.yield(event(["error": ["message": m, "type": "server_error"]]))
-                    case let .done(r, p, c, cached):
-                        out.yield(chunk([chat ? ["index": 0, "delta": [String: Any](), "finish_reason": reason(r)]
-                                              : ["index": 0, "text": "", "finish_reason": reason(r)]]))
-                        // The usage chunk: no choices, as OpenAI sends it.
-                        if includeUsage { out.yield(chunk([], usage: usage(p, c, cached))) }
+                let totals = await withTaskGroup(of: (Int, Int, Int).self) { group -> (Int, Int, Int) in
+                    for (i, events) in choiceStreams.enumerated() {
+                        group.addTask {
+                            if chat { out.yield(chunk([["index": i, "delta": ["role": "assistant", "content": ""], "logprobs": NSNull(), "finish_reason": NSNull()]])) }
+                            var pending: [DecoderSession.TokenLogprob] = [], offset = 0, result = (promptCount, 0, 0)
+                            for await e in events {
+                                switch e {
+                                case let .logprobs(l): pending += l
+                                case let .piece(p):
+                                    let lp: Any = wantLogprobs ? logprobs(pending, offset: offset) : NSNull()
+                                    offset += p.count
+                                    pending = []
+                                    out.yield(chunk([chat ? ["index": i, "delta": ["content": p], "logprobs": lp, "finish_reason": NSNull()]
+                                                          : ["index": i, "text": p, "logprobs": lp, "finish_reason": NSNull()]]))
+                                case let .failed(m):
+                                    out.yield(event(["error": ["message": m, "type": "server_error"]]))
+                                case let .done(r, p, c, k):
+                                    let lp: Any = wantLogprobs && !pending.isEmpty ? logprobs(pending, offset: offset) : NSNull()
+                                    out.yield(chunk([chat ? ["index": i, "delta": [String: Any](), "logprobs": lp, "finish_reason": reason(r)]
+                                                          : ["index": i, "text": "", "logprobs": lp, "finish_reason": reason(r)]]))
+                                    result = (p, c, i == 0 ? k : 0)
+                                }
+                            }
+                            return result
+                        }
                     }
+                    var t = (promptCount, 0, 0)
+                    for await r in group { t = (r.0, t.1 + r.1, t.2 + r.2) }
+                    return t
                 }
+                // The usage chunk: no choices, as OpenAI sends it.
+                if includeUsage { out.yield(chunk([], usage: usage(totals.0, totals.1, totals.2))) }
                 out.yield(ByteBuffer(string: "data: [DONE]\n\n"))
                 out.finish()
             }

@@ -399,6 +399,7 @@ private func agreement(_ ours: [Int], _ ref: [Int], margins: [Double], tie: Doub
                 case let .piece(p): text += p
                 case let .done(reason, _, completion, _): done = reason == "length" && completion == 6
                 case let .failed(why): Issue.record("failed: \(why)")
+                case .logprobs: break
                 }
             }
             #expect(done)

@@ -106,6 +106,7 @@ import Testing
                 case let .piece(s): text += s
                 case let .done(_, prompt, _, c): cached.append(c); #expect(prompt == p.count)
                 case let .failed(why): Issue.record("failed: \(why)")
+                case .logprobs: break
                 }
             }
             #expect(text == want)

@@ -378,7 +378,7 @@ func errorMessage(_ json: [String: Any]) -> String { ((json["error"] as? [String
         (#"{"messages": [{"role": "user", "content": "x"}], "temperature": "hot"}"#, "'temperature' must be a number"),
         (#"{"messages": [{"role": "user", "content": "x"}], "stop": [1]}"#, "'stop' must be a string"),
         ("{\"messages\": [{\"role\": \"user\", \"content\": \"x\"}], \"stop\": \"" + String(repeating: "s", count: 300) + "\"}", "at most 256 characters"),
-        (#"{"messages": [{"role": "user", "content": "x"}], "n": 2}"#, "'n' must be 1"),
+        (#"{"messages": [{"role": "user", "content": "x"}], "n": 17}"#, "'n' must be"),
         (#"{"messages": [{"role": "user", "content": "x"}], "seed": 9223372036854775807}"#, "'seed' must be an integer in"),
         (#"{"messages": [{"role": "user", "content": "x"}], "max_tokens": 2.5}"#, "'max_tokens' must be an integer"),
         (#"{"messages": [{"role": "user", "content": "x"}], "top_p": 0}"#, "'top_p' must be in (0, 1]"),

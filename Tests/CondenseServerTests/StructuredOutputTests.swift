@@ -80,4 +80,59 @@ import Testing
             }
         }
     }
+
+    /// Log-probabilities as OpenAI returns them, equal to the model's log-softmax; n choices,
+    /// streamed or not, each the answer its seed gives alone.
+    @Test func logprobsAndSeveralChoices() async throws {
+        let server = try makeServer()
+        defer { server.shutdown() }
+        let (_, lm, _) = try #require(server.models.chat)
+        // The library: the first token's log-probability is the log-softmax of the prompt's logits.
+        var o = GenerationOptions(maxTokens: 4)
+        o.logprobs = 3
+        let ids = lm.tokenizer.encode("the th")
+        let r = try lm.session().generate(tokenIDs: ids, o) { _ in }
+        let logits = try lm.session().forward(ids)[0]
+        let mx = logits.max()!, lse = mx + Float(log(logits.reduce(0.0) { $0 + Double(expf($1 - mx)) }))
+        #expect(r.logprobs.count == r.tokens.count && r.logprobs[0].id == r.tokens[0])
+        #expect(abs(r.logprobs[0].logprob - (logits[Int(r.tokens[0])] - lse)) < 1e-5)
+        #expect(r.logprobs.allSatisfy { $0.top.count == 3 && $0.top[0].id == $0.id && $0.logprob <= 0 })   // greedy: the top one
+        try await Application(router: server.router()).test(.router) { client in
+            let c = try await post(client, "/v1/chat/completions", ["messages": [["role": "user", "content": "hi"]], "max_tokens": 5, "temperature": 0,
+                                                                    "logprobs": true, "top_logprobs": 2])
+            let content = try #require(((c.json["choices"] as? [[String: Any]])?.first?["logprobs"] as? [String: Any])?["content"] as? [[String: Any]], "\(c.raw)")
+            let completion = try #require((c.json["usage"] as? [String: Any])?["completion_tokens"] as? Int)
+            #expect(content.count == completion && content.allSatisfy { ($0["top_logprobs"] as? [Any])?.count == 2 && ($0["logprob"] as? Double ?? 1) <= 0 })
+            let legacy = try await post(client, "/v1/completions", ["prompt": "the th", "max_tokens": 4, "temperature": 0, "logprobs": 2])
+            let lp = try #require((legacy.json["choices"] as? [[String: Any]])?.first?["logprobs"] as? [String: Any], "\(legacy.raw)")
+            #expect((lp["tokens"] as? [String])?.count == 4 && (lp["token_logprobs"] as? [Double])?.count == 4 && (lp["text_offset"] as? [Int])?.first == 0)
+            for bad: [String: Any] in [["top_logprobs": 21, "logprobs": true], ["top_logprobs": 2], ["n": 0], ["n": 17]] {
+                let b = try await post(client, "/v1/chat/completions", ["messages": [["role": "user", "content": "hi"]]].merging(bad) { $1 })
+                #expect(b.status == 400, "\(bad): \(b.raw)")
+            }
+            // n = 3, sampled: each choice is what its seed (seed, seed + 1, …) gives alone.
+            var alone: [String] = []
+            for i in 0..<3 {
+                var oi = GenerationOptions(maxTokens: 6)
+                (oi.temperature, oi.topP, oi.topK, oi.minP, oi.seed) = (0.9, 0.95, 40, 0.05, UInt64(11 + i))
+                alone.append(try lm.session().generate("the th", oi) { _ in }.text)
+            }
+            let body: [String: Any] = ["prompt": "the th", "max_tokens": 6, "temperature": 0.9, "seed": 11, "n": 3]
+            let m = try await post(client, "/v1/completions", body)
+            let texts = ((m.json["choices"] as? [[String: Any]]) ?? []).sorted { ($0["index"] as! Int) < ($1["index"] as! Int) }.map { $0["text"] as? String ?? "" }
+            #expect(texts == alone, "\(m.raw)")
+            #expect((m.json["usage"] as? [String: Any])?["completion_tokens"] as? Int == 18)
+            let s = try await post(client, "/v1/completions", body.merging(["stream": true]) { $1 })
+            var streamed = ["", "", ""], finished = 0
+            for line in s.raw.split(separator: "\n") where line.hasPrefix("data: {") {
+                let o = try JSONSerialization.jsonObject(with: Data(line.dropFirst(6).utf8)) as? [String: Any]
+                for ch in (o?["choices"] as? [[String: Any]]) ?? [] {
+                    let i = ch["index"] as? Int ?? 0
+                    streamed[i] += ch["text"] as? String ?? ""
+                    if ch["finish_reason"] as? String != nil { finished += 1 }
+                }
+            }
+            #expect(streamed == alone && finished == 3 && s.raw.hasSuffix("data: [DONE]\n\n"))
+        }
+    }
 }

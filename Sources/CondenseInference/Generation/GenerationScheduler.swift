@@ -67,6 +67,9 @@ public final class GenerationScheduler: Worker, @unchecked Sendable {
     /// What a stream receives.
     public enum Event: Sendable {
         case piece(String)
+        /// With ``GenerationOptions/logprobs``: the tokens generated since the last report, sent
+        /// before the piece their text completes (a piece may lag while a stop string is possible).
+        case logprobs([DecoderSession.TokenLogprob])
         /// `cachedTokens`: how many of the prompt's tokens came from the prefix cache.
         case done(finishReason: String, promptTokens: Int, completionTokens: Int, cachedTokens: Int)
         case failed(String)
@@ -267,6 +270,9 @@ public final class GenerationScheduler: Worker, @unchecked Sendable {
                 if let prefixes, s.tokens.count - active[i].cached >= prefixes.minTokens { prefixes.insert(s.prefixSnapshot()) }
             }
             observer.generated(active[i].generation.result.tokens.count - before)
+            if request.options.logprobs != nil, active[i].generation.result.logprobs.count > before {
+                request.continuation.yield(.logprobs(Array(active[i].generation.result.logprobs[before...])))
+            }
             if !piece.isEmpty { request.continuation.yield(.piece(piece)) }
             if let next {
                 active[i].next = next

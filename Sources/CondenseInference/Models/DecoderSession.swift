@@ -31,6 +31,9 @@ public struct GenerationOptions: Sendable, Equatable {
     /// Constrained output: only tokens that continue a JSON value of this grammar's schema are
     /// sampled, and the generation ends when the value is complete (OpenAI's `response_format`).
     public var json: JSONGrammar?
+    /// Report each generated token's log-probability under the model (its raw logits, before
+    /// temperature and penalties) and this many most likely alternatives (0…20; nil: off).
+    public var logprobs: Int?
 
     public init(maxTokens: Int = 128) { self.maxTokens = maxTokens }
 
@@ -46,6 +49,7 @@ public struct GenerationOptions: Sendable, Equatable {
         guard minTokens >= 0, minTokens <= maxTokens else {
             throw CondenseError.invalidArgument("min tokens must be in 0…\(maxTokens) (the max tokens), got \(minTokens)")
         }
+        if let logprobs { guard (0...20).contains(logprobs) else { throw CondenseError.invalidArgument("top logprobs must be in 0…20, got \(logprobs)") } }
     }
 }
 
@@ -364,6 +368,31 @@ public final class DecoderSession: @unchecked Sendable {
         public var generationSeconds = 0.0
         /// "eos", "stop" or "length".
         public var finishReason = "length"
+        /// Per generated token, with ``GenerationOptions/logprobs`` set.
+        public var logprobs: [TokenLogprob] = []
+    }
+
+    /// A generated token's log-probability and the most likely alternatives at its place.
+    public struct TokenLogprob: Sendable, Equatable {
+        public struct Alternative: Sendable, Equatable {
+            public let id: Int32
+            public let logprob: Float
+        }
+        public let id: Int32
+        public let logprob: Float
+        /// Most likely first.
+        public let top: [Alternative]
+
+        /// log-softmax of `logits` at `id`, and the `k` most likely tokens'.
+        init(_ logits: [Float], id: Int32, k: Int) {
+            let mx = logits.max() ?? 0
+            var sum: Double = 0
+            for v in logits { sum += Double(expf(v - mx)) }
+            let lse = mx + Float(log(sum))
+            self.id = id
+            logprob = logits[Int(id)] - lse
+            top = k == 0 ? [] : Generation.top(logits, k).map { Alternative(id: $0, logprob: logits[Int($0)] - lse) }
+        }
     }
 
     /// Generates synchronously, calling `emit` with each complete piece of text.
@@ -455,6 +484,7 @@ public final class DecoderSession: @unchecked Sendable {
                 next = sampler.sample(logits, seen: seen)
             }
             if grammar == nil, options.stopAtEOS, endOfGeneration.contains(next) { return finish("eos", "") }
+            if let k = options.logprobs { result.logprobs.append(TokenLogprob(logits, id: next, k: k)) }
             result.tokens.append(next)
             seen.append(next)
             pending += decoder.append(next)

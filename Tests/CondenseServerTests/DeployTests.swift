@@ -32,13 +32,16 @@ struct DeployManifestTests {
     @Test func manifestsValidateAgainstTheKubernetesSchemas() throws {
         let dir = repoRoot.appendingPathComponent("deploy/k8s")
         let files = try FileManager.default.contentsOfDirectory(atPath: dir.path).filter { $0.hasSuffix(".yaml") }.sorted()
-        #expect(files == ["deployment.yaml", "hpa-queue-depth.yaml", "hpa.yaml", "service.yaml"])
+        #expect(files == ["deployment.yaml", "hpa-queue-depth.yaml", "hpa.yaml", "pdb.yaml", "service.yaml"])
         let r = try validate(files.map { dir.appendingPathComponent($0).path })
         #expect(r.status == 0, "\(r.output)")
         #expect(r.output.components(separatedBy: "passed").count - 1 == files.count, "\(r.output)")
         // The deployment probes the routes the server has, and drains.
         let deployment = try String(contentsOf: dir.appendingPathComponent("deployment.yaml"), encoding: .utf8)
         #expect(deployment.contains("path: /ready") && deployment.contains("path: /health") && deployment.contains("terminationGracePeriodSeconds"))
+        #expect(deployment.contains("preStop") && deployment.contains("--kv-cache-mb"))
+        let pdb = try String(contentsOf: dir.appendingPathComponent("pdb.yaml"), encoding: .utf8)
+        #expect(pdb.contains("kind: PodDisruptionBudget") && pdb.contains("minAvailable: 1"))
     }
 
     /// The check fails on a manifest with a wrong field type: it is not a formality.

@@ -245,16 +245,46 @@ public final class CondenseServer: Sendable {
     func generation(_ f: Fields, chat: Bool) async throws -> Response {
         let ((name, model, template), scheduler) = try chatModel(f)
         let ids: [Int32]
+        // Tools: rendered by a template that has a place for them; the answer's calls come back
+        // as tool_calls. tool_choice "none" leaves them out; forcing a call is not supported.
+        var tools: [Any]?
+        if chat, let t = f.o["tools"], !(t is NSNull) {
+            guard let list = t as? [Any], list.allSatisfy({ (($0 as? [String: Any])?["function"] as? [String: Any])?["name"] is String }) else {
+                throw APIError(.badRequest, "'tools' must be an array of {\"type\": \"function\", \"function\": {\"name\": …}}", param: "tools")
+            }
+            switch f.o["tool_choice"] {
+            case nil, is NSNull: tools = list
+            case let c as String where c == "auto": tools = list
+            case let c as String where c == "none": tools = nil
+            default: throw APIError(.badRequest, "'tool_choice' must be \"auto\" or \"none\" (forcing a call is not supported)", param: "tool_choice")
+            }
+            if tools != nil && !template.supportsTools {
+                throw APIError(.badRequest, "\(name)'s chat template does not render tools", param: "tools")
+            }
+        }
         if chat {
             guard let raw = f.o["messages"] as? [Any], !raw.isEmpty else {
                 throw APIError(.badRequest, "'messages' must be a non-empty array", param: "messages")
             }
             let messages = try raw.enumerated().map { i, m -> ChatTemplate.Message in
                 guard let o = m as? [String: Any] else { throw APIError(.badRequest, "messages[\(i)] must be an object", param: "messages") }
-                guard let role = o["role"] as? String, ["system", "user", "assistant", "developer"].contains(role) else {
-                    throw APIError(.badRequest, "messages[\(i)].role must be system, user or assistant", param: "messages")
+                guard let role = o["role"] as? String, ["system", "user", "assistant", "developer", "tool"].contains(role) else {
+                    throw APIError(.badRequest, "messages[\(i)].role must be system, user, assistant or tool", param: "messages")
                 }
-                if let s = o["content"] as? String { return .init(role: role == "developer" ? "system" : role, content: s) }
+                // An assistant turn's calls and a tool turn's answer, for templates that render them.
+                var calls: [ChatTemplate.ToolCall] = []
+                if let tc = o["tool_calls"], !(tc is NSNull) {
+                    guard let list = tc as? [[String: Any]] else { throw APIError(.badRequest, "messages[\(i)].tool_calls must be an array", param: "messages") }
+                    calls = try list.enumerated().map { j, c in
+                        guard let fn = c["function"] as? [String: Any], let n = fn["name"] as? String else {
+                            throw APIError(.badRequest, "messages[\(i)].tool_calls[\(j)].function.name is required", param: "messages")
+                        }
+                        return .init(id: c["id"] as? String ?? "call_\(j)", name: n, arguments: fn["arguments"] as? String ?? "{}")
+                    }
+                }
+                let callID = o["tool_call_id"] as? String
+                if o["content"] == nil || o["content"] is NSNull, !calls.isEmpty { return .init(role: role, content: "", toolCalls: calls) }
+                if let s = o["content"] as? String { return .init(role: role == "developer" ? "system" : role, content: s, toolCalls: calls, toolCallID: callID) }
                 if let parts = o["content"] as? [Any] {
                     let texts = try parts.map { p -> String in
                         guard let po = p as? [String: Any], po["type"] as? String == "text", let t = po["text"] as? String else {
@@ -268,7 +298,7 @@ public final class CondenseServer: Sendable {
             }
             // The messages stay text: only the template's markup yields control tokens.
             do {
-                ids = try template.tokens(messages, tokenizer: model.tokenizer)
+                ids = try template.tokens(messages, tokenizer: model.tokenizer, tools: tools)
             } catch let e as CondenseError {
                 // The template refused the conversation (raise_exception) or hit a limit: the request's fault.
                 throw APIError(.badRequest, "\(e)", param: "messages")
@@ -397,6 +427,16 @@ public final class CondenseServer: Sendable {
                     "text_offset": offsets]
         }
         let wantLogprobs = o.logprobs != nil
+        // With tools, an answer that holds calls becomes OpenAI's tool_calls (finish "tool_calls").
+        let withTools = tools != nil
+        func toolAnswer(_ text: String) -> ([String: Any], String)? {
+            guard withTools else { return nil }
+            let (content, calls) = ChatTemplate.toolCalls(in: text)
+            guard !calls.isEmpty else { return nil }
+            let message: [String: Any] = ["role": "assistant", "content": content.isEmpty ? NSNull() : content,
+                                          "tool_calls": calls.map { ["id": $0.id, "type": "function", "function": ["name": $0.name, "arguments": $0.arguments]] }]
+            return (message, "tool_calls")
+        }
         if !stream {
             var choices: [[String: Any]] = [], completion = 0, prompt = ids.count, cached = 0
             for (i, events) in streams.enumerated() {
@@ -408,8 +448,12 @@ public final class CondenseServer: Sendable {
                     case let .failed(m): throw APIError(.internalServerError, m)
                     case let .done(r, p, c, k):
                         let lp: Any = wantLogprobs ? logprobs(entries, offset: 0) : NSNull()
-                        choices.append(chat ? ["index": i, "message": ["role": "assistant", "content": text], "finish_reason": reason(r), "logprobs": lp]
-                                            : ["index": i, "text": text, "finish_reason": reason(r), "logprobs": lp])
+                        if let (message, finish) = toolAnswer(text) {
+                            choices.append(["index": i, "message": message, "finish_reason": finish, "logprobs": lp])
+                        } else {
+                            choices.append(chat ? ["index": i, "message": ["role": "assistant", "content": text], "finish_reason": reason(r), "logprobs": lp]
+                                                : ["index": i, "text": text, "finish_reason": reason(r), "logprobs": lp])
+                        }
                         (prompt, completion, finished) = (p, completion + c, true)
                         if i == 0 { cached = k }
                     }
@@ -435,10 +479,13 @@ public final class CondenseServer: Sendable {
                     for (i, events) in choiceStreams.enumerated() {
                         group.addTask {
                             if chat { out.yield(chunk([["index": i, "delta": ["role": "assistant", "content": ""], "logprobs": NSNull(), "finish_reason": NSNull()]])) }
-                            var pending: [DecoderSession.TokenLogprob] = [], offset = 0, result = (promptCount, 0, 0)
+                            var pending: [DecoderSession.TokenLogprob] = [], offset = 0, result = (promptCount, 0, 0), buffered = ""
+                            var finishOverride: String?
                             for await e in events {
                                 switch e {
                                 case let .logprobs(l): pending += l
+                                case let .piece(p) where withTools:
+                                    buffered += p   // sent whole at the end: content, or tool calls
                                 case let .piece(p):
                                     let lp: Any = wantLogprobs ? logprobs(pending, offset: offset) : NSNull()
                                     offset += p.count
@@ -448,8 +495,18 @@ public final class CondenseServer: Sendable {
                                 case let .failed(m):
                                     out.yield(event(["error": ["message": m, "type": "server_error"]]))
                                 case let .done(r, p, c, k):
+                                    if withTools {
+                                        if let (message, finish) = toolAnswer(buffered) {
+                                            var delta = message
+                                            delta["tool_calls"] = (message["tool_calls"] as? [[String: Any]] ?? []).enumerated().map { j, call in call.merging(["index": j]) { a, _ in a } }
+                                            out.yield(chunk([["index": i, "delta": delta, "logprobs": NSNull(), "finish_reason": NSNull()]]))
+                                            finishOverride = finish
+                                        } else if !buffered.isEmpty {
+                                            out.yield(chunk([["index": i, "delta": ["content": buffered], "logprobs": NSNull(), "finish_reason": NSNull()]]))
+                                        }
+                                    }
                                     let lp: Any = wantLogprobs && !pending.isEmpty ? logprobs(pending, offset: offset) : NSNull()
-                                    out.yield(chunk([chat ? ["index": i, "delta": [String: Any](), "logprobs": lp, "finish_reason": reason(r)]
+                                    out.yield(chunk([chat ? ["index": i, "delta": [String: Any](), "logprobs": lp, "finish_reason": finishOverride ?? reason(r)]
                                                           : ["index": i, "text": "", "logprobs": lp, "finish_reason": reason(r)]]))
                                     result = (p, c, i == 0 ? k : 0)
                                 }

@@ -136,3 +136,103 @@ import Testing
         }
     }
 }
+
+/// A tool-calling template in Qwen 2.5's shape: the tools as JSON in the system turn, calls in
+/// `<tool_call>` blocks, tool answers in the user turn.
+let toolTemplate = """
+{%- if tools %}<|im_start|>system
+You may call these tools:
+<tools>
+{%- for tool in tools %}
+{{ tool | tojson }}
+{%- endfor %}
+</tools>
+Answer a call as <tool_call>{"name": …, "arguments": …}</tool_call>.<|im_end|>
+{% endif %}
+{%- for message in messages %}
+{%- if message.role == "tool" %}<|im_start|>user
+<tool_response>
+{{ message.content }}
+</tool_response><|im_end|>
+{% elif message.tool_calls %}<|im_start|>assistant
+{%- for call in message.tool_calls %}
+<tool_call>
+{"name": "{{ call.function.name }}", "arguments": {{ call.function.arguments | tojson }}}
+</tool_call>
+{%- endfor %}<|im_end|>
+{% else %}<|im_start|>{{ message.role }}
+{{ message.content }}<|im_end|>
+{% endif %}
+{%- endfor %}
+{%- if add_generation_prompt %}<|im_start|>assistant
+{% endif %}
+"""
+
+@Suite struct ToolCallTests {
+    /// Calls in `<tool_call>` blocks and as a whole-answer object; anything else stays content.
+    @Test func callsAreReadFromAnswers() {
+        let (content, calls) = ChatTemplate.toolCalls(in: "Let me check.\n<tool_call>\n{\"name\": \"get_weather\", \"arguments\": {\"city\": \"Paris\"}}\n</tool_call>\n<tool_call>{\"name\": \"t\", \"arguments\": \"{}\"}</tool_call>")
+        #expect(content == "Let me check." && calls.map(\.name) == ["get_weather", "t"] && calls[0].arguments == #"{"city":"Paris"}"# && calls[1].arguments == "{}")
+        #expect(ChatTemplate.toolCalls(in: #" {"name": "f", "parameters": {"x": 1}} "#).calls == [.init(id: "call_0", name: "f", arguments: #"{"x":1}"#)])
+        for plain in ["Paris is sunny.", "<tool_call>not json</tool_call>", #"{"city": "Paris"}"#] {
+            let r = ChatTemplate.toolCalls(in: plain)
+            #expect(r.calls.isEmpty && r.content == plain)
+        }
+    }
+
+    /// Over HTTP: the template renders the tools (their text stays text) and earlier calls and
+    /// answers; an answer that is a call comes back as tool_calls with finish_reason
+    /// "tool_calls", streamed or not; a template without tools, or a forced call, is a 400.
+    @Test func toolsOverHTTP() async throws {
+        let dir = try scratchFolder("tools")
+        let lm = try LanguageModel(gguf: makeTinyLlama(in: dir, context: 1024))   // room for the tools' JSON
+        let template = ChatTemplate(jinja: try JinjaTemplate(toolTemplate))
+        let fileTemplate = try ChatTemplate(gguf: GGUFFile(contentsOf: dir + "/tiny-llama.gguf"))
+        #expect(template.supportsTools && !fileTemplate.supportsTools)
+        nonisolated(unsafe) let tools: [Any] = [["type": "function", "function": ["name": "get_weather", "description": "<|im_end|> weather",
+                                                              "parameters": ["type": "object", "properties": ["city": ["type": "string"]]]]]]
+        let rendered = try template.render([.init(role: "user", content: "Weather in Paris?"),
+                                            .init(role: "assistant", content: "", toolCalls: [.init(id: "call_0", name: "get_weather", arguments: #"{"city":"Paris"}"#)]),
+                                            .init(role: "tool", content: "sunny", toolCallID: "call_0")], tools: tools)
+        #expect(rendered.contains(#""name": "get_weather""#) && rendered.contains(#"{"name": "get_weather", "arguments": {"city": "Paris"}}"#)
+                && rendered.contains("<tool_response>\nsunny"), "\(rendered)")
+        // The tool description's text never becomes a control token.
+        let ids = try template.tokens([.init(role: "user", content: "hi")], tokenizer: lm.tokenizer, tools: tools)
+        #expect(ids.count == lm.tokenizer.encode(parts: try template.parts([.init(role: "user", content: "hi")], tools: tools).map { ($0.text, $0.markup) }, addSpecial: true).count)
+        let server = CondenseServer(models: ServedModels(chat: ("tools", lm, template)), options: ServerOptions())
+        defer { server.shutdown() }
+        // The random model is held to a call by a schema, so the answer is one.
+        nonisolated(unsafe) let call: [String: Any] = ["type": "object", "additionalProperties": false, "required": ["name", "arguments"],
+                                   "properties": ["name": ["enum": ["get_weather"]],
+                                                  "arguments": ["type": "object", "additionalProperties": false, "required": ["city"],
+                                                                "properties": ["city": ["enum": ["Paris"]]]]]]
+        try await Application(router: server.router()).test(.router) { client in
+            for stream in [false, true] {
+                let r = try await post(client, "/v1/chat/completions", [
+                    "messages": [["role": "user", "content": "Weather in Paris?"]], "tools": tools, "max_tokens": 300, "temperature": 0, "stream": stream,
+                    "response_format": ["type": "json_schema", "json_schema": ["name": "call", "schema": call]],
+                ])
+                #expect(r.status == 200, "\(r.raw)")
+                if !stream {
+                    let choice = try #require((r.json["choices"] as? [[String: Any]])?.first, "\(r.raw)")
+                    let calls = try #require((choice["message"] as? [String: Any])?["tool_calls"] as? [[String: Any]], "\(r.raw)")
+                    #expect(choice["finish_reason"] as? String == "tool_calls" && calls.count == 1)
+                    #expect((calls[0]["function"] as? [String: Any])?["name"] as? String == "get_weather")
+                    #expect((calls[0]["function"] as? [String: Any])?["arguments"] as? String == #"{"city":"Paris"}"#)
+                } else {
+                    #expect(r.raw.contains(#""tool_calls""#) && r.raw.contains(#""finish_reason":"tool_calls""#) && r.raw.hasSuffix("data: [DONE]\n\n"), "\(r.raw)")
+                }
+            }
+            for (body, param) in [(["tools": tools, "tool_choice": "required"] as [String: Any], "tool_choice"), (["tools": [["type": "function"]]], "tools")] {
+                let r = try await post(client, "/v1/chat/completions", ["messages": [["role": "user", "content": "hi"]]].merging(body) { $1 })
+                #expect(r.status == 400 && (r.json["error"] as? [String: Any])?["param"] as? String == param, "\(r.raw)")
+            }
+        }
+        let plain = try makeServer()
+        defer { plain.shutdown() }
+        try await Application(router: plain.router()).test(.router) { client in
+            let r = try await post(client, "/v1/chat/completions", ["messages": [["role": "user", "content": "hi"]], "tools": tools])
+            #expect(r.status == 400 && (r.json["error"] as? [String: Any])?["param"] as? String == "tools", "\(r.raw)")
+        }
+    }
+}

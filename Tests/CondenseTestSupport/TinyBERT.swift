@@ -107,7 +107,7 @@ public func randomBlocks(_ type: GGUFFile.TensorType, rows: Int, k: Int, rng: in
 /// projections, V and `ffn_down` in Q6_K, a Q6_K tied embedding). `half` (F16 or BF16) stores the
 /// attention and MLP projections in that 16-bit type instead of f32 and Q8_0.
 public func makeTinyLlama(in dir: String, arch: String = "llama", tiedOutput: Bool = true, kQuants: Bool = false,
-                          half: GGUFFile.TensorType? = nil, seed: UInt64 = 5) throws -> String {
+                          half: GGUFFile.TensorType? = nil, seed: UInt64 = 5, context: Int = 64) throws -> String {
     var w = GGUFWriter()
     let (d, heads, kv, ff, layers) = kQuants ? (256, 4, 2, 512, 2) : (32, 4, 2, 64, 2)
     // GPT-2's byte map: printable bytes map to themselves, the rest to U+0100….
@@ -127,7 +127,7 @@ public func makeTinyLlama(in dir: String, arch: String = "llama", tiedOutput: Bo
     w.add("\(arch).feed_forward_length", .uint32(UInt32(ff)))
     w.add("\(arch).attention.head_count", .uint32(UInt32(heads)))
     w.add("\(arch).attention.head_count_kv", .uint32(UInt32(kv)))
-    w.add("\(arch).context_length", .uint32(64))
+    w.add("\(arch).context_length", .uint32(UInt32(context)))
     w.add("\(arch).rope.freq_base", .float32(10_000))
     w.add("\(arch).attention.layer_norm_rms_epsilon", .float32(1e-5))
     w.add("tokenizer.ggml.model", .string("gpt2"))

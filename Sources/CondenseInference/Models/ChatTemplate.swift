@@ -25,11 +25,58 @@ public struct ChatTemplate: Sendable, Equatable {
         case file = "the file's own"
     }
 
-    /// One turn of a conversation: its role (`system`, `user`, `assistant`) and its text.
+    /// One turn of a conversation: its role (`system`, `user`, `assistant`, `tool`) and its text;
+    /// an assistant turn may carry the tool calls it made, a tool turn the id of the call it
+    /// answers.
     public struct Message: Sendable, Equatable {
         public var role: String
         public var content: String
-        public init(role: String, content: String) { self.role = role; self.content = content }
+        public var toolCalls: [ToolCall] = []
+        public var toolCallID: String?
+        public init(role: String, content: String, toolCalls: [ToolCall] = [], toolCallID: String? = nil) {
+            (self.role, self.content, self.toolCalls, self.toolCallID) = (role, content, toolCalls, toolCallID)
+        }
+    }
+
+    /// A function call the model asked for: OpenAI's `tool_calls[i]` (`arguments` is JSON text).
+    public struct ToolCall: Sendable, Equatable {
+        public var id: String
+        public var name: String
+        public var arguments: String
+        public init(id: String, name: String, arguments: String) { (self.id, self.name, self.arguments) = (id, name, arguments) }
+    }
+
+    /// Whether the template renders tool definitions (it reads `tools`): only the file's own
+    /// templates do; the built-in formats have no place for them.
+    public var supportsTools: Bool { jinja.map { $0.source.contains("tools") } ?? false }
+
+    /// The tool calls in a model's answer, as tool-calling templates teach models to write them:
+    /// `<tool_call>{"name": …, "arguments": {…}}</tool_call>` blocks (Qwen, Hermes), or an answer
+    /// that is one such object (Llama 3.1, with `parameters`). Returns the text outside the calls
+    /// and the calls (ids `call_0`, `call_1`, …); no calls when none parses.
+    public static func toolCalls(in text: String) -> (content: String, calls: [ToolCall]) {
+        func call(_ json: Substring, _ i: Int) -> ToolCall? {
+            guard let o = (try? JSONSerialization.jsonObject(with: Data(json.utf8))) as? [String: Any], let name = o["name"] as? String,
+                  let args = o["arguments"] ?? o["parameters"] else { return nil }
+            let text = args as? String ?? String(decoding: (try? JSONSerialization.data(withJSONObject: args, options: [.sortedKeys])) ?? Data("{}".utf8), as: UTF8.self)
+            return ToolCall(id: "call_\(i)", name: name, arguments: text)
+        }
+        var calls: [ToolCall] = [], content = "", rest = Substring(text)
+        while let open = rest.range(of: "<tool_call>") {
+            content += rest[..<open.lowerBound]
+            guard let close = rest.range(of: "</tool_call>", range: open.upperBound..<rest.endIndex) else {
+                // An unclosed call (the answer was cut): what parses counts.
+                if let c = call(rest[open.upperBound...].drop(while: \.isWhitespace), calls.count) { calls.append(c) } else { content += rest[open.lowerBound...] }
+                rest = ""
+                break
+            }
+            let body = rest[open.upperBound..<close.lowerBound]
+            if let c = call(Substring(body.trimmingCharacters(in: .whitespacesAndNewlines)), calls.count) { calls.append(c) } else { content += rest[open.lowerBound..<close.upperBound] }
+            rest = rest[close.upperBound...]
+        }
+        content += rest
+        if calls.isEmpty, let c = call(Substring(text.trimmingCharacters(in: .whitespacesAndNewlines)), 0) { return ("", [c]) }
+        return (calls.isEmpty ? text : content.trimmingCharacters(in: .whitespacesAndNewlines), calls)
     }
 
     public let family: Family
@@ -125,11 +172,28 @@ public struct ChatTemplate: Sendable, Equatable {
     /// text, ending with the assistant's turn header.
     /// - Throws: `CondenseError/invalidInput(_:)` when the file's template refuses the
     ///   conversation (`raise_exception`, e.g. roles that do not alternate) or hits a limit.
-    public func parts(_ messages: [Message]) throws -> [(text: String, markup: Bool)] {
+    /// `tools`: OpenAI's tool definitions (`[{"type": "function", "function": {…}}]`, as
+    /// `JSONSerialization` reads them) for a template that ``supportsTools``; their text stays
+    /// text, like the messages'.
+    public func parts(_ messages: [Message], tools: [Any]? = nil) throws -> [(text: String, markup: Bool)] {
         if let jinja {
-            let ms: [JValue] = messages.map { .dict(["role": .text($0.role), "content": .text($0.content)]) }
-            return try jinja.render(["messages": .list(ms), "add_generation_prompt": .bool(true),
-                                     "bos_token": .markup(bosText), "eos_token": .markup(eosText)])
+            let ms: [JValue] = messages.map { m in
+                var keys = ["role", "content"], d: [String: JValue] = ["role": .text(m.role), "content": .text(m.content)]
+                if !m.toolCalls.isEmpty {
+                    if m.content.isEmpty { d["content"] = JValue.none }
+                    keys.append("tool_calls")
+                    d["tool_calls"] = .list(m.toolCalls.map { c in
+                        let args = (try? JSONSerialization.jsonObject(with: Data(c.arguments.utf8))).map(JValue.json) ?? .text(c.arguments)
+                        return .dict(["id": .text(c.id), "type": .text("function"), "function": .dict(["name": .text(c.name), "arguments": args])])
+                    })
+                }
+                if let id = m.toolCallID { keys.append("tool_call_id"); d["tool_call_id"] = .text(id) }
+                return .dict(keys, d)
+            }
+            var context: [String: JValue] = ["messages": .list(ms), "add_generation_prompt": .bool(true),
+                                             "bos_token": .markup(bosText), "eos_token": .markup(eosText)]
+            if let tools { context["tools"] = .list(tools.map(JValue.json)) }
+            return try jinja.render(context)
         }
         var ms = messages
         if let defaultSystem, ms.first?.role != "system" { ms.insert(Message(role: "system", content: defaultSystem), at: 0) }
@@ -167,11 +231,11 @@ public struct ChatTemplate: Sendable, Equatable {
     }
 
     /// The conversation as one string (for display; tokenize with ``tokens(_:tokenizer:)``).
-    public func render(_ messages: [Message]) throws -> String { try parts(messages).map(\.text).joined() }
+    public func render(_ messages: [Message], tools: [Any]? = nil) throws -> String { try parts(messages, tools: tools).map(\.text).joined() }
 
     /// The prompt's token ids: control tokens from the markup only, the messages as plain text,
     /// BOS once (the template's own, or the tokenizer's when the template writes none).
-    public func tokens(_ messages: [Message], tokenizer: any Tokenizer) throws -> [Int32] {
-        tokenizer.encode(parts: try parts(messages).map { ($0.text, $0.markup) }, addSpecial: true)
+    public func tokens(_ messages: [Message], tokenizer: any Tokenizer, tools: [Any]? = nil) throws -> [Int32] {
+        tokenizer.encode(parts: try parts(messages, tools: tools).map { ($0.text, $0.markup) }, addSpecial: true)
     }
 }

@@ -92,6 +92,24 @@ public indirect enum JValue: Sendable {
 
     /// A string from the conversation: tokenized as text, never as control tokens.
     public static func text(_ s: String) -> JValue { .string(JString(s, markup: false)) }
+
+    /// A value `JSONSerialization` read from a request (tool definitions, call arguments): its
+    /// strings are text; object keys in sorted order (the reader keeps no order).
+    public static func json(_ v: Any) -> JValue {
+        switch v {
+        case is NSNull: return .none
+        case let s as String: return .text(s)
+        case let n as NSNumber:
+            if n.objCType.pointee == CChar(UInt8(ascii: "c")) { return .bool(n.boolValue) }
+            let d = n.doubleValue
+            return d == d.rounded() && abs(d) < 9e15 && !String(cString: n.objCType).contains("d") ? .int(n.intValue) : .double(d)
+        case let a as [Any]: return .list(a.map(json))
+        case let o as [String: Any]:
+            let keys = o.keys.sorted()
+            return .dict(keys, Dictionary(uniqueKeysWithValues: keys.map { ($0, json(o[$0]!)) }))
+        default: return .text("\(v)")
+        }
+    }
     /// A string from the template's side (special token texts).
     public static func markup(_ s: String) -> JValue { .string(JString(s, markup: true)) }
     public static func dict(_ d: KeyValuePairs<String, JValue>) -> JValue {

@@ -1,3 +1,4 @@
+import Condense
 import Foundation
 import HTTPTypes
 import Hummingbird
@@ -15,6 +16,17 @@ public struct APIError: Error, Sendable, Equatable {
         self.message = message
         self.param = param
         self.retryAfter = retryAfter
+    }
+
+    /// What a generation that failed on the engine answers: memory that could not be had is a
+    /// 503 to retry (the server stays up), options or input the model refuses a 400, anything
+    /// else a 500 — by the error's case, not its text.
+    public init(generationFailure e: CondenseError) {
+        switch e {
+        case .outOfMemory: self.init(.serviceUnavailable, "\(e); retry later", retryAfter: 1)
+        case .invalidArgument, .invalidInput: self.init(.badRequest, "\(e)")
+        default: self.init(.internalServerError, "\(e)")
+        }
     }
 
     /// OpenAI's error type for the status.

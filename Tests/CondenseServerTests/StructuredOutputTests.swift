@@ -236,3 +236,15 @@ Answer a call as <tool_call>{"name": …, "arguments": …}</tool_call>.<|im_end
         }
     }
 }
+
+@Suite struct GenerationFailureTests {
+    /// An engine failure is answered by its kind: memory that could not be had is a 503 to retry,
+    /// refused input a 400, anything else a 500 (never a string matched for its words).
+    @Test func failuresMapByKind() {
+        let oom = APIError(generationFailure: .outOfMemory(bytes: 1 << 30))
+        #expect(oom.status == .serviceUnavailable && oom.retryAfter == 1)
+        #expect(APIError(generationFailure: .invalidInput("token 99999 is outside the vocabulary")).status == .badRequest)
+        #expect(APIError(generationFailure: .invalidArgument("top-k must be >= 0")).status == .badRequest)
+        #expect(APIError(generationFailure: .kernelFailed(kernel: "decoder step", reason: "x")).status == .internalServerError)
+    }
+}

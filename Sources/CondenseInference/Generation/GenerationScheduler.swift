@@ -72,7 +72,10 @@ public final class GenerationScheduler: Worker, @unchecked Sendable {
         case logprobs([DecoderSession.TokenLogprob])
         /// `cachedTokens`: how many of the prompt's tokens came from the prefix cache.
         case done(finishReason: String, promptTokens: Int, completionTokens: Int, cachedTokens: Int)
-        case failed(String)
+        /// The request could not run to its end: a session that could not be made (its cache
+        /// could not be allocated: ``CondenseError/outOfMemory(bytes:)``), options the model
+        /// refuses, or a kernel failure — typed, for the caller to answer (a server: 503 or 500).
+        case failed(CondenseError)
     }
 
     final class Request: @unchecked Sendable {
@@ -216,7 +219,7 @@ public final class GenerationScheduler: Worker, @unchecked Sendable {
                     observer.prefixLookup(hitTokens: cached)
                     active.append(Slot(request: r, session: session, generation: g, prompt: r.ids[cached...], next: nil, cached: cached))
                 } catch {
-                    r.continuation.yield(.failed("\(error)"))
+                    r.continuation.yield(.failed(error as? CondenseError ?? .invalidInput("\(error)")))
                     r.continuation.finish()
                 }
             }
@@ -249,7 +252,7 @@ public final class GenerationScheduler: Worker, @unchecked Sendable {
             logits = try DecoderSession.forward(batch)
         } catch {
             for i in members {
-                active[i].request.continuation.yield(.failed("\(error)"))
+                active[i].request.continuation.yield(.failed(error as? CondenseError ?? .kernelFailed(kernel: "decoder step", reason: "\(error)")))
                 active[i].request.continuation.finish()
             }
             let failed = Set(members)

@@ -315,7 +315,7 @@ static const gguf_kernel_impl kernels[] = {
     {{"gguf_q3_k_x16__scalar", CONDENSE_ISA_SCALAR, 0, CONDENSE_GGUF_Q3_K}, condense_gguf_group_scalar, condense_gguf_quantize_block_scalar},
     {{"gguf_iq4_xs_x16__scalar", CONDENSE_ISA_SCALAR, 0, CONDENSE_GGUF_IQ4_XS}, condense_gguf_group_scalar, condense_gguf_quantize_block_scalar},
     {{"gguf_q2_k_x16__scalar", CONDENSE_ISA_SCALAR, 0, CONDENSE_GGUF_Q2_K}, condense_gguf_group_scalar, condense_gguf_quantize_block_scalar},
-    {{"s24q4_x16__scalar", CONDENSE_ISA_SCALAR, 0, CONDENSE_BLOCK_S24Q4}, condense_gguf_group_s24_scalar, condense_gguf_quantize_block_scalar},
+    {{"s24q4_x16__scalar", CONDENSE_ISA_SCALAR, 0, CONDENSE_BLOCK_S24Q4}, condense_s24q4_group_scalar, condense_gguf_quantize_block_scalar},
 #if CONDENSE_X86
     {{"gguf_q8_0_x16__avx2", CONDENSE_ISA_AVX2, CONDENSE_CPU_F16C, CONDENSE_GGUF_Q8_0}, condense_gguf_group_avx2, condense_gguf_quantize_block_scalar},
     {{"gguf_q4_0_x16__avx2", CONDENSE_ISA_AVX2, CONDENSE_CPU_F16C, CONDENSE_GGUF_Q4_0}, condense_gguf_group_avx2, condense_gguf_quantize_block_scalar},
@@ -329,7 +329,7 @@ static const gguf_kernel_impl kernels[] = {
     {{"gguf_q3_k_x16__avx2", CONDENSE_ISA_AVX2, CONDENSE_CPU_F16C, CONDENSE_GGUF_Q3_K}, condense_gguf_group_avx2, condense_gguf_quantize_block_scalar},
     {{"gguf_iq4_xs_x16__avx2", CONDENSE_ISA_AVX2, CONDENSE_CPU_F16C, CONDENSE_GGUF_IQ4_XS}, condense_gguf_group_avx2, condense_gguf_quantize_block_scalar},
     {{"gguf_q2_k_x16__avx2", CONDENSE_ISA_AVX2, CONDENSE_CPU_F16C, CONDENSE_GGUF_Q2_K}, condense_gguf_group_avx2, condense_gguf_quantize_block_scalar},
-    {{"s24q4_x16__avx2", CONDENSE_ISA_AVX2, CONDENSE_CPU_F16C, CONDENSE_BLOCK_S24Q4}, condense_gguf_group_s24_avx2, condense_gguf_quantize_block_scalar},
+    {{"s24q4_x16__avx2", CONDENSE_ISA_AVX2, CONDENSE_CPU_F16C, CONDENSE_BLOCK_S24Q4}, condense_s24q4_group_avx2, condense_gguf_quantize_block_scalar},
     {{"gguf_q8_0_x16__avx512vnni", CONDENSE_ISA_AVX512, CONDENSE_CPU_AVX512VNNI | CONDENSE_CPU_F16C, CONDENSE_GGUF_Q8_0},
      condense_gguf_group_avx512, condense_gguf_quantize_block_avx512},
     {{"gguf_q4_0_x16__avx512vnni", CONDENSE_ISA_AVX512, CONDENSE_CPU_AVX512VNNI | CONDENSE_CPU_F16C, CONDENSE_GGUF_Q4_0},
@@ -356,7 +356,7 @@ static const gguf_kernel_impl kernels[] = {
      condense_gguf_group_avx512, condense_gguf_quantize_block_avx512},
     {{"s24q4_x16__avx512vbmi2", CONDENSE_ISA_AVX512, CONDENSE_CPU_AVX512VNNI | CONDENSE_CPU_AVX512VBMI2 | CONDENSE_CPU_F16C,
       CONDENSE_BLOCK_S24Q4},
-     condense_gguf_group_s24_avx512, condense_gguf_quantize_block_avx512},
+     condense_s24q4_group_avx512, condense_gguf_quantize_block_avx512},
 #endif
 #if CONDENSE_ARM64
     {{"gguf_q8_0_x16__neon", CONDENSE_ISA_NEON, 0, CONDENSE_GGUF_Q8_0}, condense_gguf_group_neon, condense_gguf_quantize_block_neon},
@@ -371,7 +371,7 @@ static const gguf_kernel_impl kernels[] = {
     {{"gguf_q3_k_x16__neon", CONDENSE_ISA_NEON, 0, CONDENSE_GGUF_Q3_K}, condense_gguf_group_neon, condense_gguf_quantize_block_neon},
     {{"gguf_iq4_xs_x16__neon", CONDENSE_ISA_NEON, 0, CONDENSE_GGUF_IQ4_XS}, condense_gguf_group_neon, condense_gguf_quantize_block_neon},
     {{"gguf_q2_k_x16__neon", CONDENSE_ISA_NEON, 0, CONDENSE_GGUF_Q2_K}, condense_gguf_group_neon, condense_gguf_quantize_block_neon},
-    {{"s24q4_x16__neon", CONDENSE_ISA_NEON, 0, CONDENSE_BLOCK_S24Q4}, condense_gguf_group_s24_neon, condense_gguf_quantize_block_neon},
+    {{"s24q4_x16__neon", CONDENSE_ISA_NEON, 0, CONDENSE_BLOCK_S24Q4}, condense_s24q4_group_neon, condense_gguf_quantize_block_neon},
     {{"gguf_q8_0_x16__dotprod", CONDENSE_ISA_DOTPROD, CONDENSE_CPU_DOTPROD, CONDENSE_GGUF_Q8_0}, condense_gguf_group_dotprod, condense_gguf_quantize_block_neon},
     {{"gguf_q4_0_x16__dotprod", CONDENSE_ISA_DOTPROD, CONDENSE_CPU_DOTPROD, CONDENSE_GGUF_Q4_0}, condense_gguf_group_dotprod, condense_gguf_quantize_block_neon},
     {{"gguf_q4_1_x16__dotprod", CONDENSE_ISA_DOTPROD, CONDENSE_CPU_DOTPROD, CONDENSE_GGUF_Q4_1}, condense_gguf_group_dotprod, condense_gguf_quantize_block_neon},
@@ -384,7 +384,7 @@ static const gguf_kernel_impl kernels[] = {
     {{"gguf_q3_k_x16__dotprod", CONDENSE_ISA_DOTPROD, CONDENSE_CPU_DOTPROD, CONDENSE_GGUF_Q3_K}, condense_gguf_group_dotprod, condense_gguf_quantize_block_neon},
     {{"gguf_iq4_xs_x16__dotprod", CONDENSE_ISA_DOTPROD, CONDENSE_CPU_DOTPROD, CONDENSE_GGUF_IQ4_XS}, condense_gguf_group_dotprod, condense_gguf_quantize_block_neon},
     {{"gguf_q2_k_x16__dotprod", CONDENSE_ISA_DOTPROD, CONDENSE_CPU_DOTPROD, CONDENSE_GGUF_Q2_K}, condense_gguf_group_dotprod, condense_gguf_quantize_block_neon},
-    {{"s24q4_x16__dotprod", CONDENSE_ISA_DOTPROD, CONDENSE_CPU_DOTPROD, CONDENSE_BLOCK_S24Q4}, condense_gguf_group_s24_dotprod, condense_gguf_quantize_block_neon},
+    {{"s24q4_x16__dotprod", CONDENSE_ISA_DOTPROD, CONDENSE_CPU_DOTPROD, CONDENSE_BLOCK_S24Q4}, condense_s24q4_group_dotprod, condense_gguf_quantize_block_neon},
 #endif
 };
 

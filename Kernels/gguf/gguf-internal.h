@@ -79,20 +79,20 @@ typedef void (*group_fn)(const layout *L, const uint8_t *gw, const qx_rows *x, s
 
 void condense_gguf_quantize_block_scalar(const float *x, int8_t *q, float *d, int32_t *sum);
 void condense_gguf_group_scalar(const layout *L, const uint8_t *gw, const qx_rows *x, size_t m0, size_t m1, float *y, size_t ldy, int valid);
-void condense_gguf_group_s24_scalar(const layout *L, const uint8_t *gw, const qx_rows *x, size_t m0, size_t m1, float *y, size_t ldy, int valid);
+void condense_s24q4_group_scalar(const layout *L, const uint8_t *gw, const qx_rows *x, size_t m0, size_t m1, float *y, size_t ldy, int valid);
 #if CONDENSE_X86
 void condense_gguf_quantize_block_avx512(const float *x, int8_t *q, float *d, int32_t *sum);
 void condense_gguf_group_avx2(const layout *L, const uint8_t *gw, const qx_rows *x, size_t m0, size_t m1, float *y, size_t ldy, int valid);
-void condense_gguf_group_s24_avx2(const layout *L, const uint8_t *gw, const qx_rows *x, size_t m0, size_t m1, float *y, size_t ldy, int valid);
+void condense_s24q4_group_avx2(const layout *L, const uint8_t *gw, const qx_rows *x, size_t m0, size_t m1, float *y, size_t ldy, int valid);
 void condense_gguf_group_avx512(const layout *L, const uint8_t *gw, const qx_rows *x, size_t m0, size_t m1, float *y, size_t ldy, int valid);
-void condense_gguf_group_s24_avx512(const layout *L, const uint8_t *gw, const qx_rows *x, size_t m0, size_t m1, float *y, size_t ldy, int valid);
+void condense_s24q4_group_avx512(const layout *L, const uint8_t *gw, const qx_rows *x, size_t m0, size_t m1, float *y, size_t ldy, int valid);
 #endif
 #if CONDENSE_ARM64
 void condense_gguf_quantize_block_neon(const float *x, int8_t *q, float *d, int32_t *sum);
 void condense_gguf_group_neon(const layout *L, const uint8_t *gw, const qx_rows *x, size_t m0, size_t m1, float *y, size_t ldy, int valid);
 void condense_gguf_group_dotprod(const layout *L, const uint8_t *gw, const qx_rows *x, size_t m0, size_t m1, float *y, size_t ldy, int valid);
-void condense_gguf_group_s24_neon(const layout *L, const uint8_t *gw, const qx_rows *x, size_t m0, size_t m1, float *y, size_t ldy, int valid);
-void condense_gguf_group_s24_dotprod(const layout *L, const uint8_t *gw, const qx_rows *x, size_t m0, size_t m1, float *y, size_t ldy, int valid);
+void condense_s24q4_group_neon(const layout *L, const uint8_t *gw, const qx_rows *x, size_t m0, size_t m1, float *y, size_t ldy, int valid);
+void condense_s24q4_group_dotprod(const layout *L, const uint8_t *gw, const qx_rows *x, size_t m0, size_t m1, float *y, size_t ldy, int valid);
 #endif
 
 #endif

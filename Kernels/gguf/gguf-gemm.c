@@ -32,7 +32,8 @@
  * Q6_K exactly its 6.5625). IQ4_NL is Q4_0's layout whose 4-bit codes index 16 int8 levels: a
  * table lookup (vpshufb, TBL) turns the nibbles into level + 128, after which it runs as Q8_0's
  * codes do (o = 128). Rows beyond N are zero (scale 0).
- * This file packs, quantizes X and drives; the kernels live per ISA (gguf-scalar.c, gguf-avx2.c,
+ * This file packs, quantizes X and drives (also the 2:4-int4 blocks, whose kernels are in
+ * s24-gemm/s24q4-*.c); the kernels live per ISA (gguf-scalar.c, gguf-avx2.c,
  * gguf-avx512.c, gguf-neon.c), bit-identical: integer sums are exact and the float steps are the
  * same fused multiply-adds in the same order. Threads over groups of rows. */
 #include "gguf-internal.h"

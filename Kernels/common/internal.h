@@ -136,7 +136,7 @@ void condense_q8_ukernel_4x16__avx2(int mr, int nv, size_t kq, const uint8_t *a,
                                     const void *b, const condense_q8_epilogue *ep);
 void condense_q8_ukernel_6x16__avxvnni(int mr, int nv, size_t kq, const uint8_t *a, size_t lda,
                                        const void *b, const condense_q8_epilogue *ep);
-void condense_q8_ukernel_6x16__avxvnni_evex(int mr, int nv, size_t kq, const uint8_t *a, size_t lda,
+void condense_q8_ukernel_6x16__avx512vnni_ymm(int mr, int nv, size_t kq, const uint8_t *a, size_t lda,
                                             const void *b, const condense_q8_epilogue *ep);
 void condense_q8_ukernel_12x32__avx512vnni(int mr, int nv, size_t kq, const uint8_t *a, size_t lda,
                                            const void *b, const condense_q8_epilogue *ep);

@@ -566,6 +566,25 @@ const condense_gguf_kernel *condense_gguf_kernel_at(int i);
 /** The kernel condense_gguf_gemm runs for `type` at `isa` on this CPU. */
 const char *condense_gguf_gemm_kernel_name(uint32_t type, condense_isa isa);
 
+/* ---- The kernel catalog ------------------------------------------------------------------ */
+
+/** One kernel of any family, one descriptor type: what `condense info`, the tests and dispatch
+ *  reports read. Each family keeps one table (its driver file's `kernels[]`, the registration
+ *  point with the code); the catalog lists them all in family order. The name ends in
+ *  `__<level>` (its ISA and features, e.g. `__avx512vnni`), which a test checks. */
+typedef struct condense_kernel_desc {
+    const char *name;      /* e.g. "gguf_q4_0_x16__avx512vnni" */
+    const char *family;    /* "f32_gemm", "half", "sparse", "q8", "q4", "s24q8" or "gguf" */
+    condense_isa isa;
+    uint32_t features;     /* CONDENSE_CPU_* bits required beyond the ISA level */
+} condense_kernel_desc;
+/** Kernels compiled in (for this architecture), every family. */
+int condense_kernel_count(void);
+/** Kernel i of the catalog, or NULL when out of range. */
+const condense_kernel_desc *condense_kernel_at(int i);
+/** Whether this CPU runs it: its level on the detected ladder and its feature bits present. */
+int condense_kernel_desc_runnable(const condense_kernel_desc *k);
+
 /* ---- Machine probes (for benchmark reports) ---------------------------------------------- */
 
 /** Measured fp32 FMA throughput in GFLOPS on `threads` threads with the given ISA's vectors. */

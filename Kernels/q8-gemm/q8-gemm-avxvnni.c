@@ -26,7 +26,7 @@
 
 #define CONDENSE_TARGET_VNNI256 __attribute__((target("avx512f,avx512bw,avx512dq,avx512vl,avx512vnni,avx2,fma,f16c")))
 #define DPBUSD256 _mm256_dpbusd_epi32
-#define Q8_VNNI256_NAME condense_q8_ukernel_6x16__avxvnni_evex
+#define Q8_VNNI256_NAME condense_q8_ukernel_6x16__avx512vnni_ymm
 #define Q8_VNNI256_BODY q8_vnni256_evex
 #include "q8-vnni256.h"
 #endif

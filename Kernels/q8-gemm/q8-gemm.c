@@ -12,8 +12,8 @@ static const condense_q8_kernel kernels[] = {
     {"q8_gemm_6x16__avxvnni", CONDENSE_ISA_AVXVNNI, CONDENSE_CPU_AVXVNNI, 6, 16, 4, condense_q8_ukernel_6x16__avxvnni},
     /* The same kernel in EVEX encoding: never dispatched (the 12x32 kernel below wins at its
      * level); it lets AVX-512 machines without AVX-VNNI test the AVX-VNNI kernel's code. */
-    {"q8_gemm_6x16__avxvnni_evex", CONDENSE_ISA_AVX512, CONDENSE_CPU_AVX512VNNI, 6, 16, 4,
-     condense_q8_ukernel_6x16__avxvnni_evex},
+    {"q8_gemm_6x16__avx512vnni_ymm", CONDENSE_ISA_AVX512, CONDENSE_CPU_AVX512VNNI, 6, 16, 4,
+     condense_q8_ukernel_6x16__avx512vnni_ymm},
     {"q8_gemm_12x32__avx512vnni", CONDENSE_ISA_AVX512, CONDENSE_CPU_AVX512VNNI, 12, 32, 4,
      condense_q8_ukernel_12x32__avx512vnni},
 #endif

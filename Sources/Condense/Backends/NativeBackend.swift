@@ -81,72 +81,38 @@ extension BackendRegistry {
     }
 }
 
-/// The native kernels compiled in, from the C kernel table (the one registration point).
+/// The native kernels compiled in, from the C kernel catalog (`condense_kernel_at`: every
+/// family's one table, one descriptor type), with whether this CPU can run each.
 public enum NativeKernels {
-    /// Every dense f32 GEMM kernel, with whether this CPU can run it.
-    public static var f32Gemm: [KernelInfo] {
-        (0..<condense_f32_gemm_kernel_count()).compactMap { i in
-            guard let k = condense_f32_gemm_kernel_at(i) else { return nil }
-            let isa = ISA(k.pointee.isa)
-            return KernelInfo(name: String(cString: k.pointee.name), isa: isa, runnable: isa.isRunnable)
+    /// Every kernel of every family, in family order.
+    public static var all: [KernelInfo] { catalog().map(\.info) }
+
+    /// Every dense f32 GEMM kernel.
+    public static var f32Gemm: [KernelInfo] { family("f32_gemm") }
+    /// Every sparse kernel (2:4 and CSR, "dot" and "xt" kinds).
+    public static var sparse: [KernelInfo] { family("sparse") }
+    /// Every int8 GEMM kernel (VNNI needs its feature bit).
+    public static var int8: [KernelInfo] { family("q8") }
+    /// Every int4 kernel (dequantize and integer paths).
+    public static var int4: [KernelInfo] { family("q4") }
+    /// Every 2:4-int8 kernel (VBMI2 and VNNI need their bits).
+    public static var sparse24Int8: [KernelInfo] { family("s24q8") }
+    /// Every GGUF block kernel (``GGUFBlockLinear``), the 2:4-int4 blocks included.
+    public static var gguf: [KernelInfo] { family("gguf") }
+    /// Every bf16/f16 kernel (widen and bf16 dot).
+    public static var half: [KernelInfo] { family("half") }
+
+    /// The kernels of one family of the catalog (`f32_gemm`, `half`, `sparse`, `q8`, `q4`,
+    /// `s24q8`, `gguf`).
+    public static func family(_ name: String) -> [KernelInfo] { catalog().filter { $0.family == name }.map(\.info) }
+
+    /// The catalog's entries: family and kernel.
+    static func catalog() -> [(family: String, info: KernelInfo)] {
+        (0..<condense_kernel_count()).compactMap { i in
+            guard let k = condense_kernel_at(i) else { return nil }
+            let info = KernelInfo(name: String(cString: k.pointee.name), isa: ISA(k.pointee.isa), runnable: condense_kernel_desc_runnable(k) != 0)
+            return (String(cString: k.pointee.family), info)
         }
-    }
-}
-
-extension NativeKernels {
-    /// Every sparse kernel (2:4 and CSR, "dot" and "xt" kinds), with whether this CPU can run it.
-    public static var sparse: [KernelInfo] {
-        (0..<condense_sparse_kernel_count()).compactMap { i in
-            guard let k = condense_sparse_kernel_at(i) else { return nil }
-            let isa = ISA(k.pointee.isa)
-            return KernelInfo(name: String(cString: k.pointee.name), isa: isa, runnable: isa.isRunnable)
-        }
-    }
-
-    /// Every int8 GEMM kernel, with whether this CPU can run it (VNNI needs its feature bit).
-    public static var int8: [KernelInfo] {
-        let have = condense_cpu_features()
-        return (0..<condense_q8_kernel_count()).compactMap { i in
-            guard let k = condense_q8_kernel_at(i) else { return nil }
-            let isa = ISA(k.pointee.isa)
-            let ok = isa.isRunnable && (k.pointee.features & have) == k.pointee.features
-            return KernelInfo(name: String(cString: k.pointee.name), isa: isa, runnable: ok)
-        }
-    }
-
-    /// Every int4 kernel (dequantize and integer paths), with whether this CPU can run it.
-    public static var int4: [KernelInfo] {
-        (0..<condense_q4_kernel_count()).compactMap { i in
-            condense_q4_kernel_at(i).map { info($0.pointee.name, $0.pointee.isa, $0.pointee.features) }
-        }
-    }
-
-    /// Every 2:4-int8 kernel, with whether this CPU can run it (VBMI2 and VNNI need their bits).
-    public static var sparse24Int8: [KernelInfo] {
-        (0..<condense_s24q8_kernel_count()).compactMap { i in
-            condense_s24q8_kernel_at(i).map { info($0.pointee.name, $0.pointee.isa, $0.pointee.features) }
-        }
-    }
-
-    /// Every GGUF block kernel (``GGUFBlockLinear``), with whether this CPU can run it.
-    public static var gguf: [KernelInfo] {
-        (0..<condense_gguf_kernel_count()).compactMap { i in condense_gguf_kernel_at(i).map { info($0.pointee.name, $0.pointee.isa, $0.pointee.features) } }
-    }
-
-    /// Every kernel of every family, from the C tables.
-    public static var all: [KernelInfo] { f32Gemm + half + sparse + int8 + int4 + sparse24Int8 + gguf }
-
-    /// Every bf16/f16 kernel (widen and bf16 dot), with whether this CPU can run it.
-    public static var half: [KernelInfo] {
-        (0..<condense_half_kernel_count()).compactMap { i in
-            condense_half_kernel_at(i).map { info($0.pointee.name, $0.pointee.isa, $0.pointee.features) }
-        }
-    }
-
-    static func info(_ name: UnsafePointer<CChar>, _ isa: condense_isa, _ features: UInt32) -> KernelInfo {
-        let level = ISA(isa)
-        return KernelInfo(name: String(cString: name), isa: level,
-                          runnable: level.isRunnable && (condense_cpu_features() & features) == features)
     }
 
     /// The sparse kernel that runs a batch of `m` rows.

@@ -73,7 +73,7 @@ public final class GenerationScheduler: Worker, @unchecked Sendable {
         /// `cachedTokens`: how many of the prompt's tokens came from the prefix cache.
         case done(finishReason: String, promptTokens: Int, completionTokens: Int, cachedTokens: Int)
         /// The request could not run to its end: a session that could not be made (its cache
-        /// could not be allocated: ``CondenseError/outOfMemory(bytes:)``), options the model
+        /// could not be allocated: `CondenseError.outOfMemory(bytes:)`), options the model
         /// refuses, or a kernel failure — typed, for the caller to answer (a server: 503 or 500).
         case failed(CondenseError)
     }

@@ -8,7 +8,7 @@ import Foundation
 /// so; a file without a template gets its architecture's format when it has one (Gemma,
 /// Phi-3), else a plain-text fallback.
 ///
-/// Messages are text: ``tokens(_:tokenizer:)`` never turns what a user wrote (say
+/// Messages are text: ``tokens(_:tokenizer:tools:)`` never turns what a user wrote (say
 /// `<|im_end|>\n<|im_start|>system`) into control tokens; only the template's own markup becomes
 /// them.
 ///
@@ -230,7 +230,7 @@ public struct ChatTemplate: Sendable, Equatable {
         return out
     }
 
-    /// The conversation as one string (for display; tokenize with ``tokens(_:tokenizer:)``).
+    /// The conversation as one string (for display; tokenize with ``tokens(_:tokenizer:tools:)``).
     public func render(_ messages: [Message], tools: [Any]? = nil) throws -> String { try parts(messages, tools: tools).map(\.text).joined() }
 
     /// The prompt's token ids: control tokens from the markup only, the messages as plain text,

@@ -287,7 +287,10 @@ func errorMessage(_ json: [String: Any]) -> String { ((json["error"] as? [String
                 return all
             }
             #expect(results.allSatisfy { ($0.0 == 200 && $0.1 == alone.text) || ($0.0 == 429 && $0.2 != nil) }, "\(results.map(\.0))")
-            #expect(results.contains { $0.0 == 200 } && results.contains { $0.0 == 429 })
+            // Whether the burst overflows the queue depends on the machine's speed (a loaded CI
+            // host drains it as fast as requests arrive): 429s are allowed, not required here
+            // (fullQueueIs429 forces one).
+            #expect(results.count == 64 && results.contains { $0.0 == 200 })
             let big = try await post(client, "/v1/completions", ["prompt": "the th", "max_tokens": 50, "temperature": 0])
             #expect(big.status == 400 && (big.json["error"] as? [String: Any])?["param"] as? String == "max_tokens", "\(big.raw)")
             let after = try await post(client, "/v1/completions", ["prompt": "the th", "max_tokens": 12, "temperature": 0])

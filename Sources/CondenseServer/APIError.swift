@@ -93,6 +93,8 @@ enum JSON {
 /// Typed access to a request's fields.
 struct Fields {
     let o: [String: Any]
+    /// The body's bytes, for the routes that decode it as a `Decodable` type.
+    var data = Data()
 
     func present(_ k: String) -> Bool { o[k] != nil && !(o[k] is NSNull) }
 

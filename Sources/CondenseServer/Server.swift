@@ -150,7 +150,7 @@ public final class CondenseServer: Sendable {
         } catch let e as HTTPError where e.status == .contentTooLarge {
             throw APIError(.contentTooLarge, "the body is larger than \(options.maxBodyBytes) bytes")
         }
-        return Fields(o: try JSON.object(buffer))
+        return Fields(o: try JSON.object(buffer), data: Data(buffer: buffer))
     }
 
     /// A served model by the request's `model`: the embedding model or a chat model with its

@@ -298,6 +298,21 @@ func errorMessage(_ json: [String: Any]) -> String { ((json["error"] as? [String
         }
     }
 
+    /// Fields OpenAI's API has that this server does not use are ignored, as OpenAI ignores
+    /// unknown ones: the answer is the one without them.
+    @Test func unknownFieldsAreIgnored() async throws {
+        let server = try makeServer()
+        defer { server.shutdown() }
+        try await Application(router: server.router()).test(.router) { client in
+            let plain: [String: Any] = ["messages": [["role": "user", "content": "the th"]], "max_tokens": 6, "temperature": 0]
+            let extra = plain.merging(["frequency_penalty": 0.5, "user": "u-1", "metadata": ["k": "v"], "store": false, "parallel_tool_calls": true,
+                                       "service_tier": "auto", "future_field": [1, 2, 3]]) { a, _ in a }
+            let a = try await post(client, "/v1/chat/completions", plain), b = try await post(client, "/v1/chat/completions", extra)
+            #expect(b.status == 200, "\(b.raw)")
+            #expect((a.json["choices"] as? [[String: Any]])?.first?["message"] as? [String: String] == (b.json["choices"] as? [[String: Any]])?.first?["message"] as? [String: String])
+        }
+    }
+
     /// The server's sessions use the KV cache types it was given (llama-server's -ctk/-ctv):
     /// an answer equals the same generation in a session of those types.
     @Test func sessionsUseTheConfiguredCacheTypes() async throws {
@@ -389,6 +404,10 @@ func errorMessage(_ json: [String: Any]) -> String { ((json["error"] as? [String
         (#"{"messages": [{"role": "user", "content": "x"}], "ignore_eos": "yes"}"#, "'ignore_eos' must be"),
         (#"{"messages": [{"role": "user", "content": "x"}], "min_tokens": -1}"#, "'min_tokens' must be"),
         (#"{"messages": [{"role": "user", "content": "x"}], "model": "tiny-bert"}"#, "'tiny-bert' is not a chat model"),
+        (#"{"messages": [{"role": "user", "content": "x"}], "stream_options": {"include_usage": "yes"}}"#, "stream_options.include_usage must be a boolean"),
+        (#"{"messages": [{"role": "user", "content": "x", "tool_calls": 5}]}"#, "messages[0].tool_calls must be an array"),
+        (#"{"messages": [{"content": "x"}]}"#, "messages[0].role is required"),
+        (#"{"messages": [{"role": "user", "content": "x"}], "response_format": {"type": 1}}"#, "response_format.type must be a string"),
         ("{\"messages\": [{\"role\": \"user\", \"content\": \"" + String(repeating: "x ", count: 100) + "\"}]}", "the model's context is 64"),
     ])
     func badChatRequestsAreClientErrors(body: String, message: String) async throws {

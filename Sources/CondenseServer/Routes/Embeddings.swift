@@ -4,27 +4,26 @@ import Foundation
 import Hummingbird
 import NIOCore
 
-/// `POST /v1/embeddings`: strings or token arrays, `float` or `base64`, `dimensions`; requests that
-/// queue while a batch runs form the next batch (``EmbeddingBatcher``).
+/// `POST /v1/embeddings` (``EmbeddingBody``): strings or token arrays, `float` or `base64`,
+/// `dimensions`; requests that queue while a batch runs form the next batch (``EmbeddingBatcher``).
 extension CondenseServer {
     func embeddings(_ f: Fields) async throws -> Response {
         let (name, session) = try embeddingModel(f)
         guard let batcher else { throw APIError(.notFound, "no embedding model is served") }
         let tokenizer = session.model.tokenizer, maxLength = session.model.maxLength
-        guard let input = f.o["input"], !(input is NSNull) else { throw APIError(.badRequest, "'input' is required", param: "input") }
-        let truncate = try f.bool("truncate") ?? false
-        var seqs: [[Int32]] = []
-        func tokens(_ v: Any, _ i: Int) throws -> [Int32] {
-            if let s = v as? String {
+        let body = try decodeBody(EmbeddingBody.self, from: f.data)
+        guard let input = body.input else { throw APIError(.badRequest, "'input' is required", param: "input") }
+        let truncate = body.truncate ?? false
+        func tokens(_ v: EmbeddingBody.Input.Item, _ i: Int) throws -> [Int32] {
+            switch v {
+            case let .text(s):
                 let pieces = tokenizer.wordPieces(s)
                 if pieces.count + 2 > maxLength && !truncate {
                     throw APIError(.badRequest, "input \(i) has \(pieces.count + 2) tokens; the model takes at most \(maxLength) (or send \"truncate\": true)", param: "input")
                 }
                 return tokenizer.encode(s, maxLength: maxLength)
-            }
-            if let a = v as? [Any], a.allSatisfy({ $0 is NSNumber && !JSON.isBool($0) }) {
-                let ids = try a.map { x -> Int32 in
-                    let d = (x as! NSNumber).doubleValue
+            case let .ids(a):
+                let ids = try a.map { d -> Int32 in
                     guard d == d.rounded(), d >= 0, d < Double(tokenizer.tokens.count) else {
                         throw APIError(.badRequest, "input \(i): token \(d) is outside the vocabulary of \(tokenizer.tokens.count)", param: "input")
                     }
@@ -34,28 +33,19 @@ extension CondenseServer {
                     throw APIError(.badRequest, "input \(i) has \(ids.count + 2) tokens; the model takes at most \(maxLength) (or send \"truncate\": true)", param: "input")
                 }
                 return [tokenizer.cls] + ids.prefix(maxLength - 2) + [tokenizer.sep]
+            case let .other(kind):
+                throw APIError(.badRequest, "input \(i) must be a string or an array of token ids, got \(kind)", param: "input")
             }
-            throw APIError(.badRequest, "input \(i) must be a string or an array of token ids, got \(JSON.kind(v))", param: "input")
         }
-        if input is String {
-            seqs = [try tokens(input, 0)]
-        } else if let a = input as? [Any] {
-            guard !a.isEmpty else { throw APIError(.badRequest, "'input' is an empty array", param: "input") }
-            if a.allSatisfy({ $0 is NSNumber && !JSON.isBool($0) }) {
-                seqs = [try tokens(a, 0)]
-            } else {
-                guard a.count <= 2048 else { throw APIError(.badRequest, "'input' has \(a.count) items; at most 2048", param: "input") }
-                seqs = try a.enumerated().map { try tokens($0.element, $0.offset) }
-            }
-        } else {
-            throw APIError(.badRequest, "'input' must be a string, an array of strings or token arrays, got \(JSON.kind(input))", param: "input")
-        }
-        let format = try f.string("encoding_format") ?? "float"
+        guard !input.items.isEmpty else { throw APIError(.badRequest, "'input' is an empty array", param: "input") }
+        guard input.items.count <= 2048 else { throw APIError(.badRequest, "'input' has \(input.items.count) items; at most 2048", param: "input") }
+        let seqs = try input.items.enumerated().map { try tokens($0.element, $0.offset) }
+        let format = body.encodingFormat ?? "float"
         guard format == "float" || format == "base64" else {
             throw APIError(.badRequest, "'encoding_format' must be \"float\" or \"base64\", got \"\(format)\"", param: "encoding_format")
         }
         let width = session.model.config.hiddenSize
-        let dims = try f.integer("dimensions", 1...width)
+        let dims = try CompletionBody.integer(body.dimensions, "dimensions", 1...width)
         var vectors = try await batcher.embed(seqs)
         if let dims {
             vectors = vectors.map { v in

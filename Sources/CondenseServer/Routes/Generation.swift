@@ -24,21 +24,20 @@ struct GenerationRequest {
 /// `POST /v1/chat/completions` and `POST /v1/completions`: the request's fields into generation
 /// options, n streams on the model's engine, the answer whole or as server-sent events.
 extension CondenseServer {
-    /// The request's fields, checked (a 400 names the field), as what the engine runs.
+    /// The request's body (``CompletionBody``), checked (a 400 names the field), as what the
+    /// engine runs.
     func generationRequest(_ f: Fields, chat: Bool) throws -> GenerationRequest {
+        let body = try decodeBody(CompletionBody.self, from: f.data)
         let ((name, model, template), scheduler) = try chatModel(f)
         let ids: [Int32]
-        // Tools: rendered by a template that has a place for them; the answer's calls come back
-        // as tool_calls. tool_choice "none" leaves them out; forcing a call is not supported.
+        // Tools: rendered by a template that has a place for them (the definitions go to it as
+        // the JSON they came as); the answer's calls come back as tool_calls. tool_choice "none"
+        // leaves them out; forcing a call is not supported.
         var tools: [Any]?
-        if chat, let t = f.o["tools"], !(t is NSNull) {
-            guard let list = t as? [Any], list.allSatisfy({ (($0 as? [String: Any])?["function"] as? [String: Any])?["name"] is String }) else {
-                throw APIError(.badRequest, "'tools' must be an array of {\"type\": \"function\", \"function\": {\"name\": …}}", param: "tools")
-            }
-            switch f.o["tool_choice"] {
-            case nil, is NSNull: tools = list
-            case let c as String where c == "auto": tools = list
-            case let c as String where c == "none": tools = nil
+        if chat, body.tools != nil, let list = f.o["tools"] as? [Any] {
+            switch body.toolChoice {
+            case nil, .mode("auto")?: tools = list
+            case .mode("none")?: tools = nil
             default: throw APIError(.badRequest, "'tool_choice' must be \"auto\" or \"none\" (forcing a call is not supported)", param: "tool_choice")
             }
             if tools != nil && !template.supportsTools {
@@ -46,38 +45,32 @@ extension CondenseServer {
             }
         }
         if chat {
-            guard let raw = f.o["messages"] as? [Any], !raw.isEmpty else {
+            guard let raw = body.messages, !raw.isEmpty else {
                 throw APIError(.badRequest, "'messages' must be a non-empty array", param: "messages")
             }
             let messages = try raw.enumerated().map { i, m -> ChatTemplate.Message in
-                guard let o = m as? [String: Any] else { throw APIError(.badRequest, "messages[\(i)] must be an object", param: "messages") }
-                guard let role = o["role"] as? String, ["system", "user", "assistant", "developer", "tool"].contains(role) else {
+                guard ["system", "user", "assistant", "developer", "tool"].contains(m.role) else {
                     throw APIError(.badRequest, "messages[\(i)].role must be system, user, assistant or tool", param: "messages")
                 }
+                let role = m.role == "developer" ? "system" : m.role
                 // An assistant turn's calls and a tool turn's answer, for templates that render them.
-                var calls: [ChatTemplate.ToolCall] = []
-                if let tc = o["tool_calls"], !(tc is NSNull) {
-                    guard let list = tc as? [[String: Any]] else { throw APIError(.badRequest, "messages[\(i)].tool_calls must be an array", param: "messages") }
-                    calls = try list.enumerated().map { j, c in
-                        guard let fn = c["function"] as? [String: Any], let n = fn["name"] as? String else {
-                            throw APIError(.badRequest, "messages[\(i)].tool_calls[\(j)].function.name is required", param: "messages")
-                        }
-                        return .init(id: c["id"] as? String ?? "call_\(j)", name: n, arguments: fn["arguments"] as? String ?? "{}")
-                    }
+                let calls = (m.toolCalls ?? []).enumerated().map { j, c in
+                    ChatTemplate.ToolCall(id: c.id ?? "call_\(j)", name: c.function.name, arguments: c.function.arguments ?? "{}")
                 }
-                let callID = o["tool_call_id"] as? String
-                if o["content"] == nil || o["content"] is NSNull, !calls.isEmpty { return .init(role: role, content: "", toolCalls: calls) }
-                if let s = o["content"] as? String { return .init(role: role == "developer" ? "system" : role, content: s, toolCalls: calls, toolCallID: callID) }
-                if let parts = o["content"] as? [Any] {
+                switch m.content {
+                case nil where !calls.isEmpty: return .init(role: role, content: "", toolCalls: calls)
+                case let .text(s)?: return .init(role: role, content: s, toolCalls: calls, toolCallID: m.toolCallID)
+                case let .parts(parts)?:
                     let texts = try parts.map { p -> String in
-                        guard let po = p as? [String: Any], po["type"] as? String == "text", let t = po["text"] as? String else {
+                        guard p.type == "text", let t = p.text else {
                             throw APIError(.badRequest, "messages[\(i)].content: only text parts are supported", param: "messages")
                         }
                         return t
                     }
-                    return .init(role: role == "developer" ? "system" : role, content: texts.joined())
+                    return .init(role: role, content: texts.joined(), toolCalls: calls, toolCallID: m.toolCallID)
+                case nil:
+                    throw APIError(.badRequest, "messages[\(i)].content must be a string or an array of text parts", param: "messages")
                 }
-                throw APIError(.badRequest, "messages[\(i)].content must be a string or an array of text parts", param: "messages")
             }
             // The messages stay text: only the template's markup yields control tokens.
             do {
@@ -87,7 +80,7 @@ extension CondenseServer {
                 throw APIError(.badRequest, "\(e)", param: "messages")
             }
         } else {
-            guard let prompt = f.o["prompt"] as? String ?? ((f.o["prompt"] as? [Any]).flatMap { $0.count == 1 ? $0[0] as? String : nil }) else {
+            guard let prompt = body.prompt?.text else {
                 throw APIError(.badRequest, "'prompt' must be a string (one prompt per request)", param: "prompt")
             }
             ids = model.tokenizer.encode(prompt)
@@ -97,42 +90,35 @@ extension CondenseServer {
         guard ids.count < context else {
             throw APIError(.badRequest, "the prompt has \(ids.count) tokens; the model's context is \(context)", param: chat ? "messages" : "prompt")
         }
+        typealias B = CompletionBody
         var o = GenerationOptions(maxTokens: min(1024, context - ids.count))
-        if let m = try f.integer("max_completion_tokens", 0...Int(Int32.max)) ?? f.integer("max_tokens", 0...Int(Int32.max)) {
+        if let m = try B.integer(body.maxCompletionTokens, "max_completion_tokens", 0...Int(Int32.max)) ?? B.integer(body.maxTokens, "max_tokens", 0...Int(Int32.max)) {
             guard ids.count + m <= context else {
                 throw APIError(.badRequest, "the prompt (\(ids.count) tokens) and max_tokens (\(m)) exceed the model's context of \(context)", param: "max_tokens")
             }
             o.maxTokens = m
         }
         // llama-server's defaults for what OpenAI clients do not send.
-        o.temperature = Float(try f.number("temperature", 0...2) ?? 0.8)
-        o.topP = Float(try f.number("top_p", 0...1) ?? 0.95)
+        o.temperature = Float(try B.number(body.temperature, "temperature", 0...2) ?? 0.8)
+        o.topP = Float(try B.number(body.topP, "top_p", 0...1) ?? 0.95)
         guard o.topP > 0 else { throw APIError(.badRequest, "'top_p' must be in (0, 1]", param: "top_p") }
-        o.topK = try f.integer("top_k", 0...Int(Int32.max)) ?? 40
-        o.minP = Float(try f.number("min_p", 0...1) ?? 0.05)
-        o.repeatPenalty = Float(try f.number("repeat_penalty", 0.01...10) ?? 1)
-        o.seed = UInt64(try f.integer("seed", Int(Int64.min)...Int(Int64.max)).map { UInt64(bitPattern: Int64($0)) } ?? UInt64.random(in: 0...UInt64.max))
-        var stops: [String] = []
-        if let s = f.o["stop"], !(s is NSNull) {
-            if let one = s as? String { stops = [one] } else if let many = s as? [Any], many.allSatisfy({ $0 is String }) { stops = many as! [String] } else {
-                throw APIError(.badRequest, "'stop' must be a string or an array of strings", param: "stop")
-            }
-            // Each token re-checks the held-back text against every stop: bound their size.
-            guard stops.count <= 16, stops.allSatisfy({ !$0.isEmpty && $0.count <= 256 }) else {
-                throw APIError(.badRequest, "'stop' takes at most 16 non-empty strings of at most 256 characters", param: "stop")
-            }
+        o.topK = try B.integer(body.topK, "top_k", 0...Int(Int32.max)) ?? 40
+        o.minP = Float(try B.number(body.minP, "min_p", 0...1) ?? 0.05)
+        o.repeatPenalty = Float(try B.number(body.repeatPenalty, "repeat_penalty", 0.01...10) ?? 1)
+        o.seed = UInt64(try B.integer(body.seed, "seed", Int(Int64.min)...Int(Int64.max)).map { UInt64(bitPattern: Int64($0)) } ?? UInt64.random(in: 0...UInt64.max))
+        var stops = body.stop?.strings ?? []
+        // Each token re-checks the held-back text against every stop: bound their size.
+        guard stops.count <= 16, stops.allSatisfy({ !$0.isEmpty && $0.count <= 256 }) else {
+            throw APIError(.badRequest, "'stop' takes at most 16 non-empty strings of at most 256 characters", param: "stop")
         }
         // Structured output (OpenAI's response_format): constrained sampling keeps the answer a
         // JSON value of the schema; `json_object` asks for any object.
-        if let rf = f.o["response_format"], !(rf is NSNull) {
-            guard let r = rf as? [String: Any], let type = r["type"] as? String else {
-                throw APIError(.badRequest, "'response_format' must be an object with a string 'type'", param: "response_format")
-            }
-            switch type {
+        if let rf = body.responseFormat {
+            switch rf.type {
             case "text": break
             case "json_object": o.json = JSONGrammar(.object(properties: [:], order: [], required: [], additional: true))
             case "json_schema":
-                guard let js = r["json_schema"] as? [String: Any], let schema = js["schema"] else {
+                guard let js = (f.o["response_format"] as? [String: Any])?["json_schema"] as? [String: Any], let schema = js["schema"] else {
                     throw APIError(.badRequest, "'response_format.json_schema.schema' is required for type json_schema", param: "response_format.json_schema")
                 }
                 do {
@@ -141,13 +127,13 @@ extension CondenseServer {
                     throw APIError(.badRequest, "\(e)", param: "response_format.json_schema.schema")
                 }
             default:
-                throw APIError(.badRequest, "'response_format.type' must be text, json_object or json_schema, got '\(type)'", param: "response_format.type")
+                throw APIError(.badRequest, "'response_format.type' must be text, json_object or json_schema, got '\(rf.type)'", param: "response_format.type")
             }
         }
         // vLLM's fields for load tests of equal work: generate past the end tokens, or not before a minimum.
-        let ignoreEOS = try f.bool("ignore_eos") ?? false
+        let ignoreEOS = body.ignoreEOS ?? false
         o.stopAtEOS = !ignoreEOS
-        if let m = try f.integer("min_tokens", 0...Int(Int32.max)) {
+        if let m = try B.integer(body.minTokens, "min_tokens", 0...Int(Int32.max)) {
             guard m <= o.maxTokens else {
                 throw APIError(.badRequest, "'min_tokens' (\(m)) exceeds max_tokens (\(o.maxTokens))", param: "min_tokens")
             }
@@ -155,22 +141,19 @@ extension CondenseServer {
         }
         if chat && !ignoreEOS { stops.append(template.endOfTurn) }
         o.stop = stops
-        let stream = try f.bool("stream") ?? false
-        let includeUsage = (f.o["stream_options"] as? [String: Any]).flatMap { $0["include_usage"] as? Bool } ?? false
         // n choices: n streams of the same prompt (seeds seed, seed + 1, …), each its own session.
-        let n = try f.integer("n", 1...16) ?? 1
+        let n = try B.integer(body.n, "n", 1...16) ?? 1
         // Log-probabilities: chat's logprobs + top_logprobs, or the legacy completions' logprobs: k.
-        if chat {
-            if try f.bool("logprobs") == true {
-                o.logprobs = try f.integer("top_logprobs", 0...20) ?? 0
-            } else if let t = f.o["top_logprobs"], !(t is NSNull) {
-                throw APIError(.badRequest, "'top_logprobs' needs 'logprobs': true", param: "top_logprobs")
-            }
-        } else if let k = try f.integer("logprobs", 0...5) {
-            o.logprobs = k
+        switch body.logprobs {
+        case .flag(true)? where chat: o.logprobs = try B.integer(body.topLogprobs, "top_logprobs", 0...20) ?? 0
+        case let .count(k)? where !chat: o.logprobs = try B.integer(k, "logprobs", 0...5)
+        case nil, .flag(false)?:
+            if body.topLogprobs != nil { throw APIError(.badRequest, "'top_logprobs' needs 'logprobs': true", param: "top_logprobs") }
+        default:
+            throw APIError(.badRequest, chat ? "'logprobs' must be a boolean" : "'logprobs' must be an integer in 0…5", param: "logprobs")
         }
-        return GenerationRequest(chat: chat, name: name, model: model, scheduler: scheduler, ids: ids, options: o, n: n, stream: stream,
-                                 includeUsage: includeUsage, withTools: tools != nil)
+        return GenerationRequest(chat: chat, name: name, model: model, scheduler: scheduler, ids: ids, options: o, n: n, stream: body.stream ?? false,
+                                 includeUsage: body.streamOptions?.includeUsage ?? false, withTools: tools != nil)
     }
 
     func generation(_ f: Fields, chat: Bool) async throws -> Response {

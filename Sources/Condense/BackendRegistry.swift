@@ -76,7 +76,9 @@ public struct PlacedLinear: PreparedLinear {
     public var kernelName: String { prepared.kernelName }
     public var inFeatures: Int { prepared.inFeatures }
     public var outFeatures: Int { prepared.outFeatures }
+    /// Runs the placed layer (see ``PreparedLinear/apply(_:into:)``).
     public func apply(_ x: Matrix<Float>, into y: inout Matrix<Float>) throws { try prepared.apply(x, into: &y) }
+    /// The kernel the placed layer runs for a batch of `m` rows.
     public func kernelName(forBatch m: Int) -> String { prepared.kernelName(forBatch: m) }
 }
 

@@ -80,6 +80,7 @@ public protocol PreparedLinear: Sendable {
 }
 
 extension PreparedLinear {
+    /// One kernel for every batch size unless the layer says otherwise.
     public func kernelName(forBatch m: Int) -> String { kernelName }
 
     /// Returns `act(x · Wᵀ + b)` as a new `[x.rows, outFeatures]` matrix.

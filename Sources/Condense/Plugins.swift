@@ -99,6 +99,7 @@ public struct PluginBackend: KernelBackend {
 
     public var availability: BackendAvailability { .available }
 
+    /// What the plugin declared when it was loaded.
     public func supports(_ format: WeightFormat) -> Bool {
         var layer = condense_plugin_layer()
         layer.abi_version = UInt32(CONDENSE_PLUGIN_ABI_VERSION)
@@ -122,6 +123,7 @@ public struct PluginBackend: KernelBackend {
         }
     }
 
+    /// Hands the weights to the plugin through the C ABI; its packed copy lives until the layer is released.
     public func prepare(_ layer: LinearLayer) throws -> any PreparedLinear {
         var l = condense_plugin_layer()
         l.abi_version = UInt32(CONDENSE_PLUGIN_ABI_VERSION)

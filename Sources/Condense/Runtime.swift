@@ -20,6 +20,7 @@ public enum ISA: Int, CaseIterable, Comparable, Sendable, CustomStringConvertibl
     /// Graviton 3, Neoverse V1/N2 and later.
     case i8mm = 6
 
+    /// Levels compare by capability within one architecture's ladder.
     public static func < (a: ISA, b: ISA) -> Bool { a.rawValue < b.rawValue }
 
     /// `"scalar"`, `"avx2"`, `"avxvnni"`, `"avx512"`, `"neon"`, `"dotprod"` or `"i8mm"`: the

@@ -93,6 +93,7 @@ public struct PreparedMLP: Sendable {
 /// CSR `row_ptr` (U32), `col` (U16 or U32), `values` (F32); and `bias` (F32 [N]) when present.
 /// An uncompressed ``MLP`` is the same file with every layer dense.
 extension CompressedMLP {
+    /// The model as a safetensors file: each layer in its real format (docs/compression.md).
     public func safetensors() throws -> SafeTensors {
         var f = SafeTensors()
         f.metadata["condense.model"] = "mlp"
@@ -119,6 +120,8 @@ extension CompressedMLP {
         do { try self.init(safetensors: f) } catch let e as CondenseError { throw e.inFile(path) }
     }
 
+    /// Reads a model written by ``safetensors()``.
+    /// - Throws: `CondenseError` naming the tensor or metadata that is missing or malformed.
     public init(safetensors f: SafeTensors) throws {
         guard f.metadata["condense.model"] == "mlp" else {
             throw CondenseError.invalidModel("not a Condense MLP file (metadata condense.model is \(f.metadata["condense.model"].map { "'\($0)'" } ?? "missing"))")

@@ -38,6 +38,7 @@ public enum DecoderBlockTuning {
         public var window = 0
         public var activation: FFNActivation = .silu
 
+        /// A decoder block's shapes and its attention's constants.
         public init(hidden: Int, heads: Int, kvHeads: Int, headDim: Int, feedForward: Int, ropeBase: Float, eps: Float, neox: Bool) {
             (self.hidden, self.heads, self.kvHeads, self.headDim, self.feedForward) = (hidden, heads, kvHeads, headDim, feedForward)
             (self.ropeBase, self.eps, self.neox) = (ropeBase, eps, neox)

@@ -78,6 +78,7 @@ public enum LLMBudget {
         /// Models measured along the choice order for the report's trade-off chart.
         public var frontierPoints = 6
 
+        /// The other settings at their defaults.
         public init(goal: Goal) { self.goal = goal }
     }
 

@@ -41,6 +41,7 @@ public enum LLMDistillation {
         /// `tokens`: a run stopped and resumed ends as one run straight through.
         public var stopAfter: Int?
 
+        /// Recovery over `tokens` tokens, the other settings at their defaults.
         public init(tokens: Int) { self.tokens = tokens }
     }
 

@@ -82,6 +82,7 @@ public struct PipelineState: Sendable {
     public var pattern: SparsityPattern?
     public var quant: QuantTarget?
 
+    /// The state before the first stage: the trained model, no masks.
     public init(model: MLP) {
         self.model = model
         masks = WeightMasks(repeating: nil, count: model.layers.count)
@@ -100,6 +101,7 @@ public struct PipelineState: Sendable {
         }
     }
 
+    /// The model as the stages left it, in the formats they chose.
     public func export() throws -> CompressedMLP {
         var c = try CompressedMLP(exporting: model, formats: formats)
         if case .int4? = quant {
@@ -148,6 +150,7 @@ public struct PipelineRunner: Sendable {
     /// Teacher predictions on `test`, for agreement.
     public var reference: [Int]?
 
+    /// A runner over this data and teacher, evaluating each stage's model on `registry`.
     public init(train: Dataset, test: Dataset, teacher: MLP, registry: BackendRegistry, options: TrainingOptions) {
         self.train = train
         self.test = test

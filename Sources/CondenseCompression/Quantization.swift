@@ -138,6 +138,7 @@ public struct QuantizationError: Sendable {
     /// `max |x − x̂|`.
     public let maxAbsError: Float
 
+    /// SQNR and largest absolute error of `approx` against `original`.
     public static func measure(_ original: Matrix<Float>, _ approx: Matrix<Float>) -> QuantizationError {
         var signal = 0.0, noise = 0.0
         var worst: Float = 0
@@ -291,6 +292,7 @@ public struct ActivationObserver: Sendable {
     private var seen = false
     private var samples: [Float] = []
 
+    /// An observer that records ranges with `observer`'s rule.
     public init(_ observer: RangeObserver = .minMax) { self.observer = observer }
 
     /// Folds one batch of activations into the range.

@@ -98,6 +98,7 @@ public struct SentenceEncoder: Sendable {
         public var attentionOutput: [Float]?
         public var intermediate: [Float]?
         public var output: [Float]?
+        /// Statistics starting at zero.
         public init() {}
     }
 
@@ -144,6 +145,8 @@ public struct SentenceEncoder: Sendable {
         } catch let e as CondenseError { throw e.inFile(directory) }
     }
 
+    /// An encoder from its parts.
+    /// - Throws: `CondenseError` naming the tensor that is missing or of the wrong shape.
     public init(config c: BertConfig, tokenizer: WordPieceTokenizer, weights f: SafeTensors, maxLength: Int = 256) throws {
         try c.validate()
         guard maxLength >= 2, maxLength <= c.maxPositionEmbeddings else {

@@ -46,6 +46,7 @@ public struct TileKernel: GEMMMicroKernel {
     public let nr: Int
     private let body: Body
 
+    /// Wraps a tile function of `mr` × `nr` (its name shows in placements).
     public init(name: String, mr: Int, nr: Int, _ body: @escaping Body) {
         self.name = name
         self.mr = mr
@@ -53,6 +54,7 @@ public struct TileKernel: GEMMMicroKernel {
         self.body = body
     }
 
+    /// Runs the tile on `rows` ≤ mr rows of A against one packed panel of B.
     public func run(rows: Int, kc: Int, a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<Float>,
                     c: UnsafeMutablePointer<Float>, ldc: Int) {
         body(rows, kc, a, lda, b, c, ldc)
@@ -68,6 +70,7 @@ public enum SIMDTile {
     /// The panel width for vector type `V`: two vectors.
     @inlinable public static func nr<V: SIMD>(_: V.Type) -> Int where V.Scalar == Float { 2 * V.scalarCount }
 
+    /// The generic tile on vectors of type `V`: the built-in `simd` backend's, compiled once per ISA module.
     @inlinable @inline(__always)
     public static func run<V: SIMD>(rows: Int, kc: Int, a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<Float>,
                                     c: UnsafeMutablePointer<Float>, ldc: Int, _ v: V.Type) where V.Scalar == Float {

@@ -11,6 +11,7 @@ public struct APIError: Error, Sendable, Equatable {
     public let param: String?
     public let retryAfter: Int?
 
+    /// An error answer: its status, a message for the client, the field at fault and a Retry-After when retrying helps.
     public init(_ status: HTTPResponse.Status, _ message: String, param: String? = nil, retryAfter: Int? = nil) {
         self.status = status
         self.message = message

@@ -30,6 +30,7 @@ public final class EmbeddingBatcher: Worker, @unchecked Sendable {
     let metrics: ServerMetrics
     private var queue: [Job] = []
 
+    /// A batcher over `session`: at most `maxBatchTokens` tokens per batch, `maxQueued` requests waiting, `window` seconds to gather a batch.
     public init(session: InferenceSession, maxBatchTokens: Int, maxQueued: Int, window: TimeInterval = 0, metrics: ServerMetrics) {
         self.session = session
         self.maxBatchTokens = max(1, maxBatchTokens)

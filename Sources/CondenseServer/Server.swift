@@ -29,6 +29,7 @@ public struct ServerOptions: Sendable {
     /// Per chat model, the most bytes its sessions' KV caches hold together (0: no bound): a
     /// request waits until its cache fits; one whose cache alone exceeds this gets 400.
     public var kvCacheBytes = 0
+    /// The defaults: loopback, port 8080, 8 streams, f16 KV cache, 256 MB prefix cache, no KV bound.
     public init() {}
 }
 
@@ -46,6 +47,7 @@ public struct ServedModels: Sendable {
         get { chats.first }
         set { if let newValue { if chats.isEmpty { chats = [newValue] } else { chats[0] = newValue } } else { chats.removeAll() } }
     }
+    /// An embedding model, a first chat model, or both (add more to ``chats``).
     public init(embedding: (name: String, session: InferenceSession)? = nil, chat: Chat? = nil) {
         self.embedding = embedding
         self.chat = chat
@@ -81,6 +83,7 @@ public final class CondenseServer: Sendable {
     let schedulers: [String: GenerationScheduler]
     let draining = Flag()
 
+    /// A server for `models`: starts one generation engine per chat model and the embedding batcher.
     public init(models: ServedModels, options: ServerOptions) {
         self.models = models
         self.options = options

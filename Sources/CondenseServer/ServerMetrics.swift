@@ -21,6 +21,7 @@ public final class ServerMetrics: Sendable {
     let prefixHits: Metrics.Counter
     let prefixHitTokens: Metrics.Counter
 
+    /// A registry of its own with the server's metrics.
     public init() {
         let registry = PrometheusCollectorRegistry()
         var f = PrometheusMetricsFactory(registry: registry)
@@ -59,11 +60,17 @@ public final class ServerMetrics: Sendable {
 
 /// The generation engine's reports as the server's metrics.
 extension ServerMetrics: GenerationObserver {
+    /// `condense_generation_queue_depth`.
     public func queueDepth(_ n: Int) { chatQueue.record(n) }
+    /// `condense_generation_active_streams`.
     public func activeStreams(_ n: Int) { activeStreams.record(n) }
+    /// `condense_decode_batch_size`.
     public func decodeBatch(_ n: Int) { decodeBatch.record(n) }
+    /// `condense_time_to_first_token_seconds`.
     public func firstToken(after d: Duration) { timeToFirstToken.recordNanoseconds(nanoseconds(d)) }
+    /// `condense_generated_tokens_total`.
     public func generated(_ tokens: Int) { generatedTokens.increment(by: Int64(tokens)) }
+    /// `condense_prefix_cache_lookups_total`, `…_hits_total`, `…_hit_tokens_total`.
     public func prefixLookup(hitTokens: Int) {
         prefixLookups.increment()
         if hitTokens > 0 { prefixHits.increment(); prefixHitTokens.increment(by: Int64(hitTokens)) }

@@ -98,6 +98,7 @@ public struct FakeQuantization: Sendable, Equatable {
     public var weights: Weights
     public var activations: Bool
 
+    /// Fake quantization of weights (int8 per channel or int4 in groups) and, optionally, of activations.
     public init(weights: Weights = .int8, activations: Bool = true) {
         self.weights = weights
         self.activations = activations
@@ -277,7 +278,9 @@ extension MLP {
 /// Deterministic generator for initialisation, shuffling and augmentation.
 public struct SplitMix64: Sendable {
     var state: UInt64
+    /// A generator whose sequence `seed` fixes.
     public init(seed: UInt64) { state = seed }
+    /// The next 64 random bits.
     public mutating func next() -> UInt64 {
         state &+= 0x9E37_79B9_7F4A_7C15
         var z = state

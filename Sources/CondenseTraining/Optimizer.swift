@@ -29,6 +29,7 @@ public struct OptimizerState: Sendable {
     /// Steps taken (Adam's bias correction needs it); the caller increments it.
     public var step = 0
 
+    /// Zero moments for parameters of these sizes.
     public init(shapes: [Int]) {
         m = shapes.map { [Float](repeating: 0, count: $0) }
         v = m

@@ -24,6 +24,7 @@ public struct TrainingOptions: Sendable {
     /// Shuffling, augmentation: the same seed gives the same model.
     public var seed: UInt64
 
+    /// Epochs, batch size, optimizer, learning-rate schedule and seed; the defaults train one epoch with Adam.
     public init(epochs: Int = 1, batchSize: Int = 128, optimizer: Optimizer = .adam(),
                 finalLearningRateScale: Float = 0.05, augmentation: Augmentation = .none, seed: UInt64 = 1) {
         self.epochs = epochs

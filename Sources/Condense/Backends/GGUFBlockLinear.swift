@@ -118,6 +118,7 @@ public final class GGUFBlockLinear: PreparedLinear, @unchecked Sendable {
 
     public var kernelName: String { String(cString: condense_gguf_gemm_kernel_name(code, condense_isa(UInt32(isa.rawValue)))) }
 
+    /// Y = X · Wᵀ (+ bias) on the blocks' kernel: X quantized per block of 32, integer dots, as ggml's CPU backend.
     public func apply(_ x: Matrix<Float>, into y: inout Matrix<Float>) throws {
         var status: Int32 = 0
         let (type, n, k, isa, threads, w) = (code, outFeatures, inFeatures, condense_isa(UInt32(isa.rawValue)), threads, packed)

@@ -39,10 +39,12 @@ public struct NativeBackend: KernelBackend {
         return .available
     }
 
+    /// Every weight format has a native kernel.
     public func supports(_ format: WeightFormat) -> Bool { true }
 
     public var kernels: [KernelInfo] { NativeKernels.all }
 
+    /// Packs the layer's weights for the kernel of its format at this backend's ISA level.
     public func prepare(_ layer: LinearLayer) throws -> any PreparedLinear {
         let level: ISA
         if let isa {

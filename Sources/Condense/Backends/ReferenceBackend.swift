@@ -2,11 +2,14 @@
 /// compares the fast kernels against.
 public struct ReferenceBackend: KernelBackend {
     public let name = "reference"
+    /// The plain-loop backend every kernel is checked against.
     public init() {}
     public var availability: BackendAvailability { .available }
+    /// Every format: weights are densified and multiplied in plain Swift loops.
     public func supports(_ format: WeightFormat) -> Bool { true }
     public var kernels: [KernelInfo] { [KernelInfo(name: "f32_gemm_reference", isa: nil, runnable: true)] }
 
+    /// The layer as plain loops over its dense weights (slow; for checking others).
     public func prepare(_ layer: LinearLayer) throws -> any PreparedLinear {
         ReferenceLinear(weight: layer.weights.densified(), bias: layer.bias, activation: layer.activation)
     }

@@ -33,8 +33,10 @@ public struct RowSplitLinear: PreparedLinear {
     public var kernelName: String { "\(small.kernelName) below \(crossover) rows, else \(large.kernelName)" }
     public var inFeatures: Int { small.inFeatures }
     public var outFeatures: Int { small.outFeatures }
+    /// The 2:4 kernel below the crossover, the Q4_0 copy's from it.
     public func kernelName(forBatch m: Int) -> String { m < crossover ? small.kernelName(forBatch: m) : large.kernelName(forBatch: m) }
 
+    /// Runs `x` on the form measured faster for its row count.
     public func apply(_ x: Matrix<Float>, into y: inout Matrix<Float>) throws {
         try (x.rows < crossover ? small : large).apply(x, into: &y)
     }

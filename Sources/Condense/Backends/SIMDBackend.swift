@@ -58,6 +58,7 @@ public struct SIMDBackend: KernelBackend {
         return .available
     }
 
+    /// Dense f32 weights only: the Swift tile is a dense GEMM.
     public func supports(_ format: WeightFormat) -> Bool { format == .dense }
 
     public var kernels: [KernelInfo] {
@@ -70,6 +71,7 @@ public struct SIMDBackend: KernelBackend {
 
     public var tuningIdentity: String { "simd/\(kernel.name)/\(threads)" }
 
+    /// Packs the weights for the Swift tile of the running ISA module.
     public func prepare(_ layer: LinearLayer) throws -> any PreparedLinear {
         guard case let .dense(w) = layer.weights else {
             throw CondenseError.unsupportedFormat(backend: name, format: layer.format.description)
@@ -113,10 +115,12 @@ public struct SwiftKernelBackend: KernelBackend {
     public var availability: BackendAvailability {
         available ? .available : .unavailable(reason: "\(kernel.name) needs \(isa?.description ?? "a CPU feature") this CPU lacks")
     }
+    /// Dense f32 weights only: your tile is a dense GEMM.
     public func supports(_ format: WeightFormat) -> Bool { format == .dense }
     public var kernels: [KernelInfo] { [KernelInfo(name: kernel.name, isa: isa, runnable: available)] }
     public var tuningIdentity: String { "\(name)/\(kernel.name)/\(threads)" }
 
+    /// Packs the weights for your tile (`SwiftGEMM` does the tiling, threads and epilogue).
     public func prepare(_ layer: LinearLayer) throws -> any PreparedLinear {
         guard case let .dense(w) = layer.weights else {
             throw CondenseError.unsupportedFormat(backend: name, format: layer.format.description)

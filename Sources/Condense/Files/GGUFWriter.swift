@@ -17,6 +17,7 @@ public struct GGUFWriter: Sendable {
     /// The version field written (2 or 3; the layout is the same).
     public var version: UInt32 = 3
 
+    /// An empty file: add metadata and tensors, then write it.
     public init() {}
 
     /// Adds (or replaces) a metadata value.

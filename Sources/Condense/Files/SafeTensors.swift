@@ -50,6 +50,7 @@ public struct SafeTensors: Sendable {
     /// Names in file order (data offset), or insertion order for a new file.
     public private(set) var names: [String] = []
 
+    /// An empty file to add tensors to.
     public init() {}
 
     /// Reads and validates a file; the data is memory-mapped when the system allows.
@@ -135,18 +136,24 @@ public struct SafeTensors: Sendable {
         tensors[name] = Tensor(dtype: dtype, shape: shape, data: bytes)
     }
 
+    /// Adds an F32 tensor.
+    /// - Throws: ``CondenseError`` for a duplicate name or a shape that does not match the count.
     public mutating func add(_ name: String, shape: [Int], floats: [Float]) throws {
         try add(name, dtype: .f32, shape: shape, bytes: floats.withUnsafeBytes { Data($0) })
     }
+    /// Adds an I8 tensor (same checks).
     public mutating func add(_ name: String, shape: [Int], int8: [Int8]) throws {
         try add(name, dtype: .i8, shape: shape, bytes: int8.withUnsafeBytes { Data($0) })
     }
+    /// Adds a U8 tensor (same checks).
     public mutating func add(_ name: String, shape: [Int], uint8: [UInt8]) throws {
         try add(name, dtype: .u8, shape: shape, bytes: Data(uint8))
     }
+    /// Adds a U32 tensor (same checks).
     public mutating func add(_ name: String, shape: [Int], uint32: [UInt32]) throws {
         try add(name, dtype: .u32, shape: shape, bytes: uint32.withUnsafeBytes { Data($0) })
     }
+    /// Adds a U16 tensor (same checks; bf16 and f16 payloads are stored this way).
     public mutating func add(_ name: String, shape: [Int], uint16: [UInt16]) throws {
         try add(name, dtype: .u16, shape: shape, bytes: uint16.withUnsafeBytes { Data($0) })
     }
@@ -168,6 +175,8 @@ public struct SafeTensors: Sendable {
         }
     }
 
+    /// An F32 tensor's elements, checked against `shape` when given.
+    /// - Throws: ``CondenseError`` naming the tensor for a missing name, another dtype or shape.
     public func floats(_ name: String, shape: [Int]? = nil) throws -> [Float] { try elements(name, as: Float.self, dtype: .f32, shape: shape) }
 
     /// A floating-point tensor as f32: F32 as stored, F16 and BF16 widened exactly. Checkpoints

@@ -20,12 +20,19 @@ public protocol GenerationObserver: Sendable {
 
 /// Observes nothing.
 public struct NoGenerationObserver: GenerationObserver {
+    /// An observer that records nothing.
     public init() {}
+    /// Ignored.
     public func queueDepth(_ n: Int) {}
+    /// Ignored.
     public func activeStreams(_ n: Int) {}
+    /// Ignored.
     public func decodeBatch(_ n: Int) {}
+    /// Ignored.
     public func firstToken(after: Duration) {}
+    /// Ignored.
     public func prefixLookup(hitTokens: Int) {}
+    /// Ignored.
     public func generated(_ tokens: Int) {}
 }
 

@@ -135,6 +135,7 @@ public struct JSONGrammar: Sendable, Equatable {
     /// The root value is complete.
     public private(set) var isComplete = false
 
+    /// A reader of one value of `schema`, before its first byte.
     public init(_ schema: JSONSchema) { stack = [.value(schema)] }
 
     /// Whether every byte of `bytes` continues the value; the state after them, or nil.

@@ -112,6 +112,7 @@ public final class PrefixCache: @unchecked Sendable {
     /// Bytes held now.
     public private(set) var bytes = 0
 
+    /// An empty cache of at most `budgetBytes`, keeping prefixes of at least `minTokens` tokens.
     public init(budgetBytes: Int, minTokens: Int = 32) {
         self.budgetBytes = max(0, budgetBytes)
         self.minTokens = max(1, minTokens)

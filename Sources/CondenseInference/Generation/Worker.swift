@@ -12,6 +12,7 @@ open class Worker: @unchecked Sendable {
     public let cond = NSCondition()
     public var stopped = false
 
+    /// A worker whose thread starts with ``start(name:)``.
     public init() {}
 
     /// Starts ``run()`` on a new thread.

@@ -33,6 +33,7 @@ public struct ChatTemplate: Sendable, Equatable {
         public var content: String
         public var toolCalls: [ToolCall] = []
         public var toolCallID: String?
+        /// A turn: a role and its text, with the calls an assistant turn made or the call a tool turn answers.
         public init(role: String, content: String, toolCalls: [ToolCall] = [], toolCallID: String? = nil) {
             (self.role, self.content, self.toolCalls, self.toolCallID) = (role, content, toolCalls, toolCallID)
         }
@@ -43,6 +44,7 @@ public struct ChatTemplate: Sendable, Equatable {
         public var id: String
         public var name: String
         public var arguments: String
+        /// A call: its id, the function's name and its arguments as JSON text.
         public init(id: String, name: String, arguments: String) { (self.id, self.name, self.arguments) = (id, name, arguments) }
     }
 
@@ -107,6 +109,7 @@ public struct ChatTemplate: Sendable, Equatable {
         }
     }
 
+    /// A built-in format (``Family``), for models without a template or with one the interpreter cannot read.
     public init(family: Family, defaultSystem: String? = nil, fromArchitecture: Bool = false, bosText: String = "", eosText: String = "",
                 fallbackReason: String? = nil) {
         (self.family, self.defaultSystem, self.fromArchitecture, jinja) = (family, defaultSystem, fromArchitecture, nil)

@@ -35,6 +35,7 @@ public struct GenerationOptions: Sendable, Equatable {
     /// temperature and penalties) and this many most likely alternatives (0…20; nil: off).
     public var logprobs: Int?
 
+    /// Greedy generation of at most `maxTokens` tokens; set the other fields to sample or stop.
     public init(maxTokens: Int = 128) { self.maxTokens = maxTokens }
 
     /// - Throws: `CondenseError/invalidArgument(_:)` naming the option and the value.

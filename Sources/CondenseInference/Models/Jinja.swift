@@ -39,6 +39,7 @@ public struct JinjaTemplate: Sendable, Equatable {
     public struct Limits: Sendable {
         public var outputCharacters = 4 << 20
         public var iterations = 1 << 20
+        /// An empty namespace (`namespace()` in a template).
         public init() {}
     }
 
@@ -62,6 +63,7 @@ public struct JinjaTemplate: Sendable, Equatable {
 /// conversation (text).
 public struct JString: Sendable, Equatable {
     public var parts: [(text: String, markup: Bool)]
+    /// A string that is markup (the template's, may become control tokens) or text (the conversation's, never does).
     public init(_ s: String, markup: Bool) { parts = s.isEmpty ? [] : [(s, markup)] }
     init(parts: [(text: String, markup: Bool)]) { self.parts = parts }
     public var string: String { parts.map(\.text).joined() }
@@ -112,6 +114,7 @@ public indirect enum JValue: Sendable {
     }
     /// A string from the template's side (special token texts).
     public static func markup(_ s: String) -> JValue { .string(JString(s, markup: true)) }
+    /// A dictionary with its keys in this order (for `tojson` and `items()`).
     public static func dict(_ d: KeyValuePairs<String, JValue>) -> JValue {
         .dict(d.map(\.0), Dictionary(d.map { ($0.0, $0.1) }, uniquingKeysWith: { a, _ in a }))
     }

@@ -93,6 +93,7 @@ public struct SentencePieceTokenizer: Tokenizer {
                       modelName: f.metadata["general.name"]?.string)
     }
 
+    /// Parts of text and markup: only markup parts may yield control tokens.
     public func encode(parts: [(text: String, parseSpecial: Bool)], addSpecial: Bool) -> [Int32] {
         var ids: [Int32] = []
         let pieces = specials.split(parts)
@@ -111,6 +112,7 @@ public struct SentencePieceTokenizer: Tokenizer {
         return ids
     }
 
+    /// The bytes a token stands for (byte-fallback tokens their byte, `▁` a space).
     public func bytes(of id: Int32) -> [UInt8] {
         guard id >= 0, Int(id) < tokens.count else { return [] }
         let b = byteValue[Int(id)]

@@ -37,6 +37,7 @@ public protocol Tokenizer: Sendable {
 }
 
 extension Tokenizer {
+    /// One text: control tokens only with `parseSpecial`, BOS/EOS as the vocabulary asks with `addSpecial`.
     public func encode(_ text: String, addSpecial: Bool, parseSpecial: Bool) -> [Int32] {
         encode(parts: [(text, parseSpecial)], addSpecial: addSpecial)
     }
@@ -74,6 +75,7 @@ public func makeTokenizer(gguf f: GGUFFile) throws -> any Tokenizer {
 public struct TokenStreamDecoder: Sendable {
     let tokenizer: any Tokenizer
     var pending: [UInt8] = []
+    /// A decoder of `tokenizer`'s tokens into whole characters.
     public init(_ tokenizer: any Tokenizer) { self.tokenizer = tokenizer }
 
     /// The text that token `id` completes.

@@ -69,6 +69,7 @@ public struct DecoderArchitecture: Sendable {
     /// Reads what this architecture has beyond the common keys and sets its switches.
     let configure: @Sendable (HyperparameterReader, inout DecoderConfig) throws -> Void
 
+    /// An architecture: the names it answers to, its RoPE layout, its tensors, and how its hyperparameters are read.
     public init(names: [String], ropeNeoX: Bool, block: [BlockTensor],
                 configure: @escaping @Sendable (HyperparameterReader, inout DecoderConfig) throws -> Void = { _, _ in }) {
         (self.names, self.ropeNeoX, self.block, self.configure) = (names, ropeNeoX, block, configure)
@@ -102,8 +103,11 @@ public struct HyperparameterReader: Sendable {
         (self.metadata, self.architecture) = (f.metadata, architecture)
     }
 
+    /// Whether the file has `<architecture>.<key>`.
     public func has(_ key: String) -> Bool { metadata[architecture + "." + key] != nil }
 
+    /// `<architecture>.<key>` as an integer in `range` (or `d` when absent).
+    /// - Throws: `CondenseError` naming the key and the value.
     public func int(_ key: String, _ range: ClosedRange<Int>, default d: Int? = nil) throws -> Int {
         guard let v = metadata[architecture + "." + key] else {
             if let d { return d }
@@ -115,12 +119,15 @@ public struct HyperparameterReader: Sendable {
         return i
     }
 
+    /// `<architecture>.<key>` as a float that `ok` accepts (`what` describes it in the error), or `d` when absent.
     public func float(_ key: String, _ what: String, _ ok: (Double) -> Bool, default d: Double) throws -> Float {
         guard let v = metadata[architecture + "." + key] else { return Float(d) }
         guard let x = v.double, x.isFinite, ok(x) else { throw CondenseError.invalidModel("\(architecture).\(key) must be \(what), got \(v)") }
         return Float(x)
     }
 
+    /// `<architecture>.<key>` as a string, nil when absent.
+    /// - Throws: `CondenseError` for another type.
     public func string(_ key: String) throws -> String? {
         guard let v = metadata[architecture + "." + key] else { return nil }
         guard let s = v.string else { throw CondenseError.invalidModel("\(architecture).\(key) must be a string, got \(v)") }

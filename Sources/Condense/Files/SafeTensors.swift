@@ -136,24 +136,24 @@ public struct SafeTensors: Sendable {
         tensors[name] = Tensor(dtype: dtype, shape: shape, data: bytes)
     }
 
-    /// Adds an F32 tensor.
-    /// - Throws: ``CondenseError`` for a duplicate name or a shape that does not match the count.
+    /// Adds (or replaces) an F32 tensor.
+    /// - Throws: ``CondenseError`` for a reserved or empty name, or a shape that does not match the count.
     public mutating func add(_ name: String, shape: [Int], floats: [Float]) throws {
         try add(name, dtype: .f32, shape: shape, bytes: floats.withUnsafeBytes { Data($0) })
     }
-    /// Adds an I8 tensor (same checks).
+    /// Adds (or replaces) an I8 tensor (same checks).
     public mutating func add(_ name: String, shape: [Int], int8: [Int8]) throws {
         try add(name, dtype: .i8, shape: shape, bytes: int8.withUnsafeBytes { Data($0) })
     }
-    /// Adds a U8 tensor (same checks).
+    /// Adds (or replaces) a U8 tensor (same checks).
     public mutating func add(_ name: String, shape: [Int], uint8: [UInt8]) throws {
         try add(name, dtype: .u8, shape: shape, bytes: Data(uint8))
     }
-    /// Adds a U32 tensor (same checks).
+    /// Adds (or replaces) a U32 tensor (same checks).
     public mutating func add(_ name: String, shape: [Int], uint32: [UInt32]) throws {
         try add(name, dtype: .u32, shape: shape, bytes: uint32.withUnsafeBytes { Data($0) })
     }
-    /// Adds a U16 tensor (same checks; bf16 and f16 payloads are stored this way).
+    /// Adds (or replaces) a U16 tensor (same checks; bf16 and f16 payloads are stored this way).
     public mutating func add(_ name: String, shape: [Int], uint16: [UInt16]) throws {
         try add(name, dtype: .u16, shape: shape, bytes: uint16.withUnsafeBytes { Data($0) })
     }

@@ -119,13 +119,7 @@ CONDENSE_INLINE CONDENSE_TARGET_GGUF256 void group_half_avx2(const int MR, const
             else if (L->has_min) acc[ii] = _mm256_fmadd_ps(mw, _mm256_set1_ps(x->s[ib]), acc[ii]);
         }
     }
-    const int lanes = valid - 8 * half;
-    for (int ii = 0; ii < MR; ii++) {
-        float out[8];
-        _mm256_storeu_ps(out, acc[ii]);
-        float *yi = y + (i0 + (size_t)ii) * ldy + 8 * half;
-        for (int r = 0; r < 8 && r < lanes; r++) yi[r] = out[r];
-    }
+    store_half_avx2(MR, acc, y, ldy, i0, half, valid);
 }
 
 CONDENSE_TARGET_GGUF256 void condense_gguf_group_avx2(const layout *L, const uint8_t *gw, const qx_rows *x, size_t m0,

@@ -123,12 +123,7 @@
                 }                                                                                              \
             }                                                                                                  \
         }                                                                                                      \
-        for (int ii = 0; ii < MR; ii++) {                                                                      \
-            float out[16];                                                                                     \
-            for (int qq = 0; qq < 4; qq++) vst1q_f32(out + 4 * qq, acc[ii][qq]);                               \
-            float *yi = y + (i0 + (size_t)ii) * ldy;                                                           \
-            for (int r = 0; r < valid; r++) yi[r] = out[r];                                                    \
-        }                                                                                                      \
+        store_group_neon(MR, (const float32x4_t (*)[4])acc, y, ldy, i0, valid);                              \
     }                                                                                                          \
     ATTR void NAME(const layout *L, const uint8_t *gw, const qx_rows *x, size_t m0, size_t m1, float *y,  \
                           size_t ldy, int valid) {                                                             \

@@ -29,5 +29,15 @@ CONDENSE_INLINE int8x16_t xquad(const int8_t *xq, int quad) {
     memcpy(&v, xq + 4 * quad, 4);
     return vreinterpretq_s8_s32(vdupq_n_s32(v));
 }
+/* Rows i0 … i0 + MR − 1 of Y: the first `valid` of the group's 16 rows of each row of X, held in
+ * four quarters. */
+CONDENSE_INLINE void store_group_neon(const int MR, const float32x4_t (*acc)[4], float *y, size_t ldy, size_t i0, int valid) {
+    for (int ii = 0; ii < MR; ii++) {
+        float out[16];
+        for (int qq = 0; qq < 4; qq++) vst1q_f32(out + 4 * qq, acc[ii][qq]);
+        float *yi = y + (i0 + (size_t)ii) * ldy;
+        for (int r = 0; r < valid; r++) yi[r] = out[r];
+    }
+}
 #endif
 #endif

@@ -57,13 +57,7 @@ CONDENSE_INLINE CONDENSE_TARGET_GGUF256 void s24_half_avx2(const int MR, const u
             }
         }
     }
-    const int lanes = valid - 8 * rh;
-    for (int ii = 0; ii < MR; ii++) {
-        float out[8];
-        _mm256_storeu_ps(out, acc[ii]);
-        float *yi = y + (i0 + (size_t)ii) * ldy + 8 * rh;
-        for (int r = 0; r < 8 && r < lanes; r++) yi[r] = out[r];
-    }
+    store_half_avx2(MR, acc, y, ldy, i0, rh, valid);
 }
 
 CONDENSE_TARGET_GGUF256 void condense_s24q4_group_avx2(const layout *L, const uint8_t *gw, const qx_rows *x, size_t m0,

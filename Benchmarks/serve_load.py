@@ -17,33 +17,14 @@ server had closed (llama-server closes idle keep-alive connections), as the open
 default. Prints one JSON record per line; both servers run with
 2 threads on this machine's 2 cores.
 """
-import argparse, asyncio, json, os, socket, statistics, subprocess, sys, tempfile, time
+import argparse, asyncio, json, os, statistics, subprocess, sys, tempfile, time
+
+from loopback import free_port, wait_ready
 
 from openai import AsyncOpenAI
 
 SENTENCES = [line.strip() for line in open(os.path.join(os.path.dirname(os.path.abspath(__file__)), "data", "sentences.txt")) if line.strip()]
 PROMPTS = ["Write a short story about a robot.", "What is the capital of Germany?", "List three colors.", "Explain photosynthesis briefly."]
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_ready(port, timeout=120):
-    import urllib.request
-    end = time.time() + timeout
-    while time.time() < end:
-        for path in ("/ready", "/health"):
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=1) as r:
-                    if r.status == 200:
-                        return
-            except Exception:
-                pass
-        time.sleep(0.2)
-    raise SystemExit(f"server on {port} not ready after {timeout}s")
 
 
 def pct(xs, p):

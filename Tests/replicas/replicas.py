@@ -16,29 +16,12 @@ nginx retries a request that a draining replica refuses (503) or that cannot con
 other replica (proxy_next_upstream), as a load balancer in front of replicas would.
 Standard library only: http.client, threads.
 """
-import http.client, json, os, signal, socket, subprocess, sys, tempfile, threading, time
+import http.client, json, os, signal, subprocess, sys, tempfile, threading, time
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "Benchmarks"))
+from loopback import free_port, wait_ready  # noqa: E402
 
 MAX_TOKENS = 96
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_ready(port, timeout=120):
-    end = time.time() + timeout
-    while time.time() < end:
-        try:
-            c = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
-            c.request("GET", "/ready")
-            if c.getresponse().status == 200:
-                return
-        except OSError:
-            pass
-        time.sleep(0.2)
-    raise SystemExit(f"port {port} not ready after {timeout}s")
 
 
 def chat(port, i, results):

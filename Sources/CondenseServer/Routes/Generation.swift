@@ -194,9 +194,10 @@ extension CondenseServer {
                             "top_logprobs": e.top.map { a -> [String: Any] in let (at, ab) = token(a.id); return ["token": at, "logprob": a.logprob, "bytes": ab] }]
                 }]
             }
+            let texts = entries.map { token($0.id).0 }
             var offsets: [Int] = [], at = offset
-            for e in entries { offsets.append(at); at += token(e.id).0.count }
-            return ["tokens": entries.map { token($0.id).0 }, "token_logprobs": entries.map(\.logprob),
+            for t in texts { offsets.append(at); at += t.count }
+            return ["tokens": texts, "token_logprobs": entries.map(\.logprob),
                     "top_logprobs": entries.map { e in Dictionary(e.top.map { (token($0.id).0, $0.logprob) }, uniquingKeysWith: max) },
                     "text_offset": offsets]
         }

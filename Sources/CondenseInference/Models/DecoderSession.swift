@@ -737,14 +737,7 @@ struct Sampler: Sendable {
         var cand: [(Int, Float)]
         var total: Double?
         if o.topK > 0 && o.topK < scaled.count {
-            var top: [(Int, Float)] = []
-            top.reserveCapacity(o.topK + 1)
-            for (i, v) in scaled.enumerated() {
-                if top.count == o.topK, let last = top.last, !before((i, v), last) { continue }
-                top.insert((i, v), at: top.firstIndex { before((i, v), $0) } ?? top.count)
-                if top.count > o.topK { top.removeLast() }
-            }
-            cand = top
+            cand = DecoderSession.Generation.top(scaled, o.topK).map { (Int($0), scaled[Int($0)]) }
         } else if o.minP > 0 {
             let mx = scaled.max()!
             let cut = mx + logf(o.minP) - 1e-3   // a margin: the exact min-p step below decides

@@ -88,7 +88,7 @@ enum JSON {
     }
 
     /// JSON's true/false arrive as NSNumbers of type char ("c"), numbers as "q" or "d".
-    static func isBool(_ v: Any) -> Bool { (v as? NSNumber).map { $0.objCType.pointee == CChar(UInt8(ascii: "c")) } ?? false }
+    static func isBool(_ v: Any) -> Bool { (v as? NSNumber)?.isJSONBoolean ?? false }
 }
 
 /// Typed access to a request's fields.

@@ -1,9 +1,10 @@
+import Condense
 import CondenseInference
 import Foundation
 
 /// A plain validator of the schema subset, independent of the grammar: what a client checks.
 public func validates(_ v: Any, _ s: JSONSchema) -> Bool {
-    func isBool(_ x: Any) -> Bool { (x as? NSNumber).map { $0.objCType.pointee == CChar(UInt8(ascii: "c")) } ?? false }
+    func isBool(_ x: Any) -> Bool { (x as? NSNumber)?.isJSONBoolean ?? false }
     switch s {
     case .any: return true
     case let .object(props, _, required, additional):

@@ -1,5 +1,6 @@
 import CCondenseKernels
 import Condense
+import Foundation
 import Testing
 
 @Suite struct KernelCatalogTests {
@@ -35,5 +36,13 @@ import Testing
         // What this CPU runs: every scalar kernel.
         let scalarRunnable = NativeKernels.all.filter { $0.isa == .scalar }.allSatisfy { $0.runnable }
         #expect(scalarRunnable)
+    }
+}
+
+@Suite struct JSONBooleanTests {
+    /// true and false are booleans; 0, 1 and 1.0 are numbers, though `as? Bool` takes them on Linux.
+    @Test func booleansAreTellableFromNumbers() throws {
+        let o = try #require(try JSONSerialization.jsonObject(with: Data(#"[true, false, 1, 0, 1.0]"#.utf8)) as? [NSNumber])
+        #expect(o.map(\.isJSONBoolean) == [true, true, false, false, false])
     }
 }

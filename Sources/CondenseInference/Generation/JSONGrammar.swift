@@ -96,7 +96,7 @@ public indirect enum JSONSchema: Sendable, Equatable {
         if v is NSNull { return "null" }
         if let s = v as? String { return String(decoding: try JSONSerialization.data(withJSONObject: [s]), as: UTF8.self).dropFirst().dropLast().description }
         if let n = v as? NSNumber {
-            if n.objCType.pointee == CChar(UInt8(ascii: "c")) { return n.boolValue ? "true" : "false" }   // JSONSerialization's booleans
+            if n.isJSONBoolean { return n.boolValue ? "true" : "false" }
             return n.stringValue
         }
         throw CondenseError.invalidArgument("\(path) must be a string, number, boolean or null")

@@ -102,7 +102,7 @@ public indirect enum JValue: Sendable {
         case is NSNull: return .none
         case let s as String: return .text(s)
         case let n as NSNumber:
-            if n.objCType.pointee == CChar(UInt8(ascii: "c")) { return .bool(n.boolValue) }
+            if n.isJSONBoolean { return .bool(n.boolValue) }
             let d = n.doubleValue
             return d == d.rounded() && abs(d) < 9e15 && !String(cString: n.objCType).contains("d") ? .int(n.intValue) : .double(d)
         case let a as [Any]: return .list(a.map(json))

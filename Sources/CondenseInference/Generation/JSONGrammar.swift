@@ -254,14 +254,7 @@ public struct JSONGrammar: Sendable, Equatable {
                 return true
             }
             guard [.zero, .int, .frac, .expDigits, .expDigits2].contains(phase) else { return false }
-            // The number ended at the byte before: the byte belongs to what contains it.
-            let saved = self
-            stack.removeLast()
-            finished()
-            if isComplete { self = saved; return false }   // nothing may follow the root value
-            if step(b) { return true }
-            self = saved
-            return false
+            return endThenStep(b, key: nil)
         case let .literal(candidates, position, isKey):
             let next = candidates.filter { $0.count > position && $0[position] == b }
             if !next.isEmpty {
@@ -275,13 +268,7 @@ public struct JSONGrammar: Sendable, Equatable {
             }
             // A complete candidate that is a prefix of another (1 and 12): it ends here.
             guard let done = candidates.first(where: { $0.count == position }) else { return false }
-            let saved = self
-            stack.removeLast()
-            if isKey { setKey(String(decoding: done.dropFirst().dropLast(), as: UTF8.self)) } else { finished() }
-            if isComplete { self = saved; return false }
-            if step(b) { return true }
-            self = saved
-            return false
+            return endThenStep(b, key: isKey ? String(decoding: done.dropFirst().dropLast(), as: UTF8.self) : nil)
         }
     }
 
@@ -295,6 +282,18 @@ public struct JSONGrammar: Sendable, Equatable {
         case let .literal(candidates, position, _): return candidates.contains { $0.count == position }
         default: return false
         }
+    }
+
+    /// The number or literal on top ended at the byte before `b`: it is popped (an object's
+    /// `key`, or a finished value), and `b` goes to what contains it — nothing may follow the
+    /// root value. On false the state is as before.
+    private mutating func endThenStep(_ b: UInt8, key: String?) -> Bool {
+        let saved = self
+        stack.removeLast()
+        if let key { setKey(key) } else { finished() }
+        if !isComplete, step(b) { return true }
+        self = saved
+        return false
     }
 
     private mutating func blank() -> Bool {

@@ -27,6 +27,11 @@ public struct KVPrefix: @unchecked Sendable {
     /// Bytes held (keys and values of every layer).
     public var bytes: Int { layers.reduce(0) { $0 + $1.keys.count + $1.values.count } }
 
+    /// Whether both hold rows of the same model in the same cache types.
+    func sameCache(as other: KVPrefix) -> Bool {
+        model == other.model && kvCache == other.kvCache && valueCache == other.valueCache
+    }
+
     /// The longest prefix of `ids` these rows can serve: their common tokens, all or nothing
     /// once a sliding layer's ring has wrapped.
     public func usable(for ids: [Int32]) -> Int {
@@ -141,16 +146,14 @@ public final class PrefixCache: @unchecked Sendable {
     @discardableResult
     public func insert(_ prefix: KVPrefix) -> Bool {
         guard prefix.tokens.count >= minTokens, prefix.bytes <= budgetBytes else { return false }
-        if entries.contains(where: { $0.prefix.usable(for: prefix.tokens) == prefix.tokens.count && $0.prefix.model == prefix.model
-                                     && $0.prefix.kvCache == prefix.kvCache && $0.prefix.valueCache == prefix.valueCache }) {
+        if entries.contains(where: { $0.prefix.sameCache(as: prefix) && $0.prefix.usable(for: prefix.tokens) == prefix.tokens.count }) {
             return false
         }
         // An entry this one extends is superseded: the longer rows serve every shorter prompt too
         // (unless a ring wrapped, when the shorter one stays).
         if !prefix.wrapped {
             entries.removeAll { e in
-                let drop = e.prefix.model == prefix.model && e.prefix.kvCache == prefix.kvCache && e.prefix.valueCache == prefix.valueCache
-                    && prefix.usable(for: e.prefix.tokens) == e.prefix.tokens.count
+                let drop = e.prefix.sameCache(as: prefix) && prefix.usable(for: e.prefix.tokens) == e.prefix.tokens.count
                 if drop { bytes -= e.prefix.bytes }
                 return drop
             }

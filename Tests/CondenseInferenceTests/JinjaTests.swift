@@ -61,6 +61,17 @@ private let conversations: [[ChatTemplate.Message]] = [
         let parts = try t.render(["messages": .list([.dict(["role": .text("user"), "content": .text("  <|im_end|> hi ")])])])
         #expect(parts.map(\.text).joined() == "<|user|><|im_end|> hi\n")
         #expect(parts.filter { !$0.markup }.map(\.text) == ["user", "<|im_end|> hi"])
+        // Printed whole — `tojson` (tool definitions, call arguments) or `{{ value }}` — a list or
+        // dict holding the conversation's strings is text too; one of the template's own stays markup.
+        let m: JValue = .list([.dict(["role": .text("user"), "content": .text("<|im_end|>")])])
+        for src in ["{{ messages | tojson }}", "{{ messages }}", "{{ messages[0] }}"] {
+            let out = try JinjaTemplate(src).render(["messages": m])
+            let allText = out.allSatisfy { !$0.markup }, joined = out.map(\.text).joined()
+            #expect(allText && joined.contains("<|im_end|>"), "\(src): \(out)")
+        }
+        let own = try JinjaTemplate("{{ {'a': '<|im_end|>'} | tojson }}").render([:])
+        let ownMarkup = own.allSatisfy { $0.markup }
+        #expect(ownMarkup)
     }
 
     /// Hostile templates: unsupported constructs and syntax errors name themselves; loops,

@@ -147,11 +147,22 @@ public indirect enum JValue: Sendable {
         }
     }
 
-    /// Python's `str()` of the value, as jinja2 prints it.
+    /// Python's `str()` of the value, as jinja2 prints it: text when any string inside it is.
     var str: JString {
         switch self {
         case let .string(s): return s
-        default: return JString(repr(top: true), markup: true)
+        default: return JString(repr(top: true), markup: !containsText)
+        }
+    }
+
+    /// Whether a string from the conversation is in the value (at any depth): what is printed
+    /// from it — its `str()`, its `tojson` — is then text, never control tokens.
+    var containsText: Bool {
+        switch self {
+        case let .string(s): return !s.isMarkup
+        case let .list(items): return items.contains { $0.containsText }
+        case let .dict(_, d): return d.values.contains { $0.containsText }
+        default: return false
         }
     }
 
@@ -1105,7 +1116,7 @@ struct JRenderer {
         case "tojson":
             var indent: Int?
             if let i = kw.first(where: { $0.0 == "indent" })?.1 ?? a.first, case let .int(k) = i { indent = k }
-            return .markup(try v.json(indent: indent))
+            return .string(JString(try v.json(indent: indent), markup: !v.containsText))
         case "int":
             switch v {
             case let .int(i): return .int(i)

@@ -318,6 +318,19 @@ struct CLIGenerateTests {
         #expect(aliases.status != 0 && aliases.stderr.contains("2 --alias for 1 --chat-model"), "\(aliases.output)")
         let twice = try condense(["serve", "--chat-model", model, "--chat-model", model, "--port", "1"])
         #expect(twice.status != 0 && twice.stderr.contains("two models are named"), "\(twice.output)")
+        // serve's memory bounds: named, before any model loads.
+        for (args, message) in [(["--prefix-cache-mb=-1"], "--prefix-cache-mb must be in 0…1048576, got -1"),
+                                (["--kv-cache-mb", "0"], "--kv-cache-mb must be in 1…1073741824, got 0"),
+                                (["--kv-cache-mb", "99999999999"], "--kv-cache-mb must be in 1…1073741824, got 99999999999")] {
+            let r = try condense(["serve", "--chat-model", model] + args)
+            #expect(r.status != 0 && r.stderr.contains(message), "\(args): \(r.output)")
+        }
+        // A schema holds the answer: the tiny random model writes a value of it and stops there.
+        let schema = #"{"type": "object", "properties": {"n": {"enum": [1, 2]}}, "required": ["n"], "additionalProperties": false}"#
+        let j = try condense(["generate", "--model", model, "--prompt", "the", "--max-tokens", "58", "--temperature", "0", "--json-schema", schema, "--json"])
+        let record = try JSONSerialization.jsonObject(with: Data(j.stdout.utf8)) as? [String: Any]
+        let answer = (record?["text"] as? String).flatMap { try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Int] }
+        #expect(j.status == 0 && [1, 2].contains(answer?["n"] ?? 0) && record?["finish_reason"] as? String == "stop", "\(j.output)")
     }
 
     @Test(arguments: [
@@ -329,6 +342,12 @@ struct CLIGenerateTests {
         (["--model", "NOTGGUF", "--prompt", "a"], "not a GGUF file"),
         (["--model", "MODEL", "--prompt", "a", "--ctx", "0"], "--ctx must be >= 1, got 0"),
         (["--model", "MODEL", "--prompt", "a", "--kv-cache", "q8"], "The value 'q8' is invalid for '--kv-cache <kv-cache>'"),
+        (["--model", "MODEL", "--prompt", "a", "--json-schema", "{\"type\": "], "--json-schema is not JSON"),
+        (["--model", "MODEL", "--prompt", "a", "--json-schema", #"{"anyOf": [{"type": "string"}]}"#], "schema.anyOf is not supported"),
+        (["--model", "MODEL", "--prompt", "a", "--json-schema", #"{"type": "object", "properties": {"a": {"type": "strin"}}}"#], "schema.properties.a.type 'strin'"),
+        (["--model", "MODEL", "--prompt", "a", "--json-schema", "{}", "--json-schema-file", "/x.json"], "give --json-schema or --json-schema-file, not both"),
+        (["--model", "MODEL", "--prompt", "a", "--json-schema-file", "/nonexistent-schema.json"], "/nonexistent-schema.json"),
+        (["--model", "MODEL", "--prompt", "a", "--json-schema-file", "NOTGGUF"], "--json-schema-file is not JSON"),
     ])
     func badGenerateInputIsAnError(args: [String], message: String) throws {
         let dir = try scratchFolder("cligenbad")

@@ -106,9 +106,13 @@ import Testing
             let legacy = try await post(client, "/v1/completions", ["prompt": "the th", "max_tokens": 4, "temperature": 0, "logprobs": 2])
             let lp = try #require((legacy.json["choices"] as? [[String: Any]])?.first?["logprobs"] as? [String: Any], "\(legacy.raw)")
             #expect((lp["tokens"] as? [String])?.count == 4 && (lp["token_logprobs"] as? [Double])?.count == 4 && (lp["text_offset"] as? [Int])?.first == 0)
-            for bad: [String: Any] in [["top_logprobs": 21, "logprobs": true], ["top_logprobs": 2], ["n": 0], ["n": 17]] {
+            for bad: [String: Any] in [["top_logprobs": 21, "logprobs": true], ["top_logprobs": 2], ["n": 0], ["n": 17], ["logprobs": 3]] {
                 let b = try await post(client, "/v1/chat/completions", ["messages": [["role": "user", "content": "hi"]]].merging(bad) { $1 })
                 #expect(b.status == 400, "\(bad): \(b.raw)")
+            }
+            for bad: [String: Any] in [["logprobs": 6], ["logprobs": -1], ["logprobs": true], ["logprobs": "2"]] {
+                let b = try await post(client, "/v1/completions", ["prompt": "the th"].merging(bad) { $1 })
+                #expect(b.status == 400 && (b.json["error"] as? [String: Any])?["param"] as? String == "logprobs", "\(bad): \(b.raw)")
             }
             // n = 3, sampled: each choice is what its seed (seed, seed + 1, …) gives alone.
             var alone: [String] = []

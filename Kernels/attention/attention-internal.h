@@ -16,6 +16,17 @@ static inline size_t kv_bytes(int t, size_t n) {
     return t == KV_F32 ? 4 * n : t == KV_F16 ? 2 * n : t == KV_Q8_0 ? n / 32 * 34 : n / 32 * 18;
 }
 
+/* KV_* of a ggml type, or −1 for one the caches do not hold. */
+static inline int condense_kv_code(uint32_t g) {
+    switch (g) {
+    case CONDENSE_GGUF_F32: return KV_F32;
+    case CONDENSE_GGUF_F16: return KV_F16;
+    case CONDENSE_GGUF_Q8_0: return KV_Q8_0;
+    case CONDENSE_GGUF_Q4_0: return KV_Q4_0;
+    default: return -1;
+    }
+}
+
 typedef struct causal_args {
     const float *q;
     size_t ldq;
@@ -41,6 +52,36 @@ static inline float kv_at(int t, const uint8_t *row, int e) {
 /* Positions [a, b) of one KV head for the group's query heads; see causal_chunk_scalar. */
 typedef void (*causal_chunk_fn)(const causal_args *, const float *, const uint8_t *, const uint8_t *, size_t, size_t,
                                 float *, float *, float *, float *);
+
+/* Positions per chunk of a decode step's split attention (flash-decoding). */
+#define ATTN_CHUNK 256
+
+/* One causal attention planned by its caller: what condense_causal_attention_window runs on the
+ * team, and what a running job (the decoder layer, decoder/layer.c) runs as one of its steps. */
+typedef struct causal_ctx {
+    causal_args args;
+    causal_chunk_fn chunk;
+    const float *q;
+    size_t ldq;
+    const void *kc, *vc;
+    int kt, vt;
+    float *out;
+    size_t ldo, t, p0;
+    int heads, kv_heads, hd, G;
+    size_t nch, span, items, state;
+    size_t window, ring, lo;   /* sliding window (0: none), ring rows (0: position p in row p), first live position */
+    float *partial;            /* chunks' softmax states (nch > 1), shared by the team */
+    int failed;                /* set by a thread whose scratch could not grow */
+    int nt;                    /* threads worth using: 1 for short work */
+} causal_ctx;
+
+/* Floats of shared scratch a plan needs for its chunks' states (0: none). */
+size_t condense_causal_partial_floats(size_t t, size_t p0, size_t window, int heads, int kv_heads, int hd, int threads);
+int condense_causal_plan(causal_ctx *cc, const float *q, size_t ldq, const void *kc, const void *vc, uint32_t kv_type, size_t ldkv,
+                         float *out, size_t ldo, size_t t, size_t p0, int heads, int kv_heads, int hd, float scale, float softcap,
+                         size_t window, size_t ring, condense_isa isa, int threads, float *partial);
+/* Thread t of nt: its items, and (chunked) a barrier of the nt and its merges. */
+void condense_causal_share(void *ctx, int t, int nt);
 
 /* One (sequence, head) pair of encoder attention; s (and kt) are scratch of the pair's length. */
 void condense_attention_pair_scalar(const float *q, const float *k, const float *v, size_t ld, float *out, size_t ldo,

@@ -137,26 +137,7 @@ void condense_f32_scale_columns(const float *x, size_t rows, size_t n, size_t ld
  * the positions are split into chunks whose partial softmax states (max, sum, unnormalised
  * output) are merged afterwards (flash-decoding). The cache holds floats or IEEE halves. */
 
-#define ATTN_CHUNK 256
 
-
-
-
-typedef struct {
-    const causal_args *A;
-    causal_chunk_fn chunk;
-    const float *q;
-    size_t ldq;
-    const void *kc, *vc;
-    int kt, vt;
-    float *out;
-    size_t ldo, t, p0;
-    int heads, kv_heads, hd, G;
-    size_t nch, span, items, state;
-    size_t window, ring, lo;   /* sliding window (0: none), ring rows (0: position p in row p), first live position */
-    float *partial;
-    int failed;
-} causal_ctx;
 
 /* Folds the softmax state (m2, l2, o2) of G heads into (m, l, o): both rescaled to the larger max. */
 static void merge_state(int G, int hd, float *m, float *l, float *o, const float *m2, const float *l2, const float *o2) {
@@ -176,7 +157,7 @@ static void merge_state(int G, int hd, float *m, float *l, float *o, const float
 }
 
 /* Thread t of nt: a static share of the items, then (chunked) a barrier and a share of the merges. */
-static void causal_share(void *ctx, int tid, int nt) {
+void condense_causal_share(void *ctx, int tid, int nt) {
     causal_ctx *C = ctx;
     const int G = C->G, hd = C->hd;
     const size_t nch = C->nch, span = C->span, state = C->state, kv_heads = (size_t)C->kv_heads;
@@ -204,14 +185,14 @@ static void causal_share(void *ctx, int tid, int nt) {
             continue;
         }
         if (!C->ring) {
-            C->chunk(C->A, qg, kh, vh, a, b, sc, m, l, o);
+            C->chunk(&C->args, qg, kh, vh, a, b, sc, m, l, o);
         } else {
             /* Position p lives in row p % ring: at most two contiguous runs of rows. */
             const size_t pa = a % C->ring, n = b - a, first = pa + n <= C->ring ? n : C->ring - pa;
-            C->chunk(C->A, qg, kh, vh, pa, pa + first, sc, m, l, o);
+            C->chunk(&C->args, qg, kh, vh, pa, pa + first, sc, m, l, o);
             if (first < n) {
                 float *s2 = sc + (size_t)G * span + state;
-                C->chunk(C->A, qg, kh, vh, 0, n - first, sc, s2, s2 + G, s2 + 2 * G);
+                C->chunk(&C->args, qg, kh, vh, 0, n - first, sc, s2, s2 + G, s2 + 2 * G);
                 merge_state(G, hd, m, l, o, s2, s2 + G, s2 + 2 * G);
             }
         }
@@ -249,17 +230,6 @@ static void causal_share(void *ctx, int tid, int nt) {
     }
 }
 
-/* KV_* of a ggml type, or −1 for one the caches do not hold. */
-static int kv_code(uint32_t g) {
-    switch (g) {
-    case CONDENSE_GGUF_F32: return KV_F32;
-    case CONDENSE_GGUF_F16: return KV_F16;
-    case CONDENSE_GGUF_Q8_0: return KV_Q8_0;
-    case CONDENSE_GGUF_Q4_0: return KV_Q4_0;
-    default: return -1;
-    }
-}
-
 int condense_causal_attention(const float *q, size_t ldq, const void *kc, const void *vc, uint32_t kv_type, size_t ldkv,
                               float *out, size_t ldo, size_t t, size_t p0, int heads, int kv_heads, int hd, float scale,
                               condense_isa isa, int threads) {
@@ -267,19 +237,29 @@ int condense_causal_attention(const float *q, size_t ldq, const void *kc, const 
                                             isa, threads);
 }
 
-int condense_causal_attention_window(const float *q, size_t ldq, const void *kc, const void *vc, uint32_t kv_type, size_t ldkv,
-                                     float *out, size_t ldo, size_t t, size_t p0, int heads, int kv_heads, int hd, float scale,
-                                     float softcap, size_t window, size_t ring, condense_isa isa, int threads) {
+size_t condense_causal_partial_floats(size_t t, size_t p0, size_t window, int heads, int kv_heads, int hd, int threads) {
+    int nt = threads > 0 ? threads : condense_get_num_threads();
+    const size_t n_max = p0 + t, lo = window && p0 + 1 > window ? p0 + 1 - window : 0, live = n_max - lo;
+    if (heads < 1 || kv_heads < 1 || heads % kv_heads || hd < 1) return 0;
+    /* The plan's choices, made the same way (condense_causal_plan). */
+    if (live * (size_t)hd * t * (size_t)heads < 65536) nt = 1;
+    if (!(t * (size_t)kv_heads < 4 * (size_t)nt && live > ATTN_CHUNK)) return 0;
+    const size_t nch = (live + ATTN_CHUNK - 1) / ATTN_CHUNK;
+    return t * (size_t)kv_heads * nch * (size_t)(heads / kv_heads) * ((size_t)hd + 2);
+}
+
+int condense_causal_plan(causal_ctx *cc, const float *q, size_t ldq, const void *kc, const void *vc, uint32_t kv_type, size_t ldkv,
+                         float *out, size_t ldo, size_t t, size_t p0, int heads, int kv_heads, int hd, float scale, float softcap,
+                         size_t window, size_t ring, condense_isa isa, int threads, float *partial) {
     if (heads < 1 || kv_heads < 1 || heads % kv_heads || hd < 1) return CONDENSE_ERR_INVALID;
     /* A ring must hold every position the pass reads: the window of its first row through its last row. */
     if (ring && (!window || ring < window + t - 1)) return CONDENSE_ERR_INVALID;
     /* kv_type: the key cache's ggml type, and in the high 16 bits the value cache's + 1 (0: the same). */
     const uint32_t kg = kv_type & 0xFFFF, vg = kv_type >> 16 ? (kv_type >> 16) - 1 : kg;
-    const int kt = kv_code(kg), vt = kv_code(vg);
+    const int kt = condense_kv_code(kg), vt = condense_kv_code(vg);
     if (kt < 0 || vt < 0) return CONDENSE_ERR_INVALID;
     /* Blocks of 32 along a row: every head must be whole blocks. */
     if ((kt >= KV_Q8_0 || vt >= KV_Q8_0) && (hd % 32 || ldkv % 32)) return CONDENSE_ERR_INVALID;
-    if (t == 0) return CONDENSE_OK;
     if (isa > condense_isa_detected()) isa = condense_isa_detected();
     if (!(softcap >= 0)) return CONDENSE_ERR_INVALID;   /* NaN fails this too */
     causal_chunk_fn chunk = condense_causal_chunk_scalar;
@@ -293,7 +273,6 @@ int condense_causal_attention_window(const float *q, size_t ldq, const void *kc,
 #endif
     }
     const int G = heads / kv_heads;
-    const causal_args A = {q, ldq, kc, vc, kv_bytes(kt, ldkv), kv_bytes(vt, ldkv), kt, vt, G, hd, scale, softcap};
     int nt = threads > 0 ? threads : condense_get_num_threads();
     const size_t n_max = p0 + t, lo = window && p0 + 1 > window ? p0 + 1 - window : 0, live = n_max - lo;
     if (live * (size_t)hd * t * (size_t)heads < 65536) nt = 1;
@@ -302,14 +281,29 @@ int condense_causal_attention_window(const float *q, size_t ldq, const void *kc,
     if (t * (size_t)kv_heads < 4 * (size_t)nt && live > ATTN_CHUNK) nch = (live + ATTN_CHUNK - 1) / ATTN_CHUNK;
     const size_t span = nch == 1 ? live : ATTN_CHUNK;
     const size_t items = t * (size_t)kv_heads * nch, state = (size_t)G * ((size_t)hd + 2);
+    if (nch > 1 && !partial) return CONDENSE_ERR_NO_MEMORY;
+    *cc = (causal_ctx){{q, ldq, kc, vc, kv_bytes(kt, ldkv), kv_bytes(vt, ldkv), kt, vt, G, hd, scale, softcap}, chunk, q, ldq, kc, vc,
+                       kt, vt, out, ldo, t, p0, heads, kv_heads, hd, G, nch, span, items, state, window, ring, lo,
+                       nch > 1 ? partial : NULL, 0, nt};
+    return CONDENSE_OK;
+}
+
+int condense_causal_attention_window(const float *q, size_t ldq, const void *kc, const void *vc, uint32_t kv_type, size_t ldkv,
+                                     float *out, size_t ldo, size_t t, size_t p0, int heads, int kv_heads, int hd, float scale,
+                                     float softcap, size_t window, size_t ring, condense_isa isa, int threads) {
+    const size_t pf = condense_causal_partial_floats(t, p0, window, heads, kv_heads, hd, threads);
     float *partial = NULL;
-    if (nch > 1) {
-        partial = condense_scratch(CONDENSE_SCRATCH_QX, items * state * sizeof(float));
+    if (pf) {
+        size_t bytes;
+        if (__builtin_mul_overflow(pf, sizeof(float), &bytes)) return CONDENSE_ERR_INVALID;
+        partial = condense_scratch(CONDENSE_SCRATCH_QX, bytes);
         if (!partial) return CONDENSE_ERR_NO_MEMORY;
     }
-    causal_ctx cc = {&A, chunk, q, ldq, kc, vc, kt, vt, out, ldo, t, p0, heads, kv_heads, hd, G, nch, span, items, state,
-                     window, ring, lo, partial, 0};
-    condense_team_run(nt, causal_share, &cc);
+    causal_ctx cc;
+    const int st = condense_causal_plan(&cc, q, ldq, kc, vc, kv_type, ldkv, out, ldo, t, p0, heads, kv_heads, hd, scale, softcap,
+                                        window, ring, isa, threads, partial);
+    if (st != CONDENSE_OK || t == 0) return st;
+    condense_team_run(cc.nt, condense_causal_share, &cc);
     const int failed = cc.failed;
     return failed;
 }

@@ -9,6 +9,7 @@
  * 10), which is what keeps Gemma on llama.cpp's perplexity and greedy tokens. */
 #include "internal.h"
 #include "condense_kernels.h"
+#include "decoder-internal.h"
 
 #include <math.h>
 #include <pthread.h>
@@ -92,18 +93,10 @@ static size_t silu_vector(condense_isa isa, const float *g, const float *u, floa
     return 0;
 }
 
-typedef struct {
-    const float *gu;
-    size_t rows, ff;
-    int act;
-    float *out;
-    condense_isa isa;
-} glu_ctx;
-
 #define GLU_SPAN 256
 
 /* Thread t of nt: a share of rows × column spans (a single row still spreads over the threads). */
-static void glu_share(void *ctx, int t, int nt) {
+void condense_glu_share(void *ctx, int t, int nt) {
     const glu_ctx *c = ctx;
     const size_t spans = (c->ff + GLU_SPAN - 1) / GLU_SPAN, items = c->rows * spans;
     uint16_t h[GLU_SPAN];
@@ -123,15 +116,21 @@ static void glu_share(void *ctx, int t, int nt) {
     }
 }
 
-int condense_glu(const float *gu, size_t rows, size_t ff, int act, float *out, condense_isa isa, int threads) {
+int condense_glu_plan(glu_ctx *c, const float *gu, size_t rows, size_t ff, int act, float *out, condense_isa isa, int threads) {
     if (act != CONDENSE_GLU_SILU && act != CONDENSE_GLU_GELU_TANH) return CONDENSE_ERR_INVALID;
-    if (rows == 0 || ff == 0) return CONDENSE_OK;
-    if (!gu || !out) return CONDENSE_ERR_INVALID;
+    if (rows && ff && (!gu || !out)) return CONDENSE_ERR_INVALID;
     if (act == CONDENSE_GLU_GELU_TANH) pthread_once(&gelu_once, gelu_init);
     int nt = threads > 0 ? threads : condense_get_num_threads();
     if (rows * ff < 16384) nt = 1;
     if (isa > condense_isa_detected()) isa = condense_isa_detected();
-    const glu_ctx c = {gu, rows, ff, act, out, isa};
-    condense_team_run(nt, glu_share, (void *)&c);
+    *c = (glu_ctx){gu, rows, ff, act, out, isa, nt};
+    return CONDENSE_OK;
+}
+
+int condense_glu(const float *gu, size_t rows, size_t ff, int act, float *out, condense_isa isa, int threads) {
+    glu_ctx c;
+    const int st = condense_glu_plan(&c, gu, rows, ff, act, out, isa, threads);
+    if (st != CONDENSE_OK || rows == 0 || ff == 0) return st;
+    condense_team_run(c.nt, condense_glu_share, &c);
     return CONDENSE_OK;
 }

@@ -409,43 +409,75 @@ static const gguf_kernel_impl *kernel_for(uint32_t type, condense_isa isa) {
     return best;
 }
 
-typedef struct {
-    const layout *L;
-    const gguf_kernel_impl *kr;
-    const float *x;
-    size_t lda, m, k;
-    int8_t *q;
-    float *d;
-    int32_t *c, *c2;
-    float *s;
-    size_t nb;
-    const qx_rows *xr;
-    const uint8_t *wb;
-    size_t gbytes, groups, n;
-    group_fn run;
-    float *y;
-    size_t ldy;
-} gguf_ctx;
-
-/* Thread t of nt quantizes its share of the rows of X, the team meets, then runs its groups.
- * Fixed contiguous shares of groups: threads claiming chunks instead (round-robin, or from the
- * two ends, the counter on a line of its own) made SmolLM2's tg128 8–20 % slower here, although
- * the caller waits at the end for the worker's share (the weights stream best as two long runs). */
-static void gguf_share(void *ctx, int t, int nt) {
-    const gguf_ctx *g = ctx;
+/* Thread t of nt quantizes its share of the rows of X, the team meets, then runs its groups
+ * (and adds their bias). Fixed contiguous shares of groups: threads claiming chunks instead
+ * (round-robin, or from the two ends, the counter on a line of its own) made SmolLM2's tg128
+ * 8–20 % slower here, although the caller waits at the end for the worker's share (the weights
+ * stream best as two long runs). */
+void condense_gguf_share(void *ctx, int t, int nt) {
+    const gguf_job *g = ctx;
     /* Shares counted from the last thread, so that a single row (token generation) is quantized
      * by the caller, already running, not by a worker still waking up while the caller waits. */
     const int s = nt - 1 - t;
     const size_t i0 = g->m * (size_t)s / (size_t)nt, i1 = g->m * (size_t)(s + 1) / (size_t)nt;
     if (i1 > i0)
-        quantize_rows(g->kr->quantize, g->L, g->x + i0 * g->lda, g->lda, i1 - i0, g->k, g->q + i0 * g->k, g->d + i0 * g->nb,
-                      g->c + i0 * g->nb, g->c2 + i0 * g->nb, g->s ? g->s + i0 * g->nb : NULL);
+        quantize_rows(g->quantize, &g->L, g->x + i0 * g->lda, g->lda, i1 - i0, g->k, (int8_t *)g->xr.q + i0 * g->k,
+                      (float *)g->xr.d + i0 * g->nb, (int32_t *)g->xr.c + i0 * g->nb, (int32_t *)g->xr.c2 + i0 * g->nb,
+                      g->xr.s ? (float *)g->xr.s + i0 * g->nb : NULL);
     condense_team_barrier(nt);
-    for (size_t gi = g->groups * (size_t)t / (size_t)nt; gi < g->groups * (size_t)(t + 1) / (size_t)nt; gi++) {
+    const size_t g0 = g->groups * (size_t)t / (size_t)nt, g1 = g->groups * (size_t)(t + 1) / (size_t)nt;
+    for (size_t gi = g0; gi < g1; gi++) {
         const size_t r0 = gi * GROUP;
         const int valid = g->n - r0 >= GROUP ? GROUP : (int)(g->n - r0);
-        g->run(g->L, g->wb + gi * g->gbytes, g->xr, 0, g->m, g->y + r0, g->ldy, valid);
+        g->run(&g->L, g->wb + gi * g->gbytes, &g->xr, 0, g->m, g->y + r0, g->ldy, valid);
     }
+    if (g->bias && g1 > g0) {
+        const size_t c0 = g0 * GROUP, c1 = g1 * GROUP < g->n ? g1 * GROUP : g->n;
+        for (size_t i = 0; i < g->m; i++)
+            for (size_t j = c0; j < c1; j++) g->y[i * g->ldy + j] += g->bias[j];
+    }
+}
+
+size_t condense_gguf_scratch_bytes(size_t m, size_t k) {
+    size_t qbytes, pbytes, total;
+    if (__builtin_mul_overflow(m, k, &qbytes) || __builtin_mul_overflow(m, k / 32 * 16, &pbytes) ||
+        __builtin_add_overflow(qbytes, pbytes, &total) || __builtin_add_overflow(total, (size_t)256, &total))
+        return 0;
+    return total;
+}
+
+int condense_gguf_plan(gguf_job *j, uint32_t type, const void *packed, size_t n, size_t k, size_t m, const float *x, size_t lda,
+                       float *y, size_t ldy, const float *bias, condense_isa isa, int threads, uint8_t *scratch) {
+    if (!layout_of(type, &j->L) || !condense_gguf_packed_size(type, n, k)) return CONDENSE_ERR_INVALID;
+    const gguf_kernel_impl *kr = kernel_for(type, isa);
+    if (!kr) return CONDENSE_ERR_INVALID;
+    const size_t nb = k / 32, groups = (n + GROUP - 1) / GROUP;
+    if (!condense_gguf_scratch_bytes(m, k)) return CONDENSE_ERR_INVALID;
+    if (!scratch) return CONDENSE_ERR_NO_MEMORY;
+    const size_t qbytes = m * k;
+    int8_t *q = (int8_t *)scratch;
+    float *d = (float *)(void *)(scratch + (qbytes + 63) / 64 * 64);
+    int32_t *c = (int32_t *)(d + m * nb), *c2 = c + m * nb;
+    float *s = j->L.has_min ? (float *)(c2 + m * nb) : NULL;
+    int nt = threads > 0 ? threads : condense_get_num_threads();
+    if (groups < 2 || n * k * m < 65536) nt = 1;
+    j->xr = (qx_rows){q, d, c, c2, s, k, nb};
+    j->quantize = kr->quantize;
+    j->run = kr->group;
+    j->x = x;
+    j->lda = lda;
+    j->m = m;
+    j->k = k;
+    j->nb = nb;
+    j->wb = packed;
+    j->gbytes = group_bytes(&j->L, nb);
+    j->groups = groups;
+    j->n = n;
+    j->y = y;
+    j->ldy = ldy;
+    j->bias = bias;
+    j->nt = nt;
+    return CONDENSE_OK;
 }
 
 int condense_gguf_gemm(uint32_t type, const void *packed, size_t n, size_t k, size_t m, const float *x, size_t lda,
@@ -453,25 +485,14 @@ int condense_gguf_gemm(uint32_t type, const void *packed, size_t n, size_t k, si
     layout L;
     if (!layout_of(type, &L) || !condense_gguf_packed_size(type, n, k)) return CONDENSE_ERR_INVALID;
     if (m == 0 || n == 0) return CONDENSE_OK;
-    const gguf_kernel_impl *kr = kernel_for(type, isa);
-    if (!kr) return CONDENSE_ERR_INVALID;
-    const size_t nb = k / 32, groups = (n + GROUP - 1) / GROUP;
-    size_t qbytes, pbytes;
-    if (__builtin_mul_overflow(m, k, &qbytes) || __builtin_mul_overflow(m, nb * 16, &pbytes)) return CONDENSE_ERR_INVALID;
-    uint8_t *scratch = condense_scratch(CONDENSE_SCRATCH_QX, qbytes + pbytes + 256);
-    if (!scratch) return CONDENSE_ERR_NO_MEMORY;
-    int8_t *q = (int8_t *)scratch;
-    float *d = (float *)(void *)(scratch + (qbytes + 63) / 64 * 64);
-    int32_t *c = (int32_t *)(d + m * nb), *c2 = c + m * nb;
-    float *s = L.has_min ? (float *)(c2 + m * nb) : NULL;
-    int nt = threads > 0 ? threads : condense_get_num_threads();
-    if (groups < 2 || n * k * m < 65536) nt = 1;
-    const qx_rows xr = {q, d, c, c2, s, k, nb};
-    const size_t gbytes = group_bytes(&L, nb);
-    const uint8_t *wb = packed;
-    const group_fn run = kr->group;
-    gguf_ctx gc = {&L, kr, x, lda, m, k, q, d, c, c2, s, nb, &xr, wb, gbytes, groups, n, run, y, ldy};
-    condense_team_run(nt, gguf_share, &gc);
+    if (!kernel_for(type, isa)) return CONDENSE_ERR_INVALID;
+    const size_t bytes = condense_gguf_scratch_bytes(m, k);
+    if (!bytes) return CONDENSE_ERR_INVALID;
+    gguf_job j;
+    const int st = condense_gguf_plan(&j, type, packed, n, k, m, x, lda, y, ldy, NULL, isa, threads,
+                                      condense_scratch(CONDENSE_SCRATCH_QX, bytes));
+    if (st != CONDENSE_OK) return st;
+    condense_team_run(j.nt, condense_gguf_share, &j);
     return CONDENSE_OK;
 }
 

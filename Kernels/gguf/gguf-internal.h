@@ -74,6 +74,31 @@ typedef void (*quantize_block_fn)(const float *, int8_t *, float *, int32_t *);
 typedef void (*group_fn)(const layout *L, const uint8_t *gw, const qx_rows *x, size_t m0, size_t m1, float *y,
                          size_t ldy, int valid);
 
+/* One GEMM planned by its caller: what condense_gguf_gemm runs on the team, and what a job
+ * already running (the decoder layer, decoder/layer.c) runs as one of its steps. Every thread of
+ * such a job plans the same GEMM into its own copy; the scratch is shared. */
+typedef struct gguf_job {
+    layout L;
+    qx_rows xr;                  /* X's quantized rows, in the scratch */
+    quantize_block_fn quantize;
+    group_fn run;
+    const float *x;
+    size_t lda, m, k, nb;
+    const uint8_t *wb;
+    size_t gbytes, groups, n;
+    float *y;
+    size_t ldy;
+    const float *bias;           /* NULL, or n floats added after the groups */
+    int nt;                      /* threads worth using: 1 for small products */
+} gguf_job;
+
+/* Bytes of scratch a plan of m rows of K needs (0 when it overflows). */
+size_t condense_gguf_scratch_bytes(size_t m, size_t k);
+int condense_gguf_plan(gguf_job *j, uint32_t type, const void *packed, size_t n, size_t k, size_t m, const float *x, size_t lda,
+                       float *y, size_t ldy, const float *bias, condense_isa isa, int threads, uint8_t *scratch);
+/* Thread t of nt: its share of X's quantization, a barrier of the nt, its groups. */
+void condense_gguf_share(void *job, int t, int nt);
+
 /* Prefetch distance of the 2:4-int4 kernels, in blocks of 64 columns. */
 #define S24_PREFETCH 8
 

@@ -669,6 +669,64 @@ int condense_rmsnorm(const float *x, size_t ldx, float *y, size_t ldy, size_t ro
  *  with neox, else (2i, 2i + 1), rotated by cos_t/sin_t[row][i] (rows × hd/2). Returns a condense_status. */
 int condense_rope(float *x, size_t ld, size_t rows, int heads, int hd, const float *cos_t, const float *sin_t, int neox,
                   int threads);
+/** One matrix of a decoder projection (condense_decoder_forward): n rows of the projection's k
+ *  inputs in GGUF blocks of `type`, packed by condense_gguf_pack; an optional bias of n floats;
+ *  the ISA its kernel runs at. */
+typedef struct condense_decoder_part {
+    uint32_t type;
+    const void *packed;
+    size_t n;
+    const float *bias;
+    condense_isa isa;
+} condense_decoder_part;
+/** Most matrices one projection stacks side by side. */
+#define CONDENSE_DECODER_MAX_PARTS 4
+/** A projection of k inputs: its parts' outputs side by side, in order ([Q | K | V] may mix
+ *  block types: Q4_K_M files keep V in Q6_K). */
+typedef struct condense_decoder_proj {
+    condense_decoder_part part[CONDENSE_DECODER_MAX_PARTS];
+    int parts;
+    size_t k;
+} condense_decoder_proj;
+/** One pre-norm decoder layer (Llama, Qwen, Gemma, Phi-3, Mistral): its projections, norms and
+ *  KV cache for one pass. */
+typedef struct condense_decoder_layer {
+    condense_decoder_proj qkv, o, gate_up, down;  /* [Q | K | V], O, [gate | up], down */
+    const float *attn_norm, *ffn_norm;            /* hidden floats each */
+    const float *q_norm, *k_norm;                 /* head_dim floats each (QK-norm), or NULL */
+    const float *post_attn_norm, *post_ffn_norm;  /* hidden floats each (Gemma), or NULL */
+    void *keys, *values;                          /* the layer's cache, row 0 */
+    size_t window, ring;                          /* as condense_causal_attention_window */
+    const float *cos_t, *sin_t;                   /* rows × head_dim/2: the pass's angles for this layer */
+} condense_decoder_layer;
+/** The shape every layer shares. */
+typedef struct condense_decoder_shape {
+    size_t hidden, heads, kv_heads, head_dim, ff;
+    float eps;       /* RMSNorm's ε */
+    float scale;     /* attention's score scale */
+    float softcap;   /* attention logit soft-cap, 0 for none */
+    int act;         /* CONDENSE_GLU_* */
+    int neox;        /* RoPE pairs (i, i + hd/2) */
+    uint32_t kv_type;   /* as condense_causal_attention's: the key type, value type + 1 in the high 16 bits */
+} condense_decoder_shape;
+/** A pass's activations, rows of each (the caller owns them; reused across passes). */
+typedef struct condense_decoder_buffers {
+    float *x;     /* rows × hidden: the residual stream, read and written */
+    float *h;     /* rows × hidden */
+    float *qkv;   /* rows × (heads + 2·kv_heads)·head_dim */
+    float *att;   /* rows × heads·head_dim */
+    float *o;     /* rows × hidden */
+    float *gu;    /* rows × 2·ff */
+    float *g;     /* rows × ff */
+} condense_decoder_buffers;
+/** Runs `n_layers` layers over `rows` tokens at positions p0… of one sequence as one job of the
+ *  thread team: RMSNorm, the projections, QK-norm, RoPE, the cache writes, causal attention, the
+ *  residuals and the gated activation, the threads meeting at barriers between steps instead of
+ *  a fork and join per kernel. Every step is the arithmetic of the kernel it replaces
+ *  (condense_rmsnorm, condense_gguf_gemm, condense_rope, condense_causal_attention_window,
+ *  condense_glu), so the result equals those calls' bit for bit. Returns a condense_status. */
+int condense_decoder_forward(const condense_decoder_shape *s, const condense_decoder_layer *layers, size_t n_layers,
+                             const condense_decoder_buffers *b, size_t rows, size_t p0, condense_isa isa, int threads);
 /** One value of condense_glu's GELU-tanh (for references and tests). */
 float condense_gelu_tanh_f16(float x);
 /** f32 to IEEE half, round to nearest even (the KV cache's f16 rows); the same bits on every path. */

@@ -25,6 +25,8 @@ public final class GGUFBlockLinear: PreparedLinear, @unchecked Sendable {
     let code: UInt32
     let typeName: String
     let bias: [Float]?
+    // The bias again as a C array, for condense_decoder_forward; nil without one.
+    private let biasBuffer: UnsafeMutablePointer<Float>?
     let isa: ISA
     let threads: Int32
     public let backendName = "native"
@@ -108,13 +110,30 @@ public final class GGUFBlockLinear: PreparedLinear, @unchecked Sendable {
         self.code = code
         self.typeName = typeName
         self.bias = bias
+        if let bias {
+            let b = UnsafeMutablePointer<Float>.allocate(capacity: bias.count)
+            b.initialize(from: bias, count: bias.count)
+            biasBuffer = b
+        } else {
+            biasBuffer = nil
+        }
         self.isa = CondenseRuntime.clamped(isa ?? CondenseRuntime.activeISA)
         self.threads = Int32(clamping: threads ?? 0)
         inFeatures = k
         outFeatures = rows
     }
 
-    deinit { free(packed) }
+    deinit {
+        free(packed)
+        biasBuffer?.deallocate()
+    }
+
+    /// These weights as one part of a projection of `condense_decoder_forward` (a whole decoder
+    /// layer in one job of the thread team). The pointers live as long as `self`.
+    package var decoderPart: condense_decoder_part {
+        condense_decoder_part(type: code, packed: UnsafeRawPointer(packed), n: outFeatures, bias: UnsafePointer(biasBuffer),
+                              isa: condense_isa(UInt32(isa.rawValue)))
+    }
 
     public var kernelName: String { String(cString: condense_gguf_gemm_kernel_name(code, condense_isa(UInt32(isa.rawValue)))) }
 

@@ -108,6 +108,13 @@ public final class DecoderSession: @unchecked Sendable {
     public var isa: ISA { model.isa }
     /// Tokens in the cache, in order.
     public private(set) var tokens: [Int32] = []
+    /// Whether a pass of this session alone runs every layer as one job of the thread team when
+    /// the model allows it (``FusedDecoder``); false runs kernel by kernel, the same numbers.
+    /// `CONDENSE_LAYER_JOB=0` in the environment sets false for every session (A/B timing).
+    package var usesLayerJob = DecoderSession.layerJobDefault
+    static let layerJobDefault = ProcessInfo.processInfo.environment["CONDENSE_LAYER_JOB"] != "0"
+    /// Threads of the layer job (0: the kernels' default), for tests that vary it per session.
+    package var layerJobThreads: Int32 = 0
     /// The element type of the key cache.
     public let kvCache: KVCacheType
     /// The element type of the value cache (llama.cpp's `-ctv`; by default the key cache's).
@@ -259,61 +266,79 @@ public final class DecoderSession: @unchecked Sendable {
         // Back to the pool for the next pass: fresh buffers of megabytes cost page clearing.
         defer { for m in [x, h, qkv, att, o, gu, g] { pool.give(m) } }
         let isaCode = condense_isa(UInt32(model.isa.rawValue))
-        for (l, layer) in model.layers.enumerated() {
-            let sliding = c.slidingLayers[l]
-            let (window, ring) = sliding ? (c.slidingWindow, model.ring(layer: l)) : (0, 0)
-            rmsNorm(x, layer.attnNorm, c.rmsEpsilon, into: &h)
-            try layer.qkv.apply(h, into: &qkv)
-            // Per session: QK-norm, RoPE, the cache rows, attention over its own cache; several
-            // sessions (continuous batching's decode steps: one row each, short contexts) in one
-            // call that spreads them over the threads.
-            var sequences: [condense_attention_sequence] = []
-            let status: Int32 = qkv.withUnsafeMutableBufferPointer { qp in att.withUnsafeMutableBufferPointer { ap in
-                for (bi, (s, ids)) in batch.enumerated() {
-                    let (n, r0, p0) = (ids.count, starts[bi], s.tokens.count)
-                    let (kb, vb) = (s.kvCache.rowBytes(kvd), s.valueCache.rowBytes(kvd))
-                    let (kc, vc) = (s.keys + s.layerOffset[l] * kb, s.values + s.layerOffset[l] * vb)
-                    let base = qp.baseAddress! + r0 * wide
-                    if let qn = layer.qNorm, let kn = layer.kNorm {
-                        headNorm(base, rows: n, stride: wide, heads: c.heads, headDim: hd, qn, c.rmsEpsilon)
-                        headNorm(base + qd, rows: n, stride: wide, heads: c.kvHeads, headDim: hd, kn, c.rmsEpsilon)
-                    }
-                    let rot = sliding ? rotations[bi].sliding ?? rotations[bi].global : rotations[bi].global
-                    rot.apply(base, rows: n, stride: wide, heads: c.heads)          // Q
-                    rot.apply(base + qd, rows: n, stride: wide, heads: c.kvHeads)   // K
-                    for i in 0..<n {
-                        let cacheRow = ring > 0 ? (p0 + i) % ring : p0 + i
-                        let src = base + i * wide + qd
-                        s.kvCache.write(src, kc + cacheRow * kb, kvd, isa: isaCode)
-                        s.valueCache.write(src + kvd, vc + cacheRow * vb, kvd, isa: isaCode)
-                    }
-                    sequences.append(condense_attention_sequence(q: base, kc: kc, vc: vc, out: ap.baseAddress! + r0 * qd, t: n, p0: p0))
-                }
-                if let only = sequences.first, sequences.count == 1 {
-                    return condense_causal_attention_window(only.q, wide, only.kc, only.vc, batch[0].session.kvTypes, kvd, only.out, qd,
-                                                            only.t, only.p0, Int32(c.heads), Int32(c.kvHeads), Int32(hd), c.attentionScale,
-                                                            c.attentionSoftcap, window, ring, isaCode, 0)
-                }
-                // Sessions may differ in cache types: one call per pair of types.
-                var st: Int32 = 0
-                for type in Set(batch.map(\.session.kvTypes)).sorted() {
-                    let mine = zip(batch, sequences).filter { $0.0.session.kvTypes == type }.map(\.1)
-                    let r = condense_causal_attention_batch_window(mine, mine.count, wide, type, kvd, qd, Int32(c.heads), Int32(c.kvHeads),
-                                                                   Int32(hd), c.attentionScale, c.attentionSoftcap, window, ring, isaCode, 0)
-                    if r != 0 { st = r }
-                }
-                return st
+        if batch.count == 1, let fused = model.fused, batch[0].session.usesLayerJob {
+            // One sequence on GGUF blocks: every layer in one job of the team (FusedDecoder).
+            let (s, ids) = batch[0]
+            try x.withUnsafeMutableBufferPointer { xp in try h.withUnsafeMutableBufferPointer { hp in
+                try qkv.withUnsafeMutableBufferPointer { qp in try att.withUnsafeMutableBufferPointer { ap in
+                    try o.withUnsafeMutableBufferPointer { op in try gu.withUnsafeMutableBufferPointer { up in
+                        try g.withUnsafeMutableBufferPointer { gp in
+                            let bufs = condense_decoder_buffers(x: xp.baseAddress, h: hp.baseAddress, qkv: qp.baseAddress, att: ap.baseAddress,
+                                                                o: op.baseAddress, gu: up.baseAddress, g: gp.baseAddress)
+                            try fused.forward(s, rows: ids.count, p0: s.tokens.count, global: rotations[0].global,
+                                              slidingRotation: rotations[0].sliding, buffers: bufs, ring: { model.ring(layer: $0) },
+                                              isa: isaCode)
+                        }
+                    } }
+                } }
             } }
-            try NativeStatus.check(status, kernel: "causal attention")
-            try layer.o.apply(att, into: &o)
-            if let pn = layer.postAttnNorm { rmsNormInPlace(&o, pn, c.rmsEpsilon) }
-            add(&x, o)
-            rmsNorm(x, layer.ffnNorm, c.rmsEpsilon, into: &h)
-            try layer.gateUp.apply(h, into: &gu)
-            try gatedActivation(gu, c.activation, isa: isaCode, into: &g)
-            try layer.down.apply(g, into: &o)
-            if let pn = layer.postFFNNorm { rmsNormInPlace(&o, pn, c.rmsEpsilon) }
-            add(&x, o)
+        } else {
+            for (l, layer) in model.layers.enumerated() {
+                let sliding = c.slidingLayers[l]
+                let (window, ring) = sliding ? (c.slidingWindow, model.ring(layer: l)) : (0, 0)
+                rmsNorm(x, layer.attnNorm, c.rmsEpsilon, into: &h)
+                try layer.qkv.apply(h, into: &qkv)
+                // Per session: QK-norm, RoPE, the cache rows, attention over its own cache; several
+                // sessions (continuous batching's decode steps: one row each, short contexts) in one
+                // call that spreads them over the threads.
+                var sequences: [condense_attention_sequence] = []
+                let status: Int32 = qkv.withUnsafeMutableBufferPointer { qp in att.withUnsafeMutableBufferPointer { ap in
+                    for (bi, (s, ids)) in batch.enumerated() {
+                        let (n, r0, p0) = (ids.count, starts[bi], s.tokens.count)
+                        let (kb, vb) = (s.kvCache.rowBytes(kvd), s.valueCache.rowBytes(kvd))
+                        let (kc, vc) = (s.keys + s.layerOffset[l] * kb, s.values + s.layerOffset[l] * vb)
+                        let base = qp.baseAddress! + r0 * wide
+                        if let qn = layer.qNorm, let kn = layer.kNorm {
+                            headNorm(base, rows: n, stride: wide, heads: c.heads, headDim: hd, qn, c.rmsEpsilon)
+                            headNorm(base + qd, rows: n, stride: wide, heads: c.kvHeads, headDim: hd, kn, c.rmsEpsilon)
+                        }
+                        let rot = sliding ? rotations[bi].sliding ?? rotations[bi].global : rotations[bi].global
+                        rot.apply(base, rows: n, stride: wide, heads: c.heads)          // Q
+                        rot.apply(base + qd, rows: n, stride: wide, heads: c.kvHeads)   // K
+                        for i in 0..<n {
+                            let cacheRow = ring > 0 ? (p0 + i) % ring : p0 + i
+                            let src = base + i * wide + qd
+                            s.kvCache.write(src, kc + cacheRow * kb, kvd, isa: isaCode)
+                            s.valueCache.write(src + kvd, vc + cacheRow * vb, kvd, isa: isaCode)
+                        }
+                        sequences.append(condense_attention_sequence(q: base, kc: kc, vc: vc, out: ap.baseAddress! + r0 * qd, t: n, p0: p0))
+                    }
+                    if let only = sequences.first, sequences.count == 1 {
+                        return condense_causal_attention_window(only.q, wide, only.kc, only.vc, batch[0].session.kvTypes, kvd, only.out, qd,
+                                                                only.t, only.p0, Int32(c.heads), Int32(c.kvHeads), Int32(hd), c.attentionScale,
+                                                                c.attentionSoftcap, window, ring, isaCode, 0)
+                    }
+                    // Sessions may differ in cache types: one call per pair of types.
+                    var st: Int32 = 0
+                    for type in Set(batch.map(\.session.kvTypes)).sorted() {
+                        let mine = zip(batch, sequences).filter { $0.0.session.kvTypes == type }.map(\.1)
+                        let r = condense_causal_attention_batch_window(mine, mine.count, wide, type, kvd, qd, Int32(c.heads), Int32(c.kvHeads),
+                                                                       Int32(hd), c.attentionScale, c.attentionSoftcap, window, ring, isaCode, 0)
+                        if r != 0 { st = r }
+                    }
+                    return st
+                } }
+                try NativeStatus.check(status, kernel: "causal attention")
+                try layer.o.apply(att, into: &o)
+                if let pn = layer.postAttnNorm { rmsNormInPlace(&o, pn, c.rmsEpsilon) }
+                add(&x, o)
+                rmsNorm(x, layer.ffnNorm, c.rmsEpsilon, into: &h)
+                try layer.gateUp.apply(h, into: &gu)
+                try gatedActivation(gu, c.activation, isa: isaCode, into: &g)
+                try layer.down.apply(g, into: &o)
+                if let pn = layer.postFFNNorm { rmsNormInPlace(&o, pn, c.rmsEpsilon) }
+                add(&x, o)
+            }
         }
         for (s, ids) in batch { s.tokens += ids }
         // The rows whose logits are wanted: each session's last, or all of them.

@@ -47,6 +47,8 @@ public final class LanguageModel: Sendable {
     package let vocabSize: Int
     /// Llama 3's RoPE frequency divisors (headDim / 2), when the file has `rope_freqs.weight`.
     let ropeFrequencyFactors: [Float]?
+    /// The layers as one job of the thread team, when every projection runs on GGUF blocks.
+    let fused: FusedDecoder?
 
     /// Where each projection runs: the kernel, and the registry's placement for f32 ones.
     public let placements: [(name: String, placement: String)]
@@ -142,6 +144,7 @@ public final class LanguageModel: Sendable {
         (self.layers, self.outputNorm, self.head, self.vocabSize) = (layers, outputNorm, head, vocabSize)
         (self.placements, self.weightBytesPerToken, self.ropeFrequencyFactors) = (placements, weightBytesPerToken, ropeFrequencyFactors)
         self.headBytesPerToken = headBytesPerToken
+        fused = FusedDecoder(config: config, layers: layers)
     }
 
     /// The token embedding is looked up one row at a time, each dequantized whole: a known

@@ -20,7 +20,13 @@ VOCAB = ["<unk>", "<s>", "</s>"] + [f"<0x{b:02X}>" for b in range(256)] + \
 TYPES = [2, 3, 3] + [6] * 256 + [1] * 12 + [3, 3, 3]
 
 
-def write(path, arch, blocks, seed, hidden=64, heads=4, kv_heads=2, head_dim=16, ff=96, layers=3, extra=None, embd_scale=0.5):
+# With --blocks, each block's projections are stored in ggml blocks instead (V and down in other
+# types than the rest, as Q4_K_M files mix them): what the decoder's layer job runs.
+BLOCK_TYPES = {"attn_v": gguf.GGMLQuantizationType.Q8_0, "ffn_down": gguf.GGMLQuantizationType.Q5_0}
+
+
+def write(path, arch, blocks, seed, hidden=64, heads=4, kv_heads=2, head_dim=16, ff=96, layers=3, extra=None, embd_scale=0.5,
+          quantize=False):
     rng = np.random.default_rng(seed)
     w = gguf.GGUFWriter(str(path), arch)
     w.add_name(f"tiny-{arch}")
@@ -58,7 +64,11 @@ def write(path, arch, blocks, seed, hidden=64, heads=4, kv_heads=2, head_dim=16,
         a *= scale if scale is not None else 1.0 / np.sqrt(shape[-1])
         if around is not None:
             a = (around + 0.1 * a).astype(np.float32)
-        w.add_tensor(name, a)
+        if quantize and name.startswith("blk.") and len(shape) == 2:
+            kind = BLOCK_TYPES.get(name.split(".")[2], gguf.GGMLQuantizationType.Q4_0)
+            w.add_tensor(name, gguf.quants.quantize(a, kind), raw_dtype=kind)
+        else:
+            w.add_tensor(name, a)
 
     t("token_embd.weight", vocab, hidden, scale=embd_scale)
     t("output_norm.weight", hidden, around=1.0)
@@ -159,6 +169,18 @@ def write_bpe(path, pre, seed):
 def main():
     out = Path(sys.argv[1])
     out.mkdir(parents=True, exist_ok=True)
+    if "--blocks" in sys.argv[2:]:
+        # Every architecture's layer shapes in whole blocks of 32, heads of 32 (quantized caches).
+        q = dict(quantize=True, hidden=64, head_dim=32, ff=96)
+        write(out / "llama-blocks.gguf", "llama", {"output", "ropefreqs"}, seed=1, **q)
+        write(out / "qwen2-blocks.gguf", "qwen2", {"bias"}, seed=2, **q)
+        write(out / "qwen3-blocks.gguf", "qwen3", {"qknorm", "output"}, seed=3, **q)
+        write(out / "phi3-blocks.gguf", "phi3", {"qkv", "fusedup", "output"}, seed=4, **q)
+        write(out / "gemma3-blocks.gguf", "gemma3", {"qknorm", "postnorm", "output"}, seed=5, layers=4,
+              extra={"attention.sliding_window": 8, "attention.sliding_window_pattern": 2, "rope.freq_base_swa": 100.0}, **q)
+        write(out / "gemma2-blocks.gguf", "gemma2", {"postnorm"}, seed=10, layers=4, embd_scale=0.05,
+              extra={"attention.sliding_window": 6, "attn_logit_softcapping": 2.0, "final_logit_softcapping": 10.0}, **q)
+        return
     write(out / "llama.gguf", "llama", {"output", "ropefreqs"}, seed=1)
     write(out / "qwen2.gguf", "qwen2", {"bias"}, seed=2)
     write(out / "qwen3.gguf", "qwen3", {"qknorm", "output"}, seed=3, hidden=48, head_dim=16)

@@ -25,7 +25,7 @@ CONDENSE_TARGET_GGUF512 void condense_gguf_quantize_block_avx512(const float *x,
  * streams in one tile) against 4, interleaved runs of bench generate: pp8 880–1015 against
  * 863–876 tok/s, pp512 998–1052 against 894–925. */
 #ifndef GGUF_MR
-#define GGUF_MR 8
+#define GGUF_MR 12
 #endif
 /* Prefetch every line of the group-block this many blocks ahead. Measured on the SmolLM2 decode
  * (tg128, 2 threads, interleaved runs): prefetching 2 of a Q4_1 group-block's 5 lines gave
@@ -111,12 +111,25 @@ CONDENSE_INLINE CONDENSE_TARGET_GGUF512 void group_rows_avx512(const int MR, con
             const int32_t *xd = (const int32_t *)(const void *)(x->q + i * x->k + b * 32);
             /* w[ch] pairs with x dword ch (Q4: low nibbles are elements 4ch…, high ones 16 + 4ch…;
              * Q8_0: elements 4ch…): s0 sums elements 0…15, s1 16…31. */
+            const __m512 dx = _mm512_set1_ps(x->d[ib]);
+            if (kind != KQ6 && kind != KQ2) {
+                /* One sum of all 32 products, started at −o·Σ qx: no add or subtract after the dots. */
+                __m512i s = _mm512_set1_epi32(-x->c[ib]), t = _mm512_setzero_si512();
+                for (int ch = 0; ch < 4; ch++) {
+                    s = _mm512_dpbusd_epi32(s, w[ch], _mm512_set1_epi32(xd[ch]));
+                    t = _mm512_dpbusd_epi32(t, w[ch + 4], _mm512_set1_epi32(xd[ch + 4]));
+                }
+                s = _mm512_add_epi32(s, t);
+                acc[ii] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s), _mm512_mul_ps(sc0, dx), acc[ii]);
+                if (kind == KQ4) acc[ii] = _mm512_fnmadd_ps(mw, _mm512_set1_ps(x->s[ib]), acc[ii]);
+                else if (L->has_min) acc[ii] = _mm512_fmadd_ps(mw, _mm512_set1_ps(x->s[ib]), acc[ii]);
+                continue;
+            }
             __m512i s0 = _mm512_setzero_si512(), s1 = _mm512_setzero_si512();
             for (int ch = 0; ch < 4; ch++) {
                 s0 = _mm512_dpbusd_epi32(s0, w[ch], _mm512_set1_epi32(xd[ch]));
                 s1 = _mm512_dpbusd_epi32(s1, w[ch + 4], _mm512_set1_epi32(xd[ch + 4]));
             }
-            const __m512 dx = _mm512_set1_ps(x->d[ib]);
             if (kind == KQ2) {
                 acc[ii] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s0), _mm512_mul_ps(sc0, dx), acc[ii]);
                 acc[ii] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s1), _mm512_mul_ps(sc1, dx), acc[ii]);
@@ -144,6 +157,10 @@ CONDENSE_TARGET_GGUF512 void condense_gguf_group_avx512(const layout *L, const u
     size_t i = m0;
     for (; i + GGUF_MR <= m1; i += GGUF_MR) group_rows_avx512(GGUF_MR, L, gw, x, i, y, ldy, mask);
     switch (m1 - i) {
+    case 11: group_rows_avx512(11, L, gw, x, i, y, ldy, mask); break;
+    case 10: group_rows_avx512(10, L, gw, x, i, y, ldy, mask); break;
+    case 9: group_rows_avx512(9, L, gw, x, i, y, ldy, mask); break;
+    case 8: group_rows_avx512(8, L, gw, x, i, y, ldy, mask); break;
     case 7: group_rows_avx512(7, L, gw, x, i, y, ldy, mask); break;
     case 6: group_rows_avx512(6, L, gw, x, i, y, ldy, mask); break;
     case 5: group_rows_avx512(5, L, gw, x, i, y, ldy, mask); break;

@@ -294,7 +294,7 @@ private func sampleWriter() throws -> GGUFWriter {
             let t = try f.tensor("w"), wf = try f.dequantized("w")
             var rng = TestRNG(UInt64(k))
             let bias = rng.vector(n)
-            for m in [1, 2, 3, 6, 7, 13, 17] {
+            for m in [1, 2, 3, 6, 7, 9, 11, 13, 17, 35] {
                 var x = rng.matrix(m, k)
                 if m == 2 { x.withUnsafeMutableBufferPointer { p in for j in 0..<32 { p[j] = 0 } } }   // a zero block: scale 0
                 let (values, bounds) = Self.reference(type, data, dequantized: wf, n: n, k: k, x: x)

@@ -125,6 +125,19 @@ CONDENSE_INLINE CONDENSE_TARGET_AVX512 __m512 krow_dot_512(int t, const float *q
     return acc;
 }
 
+/* krow_dot_512 of 16 consecutive rows of a float or f16 cache (t a constant where inlined): the
+ * head dimension outside, so each 16 floats of q are loaded once for the 16 rows and the type
+ * test leaves the loop; every row's products are summed in krow_dot_512's order. */
+CONDENSE_INLINE CONDENSE_TARGET_AVX512 void rows16_dot_512(const int t, const float *qr, const uint8_t *k0, size_t row_bytes,
+                                                           int hd, __m512 *acc) {
+    const __m512 q0 = _mm512_loadu_ps(qr);
+    for (int j = 0; j < 16; j++) acc[j] = _mm512_mul_ps(q0, kv_load_512(t, k0 + (size_t)j * row_bytes, 0));
+    for (int e = 16; e < hd; e += 16) {
+        const __m512 q = _mm512_loadu_ps(qr + e);
+        for (int j = 0; j < 16; j++) acc[j] = _mm512_fmadd_ps(q, kv_load_512(t, k0 + (size_t)j * row_bytes, e), acc[j]);
+    }
+}
+
 /* The same with hd % 16 == 0: scores 16 positions at a time (FMAs over the head dimension, one
  * transpose-and-add for the 16 sums), the shared vector exp, and V accumulated for up to 4 heads
  * × 64 columns in registers per pass over the rows. */
@@ -140,9 +153,11 @@ CONDENSE_TARGET_AVX512 void condense_causal_chunk_avx512(const causal_args *A, c
         size_t p = 0;
         for (; p + 16 <= n; p += 16) {
             __m512 acc[16];
-            for (int j = 0; j < 16; j++) {
-                acc[j] = krow_dot_512(kt, qr, kh + (a + p + (size_t)j) * A->k_row_bytes, hd);
-            }
+            const uint8_t *k0 = kh + (a + p) * A->k_row_bytes;
+            if (kt == KV_F16) rows16_dot_512(KV_F16, qr, k0, A->k_row_bytes, hd, acc);
+            else if (kt == KV_F32) rows16_dot_512(KV_F32, qr, k0, A->k_row_bytes, hd, acc);
+            else
+                for (int j = 0; j < 16; j++) acc[j] = krow_dot_512(kt, qr, k0 + (size_t)j * A->k_row_bytes, hd);
             _mm512_storeu_ps(s + p, _mm512_mul_ps(hsum16_512(acc), vscale));
         }
         for (; p < n; p++) {

@@ -55,6 +55,8 @@ typedef void (*causal_chunk_fn)(const causal_args *, const float *, const uint8_
 
 /* Positions per chunk of a decode step's split attention (flash-decoding). */
 #define ATTN_CHUNK 256
+/* The fewest positions a chunk is split down to for the threads' balance. */
+#define ATTN_MIN_CHUNK 64
 
 /* One causal attention planned by its caller: what condense_causal_attention_window runs on the
  * team, and what a running job (the decoder layer, decoder/layer.c) runs as one of its steps. */

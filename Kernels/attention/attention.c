@@ -237,14 +237,31 @@ int condense_causal_attention(const float *q, size_t ldq, const void *kc, const 
                                             isa, threads);
 }
 
+/* Chunks of each (row, KV head)'s positions, and their span. Only when rows × KV heads cannot
+ * feed every thread several items (token generation): chunks of ATTN_CHUNK positions, and with
+ * several threads at least two items per thread where chunks of ATTN_MIN_CHUNK allow it — three
+ * KV heads on two threads otherwise leave one thread idle a third of the time. */
+static size_t chunk_count(size_t t, size_t kv_heads, int nt, size_t live, size_t *span) {
+    size_t nch = 1;
+    const size_t items = t * kv_heads;
+    if (items < 4 * (size_t)nt) {
+        if (live > ATTN_CHUNK) nch = (live + ATTN_CHUNK - 1) / ATTN_CHUNK;
+        const size_t want = (2 * (size_t)nt + items - 1) / items, most = live / ATTN_MIN_CHUNK;
+        if (nt > 1 && nch < want) nch = want < most ? want : most > nch ? most : nch;
+    }
+    *span = (live + nch - 1) / nch;
+    return nch;
+}
+
 size_t condense_causal_partial_floats(size_t t, size_t p0, size_t window, int heads, int kv_heads, int hd, int threads) {
     int nt = threads > 0 ? threads : condense_get_num_threads();
     const size_t n_max = p0 + t, lo = window && p0 + 1 > window ? p0 + 1 - window : 0, live = n_max - lo;
     if (heads < 1 || kv_heads < 1 || heads % kv_heads || hd < 1) return 0;
     /* The plan's choices, made the same way (condense_causal_plan). */
     if (live * (size_t)hd * t * (size_t)heads < 65536) nt = 1;
-    if (!(t * (size_t)kv_heads < 4 * (size_t)nt && live > ATTN_CHUNK)) return 0;
-    const size_t nch = (live + ATTN_CHUNK - 1) / ATTN_CHUNK;
+    size_t span;
+    const size_t nch = chunk_count(t, (size_t)kv_heads, nt, live, &span);
+    if (nch < 2) return 0;
     return t * (size_t)kv_heads * nch * (size_t)(heads / kv_heads) * ((size_t)hd + 2);
 }
 
@@ -277,9 +294,8 @@ int condense_causal_plan(causal_ctx *cc, const float *q, size_t ldq, const void 
     const size_t n_max = p0 + t, lo = window && p0 + 1 > window ? p0 + 1 - window : 0, live = n_max - lo;
     if (live * (size_t)hd * t * (size_t)heads < 65536) nt = 1;
     /* Chunks only when rows × KV heads cannot feed every thread several items. */
-    size_t nch = 1;
-    if (t * (size_t)kv_heads < 4 * (size_t)nt && live > ATTN_CHUNK) nch = (live + ATTN_CHUNK - 1) / ATTN_CHUNK;
-    const size_t span = nch == 1 ? live : ATTN_CHUNK;
+    size_t span;
+    const size_t nch = chunk_count(t, (size_t)kv_heads, nt, live, &span);
     const size_t items = t * (size_t)kv_heads * nch, state = (size_t)G * ((size_t)hd + 2);
     if (nch > 1 && !partial) return CONDENSE_ERR_NO_MEMORY;
     *cc = (causal_ctx){{q, ldq, kc, vc, kv_bytes(kt, ldkv), kv_bytes(vt, ldkv), kt, vt, G, hd, scale, softcap}, chunk, q, ldq, kc, vc,

@@ -277,7 +277,7 @@ import Testing
     /// and with a partial 64-column pass (80).
     @Test func matchesPlainLoops() throws {
         var rng = TestRNG(s: 77)
-        let cases = [(4, 2, 16, 3, 5), (9, 3, 64, 1, 40), (2, 2, 8, 4, 0), (6, 1, 32, 2, 7), (9, 3, 64, 1, 700),
+        let cases = [(4, 2, 16, 3, 5), (9, 3, 64, 1, 40), (9, 3, 64, 1, 150), (9, 3, 64, 1, 300), (2, 2, 8, 4, 0), (6, 1, 32, 2, 7), (9, 3, 64, 1, 700),
                      (10, 2, 80, 1, 600), (4, 4, 8, 1, 300), (6, 2, 64, 3, 290)]
         for (heads, kvHeads, hd, t, p0) in cases {
             let (dq, dkv, n) = (heads * hd, kvHeads * hd, p0 + t)
@@ -316,7 +316,7 @@ import Testing
     /// 2 threads, chunked and not, with a partial 64-column pass (hd 96).
     @Test func quantizedCachesMatchPlainLoops() throws {
         var rng = TestRNG(s: 78)
-        for (heads, kvHeads, hd, t, p0) in [(9, 3, 64, 1, 40), (6, 1, 32, 2, 7), (9, 3, 64, 1, 700), (6, 2, 64, 3, 290), (4, 2, 96, 2, 33)] {
+        for (heads, kvHeads, hd, t, p0) in [(9, 3, 64, 1, 40), (9, 3, 64, 1, 150), (6, 1, 32, 2, 7), (9, 3, 64, 1, 700), (6, 2, 64, 3, 290), (4, 2, 96, 2, 33)] {
             let (dq, dkv, n) = (heads * hd, kvHeads * hd, p0 + t)
             let q = (0..<(t * dq)).map { _ in rng.next() }, k32 = (0..<(n * dkv)).map { _ in rng.next() }, v32 = (0..<(n * dkv)).map { _ in rng.next() }
             let scale = 1 / Float(hd).squareRoot()

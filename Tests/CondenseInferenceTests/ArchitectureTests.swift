@@ -166,8 +166,8 @@ private func agreement(_ ours: [Int], _ ref: [Int], margins: [Double], tie: Doub
     /// The layer job (``FusedDecoder``: every layer of a pass in one job of the thread team, the
     /// row steps in C) computes the kernel-by-kernel pass's logits bit for bit: every architecture
     /// on blocks (types mixed side by side, biases, fused QKV and up, QK-norm, post-norms, sliding
-    /// windows, a ring that wraps, soft-capping), every cache type, 1, 2 and 3 threads (3: more
-    /// than this machine's cores), a prompt in passes, then single decode steps.
+    /// windows, a ring that wraps, soft-capping), every ISA level, every cache type, 1, 2 and 3
+    /// threads (3: more than this machine's cores), a prompt in passes, then single decode steps.
     @Test(.enabled(if: pythonHasGGUF, "python3 with the gguf package is missing (pip install gguf)"))
     func theLayerJobEqualsTheKernelByKernelPass() throws {
         let dir = try scratchFolder("tiny-architectures-blocks")
@@ -180,27 +180,31 @@ private func agreement(_ ours: [Int], _ ref: [Int], margins: [Double], tie: Doub
         try w.write(to: dir + "/gemma3-ring-blocks.gguf")
         var rng = TestRNG(s: 11)
         for arch in ["llama", "qwen2", "qwen3", "phi3", "gemma3", "gemma2", "gemma3-ring"] {
-            let lm = try LanguageModel(gguf: dir + "/\(arch)-blocks.gguf")
-            #expect(lm.fused != nil, "\(arch): no layer job")
-            let ring = arch.hasSuffix("ring")
-            let ids = (0..<(ring ? 600 : 45)).map { _ in Int32(3 + rng.next(below: 270)) }
-            let cut = ring ? 560 : 30
-            let steps = (0..<3).map { _ in Int32(3 + rng.next(below: 270)) }
-            for kv in [KVCacheType.f16, .f32, .q8_0, .q4_0] {
-                func run(job: Bool, threads: Int32) throws -> [[Float]] {
-                    let s = try lm.session(contextLength: ring ? 1024 : 256, kvCache: kv)
-                    s.usesLayerJob = job
-                    s.layerJobThreads = threads
-                    var out = try s.forward(Array(ids[..<cut]), allLogits: true)
-                    out += try s.forward(Array(ids[cut...]), allLogits: true)
-                    for id in steps { out += try s.forward([id]) }
-                    return out
-                }
-                let want = try run(job: false, threads: 0)
-                #expect(want.count == ids.count + steps.count)
-                for threads: Int32 in [1, 2, 3] {
-                    let got = try run(job: true, threads: threads)
-                    #expect(got == want, "\(arch) \(kv) threads \(threads): logits differ")
+            for isa in CondenseRuntime.runnableISAs {
+                let registry = BackendRegistry()
+                registry.register(NativeBackend(isa: isa))
+                let lm = try LanguageModel(gguf: dir + "/\(arch)-blocks.gguf", registry: registry)
+                #expect(lm.fused != nil && lm.isa == isa, "\(arch) \(isa): no layer job")
+                let ring = arch.hasSuffix("ring")
+                let ids = (0..<(ring ? 600 : 45)).map { _ in Int32(3 + rng.next(below: 270)) }
+                let cut = ring ? 560 : 30
+                let steps = (0..<3).map { _ in Int32(3 + rng.next(below: 270)) }
+                for kv in [KVCacheType.f16, .f32, .q8_0, .q4_0] {
+                    func run(job: Bool, threads: Int32) throws -> [[Float]] {
+                        let s = try lm.session(contextLength: ring ? 1024 : 256, kvCache: kv)
+                        s.usesLayerJob = job
+                        s.layerJobThreads = threads
+                        var out = try s.forward(Array(ids[..<cut]), allLogits: true)
+                        out += try s.forward(Array(ids[cut...]), allLogits: true)
+                        for id in steps { out += try s.forward([id]) }
+                        return out
+                    }
+                    let want = try run(job: false, threads: 0)
+                    #expect(want.count == ids.count + steps.count)
+                    for threads: Int32 in [1, 2, 3] {
+                        let got = try run(job: true, threads: threads)
+                        #expect(got == want, "\(arch) \(isa) \(kv) threads \(threads): logits differ")
+                    }
                 }
             }
         }

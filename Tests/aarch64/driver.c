@@ -603,6 +603,192 @@ static void test_attention(void) {
     }
 }
 
+/* ---- The decoder's layers as one job (condense_decoder_forward) ------------------------------
+ * Two layers (the second with QK-norm, post-norms and a sliding window), projections in Q4_0 and
+ * Q8_0 side by side with biases, an f16 cache: the job's residual stream must equal the same
+ * kernels called one by one, bit for bit, on every level and 1, 2 and 3 threads, for a prompt
+ * in two passes and a decode step. */
+typedef struct { uint32_t type; size_t n; void *packed; float *bias; } dec_part;
+
+static void dec_make_part(dec_part *p, uint32_t type, size_t n, size_t k, int bias) {
+    const size_t bb = type == CONDENSE_GGUF_Q8_0 ? 34 : 18, nb = k / 32;
+    uint8_t *blocks = malloc(n * nb * bb);
+    float *w = frandv(k);
+    for (size_t r = 0; r < n; r++) {
+        for (size_t j = 0; j < k; j++) w[j] = frand() * 0.3f;
+        if (type == CONDENSE_GGUF_Q8_0) condense_quantize_row_q8_0(w, blocks + r * nb * bb, k);
+        else condense_quantize_row_q4_0(w, blocks + r * nb * bb, k);
+    }
+    p->type = type;
+    p->n = n;
+    p->packed = malloc(condense_gguf_packed_size(type, n, k));
+    condense_gguf_pack(type, blocks, n, k, p->packed);
+    p->bias = bias ? frandv(n) : NULL;
+    free(blocks);
+    free(w);
+}
+
+/* y (ldy) = x · [parts]ᵀ + bias, part by part into its columns, as the Swift side-by-side layer. */
+static int dec_apply(const condense_decoder_proj *pr, const float *x, size_t rows, float *y, size_t ldy, condense_isa isa, int thr) {
+    size_t col = 0;
+    for (int i = 0; i < pr->parts; i++) {
+        const condense_decoder_part *p = &pr->part[i];
+        float *tmp = malloc(rows * p->n * sizeof *tmp);
+        if (condense_gguf_gemm(p->type, p->packed, p->n, pr->k, rows, x, pr->k, tmp, p->n, isa, thr)) return 1;
+        for (size_t r = 0; r < rows; r++)
+            for (size_t j = 0; j < p->n; j++) y[r * ldy + col + j] = tmp[r * p->n + j] + (p->bias ? p->bias[j] : 0.0f);
+        free(tmp);
+        col += p->n;
+    }
+    return 0;
+}
+
+static int dec_reference(const condense_decoder_shape *s, const condense_decoder_layer *L, size_t nl, float *x, size_t rows,
+                         size_t p0, condense_isa isa, int thr) {
+    const size_t d = s->hidden, hd = s->head_dim, qd = s->heads * hd, kvd = s->kv_heads * hd, wide = qd + 2 * kvd, ff = s->ff;
+    float *h = malloc(rows * d * 4), *qkv = malloc(rows * wide * 4), *att = malloc(rows * qd * 4), *o = malloc(rows * d * 4);
+    float *gu = malloc(rows * 2 * ff * 4), *g = malloc(rows * ff * 4);
+    int bad = 0;
+    for (size_t l = 0; l < nl && !bad; l++) {
+        const condense_decoder_layer *y = &L[l];
+        bad |= condense_rmsnorm(x, d, h, d, rows, 1, d, y->attn_norm, s->eps, thr);
+        bad |= dec_apply(&y->qkv, h, rows, qkv, wide, isa, thr);
+        if (y->q_norm) {
+            bad |= condense_rmsnorm(qkv, wide, qkv, wide, rows, s->heads, hd, y->q_norm, s->eps, thr);
+            bad |= condense_rmsnorm(qkv + qd, wide, qkv + qd, wide, rows, s->kv_heads, hd, y->k_norm, s->eps, thr);
+        }
+        bad |= condense_rope(qkv, wide, rows, (int)s->heads, (int)hd, y->cos_t, y->sin_t, s->neox, thr);
+        bad |= condense_rope(qkv + qd, wide, rows, (int)s->kv_heads, (int)hd, y->cos_t, y->sin_t, s->neox, thr);
+        for (size_t r = 0; r < rows; r++) {
+            condense_f32_to_f16(qkv + r * wide + qd, (uint16_t *)y->keys + (p0 + r) * kvd, kvd, isa);
+            condense_f32_to_f16(qkv + r * wide + qd + kvd, (uint16_t *)y->values + (p0 + r) * kvd, kvd, isa);
+        }
+        bad |= condense_causal_attention_window(qkv, wide, y->keys, y->values, s->kv_type, kvd, att, qd, rows, p0, (int)s->heads,
+                                                (int)s->kv_heads, (int)hd, s->scale, s->softcap, y->window, y->ring, isa, thr);
+        bad |= dec_apply(&y->o, att, rows, o, d, isa, thr);
+        if (y->post_attn_norm) bad |= condense_rmsnorm(o, d, o, d, rows, 1, d, y->post_attn_norm, s->eps, thr);
+        for (size_t i = 0; i < rows * d; i++) x[i] += o[i];
+        bad |= condense_rmsnorm(x, d, h, d, rows, 1, d, y->ffn_norm, s->eps, thr);
+        bad |= dec_apply(&y->gate_up, h, rows, gu, 2 * ff, isa, thr);
+        bad |= condense_glu(gu, rows, ff, s->act, g, isa, thr);
+        bad |= dec_apply(&y->down, g, rows, o, d, isa, thr);
+        if (y->post_ffn_norm) bad |= condense_rmsnorm(o, d, o, d, rows, 1, d, y->post_ffn_norm, s->eps, thr);
+        for (size_t i = 0; i < rows * d; i++) x[i] += o[i];
+    }
+    free(h); free(qkv); free(att); free(o); free(gu); free(g);
+    return bad;
+}
+
+static void dec_proj(condense_decoder_proj *pr, const dec_part *parts, int n, size_t k) {
+    memset(pr, 0, sizeof *pr);
+    pr->parts = n;
+    pr->k = k;
+    for (int i = 0; i < n; i++)
+        pr->part[i] = (condense_decoder_part){parts[i].type, parts[i].packed, parts[i].n, parts[i].bias, CONDENSE_ISA_SCALAR};
+}
+
+static void test_decoder_layers(void) {
+    const size_t d = 64, heads = 4, kvh = 2, hd = 32, ff = 96, qd = heads * hd, kvd = kvh * hd, ctx = 16, nl = 2;
+    condense_decoder_shape s = {d, heads, kvh, hd, ff, 1e-6f, 0.17f, 0.0f, CONDENSE_GLU_SILU, 0, CONDENSE_GGUF_F16};
+    dec_part qk, v, o, gu, dn;
+    float *norms[2][6];
+    condense_decoder_layer L[2];
+    dec_part keep[2][5];
+    for (size_t l = 0; l < nl; l++) {
+        dec_make_part(&qk, CONDENSE_GGUF_Q4_0, qd + kvd, d, 1);
+        dec_make_part(&v, CONDENSE_GGUF_Q8_0, kvd, d, 1);
+        dec_make_part(&o, CONDENSE_GGUF_Q4_0, d, qd, 0);
+        dec_make_part(&gu, CONDENSE_GGUF_Q4_0, 2 * ff, d, 0);
+        dec_make_part(&dn, CONDENSE_GGUF_Q8_0, d, ff, 0);
+        keep[l][0] = qk; keep[l][1] = v; keep[l][2] = o; keep[l][3] = gu; keep[l][4] = dn;
+        for (int i = 0; i < 6; i++) {
+            norms[l][i] = frandv(d);
+            for (size_t j = 0; j < d; j++) norms[l][i][j] = 1.0f + 0.2f * norms[l][i][j];
+        }
+        memset(&L[l], 0, sizeof L[l]);
+        const dec_part qkv[2] = {qk, v};
+        dec_proj(&L[l].qkv, qkv, 2, d);
+        dec_proj(&L[l].o, &o, 1, qd);
+        dec_proj(&L[l].gate_up, &gu, 1, d);
+        dec_proj(&L[l].down, &dn, 1, ff);
+        L[l].attn_norm = norms[l][0];
+        L[l].ffn_norm = norms[l][1];
+        if (l == 1) {
+            L[l].q_norm = norms[l][2];
+            L[l].k_norm = norms[l][3];
+            L[l].post_attn_norm = norms[l][4];
+            L[l].post_ffn_norm = norms[l][5];
+            L[l].window = 4;
+        }
+    }
+    /* Angles of positions 0…ctx−1; each pass points at its first row. */
+    float *cs = malloc(ctx * hd / 2 * 4), *sn = malloc(ctx * hd / 2 * 4);
+    for (size_t p = 0; p < ctx; p++)
+        for (size_t i = 0; i < hd / 2; i++) {
+            const float th = (float)p * powf(10000.0f, -2.0f * (float)i / (float)hd);
+            cs[p * hd / 2 + i] = cosf(th);
+            sn[p * hd / 2 + i] = sinf(th);
+        }
+    const size_t passes[3][2] = {{5, 0}, {1, 5}, {3, 6}};   /* rows, p0 */
+    float *x0 = frandv(ctx * d);
+    for (int lv = 0; lv < nlevels; lv++)
+        for (int thr = 1; thr <= 3; thr++) {
+            for (size_t l = 0; l < nl; l++)
+                for (int pi = 0; pi < 4; pi++) {
+                    condense_decoder_proj *pr = pi == 0 ? &L[l].qkv : pi == 1 ? &L[l].o : pi == 2 ? &L[l].gate_up : &L[l].down;
+                    for (int i = 0; i < pr->parts; i++) pr->part[i].isa = levels[lv];
+                }
+            uint16_t *kc[2][2], *vc[2][2];   /* [job/reference][layer] */
+            for (int w = 0; w < 2; w++)
+                for (size_t l = 0; l < nl; l++) {
+                    kc[w][l] = calloc(ctx * kvd, 2);
+                    vc[w][l] = calloc(ctx * kvd, 2);
+                }
+            int same = 1;
+            for (int pi = 0; pi < 3; pi++) {
+                const size_t rows = passes[pi][0], p0 = passes[pi][1];
+                float *xa = malloc(rows * d * 4), *xb = malloc(rows * d * 4);
+                memcpy(xa, x0 + p0 * d, rows * d * 4);
+                memcpy(xb, xa, rows * d * 4);
+                condense_decoder_layer job[2], ref[2];
+                for (size_t l = 0; l < nl; l++) {
+                    job[l] = ref[l] = L[l];
+                    job[l].cos_t = ref[l].cos_t = cs + p0 * hd / 2;
+                    job[l].sin_t = ref[l].sin_t = sn + p0 * hd / 2;
+                    job[l].keys = kc[0][l]; job[l].values = vc[0][l];
+                    ref[l].keys = kc[1][l]; ref[l].values = vc[1][l];
+                }
+                float *h = malloc(rows * d * 4), *qkv = malloc(rows * (qd + 2 * kvd) * 4), *att = malloc(rows * qd * 4);
+                float *ob = malloc(rows * d * 4), *gub = malloc(rows * 2 * ff * 4), *g = malloc(rows * ff * 4);
+                const condense_decoder_buffers b = {xa, h, qkv, att, ob, gub, g};
+                const int st = condense_decoder_forward(&s, job, nl, &b, rows, p0, levels[lv], thr);
+                const int rs = dec_reference(&s, ref, nl, xb, rows, p0, levels[lv], thr);
+                same &= st == 0 && rs == 0 && memcmp(xa, xb, rows * d * 4) == 0;
+                for (size_t l = 0; l < nl; l++)
+                    same &= memcmp(kc[0][l], kc[1][l], ctx * kvd * 2) == 0 && memcmp(vc[0][l], vc[1][l], ctx * kvd * 2) == 0;
+                free(xa); free(xb); free(h); free(qkv); free(att); free(ob); free(gub); free(g);
+            }
+            check(same, "decoder_forward", condense_isa_name(levels[lv]), 9, d, d, thr);
+            for (int w = 0; w < 2; w++)
+                for (size_t l = 0; l < nl; l++) { free(kc[w][l]); free(vc[w][l]); }
+        }
+    /* A projection whose parts do not fill its width is refused, nothing run. */
+    condense_decoder_layer bad = L[0];
+    bad.qkv.parts = 1;
+    float xb[64] = {0}, hb[64], qb[256], ab[128], obb[64], gb[192], g2[96];
+    const condense_decoder_buffers bb = {xb, hb, qb, ab, obb, gb, g2};
+    bad.keys = bad.values = qb;
+    bad.cos_t = cs;
+    bad.sin_t = sn;
+    check(condense_decoder_forward(&s, &bad, 1, &bb, 1, 0, CONDENSE_ISA_SCALAR, 1) == CONDENSE_ERR_INVALID, "decoder_forward refuses",
+          "scalar", 1, d, d, 1);
+    for (size_t l = 0; l < nl; l++) {
+        for (int i = 0; i < 5; i++) { free(keep[l][i].packed); free(keep[l][i].bias); }
+        for (int i = 0; i < 6; i++) free(norms[l][i]);
+    }
+    free(x0); free(cs); free(sn);
+}
+
 int main(int argc, char **argv) {
     (void)argc; (void)argv;
     if (condense_dispatch_status_get() != CONDENSE_DISPATCH_OK) {
@@ -626,6 +812,7 @@ int main(int argc, char **argv) {
     test_s24q8();
     test_gguf();
     test_attention();
+    test_decoder_layers();
     /* The probes run (their figures mean nothing under emulation, but must be positive). The FMA
      * probe's 28 M vector FMAs take emulated seconds: run.sh asks for it once. */
     check(condense_probe_read_gbps(1 << 16, 2, 1) > 0, "read probe", condense_isa_name(condense_isa_active()), 0, 0, 0, 2);

@@ -53,7 +53,8 @@ enum {
     CONDENSE_SCRATCH_CURSOR = 3,  /* worker: row cursors (sparse xt) */
     CONDENSE_SCRATCH_WROW = 4,    /* worker: one dequantized weight panel slice (int4) */
     CONDENSE_SCRATCH_ATTN = 5,    /* worker: attention scores of one query row (decoders) */
-    CONDENSE_SCRATCH_SLOTS = 6,
+    CONDENSE_SCRATCH_STATES = 6,  /* worker: chunk states of a sequence it attends alone (decoder layer job) */
+    CONDENSE_SCRATCH_SLOTS = 7,
 };
 void *condense_scratch(int slot, size_t bytes);
 

@@ -688,17 +688,23 @@ typedef struct condense_decoder_proj {
     int parts;
     size_t k;
 } condense_decoder_proj;
-/** One pre-norm decoder layer (Llama, Qwen, Gemma, Phi-3, Mistral): its projections, norms and
- *  KV cache for one pass. */
+/** One pre-norm decoder layer (Llama, Qwen, Gemma, Phi-3, Mistral): its projections and norms. */
 typedef struct condense_decoder_layer {
     condense_decoder_proj qkv, o, gate_up, down;  /* [Q | K | V], O, [gate | up], down */
     const float *attn_norm, *ffn_norm;            /* hidden floats each */
     const float *q_norm, *k_norm;                 /* head_dim floats each (QK-norm), or NULL */
     const float *post_attn_norm, *post_ffn_norm;  /* hidden floats each (Gemma), or NULL */
-    void *keys, *values;                          /* the layer's cache, row 0 */
-    size_t window, ring;                          /* as condense_causal_attention_window */
-    const float *cos_t, *sin_t;                   /* rows × head_dim/2: the pass's angles for this layer */
+    size_t window, ring;                          /* as condense_causal_attention_window; window > 0: a sliding layer */
 } condense_decoder_layer;
+/** One sequence of a pass: its rows (consecutive in the buffers, sequences in order), the
+ *  positions they take, its KV cache. */
+typedef struct condense_decoder_sequence {
+    size_t rows, p0;
+    uint32_t kv_type;                    /* as condense_causal_attention's */
+    void *const *keys, *const *values;   /* per layer: that layer's cache, row 0 */
+    const float *cos_t, *sin_t;          /* rows × head_dim/2: the angles of its positions (global layers) */
+    const float *cos_sliding, *sin_sliding;   /* the same for sliding layers (may be the global ones) */
+} condense_decoder_sequence;
 /** The shape every layer shares. */
 typedef struct condense_decoder_shape {
     size_t hidden, heads, kv_heads, head_dim, ff;
@@ -707,7 +713,6 @@ typedef struct condense_decoder_shape {
     float softcap;   /* attention logit soft-cap, 0 for none */
     int act;         /* CONDENSE_GLU_* */
     int neox;        /* RoPE pairs (i, i + hd/2) */
-    uint32_t kv_type;   /* as condense_causal_attention's: the key type, value type + 1 in the high 16 bits */
 } condense_decoder_shape;
 /** A pass's activations, rows of each (the caller owns them; reused across passes). */
 typedef struct condense_decoder_buffers {
@@ -719,14 +724,17 @@ typedef struct condense_decoder_buffers {
     float *gu;    /* rows × 2·ff */
     float *g;     /* rows × ff */
 } condense_decoder_buffers;
-/** Runs `n_layers` layers over `rows` tokens at positions p0… of one sequence as one job of the
- *  thread team: RMSNorm, the projections, QK-norm, RoPE, the cache writes, causal attention, the
- *  residuals and the gated activation, the threads meeting at barriers between steps instead of
- *  a fork and join per kernel. Every step is the arithmetic of the kernel it replaces
- *  (condense_rmsnorm, condense_gguf_gemm, condense_rope, condense_causal_attention_window,
- *  condense_glu), so the result equals those calls' bit for bit. Returns a condense_status. */
+/** Runs `n_layers` layers over the rows of `n_seqs` sequences (each its own positions and cache;
+ *  rows Σ seqs[i].rows) as one job of the thread team: RMSNorm, the projections, QK-norm, RoPE,
+ *  the cache writes, causal attention, the residuals and the gated activation, the threads
+ *  meeting at barriers between steps instead of a fork and join per kernel. Every step is the
+ *  arithmetic of the kernel it replaces (condense_rmsnorm, condense_gguf_gemm, condense_rope,
+ *  condense_causal_attention_window — one sequence on the whole team, several spread one per
+ *  thread as condense_causal_attention_batch_window does — and condense_glu), so the result
+ *  equals those calls' bit for bit. Returns a condense_status. */
 int condense_decoder_forward(const condense_decoder_shape *s, const condense_decoder_layer *layers, size_t n_layers,
-                             const condense_decoder_buffers *b, size_t rows, size_t p0, condense_isa isa, int threads);
+                             const condense_decoder_sequence *seqs, size_t n_seqs, const condense_decoder_buffers *b,
+                             condense_isa isa, int threads);
 /** One value of condense_glu's GELU-tanh (for references and tests). */
 float condense_gelu_tanh_f16(float x);
 /** f32 to IEEE half, round to nearest even (the KV cache's f16 rows); the same bits on every path. */

@@ -167,7 +167,8 @@ private func agreement(_ ours: [Int], _ ref: [Int], margins: [Double], tie: Doub
     /// row steps in C) computes the kernel-by-kernel pass's logits bit for bit: every architecture
     /// on blocks (types mixed side by side, biases, fused QKV and up, QK-norm, post-norms, sliding
     /// windows, a ring that wraps, soft-capping), every ISA level, every cache type, 1, 2 and 3
-    /// threads (3: more than this machine's cores), a prompt in passes, then single decode steps.
+    /// threads (3: more than this machine's cores), a prompt in passes, then single decode steps,
+    /// and sessions of different lengths and cache types batched in one pass.
     @Test(.enabled(if: pythonHasGGUF, "python3 with the gguf package is missing (pip install gguf)"))
     func theLayerJobEqualsTheKernelByKernelPass() throws {
         let dir = try scratchFolder("tiny-architectures-blocks")
@@ -205,6 +206,25 @@ private func agreement(_ ours: [Int], _ ref: [Int], margins: [Double], tie: Doub
                         let got = try run(job: true, threads: threads)
                         #expect(got == want, "\(arch) \(isa) \(kv) threads \(threads): logits differ")
                     }
+                }
+                // Continuous batching: three sessions of different lengths and cache types in
+                // one pass (a prompt beside two decode steps), then a step of all three.
+                func batched(job: Bool, threads: Int32) throws -> [[[Float]]] {
+                    let ss = try [KVCacheType.f16, .q8_0, .f32].map { try lm.session(contextLength: ring ? 1024 : 256, kvCache: $0) }
+                    for s in ss {
+                        s.usesLayerJob = job
+                        s.layerJobThreads = threads
+                    }
+                    _ = try ss[0].forward(Array(ids[..<(cut / 2)]))
+                    _ = try ss[2].forward(Array(ids[..<cut]))
+                    var out = try DecoderSession.forward([(ss[0], [steps[0]]), (ss[1], Array(ids[..<7])), (ss[2], [steps[1]])], allLogits: true)
+                    out += try DecoderSession.forward(ss.map { ($0, [steps[2]]) })
+                    return out
+                }
+                let want = try batched(job: false, threads: 0)
+                for threads: Int32 in [1, 2, 3] {
+                    let got = try batched(job: true, threads: threads)
+                    #expect(got == want, "\(arch) \(isa) batch, threads \(threads): logits differ")
                 }
             }
         }

@@ -643,8 +643,9 @@ static int dec_apply(const condense_decoder_proj *pr, const float *x, size_t row
     return 0;
 }
 
-static int dec_reference(const condense_decoder_shape *s, const condense_decoder_layer *L, size_t nl, float *x, size_t rows,
-                         size_t p0, condense_isa isa, int thr) {
+static int dec_reference(const condense_decoder_shape *s, const condense_decoder_layer *L, size_t nl, const condense_decoder_sequence *q,
+                         float *x, condense_isa isa, int thr) {
+    const size_t rows = q->rows, p0 = q->p0;
     const size_t d = s->hidden, hd = s->head_dim, qd = s->heads * hd, kvd = s->kv_heads * hd, wide = qd + 2 * kvd, ff = s->ff;
     float *h = malloc(rows * d * 4), *qkv = malloc(rows * wide * 4), *att = malloc(rows * qd * 4), *o = malloc(rows * d * 4);
     float *gu = malloc(rows * 2 * ff * 4), *g = malloc(rows * ff * 4);
@@ -657,13 +658,13 @@ static int dec_reference(const condense_decoder_shape *s, const condense_decoder
             bad |= condense_rmsnorm(qkv, wide, qkv, wide, rows, s->heads, hd, y->q_norm, s->eps, thr);
             bad |= condense_rmsnorm(qkv + qd, wide, qkv + qd, wide, rows, s->kv_heads, hd, y->k_norm, s->eps, thr);
         }
-        bad |= condense_rope(qkv, wide, rows, (int)s->heads, (int)hd, y->cos_t, y->sin_t, s->neox, thr);
-        bad |= condense_rope(qkv + qd, wide, rows, (int)s->kv_heads, (int)hd, y->cos_t, y->sin_t, s->neox, thr);
+        bad |= condense_rope(qkv, wide, rows, (int)s->heads, (int)hd, q->cos_t, q->sin_t, s->neox, thr);
+        bad |= condense_rope(qkv + qd, wide, rows, (int)s->kv_heads, (int)hd, q->cos_t, q->sin_t, s->neox, thr);
         for (size_t r = 0; r < rows; r++) {
-            condense_f32_to_f16(qkv + r * wide + qd, (uint16_t *)y->keys + (p0 + r) * kvd, kvd, isa);
-            condense_f32_to_f16(qkv + r * wide + qd + kvd, (uint16_t *)y->values + (p0 + r) * kvd, kvd, isa);
+            condense_f32_to_f16(qkv + r * wide + qd, (uint16_t *)q->keys[l] + (p0 + r) * kvd, kvd, isa);
+            condense_f32_to_f16(qkv + r * wide + qd + kvd, (uint16_t *)q->values[l] + (p0 + r) * kvd, kvd, isa);
         }
-        bad |= condense_causal_attention_window(qkv, wide, y->keys, y->values, s->kv_type, kvd, att, qd, rows, p0, (int)s->heads,
+        bad |= condense_causal_attention_window(qkv, wide, q->keys[l], q->values[l], q->kv_type, kvd, att, qd, rows, p0, (int)s->heads,
                                                 (int)s->kv_heads, (int)hd, s->scale, s->softcap, y->window, y->ring, isa, thr);
         bad |= dec_apply(&y->o, att, rows, o, d, isa, thr);
         if (y->post_attn_norm) bad |= condense_rmsnorm(o, d, o, d, rows, 1, d, y->post_attn_norm, s->eps, thr);
@@ -689,7 +690,7 @@ static void dec_proj(condense_decoder_proj *pr, const dec_part *parts, int n, si
 
 static void test_decoder_layers(void) {
     const size_t d = 64, heads = 4, kvh = 2, hd = 32, ff = 96, qd = heads * hd, kvd = kvh * hd, ctx = 16, nl = 2;
-    condense_decoder_shape s = {d, heads, kvh, hd, ff, 1e-6f, 0.17f, 0.0f, CONDENSE_GLU_SILU, 0, CONDENSE_GGUF_F16};
+    condense_decoder_shape s = {d, heads, kvh, hd, ff, 1e-6f, 0.17f, 0.0f, CONDENSE_GLU_SILU, 0};
     dec_part qk, v, o, gu, dn;
     float *norms[2][6];
     condense_decoder_layer L[2];
@@ -750,19 +751,16 @@ static void test_decoder_layers(void) {
                 float *xa = malloc(rows * d * 4), *xb = malloc(rows * d * 4);
                 memcpy(xa, x0 + p0 * d, rows * d * 4);
                 memcpy(xb, xa, rows * d * 4);
-                condense_decoder_layer job[2], ref[2];
-                for (size_t l = 0; l < nl; l++) {
-                    job[l] = ref[l] = L[l];
-                    job[l].cos_t = ref[l].cos_t = cs + p0 * hd / 2;
-                    job[l].sin_t = ref[l].sin_t = sn + p0 * hd / 2;
-                    job[l].keys = kc[0][l]; job[l].values = vc[0][l];
-                    ref[l].keys = kc[1][l]; ref[l].values = vc[1][l];
-                }
+                void *jk[2] = {kc[0][0], kc[0][1]}, *jv[2] = {vc[0][0], vc[0][1]};
+                void *rk[2] = {kc[1][0], kc[1][1]}, *rv[2] = {vc[1][0], vc[1][1]};
+                const float *c0 = cs + p0 * hd / 2, *s0 = sn + p0 * hd / 2;
+                const condense_decoder_sequence job = {rows, p0, CONDENSE_GGUF_F16, jk, jv, c0, s0, c0, s0};
+                const condense_decoder_sequence ref = {rows, p0, CONDENSE_GGUF_F16, rk, rv, c0, s0, c0, s0};
                 float *h = malloc(rows * d * 4), *qkv = malloc(rows * (qd + 2 * kvd) * 4), *att = malloc(rows * qd * 4);
                 float *ob = malloc(rows * d * 4), *gub = malloc(rows * 2 * ff * 4), *g = malloc(rows * ff * 4);
                 const condense_decoder_buffers b = {xa, h, qkv, att, ob, gub, g};
-                const int st = condense_decoder_forward(&s, job, nl, &b, rows, p0, levels[lv], thr);
-                const int rs = dec_reference(&s, ref, nl, xb, rows, p0, levels[lv], thr);
+                const int st = condense_decoder_forward(&s, L, nl, &job, 1, &b, levels[lv], thr);
+                const int rs = dec_reference(&s, L, nl, &ref, xb, levels[lv], thr);
                 same &= st == 0 && rs == 0 && memcmp(xa, xb, rows * d * 4) == 0;
                 for (size_t l = 0; l < nl; l++)
                     same &= memcmp(kc[0][l], kc[1][l], ctx * kvd * 2) == 0 && memcmp(vc[0][l], vc[1][l], ctx * kvd * 2) == 0;
@@ -777,10 +775,9 @@ static void test_decoder_layers(void) {
     bad.qkv.parts = 1;
     float xb[64] = {0}, hb[64], qb[256], ab[128], obb[64], gb[192], g2[96];
     const condense_decoder_buffers bb = {xb, hb, qb, ab, obb, gb, g2};
-    bad.keys = bad.values = qb;
-    bad.cos_t = cs;
-    bad.sin_t = sn;
-    check(condense_decoder_forward(&s, &bad, 1, &bb, 1, 0, CONDENSE_ISA_SCALAR, 1) == CONDENSE_ERR_INVALID, "decoder_forward refuses",
+    void *one[1] = {qb};
+    const condense_decoder_sequence q1 = {1, 0, CONDENSE_GGUF_F16, one, one, cs, sn, cs, sn};
+    check(condense_decoder_forward(&s, &bad, 1, &q1, 1, &bb, CONDENSE_ISA_SCALAR, 1) == CONDENSE_ERR_INVALID, "decoder_forward refuses",
           "scalar", 1, d, d, 1);
     for (size_t l = 0; l < nl; l++) {
         for (int i = 0; i < 5; i++) { free(keep[l][i].packed); free(keep[l][i].bias); }

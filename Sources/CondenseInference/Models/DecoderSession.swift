@@ -266,18 +266,16 @@ public final class DecoderSession: @unchecked Sendable {
         // Back to the pool for the next pass: fresh buffers of megabytes cost page clearing.
         defer { for m in [x, h, qkv, att, o, gu, g] { pool.give(m) } }
         let isaCode = condense_isa(UInt32(model.isa.rawValue))
-        if batch.count == 1, let fused = model.fused, batch[0].session.usesLayerJob {
-            // One sequence on GGUF blocks: every layer in one job of the team (FusedDecoder).
-            let (s, ids) = batch[0]
+        if let fused = model.fused, batch.allSatisfy(\.session.usesLayerJob) {
+            // Projections on GGUF blocks: every layer in one job of the team (FusedDecoder).
             try x.withUnsafeMutableBufferPointer { xp in try h.withUnsafeMutableBufferPointer { hp in
                 try qkv.withUnsafeMutableBufferPointer { qp in try att.withUnsafeMutableBufferPointer { ap in
                     try o.withUnsafeMutableBufferPointer { op in try gu.withUnsafeMutableBufferPointer { up in
                         try g.withUnsafeMutableBufferPointer { gp in
                             let bufs = condense_decoder_buffers(x: xp.baseAddress, h: hp.baseAddress, qkv: qp.baseAddress, att: ap.baseAddress,
                                                                 o: op.baseAddress, gu: up.baseAddress, g: gp.baseAddress)
-                            try fused.forward(s, rows: ids.count, p0: s.tokens.count, global: rotations[0].global,
-                                              slidingRotation: rotations[0].sliding, buffers: bufs, ring: { model.ring(layer: $0) },
-                                              isa: isaCode)
+                            try fused.forward(batch.map { ($0.session, $0.ids.count) }, rotations: rotations, buffers: bufs, isa: isaCode,
+                                              threads: batch[0].session.layerJobThreads)
                         }
                     } }
                 } }

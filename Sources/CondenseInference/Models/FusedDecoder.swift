@@ -1,18 +1,17 @@
 import CCondenseKernels
 import Condense
 
-/// A model's layers as `condense_decoder_forward` reads them, built once at load: every layer's
-/// pass of one sequence then runs as one job of the thread team (the threads meet at barriers
-/// instead of a fork and join per kernel, and the norms, RoPE, cache writes and residuals run in
-/// C on every thread instead of Swift loops on one). Only for models whose projections all run on
-/// GGUF blocks (``GGUFBlockLinear``, alone or side by side); the others keep the kernel-by-kernel
-/// pass, which computes the same numbers.
+/// A model's layers as `condense_decoder_forward` reads them, built once at load: a pass then
+/// runs every layer as one job of the thread team (the threads meet at barriers instead of a
+/// fork and join per kernel, and the norms, RoPE, cache writes and residuals run in C on every
+/// thread instead of Swift loops on one), for one sequence or a continuous batch of several.
+/// Only for models whose projections all run on GGUF blocks (``GGUFBlockLinear``, alone or side
+/// by side); the others keep the kernel-by-kernel pass, which computes the same numbers.
 final class FusedDecoder: @unchecked Sendable {
     // @unchecked: immutable after init; the pointers are owned here or by the model's layers.
-    private let shapeTemplate: condense_decoder_shape
-    private let layerTemplates: [condense_decoder_layer]
+    private let shape: condense_decoder_shape
+    private let layers: [condense_decoder_layer]
     private let norms: UnsafeMutablePointer<Float>
-    private let sliding: [Bool]
 
     /// nil when a projection is not on GGUF blocks (f32, 16-bit, registry formats, plugins, the
     /// 2:4 row split), or the shapes are not what the kernel takes.
@@ -37,17 +36,16 @@ final class FusedDecoder: @unchecked Sendable {
         norms.initialize(from: all, count: all.count)
         let base = norms
         func at(_ i: Int?) -> UnsafePointer<Float>? { i.map { UnsafePointer(base + $0) } }
-        layerTemplates = zip(projs, offsets).map { p, o in
-            condense_decoder_layer(qkv: p[0], o: p[1], gate_up: p[2], down: p[3], attn_norm: at(o[0]), ffn_norm: at(o[1]),
-                                   q_norm: at(o[2]), k_norm: at(o[3]), post_attn_norm: at(o[4]), post_ffn_norm: at(o[5]),
-                                   keys: nil, values: nil, window: 0, ring: 0, cos_t: nil, sin_t: nil)
+        self.layers = zip(projs, offsets).enumerated().map { l, po in
+            let (p, o) = po
+            return condense_decoder_layer(qkv: p[0], o: p[1], gate_up: p[2], down: p[3], attn_norm: at(o[0]), ffn_norm: at(o[1]),
+                                          q_norm: at(o[2]), k_norm: at(o[3]), post_attn_norm: at(o[4]), post_ffn_norm: at(o[5]),
+                                          window: c.slidingLayers[l] ? c.slidingWindow : 0, ring: c.ring(layer: l))
         }
-        shapeTemplate = condense_decoder_shape(hidden: c.hidden, heads: c.heads, kv_heads: c.kvHeads, head_dim: c.headDim,
-                                               ff: c.feedForward, eps: c.rmsEpsilon, scale: c.attentionScale,
-                                               softcap: c.attentionSoftcap,
-                                               act: c.activation == .silu ? Int32(CONDENSE_GLU_SILU) : Int32(CONDENSE_GLU_GELU_TANH),
-                                               neox: c.ropeNeoX ? 1 : 0, kv_type: 0)
-        sliding = c.slidingLayers
+        shape = condense_decoder_shape(hidden: c.hidden, heads: c.heads, kv_heads: c.kvHeads, head_dim: c.headDim,
+                                       ff: c.feedForward, eps: c.rmsEpsilon, scale: c.attentionScale, softcap: c.attentionSoftcap,
+                                       act: c.activation == .silu ? Int32(CONDENSE_GLU_SILU) : Int32(CONDENSE_GLU_GELU_TANH),
+                                       neox: c.ropeNeoX ? 1 : 0)
     }
 
     deinit { norms.deallocate() }
@@ -77,32 +75,50 @@ final class FusedDecoder: @unchecked Sendable {
         return r
     }
 
-    /// Runs every layer over the `rows` tokens in `buffers.x` (embedded; left holding the last
-    /// layer's residual stream) at positions `p0…` of `session`, writing its cache.
-    func forward(_ session: DecoderSession, rows: Int, p0: Int, global: Rotation, slidingRotation: Rotation?,
-                 buffers: condense_decoder_buffers, ring: (Int) -> Int, isa: condense_isa) throws {
-        let c = session.model.config
-        let (kb, vb) = (session.kvCache.rowBytes(c.kvDim), session.valueCache.rowBytes(c.kvDim))
-        var shape = shapeTemplate
-        shape.kv_type = session.kvTypes
-        let status: Int32 = global.cosines.withUnsafeBufferPointer { gc in global.sines.withUnsafeBufferPointer { gs in
-            let sr = slidingRotation ?? global
-            return sr.cosines.withUnsafeBufferPointer { sc in sr.sines.withUnsafeBufferPointer { ss in
-                var ls = layerTemplates
-                for l in ls.indices {
-                    ls[l].keys = session.keys + session.layerOffset[l] * kb
-                    ls[l].values = session.values + session.layerOffset[l] * vb
-                    if sliding[l] {
-                        (ls[l].window, ls[l].ring) = (c.slidingWindow, ring(l))
-                        (ls[l].cos_t, ls[l].sin_t) = (sc.baseAddress, ss.baseAddress)
-                    } else {
-                        (ls[l].cos_t, ls[l].sin_t) = (gc.baseAddress, gs.baseAddress)
-                    }
-                }
-                var b = buffers
-                return condense_decoder_forward(&shape, ls, ls.count, &b, rows, p0, isa, session.layerJobThreads)
-            } }
-        } }
+    /// Runs every layer over the rows in `buffers.x` (embedded, the sessions' rows in order; left
+    /// holding the last layer's residual stream): `rows` of each session at its next positions,
+    /// with the RoPE angles of those positions, writing each session's cache.
+    func forward(_ batch: [(session: DecoderSession, rows: Int)], rotations: [(global: Rotation, sliding: Rotation?)],
+                 buffers: condense_decoder_buffers, isa: condense_isa, threads: Int32) throws {
+        let nl = layers.count
+        // Each session's cache of every layer, keys then values, in one table.
+        let caches = UnsafeMutablePointer<UnsafeMutableRawPointer?>.allocate(capacity: batch.count * nl * 2)
+        defer { caches.deallocate() }
+        // Every session's angles in one array: global cosines, sines, then sliding ones if any.
+        var angles: [Float] = []
+        var offsets: [(gc: Int, gs: Int, sc: Int, ss: Int)] = []
+        for (i, (s, _)) in batch.enumerated() {
+            let (kb, vb) = (s.kvCache.rowBytes(s.model.config.kvDim), s.valueCache.rowBytes(s.model.config.kvDim))
+            for l in 0..<nl {
+                caches[(i * 2) * nl + l] = s.keys + s.layerOffset[l] * kb
+                caches[(i * 2 + 1) * nl + l] = s.values + s.layerOffset[l] * vb
+            }
+            let (g, sl) = rotations[i]
+            let gc = angles.count
+            angles += g.cosines
+            let gs = angles.count
+            angles += g.sines
+            var (sc, ss) = (gc, gs)
+            if let sl {
+                sc = angles.count
+                angles += sl.cosines
+                ss = angles.count
+                angles += sl.sines
+            }
+            offsets.append((gc, gs, sc, ss))
+        }
+        var shape = shape
+        let status: Int32 = angles.withUnsafeBufferPointer { ap in
+            let a = ap.baseAddress!
+            let seqs = batch.enumerated().map { i, b in
+                condense_decoder_sequence(rows: b.rows, p0: b.session.tokens.count, kv_type: b.session.kvTypes,
+                                          keys: caches + (i * 2) * nl, values: caches + (i * 2 + 1) * nl,
+                                          cos_t: a + offsets[i].gc, sin_t: a + offsets[i].gs,
+                                          cos_sliding: a + offsets[i].sc, sin_sliding: a + offsets[i].ss)
+            }
+            var b = buffers
+            return condense_decoder_forward(&shape, layers, nl, seqs, seqs.count, &b, isa, threads)
+        }
         try NativeStatus.check(status, kernel: "decoder layers")
     }
 }

@@ -251,8 +251,13 @@ public struct DecoderConfig: Sendable, Equatable {
     }
 }
 
-extension LanguageModel {
+extension DecoderConfig {
     /// Rows of a sliding-window layer's ring cache (its window plus one pass of new tokens);
     /// 0 for a global layer, whose cache has a row per position.
-    func ring(layer l: Int) -> Int { config.slidingLayers[l] ? config.slidingWindow + DecoderSession.maxStep : 0 }
+    func ring(layer l: Int) -> Int { slidingLayers[l] ? slidingWindow + DecoderSession.maxStep : 0 }
+}
+
+extension LanguageModel {
+    /// ``DecoderConfig/ring(layer:)`` of this model.
+    func ring(layer l: Int) -> Int { config.ring(layer: l) }
 }

@@ -125,11 +125,35 @@ CONDENSE_INLINE CONDENSE_TARGET_AVX512 __m512 krow_dot_512(int t, const float *q
     return acc;
 }
 
-/* krow_dot_512 of 16 consecutive rows of a float or f16 cache (t a constant where inlined): the
- * head dimension outside, so each 16 floats of q are loaded once for the 16 rows and the type
- * test leaves the loop; every row's products are summed in krow_dot_512's order. */
+/* krow_dot_512 of 16 consecutive cache rows (t a constant where inlined): the head dimension
+ * outside, so each 16 floats of q are loaded once for the 16 rows and the type test leaves the
+ * loop; every row's products are summed in krow_dot_512's order. */
 CONDENSE_INLINE CONDENSE_TARGET_AVX512 void rows16_dot_512(const int t, const float *qr, const uint8_t *k0, size_t row_bytes,
                                                            int hd, __m512 *acc) {
+    if (t == KV_Q8_0 || t == KV_Q4_0) {   /* per block of 32: krow_dot_512's steps, row by row */
+        const size_t bb = t == KV_Q8_0 ? 34 : 18;
+        for (int j = 0; j < 16; j++) acc[j] = _mm512_setzero_ps();
+        for (int e = 0; e < hd; e += 32) {
+            const __m512 qa = _mm512_loadu_ps(qr + e), qb = _mm512_loadu_ps(qr + e + 16);
+            for (int j = 0; j < 16; j++) {
+                const uint8_t *blk = k0 + (size_t)j * row_bytes + (size_t)(e / 32) * bb;
+                const __m512 d = _mm512_set1_ps(_mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(blk[0] | blk[1] << 8))));
+                __m512i ka, kb;
+                if (t == KV_Q8_0) {
+                    ka = _mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)(const void *)(blk + 2)));
+                    kb = _mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)(const void *)(blk + 18)));
+                } else {
+                    const __m128i b = _mm_loadu_si128((const __m128i *)(const void *)(blk + 2)), m = _mm_set1_epi8(15);
+                    ka = _mm512_sub_epi32(_mm512_cvtepu8_epi32(_mm_and_si128(b, m)), _mm512_set1_epi32(8));
+                    kb = _mm512_sub_epi32(_mm512_cvtepu8_epi32(_mm_and_si128(_mm_srli_epi16(b, 4), m)), _mm512_set1_epi32(8));
+                }
+                __m512 part = _mm512_mul_ps(qa, _mm512_cvtepi32_ps(ka));
+                part = _mm512_fmadd_ps(qb, _mm512_cvtepi32_ps(kb), part);
+                acc[j] = _mm512_fmadd_ps(part, d, acc[j]);
+            }
+        }
+        return;
+    }
     const __m512 q0 = _mm512_loadu_ps(qr);
     for (int j = 0; j < 16; j++) acc[j] = _mm512_mul_ps(q0, kv_load_512(t, k0 + (size_t)j * row_bytes, 0));
     for (int e = 16; e < hd; e += 16) {
@@ -156,8 +180,8 @@ CONDENSE_TARGET_AVX512 void condense_causal_chunk_avx512(const causal_args *A, c
             const uint8_t *k0 = kh + (a + p) * A->k_row_bytes;
             if (kt == KV_F16) rows16_dot_512(KV_F16, qr, k0, A->k_row_bytes, hd, acc);
             else if (kt == KV_F32) rows16_dot_512(KV_F32, qr, k0, A->k_row_bytes, hd, acc);
-            else
-                for (int j = 0; j < 16; j++) acc[j] = krow_dot_512(kt, qr, k0 + (size_t)j * A->k_row_bytes, hd);
+            else if (kt == KV_Q8_0) rows16_dot_512(KV_Q8_0, qr, k0, A->k_row_bytes, hd, acc);
+            else rows16_dot_512(KV_Q4_0, qr, k0, A->k_row_bytes, hd, acc);
             _mm512_storeu_ps(s + p, _mm512_mul_ps(hsum16_512(acc), vscale));
         }
         for (; p < n; p++) {

@@ -114,7 +114,7 @@ CONDENSE_INLINE CONDENSE_TARGET_GGUF512 void group_rows_avx512(const int MR, con
             const __m512 dx = _mm512_set1_ps(x->d[ib]);
             if (kind != KQ6 && kind != KQ2) {
                 /* One sum of all 32 products, started at −o·Σ qx: no add or subtract after the dots. */
-                __m512i s = _mm512_set1_epi32(-x->c[ib]), t = _mm512_setzero_si512();
+                __m512i s = _mm512_set1_epi32(x->c2[ib]), t = _mm512_setzero_si512();   /* c2 = −c here */
                 for (int ch = 0; ch < 4; ch++) {
                     s = _mm512_dpbusd_epi32(s, w[ch], _mm512_set1_epi32(xd[ch]));
                     t = _mm512_dpbusd_epi32(t, w[ch + 4], _mm512_set1_epi32(xd[ch + 4]));

@@ -291,7 +291,9 @@ static void quantize_rows(quantize_block_fn qb, const layout *L, const float *x,
             qb(x + i * lda + b * 32, q + i * k + b * 32, &dd, sum);
             d[i * nb + b] = f16_round(dd);
             c[i * nb + b] = L->offset * (L->kind == KQ6 || L->kind == KQ2 ? sum[0] : sum[0] + sum[1]);
-            c2[i * nb + b] = L->offset * sum[1];
+            /* Q6_K, Q3_K and Q2_K read the second half's own sum; the others −c, so that a kernel can
+             * start its integer sum from it with a broadcast load. */
+            c2[i * nb + b] = L->kind == KQ6 || L->kind == KQ2 ? L->offset * sum[1] : -c[i * nb + b];
             if (s) s[i * nb + b] = f16_round(dd * (float)(sum[0] + sum[1]));
         }
 }

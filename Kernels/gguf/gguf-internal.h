@@ -61,7 +61,7 @@ typedef struct qx_rows {
     const int8_t *q;     /* m × k */
     const float *d;      /* m × nb: the f16-rounded scale */
     const int32_t *c;    /* m × nb: o·Σ q (Q6_K: o·Σ of the first 16) */
-    const int32_t *c2;   /* m × nb: Q6_K: o·Σ of the last 16 */
+    const int32_t *c2;   /* m × nb: Q6_K, Q3_K, Q2_K: o·Σ of the last 16; the other types −c */
     const float *s;      /* m × nb: f16(d·Σ q), Q4_1 only */
     size_t k, nb;
 } qx_rows;

@@ -16,7 +16,7 @@ struct CondenseCommand: AsyncParsableCommand {
 extension KVCacheType: ExpressibleByArgument {}
 
 /// The release this build is (CHANGELOG.md lists what each one changed).
-let condenseVersion = "0.4.0"
+let condenseVersion = "0.4.1"
 
 /// Options of the commands that run a language model.
 struct DecoderOptions: ParsableArguments {

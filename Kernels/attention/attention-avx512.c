@@ -96,6 +96,23 @@ CONDENSE_INLINE CONDENSE_TARGET_AVX512 void pv_tile_512(const int NG, const int 
         for (int j = 0; j < NV; j++) _mm512_storeu_ps(o + (size_t)g * (size_t)hd + e0 + 16 * j, acc[g][j]);
 }
 
+/* acc + (qa · block elements 0…15 + qb · 16…31) · the block's scale, for one Q8_0 or Q4_0 block. */
+CONDENSE_INLINE CONDENSE_TARGET_AVX512 __m512 kblock_dot_512(int t, __m512 qa, __m512 qb, const uint8_t *blk, __m512 acc) {
+    const __m512 d = _mm512_set1_ps(_mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(blk[0] | blk[1] << 8))));
+    __m512i k0, k1;
+    if (t == KV_Q8_0) {
+        k0 = _mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)(const void *)(blk + 2)));
+        k1 = _mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)(const void *)(blk + 18)));
+    } else {
+        const __m128i b = _mm_loadu_si128((const __m128i *)(const void *)(blk + 2)), m = _mm_set1_epi8(15);
+        k0 = _mm512_sub_epi32(_mm512_cvtepu8_epi32(_mm_and_si128(b, m)), _mm512_set1_epi32(8));
+        k1 = _mm512_sub_epi32(_mm512_cvtepu8_epi32(_mm_and_si128(_mm_srli_epi16(b, 4), m)), _mm512_set1_epi32(8));
+    }
+    __m512 part = _mm512_mul_ps(qa, _mm512_cvtepi32_ps(k0));
+    part = _mm512_fmadd_ps(qb, _mm512_cvtepi32_ps(k1), part);
+    return _mm512_fmadd_ps(part, d, acc);
+}
+
 /* q · k for one cache row, the lanes still to be summed. Block types take a block of 32 at a time
  * and apply its scale once to the block's partial dot instead of to every element. */
 CONDENSE_INLINE CONDENSE_TARGET_AVX512 __m512 krow_dot_512(int t, const float *qr, const uint8_t *kr, int hd) {
@@ -106,22 +123,8 @@ CONDENSE_INLINE CONDENSE_TARGET_AVX512 __m512 krow_dot_512(int t, const float *q
     }
     const size_t bb = t == KV_Q8_0 ? 34 : 18;
     __m512 acc = _mm512_setzero_ps();
-    for (int e = 0; e < hd; e += 32) {
-        const uint8_t *blk = kr + (size_t)(e / 32) * bb;
-        const __m512 d = _mm512_set1_ps(_mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(blk[0] | blk[1] << 8))));
-        __m512i k0, k1;
-        if (t == KV_Q8_0) {
-            k0 = _mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)(const void *)(blk + 2)));
-            k1 = _mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)(const void *)(blk + 18)));
-        } else {
-            const __m128i b = _mm_loadu_si128((const __m128i *)(const void *)(blk + 2)), m = _mm_set1_epi8(15);
-            k0 = _mm512_sub_epi32(_mm512_cvtepu8_epi32(_mm_and_si128(b, m)), _mm512_set1_epi32(8));
-            k1 = _mm512_sub_epi32(_mm512_cvtepu8_epi32(_mm_and_si128(_mm_srli_epi16(b, 4), m)), _mm512_set1_epi32(8));
-        }
-        __m512 part = _mm512_mul_ps(_mm512_loadu_ps(qr + e), _mm512_cvtepi32_ps(k0));
-        part = _mm512_fmadd_ps(_mm512_loadu_ps(qr + e + 16), _mm512_cvtepi32_ps(k1), part);
-        acc = _mm512_fmadd_ps(part, d, acc);
-    }
+    for (int e = 0; e < hd; e += 32)
+        acc = kblock_dot_512(t, _mm512_loadu_ps(qr + e), _mm512_loadu_ps(qr + e + 16), kr + (size_t)(e / 32) * bb, acc);
     return acc;
 }
 
@@ -135,22 +138,7 @@ CONDENSE_INLINE CONDENSE_TARGET_AVX512 void rows16_dot_512(const int t, const fl
         for (int j = 0; j < 16; j++) acc[j] = _mm512_setzero_ps();
         for (int e = 0; e < hd; e += 32) {
             const __m512 qa = _mm512_loadu_ps(qr + e), qb = _mm512_loadu_ps(qr + e + 16);
-            for (int j = 0; j < 16; j++) {
-                const uint8_t *blk = k0 + (size_t)j * row_bytes + (size_t)(e / 32) * bb;
-                const __m512 d = _mm512_set1_ps(_mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(blk[0] | blk[1] << 8))));
-                __m512i ka, kb;
-                if (t == KV_Q8_0) {
-                    ka = _mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)(const void *)(blk + 2)));
-                    kb = _mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)(const void *)(blk + 18)));
-                } else {
-                    const __m128i b = _mm_loadu_si128((const __m128i *)(const void *)(blk + 2)), m = _mm_set1_epi8(15);
-                    ka = _mm512_sub_epi32(_mm512_cvtepu8_epi32(_mm_and_si128(b, m)), _mm512_set1_epi32(8));
-                    kb = _mm512_sub_epi32(_mm512_cvtepu8_epi32(_mm_and_si128(_mm_srli_epi16(b, 4), m)), _mm512_set1_epi32(8));
-                }
-                __m512 part = _mm512_mul_ps(qa, _mm512_cvtepi32_ps(ka));
-                part = _mm512_fmadd_ps(qb, _mm512_cvtepi32_ps(kb), part);
-                acc[j] = _mm512_fmadd_ps(part, d, acc[j]);
-            }
+            for (int j = 0; j < 16; j++) acc[j] = kblock_dot_512(t, qa, qb, k0 + (size_t)j * row_bytes + (size_t)(e / 32) * bb, acc[j]);
         }
         return;
     }

@@ -140,6 +140,20 @@ static int attend(layer_run *R, size_t l, int t, int nt) {
     }
 }
 
+/* Rows r0…r1 after a block's output projection: o normed when the layer has a post-norm, added
+ * to the residual stream x, and x normed into h for the next projection (next: NULL after the
+ * last layer). */
+static void residual(const layer_run *R, size_t r0, size_t r1, const float *post, const float *next) {
+    const condense_decoder_buffers *b = R->b;
+    const size_t d = R->s->hidden;
+    for (size_t r = r0; r < r1; r++) {
+        float *o = b->o + r * d, *x = b->x + r * d;
+        if (post) condense_rmsnorm_items(o, d, o, d, 0, 1, 1, d, post, R->s->eps);
+        for (size_t j = 0; j < d; j++) x[j] += o[j];
+        if (next) condense_rmsnorm_items(x, d, b->h + r * d, d, 0, 1, 1, d, next, R->s->eps);
+    }
+}
+
 static void layer_job(void *ctx, int t, int nt) {
     layer_run *R = ctx;
     const condense_decoder_shape *s = R->s;
@@ -179,12 +193,7 @@ static void layer_job(void *ctx, int t, int nt) {
         }
         condense_team_barrier(nt);
         if (project(R, &L->o, b->att, qd, b->o, d, 0, t, nt)) return;
-        for (size_t r = r0; r < r1; r++) {
-            float *o = b->o + r * d, *x = b->x + r * d;
-            if (L->post_attn_norm) condense_rmsnorm_items(o, d, o, d, 0, 1, 1, d, L->post_attn_norm, eps);
-            for (size_t j = 0; j < d; j++) x[j] += o[j];
-            condense_rmsnorm_items(x, d, b->h + r * d, d, 0, 1, 1, d, L->ffn_norm, eps);
-        }
+        residual(R, r0, r1, L->post_attn_norm, L->ffn_norm);
         if (project(R, &L->gate_up, b->h, d, b->gu, 2 * ff, 1, t, nt)) return;
         glu_ctx gc;
         const int gs = condense_glu_plan(&gc, b->gu, R->rows, ff, s->act, b->g, R->isa, nt);
@@ -196,12 +205,7 @@ static void layer_job(void *ctx, int t, int nt) {
         if (t < ng) condense_glu_share(&gc, t, ng);
         condense_team_barrier(nt);
         if (project(R, &L->down, b->g, ff, b->o, d, 0, t, nt)) return;
-        for (size_t r = r0; r < r1; r++) {
-            float *o = b->o + r * d, *x = b->x + r * d;
-            if (L->post_ffn_norm) condense_rmsnorm_items(o, d, o, d, 0, 1, 1, d, L->post_ffn_norm, eps);
-            for (size_t j = 0; j < d; j++) x[j] += o[j];
-            if (l + 1 < R->n_layers) condense_rmsnorm_items(x, d, b->h + r * d, d, 0, 1, 1, d, R->layers[l + 1].attn_norm, eps);
-        }
+        residual(R, r0, r1, L->post_ffn_norm, l + 1 < R->n_layers ? R->layers[l + 1].attn_norm : NULL);
     }
 }
 

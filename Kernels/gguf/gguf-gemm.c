@@ -463,22 +463,9 @@ int condense_gguf_plan(gguf_job *j, uint32_t type, const void *packed, size_t n,
     float *s = j->L.has_min ? (float *)(c2 + m * nb) : NULL;
     int nt = threads > 0 ? threads : condense_get_num_threads();
     if (groups < 2 || n * k * m < 65536) nt = 1;
-    j->xr = (qx_rows){q, d, c, c2, s, k, nb};
-    j->quantize = kr->quantize;
-    j->run = kr->group;
-    j->x = x;
-    j->lda = lda;
-    j->m = m;
-    j->k = k;
-    j->nb = nb;
-    j->wb = packed;
-    j->gbytes = group_bytes(&j->L, nb);
-    j->groups = groups;
-    j->n = n;
-    j->y = y;
-    j->ldy = ldy;
-    j->bias = bias;
-    j->nt = nt;
+    *j = (gguf_job){.L = j->L, .xr = {q, d, c, c2, s, k, nb}, .quantize = kr->quantize, .run = kr->group, .x = x, .lda = lda,
+                    .m = m, .k = k, .nb = nb, .wb = packed, .gbytes = group_bytes(&j->L, nb), .groups = groups, .n = n, .y = y,
+                    .ldy = ldy, .bias = bias, .nt = nt};
     return CONDENSE_OK;
 }
 

@@ -27,8 +27,9 @@ CONDENSE_INLINE CONDENSE_TARGET_GGUF256 void group_half_avx2(const int MR, const
         __m256i s0[4], s1[4];
         for (int ii = 0; ii < MR; ii++) s0[ii] = s1[ii] = _mm256_setzero_si256();
         __m256i h0 = _mm256_setzero_si256(), h1 = _mm256_setzero_si256();
-        if (q4 && (L->hbits || kind == KQ6)) h0 = _mm256_loadu_si256((const __m256i *)(blk + 256 + 32 * half));
-        if (kind == KQ6) h1 = _mm256_loadu_si256((const __m256i *)(blk + 320 + 32 * half));
+        const int h2 = kind == KQ6 && L->h2;
+        if (q4 && (L->hbits || h2)) h0 = _mm256_loadu_si256((const __m256i *)(blk + 256 + 32 * half));
+        if (h2) h1 = _mm256_loadu_si256((const __m256i *)(blk + 320 + 32 * half));
         for (int ch = 0; ch < 4; ch++) {
             const __m256i v = _mm256_loadu_si256((const __m256i *)(blk + 64 * ch + 32 * half));
             __m256i lo, hi;
@@ -44,7 +45,7 @@ CONDENSE_INLINE CONDENSE_TARGET_GGUF256 void group_half_avx2(const int MR, const
                     lo = _mm256_or_si256(lo, _mm256_and_si256(_mm256_sll_epi16(h0, sl), b4));
                     hi = _mm256_or_si256(hi, _mm256_and_si256(_mm256_srl_epi16(h0, sr), b4));
                 }
-                if (kind == KQ6) {   /* high bits into bits 4–5 (see q6_hshift) */
+                if (h2) {   /* high bits into bits 4–5 (see q6_hshift) */
                     const __m256i h = ch < 2 ? h0 : h1;
                     if (ch % 2 == 0) {
                         lo = _mm256_or_si256(lo, _mm256_and_si256(h, top2));
@@ -93,8 +94,8 @@ CONDENSE_INLINE CONDENSE_TARGET_GGUF256 void group_half_avx2(const int MR, const
                 mw = _mm256_mul_ps(msb, _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(sp + 32)))));
                 mw1 = _mm256_mul_ps(msb, _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(sp + 48)))));
             } else {
-                sc0 = _mm256_mul_ps(dsb, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)(blk + 384 + 8 * half)))));
-                sc1 = _mm256_mul_ps(dsb, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)(blk + 400 + 8 * half)))));
+                sc0 = _mm256_mul_ps(dsb, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)(blk + L->sc_off + 8 * half)))));
+                sc1 = _mm256_mul_ps(dsb, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)(blk + L->sc_off + 16 + 8 * half)))));
             }
         }
         for (int ii = 0; ii < MR; ii++) {

@@ -65,7 +65,7 @@ CONDENSE_INLINE CONDENSE_TARGET_GGUF512 void group_rows_avx512(const int MR, con
                 const __m512i t = _mm512_broadcast_i32x4(_mm_loadu_si128((const __m128i *)iq4nl_u8));
                 for (int j = 0; j < 8; j++) w[j] = _mm512_shuffle_epi8(t, w[j]);
             }
-            if (kind == KQ6) {   /* high bits into bits 4–5 (see q6_hshift) */
+            if (kind == KQ6 && L->h2) {   /* high bits into bits 4–5 (see q6_hshift) */
                 const __m512i h0 = _mm512_loadu_si512(blk + 256), h1 = _mm512_loadu_si512(blk + 320);
                 w[0] = _mm512_or_si512(w[0], _mm512_and_si512(h0, top2));
                 w[1] = _mm512_or_si512(w[1], _mm512_and_si512(_mm512_srli_epi16(h0, 2), top2));
@@ -102,8 +102,8 @@ CONDENSE_INLINE CONDENSE_TARGET_GGUF512 void group_rows_avx512(const int MR, con
                 mw = _mm512_mul_ps(msb, _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(blk + L->sc_off + 32)))));
                 mw1 = _mm512_mul_ps(msb, _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(blk + L->sc_off + 48)))));
             } else {
-                sc0 = _mm512_mul_ps(dsb, _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)(blk + 384)))));
-                sc1 = _mm512_mul_ps(dsb, _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)(blk + 400)))));
+                sc0 = _mm512_mul_ps(dsb, _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)(blk + L->sc_off)))));
+                sc1 = _mm512_mul_ps(dsb, _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)(blk + L->sc_off + 16)))));
             }
         }
         for (int ii = 0; ii < MR; ii++) {

@@ -20,9 +20,9 @@
  *           shift and mask puts them in bits 4–5; a signed scale per 16:
  *           y += D·sc_lo·dx·(Σ_lo q·qx − 32·Σ_lo qx) + D·sc_hi·dx·(Σ_hi …)
  *     Q5_K: Q4_K with Q5_0's vector of fifth bits before the scales and mins.
- *     Q3_K: Q6_K's layout exactly, code = q − 4 + 32 (28…35) and its 6-bit scale − 32 as the
- *           signed scale per 16: no kernel of its own, at Q6_K's bytes (6.56 bits per weight
- *           read against 3.44 stored).
+ *     Q3_K: Q6_K's kind without its high-bit vectors: code = q + 4 (0…7) as nibbles, o = 4, and
+ *           its 6-bit scale − 32 as the signed scale per 16: no kernel of its own, at 4.56
+ *           bits per weight read against 3.44 stored (6.56 when it took Q6_K's whole layout).
  *     IQ4_XS (KIQ): a super-block's d, per block of 32 the IQ4_NL nibbles and a signed scale
  *           (6-bit − 32): y += D·sc·dx·(Σ (level+128)·qx − 128·Σ qx).
  *     Q2_K (KQ2): d and dmin, per block of 32 the 2-bit codes as nibbles and a 4-bit scale and
@@ -51,8 +51,8 @@ static int layout_of(uint32_t type, layout *L) {
     case CONDENSE_GGUF_IQ4_NL: *L = (layout){FLAT, 4, 0, 128, 18, 2, 0, 0, 0, 0, 0, 1, 0}; break;
     case CONDENSE_GGUF_Q4_K: *L = (layout){KQ4, 4, 1, 0, 144, 0, 0, 64, 256 + 32, 0, 0, 0, 256}; break;
     case CONDENSE_GGUF_Q5_K: *L = (layout){KQ4, 4, 1, 0, 176, 0, 0, 64, 256 + 64 + 32, 1, 0, 0, 320}; break;
-    case CONDENSE_GGUF_Q6_K: *L = (layout){KQ6, 4, 0, 32, 210, 0, 0, 32, 256 + 128 + 32, 0, 0, 0, 384}; break;
-    case CONDENSE_GGUF_Q3_K: *L = (layout){KQ6, 4, 0, 32, 110, 0, 0, 32, 256 + 128 + 32, 0, 0, 0, 384}; break;
+    case CONDENSE_GGUF_Q6_K: *L = (layout){KQ6, 4, 0, 32, 210, 0, 0, 32, 256 + 128 + 32, 0, 0, 0, 384, 1}; break;
+    case CONDENSE_GGUF_Q3_K: *L = (layout){KQ6, 4, 0, 4, 110, 0, 0, 32, 256 + 32, 0, 0, 0, 256, 0}; break;
     case CONDENSE_GGUF_IQ4_XS: *L = (layout){KIQ, 4, 0, 128, 136, 0, 0, 32, 256 + 16, 0, 0, 1, 256}; break;
     case CONDENSE_GGUF_Q2_K: *L = (layout){KQ2, 4, 0, 1, 84, 0, 0, 64, 256 + 64, 0, 0, 0, 256}; break;
     case CONDENSE_BLOCK_S24Q4: *L = (layout){S24, 4, 0, 8, 26, 10, 0, 0, 0, 0, 0}; L->gb = S24_GB; return 1;
@@ -106,7 +106,8 @@ static void q6k_codes(const uint8_t *blk, uint8_t *code) {
     }
 }
 
-/* Q3_K as Q6_K: the 256 codes q − 4 + 32 and the 16 signed scales (6-bit − 32), in ggml's order. */
+/* Q3_K in Q6_K's kind: the 256 codes q + 4 (0…7: nibbles, no high-bit vectors) and the 16 signed
+ * scales (6-bit − 32), in ggml's order. */
 static void q3k_codes(const uint8_t *blk, uint8_t *code, int8_t *scale) {
     const uint8_t *hm = blk, *q = blk + 32, *sc = blk + 96;
     for (int s = 0; s < 16; s++)
@@ -114,7 +115,7 @@ static void q3k_codes(const uint8_t *blk, uint8_t *code, int8_t *scale) {
     for (int e = 0; e < 256; e++) {
         const int n = e / 128, shift = 2 * (e % 128 / 32), l = e % 32;
         const int v = (q[32 * n + l] >> shift) & 3, h = (hm[l] >> (4 * n + shift / 2)) & 1;
-        code[e] = (uint8_t)(v - (h ? 0 : 4) + 32);
+        code[e] = (uint8_t)(v - (h ? 0 : 4) + 4);
     }
 }
 
@@ -263,12 +264,13 @@ int condense_gguf_pack(uint32_t type, const void *w, size_t n, size_t k, void *d
                         o[L.sc_off + 32 + r] = mn[2 * j];
                         o[L.sc_off + 48 + r] = mn[2 * j + 1];
                     } else {
-                        for (int e = 0; e < 32; e++) {
-                            const int ch = e / 4, t = e % 4;
-                            o[256 + (ch / 2 % 2) * 64 + r * 4 + t] |= (uint8_t)((cj[e] >> 4) << q6_hshift[ch]);
-                        }
-                        o[384 + r] = (uint8_t)ssc[2 * j];        /* the scale of elements 0…15 */
-                        o[400 + r] = (uint8_t)ssc[2 * j + 1];    /* and of 16…31 */
+                        if (L.h2)
+                            for (int e = 0; e < 32; e++) {
+                                const int ch = e / 4, t = e % 4;
+                                o[256 + (ch / 2 % 2) * 64 + r * 4 + t] |= (uint8_t)((cj[e] >> 4) << q6_hshift[ch]);
+                            }
+                        o[L.sc_off + r] = (uint8_t)ssc[2 * j];        /* the scale of elements 0…15 */
+                        o[L.sc_off + 16 + r] = (uint8_t)ssc[2 * j + 1];    /* and of 16…31 */
                     }
                 }
             }

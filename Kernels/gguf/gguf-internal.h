@@ -22,6 +22,7 @@ typedef struct layout {
     size_t qh_off;      /* offset of the 32 fifth bits in a stored block */
     int lut;            /* IQ4_NL: codes index iq4nl_levels (stored +128) */
     size_t sc_off;      /* K-quants: offset of the per-block scales (then mins) in a group-block */
+    int h2;             /* KQ6: two 64-byte vectors of high bits (bits 4–5) after the nibbles (Q6_K) */
 } layout;
 
 /* IQ4_NL's 16 levels + 128 (unsigned, as vpdpbusd wants), for every lane of a table lookup. */

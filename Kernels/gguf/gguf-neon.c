@@ -48,7 +48,7 @@
                             lo = vorrq_u8(lo, vandq_u8(vshlq_u8(h, vdupq_n_s8((int8_t)(4 - ch))), b4));        \
                             hi = vorrq_u8(hi, vandq_u8(vshlq_u8(h, vdupq_n_s8((int8_t)-ch)), b4));             \
                         }                                                                                      \
-                        if (kind == KQ6) {                                                                     \
+                        if (kind == KQ6 && L->h2) {                                                            \
                             const uint8x16_t h = vld1q_u8(blk + (ch < 2 ? 256 : 320) + 16 * qq);               \
                             if (ch % 2 == 0) {                                                                 \
                                 lo = vorrq_u8(lo, vandq_u8(h, top2));                                          \
@@ -92,8 +92,8 @@
                         mw[qq] = vmulq_f32(msb[qq], u8x4_f32(blk + L->sc_off + 32 + 4 * qq));                  \
                         mw1[qq] = vmulq_f32(msb[qq], u8x4_f32(blk + L->sc_off + 48 + 4 * qq));                 \
                     } else {                                                                                   \
-                        sc0[qq] = vmulq_f32(dsb[qq], s8x4_f32(blk + 384 + 4 * qq));                            \
-                        sc1[qq] = vmulq_f32(dsb[qq], s8x4_f32(blk + 400 + 4 * qq));                            \
+                        sc0[qq] = vmulq_f32(dsb[qq], s8x4_f32(blk + L->sc_off + 4 * qq));                            \
+                        sc1[qq] = vmulq_f32(dsb[qq], s8x4_f32(blk + L->sc_off + 16 + 4 * qq));                            \
                     }                                                                                          \
                 }                                                                                              \
             }                                                                                                  \

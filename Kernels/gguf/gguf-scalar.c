@@ -37,7 +37,7 @@ void condense_gguf_group_scalar(const layout *L, const uint8_t *gw, const qx_row
                         if (!q4) { half[ch / 4] += v * xq[4 * ch + t]; continue; }
                         int lo = v & 15, hi = v >> 4;
                         if (L->lut) lo = iq4nl_u8[lo], hi = iq4nl_u8[hi];
-                        if (L->kind == KQ6) {
+                        if (L->kind == KQ6 && L->h2) {
                             lo |= (blk[256 + (ch / 2 % 2) * 64 + r * 4 + t] >> q6_hshift[ch] & 3) << 4;
                             hi |= (blk[256 + ((ch + 4) / 2 % 2) * 64 + r * 4 + t] >> q6_hshift[ch + 4] & 3) << 4;
                         } else if (L->hbits) {
@@ -64,8 +64,8 @@ void condense_gguf_group_scalar(const layout *L, const uint8_t *gw, const qx_row
                     acc[r] = fmaf(-(f16_at(hdr + 32 + 2 * r) * (float)blk[L->sc_off + 16 + r]), x->s[ib], acc[r]);
                 } else {
                     const float d = f16_at(hdr + 2 * r);
-                    acc[r] = fmaf((float)(half[0] - x->c[ib]), d * (float)(int8_t)blk[384 + r] * dx, acc[r]);
-                    acc[r] = fmaf((float)(half[1] - x->c2[ib]), d * (float)(int8_t)blk[400 + r] * dx, acc[r]);
+                    acc[r] = fmaf((float)(half[0] - x->c[ib]), d * (float)(int8_t)blk[L->sc_off + r] * dx, acc[r]);
+                    acc[r] = fmaf((float)(half[1] - x->c2[ib]), d * (float)(int8_t)blk[L->sc_off + 16 + r] * dx, acc[r]);
                 }
             }
         }

@@ -120,12 +120,16 @@ public enum CondenseRuntime {
     /// The `CONDENSE_ISA` value seen at start-up, if any.
     public static var isaOverride: String? { condense_isa_env_value().map { String(cString: $0) } }
 
-    /// Throws when `CONDENSE_ISA` names an unknown or unavailable level, or `CONDENSE_NUM_THREADS`
-    /// is not an integer in 1…``maxThreads``, so a mistyped value is an error rather than a silent
-    /// fallback. Native preparation calls it too.
+    /// Throws when `CONDENSE_ISA` names an unknown or unavailable level, `CONDENSE_NUM_THREADS`
+    /// is not an integer in 1…``maxThreads``, or `CONDENSE_LAYER_JOB` is neither 0 nor 1, so a
+    /// mistyped value is an error rather than a silent fallback. Native preparation calls it too.
     public static func validateEnvironment() throws {
         if let bad = condense_threads_env_rejected() {
             throw CondenseError.invalidArgument("CONDENSE_NUM_THREADS must be an integer in 1…\(maxThreads), got '\(String(cString: bad))'")
+        }
+        if let job = ProcessInfo.processInfo.environment["CONDENSE_LAYER_JOB"], job != "0", job != "1" {
+            throw CondenseError.invalidArgument(
+                "CONDENSE_LAYER_JOB must be 0 (a decoder's layers kernel by kernel) or 1 (one job of the thread team, the default), got '\(job)'")
         }
         switch condense_dispatch_status_get() {
         case CONDENSE_DISPATCH_INVALID_VALUE:

@@ -127,6 +127,8 @@ struct CLIOptionTests {
         (tiny, ["CONDENSE_NUM_THREADS": "100000"], "got '100000'"),
         (tiny, ["CONDENSE_NUM_THREADS": "abc"], "got 'abc'"),
         (tiny, ["CONDENSE_ISA": "avx9"], "invalid ISA 'avx9'"),
+        (tiny, ["CONDENSE_LAYER_JOB": "off"], "CONDENSE_LAYER_JOB must be 0 (a decoder's layers kernel by kernel) or 1 (one job of the thread team, the default), got 'off'"),
+        (tiny, ["CONDENSE_LAYER_JOB": "1\r\n"], "got '1\r\n'"),
         (["bench", "gemm", "--threads", "0", "--m", "1", "--shapes", "16x16", "--square", ""], [:], "thread count must be in 1…1024, got 0"),
         (["bench", "gemm", "--threads", "100000", "--m", "1", "--shapes", "16x16", "--square", ""], [:], "thread count must be in 1…1024, got 100000"),
         (["eval", "--model", "m.safetensors", "--policy", "fastset"], [:], "--policy must be fastest or priority, got 'fastset'"),

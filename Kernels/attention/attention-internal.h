@@ -7,6 +7,8 @@
 #include "condense_kernels.h"
 #include "internal.h"
 
+#include <string.h>
+
 /* A cache's element type: floats, IEEE halves, or ggml's Q8_0 / Q4_0 blocks of 32 along the row
  * (a head's hd elements, a multiple of 32, are whole blocks). */
 enum { KV_F32 = 0, KV_F16 = 1, KV_Q8_0 = 2, KV_Q4_0 = 3 };
@@ -24,6 +26,16 @@ static inline int condense_kv_code(uint32_t g) {
     case CONDENSE_GGUF_Q8_0: return KV_Q8_0;
     case CONDENSE_GGUF_Q4_0: return KV_Q4_0;
     default: return -1;
+    }
+}
+
+/* Writes n floats as one cache row of type t (KV_*), rounded as ggml rounds them. */
+static inline void condense_kv_write(int t, const float *src, uint8_t *dst, size_t n, condense_isa isa) {
+    switch (t) {
+    case KV_F32: memcpy(dst, src, n * sizeof(float)); break;
+    case KV_F16: condense_f32_to_f16(src, (uint16_t *)(void *)dst, n, isa); break;
+    case KV_Q8_0: condense_quantize_row_q8_0(src, dst, n); break;
+    default: condense_quantize_row_q4_0(src, dst, n); break;
     }
 }
 

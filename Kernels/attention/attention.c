@@ -230,6 +230,13 @@ void condense_causal_share(void *ctx, int tid, int nt) {
     }
 }
 
+int condense_kv_write_row(uint32_t type, const float *src, void *dst, size_t n, condense_isa isa) {
+    const int t = condense_kv_code(type);
+    if (t < 0 || !src || !dst || (t >= KV_Q8_0 && n % 32)) return CONDENSE_ERR_INVALID;
+    condense_kv_write(t, src, dst, n, isa);
+    return CONDENSE_OK;
+}
+
 int condense_causal_attention(const float *q, size_t ldq, const void *kc, const void *vc, uint32_t kv_type, size_t ldkv,
                               float *out, size_t ldo, size_t t, size_t p0, int heads, int kv_heads, int hd, float scale,
                               condense_isa isa, int threads) {
@@ -253,14 +260,23 @@ static size_t chunk_count(size_t t, size_t kv_heads, int nt, size_t live, size_t
     return nch;
 }
 
+/* How a pass of t rows at positions p0… splits: the threads worth using (*nt), its first live
+ * position (*lo), the chunks of positions (returned) and their span — one place for the plan and
+ * for the size of the states it will want. */
+static size_t split_of(size_t t, size_t p0, size_t window, int heads, int kv_heads, int hd, int threads, int *nt, size_t *lo,
+                       size_t *span) {
+    *nt = threads > 0 ? threads : condense_get_num_threads();
+    *lo = window && p0 + 1 > window ? p0 + 1 - window : 0;
+    const size_t live = p0 + t - *lo;
+    if (live * (size_t)hd * t * (size_t)heads < 65536) *nt = 1;
+    return chunk_count(t, (size_t)kv_heads, *nt, live, span);
+}
+
 size_t condense_causal_partial_floats(size_t t, size_t p0, size_t window, int heads, int kv_heads, int hd, int threads) {
-    int nt = threads > 0 ? threads : condense_get_num_threads();
-    const size_t n_max = p0 + t, lo = window && p0 + 1 > window ? p0 + 1 - window : 0, live = n_max - lo;
     if (heads < 1 || kv_heads < 1 || heads % kv_heads || hd < 1) return 0;
-    /* The plan's choices, made the same way (condense_causal_plan). */
-    if (live * (size_t)hd * t * (size_t)heads < 65536) nt = 1;
-    size_t span;
-    const size_t nch = chunk_count(t, (size_t)kv_heads, nt, live, &span);
+    int nt;
+    size_t lo, span;
+    const size_t nch = split_of(t, p0, window, heads, kv_heads, hd, threads, &nt, &lo, &span);
     if (nch < 2) return 0;
     return t * (size_t)kv_heads * nch * (size_t)(heads / kv_heads) * ((size_t)hd + 2);
 }
@@ -290,12 +306,9 @@ int condense_causal_plan(causal_ctx *cc, const float *q, size_t ldq, const void 
 #endif
     }
     const int G = heads / kv_heads;
-    int nt = threads > 0 ? threads : condense_get_num_threads();
-    const size_t n_max = p0 + t, lo = window && p0 + 1 > window ? p0 + 1 - window : 0, live = n_max - lo;
-    if (live * (size_t)hd * t * (size_t)heads < 65536) nt = 1;
-    /* Chunks only when rows × KV heads cannot feed every thread several items. */
-    size_t span;
-    const size_t nch = chunk_count(t, (size_t)kv_heads, nt, live, &span);
+    int nt;
+    size_t lo, span;
+    const size_t nch = split_of(t, p0, window, heads, kv_heads, hd, threads, &nt, &lo, &span);
     const size_t items = t * (size_t)kv_heads * nch, state = (size_t)G * ((size_t)hd + 2);
     if (nch > 1 && !partial) return CONDENSE_ERR_NO_MEMORY;
     *cc = (causal_ctx){{q, ldq, kc, vc, kv_bytes(kt, ldkv), kv_bytes(vt, ldkv), kt, vt, G, hd, scale, softcap}, chunk, q, ldq, kc, vc,

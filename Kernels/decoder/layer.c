@@ -85,15 +85,6 @@ static int project(layer_run *R, const condense_decoder_proj *p, const float *x,
     return CONDENSE_OK;
 }
 
-static void write_row(int type, const float *src, uint8_t *dst, size_t n, condense_isa isa) {
-    switch (type) {
-    case KV_F32: memcpy(dst, src, n * sizeof(float)); break;
-    case KV_F16: condense_f32_to_f16(src, (uint16_t *)(void *)dst, n, isa); break;
-    case KV_Q8_0: condense_quantize_row_q8_0(src, dst, n); break;
-    default: condense_quantize_row_q4_0(src, dst, n); break;
-    }
-}
-
 /* Attention of layer l: one sequence on the whole team; several, each on one thread, taken in
  * turn (they differ in length), as condense_causal_attention_batch_window runs them. */
 static int attend(layer_run *R, size_t l, int t, int nt) {
@@ -182,8 +173,8 @@ static void layer_job(void *ctx, int t, int nt) {
             condense_rope_items(row + qd, wide, 0, kvh, (int)kvh, (int)hd, cs, sn, s->neox);
             const size_t pos = q->p0 + at.i, cr = L->ring ? pos % L->ring : pos;
             const int kt = R->kt[at.seq], vt = R->vt[at.seq];
-            write_row(kt, row + qd, (uint8_t *)q->keys[l] + cr * kv_bytes(kt, kvd), kvd, R->isa);
-            write_row(vt, row + qd + kvd, (uint8_t *)q->values[l] + cr * kv_bytes(vt, kvd), kvd, R->isa);
+            condense_kv_write(kt, row + qd, (uint8_t *)q->keys[l] + cr * kv_bytes(kt, kvd), kvd, R->isa);
+            condense_kv_write(vt, row + qd + kvd, (uint8_t *)q->values[l] + cr * kv_bytes(vt, kvd), kvd, R->isa);
         }
         condense_team_barrier(nt);   /* attention reads every row's Q and cache entry */
         const int st = attend(R, l, t, nt);

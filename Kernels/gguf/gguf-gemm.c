@@ -471,20 +471,25 @@ int condense_gguf_plan(gguf_job *j, uint32_t type, const void *packed, size_t n,
     return CONDENSE_OK;
 }
 
-int condense_gguf_gemm(uint32_t type, const void *packed, size_t n, size_t k, size_t m, const float *x, size_t lda,
-                       float *y, size_t ldy, condense_isa isa, int threads) {
+int condense_gguf_gemm_bias(uint32_t type, const void *packed, size_t n, size_t k, size_t m, const float *x, size_t lda,
+                            const float *bias, float *y, size_t ldy, condense_isa isa, int threads) {
     layout L;
     if (!layout_of(type, &L) || !condense_gguf_packed_size(type, n, k)) return CONDENSE_ERR_INVALID;
     if (m == 0 || n == 0) return CONDENSE_OK;
-    if (!kernel_for(type, isa)) return CONDENSE_ERR_INVALID;
     const size_t bytes = condense_gguf_scratch_bytes(m, k);
     if (!bytes) return CONDENSE_ERR_INVALID;
+    /* The plan finds the kernel (INVALID when there is none) and carves the scratch. */
     gguf_job j;
-    const int st = condense_gguf_plan(&j, type, packed, n, k, m, x, lda, y, ldy, NULL, isa, threads,
+    const int st = condense_gguf_plan(&j, type, packed, n, k, m, x, lda, y, ldy, bias, isa, threads,
                                       condense_scratch(CONDENSE_SCRATCH_QX, bytes));
     if (st != CONDENSE_OK) return st;
     condense_team_run(j.nt, condense_gguf_share, &j);
     return CONDENSE_OK;
+}
+
+int condense_gguf_gemm(uint32_t type, const void *packed, size_t n, size_t k, size_t m, const float *x, size_t lda,
+                       float *y, size_t ldy, condense_isa isa, int threads) {
+    return condense_gguf_gemm_bias(type, packed, n, k, m, x, lda, NULL, y, ldy, isa, threads);
 }
 
 const char *condense_gguf_gemm_kernel_name(uint32_t type, condense_isa isa) {

@@ -554,6 +554,10 @@ int condense_gguf_pack(uint32_t type, const void *w, size_t n, size_t k, void *d
  *  over groups of 16 rows. */
 int condense_gguf_gemm(uint32_t type, const void *packed, size_t n, size_t k, size_t m, const float *x, size_t lda,
                        float *y, size_t ldy, condense_isa isa, int threads);
+/** condense_gguf_gemm with bias[j] (N floats, or NULL) added to every row of Y, each thread
+ *  adding it to the columns it computed. */
+int condense_gguf_gemm_bias(uint32_t type, const void *packed, size_t n, size_t k, size_t m, const float *x, size_t lda,
+                            const float *bias, float *y, size_t ldy, condense_isa isa, int threads);
 /** One GGUF block kernel: the registration point for tests, `condense info` and dispatch. */
 typedef struct condense_gguf_kernel {
     const char *name;      /* e.g. "gguf_q4_1_x16__avx512vnni" */
@@ -644,6 +648,9 @@ typedef struct condense_attention_sequence {
     float *out;
     size_t t, p0;
 } condense_attention_sequence;
+/** Writes n floats as one KV-cache row of ggml type `type` (F32, F16, Q8_0 or Q4_0, n a multiple
+ *  of 32 for the blocks), rounded as ggml rounds them. Returns a condense_status. */
+int condense_kv_write_row(uint32_t type, const float *src, void *dst, size_t n, condense_isa isa);
 /** condense_causal_attention for n sequences with their own caches (continuous batching's decode
  *  steps: one row each), the sequences spread over the threads. Returns a condense_status. */
 int condense_causal_attention_batch(const condense_attention_sequence *seqs, size_t n, size_t ldq, uint32_t kv_type, size_t ldkv,

@@ -72,7 +72,25 @@ private func sampleWriter() throws -> GGUFWriter {
             var out = [UInt8](repeating: 0, count: x.count / 32 * (c.type == "Q8_0" ? 34 : 18))
             if c.type == "Q8_0" { condense_quantize_row_q8_0(x, &out, x.count) } else { condense_quantize_row_q4_0(x, &out, x.count) }
             #expect(Data(out) == Data(base64Encoded: c.bytes)!, "\(c.type)")
+            // The cache row writer (the sessions' and the layer job's) writes the same bytes.
+            for isa in CondenseRuntime.runnableISAs {
+                var row = [UInt8](repeating: 0xAA, count: out.count)
+                #expect(condense_kv_write_row(c.ggml_type, x, &row, x.count, condense_isa(UInt32(isa.rawValue))) == CONDENSE_OK.rawValue)
+                #expect(row == out, "\(c.type) \(isa)")
+            }
         }
+        // F32 rows copy, F16 rows round as condense_f32_to_f16; other types, partial blocks and
+        // no source are refused, nothing written.
+        let x: [Float] = (0..<64).map { Float($0) * 0.37 - 9 }
+        var f32 = [Float](repeating: 0, count: 64), f16 = [UInt16](repeating: 0, count: 64), want16 = f16
+        #expect(condense_kv_write_row(UInt32(CONDENSE_GGUF_F32), x, &f32, 64, CONDENSE_ISA_SCALAR) == CONDENSE_OK.rawValue && f32 == x)
+        condense_f32_to_f16(x, &want16, 64, CONDENSE_ISA_SCALAR)
+        #expect(condense_kv_write_row(UInt32(CONDENSE_GGUF_F16), x, &f16, 64, CONDENSE_ISA_SCALAR) == CONDENSE_OK.rawValue && f16 == want16)
+        var untouched = [UInt8](repeating: 0xAA, count: 64)
+        #expect(condense_kv_write_row(UInt32(CONDENSE_GGUF_Q4_1), x, &untouched, 32, CONDENSE_ISA_SCALAR) == CONDENSE_ERR_INVALID.rawValue)
+        #expect(condense_kv_write_row(UInt32(CONDENSE_GGUF_Q8_0), x, &untouched, 33, CONDENSE_ISA_SCALAR) == CONDENSE_ERR_INVALID.rawValue)
+        #expect(condense_kv_write_row(UInt32(CONDENSE_GGUF_Q8_0), nil, &untouched, 32, CONDENSE_ISA_SCALAR) == CONDENSE_ERR_INVALID.rawValue)
+        #expect(untouched.allSatisfy { $0 == 0xAA })
     }
 
     /// The real model, when installed: its layout, and rows of its Q8_0, Q4_1 and F32 tensors

@@ -24,9 +24,8 @@ public final class GGUFBlockLinear: PreparedLinear, @unchecked Sendable {
     /// The block code (`CONDENSE_GGUF_*` or `CONDENSE_BLOCK_S24Q4`) and its name.
     let code: UInt32
     let typeName: String
-    let bias: [Float]?
-    // The bias again as a C array, for condense_decoder_forward; nil without one.
-    private let biasBuffer: UnsafeMutablePointer<Float>?
+    // The bias as a C array (the kernels add it, here and in condense_decoder_forward); nil without one.
+    private let bias: UnsafeMutablePointer<Float>?
     let isa: ISA
     let threads: Int32
     public let backendName = "native"
@@ -109,13 +108,12 @@ public final class GGUFBlockLinear: PreparedLinear, @unchecked Sendable {
         packedBytes = total
         self.code = code
         self.typeName = typeName
-        self.bias = bias
         if let bias {
             let b = UnsafeMutablePointer<Float>.allocate(capacity: bias.count)
             b.initialize(from: bias, count: bias.count)
-            biasBuffer = b
+            self.bias = b
         } else {
-            biasBuffer = nil
+            self.bias = nil
         }
         self.isa = CondenseRuntime.clamped(isa ?? CondenseRuntime.activeISA)
         self.threads = Int32(clamping: threads ?? 0)
@@ -125,13 +123,13 @@ public final class GGUFBlockLinear: PreparedLinear, @unchecked Sendable {
 
     deinit {
         free(packed)
-        biasBuffer?.deallocate()
+        bias?.deallocate()
     }
 
     /// These weights as one part of a projection of `condense_decoder_forward` (a whole decoder
     /// layer in one job of the thread team). The pointers live as long as `self`.
     package var decoderPart: condense_decoder_part {
-        condense_decoder_part(type: code, packed: UnsafeRawPointer(packed), n: outFeatures, bias: UnsafePointer(biasBuffer),
+        condense_decoder_part(type: code, packed: UnsafeRawPointer(packed), n: outFeatures, bias: UnsafePointer(bias),
                               isa: condense_isa(UInt32(isa.rawValue)))
     }
 
@@ -140,14 +138,10 @@ public final class GGUFBlockLinear: PreparedLinear, @unchecked Sendable {
     /// Y = X · Wᵀ (+ bias) on the blocks' kernel: X quantized per block of 32, integer dots, as ggml's CPU backend.
     public func apply(_ x: Matrix<Float>, into y: inout Matrix<Float>) throws {
         var status: Int32 = 0
-        let (type, n, k, isa, threads, w) = (code, outFeatures, inFeatures, condense_isa(UInt32(isa.rawValue)), threads, packed)
+        let (type, n, k, isa, threads, w, bias) = (code, outFeatures, inFeatures, condense_isa(UInt32(isa.rawValue)), threads, packed, bias)
         try runKernel(x, &y) { m, xp, ldx, yp, ldy in
-            status = condense_gguf_gemm(type, w, n, k, m, xp, ldx, yp, ldy, isa, threads)
+            status = condense_gguf_gemm_bias(type, w, n, k, m, xp, ldx, bias, yp, ldy, isa, threads)
         }
         try NativeStatus.check(status, kernel: kernelName)
-        if let bias {
-            let cols = y.columns
-            y.withUnsafeMutableBufferPointer { p in for r in 0..<(p.count / max(cols, 1)) { for j in 0..<cols { p[r * cols + j] += bias[j] } } }
-        }
     }
 }

@@ -86,13 +86,10 @@ public enum KVCacheType: String, Sendable, CaseIterable {
         }
     }
     /// Writes `n` floats as one cache row.
+    /// (Through the kernels' own row writer, which the layer job uses too; a session checked
+    /// its head dimension against the block types, so the row is always valid.)
     func write(_ src: UnsafePointer<Float>, _ dst: UnsafeMutableRawPointer, _ n: Int, isa: condense_isa) {
-        switch self {
-        case .f32: dst.copyMemory(from: src, byteCount: n * 4)
-        case .f16: condense_f32_to_f16(src, dst.assumingMemoryBound(to: UInt16.self), n, isa)
-        case .q8_0: condense_quantize_row_q8_0(src, dst, n)
-        case .q4_0: condense_quantize_row_q4_0(src, dst, n)
-        }
+        _ = condense_kv_write_row(ggmlType, src, dst, n, isa)
     }
 }
 
